@@ -1,0 +1,53 @@
+//! The distance kernels per metric and dimension: the run-time chosen (SIMD) kernel against the
+//! scalar reference.
+//!
+//! `cargo bench -p needle-benches --bench distance`
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use needle_benches::synthetic_vectors;
+use needle_core::Distance;
+use needle_core::__private::{dot_scalar, kernel_for, l2_squared_scalar};
+
+/// What `kernel_for` returns.
+type Kernel = fn(&[f32], &[f32]) -> f32;
+
+const DIMS: [usize; 4] = [50, 128, 384, 768];
+
+fn cosine_scalar(a: &[f32], b: &[f32]) -> f32 {
+    1.0 - dot_scalar(a, b)
+}
+
+fn neg_dot_scalar(a: &[f32], b: &[f32]) -> f32 {
+    -dot_scalar(a, b)
+}
+
+/// The scalar kernel with the same meaning as `kernel_for(distance)`.
+fn scalar_for(distance: Distance) -> Kernel {
+    match distance {
+        Distance::Cosine => cosine_scalar,
+        Distance::Euclidean => l2_squared_scalar,
+        Distance::DotProduct => neg_dot_scalar,
+    }
+}
+
+fn kernels(c: &mut Criterion) {
+    for distance in [Distance::Cosine, Distance::Euclidean, Distance::DotProduct] {
+        let mut group = c.benchmark_group(format!("distance/{distance:?}"));
+        for dim in DIMS {
+            let v = synthetic_vectors(2, dim, 42);
+            let (a, b) = (v.row(0), v.row(1));
+            group.throughput(Throughput::Elements(dim as u64));
+            for (name, kernel) in [("simd", kernel_for(distance)), ("scalar", scalar_for(distance))] {
+                group.bench_with_input(BenchmarkId::new(name, dim), &dim, |bench, _| {
+                    bench.iter(|| kernel(black_box(a), black_box(b)))
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);

@@ -1,0 +1,557 @@
+//! `needle-ann`: build a Needle collection from a data set and measure it.
+//!
+//! Two ways to call it:
+//!
+//! - `needle-ann --data DIR [--m 16] [--efc 200] [--ef 10,20,40,80,160] [--k 10] [--threads N]
+//!   [--save FILE] [--json]`: recall, queries per second on one thread and on all cores, build
+//!   time on one thread and with `insert_batch` on all cores, memory, file size, open time.
+//! - with exactly nine positional arguments, `BASE QUERY GT M EFC EF_LIST K REPEATS STOP_RECALL`:
+//!   an external engine for `../shared/bench/peers.py` (see its docstring): one thread, a JSON
+//!   list of rows as the last line of stdout, everything else on stderr.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use needle_core::{Database, DatabaseOptions, WalMode};
+use needle_benches::collection::{CHUNK, COLLECTION, config, insert_rows};
+use needle_benches::dataset::metric_for_base;
+use needle_benches::vecs::write_ivecs_rows;
+use needle_benches::{
+    BenchError, Dataset, Metric, Result, Threads, Vecs, recall_at_k, rss_bytes, timed_search,
+};
+use rayon::{ThreadPool, ThreadPoolBuilder};
+use serde::Serialize;
+
+const PROTOCOL_HELP: &str = "\
+PEERS.PY ENGINE MODE:
+  needle-ann BASE QUERY GT M EFC EF_LIST K REPEATS STOP_RECALL
+  Exactly nine positional arguments: the external-engine protocol of ../shared/bench/peers.py.
+  Builds on one thread, searches one query at a time on one thread, prints a JSON list of rows
+  as the last line of stdout, and writes the ids found to $PEERS_RESULTS_DIR/ef<EF>.ivecs when
+  that is set. Metric: $PEERS_METRIC, else meta.json beside BASE.";
+
+/// Measure Needle on a data set: recall@k, queries per second, build time, memory, file size.
+#[derive(Debug, Parser)]
+#[command(name = "needle-ann", version, after_help = PROTOCOL_HELP)]
+struct Cli {
+    /// Data set folder with base.fvecs, query.fvecs, gt.ivecs and meta.json.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// HNSW M: links per node on the upper layers (2*M on layer 0).
+    #[arg(long, default_value_t = 16)]
+    m: usize,
+    /// HNSW ef_construction.
+    #[arg(long, default_value_t = 200)]
+    efc: usize,
+    /// ef_search values to sweep, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,20,40,80,160")]
+    ef: Vec<usize>,
+    /// Neighbours asked per query (recall@k).
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Timed passes over the queries per ef; the best counts.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Threads for the parallel build and the all-cores queries [default: all logical CPUs].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Keep the saved .needle file here instead of in a temporary folder (must not exist).
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let outcome = if is_protocol_call(&args) {
+        ProtocolArgs::parse(&args[1..]).and_then(|p| run_protocol(&p))
+    } else {
+        run_friendly(&Cli::parse())
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("needle-ann: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Nine arguments, none of them a flag: the peers.py protocol.
+fn is_protocol_call(args: &[OsString]) -> bool {
+    args.len() == 10
+        && args[1..]
+            .iter()
+            .all(|a| !a.to_string_lossy().starts_with("--"))
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("[needle] {}", msg.as_ref());
+}
+
+fn pool(threads: usize) -> Result<ThreadPool> {
+    ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("needle-ann-{i}"))
+        .build()
+        .map_err(|e| BenchError::Invalid(format!("cannot start {threads} threads: {e}")))
+}
+
+/// The first `k` ground-truth ids per query.
+fn truth_top_k(ds: &Dataset, k: usize) -> Result<Vecs<i32>> {
+    if k == 0 || k > ds.gt.dim() {
+        return Err(BenchError::Invalid(format!(
+            "k = {k}, but the ground truth has {} ids per query",
+            ds.gt.dim()
+        )));
+    }
+    let mut gt = ds.gt.clone();
+    gt.truncate_columns(k)?;
+    Ok(gt)
+}
+
+/// A fresh in-memory collection of every base row, built on the threads of `pool`.
+/// Returns the database, the build's wall seconds, and the RSS growth from just before the
+/// collection was created to just after the build.
+fn build_in_memory(
+    ds: &Dataset,
+    m: usize,
+    efc: usize,
+    chunk: usize,
+    pool: &ThreadPool,
+) -> Result<(Database, f64, u64)> {
+    let db = Database::in_memory();
+    let rss_before = rss_bytes()?;
+    let start = Instant::now();
+    pool.install(|| -> Result<()> {
+        db.create_collection_with_config(COLLECTION, ds.base.dim(), config(ds.metric, m, efc))?;
+        insert_rows(&db, COLLECTION, &ds.base, chunk)
+    })?;
+    let build_s = start.elapsed().as_secs_f64();
+    let mem = rss_bytes()?.saturating_sub(rss_before);
+    Ok((db, build_s, mem))
+}
+
+// ------------------------------------------------------------------------------ peers.py mode
+
+#[derive(Debug)]
+struct ProtocolArgs {
+    base: PathBuf,
+    query: PathBuf,
+    gt: PathBuf,
+    m: usize,
+    efc: usize,
+    ef_list: Vec<usize>,
+    k: usize,
+    repeats: usize,
+    stop_recall: f64,
+}
+
+impl ProtocolArgs {
+    fn parse(args: &[OsString]) -> Result<ProtocolArgs> {
+        let text = |i: usize| args[i].to_string_lossy().into_owned();
+        let num = |i: usize, name: &str| -> Result<usize> {
+            text(i)
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| {
+                    BenchError::Invalid(format!(
+                        "argument {} ({name}): {:?} is not a positive integer",
+                        i + 1,
+                        text(i)
+                    ))
+                })
+        };
+        let ef_list = text(5)
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse::<usize>().ok().filter(|&v| v > 0))
+            .collect::<Option<Vec<_>>>()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                BenchError::Invalid(format!(
+                    "argument 6 (EF_LIST): {:?} is not a comma-separated list of positive integers",
+                    text(5)
+                ))
+            })?;
+        let stop_recall = text(8).trim().parse::<f64>().map_err(|_| {
+            BenchError::Invalid(format!(
+                "argument 9 (STOP_RECALL): {:?} is not a number",
+                text(8)
+            ))
+        })?;
+        Ok(ProtocolArgs {
+            base: PathBuf::from(&args[0]),
+            query: PathBuf::from(&args[1]),
+            gt: PathBuf::from(&args[2]),
+            m: num(3, "M")?,
+            efc: num(4, "EFC")?,
+            ef_list,
+            k: num(6, "K")?,
+            repeats: num(7, "REPEATS")?,
+            stop_recall,
+        })
+    }
+}
+
+/// One row of the JSON list peers.py reads.
+#[derive(Debug, Serialize)]
+struct ProtocolRow {
+    ef: usize,
+    recall: f64,
+    qps: f64,
+    build_s: f64,
+    mem_bytes: u64,
+    info: String,
+}
+
+fn run_protocol(p: &ProtocolArgs) -> Result<()> {
+    let metric = metric_for_base(&p.base)?;
+    let ds = Dataset::from_files(&p.base, &p.query, &p.gt, metric)?;
+    let gt = truth_top_k(&ds, p.k)?;
+    let results_dir = std::env::var_os("PEERS_RESULTS_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    let one = pool(1)?;
+
+    let (db, build_s, mem_bytes) = build_in_memory(&ds, p.m, p.efc, CHUNK, &one)?;
+    log(format!(
+        "built n={} d={} metric={} M={} efc={} in {build_s:.2} s on 1 thread, RSS +{:.1} MB",
+        ds.base.len(),
+        ds.base.dim(),
+        metric.name(),
+        p.m,
+        p.efc,
+        mb(mem_bytes)
+    ));
+    let info = format!(
+        "needle-core {}, distance {:?}, insert_batch of {CHUNK} on 1 thread",
+        env!("CARGO_PKG_VERSION"),
+        metric.distance()
+    );
+
+    let mut rows = Vec::new();
+    for &ef in &p.ef_list {
+        let run = one.install(|| {
+            timed_search(
+                &db,
+                COLLECTION,
+                &ds.queries,
+                p.k,
+                ef,
+                p.repeats,
+                Threads::One,
+            )
+        })?;
+        let recall = recall_at_k(&run.ids, &gt, p.k)?;
+        if let Some(dir) = &results_dir {
+            write_ivecs_rows(dir.join(format!("ef{ef}.ivecs")), &run.ids)?;
+        }
+        log(format!(
+            "ef={ef:<4} recall@{}={recall:.4} qps={:.0}",
+            p.k, run.qps
+        ));
+        rows.push(ProtocolRow {
+            ef,
+            recall,
+            qps: run.qps,
+            build_s,
+            mem_bytes,
+            info: info.clone(),
+        });
+        if recall >= p.stop_recall {
+            break;
+        }
+    }
+    let line = serde_json::to_string(&rows)
+        .map_err(|e| BenchError::Invalid(format!("cannot encode the rows: {e}")))?;
+    println!("{line}");
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------ friendly mode
+
+#[derive(Debug, Serialize)]
+struct Report {
+    data: String,
+    name: String,
+    metric: &'static str,
+    n: usize,
+    dim: usize,
+    queries: usize,
+    m: usize,
+    ef_construction: usize,
+    k: usize,
+    threads: usize,
+    build_1_thread_s: f64,
+    build_all_cores_s: f64,
+    mem_bytes: u64,
+    mem_bytes_per_vector: f64,
+    raw_vector_bytes: usize,
+    checkpoint_s: f64,
+    file: String,
+    file_bytes: u64,
+    open_s: f64,
+    reopened_count: usize,
+    reopened_ef: usize,
+    reopened_recall: f64,
+    rows: Vec<FriendlyRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct FriendlyRow {
+    ef: usize,
+    recall: f64,
+    qps_1_thread: f64,
+    qps_all_cores: f64,
+}
+
+fn run_friendly(cli: &Cli) -> Result<()> {
+    if cli.ef.is_empty() || cli.ef.contains(&0) {
+        return Err(BenchError::Invalid("--ef needs positive integers".into()));
+    }
+    let threads = cli
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let ds = Dataset::load(&cli.data)?;
+    let gt = truth_top_k(&ds, cli.k)?;
+    let one = pool(1)?;
+    let all = pool(threads)?;
+    log(format!(
+        "{}: {} x {} base, {} queries, metric {}",
+        ds.name,
+        ds.base.len(),
+        ds.base.dim(),
+        ds.queries.len(),
+        ds.metric.name()
+    ));
+
+    // One thread: build, memory, the ef sweep.
+    let (db, build_1, mem) = build_in_memory(&ds, cli.m, cli.efc, CHUNK, &one)?;
+    log(format!(
+        "built on 1 thread in {build_1:.2} s, RSS +{:.1} MB",
+        mb(mem)
+    ));
+    let mut rows = Vec::new();
+    for &ef in &cli.ef {
+        let serial = one.install(|| {
+            timed_search(&db, COLLECTION, &ds.queries, cli.k, ef, cli.repeats, Threads::One)
+        })?;
+        let parallel = all.install(|| {
+            timed_search(&db, COLLECTION, &ds.queries, cli.k, ef, cli.repeats, Threads::Pool)
+        })?;
+        let recall = recall_at_k(&serial.ids, &gt, cli.k)?;
+        log(format!(
+            "ef={ef:<4} recall@{}={recall:.4} qps 1 thread={:.0} all cores={:.0}",
+            cli.k, serial.qps, parallel.qps
+        ));
+        rows.push(FriendlyRow {
+            ef,
+            recall,
+            qps_1_thread: serial.qps,
+            qps_all_cores: parallel.qps,
+        });
+    }
+    drop(db);
+
+    // All cores: one insert_batch into a file-backed database, then checkpoint and reopen.
+    let tmp = tempfile::tempdir().map_err(|source| BenchError::Io {
+        what: "creating a temporary folder".into(),
+        source,
+    })?;
+    let file = match &cli.save {
+        Some(path) if path.exists() => {
+            return Err(BenchError::Invalid(format!(
+                "--save {}: the file exists; remove it or choose another path",
+                path.display()
+            )));
+        }
+        Some(path) => path.clone(),
+        None => tmp.path().join("bench.needle"),
+    };
+    let db = Database::open_with(&file, DatabaseOptions { wal: WalMode::Off })?;
+    db.create_collection_with_config(COLLECTION, ds.base.dim(), config(ds.metric, cli.m, cli.efc))?;
+    let start = Instant::now();
+    all.install(|| insert_rows(&db, COLLECTION, &ds.base, usize::MAX))?;
+    let build_all = start.elapsed().as_secs_f64();
+    log(format!(
+        "built with one insert_batch on {threads} threads in {build_all:.2} s"
+    ));
+    let start = Instant::now();
+    db.checkpoint()?;
+    let checkpoint_s = start.elapsed().as_secs_f64();
+    drop(db);
+    let file_bytes = std::fs::metadata(&file)
+        .map_err(|source| BenchError::Io {
+            what: format!("reading the size of {}", file.display()),
+            source,
+        })?
+        .len();
+
+    let start = Instant::now();
+    let db = Database::open(&file)?;
+    let open_s = start.elapsed().as_secs_f64();
+    let reopened_count = db.count(COLLECTION)?;
+    let reopened_ef = *cli.ef.last().expect("--ef was checked to be non-empty");
+    let check = one.install(|| {
+        timed_search(&db, COLLECTION, &ds.queries, cli.k, reopened_ef, 1, Threads::One)
+    })?;
+    let reopened_recall = recall_at_k(&check.ids, &gt, cli.k)?;
+    drop(db);
+    log(format!(
+        "checkpoint {checkpoint_s:.2} s, {:.1} MB; open {open_s:.3} s; {reopened_count} records",
+        mb(file_bytes)
+    ));
+
+    let report = Report {
+        data: cli.data.display().to_string(),
+        name: ds.name.clone(),
+        metric: ds.metric.name(),
+        n: ds.base.len(),
+        dim: ds.base.dim(),
+        queries: ds.queries.len(),
+        m: cli.m,
+        ef_construction: cli.efc,
+        k: cli.k,
+        threads,
+        build_1_thread_s: build_1,
+        build_all_cores_s: build_all,
+        mem_bytes: mem,
+        mem_bytes_per_vector: mem as f64 / ds.base.len().max(1) as f64,
+        raw_vector_bytes: ds.base.dim() * 4,
+        checkpoint_s,
+        file: if cli.save.is_some() {
+            file.display().to_string()
+        } else {
+            "(temporary, deleted)".into()
+        },
+        file_bytes,
+        open_s,
+        reopened_count,
+        reopened_ef,
+        reopened_recall,
+        rows,
+    };
+    if cli.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| BenchError::Invalid(format!("cannot encode the report: {e}")))?;
+        println!("{text}");
+    } else {
+        print_report(&report, &cli.data);
+    }
+    Ok(())
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn print_report(r: &Report, data: &Path) {
+    println!(
+        "needle-ann: {} ({}), {} x {} base, {} queries, metric {}",
+        r.name,
+        data.display(),
+        r.n,
+        r.dim,
+        r.queries,
+        r.metric
+    );
+    println!(
+        "HNSW M={} ef_construction={}, k={}, {} threads for the all-cores figures\n",
+        r.m, r.ef_construction, r.k, r.threads
+    );
+    println!(
+        "{:>6}  {:>9}  {:>12}  {:>14}",
+        "ef",
+        format!("recall@{}", r.k),
+        "QPS 1 thread",
+        "QPS all cores"
+    );
+    for row in &r.rows {
+        println!(
+            "{:>6}  {:>9.4}  {:>12.0}  {:>14.0}",
+            row.ef, row.recall, row.qps_1_thread, row.qps_all_cores
+        );
+    }
+    println!();
+    let per_s = |secs: f64| r.n as f64 / secs.max(1e-9);
+    println!(
+        "build, 1 thread (insert_batch of {CHUNK}):   {:>8.2} s  ({:.0} vectors/s)",
+        r.build_1_thread_s,
+        per_s(r.build_1_thread_s)
+    );
+    println!(
+        "build, {} threads (one insert_batch):       {:>8.2} s  ({:.0} vectors/s)",
+        r.threads,
+        r.build_all_cores_s,
+        per_s(r.build_all_cores_s)
+    );
+    println!(
+        "memory (RSS growth over the 1-thread build): {:>8.1} MB  ({:.0} bytes/vector; raw vector {} bytes)",
+        mb(r.mem_bytes),
+        r.mem_bytes_per_vector,
+        r.raw_vector_bytes
+    );
+    println!(
+        "checkpoint:                                  {:>8.2} s  -> {:.1} MB file {}",
+        r.checkpoint_s,
+        mb(r.file_bytes),
+        r.file
+    );
+    println!(
+        "Database::open of that file:                 {:>8.3} s  ({} records; recall@{} {:.4} at ef={})",
+        r.open_s, r.reopened_count, r.k, r.reopened_recall, r.reopened_ef
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn nine_positional_arguments_select_the_protocol() {
+        let nine = ["b", "q", "g", "16", "200", "10,20", "10", "3", "0.999"];
+        let mut argv = vec!["needle-ann"];
+        argv.extend(nine);
+        assert!(is_protocol_call(&os(&argv)));
+        assert!(!is_protocol_call(&os(&["needle-ann", "--data", "x"])));
+        argv[1] = "--data";
+        assert!(!is_protocol_call(&os(&argv)));
+
+        let p = ProtocolArgs::parse(&os(&nine)).unwrap();
+        assert_eq!((p.m, p.efc, p.k, p.repeats), (16, 200, 10, 3));
+        assert_eq!(p.ef_list, vec![10, 20]);
+        assert_eq!(p.stop_recall, 0.999);
+        let mut bad = nine;
+        bad[5] = "10,x";
+        assert!(ProtocolArgs::parse(&os(&bad)).is_err());
+        bad = nine;
+        bad[3] = "0";
+        assert!(ProtocolArgs::parse(&os(&bad)).is_err());
+    }
+
+    #[test]
+    fn metric_names_map_to_needle_distances() {
+        assert_eq!(
+            Metric::parse("cosine").unwrap().distance(),
+            needle_core::Distance::Cosine
+        );
+        assert_eq!(
+            Metric::parse("L2").unwrap().distance(),
+            needle_core::Distance::Euclidean
+        );
+        assert!(Metric::parse("hamming").is_none());
+    }
+}

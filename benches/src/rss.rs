@@ -1,0 +1,42 @@
+//! The process's resident memory, from `/proc/self/status` (Linux only).
+
+use crate::error::{BenchError, Result};
+
+/// Resident set size now (`VmRSS`), in bytes.
+pub fn rss_bytes() -> Result<u64> {
+    status_kib("VmRSS").map(|kib| kib * 1024)
+}
+
+/// Peak resident set size so far (`VmHWM`), in bytes.
+pub fn peak_rss_bytes() -> Result<u64> {
+    status_kib("VmHWM").map(|kib| kib * 1024)
+}
+
+fn status_kib(field: &str) -> Result<u64> {
+    let path = "/proc/self/status";
+    let text = std::fs::read_to_string(path).map_err(|source| BenchError::Io {
+        what: format!("reading {path}"),
+        source,
+    })?;
+    text.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .ok_or_else(|| BenchError::Invalid(format!("{path}: no {field} line in kB")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_grows_when_memory_is_touched() {
+        let before = rss_bytes().unwrap();
+        let block = vec![1u8; 64 << 20];
+        let after = rss_bytes().unwrap();
+        assert!(after >= before + (32 << 20), "{before} -> {after}");
+        assert!(peak_rss_bytes().unwrap() >= after);
+        drop(std::hint::black_box(block));
+    }
+}

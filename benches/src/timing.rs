@@ -1,0 +1,91 @@
+//! Timed search passes: every query once, one at a time on this thread or spread over the
+//! current rayon pool; the best of several passes.
+
+use std::time::Instant;
+
+use needle_core::{Database, SearchOptions, SearchResult};
+use rayon::prelude::*;
+
+use crate::collection::result_rows;
+use crate::error::{BenchError, Result};
+use crate::vecs::Vecs;
+
+/// How the queries of a pass are spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// One query at a time on the calling thread.
+    One,
+    /// Queries spread over the current rayon pool (run inside `pool.install` to choose it).
+    Pool,
+}
+
+/// The outcome of the passes at one `ef`.
+#[derive(Debug, Clone)]
+pub struct SearchRun {
+    /// The shortest pass, in seconds.
+    pub best_s: f64,
+    /// Queries per second of the shortest pass.
+    pub qps: f64,
+    /// Per query, the row numbers returned (of the last pass), nearest first.
+    pub ids: Vec<Vec<i32>>,
+}
+
+/// Options for a benchmark search: `ef` as given, no metadata, no vectors.
+pub fn search_options(ef: usize) -> SearchOptions {
+    SearchOptions {
+        ef_search: Some(ef),
+        include_metadata: false,
+        include_vectors: false,
+        ..SearchOptions::default()
+    }
+}
+
+/// Searches every query `repeats` times (at least once) for its `k` nearest at `ef` and keeps
+/// the shortest pass. The results of a pass are kept until the next pass replaces them, so
+/// freeing them is timed (as the caller of a real search pays for it) but turning ids back into
+/// row numbers is not.
+pub fn timed_search(
+    db: &Database,
+    collection: &str,
+    queries: &Vecs<f32>,
+    k: usize,
+    ef: usize,
+    repeats: usize,
+    threads: Threads,
+) -> Result<SearchRun> {
+    if queries.is_empty() {
+        return Err(BenchError::Invalid("no queries to search".into()));
+    }
+    let opts = search_options(ef);
+    let mut results: Vec<Vec<SearchResult>> = vec![Vec::new(); queries.len()];
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        match threads {
+            Threads::One => {
+                for (slot, q) in results.iter_mut().zip(queries.rows()) {
+                    *slot = db.search_with(collection, q, k, &opts)?;
+                }
+            }
+            Threads::Pool => {
+                results
+                    .par_iter_mut()
+                    .zip(queries.as_flat().par_chunks_exact(queries.dim()))
+                    .try_for_each(|(slot, q)| -> Result<()> {
+                        *slot = db.search_with(collection, q, k, &opts)?;
+                        Ok(())
+                    })?;
+            }
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    let ids = results
+        .iter()
+        .map(|hits| result_rows(hits))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SearchRun {
+        best_s: best,
+        qps: queries.len() as f64 / best.max(1e-9),
+        ids,
+    })
+}

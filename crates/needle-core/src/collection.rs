@@ -1,0 +1,480 @@
+//! One collection in memory: records (id → dense slot), vectors in one flat array, metadata,
+//! tombstones, and the HNSW graph over the slots. Validation of everything a caller hands in
+//! happens here, in `prepare_*`, before anything is logged or changed; the `apply_*` methods
+//! work only on prepared (valid) values and cannot fail, so a write is all or nothing.
+
+use std::collections::{BinaryHeap, HashMap};
+
+use rayon::prelude::*;
+use serde_json::Value;
+
+use crate::config::{CollectionConfig, Distance, SearchOptions};
+use crate::distance::{Kernel, kernel_for, normalize};
+use crate::error::{NeedleError, Result};
+use crate::filter::Filter;
+use crate::hnsw::{Cand, Graph, Space};
+
+/// Longest id accepted, in bytes.
+pub(crate) const MAX_ID_BYTES: usize = 1024;
+/// Longest collection name accepted, in bytes.
+pub(crate) const MAX_NAME_BYTES: usize = 128;
+/// Largest dimension accepted.
+pub(crate) const MAX_DIMENSIONS: usize = 65_536;
+/// Batches are linked in chunks of this size: planned in parallel against the graph as it was
+/// before the chunk, then linked in order. Fixed (not tied to the thread count) so the graph is
+/// the same however many threads build it.
+const BATCH_CHUNK: usize = 128;
+/// Below this many live records a filtered search simply scans.
+const SCAN_ALWAYS_BELOW: usize = 4096;
+/// A filter estimated to match less than this fraction of records is answered by an exact scan.
+const SCAN_SELECTIVITY: f64 = 0.05;
+/// Records sampled to estimate a filter's selectivity.
+const SELECTIVITY_SAMPLE: usize = 256;
+
+/// A record ready to be applied: id checked, vector checked (and normalised under cosine),
+/// metadata checked to be an object.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Prepared {
+    pub id: String,
+    pub vector: Vec<f32>,
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Collection {
+    pub name: String,
+    pub dim: usize,
+    pub config: CollectionConfig,
+    pub kernel: Kernel,
+    /// `dim` floats per slot, including tombstoned slots (they still route searches).
+    pub vectors: Vec<f32>,
+    /// The id of each slot (tombstoned slots keep theirs until compaction).
+    pub ids: Vec<String>,
+    pub metadata: Vec<Option<Value>>,
+    pub deleted: Vec<bool>,
+    pub live: usize,
+    pub graph: Graph,
+    /// Live ids only.
+    pub index: HashMap<String, u32>,
+}
+
+pub(crate) fn validate_collection_name(name: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(NeedleError::InvalidCollectionName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if name.is_empty() {
+        return bad("name is empty");
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return bad("name is longer than 128 bytes");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
+        return bad("only ASCII letters, digits, '_', '-' and '.' are allowed");
+    }
+    if name.starts_with('.') {
+        return bad("name must not start with '.'");
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_dimensions(dimensions: usize) -> Result<()> {
+    if dimensions == 0 || dimensions > MAX_DIMENSIONS {
+        return Err(NeedleError::InvalidArgument {
+            what: "dimensions".into(),
+            reason: format!("must be in 1..={MAX_DIMENSIONS}, got {dimensions}"),
+        });
+    }
+    Ok(())
+}
+
+impl Collection {
+    pub fn new(name: &str, dim: usize, config: CollectionConfig) -> Self {
+        Collection {
+            name: name.to_string(),
+            dim,
+            kernel: kernel_for(config.distance),
+            graph: Graph::new(config.m, config.ef_construction),
+            config,
+            vectors: Vec::new(),
+            ids: Vec::new(),
+            metadata: Vec::new(),
+            deleted: Vec::new(),
+            live: 0,
+            index: HashMap::new(),
+        }
+    }
+
+    pub fn slots(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn space(&self) -> Space<'_> {
+        Space {
+            data: &self.vectors,
+            dim: self.dim,
+            kernel: self.kernel,
+        }
+    }
+
+    // ---- validation -------------------------------------------------------------------------
+
+    pub fn check_id(&self, id: &str) -> Result<()> {
+        let reason = if id.is_empty() {
+            "id is empty".to_string()
+        } else if id.len() > MAX_ID_BYTES {
+            format!("id is {} bytes, the limit is {MAX_ID_BYTES}", id.len())
+        } else {
+            return Ok(());
+        };
+        Err(NeedleError::InvalidId {
+            collection: self.name.clone(),
+            reason,
+        })
+    }
+
+    /// Checks a vector's length and values; under cosine returns it normalised.
+    pub fn prepare_vector(&self, mut vector: Vec<f32>, what: &str) -> Result<Vec<f32>> {
+        if vector.len() != self.dim {
+            return Err(NeedleError::DimensionMismatch {
+                collection: self.name.clone(),
+                expected: self.dim,
+                got: vector.len(),
+            });
+        }
+        if let Some(i) = vector.iter().position(|x| !x.is_finite()) {
+            return Err(NeedleError::InvalidVector {
+                collection: self.name.clone(),
+                reason: format!("{what} component {i} is {}", vector[i]),
+            });
+        }
+        if self.config.distance == Distance::Cosine && !normalize(&mut vector) {
+            return Err(NeedleError::InvalidVector {
+                collection: self.name.clone(),
+                reason: format!("{what} has zero length, which has no direction under cosine"),
+            });
+        }
+        Ok(vector)
+    }
+
+    fn check_metadata(&self, id: &str, metadata: Option<Value>) -> Result<Option<Value>> {
+        match metadata {
+            None => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(Value::Object(map))),
+            Some(other) => Err(NeedleError::InvalidMetadata {
+                collection: self.name.clone(),
+                id: id.to_string(),
+                reason: format!("metadata must be a JSON object, got {}", json_kind(&other)),
+            }),
+        }
+    }
+
+    pub fn prepare(&self, id: &str, vector: Vec<f32>, metadata: Option<Value>) -> Result<Prepared> {
+        self.check_id(id)?;
+        let vector = self.prepare_vector(vector, &format!("vector of '{id}'"))?;
+        let metadata = self.check_metadata(id, metadata)?;
+        Ok(Prepared {
+            id: id.to_string(),
+            vector,
+            metadata,
+        })
+    }
+
+    /// Validates an update and turns it into the record that will replace the current one.
+    /// Returns `None` when only the metadata changes (no new slot is needed).
+    pub fn prepare_update(
+        &self,
+        id: &str,
+        vector: Option<Vec<f32>>,
+        metadata: Option<Value>,
+    ) -> Result<(Option<Vec<f32>>, Option<Value>)> {
+        self.check_id(id)?;
+        if !self.index.contains_key(id) {
+            return Err(NeedleError::RecordNotFound {
+                collection: self.name.clone(),
+                id: id.to_string(),
+            });
+        }
+        let vector = match vector {
+            Some(v) => Some(self.prepare_vector(v, &format!("vector of '{id}'"))?),
+            None => None,
+        };
+        let metadata = self.check_metadata(id, metadata)?;
+        Ok((vector, metadata))
+    }
+
+    // ---- writes (infallible: inputs are prepared) --------------------------------------------
+
+    fn tombstone(&mut self, slot: u32) {
+        let s = slot as usize;
+        if !self.deleted[s] {
+            self.deleted[s] = true;
+            self.metadata[s] = None;
+            self.live -= 1;
+        }
+    }
+
+    /// Appends a record's storage (not yet linked); tombstones the old version of the id.
+    fn push_record(&mut self, rec: Prepared) -> u32 {
+        if let Some(old) = self.index.remove(&rec.id) {
+            self.tombstone(old);
+        }
+        let level = Graph::level_for(self.config.seed, &rec.id, self.config.m);
+        let slot = self.graph.push_node(level);
+        self.vectors.extend_from_slice(&rec.vector);
+        self.index.insert(rec.id.clone(), slot);
+        self.ids.push(rec.id);
+        self.metadata.push(rec.metadata);
+        self.deleted.push(false);
+        self.live += 1;
+        slot
+    }
+
+    pub fn apply_upsert(&mut self, rec: Prepared) {
+        self.apply_batch(vec![rec]);
+    }
+
+    /// Inserts records in order. Candidates are searched in parallel per chunk; links are made in
+    /// order, so the result does not depend on the number of threads.
+    pub fn apply_batch(&mut self, records: Vec<Prepared>) {
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let chunk: Vec<u32> = records
+                .by_ref()
+                .take(BATCH_CHUNK)
+                .map(|r| self.push_record(r))
+                .collect();
+            self.link_chunk(&chunk);
+        }
+    }
+
+    fn link_chunk(&mut self, chunk: &[u32]) {
+        let space = Space {
+            data: &self.vectors,
+            dim: self.dim,
+            kernel: self.kernel,
+        };
+        let graph = &self.graph;
+        let mut plans: Vec<Vec<Vec<Cand>>> = if chunk.len() > 1 {
+            chunk
+                .par_iter()
+                .map(|&slot| graph.plan_insert(&space, slot))
+                .collect()
+        } else {
+            chunk
+                .iter()
+                .map(|&slot| graph.plan_insert(&space, slot))
+                .collect()
+        };
+        // Nodes of one chunk cannot find each other through the graph: offer each node the
+        // earlier nodes of its chunk as candidates on the layers they share.
+        for (i, &slot) in chunk.iter().enumerate() {
+            let level = graph.levels[slot as usize] as usize;
+            for &other in &chunk[..i] {
+                let shared = level.min(graph.levels[other as usize] as usize);
+                let d = (space.kernel)(space.vector(slot), space.vector(other));
+                let plan = &mut plans[i];
+                if plan.len() <= shared {
+                    plan.resize(shared + 1, Vec::new());
+                }
+                for layer in plan.iter_mut().take(shared + 1) {
+                    layer.push(Cand { d, id: other });
+                }
+            }
+            if i > 0 {
+                for layer in plans[i].iter_mut() {
+                    layer.sort();
+                }
+            }
+        }
+        let deleted = &self.deleted;
+        for (slot, plan) in chunk.iter().zip(plans) {
+            self.graph
+                .apply_insert(&space, *slot, &plan, |n| deleted[n as usize]);
+        }
+    }
+
+    /// Replaces a record's vector and/or metadata. A new vector gets a new slot (the old one is
+    /// tombstoned), so the record stays reachable through fresh links.
+    pub fn apply_update(&mut self, id: &str, vector: Option<Vec<f32>>, metadata: Option<Value>) {
+        let Some(&slot) = self.index.get(id) else {
+            return;
+        };
+        match vector {
+            Some(vector) => {
+                let metadata = metadata.or_else(|| self.metadata[slot as usize].clone());
+                self.apply_upsert(Prepared {
+                    id: id.to_string(),
+                    vector,
+                    metadata,
+                });
+            }
+            None => self.metadata[slot as usize] = metadata,
+        }
+    }
+
+    pub fn apply_delete(&mut self, id: &str) -> bool {
+        match self.index.remove(id) {
+            Some(slot) => {
+                self.tombstone(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A copy holding only live records, densely, with a freshly built graph.
+    pub fn compacted(&self) -> Collection {
+        let mut fresh = Collection::new(&self.name, self.dim, self.config.clone());
+        let records: Vec<Prepared> = (0..self.slots())
+            .filter(|&s| !self.deleted[s])
+            .map(|s| Prepared {
+                id: self.ids[s].clone(),
+                vector: self.vectors[s * self.dim..(s + 1) * self.dim].to_vec(),
+                metadata: self.metadata[s].clone(),
+            })
+            .collect();
+        fresh.apply_batch(records);
+        fresh
+    }
+
+    // ---- reads --------------------------------------------------------------------------------
+
+    pub fn get(&self, id: &str) -> Option<(Vec<f32>, Option<Value>)> {
+        let slot = *self.index.get(id)? as usize;
+        Some((
+            self.vectors[slot * self.dim..(slot + 1) * self.dim].to_vec(),
+            self.metadata[slot].clone(),
+        ))
+    }
+
+    /// The distance a caller sees: Euclidean is reported as the true distance, not its square.
+    fn reported(&self, d: f32) -> f32 {
+        match self.config.distance {
+            Distance::Euclidean => d.max(0.0).sqrt(),
+            _ => d,
+        }
+    }
+
+    pub fn search(&self, query: &[f32], k: usize, opts: &SearchOptions) -> Result<Vec<Hit>> {
+        if k == 0 {
+            return Err(NeedleError::InvalidArgument {
+                what: "k".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        let ef = opts.ef_search.unwrap_or(self.config.ef_search);
+        if ef == 0 {
+            return Err(NeedleError::InvalidArgument {
+                what: "ef_search".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        let q = self.prepare_vector(query.to_vec(), "query")?;
+        let space = self.space();
+        let hits = match &opts.filter {
+            None => {
+                let deleted = &self.deleted;
+                self.graph
+                    .search(&space, &q, k, ef, |s| !deleted[s as usize])
+            }
+            Some(filter) => self.filtered_search(&space, &q, k, ef, filter),
+        };
+        Ok(hits
+            .into_iter()
+            .map(|c| Hit {
+                slot: c.id,
+                distance: self.reported(c.d),
+            })
+            .collect())
+    }
+
+    fn matches(&self, filter: &Filter, slot: usize) -> bool {
+        !self.deleted[slot] && filter.matches(self.metadata[slot].as_ref())
+    }
+
+    /// Estimates the share of live records that match, from a fixed, evenly spaced sample.
+    fn estimate_selectivity(&self, filter: &Filter) -> f64 {
+        let n = self.slots();
+        let step = (n / SELECTIVITY_SAMPLE).max(1);
+        let (mut seen, mut hit) = (0usize, 0usize);
+        for s in (0..n).step_by(step) {
+            if self.deleted[s] {
+                continue;
+            }
+            seen += 1;
+            if filter.matches(self.metadata[s].as_ref()) {
+                hit += 1;
+            }
+        }
+        if seen == 0 {
+            0.0
+        } else {
+            hit as f64 / seen as f64
+        }
+    }
+
+    fn filtered_search(
+        &self,
+        space: &Space,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        filter: &Filter,
+    ) -> Vec<Cand> {
+        if self.live <= SCAN_ALWAYS_BELOW || self.estimate_selectivity(filter) < SCAN_SELECTIVITY {
+            return self.scan(space, q, k, filter);
+        }
+        let found = self
+            .graph
+            .search(space, q, k, ef, |s| self.matches(filter, s as usize));
+        if found.len() < k {
+            // The walk ran out before finding k matches: an exact scan finds them if they exist.
+            return self.scan(space, q, k, filter);
+        }
+        found
+    }
+
+    /// Exact search over the records that match.
+    fn scan(&self, space: &Space, q: &[f32], k: usize, filter: &Filter) -> Vec<Cand> {
+        let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
+        for s in 0..self.slots() {
+            if !self.matches(filter, s) {
+                continue;
+            }
+            let c = Cand {
+                d: (space.kernel)(q, space.vector(s as u32)),
+                id: s as u32,
+            };
+            if best.len() < k {
+                best.push(c);
+            } else if best.peek().is_some_and(|w| c < *w) {
+                best.pop();
+                best.push(c);
+            }
+        }
+        best.into_sorted_vec()
+    }
+}
+
+/// A search result by slot; the database turns it into a `SearchResult`.
+pub(crate) struct Hit {
+    pub slot: u32,
+    pub distance: f32,
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,752 @@
+//! `Database`: the public face of needle-core. Owns the catalogue of collections, the file lock,
+//! the write-ahead log and checkpoints, and turns each public write into an [`Op`] that is
+//! validated, logged, then applied — in that order, under one writer lock, so a failed write
+//! changes nothing and the log replays exactly what was acknowledged.
+//!
+//! Concurrency: writes are serialised by the writer lock; each collection sits behind its own
+//! `RwLock`, taken for writing only while a validated change is applied, so searches go on
+//! while a write is being validated, logged and fsynced, and while a checkpoint is written.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+
+use crate::collection::{Collection, Prepared, validate_collection_name, validate_dimensions};
+use crate::config::{CollectionConfig, DatabaseOptions, SearchOptions, WalMode};
+use crate::error::{NeedleError, Result};
+use crate::storage::checkpoint::{self, Header};
+use crate::storage::wal::{self, MAX_RECORD, Op, OpRecord, Wal};
+use crate::storage::{lock, sync_dir, tmp_path, wal_path};
+
+/// One record: an id, its vector and its metadata (a JSON object).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: String,
+    /// The stored vector (unit length under cosine).
+    pub vector: Vec<f32>,
+    pub metadata: Option<Value>,
+}
+
+impl Record {
+    /// A record with the given id, vector and metadata.
+    pub fn new(id: impl Into<String>, vector: Vec<f32>, metadata: Option<Value>) -> Self {
+        Record {
+            id: id.into(),
+            vector,
+            metadata,
+        }
+    }
+}
+
+/// One search hit, nearest first in a result list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchResult {
+    pub id: String,
+    /// Cosine: `1 - cos`; Euclidean: the Euclidean distance; dot product: `-(a · b)`.
+    pub distance: f32,
+    pub metadata: Option<Value>,
+    /// Present when `SearchOptions::include_vectors` was set.
+    pub vector: Option<Vec<f32>>,
+}
+
+/// What `collection_info` reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionInfo {
+    pub name: String,
+    pub dimensions: usize,
+    pub config: CollectionConfig,
+    /// Live records.
+    pub count: usize,
+    /// Deleted or replaced records whose space `compact` would reclaim.
+    pub deleted: usize,
+}
+
+/// What `open` found on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpenReport {
+    /// The tag of the checkpoint that was loaded (see [`Database::checkpoint_with_tag`]).
+    pub checkpoint_tag: u64,
+    /// Log records replayed on top of the checkpoint.
+    pub wal_records_replayed: u64,
+    /// Bytes of torn tail cut from the log.
+    pub wal_bytes_truncated: u64,
+}
+
+/// An embedded vector database: one `.needle` file and its write-ahead log.
+///
+/// `Database` is `Send + Sync` and cheap to clone (an `Arc` inside): clones share one database.
+///
+/// ```no_run
+/// use needle_core::Database;
+/// let db = Database::open("vectors.needle")?;
+/// db.create_collection("docs", 384)?;
+/// # Ok::<(), needle_core::NeedleError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+type Shared = Arc<RwLock<Collection>>;
+
+#[derive(Debug)]
+struct Inner {
+    path: Option<PathBuf>,
+    options: DatabaseOptions,
+    catalog: RwLock<BTreeMap<String, Shared>>,
+    writer: Mutex<Writer>,
+    tag: AtomicU64,
+    report: OpenReport,
+    _lock: Option<File>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    wal: Option<Wal>,
+    generation: u64,
+    /// Set when an fsync or write of the log failed: the file's state is then unknown, so no
+    /// further write is acknowledged until the database is reopened.
+    failed: Option<String>,
+}
+
+/// A validated write, ready to apply; applying it cannot fail.
+enum Plan {
+    Create(String, Collection),
+    Drop(String),
+    Upsert(Shared, Vec<Prepared>),
+    Update(Shared, String, Option<Vec<f32>>, Option<Value>),
+    Delete(Shared, String),
+    Compact(Shared, Box<Collection>),
+    Nothing,
+}
+
+impl Database {
+    /// Opens (or creates) the database at `path` with a synced write-ahead log.
+    pub fn open(path: impl AsRef<Path>) -> Result<Database> {
+        Self::open_with(path, DatabaseOptions::default())
+    }
+
+    /// Opens (or creates) the database at `path`. Loads the checkpoint (mapped with `memmap2`;
+    /// the graph is read, never rebuilt), replays the log after it and truncates a torn tail.
+    /// A second opener of the same file, here or in another process, gets [`NeedleError::Locked`].
+    pub fn open_with(path: impl AsRef<Path>, options: DatabaseOptions) -> Result<Database> {
+        let path = path.as_ref().to_path_buf();
+        let lock_file = lock(&path)?;
+        let _ = std::fs::remove_file(tmp_path(&path));
+        let (header, collections) = load_checkpoint(&path)?;
+        let fresh = collections.is_empty() && !path.exists();
+        let db = Database {
+            inner: Arc::new(Inner {
+                options: options.clone(),
+                catalog: RwLock::new(
+                    collections
+                        .into_iter()
+                        .map(|c| (c.name.clone(), Arc::new(RwLock::new(c))))
+                        .collect(),
+                ),
+                writer: Mutex::new(Writer {
+                    wal: None,
+                    generation: header.generation,
+                    failed: None,
+                }),
+                tag: AtomicU64::new(header.tag),
+                report: OpenReport {
+                    checkpoint_tag: header.tag,
+                    ..Default::default()
+                },
+                path: Some(path.clone()),
+                _lock: Some(lock_file),
+            }),
+        };
+        if fresh {
+            // A log without its checkpoint belongs to some older database: never replay it.
+            let _ = std::fs::remove_file(wal_path(&path));
+            db.checkpoint_with_tag(0)?;
+        }
+        let generation = db.inner.writer.lock().generation;
+        db.recover_wal(&path, generation)
+    }
+
+    fn recover_wal(self, path: &Path, generation: u64) -> Result<Database> {
+        let wpath = wal_path(path);
+        let recovered = wal::recover(&wpath)?.filter(|r| r.generation == generation);
+        let mut replayed = 0u64;
+        let mut torn = 0u64;
+        let mut valid_len = None;
+        if let Some(rec) = recovered {
+            let mut w = self.inner.writer.lock();
+            for (i, op) in rec.ops.into_iter().enumerate() {
+                let plan = self.plan(&op).map_err(|e| {
+                    NeedleError::corrupted(&wpath, 0, format!("log record {i} does not apply: {e}"))
+                })?;
+                self.apply(&mut w, plan);
+                replayed += 1;
+            }
+            torn = rec.torn_bytes;
+            valid_len = Some(rec.valid_len);
+        }
+        let sync = self.inner.options.wal == WalMode::Synced;
+        let wal = match (self.inner.options.wal, valid_len) {
+            (WalMode::Off, _) => None,
+            (_, Some(len)) => Some(Wal::open_at(&wpath, len, sync)?),
+            (_, None) => Some(Wal::create(&wpath, generation, sync)?),
+        };
+        self.inner.writer.lock().wal = wal;
+        if self.inner.options.wal == WalMode::Off && replayed > 0 {
+            // Without a log of our own, fold what the old log held into a checkpoint now.
+            self.checkpoint()?;
+        }
+        let mut inner = Arc::try_unwrap(self.inner).map_err(|_| NeedleError::InvalidConfig {
+            reason: "internal: database shared during open".into(),
+        })?;
+        inner.report.wal_records_replayed = replayed;
+        inner.report.wal_bytes_truncated = torn;
+        Ok(Database {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// A database that lives in memory only: no file, no log; `checkpoint` does nothing.
+    pub fn in_memory() -> Database {
+        Database {
+            inner: Arc::new(Inner {
+                path: None,
+                options: DatabaseOptions { wal: WalMode::Off },
+                catalog: RwLock::new(BTreeMap::new()),
+                writer: Mutex::new(Writer {
+                    wal: None,
+                    generation: 0,
+                    failed: None,
+                }),
+                tag: AtomicU64::new(0),
+                report: OpenReport::default(),
+                _lock: None,
+            }),
+        }
+    }
+
+    /// The `.needle` file, or `None` for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// What `open` found: the checkpoint's tag, log records replayed, torn bytes cut.
+    pub fn open_report(&self) -> OpenReport {
+        self.inner.report
+    }
+
+    // ---- collections --------------------------------------------------------------------------
+
+    /// Creates a collection with the default configuration (cosine, m = 16).
+    pub fn create_collection(&self, name: &str, dimensions: usize) -> Result<()> {
+        self.create_collection_with_config(name, dimensions, CollectionConfig::default())
+    }
+
+    /// Creates a collection with the given configuration.
+    pub fn create_collection_with_config(
+        &self,
+        name: &str,
+        dimensions: usize,
+        config: CollectionConfig,
+    ) -> Result<()> {
+        self.execute(Op::CreateCollection {
+            name: name.to_string(),
+            dimensions: dimensions as u64,
+            config,
+        })
+        .map(|_| ())
+    }
+
+    /// Drops a collection and all its records.
+    pub fn drop_collection(&self, name: &str) -> Result<()> {
+        self.execute(Op::DropCollection {
+            name: name.to_string(),
+        })
+        .map(|_| ())
+    }
+
+    /// The names of all collections, sorted.
+    pub fn list_collections(&self) -> Vec<String> {
+        self.inner.catalog.read().keys().cloned().collect()
+    }
+
+    /// Dimensions, configuration and counts of one collection.
+    pub fn collection_info(&self, name: &str) -> Result<CollectionInfo> {
+        let shared = self.collection(name)?;
+        let c = shared.read();
+        Ok(CollectionInfo {
+            name: c.name.clone(),
+            dimensions: c.dim,
+            config: c.config.clone(),
+            count: c.live,
+            deleted: c.slots() - c.live,
+        })
+    }
+
+    fn collection(&self, name: &str) -> Result<Shared> {
+        self.inner
+            .catalog
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| NeedleError::CollectionNotFound {
+                name: name.to_string(),
+            })
+    }
+
+    // ---- writes -------------------------------------------------------------------------------
+
+    /// Inserts a record, or replaces the record with the same id (an upsert).
+    pub fn insert(
+        &self,
+        collection: &str,
+        id: &str,
+        vector: Vec<f32>,
+        metadata: Option<Value>,
+    ) -> Result<()> {
+        self.insert_batch(collection, vec![Record::new(id, vector, metadata)])
+    }
+
+    /// Inserts many records, all or nothing, with one log write and one fsync. Records are linked
+    /// into the graph in parallel (rayon), with a result that does not depend on the thread count.
+    pub fn insert_batch(&self, collection: &str, records: Vec<Record>) -> Result<()> {
+        let records = records
+            .into_iter()
+            .map(|r| OpRecord {
+                id: r.id,
+                vector: r.vector,
+                metadata: r.metadata.map(|m| m.to_string()),
+            })
+            .collect();
+        self.execute(Op::Upsert {
+            collection: collection.to_string(),
+            records,
+        })
+        .map(|_| ())
+    }
+
+    /// Changes a record's vector and/or metadata. A `None` leaves that part as it is.
+    pub fn update(
+        &self,
+        collection: &str,
+        id: &str,
+        vector: Option<Vec<f32>>,
+        metadata: Option<Value>,
+    ) -> Result<()> {
+        self.execute(Op::Update {
+            collection: collection.to_string(),
+            id: id.to_string(),
+            vector,
+            metadata: metadata.map(|m| m.to_string()),
+        })
+        .map(|_| ())
+    }
+
+    /// Deletes a record; returns whether it was there.
+    pub fn delete(&self, collection: &str, id: &str) -> Result<bool> {
+        self.execute(Op::Delete {
+            collection: collection.to_string(),
+            id: id.to_string(),
+        })
+    }
+
+    /// Rebuilds a collection from its live records: reclaims the space of deleted ones and
+    /// restores the graph's quality. Searches go on during the rebuild.
+    pub fn compact(&self, collection: &str) -> Result<()> {
+        self.execute(Op::Compact {
+            collection: collection.to_string(),
+        })
+        .map(|_| ())
+    }
+
+    /// Validates, logs, applies. Returns whether anything changed.
+    fn execute(&self, op: Op) -> Result<bool> {
+        let mut w = self.inner.writer.lock();
+        if let Some(reason) = &w.failed {
+            return Err(NeedleError::io(
+                "writing: the write-ahead log failed earlier; reopen the database",
+                std::io::Error::other(reason.clone()),
+            ));
+        }
+        let plan = self.plan(&op)?;
+        if matches!(plan, Plan::Nothing) {
+            return Ok(false);
+        }
+        if let Some(wal) = w.wal.as_mut() {
+            let payload = wal::encode_op(&op);
+            if payload.len() > MAX_RECORD {
+                return Err(NeedleError::InvalidArgument {
+                    what: "batch".into(),
+                    reason: format!(
+                        "encodes to {} bytes, over the {MAX_RECORD}-byte limit of one log record; split it",
+                        payload.len()
+                    ),
+                });
+            }
+            if let Err(e) = wal.append(&payload) {
+                w.failed = Some(e.to_string());
+                return Err(e);
+            }
+        }
+        self.apply(&mut w, plan);
+        Ok(true)
+    }
+
+    /// Checks an op against the current state and prepares everything it needs.
+    fn plan(&self, op: &Op) -> Result<Plan> {
+        Ok(match op {
+            Op::CreateCollection {
+                name,
+                dimensions,
+                config,
+            } => {
+                validate_collection_name(name)?;
+                let dim = usize::try_from(*dimensions).unwrap_or(usize::MAX);
+                validate_dimensions(dim)?;
+                config.validate()?;
+                if self.inner.catalog.read().contains_key(name) {
+                    return Err(NeedleError::CollectionExists { name: name.clone() });
+                }
+                Plan::Create(name.clone(), Collection::new(name, dim, config.clone()))
+            }
+            Op::DropCollection { name } => {
+                self.collection(name)?;
+                Plan::Drop(name.clone())
+            }
+            Op::Upsert {
+                collection,
+                records,
+            } => {
+                let shared = self.collection(collection)?;
+                let prepared = {
+                    let c = shared.read();
+                    records
+                        .iter()
+                        .map(|r| {
+                            let metadata = parse_metadata(&c, &r.id, r.metadata.as_deref())?;
+                            c.prepare(&r.id, r.vector.clone(), metadata)
+                        })
+                        .collect::<Result<Vec<_>>>()?
+                };
+                if prepared.is_empty() {
+                    Plan::Nothing
+                } else {
+                    Plan::Upsert(shared, prepared)
+                }
+            }
+            Op::Update {
+                collection,
+                id,
+                vector,
+                metadata,
+            } => {
+                let shared = self.collection(collection)?;
+                let (vector, metadata) = {
+                    let c = shared.read();
+                    let metadata = parse_metadata(&c, id, metadata.as_deref())?;
+                    c.prepare_update(id, vector.clone(), metadata)?
+                };
+                Plan::Update(shared, id.clone(), vector, metadata)
+            }
+            Op::Delete { collection, id } => {
+                let shared = self.collection(collection)?;
+                let present = {
+                    let c = shared.read();
+                    c.check_id(id)?;
+                    c.index.contains_key(id.as_str())
+                };
+                if present {
+                    Plan::Delete(shared, id.clone())
+                } else {
+                    Plan::Nothing
+                }
+            }
+            Op::Compact { collection } => {
+                let shared = self.collection(collection)?;
+                // Built under a read lock: searches go on while the graph is rebuilt.
+                let fresh = shared.read().compacted();
+                Plan::Compact(shared, Box::new(fresh))
+            }
+        })
+    }
+
+    fn apply(&self, _writer: &mut Writer, plan: Plan) {
+        match plan {
+            Plan::Create(name, c) => {
+                self.inner
+                    .catalog
+                    .write()
+                    .insert(name, Arc::new(RwLock::new(c)));
+            }
+            Plan::Drop(name) => {
+                self.inner.catalog.write().remove(&name);
+            }
+            Plan::Upsert(shared, records) => shared.write().apply_batch(records),
+            Plan::Update(shared, id, vector, metadata) => {
+                shared.write().apply_update(&id, vector, metadata)
+            }
+            Plan::Delete(shared, id) => {
+                shared.write().apply_delete(&id);
+            }
+            Plan::Compact(shared, fresh) => *shared.write() = *fresh,
+            Plan::Nothing => {}
+        }
+    }
+
+    // ---- reads --------------------------------------------------------------------------------
+
+    /// The record with this id, if there is one.
+    pub fn get(&self, collection: &str, id: &str) -> Result<Option<Record>> {
+        let shared = self.collection(collection)?;
+        let c = shared.read();
+        c.check_id(id)?;
+        Ok(c.get(id).map(|(vector, metadata)| Record {
+            id: id.to_string(),
+            vector,
+            metadata,
+        }))
+    }
+
+    /// The number of live records.
+    pub fn count(&self, collection: &str) -> Result<usize> {
+        Ok(self.collection(collection)?.read().live)
+    }
+
+    /// The `k` nearest records to `query`, nearest first, with their metadata.
+    pub fn search(&self, collection: &str, query: &[f32], k: usize) -> Result<Vec<SearchResult>> {
+        self.search_with(collection, query, k, &SearchOptions::new())
+    }
+
+    /// Search with a filter, a per-query `ef_search`, and vectors included or not.
+    pub fn search_with(
+        &self,
+        collection: &str,
+        query: &[f32],
+        k: usize,
+        opts: &SearchOptions,
+    ) -> Result<Vec<SearchResult>> {
+        let shared = self.collection(collection)?;
+        let c = shared.read();
+        let hits = c.search(query, k, opts)?;
+        Ok(hits
+            .into_iter()
+            .map(|h| {
+                let s = h.slot as usize;
+                SearchResult {
+                    id: c.ids[s].clone(),
+                    distance: h.distance,
+                    metadata: if opts.include_metadata {
+                        c.metadata[s].clone()
+                    } else {
+                        None
+                    },
+                    vector: opts
+                        .include_vectors
+                        .then(|| c.vectors[s * c.dim..(s + 1) * c.dim].to_vec()),
+                }
+            })
+            .collect())
+    }
+
+    // ---- checkpoints and snapshots ------------------------------------------------------------
+
+    /// Writes a checkpoint (keeping the current tag) and empties the log.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.checkpoint_with_tag(self.checkpoint_tag())
+    }
+
+    /// Writes a checkpoint that carries `tag`, an opaque value returned by
+    /// [`Database::checkpoint_tag`] and by [`Database::open_report`] after the next open.
+    /// needle-raft stores the Raft index the checkpoint contains there.
+    ///
+    /// Atomic: written to a temporary file, fsynced, renamed over the old one, directory fsynced.
+    /// Writers wait; readers do not.
+    pub fn checkpoint_with_tag(&self, tag: u64) -> Result<()> {
+        let mut w = self.inner.writer.lock();
+        self.inner.tag.store(tag, Ordering::SeqCst);
+        let Some(path) = self.inner.path.clone() else {
+            return Ok(());
+        };
+        let generation = w.generation + 1;
+        let collections = self.snapshot_of_catalog();
+        write_checkpoint(&path, Header { tag, generation }, &collections)?;
+        w.generation = generation;
+        if let Some(wal) = w.wal.as_mut() {
+            wal.reset(generation)?;
+        }
+        Ok(())
+    }
+
+    /// The tag of the last checkpoint written, or of the one loaded by `open`.
+    pub fn checkpoint_tag(&self) -> u64 {
+        self.inner.tag.load(Ordering::SeqCst)
+    }
+
+    fn snapshot_of_catalog(&self) -> Vec<Shared> {
+        self.inner.catalog.read().values().cloned().collect()
+    }
+
+    /// Writes a consistent snapshot of the whole database (the checkpoint format, carrying `tag`)
+    /// to `w`; returns the bytes written. Writers wait while it is written; readers do not.
+    pub fn write_snapshot(&self, w: &mut dyn Write, tag: u64) -> Result<u64> {
+        let _writer = self.inner.writer.lock();
+        let collections = self.snapshot_of_catalog();
+        let mut counter = Counting { inner: w, count: 0 };
+        encode_shared(&mut counter, Header { tag, generation: 0 }, &collections)
+            .map_err(|e| NeedleError::io("writing a snapshot", e))?;
+        Ok(counter.count)
+    }
+
+    /// Replaces the whole database with a snapshot made by [`Database::write_snapshot`]; returns
+    /// its tag. The snapshot is checked completely first: a bad one is an error and changes
+    /// nothing. On a file-backed database the snapshot becomes the new checkpoint.
+    pub fn restore_snapshot(&self, r: &mut dyn std::io::Read) -> Result<u64> {
+        let mut bytes = Vec::new();
+        r.read_to_end(&mut bytes)
+            .map_err(|e| NeedleError::io("reading a snapshot", e))?;
+        let (header, collections) = checkpoint::decode(&bytes, Path::new("<snapshot>"))?;
+        drop(bytes);
+        let mut w = self.inner.writer.lock();
+        let shared: Vec<Shared> = collections
+            .into_iter()
+            .map(|c| Arc::new(RwLock::new(c)))
+            .collect();
+        if let Some(path) = self.inner.path.clone() {
+            let generation = w.generation + 1;
+            write_checkpoint(
+                &path,
+                Header {
+                    tag: header.tag,
+                    generation,
+                },
+                &shared,
+            )?;
+            w.generation = generation;
+            if let Some(wal) = w.wal.as_mut() {
+                wal.reset(generation)?;
+            }
+        }
+        let catalog = shared
+            .into_iter()
+            .map(|c| {
+                let name = c.read().name.clone();
+                (name, c)
+            })
+            .collect();
+        *self.inner.catalog.write() = catalog;
+        self.inner.tag.store(header.tag, Ordering::SeqCst);
+        Ok(header.tag)
+    }
+
+    /// A checksum of the database's contents: equal for databases whose snapshots are
+    /// byte-identical (replicas compare it at equal applied index).
+    pub fn state_checksum(&self) -> u64 {
+        let _writer = self.inner.writer.lock();
+        let collections = self.snapshot_of_catalog();
+        let mut sink = Checksum { crc: 0, count: 0 };
+        encode_shared(&mut sink, Header::default(), &collections)
+            .expect("writing to a checksum never fails");
+        (u64::from(sink.crc) << 32) ^ sink.count
+    }
+}
+
+fn parse_metadata(c: &Collection, id: &str, json: Option<&str>) -> Result<Option<Value>> {
+    json.map(|text| {
+        serde_json::from_str::<Value>(text).map_err(|e| NeedleError::InvalidMetadata {
+            collection: c.name.clone(),
+            id: id.to_string(),
+            reason: format!("not valid JSON: {e}"),
+        })
+    })
+    .transpose()
+}
+
+fn load_checkpoint(path: &Path) -> Result<(Header, Vec<Collection>)> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Header::default(), Vec::new()));
+        }
+        Err(e) => return Err(NeedleError::io(format!("opening {}", path.display()), e)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| NeedleError::io(format!("reading the size of {}", path.display()), e))?
+        .len();
+    if len == 0 {
+        return Err(NeedleError::corrupted(
+            path,
+            0,
+            "file is empty: not a Needle checkpoint (remove it to start a new database)",
+        ));
+    }
+    // SAFETY: the map is read-only and lives only during this function. The file is ours: we
+    // hold the database lock, and Needle never modifies a checkpoint in place (new checkpoints
+    // are renamed over it), so the mapped bytes cannot change under us except by an outside
+    // process ignoring the lock.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|e| NeedleError::io(format!("mapping {}", path.display()), e))?;
+    checkpoint::decode(&map, path)
+}
+
+fn encode_shared(w: &mut dyn Write, header: Header, collections: &[Shared]) -> std::io::Result<()> {
+    let guards: Vec<_> = collections.iter().map(|c| c.read()).collect();
+    checkpoint::encode(w, header, guards.iter().map(|g| &**g))
+}
+
+fn write_checkpoint(path: &Path, header: Header, collections: &[Shared]) -> Result<()> {
+    let tmp = tmp_path(path);
+    let io = |what: &str, e| NeedleError::io(format!("{what} {}", tmp.display()), e);
+    let file = File::create(&tmp).map_err(|e| io("creating", e))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    encode_shared(&mut out, header, collections).map_err(|e| io("writing", e))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| io("writing", e.into_error()))?;
+    file.sync_all().map_err(|e| io("fsyncing", e))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| {
+        NeedleError::io(format!("renaming {} to {}", tmp.display(), path.display()), e)
+    })?;
+    sync_dir(path)
+}
+
+struct Counting<'a> {
+    inner: &'a mut dyn Write,
+    count: u64,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct Checksum {
+    crc: u32,
+    count: u64,
+}
+
+impl Write for Checksum {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.crc = crc32c::crc32c_append(self.crc, buf);
+        self.count += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,442 @@
+//! Distance kernels: the inner loop of every search and every insert.
+//!
+//! Owns the scalar reference implementations, the SIMD kernels (AVX2+FMA on x86_64 in `x86`,
+//! NEON on aarch64 in `aarch64`), the choice between them at run time, vector normalisation and
+//! the prefetch hint. Knows nothing of graphs, records or files: a kernel takes two `f32` slices
+//! of the same length and returns a number where smaller is nearer.
+//!
+//! The kernel set is chosen once per process, on first use, and cached. Every SIMD kernel is
+//! tested against the scalar reference on every length from 0 to 70 and on 384 and 768.
+//!
+//! Slices of different lengths are a caller bug (dimensions are checked at the API edge); the
+//! kernels then read only the common prefix, so they stay memory-safe and never panic.
+
+use std::sync::OnceLock;
+
+use crate::config::Distance;
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// A distance function over two vectors of the same length: smaller is nearer.
+///
+/// Obtain one with [`kernel_for`]; it is a plain function pointer, cheap to copy into each
+/// collection.
+pub type Kernel = fn(&[f32], &[f32]) -> f32;
+
+/// The dot product `Σ aᵢ·bᵢ`, one element at a time: the reference every SIMD kernel is tested
+/// against. Reads only the common prefix if the lengths differ.
+///
+/// ```
+/// use needle_core::__private::dot_scalar;
+/// assert_eq!(dot_scalar(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
+/// ```
+pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The squared Euclidean distance `Σ (aᵢ − bᵢ)²`, one element at a time: the reference every
+/// SIMD kernel is tested against. Reads only the common prefix if the lengths differ.
+///
+/// ```
+/// use needle_core::__private::l2_squared_scalar;
+/// assert_eq!(l2_squared_scalar(&[0.0, 0.0], &[3.0, 4.0]), 25.0);
+/// ```
+pub fn l2_squared_scalar(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let d = x - y;
+            d * d
+        })
+        .sum()
+}
+
+fn cosine_scalar(a: &[f32], b: &[f32]) -> f32 {
+    1.0 - dot_scalar(a, b)
+}
+
+fn neg_dot_scalar(a: &[f32], b: &[f32]) -> f32 {
+    -dot_scalar(a, b)
+}
+
+/// One implementation of every kernel, all for the same instruction set.
+#[derive(Debug, Clone, Copy)]
+struct Kernels {
+    dot: Kernel,
+    l2_squared: Kernel,
+    /// `1 − a·b`, for vectors already normalised to unit length.
+    cosine: Kernel,
+    /// `−a·b`, so that a larger inner product is nearer.
+    neg_dot: Kernel,
+}
+
+const SCALAR: Kernels = Kernels {
+    dot: dot_scalar,
+    l2_squared: l2_squared_scalar,
+    cosine: cosine_scalar,
+    neg_dot: neg_dot_scalar,
+};
+
+/// The best kernel set this CPU supports, detected on first use.
+fn kernels() -> &'static Kernels {
+    static KERNELS: OnceLock<Kernels> = OnceLock::new();
+    KERNELS.get_or_init(detect)
+}
+
+fn detect() -> Kernels {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kernels) = x86::kernels() {
+        return kernels;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(kernels) = aarch64::kernels() {
+        return kernels;
+    }
+    SCALAR
+}
+
+/// The distance function for `distance`, where smaller is nearer, using the fastest
+/// instruction set this CPU supports (chosen once per process):
+///
+/// - [`Distance::Cosine`]: `1 − a·b`; both vectors must already be unit length (the database
+///   normalises them on insert and on query).
+/// - [`Distance::Euclidean`]: the squared distance `|a − b|²` (same order as `|a − b|`).
+/// - [`Distance::DotProduct`]: `−a·b`.
+///
+/// ```
+/// use needle_core::{Distance, __private::kernel_for};
+/// let l2 = kernel_for(Distance::Euclidean);
+/// assert_eq!(l2(&[0.0, 0.0], &[3.0, 4.0]), 25.0);
+/// assert_eq!(kernel_for(Distance::DotProduct)(&[1.0, 2.0], &[3.0, 4.0]), -11.0);
+/// ```
+pub fn kernel_for(distance: Distance) -> Kernel {
+    let kernels = kernels();
+    match distance {
+        Distance::Cosine => kernels.cosine,
+        Distance::Euclidean => kernels.l2_squared,
+        Distance::DotProduct => kernels.neg_dot,
+    }
+}
+
+/// The dot product `a·b` with the fastest kernel this CPU supports.
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    (kernels().dot)(a, b)
+}
+
+/// The squared Euclidean distance `|a − b|²` with the fastest kernel this CPU supports.
+#[inline]
+pub(crate) fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    (kernels().l2_squared)(a, b)
+}
+
+/// Scales `v` to unit length in place and returns true; returns false, leaving `v` unchanged,
+/// when its norm is zero or not finite (a NaN or infinite component).
+///
+/// The norm is accumulated in `f64`: components whose squares overflow or underflow `f32` still
+/// normalise, and the result is as close to unit length as `f32` allows.
+pub(crate) fn normalize(v: &mut [f32]) -> bool {
+    let norm = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return false;
+    }
+    for x in v.iter_mut() {
+        *x = (f64::from(*x) / norm) as f32;
+    }
+    true
+}
+
+/// Hints the CPU to load the cache line holding `ptr` into all cache levels, ahead of a read.
+///
+/// Only a hint: safe to call with any pointer (null, dangling, unaligned), it never faults and
+/// has no effect the program can observe except speed. A no-op off x86_64.
+#[inline(always)]
+pub(crate) fn prefetch(ptr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint. It does not dereference the address in the architectural
+    // sense: it never faults, whatever the address, and changes no state the program can see.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(ptr.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// splitmix64 (Steele, Lea & Flood): tiny, good enough for test data, no dependency.
+    struct SplitMix64(u64);
+
+    impl SplitMix64 {
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        /// Uniform in [-1, 1).
+        fn next_f32(&mut self) -> f32 {
+            (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        }
+
+        fn vector(&mut self, len: usize, scale: f32) -> Vec<f32> {
+            (0..len).map(|_| self.next_f32() * scale).collect()
+        }
+    }
+
+    /// The seed from `NEEDLE_TEST_SEED`, or a fresh one; printed so a failure can be replayed.
+    fn test_rng(test: &str) -> SplitMix64 {
+        let seed = match std::env::var("NEEDLE_TEST_SEED") {
+            Ok(s) => s
+                .trim()
+                .parse::<u64>()
+                .expect("NEEDLE_TEST_SEED must be a decimal u64"),
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x5eed, |d| d.as_nanos() as u64),
+        };
+        eprintln!("{test}: NEEDLE_TEST_SEED={seed}");
+        SplitMix64(seed)
+    }
+
+    /// Every kernel set this CPU can run other than the scalar one, with its name.
+    fn simd_kernel_sets() -> Vec<(&'static str, Kernels)> {
+        let mut sets = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = x86::kernels() {
+            sets.push(("avx2+fma", k));
+        }
+        #[cfg(target_arch = "aarch64")]
+        if let Some(k) = aarch64::kernels() {
+            sets.push(("neon", k));
+        }
+        if sets.is_empty() {
+            eprintln!("no SIMD kernels on this CPU: only the scalar kernels are tested");
+        }
+        sets
+    }
+
+    fn lengths() -> impl Iterator<Item = usize> {
+        (0..=70).chain([384, 768])
+    }
+
+    /// `got` agrees with `want` to a relative 1e-4 of `magnitude` (Σ|terms|), the size rounding
+    /// errors scale with even when the sum itself cancels to near zero.
+    fn assert_close(got: f32, want: f32, magnitude: f64, what: &str) {
+        let tolerance = 1e-4 * (magnitude + f64::from(want.abs()));
+        let error = (f64::from(got) - f64::from(want)).abs();
+        assert!(
+            error <= tolerance,
+            "{what}: got {got}, want {want} (error {error:e} > tolerance {tolerance:e})"
+        );
+    }
+
+    fn check_against_scalar(name: &str, k: &Kernels, a: &[f32], b: &[f32]) {
+        let dot_magnitude: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (f64::from(*x) * f64::from(*y)).abs())
+            .sum();
+        let l2_magnitude = f64::from(l2_squared_scalar(a, b));
+        let n = a.len();
+        let want_dot = dot_scalar(a, b);
+        assert_close((k.dot)(a, b), want_dot, dot_magnitude, &format!("{name} dot, len {n}"));
+        assert_close(
+            (k.l2_squared)(a, b),
+            l2_squared_scalar(a, b),
+            l2_magnitude,
+            &format!("{name} l2_squared, len {n}"),
+        );
+        assert_close(
+            (k.cosine)(a, b),
+            1.0 - want_dot,
+            dot_magnitude,
+            &format!("{name} cosine, len {n}"),
+        );
+        assert_close(
+            (k.neg_dot)(a, b),
+            -want_dot,
+            dot_magnitude,
+            &format!("{name} neg_dot, len {n}"),
+        );
+    }
+
+    #[test]
+    fn simd_kernels_match_scalar_on_every_length() {
+        let mut rng = test_rng("simd_kernels_match_scalar_on_every_length");
+        for (name, k) in simd_kernel_sets() {
+            for len in lengths() {
+                for scale in [1e-3, 1.0, 1e3] {
+                    // Offsets 0..3 start the slices off any alignment, as arbitrary slices may.
+                    for offset in 0..3 {
+                        let a = rng.vector(len + offset, scale);
+                        let b = rng.vector(len + offset, scale);
+                        check_against_scalar(name, &k, &a[offset..], &b[offset..]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dispatched_kernels_match_scalar() {
+        let mut rng = test_rng("dispatched_kernels_match_scalar");
+        let dispatched = Kernels {
+            dot,
+            l2_squared,
+            cosine: kernel_for(Distance::Cosine),
+            neg_dot: kernel_for(Distance::DotProduct),
+        };
+        assert_eq!(
+            kernel_for(Distance::Euclidean)(&[1.0, 2.0], &[4.0, 6.0]),
+            l2_squared(&[1.0, 2.0], &[4.0, 6.0])
+        );
+        for len in lengths() {
+            let a = rng.vector(len, 1.0);
+            let b = rng.vector(len, 1.0);
+            check_against_scalar("dispatched", &dispatched, &a, &b);
+            check_against_scalar("scalar", &SCALAR, &a, &b);
+        }
+    }
+
+    #[test]
+    fn kernels_read_only_the_common_prefix_of_unequal_lengths() {
+        let mut rng = test_rng("kernels_read_only_the_common_prefix_of_unequal_lengths");
+        let mut sets = simd_kernel_sets();
+        sets.push(("scalar", SCALAR));
+        for (name, k) in sets {
+            for (la, lb) in [(0, 5), (7, 40), (33, 32), (100, 67)] {
+                let a = rng.vector(la, 1.0);
+                let b = rng.vector(lb, 1.0);
+                let n = la.min(lb);
+                assert_close(
+                    (k.dot)(&a, &b),
+                    dot_scalar(&a[..n], &b[..n]),
+                    n as f64,
+                    &format!("{name} dot, lengths {la} and {lb}"),
+                );
+                assert_close(
+                    (k.l2_squared)(&a, &b),
+                    l2_squared_scalar(&a[..n], &b[..n]),
+                    4.0 * n as f64,
+                    &format!("{name} l2_squared, lengths {la} and {lb}"),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_for_each_metric_orders_nearer_as_smaller() {
+        let x = [1.0, 0.0, 0.0];
+        let y = [0.0, 1.0, 0.0];
+        let minus_x = [-1.0, 0.0, 0.0];
+
+        let cosine = kernel_for(Distance::Cosine);
+        assert_eq!(cosine(&x, &x), 0.0);
+        assert_eq!(cosine(&x, &y), 1.0);
+        assert_eq!(cosine(&x, &minus_x), 2.0);
+
+        let euclidean = kernel_for(Distance::Euclidean);
+        assert_eq!(euclidean(&[1.0, 1.0], &[4.0, 5.0]), 25.0);
+        assert_eq!(euclidean(&x, &x), 0.0);
+
+        let dot_product = kernel_for(Distance::DotProduct);
+        assert_eq!(dot_product(&[1.0, 2.0], &[3.0, 4.0]), -11.0);
+        // A larger inner product is nearer.
+        assert!(dot_product(&[1.0, 1.0], &[2.0, 2.0]) < dot_product(&[1.0, 1.0], &[1.0, 1.0]));
+
+        for distance in [Distance::Cosine, Distance::Euclidean, Distance::DotProduct] {
+            let k = kernel_for(distance);
+            let long_a = vec![0.5f32; 384];
+            let long_b = vec![0.25f32; 384];
+            let want = match distance {
+                Distance::Cosine => 1.0 - 48.0,
+                Distance::Euclidean => 24.0,
+                Distance::DotProduct => -48.0,
+            };
+            assert_eq!(k(&long_a, &long_b), want, "{distance:?} on 384 dims");
+        }
+    }
+
+    #[test]
+    fn normalize_scales_to_unit_length() {
+        let mut rng = test_rng("normalize_scales_to_unit_length");
+        for len in lengths().filter(|&n| n > 0) {
+            let mut v = rng.vector(len, 10.0);
+            let original = v.clone();
+            assert!(normalize(&mut v), "len {len}");
+            let norm = dot_scalar(&v, &v).sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "len {len}: norm {norm}");
+            // Same direction: every component scaled by the same positive factor.
+            let (i, _) = original
+                .iter()
+                .enumerate()
+                .max_by(|x, y| x.1.abs().total_cmp(&y.1.abs()))
+                .expect("len > 0");
+            let factor = v[i] / original[i];
+            assert!(factor > 0.0);
+            for (got, orig) in v.iter().zip(&original) {
+                assert!((got - orig * factor).abs() <= 1e-6, "len {len}");
+            }
+        }
+
+        let mut v = [3.0, 4.0];
+        assert!(normalize(&mut v));
+        assert_eq!(v, [0.6, 0.8]);
+    }
+
+    #[test]
+    fn normalize_handles_components_that_overflow_or_underflow_f32_squares() {
+        let mut huge = [3e30f32, 4e30];
+        assert!(normalize(&mut huge));
+        assert_eq!(huge, [0.6, 0.8]);
+
+        let mut tiny = [3e-30f32, 4e-30];
+        assert!(normalize(&mut tiny));
+        assert_eq!(tiny, [0.6, 0.8]);
+
+        let mut subnormal = [f32::from_bits(1), 0.0];
+        assert!(normalize(&mut subnormal));
+        assert_eq!(subnormal, [1.0, 0.0]);
+    }
+
+    #[test]
+    fn normalize_refuses_zero_and_non_finite_vectors_and_leaves_them_unchanged() {
+        let mut empty: [f32; 0] = [];
+        assert!(!normalize(&mut empty));
+
+        let mut zero = [0.0f32, -0.0, 0.0];
+        assert!(!normalize(&mut zero));
+        assert_eq!(zero, [0.0, -0.0, 0.0]);
+
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut v = [1.0, bad, 2.0];
+            assert!(!normalize(&mut v), "{bad}");
+            assert_eq!(v[0], 1.0);
+            assert_eq!(v[2], 2.0);
+        }
+    }
+
+    #[test]
+    fn prefetch_accepts_any_pointer() {
+        let data = [1u8; 64];
+        prefetch(data.as_ptr());
+        prefetch(data.as_ptr().wrapping_add(1_000_000));
+        prefetch(std::ptr::null());
+        prefetch(std::ptr::dangling());
+        prefetch(usize::MAX as *const u8);
+        assert_eq!(data[0], 1);
+    }
+}

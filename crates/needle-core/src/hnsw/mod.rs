@@ -1,0 +1,481 @@
+//! The HNSW graph of Malkov & Yashunin (2018): layered proximity graphs, greedy descent through
+//! the upper layers, a beam search of width `ef` on layer 0, and neighbour selection by their
+//! heuristic (Algorithm 4).
+//!
+//! Owns only links and levels; vectors are borrowed through [`Space`], so the graph knows nothing
+//! of ids, metadata or files. Layer-0 links are one flat `u32` array with a fixed stride
+//! (`1 + 2·m`: a count, then the slots), so a node's links are found by arithmetic.
+//! Inserting is split into a read-only *plan* (searching for candidates) and a mutating *apply*
+//! (linking), so a batch can plan in parallel and still link in a fixed order: the graph depends
+//! only on the operations, never on the thread count.
+
+mod visited;
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use crate::distance::{Kernel, prefetch};
+pub(crate) use visited::with_visited;
+
+/// "No node" in link arrays and for the entry point.
+pub(crate) const NONE: u32 = u32::MAX;
+/// Levels are capped so a pathological hash cannot build a tower of empty layers.
+pub(crate) const MAX_LEVEL: u8 = 16;
+
+/// A node and its distance to the query; ordered by distance, then slot, so ties are deterministic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Cand {
+    pub d: f32,
+    pub id: u32,
+}
+
+impl Eq for Cand {}
+
+impl Ord for Cand {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.d.total_cmp(&other.d).then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The vectors a graph indexes: one flat array, `dim` floats per slot, and the distance kernel.
+#[derive(Clone, Copy)]
+pub(crate) struct Space<'a> {
+    pub data: &'a [f32],
+    pub dim: usize,
+    pub kernel: Kernel,
+}
+
+impl<'a> Space<'a> {
+    #[inline(always)]
+    pub fn vector(&self, slot: u32) -> &'a [f32] {
+        let start = slot as usize * self.dim;
+        &self.data[start..start + self.dim]
+    }
+
+    #[inline(always)]
+    fn dist(&self, q: &[f32], slot: u32) -> f32 {
+        (self.kernel)(q, self.vector(slot))
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, slot: u32) {
+        let start = slot as usize * self.dim;
+        if let Some(v) = self.data.get(start..start + self.dim) {
+            prefetch(v.as_ptr().cast());
+        }
+    }
+}
+
+/// The links of every node on every layer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Graph {
+    pub m: usize,
+    pub ef_construction: usize,
+    /// Top layer of each slot.
+    pub levels: Vec<u8>,
+    /// Layer 0: per slot `[count, n_1 .. n_2m]`.
+    pub links0: Vec<u32>,
+    /// Per slot, where its upper layers start in `upper` (NONE for level-0 nodes).
+    pub upper_start: Vec<u32>,
+    /// Upper layers: per node with level L > 0, L blocks of `[count, n_1 .. n_m]` (layer 1 first).
+    pub upper: Vec<u32>,
+    pub entry: u32,
+    pub max_level: u8,
+}
+
+impl Graph {
+    pub fn new(m: usize, ef_construction: usize) -> Self {
+        Graph {
+            m,
+            ef_construction,
+            levels: Vec::new(),
+            links0: Vec::new(),
+            upper_start: Vec::new(),
+            upper: Vec::new(),
+            entry: NONE,
+            max_level: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    pub fn stride0(&self) -> usize {
+        1 + 2 * self.m
+    }
+
+    fn stride_up(&self) -> usize {
+        1 + self.m
+    }
+
+    fn max_links(&self, layer: usize) -> usize {
+        if layer == 0 { 2 * self.m } else { self.m }
+    }
+
+    /// The level of a record, from a hash of the collection seed and its id: `floor(-ln(U)·mL)`
+    /// with `mL = 1/ln(m)`, so the graph is the same on every run and every replica.
+    pub fn level_for(seed: u64, id: &str, m: usize) -> u8 {
+        let h = hash_id(seed, id);
+        // 53 random bits in (0, 1].
+        let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let ml = 1.0 / (m as f64).ln();
+        let level = (-u.ln() * ml).floor();
+        level.min(MAX_LEVEL as f64) as u8
+    }
+
+    /// Appends an unlinked node at `level`; returns its slot.
+    pub fn push_node(&mut self, level: u8) -> u32 {
+        let slot = self.levels.len() as u32;
+        self.levels.push(level);
+        self.links0.resize(self.links0.len() + self.stride0(), 0);
+        if level > 0 {
+            self.upper_start.push(self.upper.len() as u32);
+            self.upper.resize(self.upper.len() + level as usize * self.stride_up(), 0);
+        } else {
+            self.upper_start.push(NONE);
+        }
+        slot
+    }
+
+    fn block(&self, slot: u32, layer: usize) -> std::ops::Range<usize> {
+        if layer == 0 {
+            let s = slot as usize * self.stride0();
+            s..s + self.stride0()
+        } else {
+            let s = self.upper_start[slot as usize] as usize + (layer - 1) * self.stride_up();
+            s..s + self.stride_up()
+        }
+    }
+
+    #[inline(always)]
+    pub fn neighbors(&self, slot: u32, layer: usize) -> &[u32] {
+        let links = if layer == 0 { &self.links0 } else { &self.upper };
+        let block = &links[self.block(slot, layer)];
+        let count = (block[0] as usize).min(block.len() - 1);
+        &block[1..1 + count]
+    }
+
+    fn set_neighbors(&mut self, slot: u32, layer: usize, ids: &[u32]) {
+        let range = self.block(slot, layer);
+        let links = if layer == 0 {
+            &mut self.links0
+        } else {
+            &mut self.upper
+        };
+        let block = &mut links[range];
+        block[0] = ids.len() as u32;
+        block[1..1 + ids.len()].copy_from_slice(ids);
+        block[1 + ids.len()..].iter_mut().for_each(|x| *x = 0);
+    }
+
+    /// Greedy walk on one upper layer: move to a closer neighbour while there is one.
+    fn greedy(&self, space: &Space, q: &[f32], mut cur: Cand, layer: usize) -> Cand {
+        loop {
+            let mut moved = false;
+            for &n in self.neighbors(cur.id, layer) {
+                let d = space.dist(q, n);
+                if d < cur.d {
+                    cur = Cand { d, id: n };
+                    moved = true;
+                }
+            }
+            if !moved {
+                return cur;
+            }
+        }
+    }
+
+    /// Beam search of width `ef` on one layer. Every node is walked through; only nodes that
+    /// `accept` are returned. Returns up to `ef` nodes, nearest first.
+    pub fn search_layer<F: Fn(u32) -> bool>(
+        &self,
+        space: &Space,
+        q: &[f32],
+        entry: &[Cand],
+        ef: usize,
+        layer: usize,
+        accept: F,
+    ) -> Vec<Cand> {
+        with_visited(self.len(), |visited| {
+            let mut candidates: BinaryHeap<Reverse<Cand>> = BinaryHeap::with_capacity(ef * 2);
+            let mut results: BinaryHeap<Cand> = BinaryHeap::with_capacity(ef + 1);
+            for &e in entry {
+                if visited.insert(e.id) {
+                    candidates.push(Reverse(e));
+                    if accept(e.id) {
+                        results.push(e);
+                    }
+                }
+            }
+            while results.len() > ef {
+                results.pop();
+            }
+            let mut bound = if results.len() >= ef {
+                results.peek().map_or(f32::INFINITY, |c| c.d)
+            } else {
+                f32::INFINITY
+            };
+            while let Some(Reverse(c)) = candidates.pop() {
+                if c.d > bound {
+                    break;
+                }
+                let neighbors = self.neighbors(c.id, layer);
+                for &n in neighbors {
+                    space.prefetch(n);
+                }
+                for &n in neighbors {
+                    if !visited.insert(n) {
+                        continue;
+                    }
+                    let d = space.dist(q, n);
+                    if d < bound {
+                        let cand = Cand { d, id: n };
+                        candidates.push(Reverse(cand));
+                        if accept(n) {
+                            results.push(cand);
+                            if results.len() > ef {
+                                results.pop();
+                            }
+                            if results.len() >= ef {
+                                bound = results.peek().map_or(f32::INFINITY, |c| c.d);
+                            }
+                        }
+                    }
+                }
+            }
+            results.into_sorted_vec()
+        })
+    }
+
+    /// Searches the whole graph: greedy descent, then a beam of `max(ef, k)` on layer 0.
+    pub fn search<F: Fn(u32) -> bool>(
+        &self,
+        space: &Space,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        accept: F,
+    ) -> Vec<Cand> {
+        if self.entry == NONE {
+            return Vec::new();
+        }
+        let mut ep = Cand {
+            d: space.dist(q, self.entry),
+            id: self.entry,
+        };
+        for layer in (1..=self.max_level as usize).rev() {
+            ep = self.greedy(space, q, ep, layer);
+        }
+        let mut found = self.search_layer(space, q, &[ep], ef.max(k), 0, accept);
+        found.truncate(k);
+        found
+    }
+
+    /// The read-only half of an insert: the candidate neighbours of `slot` on each of its layers
+    /// that exist in the graph now (index = layer), nearest first.
+    pub fn plan_insert(&self, space: &Space, slot: u32) -> Vec<Vec<Cand>> {
+        if self.entry == NONE {
+            return Vec::new();
+        }
+        let q = space.vector(slot);
+        let level = self.levels[slot as usize];
+        let mut ep = Cand {
+            d: space.dist(q, self.entry),
+            id: self.entry,
+        };
+        for layer in (level as usize + 1..=self.max_level as usize).rev() {
+            ep = self.greedy(space, q, ep, layer);
+        }
+        let top = level.min(self.max_level) as usize;
+        let mut plan = vec![Vec::new(); top + 1];
+        let mut entry = vec![ep];
+        for layer in (0..=top).rev() {
+            let found =
+                self.search_layer(space, q, &entry, self.ef_construction, layer, |n| n != slot);
+            plan[layer] = found.clone();
+            entry = found;
+        }
+        plan
+    }
+
+    /// The mutating half of an insert: links `slot` to the heuristic's choice among its planned
+    /// candidates (skipping `excluded` ones, e.g. tombstones) and links them back.
+    pub fn apply_insert<X: Fn(u32) -> bool>(
+        &mut self,
+        space: &Space,
+        slot: u32,
+        plan: &[Vec<Cand>],
+        excluded: X,
+    ) {
+        let level = self.levels[slot as usize];
+        for (layer, cands) in plan.iter().enumerate() {
+            let usable: Vec<Cand> = cands
+                .iter()
+                .copied()
+                .filter(|c| c.id != slot && !excluded(c.id))
+                .collect();
+            let chosen = select_neighbors(space, &usable, self.m);
+            let ids: Vec<u32> = chosen.iter().map(|c| c.id).collect();
+            self.set_neighbors(slot, layer, &ids);
+            for c in chosen {
+                self.link_back(space, c.id, slot, c.d, layer);
+            }
+        }
+        if self.entry == NONE || level > self.max_level {
+            self.entry = slot;
+            self.max_level = level;
+        }
+    }
+
+    /// Adds `new` to `node`'s links on `layer`; when full, keeps the heuristic's choice.
+    fn link_back(&mut self, space: &Space, node: u32, new: u32, d: f32, layer: usize) {
+        let max = self.max_links(layer);
+        let current = self.neighbors(node, layer);
+        if current.contains(&new) {
+            return;
+        }
+        if current.len() < max {
+            let mut ids = current.to_vec();
+            ids.push(new);
+            self.set_neighbors(node, layer, &ids);
+            return;
+        }
+        let base = space.vector(node);
+        let mut cands: Vec<Cand> = current
+            .iter()
+            .map(|&n| Cand {
+                d: (space.kernel)(base, space.vector(n)),
+                id: n,
+            })
+            .collect();
+        cands.push(Cand { d, id: new });
+        cands.sort();
+        let chosen = select_neighbors(space, &cands, max);
+        let ids: Vec<u32> = chosen.iter().map(|c| c.id).collect();
+        self.set_neighbors(node, layer, &ids);
+    }
+}
+
+/// Algorithm 4 of the paper (without extending candidates, keeping no pruned ones): walk the
+/// candidates nearest first and keep one only if it is nearer to the base than to every kept one.
+/// This keeps links pointing in diverse directions, which is what makes the graph navigable.
+pub(crate) fn select_neighbors(space: &Space, sorted: &[Cand], m: usize) -> Vec<Cand> {
+    let mut kept: Vec<Cand> = Vec::with_capacity(m);
+    for &c in sorted {
+        if kept.len() >= m {
+            break;
+        }
+        let v = space.vector(c.id);
+        let diverse = kept
+            .iter()
+            .all(|k| (space.kernel)(v, space.vector(k.id)) >= c.d);
+        if diverse {
+            kept.push(c);
+        }
+    }
+    kept
+}
+
+/// FNV-1a over the id, then a splitmix64 finaliser mixed with the seed.
+fn hash_id(seed: u64, id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Distance;
+    use crate::distance::kernel_for;
+
+    fn grid(n: usize) -> Vec<f32> {
+        (0..n).flat_map(|i| [i as f32, (i * 7 % 13) as f32]).collect()
+    }
+
+    fn build(data: &[f32], m: usize) -> Graph {
+        let space = Space {
+            data,
+            dim: 2,
+            kernel: kernel_for(Distance::Euclidean),
+        };
+        let mut g = Graph::new(m, 64);
+        for i in 0..data.len() / 2 {
+            let slot = g.push_node(Graph::level_for(7, &i.to_string(), m));
+            let plan = g.plan_insert(&space, slot);
+            g.apply_insert(&space, slot, &plan, |_| false);
+        }
+        g
+    }
+
+    #[test]
+    fn finds_exact_neighbours_on_small_grid() {
+        let data = grid(300);
+        let g = build(&data, 8);
+        let space = Space {
+            data: &data,
+            dim: 2,
+            kernel: kernel_for(Distance::Euclidean),
+        };
+        for target in [0u32, 17, 150, 299] {
+            let q = space.vector(target).to_vec();
+            let found = g.search(&space, &q, 1, 32, |_| true);
+            assert_eq!(found[0].id, target);
+            assert_eq!(found[0].d, 0.0);
+        }
+    }
+
+    #[test]
+    fn links_respect_capacity_and_never_self() {
+        let data = grid(500);
+        let g = build(&data, 4);
+        for slot in 0..g.len() as u32 {
+            let n0 = g.neighbors(slot, 0);
+            assert!(n0.len() <= 8);
+            assert!(!n0.contains(&slot));
+            for layer in 1..=g.levels[slot as usize] as usize {
+                assert!(g.neighbors(slot, layer).len() <= 4);
+            }
+        }
+    }
+
+    #[test]
+    fn levels_are_deterministic_and_geometric() {
+        assert_eq!(Graph::level_for(1, "abc", 16), Graph::level_for(1, "abc", 16));
+        let n = 100_000;
+        let above0 = (0..n)
+            .filter(|i| Graph::level_for(3, &i.to_string(), 16) > 0)
+            .count();
+        // P(level > 0) = 1/m.
+        let expected = n / 16;
+        assert!(above0.abs_diff(expected) < expected / 10, "{above0} vs {expected}");
+    }
+
+    #[test]
+    fn accept_filters_results_but_not_navigation() {
+        let data = grid(400);
+        let g = build(&data, 8);
+        let space = Space {
+            data: &data,
+            dim: 2,
+            kernel: kernel_for(Distance::Euclidean),
+        };
+        let q = [200.0, 3.0];
+        let found = g.search(&space, &q, 5, 64, |id| id % 2 == 1);
+        assert_eq!(found.len(), 5);
+        assert!(found.iter().all(|c| c.id % 2 == 1));
+    }
+}

@@ -1,0 +1,41 @@
+//! # needle-core
+//!
+//! An embedded vector database in one `.needle` file: collections of vectors with JSON metadata,
+//! HNSW search with MongoDB-style filters, a write-ahead log and atomic checkpoints.
+//!
+//! ```
+//! use needle_core::{Database, SearchOptions, Filter};
+//! use serde_json::json;
+//!
+//! let db = Database::in_memory();
+//! db.create_collection("docs", 3)?;
+//! db.insert("docs", "a", vec![1.0, 0.0, 0.0], Some(json!({"lang": "en"})))?;
+//! db.insert("docs", "b", vec![0.0, 1.0, 0.0], Some(json!({"lang": "fr"})))?;
+//! let hits = db.search("docs", &[0.9, 0.1, 0.0], 1)?;
+//! assert_eq!(hits[0].id, "a");
+//!
+//! let fr = SearchOptions::new().with_filter(Filter::parse(&json!({"lang": "fr"}))?);
+//! let hits = db.search_with("docs", &[0.9, 0.1, 0.0], 1, &fr)?;
+//! assert_eq!(hits[0].id, "b");
+//! # Ok::<(), needle_core::NeedleError>(())
+//! ```
+
+mod collection;
+mod config;
+mod database;
+mod distance;
+mod error;
+mod filter;
+mod hnsw;
+mod storage;
+
+pub use config::{CollectionConfig, DatabaseOptions, Distance, SearchOptions, WalMode};
+pub use database::{CollectionInfo, Database, OpenReport, Record, SearchResult};
+pub use error::{NeedleError, Result};
+pub use filter::Filter;
+
+#[doc(hidden)]
+pub mod __private {
+    //! Internals exposed only for needle's own benches and tests. Not a stable API.
+    pub use crate::distance::{dot_scalar, l2_squared_scalar, kernel_for};
+}

@@ -1,0 +1,485 @@
+//! The checkpoint (`.needle`) format, also used as the snapshot byte stream. `docs/file-format.md`
+//! is the authority on the bytes; keep it in step with this file.
+//!
+//! A 64-byte header, then per collection seven sections (meta, vectors, levels, layer-0 links,
+//! upper-layer offsets, upper-layer links, records). Each section is
+//! `kind u32 | len u64 | header-crc u32 | payload | payload-crc u32 | zero padding to 8 bytes`,
+//! so it can be written as a stream (no seeking) and checked piece by piece. Arrays are raw
+//! little-endian, so opening copies them out of the map without rebuilding anything.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::Reader;
+use crate::collection::{Collection, validate_collection_name};
+use crate::config::{CollectionConfig, Distance};
+use crate::distance::kernel_for;
+use crate::error::{NeedleError, Result};
+use crate::hnsw::{Graph, MAX_LEVEL, NONE};
+
+pub(crate) const MAGIC: &[u8; 8] = b"NEEDLEDB";
+pub(crate) const VERSION: u32 = 1;
+pub(crate) const HEADER_LEN: usize = 64;
+
+const KIND_META: u32 = 1;
+const KIND_VECTORS: u32 = 2;
+const KIND_LEVELS: u32 = 3;
+const KIND_LINKS0: u32 = 4;
+const KIND_UPPER_START: u32 = 5;
+const KIND_UPPER: u32 = 6;
+const KIND_RECORDS: u32 = 7;
+const SECTION_HEADER: usize = 16;
+/// Marks "no metadata" in the records section.
+const NO_METADATA: u32 = u32::MAX;
+
+/// What a checkpoint holds besides the collections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Header {
+    /// The caller's opaque value (needle-raft: the applied Raft index).
+    pub tag: u64,
+    /// Counts checkpoints; the WAL names the generation it follows.
+    pub generation: u64,
+}
+
+/// A `Write` that counts bytes and keeps a running CRC-32C.
+struct Crc<'a> {
+    inner: &'a mut dyn Write,
+    crc: u32,
+    count: u64,
+}
+
+impl Write for Crc<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn section(
+    w: &mut dyn Write,
+    kind: u32,
+    len: u64,
+    body: impl FnOnce(&mut Crc) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut head = [0u8; SECTION_HEADER];
+    head[0..4].copy_from_slice(&kind.to_le_bytes());
+    head[4..12].copy_from_slice(&len.to_le_bytes());
+    let hcrc = crc32c::crc32c(&head[0..12]);
+    head[12..16].copy_from_slice(&hcrc.to_le_bytes());
+    w.write_all(&head)?;
+    let mut crc = Crc {
+        inner: w,
+        crc: 0,
+        count: 0,
+    };
+    body(&mut crc)?;
+    assert_eq!(crc.count, len, "section {kind}: declared length matches bytes written");
+    let crc_value = crc.crc;
+    w.write_all(&crc_value.to_le_bytes())?;
+    w.write_all(&[0u8; 8][..pad8(len + 4)])?;
+    Ok(())
+}
+
+fn pad8(n: u64) -> usize {
+    ((8 - n % 8) % 8) as usize
+}
+
+/// Writes little-endian values of an array through a small buffer.
+fn write_array<T: Copy, const N: usize>(
+    w: &mut dyn Write,
+    items: &[T],
+    to_bytes: impl Fn(T) -> [u8; N],
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    for chunk in items.chunks(16 * 1024 / N.max(1)) {
+        buf.clear();
+        for &x in chunk {
+            buf.extend_from_slice(&to_bytes(x));
+        }
+        w.write_all(&buf)?;
+    }
+    Ok(())
+}
+
+/// Writes a whole checkpoint: header, then the collections in name order.
+pub(crate) fn encode<'a>(
+    w: &mut dyn Write,
+    header: Header,
+    collections: impl ExactSizeIterator<Item = &'a Collection>,
+) -> std::io::Result<()> {
+    let mut head = [0u8; HEADER_LEN];
+    head[0..8].copy_from_slice(MAGIC);
+    head[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    head[16..24].copy_from_slice(&header.tag.to_le_bytes());
+    head[24..32].copy_from_slice(&header.generation.to_le_bytes());
+    head[32..36].copy_from_slice(&(collections.len() as u32).to_le_bytes());
+    let crc = crc32c::crc32c(&head[0..60]);
+    head[60..64].copy_from_slice(&crc.to_le_bytes());
+    w.write_all(&head)?;
+    for c in collections {
+        encode_collection(w, c)?;
+    }
+    Ok(())
+}
+
+fn encode_collection(w: &mut dyn Write, c: &Collection) -> std::io::Result<()> {
+    let g = &c.graph;
+    let mut meta = Vec::new();
+    meta.extend_from_slice(&(c.name.len() as u32).to_le_bytes());
+    meta.extend_from_slice(c.name.as_bytes());
+    meta.extend_from_slice(&(c.dim as u64).to_le_bytes());
+    meta.push(c.config.distance.code());
+    meta.extend_from_slice(&(c.config.m as u32).to_le_bytes());
+    meta.extend_from_slice(&(c.config.ef_construction as u32).to_le_bytes());
+    meta.extend_from_slice(&(c.config.ef_search as u32).to_le_bytes());
+    meta.extend_from_slice(&c.config.seed.to_le_bytes());
+    meta.extend_from_slice(&(c.slots() as u64).to_le_bytes());
+    meta.extend_from_slice(&g.entry.to_le_bytes());
+    meta.push(g.max_level);
+    section(w, KIND_META, meta.len() as u64, |w| w.write_all(&meta))?;
+
+    section(w, KIND_VECTORS, c.vectors.len() as u64 * 4, |w| {
+        write_array(w, &c.vectors, f32::to_le_bytes)
+    })?;
+    section(w, KIND_LEVELS, g.levels.len() as u64, |w| w.write_all(&g.levels))?;
+    section(w, KIND_LINKS0, g.links0.len() as u64 * 4, |w| {
+        write_array(w, &g.links0, u32::to_le_bytes)
+    })?;
+    section(w, KIND_UPPER_START, g.upper_start.len() as u64 * 4, |w| {
+        write_array(w, &g.upper_start, u32::to_le_bytes)
+    })?;
+    section(w, KIND_UPPER, g.upper.len() as u64 * 4, |w| {
+        write_array(w, &g.upper, u32::to_le_bytes)
+    })?;
+
+    let mut records = Vec::new();
+    for s in 0..c.slots() {
+        records.push(u8::from(c.deleted[s]));
+        records.extend_from_slice(&(c.ids[s].len() as u32).to_le_bytes());
+        records.extend_from_slice(c.ids[s].as_bytes());
+        match &c.metadata[s] {
+            None => records.extend_from_slice(&NO_METADATA.to_le_bytes()),
+            Some(m) => {
+                let json = serde_json::to_vec(m).expect("a serde_json::Value always serialises");
+                records.extend_from_slice(&(json.len() as u32).to_le_bytes());
+                records.extend_from_slice(&json);
+            }
+        }
+    }
+    section(w, KIND_RECORDS, records.len() as u64, |w| w.write_all(&records))
+}
+
+/// Reads and fully checks a checkpoint. Any inconsistency is `Corrupted` with the file and the
+/// offset of the part that is wrong; nothing here can panic on bad bytes.
+pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(Header, Vec<Collection>)> {
+    let corrupt = |offset: usize, reason: String| NeedleError::corrupted(file, offset as u64, reason);
+    if bytes.len() < HEADER_LEN {
+        return Err(corrupt(
+            0,
+            format!("file is {} bytes, shorter than the {HEADER_LEN}-byte header", bytes.len()),
+        ));
+    }
+    if &bytes[0..8] != MAGIC {
+        return Err(corrupt(0, "not a Needle file (bad magic)".into()));
+    }
+    let mut r = Reader::new(&bytes[..HEADER_LEN]);
+    r.take(8);
+    let version = r.u32().unwrap_or(0);
+    let stored_crc = u32::from_le_bytes([bytes[60], bytes[61], bytes[62], bytes[63]]);
+    if crc32c::crc32c(&bytes[0..60]) != stored_crc {
+        return Err(corrupt(60, "header checksum mismatch".into()));
+    }
+    if version != VERSION {
+        return Err(NeedleError::UnsupportedVersion {
+            file: file.to_path_buf(),
+            found: version,
+            supported: VERSION,
+        });
+    }
+    let _flags = r.u32();
+    let tag = r.u64().unwrap_or(0);
+    let generation = r.u64().unwrap_or(0);
+    let n_collections = r.u32().unwrap_or(0) as usize;
+
+    let mut sections = SectionReader {
+        bytes,
+        pos: HEADER_LEN,
+        file,
+    };
+    let mut collections: Vec<Collection> = Vec::new();
+    for _ in 0..n_collections {
+        let c = decode_collection(&mut sections)?;
+        if let Some(prev) = collections.last()
+            && prev.name >= c.name
+        {
+            return Err(corrupt(
+                sections.pos,
+                format!("collection '{}' is out of order or repeated", c.name),
+            ));
+        }
+        collections.push(c);
+    }
+    if sections.pos != bytes.len() {
+        return Err(corrupt(
+            sections.pos,
+            format!("{} unexpected bytes after the last section", bytes.len() - sections.pos),
+        ));
+    }
+    Ok((Header { tag, generation }, collections))
+}
+
+struct SectionReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    file: &'a Path,
+}
+
+impl<'a> SectionReader<'a> {
+    fn corrupt(&self, offset: usize, reason: impl Into<String>) -> NeedleError {
+        NeedleError::corrupted(self.file, offset as u64, reason)
+    }
+
+    /// Returns the payload of the next section, which must be of `kind`, and its offset.
+    fn next(&mut self, kind: u32) -> Result<(&'a [u8], usize)> {
+        let start = self.pos;
+        let mut r = Reader::new(&self.bytes[start..]);
+        let head = r
+            .take(SECTION_HEADER)
+            .ok_or_else(|| self.corrupt(start, "truncated: section header cut off"))?;
+        let stored = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
+        if crc32c::crc32c(&head[0..12]) != stored {
+            return Err(self.corrupt(start, "section header checksum mismatch"));
+        }
+        let found_kind = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        if found_kind != kind {
+            return Err(self.corrupt(start, format!("expected section kind {kind}, found {found_kind}")));
+        }
+        let len = u64::from_le_bytes(head[4..12].try_into().unwrap_or([0xff; 8]));
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= r.remaining())
+            .ok_or_else(|| self.corrupt(start, format!("truncated: section of {len} bytes runs past the end")))?;
+        let payload_at = start + SECTION_HEADER;
+        let payload = r.take(len).ok_or_else(|| self.corrupt(payload_at, "truncated payload"))?;
+        let crc = r
+            .u32()
+            .ok_or_else(|| self.corrupt(payload_at + len, "truncated: section checksum cut off"))?;
+        if crc32c::crc32c(payload) != crc {
+            return Err(self.corrupt(payload_at, format!("section kind {kind}: payload checksum mismatch")));
+        }
+        let pad = pad8(len as u64 + 4);
+        r.take(pad)
+            .ok_or_else(|| self.corrupt(payload_at + len + 4, "truncated: padding cut off"))?;
+        self.pos = start + r.pos();
+        Ok((payload, payload_at))
+    }
+}
+
+fn u32s(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+fn decode_collection(s: &mut SectionReader) -> Result<Collection> {
+    let (meta, at) = s.next(KIND_META)?;
+    let file = s.file;
+    let bad_meta = |reason: &str| {
+        NeedleError::corrupted(file, at as u64, format!("collection meta: {reason}"))
+    };
+    let mut r = Reader::new(meta);
+    let name_len = r.u32().ok_or_else(|| bad_meta("truncated"))? as usize;
+    let name = r
+        .take(name_len)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or_else(|| bad_meta("name is not UTF-8 or is cut off"))?
+        .to_string();
+    validate_collection_name(&name).map_err(|e| bad_meta(&e.to_string()))?;
+    let dim = r.u64().ok_or_else(|| bad_meta("truncated"))? as usize;
+    crate::collection::validate_dimensions(dim).map_err(|e| bad_meta(&e.to_string()))?;
+    let distance = r
+        .u8()
+        .and_then(Distance::from_code)
+        .ok_or_else(|| bad_meta("unknown distance"))?;
+    let m = r.u32().ok_or_else(|| bad_meta("truncated"))? as usize;
+    let ef_construction = r.u32().ok_or_else(|| bad_meta("truncated"))? as usize;
+    let ef_search = r.u32().ok_or_else(|| bad_meta("truncated"))? as usize;
+    let seed = r.u64().ok_or_else(|| bad_meta("truncated"))?;
+    let config = CollectionConfig {
+        distance,
+        m,
+        ef_construction,
+        ef_search,
+        seed,
+    };
+    config.validate().map_err(|e| bad_meta(&e.to_string()))?;
+    let n = r.u64().ok_or_else(|| bad_meta("truncated"))?;
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|&n| n < NONE as usize)
+        .ok_or_else(|| bad_meta("too many slots"))?;
+    let entry = r.u32().ok_or_else(|| bad_meta("truncated"))?;
+    let max_level = r.u8().ok_or_else(|| bad_meta("truncated"))?;
+    if r.remaining() != 0 {
+        return Err(bad_meta("unexpected trailing bytes"));
+    }
+
+    let (vbytes, vat) = s.next(KIND_VECTORS)?;
+    if Some(vbytes.len()) != n.checked_mul(dim).and_then(|x| x.checked_mul(4)) {
+        return Err(s.corrupt(vat, format!("vectors: {} bytes for {n} × {dim} floats", vbytes.len())));
+    }
+    let vectors: Vec<f32> = vbytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    if let Some(i) = vectors.iter().position(|x| !x.is_finite()) {
+        return Err(s.corrupt(vat + i * 4, "vectors: a component is not finite"));
+    }
+
+    let (levels, lat) = s.next(KIND_LEVELS)?;
+    if levels.len() != n {
+        return Err(s.corrupt(lat, format!("levels: {} entries for {n} slots", levels.len())));
+    }
+    if let Some(i) = levels.iter().position(|&l| l > MAX_LEVEL) {
+        return Err(s.corrupt(lat + i, "levels: level above the maximum"));
+    }
+    let levels = levels.to_vec();
+
+    let stride0 = 1 + 2 * m;
+    let (l0, l0at) = s.next(KIND_LINKS0)?;
+    if l0.len() != n * stride0 * 4 {
+        return Err(s.corrupt(l0at, "layer-0 links: wrong length"));
+    }
+    let links0 = u32s(l0);
+    check_links(&links0, stride0, n).map_err(|i| s.corrupt(l0at + i * 4, "layer-0 links: bad count or target"))?;
+
+    let (us, usat) = s.next(KIND_UPPER_START)?;
+    if us.len() != n * 4 {
+        return Err(s.corrupt(usat, "upper-layer offsets: wrong length"));
+    }
+    let upper_start = u32s(us);
+    let (up, upat) = s.next(KIND_UPPER)?;
+    if up.len() % 4 != 0 {
+        return Err(s.corrupt(upat, "upper-layer links: length not a multiple of 4"));
+    }
+    let upper = u32s(up);
+    let stride_up = 1 + m;
+    let mut expected_start = 0usize;
+    for slot in 0..n {
+        let level = levels[slot] as usize;
+        let start = upper_start[slot];
+        let ok = if level == 0 {
+            start == NONE
+        } else {
+            start as usize == expected_start
+        };
+        if !ok {
+            return Err(s.corrupt(usat + slot * 4, "upper-layer offsets: inconsistent with levels"));
+        }
+        expected_start += level * stride_up;
+    }
+    if expected_start != upper.len() {
+        return Err(s.corrupt(upat, "upper-layer links: length inconsistent with levels"));
+    }
+    check_links(&upper, stride_up, n).map_err(|i| s.corrupt(upat + i * 4, "upper-layer links: bad count or target"))?;
+    if n == 0 {
+        if entry != NONE || max_level != 0 {
+            return Err(bad_meta("entry point set in an empty graph"));
+        }
+    } else if entry as usize >= n || levels[entry as usize] != max_level {
+        return Err(bad_meta("entry point is not a node of the top level"));
+    }
+
+    let (rec, rat) = s.next(KIND_RECORDS)?;
+    let mut r = Reader::new(rec);
+    let mut ids = Vec::with_capacity(n);
+    let mut metadata = Vec::with_capacity(n);
+    let mut deleted = Vec::with_capacity(n);
+    let mut index = std::collections::HashMap::with_capacity(n);
+    for slot in 0..n {
+        let at = rat + r.pos();
+        let bad = |reason: &str| s.corrupt(at, format!("record of slot {slot}: {reason}"));
+        let flag = r.u8().ok_or_else(|| bad("truncated"))?;
+        if flag > 1 {
+            return Err(bad("bad deleted flag"));
+        }
+        let id_len = r.u32().ok_or_else(|| bad("truncated"))? as usize;
+        let id = r
+            .take(id_len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or_else(|| bad("id is not UTF-8 or is cut off"))?
+            .to_string();
+        if id.is_empty() || id.len() > crate::collection::MAX_ID_BYTES {
+            return Err(bad("id length out of range"));
+        }
+        let meta_len = r.u32().ok_or_else(|| bad("truncated"))?;
+        let meta = if meta_len == NO_METADATA {
+            None
+        } else {
+            let json = r.take(meta_len as usize).ok_or_else(|| bad("metadata cut off"))?;
+            match serde_json::from_slice::<Value>(json) {
+                Ok(v @ Value::Object(_)) => Some(v),
+                _ => return Err(bad("metadata is not a JSON object")),
+            }
+        };
+        if flag == 0 && index.insert(id.clone(), slot as u32).is_some() {
+            return Err(bad("id is live in two slots"));
+        }
+        if flag == 1 && meta.is_some() {
+            return Err(bad("a deleted record carries metadata"));
+        }
+        ids.push(id);
+        metadata.push(meta);
+        deleted.push(flag == 1);
+    }
+    if r.remaining() != 0 {
+        return Err(s.corrupt(rat + r.pos(), "records: unexpected trailing bytes"));
+    }
+    let live = index.len();
+    Ok(Collection {
+        kernel: kernel_for(config.distance),
+        graph: Graph {
+            m,
+            ef_construction,
+            levels,
+            links0,
+            upper_start,
+            upper,
+            entry,
+            max_level,
+        },
+        name,
+        dim,
+        config,
+        vectors,
+        ids,
+        metadata,
+        deleted,
+        live,
+        index,
+    })
+}
+
+/// Checks every `[count, targets..]` block: count within the stride, targets within `n`.
+/// Returns the index of the first bad word.
+fn check_links(links: &[u32], stride: usize, n: usize) -> std::result::Result<(), usize> {
+    for (b, block) in links.chunks_exact(stride).enumerate() {
+        let count = block[0] as usize;
+        if count > stride - 1 {
+            return Err(b * stride);
+        }
+        if let Some(i) = block[1..1 + count].iter().position(|&t| t as usize >= n) {
+            return Err(b * stride + 1 + i);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! The one error type of needle-raft. It wraps needle-core's error and adds what replication
+//! can go wrong with. The distinction callers most need is [`WriteOutcome`]: after an error, was the
+//! write certainly not applied (retry freely), or may it have been applied (retry with the same
+//! request id, which the state machine deduplicates)?
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::message::NodeId;
+
+/// Result alias used throughout needle-raft.
+pub type Result<T, E = NeedleError> = std::result::Result<T, E>;
+
+/// What is known about a write that did not return `Ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The command was not applied and never will be: retrying cannot apply it twice.
+    NotApplied,
+    /// The command was proposed and its fate is unknown: it may have been applied, or may still
+    /// be. Retry with the same request id ([`crate::RequestId`]) to apply it at most once.
+    MaybeApplied,
+}
+
+/// Everything that can go wrong in needle-raft.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NeedleError {
+    /// This node is not the leader; `leader` is the leader it knows of, if any. Nothing was applied.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    /// The operation did not finish within `after`. For a write, `outcome` says whether it may
+    /// have been applied; a read has no effect and is always `NotApplied`.
+    #[error("{operation} timed out after {after:?} ({outcome:?})")]
+    Timeout {
+        operation: &'static str,
+        after: Duration,
+        outcome: WriteOutcome,
+    },
+    /// This node lost its leadership while the write was pending.
+    #[error("leadership lost while the write was pending ({outcome:?})")]
+    LeadershipLost { outcome: WriteOutcome },
+    /// Raft refused the proposal (no leader yet, a leadership transfer in progress, too many
+    /// uncommitted bytes, or a membership change already pending). Nothing was applied.
+    #[error("proposal dropped: {reason}")]
+    ProposalDropped { reason: String },
+    /// A follower read was refused: no word from a leader within `max_staleness`.
+    #[error("stale read refused: last heard from a leader {since:?} ago (max_staleness {max_staleness:?})")]
+    StaleRead {
+        since: Option<Duration>,
+        max_staleness: Duration,
+    },
+    /// The command reached the state machine, which rejected it (deterministically, on every node).
+    #[error(transparent)]
+    Core(#[from] needle_core::NeedleError),
+    /// The Raft log on disk is not what needle-raft wrote.
+    #[error("corrupted raft file {}: at offset {offset}: {reason}", file.display())]
+    Corrupted {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    /// An operating-system I/O error, with what needle-raft was doing at the time.
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// raft-rs reported an error.
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// Bytes from the network that do not decode, or a message that would be unsafe to step.
+    #[error("invalid message: {reason}")]
+    InvalidMessage { reason: String },
+    /// A configuration that cannot work.
+    #[error("invalid configuration: {reason}")]
+    InvalidConfig { reason: String },
+    /// A transport could not deliver (peer unknown, crashed, or queue full).
+    #[error("transport error: {reason}")]
+    Transport { reason: String },
+    /// The node has been shut down (or its Raft thread has stopped).
+    #[error("the node is shut down")]
+    Shutdown,
+}
+
+impl NeedleError {
+    /// True when a failed write may nonetheless have been (or still be) applied.
+    pub fn may_have_been_applied(&self) -> bool {
+        matches!(
+            self,
+            NeedleError::Timeout {
+                outcome: WriteOutcome::MaybeApplied,
+                ..
+            } | NeedleError::LeadershipLost {
+                outcome: WriteOutcome::MaybeApplied
+            }
+        )
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        NeedleError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupted(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        NeedleError::Corrupted {
+            file: file.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn invalid_message(reason: impl Into<String>) -> Self {
+        NeedleError::InvalidMessage {
+            reason: reason.into(),
+        }
+    }
+}
