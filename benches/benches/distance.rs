@@ -7,8 +7,8 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use needle_benches::synthetic_vectors;
-use needle_core::Distance;
 use needle_core::__private::{dot_scalar, kernel_for, l2_squared_scalar};
+use needle_core::Distance;
 
 /// What `kernel_for` returns.
 type Kernel = fn(&[f32], &[f32]) -> f32;
@@ -39,7 +39,10 @@ fn kernels(c: &mut Criterion) {
             let v = synthetic_vectors(2, dim, 42);
             let (a, b) = (v.row(0), v.row(1));
             group.throughput(Throughput::Elements(dim as u64));
-            for (name, kernel) in [("simd", kernel_for(distance)), ("scalar", scalar_for(distance))] {
+            for (name, kernel) in [
+                ("simd", kernel_for(distance)),
+                ("scalar", scalar_for(distance)),
+            ] {
                 group.bench_with_input(BenchmarkId::new(name, dim), &dim, |bench, _| {
                     bench.iter(|| kernel(black_box(a), black_box(b)))
                 });

@@ -16,7 +16,10 @@ fn base() -> Vecs<f32> {
     match read_vecs_head(&path, N) {
         Ok(v) if v.len() == N => v,
         Ok(_) | Err(_) => {
-            eprintln!("{}: not readable or short; using generated vectors", path.display());
+            eprintln!(
+                "{}: not readable or short; using generated vectors",
+                path.display()
+            );
             synthetic_vectors(N, 50, 7)
         }
     }

@@ -26,8 +26,10 @@ fn data() -> (String, Vecs<f32>, Vecs<f32>, Metric) {
         Err(e) => {
             eprintln!("{}: {e}; using generated vectors", dir.display());
             let v = synthetic_vectors(10_200, 50, 7);
-            let base = Vecs::from_flat(50, v.as_flat()[..10_000 * 50].to_vec()).expect("rows of 50");
-            let queries = Vecs::from_flat(50, v.as_flat()[10_000 * 50..].to_vec()).expect("rows of 50");
+            let base =
+                Vecs::from_flat(50, v.as_flat()[..10_000 * 50].to_vec()).expect("rows of 50");
+            let queries =
+                Vecs::from_flat(50, v.as_flat()[10_000 * 50..].to_vec()).expect("rows of 50");
             ("generated-10k".into(), base, queries, Metric::Cosine)
         }
     }

@@ -63,8 +63,7 @@ pub fn metric_of_dir(dir: &Path) -> Result<Metric> {
         .get("metric")
         .and_then(|m| m.as_str())
         .ok_or_else(|| meta_err("no string \"metric\" key".into()))?;
-    Metric::parse(name)
-        .ok_or_else(|| meta_err(format!("metric {name:?} is not cosine, l2 or ip")))
+    Metric::parse(name).ok_or_else(|| meta_err(format!("metric {name:?} is not cosine, l2 or ip")))
 }
 
 /// The metric for the data set whose base vectors are at `base`, as peers.py's protocol says:

@@ -48,7 +48,12 @@ pub fn recall_at_k<R: AsRef<[i32]>>(found: &[R], truth: &Vecs<i32>, k: usize) ->
 /// The exact `k` nearest base rows of every query, nearest first, by `metric` computed in `f64`,
 /// ties broken by the smaller id: the ground truth of `make.py` and `testdata/make_subsets.py`.
 /// O(queries × base × dim): for small sets (tests, subsets).
-pub fn exact_knn(base: &Vecs<f32>, queries: &Vecs<f32>, k: usize, metric: Metric) -> Result<Vecs<i32>> {
+pub fn exact_knn(
+    base: &Vecs<f32>,
+    queries: &Vecs<f32>,
+    k: usize,
+    metric: Metric,
+) -> Result<Vecs<i32>> {
     if base.dim() != queries.dim() {
         return Err(BenchError::Invalid(format!(
             "queries have dimension {}, base vectors {}",
@@ -108,9 +113,15 @@ mod tests {
     #[test]
     fn recall_counts_hits_in_the_first_k() {
         let truth = Vecs::from_rows(&[[1, 2, 3, 4], [5, 6, 7, 8]]).unwrap();
-        assert_eq!(recall_at_k(&[vec![1, 2], vec![6, 5]], &truth, 2).unwrap(), 1.0);
+        assert_eq!(
+            recall_at_k(&[vec![1, 2], vec![6, 5]], &truth, 2).unwrap(),
+            1.0
+        );
         // Only the first k of the found ids and of the truth count.
-        assert_eq!(recall_at_k(&[vec![3, 1, 2], vec![7, 8, 5]], &truth, 2).unwrap(), 0.25);
+        assert_eq!(
+            recall_at_k(&[vec![3, 1, 2], vec![7, 8, 5]], &truth, 2).unwrap(),
+            0.25
+        );
         // Short result lists score fewer hits.
         assert_eq!(recall_at_k(&[vec![1], vec![]], &truth, 2).unwrap(), 0.25);
         assert!(recall_at_k(&[vec![1]], &truth, 2).is_err());

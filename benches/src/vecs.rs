@@ -274,7 +274,10 @@ fn read_vecs<T: Element>(path: &Path, max_rows: Option<usize>) -> Result<Vecs<T>
         let offset = i as u64 * row_bytes;
         if i > 0 {
             if !read_full(&mut r, &mut head).map_err(io_err)? {
-                return Err(malformed(offset, "file ended early (did it shrink?)".into()));
+                return Err(malformed(
+                    offset,
+                    "file ended early (did it shrink?)".into(),
+                ));
             }
             let di = i32::from_le_bytes(head);
             if di != d {
@@ -285,7 +288,10 @@ fn read_vecs<T: Element>(path: &Path, max_rows: Option<usize>) -> Result<Vecs<T>
             }
         }
         if !read_full(&mut r, &mut buf).map_err(io_err)? {
-            return Err(malformed(offset + 4, "file ended early (did it shrink?)".into()));
+            return Err(malformed(
+                offset + 4,
+                "file ended early (did it shrink?)".into(),
+            ));
         }
         data.extend(
             buf.chunks_exact(4)
@@ -369,7 +375,11 @@ mod tests {
         truncated.pop();
         check(&truncated, 12, "truncated");
         // 36 bytes: a whole number of 2-value rows, but the second header says 5.
-        check(&bytes(&[&[1, 2], &[3, 4, 5, 6, 7]]), 12, "row 1 has dimension 5");
+        check(
+            &bytes(&[&[1, 2], &[3, 4, 5, 6, 7]]),
+            12,
+            "row 1 has dimension 5",
+        );
         assert!(matches!(
             read_ivecs(dir.path().join("missing.ivecs")),
             Err(VecsError::Io { .. })

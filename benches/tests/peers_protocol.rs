@@ -41,8 +41,16 @@ fn run(dir: &Path, results: &Path, ef_list: &str, stop_recall: &str) -> serde_js
         .expect("run needle-ann");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
-    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
     serde_json::from_str(last).unwrap_or_else(|e| panic!("last line {last:?} is not JSON: {e}"))
 }
 
@@ -68,7 +76,10 @@ fn needle_ann_runs_as_a_peers_engine() {
         let found = read_ivecs(results.path().join(format!("ef{ef}.ivecs"))).unwrap();
         assert_eq!((found.len(), found.dim()), (N_QUERY, K));
         for r in found.rows() {
-            assert!(r.iter().all(|&id| (0..N_BASE as i32).contains(&id)), "{r:?}");
+            assert!(
+                r.iter().all(|&id| (0..N_BASE as i32).contains(&id)),
+                "{r:?}"
+            );
             let mut sorted = r.to_vec();
             sorted.sort_unstable();
             sorted.dedup();
@@ -76,7 +87,10 @@ fn needle_ann_runs_as_a_peers_engine() {
         }
         let rows: Vec<&[i32]> = found.rows().collect();
         let checked = recall_at_k(&rows, &gt, K).unwrap();
-        assert!((checked - recall).abs() <= 5e-4, "reported {recall}, ids give {checked}");
+        assert!(
+            (checked - recall).abs() <= 5e-4,
+            "reported {recall}, ids give {checked}"
+        );
     }
 }
 

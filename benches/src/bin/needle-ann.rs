@@ -15,13 +15,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use needle_core::{Database, DatabaseOptions, WalMode};
 use needle_benches::collection::{CHUNK, COLLECTION, config, insert_rows};
 use needle_benches::dataset::metric_for_base;
 use needle_benches::vecs::write_ivecs_rows;
 use needle_benches::{
-    BenchError, Dataset, Metric, Result, Threads, Vecs, recall_at_k, rss_bytes, timed_search,
+    BenchError, Dataset, Result, Threads, Vecs, recall_at_k, rss_bytes, timed_search,
 };
+use needle_core::{Database, DatabaseOptions, WalMode};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use serde::Serialize;
 
@@ -343,10 +343,26 @@ fn run_friendly(cli: &Cli) -> Result<()> {
     let mut rows = Vec::new();
     for &ef in &cli.ef {
         let serial = one.install(|| {
-            timed_search(&db, COLLECTION, &ds.queries, cli.k, ef, cli.repeats, Threads::One)
+            timed_search(
+                &db,
+                COLLECTION,
+                &ds.queries,
+                cli.k,
+                ef,
+                cli.repeats,
+                Threads::One,
+            )
         })?;
         let parallel = all.install(|| {
-            timed_search(&db, COLLECTION, &ds.queries, cli.k, ef, cli.repeats, Threads::Pool)
+            timed_search(
+                &db,
+                COLLECTION,
+                &ds.queries,
+                cli.k,
+                ef,
+                cli.repeats,
+                Threads::Pool,
+            )
         })?;
         let recall = recall_at_k(&serial.ids, &gt, cli.k)?;
         log(format!(
@@ -402,7 +418,15 @@ fn run_friendly(cli: &Cli) -> Result<()> {
     let reopened_count = db.count(COLLECTION)?;
     let reopened_ef = *cli.ef.last().expect("--ef was checked to be non-empty");
     let check = one.install(|| {
-        timed_search(&db, COLLECTION, &ds.queries, cli.k, reopened_ef, 1, Threads::One)
+        timed_search(
+            &db,
+            COLLECTION,
+            &ds.queries,
+            cli.k,
+            reopened_ef,
+            1,
+            Threads::One,
+        )
     })?;
     let reopened_recall = recall_at_k(&check.ids, &gt, cli.k)?;
     drop(db);
@@ -515,6 +539,7 @@ fn print_report(r: &Report, data: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use needle_benches::Metric;
 
     fn os(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::error::{NeedleError, Result};
+use crate::error::Result;
 
 /// A node's id in the cluster. Never 0 (raft-rs reserves 0 for "none").
 pub type NodeId = u64;
@@ -65,8 +65,3 @@ pub trait MessageHandler: Send + Sync {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_object_safe(_: &dyn MessageHandler) {}
-
-#[allow(dead_code)]
-fn _unused(_: NeedleError) {}

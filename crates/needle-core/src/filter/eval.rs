@@ -191,8 +191,14 @@ mod tests {
 
     #[test]
     fn json_numbers_convert_exactly() {
-        assert_eq!(Num::from_json(&Number::from(u64::MAX)), Some(Num::Int(u64::MAX.into())));
-        assert_eq!(Num::from_json(&Number::from(i64::MIN)), Some(Num::Int(i64::MIN.into())));
+        assert_eq!(
+            Num::from_json(&Number::from(u64::MAX)),
+            Some(Num::Int(u64::MAX.into()))
+        );
+        assert_eq!(
+            Num::from_json(&Number::from(i64::MIN)),
+            Some(Num::Int(i64::MIN.into()))
+        );
         assert_eq!(
             Num::from_json(&Number::from_f64(0.5).expect("0.5 is finite")),
             Some(Num::Float(0.5))

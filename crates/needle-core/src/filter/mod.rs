@@ -203,7 +203,10 @@ mod tests {
     fn eq_on_objects_compares_whole_objects_in_any_key_order() {
         let f = json!({"dims": {"w": 1, "h": 2.0}});
         assert!(matches(f.clone(), json!({"dims": {"h": 2, "w": 1}})));
-        assert!(!matches(f.clone(), json!({"dims": {"h": 2, "w": 1, "d": 3}})));
+        assert!(!matches(
+            f.clone(),
+            json!({"dims": {"h": 2, "w": 1, "d": 3}})
+        ));
         assert!(!matches(f, json!({"dims": {"h": 2}})));
         assert!(matches(json!({"a": {}}), json!({"a": {}})));
         assert!(!matches(json!({"a": {}}), json!({"a": {"b": 1}})));
@@ -235,7 +238,10 @@ mod tests {
         assert!(!matches(json!({"a": {"$lt": -1.5}}), json!({"a": -1})));
         assert!(matches(json!({"a": u64::MAX}), json!({"a": u64::MAX})));
         assert!(matches(json!({"a": {"$gt": -1}}), json!({"a": u64::MAX})));
-        assert!(matches(json!({"a": {"$lt": i64::MIN}}), json!({"a": -1e19})));
+        assert!(matches(
+            json!({"a": {"$lt": i64::MIN}}),
+            json!({"a": -1e19})
+        ));
         assert!(matches(json!({"a": {"$gt": u64::MAX}}), json!({"a": 1e20})));
         // 2^53 + 1 is not a float; a conversion to f64 would call the two equal.
         let big = (1i64 << 53) + 1;
@@ -251,7 +257,10 @@ mod tests {
         assert!(matches(json!({"name": {"$gt": "apple"}}), m.clone()));
         assert!(matches(json!({"name": {"$gt": "ban"}}), m.clone()));
         assert!(!matches(json!({"name": {"$gt": "cherry"}}), m.clone()));
-        assert!(matches(json!({"name": {"$gte": "banana", "$lte": "banana"}}), m.clone()));
+        assert!(matches(
+            json!({"name": {"$gte": "banana", "$lte": "banana"}}),
+            m.clone()
+        ));
         assert!(matches(json!({"name": {"$lt": "bananas"}}), m.clone()));
         assert!(matches(json!({"name": {"$lt": "b\u{e9}"}}), m.clone()));
         assert!(matches(json!({"name": {"$gt": "Zebra"}}), m));
@@ -296,26 +305,56 @@ mod tests {
         assert!(matches(json!({"a": {"$exists": true}}), json!({"a": null})));
         assert!(!matches(json!({"a": {"$exists": true}}), json!({"b": 1})));
         assert!(matches(json!({"a": {"$exists": false}}), json!({"b": 1})));
-        assert!(!matches(json!({"a": {"$exists": false}}), json!({"a": false})));
+        assert!(!matches(
+            json!({"a": {"$exists": false}}),
+            json!({"a": false})
+        ));
         assert!(matches(json!({"a.b": {"$exists": false}}), json!({"a": 5})));
-        assert!(matches(json!({"a.b": {"$exists": true}}), json!({"a": {"b": []}})));
+        assert!(matches(
+            json!({"a.b": {"$exists": true}}),
+            json!({"a": {"b": []}})
+        ));
     }
 
     #[test]
     fn and_or_and_implicit_and() {
         let m = json!({"lang": "en", "year": 2020});
-        assert!(matches(json!({"$and": [{"lang": "en"}, {"year": 2020}]}), m.clone()));
-        assert!(!matches(json!({"$and": [{"lang": "en"}, {"year": 2021}]}), m.clone()));
-        assert!(matches(json!({"$or": [{"lang": "fr"}, {"year": 2020}]}), m.clone()));
-        assert!(!matches(json!({"$or": [{"lang": "fr"}, {"year": 2021}]}), m.clone()));
-        assert!(matches(json!({"lang": "en", "year": {"$gte": 2000}}), m.clone()));
-        assert!(!matches(json!({"lang": "en", "year": {"$lt": 2000}}), m.clone()));
+        assert!(matches(
+            json!({"$and": [{"lang": "en"}, {"year": 2020}]}),
+            m.clone()
+        ));
+        assert!(!matches(
+            json!({"$and": [{"lang": "en"}, {"year": 2021}]}),
+            m.clone()
+        ));
+        assert!(matches(
+            json!({"$or": [{"lang": "fr"}, {"year": 2020}]}),
+            m.clone()
+        ));
+        assert!(!matches(
+            json!({"$or": [{"lang": "fr"}, {"year": 2021}]}),
+            m.clone()
+        ));
+        assert!(matches(
+            json!({"lang": "en", "year": {"$gte": 2000}}),
+            m.clone()
+        ));
+        assert!(!matches(
+            json!({"lang": "en", "year": {"$lt": 2000}}),
+            m.clone()
+        ));
         assert!(matches(
             json!({"$or": [{"lang": "de"}, {"$and": [{"lang": "en"}, {"year": {"$gt": 2019}}]}]}),
             m.clone()
         ));
-        assert!(!matches(json!({"year": {"$gt": 2000, "$lt": 2010}}), m.clone()));
-        assert!(matches(json!({"year": {"$gt": 2000, "$lt": 2030}}), m.clone()));
+        assert!(!matches(
+            json!({"year": {"$gt": 2000, "$lt": 2010}}),
+            m.clone()
+        ));
+        assert!(matches(
+            json!({"year": {"$gt": 2000, "$lt": 2030}}),
+            m.clone()
+        ));
         assert!(matches(json!({}), m));
         assert!(filter(json!({})).matches(None));
     }
@@ -364,7 +403,11 @@ mod tests {
         let not_an_object = json!(7);
         for metadata in [none, Some(&empty), Some(&not_an_object)] {
             let check = |f: Value, want: bool| {
-                assert_eq!(filter(f.clone()).matches(metadata), want, "{f} on {metadata:?}")
+                assert_eq!(
+                    filter(f.clone()).matches(metadata),
+                    want,
+                    "{f} on {metadata:?}"
+                )
             };
             check(json!({"a": 1}), false);
             check(json!({"a": {"$ne": 1}}), true);
@@ -398,13 +441,31 @@ mod tests {
 
         assert!(!matches(json!({"tags": {"$ne": "red"}}), m.clone()));
         assert!(matches(json!({"tags": {"$ne": "blue"}}), m.clone()));
-        assert!(!matches(json!({"tags": {"$ne": ["red", "green"]}}), m.clone()));
+        assert!(!matches(
+            json!({"tags": {"$ne": ["red", "green"]}}),
+            m.clone()
+        ));
 
-        assert!(matches(json!({"tags": {"$in": ["blue", "green"]}}), m.clone()));
-        assert!(!matches(json!({"tags": {"$in": ["blue", "pink"]}}), m.clone()));
-        assert!(matches(json!({"tags": {"$in": [["red", "green"]]}}), m.clone()));
-        assert!(!matches(json!({"tags": {"$nin": ["blue", "green"]}}), m.clone()));
-        assert!(matches(json!({"tags": {"$nin": ["blue", "pink"]}}), m.clone()));
+        assert!(matches(
+            json!({"tags": {"$in": ["blue", "green"]}}),
+            m.clone()
+        ));
+        assert!(!matches(
+            json!({"tags": {"$in": ["blue", "pink"]}}),
+            m.clone()
+        ));
+        assert!(matches(
+            json!({"tags": {"$in": [["red", "green"]]}}),
+            m.clone()
+        ));
+        assert!(!matches(
+            json!({"tags": {"$nin": ["blue", "green"]}}),
+            m.clone()
+        ));
+        assert!(matches(
+            json!({"tags": {"$nin": ["blue", "pink"]}}),
+            m.clone()
+        ));
 
         assert!(matches(json!({"n": {"$gt": 8}}), m.clone()));
         assert!(!matches(json!({"n": {"$gt": 9}}), m.clone()));
@@ -424,32 +485,74 @@ mod tests {
 
     #[test]
     fn filter_must_be_an_object() {
-        for bad in [json!(null), json!(1), json!("a"), json!([{"a": 1}]), json!(true)] {
+        for bad in [
+            json!(null),
+            json!(1),
+            json!("a"),
+            json!([{"a": 1}]),
+            json!(true),
+        ] {
             assert_error(bad, "", "filter must be a JSON object");
         }
     }
 
     #[test]
     fn unknown_operators_name_their_path() {
-        assert_error(json!({"price": {"$foo": 1}}), "price.$foo", "unknown operator `$foo`");
-        assert_error(json!({"$nor": [{"a": 1}]}), "$nor", "unknown operator `$nor`");
+        assert_error(
+            json!({"price": {"$foo": 1}}),
+            "price.$foo",
+            "unknown operator `$foo`",
+        );
+        assert_error(
+            json!({"$nor": [{"a": 1}]}),
+            "$nor",
+            "unknown operator `$nor`",
+        );
         assert_error(
             json!({"$and": [{"a": 1}, {"b": {"$regex": "x"}}]}),
             "$and[1].b.$regex",
             "unknown operator `$regex`",
         );
-        assert_error(json!({"a": {"$not": {"$bad": 1}}}), "a.$not.$bad", "unknown operator");
+        assert_error(
+            json!({"a": {"$not": {"$bad": 1}}}),
+            "a.$not.$bad",
+            "unknown operator",
+        );
     }
 
     #[test]
     fn operand_types_are_checked() {
-        assert_error(json!({"price": {"$gt": true}}), "price.$gt", "`$gt` needs a number or string");
-        assert_error(json!({"price": {"$gte": null}}), "price.$gte", "needs a number or string");
-        assert_error(json!({"price": {"$lt": [1]}}), "price.$lt", "needs a number or string");
-        assert_error(json!({"price": {"$lte": {}}}), "price.$lte", "needs a number or string");
+        assert_error(
+            json!({"price": {"$gt": true}}),
+            "price.$gt",
+            "`$gt` needs a number or string",
+        );
+        assert_error(
+            json!({"price": {"$gte": null}}),
+            "price.$gte",
+            "needs a number or string",
+        );
+        assert_error(
+            json!({"price": {"$lt": [1]}}),
+            "price.$lt",
+            "needs a number or string",
+        );
+        assert_error(
+            json!({"price": {"$lte": {}}}),
+            "price.$lte",
+            "needs a number or string",
+        );
         assert_error(json!({"a": {"$in": 1}}), "a.$in", "`$in` needs an array");
-        assert_error(json!({"a": {"$nin": "x"}}), "a.$nin", "`$nin` needs an array");
-        assert_error(json!({"a": {"$exists": 1}}), "a.$exists", "`$exists` needs a bool");
+        assert_error(
+            json!({"a": {"$nin": "x"}}),
+            "a.$nin",
+            "`$nin` needs an array",
+        );
+        assert_error(
+            json!({"a": {"$exists": 1}}),
+            "a.$exists",
+            "`$exists` needs a bool",
+        );
         assert_error(
             json!({"$and": [{"a": 1}, {"price": {"$gt": "1", "$lt": false}}]}),
             "$and[1].price.$lt",
@@ -459,24 +562,52 @@ mod tests {
 
     #[test]
     fn logical_operators_need_non_empty_arrays_of_objects() {
-        assert_error(json!({"$and": []}), "$and", "`$and` needs a non-empty array of objects");
-        assert_error(json!({"$or": {"a": 1}}), "$or", "`$or` needs a non-empty array of objects");
-        assert_error(json!({"$and": [{"a": 1}, 2]}), "$and[1]", "needs a non-empty array of objects");
+        assert_error(
+            json!({"$and": []}),
+            "$and",
+            "`$and` needs a non-empty array of objects",
+        );
+        assert_error(
+            json!({"$or": {"a": 1}}),
+            "$or",
+            "`$or` needs a non-empty array of objects",
+        );
+        assert_error(
+            json!({"$and": [{"a": 1}, 2]}),
+            "$and[1]",
+            "needs a non-empty array of objects",
+        );
         assert_error(
             json!({"$or": [{"a": 1}, {"$and": [{"b": 1}, {"c": {"$in": 3}}]}]}),
             "$or[1].$and[1].c.$in",
             "needs an array",
         );
-        assert_error(json!({"$not": [{"a": 1}]}), "$not", "`$not` needs a filter object");
-        assert_error(json!({"$not": {"a": {"$gt": []}}}), "$not.a.$gt", "number or string");
+        assert_error(
+            json!({"$not": [{"a": 1}]}),
+            "$not",
+            "`$not` needs a filter object",
+        );
+        assert_error(
+            json!({"$not": {"a": {"$gt": []}}}),
+            "$not.a.$gt",
+            "number or string",
+        );
     }
 
     #[test]
     fn field_not_needs_an_operator_object() {
         assert_error(json!({"a": {"$not": 5}}), "a.$not", "operator object");
         assert_error(json!({"a": {"$not": {}}}), "a.$not", "operator object");
-        assert_error(json!({"a": {"$not": {"b": 1}}}), "a.$not", "operator object");
-        assert_error(json!({"a": {"$not": {"$gt": 1, "b": 1}}}), "a.$not", "operator object");
+        assert_error(
+            json!({"a": {"$not": {"b": 1}}}),
+            "a.$not",
+            "operator object",
+        );
+        assert_error(
+            json!({"a": {"$not": {"$gt": 1, "b": 1}}}),
+            "a.$not",
+            "operator object",
+        );
     }
 
     #[test]
@@ -497,7 +628,11 @@ mod tests {
     fn nesting_is_limited_to_32_levels() {
         fn nested(levels: usize) -> Value {
             (0..levels).fold(json!({"a": 1}), |inner, i| {
-                if i % 2 == 0 { json!({"$and": [inner]}) } else { json!({"$not": inner}) }
+                if i % 2 == 0 {
+                    json!({"$and": [inner]})
+                } else {
+                    json!({"$not": inner})
+                }
             })
         }
         filter(nested(32));
@@ -585,8 +720,11 @@ mod tests {
     }
 
     fn arb_metadata() -> impl Strategy<Value = Value> {
-        prop::collection::vec((prop::sample::select(vec!["a", "b"]), arb_small_value()), 0..3)
-            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+        prop::collection::vec(
+            (prop::sample::select(vec!["a", "b"]), arb_small_value()),
+            0..3,
+        )
+        .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
     }
 
     proptest! {

@@ -59,10 +59,7 @@ impl Parser {
             return Err(self.error(format!("filter nests deeper than {MAX_DEPTH} levels")));
         }
         let Value::Object(map) = value else {
-            return Err(self.error(format!(
-                "filter must be a JSON object, got {}",
-                kind(value)
-            )));
+            return Err(self.error(format!("filter must be a JSON object, got {}", kind(value))));
         };
         let mut clauses = Vec::with_capacity(map.len());
         for (key, value) in map {
@@ -166,9 +163,12 @@ impl Parser {
                 if depth >= MAX_DEPTH {
                     return Err(self.error(format!("filter nests deeper than {MAX_DEPTH} levels")));
                 }
-                let need = "`$not` on a field needs a non-empty operator object such as {\"$gt\": 5}";
+                let need =
+                    "`$not` on a field needs a non-empty operator object such as {\"$gt\": 5}";
                 match value {
-                    Value::Object(map) if !map.is_empty() && map.keys().all(|k| k.starts_with('$')) => {
+                    Value::Object(map)
+                        if !map.is_empty() && map.keys().all(|k| k.starts_with('$')) =>
+                    {
                         Op::Not(self.operators(map, depth + 1)?)
                     }
                     Value::Object(map) if map.is_empty() => {

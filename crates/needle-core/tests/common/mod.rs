@@ -1,0 +1,95 @@
+//! Helpers shared by the behaviour tests: the committed test data, seeds, brute force.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// `testdata/<name>` at the workspace root.
+pub fn testdata(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(name)
+}
+
+/// Reads a TEXMEX `.fvecs` file: per vector an i32 dim, then dim f32.
+pub fn read_fvecs(path: &std::path::Path) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let dim = i32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        pos += 4;
+        out.push(
+            bytes[pos..pos + 4 * dim]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
+        );
+        pos += 4 * dim;
+    }
+    out
+}
+
+/// Reads a TEXMEX `.ivecs` file.
+pub fn read_ivecs(path: &std::path::Path) -> Vec<Vec<u32>> {
+    read_fvecs(path)
+        .into_iter()
+        .map(|row| row.into_iter().map(|x| x.to_bits()).collect())
+        .collect()
+}
+
+/// The seed of a random test: `NEEDLE_SEED` if set, else one from the clock. Printed either way
+/// so a failure can be replayed.
+pub fn seed(test: &str) -> u64 {
+    let seed = std::env::var("NEEDLE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("{test}: seed {seed} (replay with NEEDLE_SEED={seed})");
+    seed
+}
+
+/// A small deterministic generator (splitmix64).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    pub fn f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+pub fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        dot += *x as f64 * *y as f64;
+        na += *x as f64 * *x as f64;
+        nb += *y as f64 * *y as f64;
+    }
+    1.0 - dot / (na.sqrt() * nb.sqrt())
+}
+
+/// Exact top-k by cosine among the rows `keep` accepts; ties by smaller row.
+pub fn brute_force(base: &[Vec<f32>], q: &[f32], k: usize, keep: impl Fn(usize) -> bool) -> Vec<usize> {
+    let mut all: Vec<(f64, usize)> = (0..base.len())
+        .filter(|&i| keep(i))
+        .map(|i| (cosine_distance(q, &base[i]), i))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    all.into_iter().take(k).map(|(_, i)| i).collect()
+}

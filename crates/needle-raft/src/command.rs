@@ -1,0 +1,289 @@
+//! The state machine's input: [`ReplicatedCommand`], wrapped with a [`RequestId`] in the bytes of a
+//! Raft entry, and how a committed command is applied to the database (deterministically, at
+//! most once per request id inside the dedup window). Knows no threads and no network.
+
+use std::collections::{HashSet, VecDeque};
+
+use needle_core::{CollectionConfig, Database, Record};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{NeedleError, Result};
+use crate::storage::Reader;
+
+/// Identifies one write across retries: the state machine applies a command at most once per id
+/// (among the entries of the last `dedup_window` log indexes). `client` is chosen by whoever
+/// issues writes (a node uses its id and a random number); `seq` grows per write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequestId {
+    /// Who issued the request.
+    pub client: u64,
+    /// The request's number, unique per client.
+    pub seq: u64,
+}
+
+/// One record of a batch insert. `metadata` is a JSON object encoded as bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// The record's id.
+    pub id: String,
+    /// The vector.
+    pub vector: Vec<f32>,
+    /// JSON bytes of the metadata object (see [`ReplicatedCommand::json`]).
+    pub metadata: Option<Vec<u8>>,
+}
+
+/// A write, as replicated through the Raft log and applied on every node. Encoded with bincode 2;
+/// metadata travels as JSON bytes (bincode cannot carry a `serde_json::Value` itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ReplicatedCommand {
+    /// Creates a collection.
+    CreateCollection {
+        name: String,
+        dimensions: usize,
+        config: Option<CollectionConfig>,
+    },
+    /// Inserts (or replaces) one record.
+    Insert {
+        collection: String,
+        id: String,
+        vector: Vec<f32>,
+        metadata: Option<Vec<u8>>,
+    },
+    /// Inserts many records, all or nothing: one Raft entry, one apply.
+    InsertBatch {
+        collection: String,
+        records: Vec<BatchRecord>,
+    },
+    /// Updates a record's vector and/or metadata.
+    Update {
+        collection: String,
+        id: String,
+        vector: Option<Vec<f32>>,
+        metadata: Option<Vec<u8>>,
+    },
+    /// Deletes a record.
+    Delete { collection: String, id: String },
+    /// Rebuilds a collection densely.
+    Compact { collection: String },
+    /// Drops a collection.
+    DropCollection { name: String },
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+}
+
+impl ReplicatedCommand {
+    /// JSON bytes of a metadata value, as the commands carry it.
+    pub fn json(value: &serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(value).expect("serialising a serde_json::Value cannot fail")
+    }
+
+    /// Encodes the command with bincode 2.
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode_config())
+            .expect("bincode encoding of a ReplicatedCommand into a Vec cannot fail")
+    }
+
+    /// Decodes bytes made by [`ReplicatedCommand::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<ReplicatedCommand> {
+        let (cmd, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
+            .map_err(|e| NeedleError::invalid_message(format!("command does not decode: {e}")))?;
+        if used != bytes.len() {
+            return Err(NeedleError::invalid_message("trailing bytes after a command"));
+        }
+        Ok(cmd)
+    }
+
+    /// Applies the command to `db`. Deterministic: the same command on the same state gives the
+    /// same result and the same bytes on every node.
+    pub(crate) fn apply(&self, db: &Database) -> needle_core::Result<()> {
+        match self {
+            ReplicatedCommand::CreateCollection {
+                name,
+                dimensions,
+                config,
+            } => match config {
+                Some(c) => db.create_collection_with_config(name, *dimensions, c.clone()),
+                None => db.create_collection(name, *dimensions),
+            },
+            ReplicatedCommand::Insert {
+                collection,
+                id,
+                vector,
+                metadata,
+            } => db.insert(
+                collection,
+                id,
+                vector.clone(),
+                parse_metadata(collection, id, metadata)?,
+            ),
+            ReplicatedCommand::InsertBatch {
+                collection,
+                records,
+            } => {
+                let mut recs = Vec::with_capacity(records.len());
+                for r in records {
+                    recs.push(Record {
+                        id: r.id.clone(),
+                        vector: r.vector.clone(),
+                        metadata: parse_metadata(collection, &r.id, &r.metadata)?,
+                    });
+                }
+                db.insert_batch(collection, recs)
+            }
+            ReplicatedCommand::Update {
+                collection,
+                id,
+                vector,
+                metadata,
+            } => db.update(
+                collection,
+                id,
+                vector.clone(),
+                parse_metadata(collection, id, metadata)?,
+            ),
+            ReplicatedCommand::Delete { collection, id } => db.delete(collection, id).map(|_| ()),
+            ReplicatedCommand::Compact { collection } => db.compact(collection),
+            ReplicatedCommand::DropCollection { name } => db.drop_collection(name),
+        }
+    }
+}
+
+fn parse_metadata(
+    collection: &str,
+    id: &str,
+    bytes: &Option<Vec<u8>>,
+) -> needle_core::Result<Option<serde_json::Value>> {
+    match bytes {
+        None => Ok(None),
+        Some(b) => serde_json::from_slice(b)
+            .map(Some)
+            .map_err(|e| needle_core::NeedleError::InvalidMetadata {
+                collection: collection.to_string(),
+                id: id.to_string(),
+                reason: format!("metadata bytes are not JSON: {e}"),
+            }),
+    }
+}
+
+/// The bytes of a normal Raft entry: `client u64 | seq u64 | command`.
+pub(crate) fn encode_entry(id: RequestId, cmd: &ReplicatedCommand) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64);
+    b.extend_from_slice(&id.client.to_le_bytes());
+    b.extend_from_slice(&id.seq.to_le_bytes());
+    b.extend_from_slice(&cmd.encode());
+    b
+}
+
+/// The request id of a normal entry's bytes (without decoding the command).
+pub(crate) fn entry_request_id(data: &[u8]) -> Option<RequestId> {
+    let mut r = Reader::new(data);
+    Some(RequestId {
+        client: r.u64()?,
+        seq: r.u64()?,
+    })
+}
+
+pub(crate) fn decode_entry(data: &[u8]) -> Result<(RequestId, ReplicatedCommand)> {
+    let id = entry_request_id(data).ok_or_else(|| NeedleError::invalid_message("entry shorter than a request id"))?;
+    Ok((id, ReplicatedCommand::decode(&data[16..])?))
+}
+
+/// The request ids of the entries of the last `span` log indexes: a retry of one of them is not
+/// applied again. Built only from the log (and snapshots), so it is identical on every node.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DedupWindow {
+    span: u64,
+    entries: VecDeque<(u64, RequestId)>,
+    ids: HashSet<RequestId>,
+}
+
+impl DedupWindow {
+    pub(crate) fn new(span: u64) -> Self {
+        DedupWindow {
+            span,
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn contains(&self, id: &RequestId) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Records the entry at `index` and forgets those that fell out of the window.
+    pub(crate) fn record(&mut self, index: u64, id: RequestId) {
+        if self.ids.insert(id) {
+            self.entries.push_back((index, id));
+        }
+        let floor = index.saturating_sub(self.span);
+        while let Some(&(i, old)) = self.entries.front() {
+            if i > floor {
+                break;
+            }
+            self.entries.pop_front();
+            self.ids.remove(&old);
+        }
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        for (i, id) in &self.entries {
+            out.extend_from_slice(&i.to_le_bytes());
+            out.extend_from_slice(&id.client.to_le_bytes());
+            out.extend_from_slice(&id.seq.to_le_bytes());
+        }
+    }
+
+    pub(crate) fn decode(span: u64, r: &mut Reader<'_>) -> Option<DedupWindow> {
+        let mut w = DedupWindow::new(span);
+        let n = r.u32()?;
+        for _ in 0..n {
+            let i = r.u64()?;
+            let id = RequestId {
+                client: r.u64()?,
+                seq: r.u64()?,
+            };
+            w.ids.insert(id);
+            w.entries.push_back((i, id));
+        }
+        Some(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_round_trips_with_metadata_bytes() {
+        let cmd = ReplicatedCommand::InsertBatch {
+            collection: "c".into(),
+            records: vec![BatchRecord {
+                id: "a".into(),
+                vector: vec![1.0, 2.5],
+                metadata: Some(ReplicatedCommand::json(&serde_json::json!({"k": [1, "x"]}))),
+            }],
+        };
+        let id = RequestId { client: 7, seq: 9 };
+        let (id2, cmd2) = decode_entry(&encode_entry(id, &cmd)).unwrap();
+        assert_eq!((id, cmd), (id2, cmd2));
+        assert!(ReplicatedCommand::decode(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn dedup_window_forgets_by_index() {
+        let mut w = DedupWindow::new(3);
+        let id = |s| RequestId { client: 1, seq: s };
+        w.record(1, id(1));
+        w.record(2, id(2));
+        assert!(w.contains(&id(1)));
+        w.record(4, id(4));
+        assert!(!w.contains(&id(1)));
+        assert!(w.contains(&id(2)));
+        let mut b = Vec::new();
+        w.encode(&mut b);
+        let w2 = DedupWindow::decode(3, &mut Reader::new(&b)).unwrap();
+        assert!(w2.contains(&id(2)) && w2.contains(&id(4)) && !w2.contains(&id(1)));
+    }
+}

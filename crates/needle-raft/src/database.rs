@@ -1,0 +1,536 @@
+//! [`ReplicatedDatabase`]: the public face. Writes become [`ReplicatedCommand`]s proposed through
+//! the Raft thread and waited on; reads pass the consistency check of [`ReadConsistency`] and then
+//! run on the local database. Knows no transport beyond the [`MessageHandler`] trait.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+use needle_core::{CollectionConfig, Database, Record, SearchOptions, SearchResult};
+use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+
+use crate::command::{encode_entry, BatchRecord, ReplicatedCommand, RequestId};
+use crate::config::ReplicatedDatabaseConfig;
+use crate::error::{NeedleError, Result, WriteOutcome};
+use crate::message::{MessageHandler, NodeId};
+use crate::node::{Node, Request, Shared};
+use crate::status::{NodeStatus, Role};
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadConsistency {
+    /// The seed's table: linearizable on the leader; on a follower a local read when
+    /// `allow_follower_reads` is on (refused past `max_staleness`), `NotLeader` otherwise.
+    #[default]
+    Default,
+    /// Linearizable on any node: a ReadIndex round through the leader, then a wait until this
+    /// node has applied that index.
+    Linearizable,
+    /// A local read, refused when this node has not heard from a leader within `max_staleness`.
+    BoundedStaleness,
+}
+
+/// A node of a replicated Needle database: an unchanged [`Database`] driven by Raft.
+///
+/// ```no_run
+/// # fn handler() -> Box<dyn needle_raft::MessageHandler> { unimplemented!() }
+/// use needle_core::{Database, DatabaseOptions, WalMode};
+/// use needle_raft::{ReplicatedDatabase, ReplicatedDatabaseConfig};
+///
+/// let db = Database::open_with("node1.needle", DatabaseOptions { wal: WalMode::Off })?;
+/// let config = ReplicatedDatabaseConfig {
+///     data_dir: "node1-raft".into(),
+///     initial_members: vec![1, 2, 3],
+///     ..Default::default()
+/// };
+/// let node = ReplicatedDatabase::new(1, db, handler(), config)?;
+/// node.create_collection("docs", 3)?;
+/// node.insert("docs", "a", vec![1.0, 0.0, 0.0], None)?;
+/// let hits = node.search("docs", &[1.0, 0.0, 0.0], 1)?;
+/// # Ok::<(), needle_raft::NeedleError>(())
+/// ```
+pub struct ReplicatedDatabase {
+    id: NodeId,
+    db: Database,
+    config: ReplicatedDatabaseConfig,
+    requests: Sender<Request>,
+    shared: Arc<Shared>,
+    client: u64,
+    seq: AtomicU64,
+    stop_receiver: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for ReplicatedDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicatedDatabase")
+            .field("id", &self.id)
+            .field("role", &self.shared.role())
+            .field("leader", &self.shared.leader())
+            .finish()
+    }
+}
+
+impl ReplicatedDatabase {
+    /// Starts node `node_id` over `db` (open it with `WalMode::Off`: the Raft log is the log).
+    /// Recovers from `config.data_dir` when it holds a log: the database is brought to its
+    /// checkpoint's index (or to the latest snapshot), and the log is replayed from there.
+    pub fn new(
+        node_id: NodeId,
+        db: Database,
+        handler: Box<dyn MessageHandler>,
+        config: ReplicatedDatabaseConfig,
+    ) -> Result<Self> {
+        config.validate()?;
+        if node_id == 0 {
+            return Err(NeedleError::InvalidConfig {
+                reason: "node id 0 is reserved".into(),
+            });
+        }
+        let handler: Arc<dyn MessageHandler> = Arc::from(handler);
+        let shared = Arc::new(Shared {
+            role: AtomicU8::new(Role::Follower as u8),
+            leader: AtomicU64::new(0),
+            term: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            started: Instant::now(),
+            leader_contact_ms: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+        });
+        let node = Node::open(node_id, db.clone(), handler.clone(), config.clone(), shared.clone())?;
+        let (req_tx, req_rx) = crossbeam_channel::unbounded();
+        let (msg_tx, msg_rx) = crossbeam_channel::bounded(65_536);
+        let stop_receiver = Arc::new(AtomicBool::new(false));
+        let stop = stop_receiver.clone();
+        let receiver = std::thread::Builder::new()
+            .name(format!("needle-raft-recv-{node_id}"))
+            .spawn(move || receive_loop(handler, msg_tx, stop))
+            .map_err(|e| NeedleError::io("spawning the receive thread", e))?;
+        let raft = std::thread::Builder::new()
+            .name(format!("needle-raft-{node_id}"))
+            .spawn(move || node.run(req_rx, msg_rx))
+            .map_err(|e| NeedleError::io("spawning the raft thread", e))?;
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        Ok(ReplicatedDatabase {
+            id: node_id,
+            db,
+            config,
+            requests: req_tx,
+            shared,
+            client: (node_id << 48) ^ nanos,
+            seq: AtomicU64::new(0),
+            stop_receiver,
+            threads: Mutex::new(vec![raft, receiver]),
+        })
+    }
+
+    // ---- writes ----
+
+    /// A fresh request id for a write issued through this node.
+    pub fn next_request_id(&self) -> RequestId {
+        RequestId {
+            client: self.client,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+        }
+    }
+
+    /// Proposes `cmd` and waits until it is committed by a majority and applied here.
+    pub fn execute(&self, cmd: ReplicatedCommand) -> Result<()> {
+        self.execute_with_id(self.next_request_id(), cmd)
+    }
+
+    /// As [`ReplicatedDatabase::execute`], with the caller's request id: after an error where
+    /// [`NeedleError::may_have_been_applied`] is true, retrying with the same id applies the
+    /// command at most once.
+    pub fn execute_with_id(&self, id: RequestId, cmd: ReplicatedCommand) -> Result<()> {
+        let data = encode_entry(id, &cmd);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Request::Propose { id, data, reply: tx })?;
+        self.wait(rx, "write", self.config.proposal_timeout, WriteOutcome::MaybeApplied)
+    }
+
+    /// Creates a collection with the default configuration.
+    pub fn create_collection(&self, name: &str, dimensions: usize) -> Result<()> {
+        self.execute(ReplicatedCommand::CreateCollection {
+            name: name.to_string(),
+            dimensions,
+            config: None,
+        })
+    }
+
+    /// Creates a collection with `config`.
+    pub fn create_collection_with_config(&self, name: &str, dimensions: usize, config: CollectionConfig) -> Result<()> {
+        self.execute(ReplicatedCommand::CreateCollection {
+            name: name.to_string(),
+            dimensions,
+            config: Some(config),
+        })
+    }
+
+    /// Inserts (or replaces) a record.
+    pub fn insert(&self, collection: &str, id: &str, vector: Vec<f32>, metadata: Option<serde_json::Value>) -> Result<()> {
+        self.execute(ReplicatedCommand::Insert {
+            collection: collection.to_string(),
+            id: id.to_string(),
+            vector,
+            metadata: metadata.as_ref().map(ReplicatedCommand::json),
+        })
+    }
+
+    /// Inserts many records as one command: one Raft entry, all or nothing.
+    pub fn insert_batch(&self, collection: &str, records: Vec<Record>) -> Result<()> {
+        self.execute(ReplicatedCommand::InsertBatch {
+            collection: collection.to_string(),
+            records: records
+                .into_iter()
+                .map(|r| BatchRecord {
+                    metadata: r.metadata.as_ref().map(ReplicatedCommand::json),
+                    id: r.id,
+                    vector: r.vector,
+                })
+                .collect(),
+        })
+    }
+
+    /// Updates a record's vector and/or metadata.
+    pub fn update(
+        &self,
+        collection: &str,
+        id: &str,
+        vector: Option<Vec<f32>>,
+        metadata: Option<serde_json::Value>,
+    ) -> Result<()> {
+        self.execute(ReplicatedCommand::Update {
+            collection: collection.to_string(),
+            id: id.to_string(),
+            vector,
+            metadata: metadata.as_ref().map(ReplicatedCommand::json),
+        })
+    }
+
+    /// Deletes a record (a record that is not there is not an error).
+    pub fn delete(&self, collection: &str, id: &str) -> Result<()> {
+        self.execute(ReplicatedCommand::Delete {
+            collection: collection.to_string(),
+            id: id.to_string(),
+        })
+    }
+
+    /// Compacts a collection on every node.
+    pub fn compact(&self, collection: &str) -> Result<()> {
+        self.execute(ReplicatedCommand::Compact {
+            collection: collection.to_string(),
+        })
+    }
+
+    /// Drops a collection.
+    pub fn drop_collection(&self, name: &str) -> Result<()> {
+        self.execute(ReplicatedCommand::DropCollection { name: name.to_string() })
+    }
+
+    // ---- reads ----
+
+    /// Makes a read at `consistency` safe to run on the local database (see [`ReadConsistency`]).
+    pub fn read_barrier(&self, consistency: ReadConsistency) -> Result<()> {
+        match consistency {
+            ReadConsistency::Linearizable => self.read_index(),
+            ReadConsistency::BoundedStaleness => self.check_fresh(),
+            ReadConsistency::Default => {
+                if self.shared.role() == Role::Leader {
+                    self.read_index()
+                } else if self.config.allow_follower_reads {
+                    self.check_fresh()
+                } else {
+                    Err(NeedleError::NotLeader {
+                        leader: self.shared.leader(),
+                    })
+                }
+            }
+        }
+    }
+
+    fn read_index(&self) -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Request::Read { reply: tx })?;
+        self.wait(rx, "linearizable read", self.config.read_timeout, WriteOutcome::NotApplied)
+    }
+
+    fn check_fresh(&self) -> Result<()> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(NeedleError::Shutdown);
+        }
+        if self.shared.role() == Role::Leader {
+            return Ok(()); // check_quorum steps a cut-off leader down within an election timeout
+        }
+        let since = self.shared.since_leader_contact();
+        match since {
+            Some(d) if d <= self.config.max_staleness => Ok(()),
+            _ => Err(NeedleError::StaleRead {
+                since,
+                max_staleness: self.config.max_staleness,
+            }),
+        }
+    }
+
+    /// The `k` nearest records, at the default consistency.
+    pub fn search(&self, collection: &str, query: &[f32], k: usize) -> Result<Vec<SearchResult>> {
+        self.search_with(collection, query, k, &SearchOptions::new(), ReadConsistency::Default)
+    }
+
+    /// The `k` nearest records with search options, at `consistency`.
+    pub fn search_with(
+        &self,
+        collection: &str,
+        query: &[f32],
+        k: usize,
+        opts: &SearchOptions,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<SearchResult>> {
+        self.read_barrier(consistency)?;
+        Ok(self.db.search_with(collection, query, k, opts)?)
+    }
+
+    /// One record, at the default consistency.
+    pub fn get(&self, collection: &str, id: &str) -> Result<Option<Record>> {
+        self.get_with(collection, id, ReadConsistency::Default)
+    }
+
+    /// One record, at `consistency`.
+    pub fn get_with(&self, collection: &str, id: &str, consistency: ReadConsistency) -> Result<Option<Record>> {
+        self.read_barrier(consistency)?;
+        Ok(self.db.get(collection, id)?)
+    }
+
+    /// The number of records in a collection, at the default consistency.
+    pub fn count(&self, collection: &str) -> Result<usize> {
+        self.count_with(collection, ReadConsistency::Default)
+    }
+
+    /// The number of records in a collection, at `consistency`.
+    pub fn count_with(&self, collection: &str, consistency: ReadConsistency) -> Result<usize> {
+        self.read_barrier(consistency)?;
+        Ok(self.db.count(collection)?)
+    }
+
+    /// The collections' names, sorted, at the default consistency.
+    pub fn list_collections(&self) -> Result<Vec<String>> {
+        self.list_collections_with(ReadConsistency::Default)
+    }
+
+    /// The collections' names, sorted, at `consistency`.
+    pub fn list_collections_with(&self, consistency: ReadConsistency) -> Result<Vec<String>> {
+        self.read_barrier(consistency)?;
+        Ok(self.db.list_collections())
+    }
+
+    // ---- membership and operations ----
+
+    fn conf_change(&self, changes: &[(ConfChangeType, NodeId)]) -> Result<()> {
+        let mut cc = ConfChangeV2::default();
+        let singles: Vec<ConfChangeSingle> = changes
+            .iter()
+            .map(|&(t, id)| {
+                let mut s = ConfChangeSingle::default();
+                s.set_change_type(t);
+                s.node_id = id;
+                s
+            })
+            .collect();
+        cc.set_changes(singles.into());
+        let id = self.next_request_id();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Request::ConfChange { id, cc, reply: tx })?;
+        self.wait(rx, "membership change", self.config.proposal_timeout, WriteOutcome::MaybeApplied)
+    }
+
+    /// Adds `node` as a learner, waits until it has caught up with the leader's log (by snapshot
+    /// and appends), then promotes it to voter. Call on the leader. The new node starts with an
+    /// empty `data_dir` and no `initial_members`.
+    pub fn add_node(&self, node: NodeId) -> Result<()> {
+        let status = self.status()?;
+        if !status.learners.contains(&node) && !status.voters.contains(&node) {
+            self.conf_change(&[(ConfChangeType::AddLearnerNode, node)])?;
+        }
+        let deadline = Instant::now() + self.config.proposal_timeout * 4;
+        loop {
+            let s = self.status()?;
+            if s.voters.contains(&node) {
+                return Ok(());
+            }
+            if s.role != Role::Leader {
+                return Err(NeedleError::NotLeader { leader: s.leader });
+            }
+            let caught_up = s.progress.get(&node).is_some_and(|p| p.matched + 2 >= s.commit && p.matched > 0);
+            if caught_up {
+                return self.conf_change(&[(ConfChangeType::AddNode, node)]);
+            }
+            if Instant::now() >= deadline {
+                return Err(NeedleError::Timeout {
+                    operation: "learner catch-up",
+                    after: self.config.proposal_timeout * 4,
+                    outcome: WriteOutcome::NotApplied,
+                });
+            }
+            std::thread::sleep(self.config.tick_interval);
+        }
+    }
+
+    /// Removes `node` (voter or learner) from the cluster. Call on the leader.
+    pub fn remove_node(&self, node: NodeId) -> Result<()> {
+        self.conf_change(&[(ConfChangeType::RemoveNode, node)])
+    }
+
+    /// Hands leadership to `to` (a caught-up voter) and waits until this node sees it lead.
+    pub fn transfer_leadership(&self, to: NodeId) -> Result<()> {
+        let timeout = Duration::from_millis(self.config.election_timeout_max * 2);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            self.send(Request::TransferLeader { to, reply: tx })?;
+            match self.wait(rx, "leadership transfer", timeout, WriteOutcome::NotApplied) {
+                Ok(()) | Err(NeedleError::NotLeader { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let step = Instant::now() + Duration::from_millis(self.config.election_timeout_min);
+            while Instant::now() < step {
+                if self.shared.leader() == Some(to) {
+                    return Ok(());
+                }
+                std::thread::sleep(self.config.tick_interval);
+            }
+            if Instant::now() >= deadline {
+                return Err(NeedleError::Timeout {
+                    operation: "leadership transfer",
+                    after: timeout,
+                    outcome: WriteOutcome::NotApplied,
+                });
+            }
+            if self.shared.role() != Role::Leader {
+                return Err(NeedleError::NotLeader {
+                    leader: self.shared.leader(),
+                });
+            }
+        }
+    }
+
+    /// Role, term, leader, commit and applied index, members, and (on the leader) each peer's
+    /// progress.
+    pub fn status(&self) -> Result<NodeStatus> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Request::Status { reply: tx })?;
+        rx.recv_timeout(Duration::from_secs(10)).map_err(|_| NeedleError::Shutdown)
+    }
+
+    /// Takes a snapshot now (database checkpoint, snapshot file, log compaction).
+    pub fn trigger_snapshot(&self) -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Request::Snapshot { reply: tx })?;
+        self.wait(rx, "snapshot", Duration::from_secs(60), WriteOutcome::NotApplied)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The role this node last reported (no round trip).
+    pub fn role(&self) -> Role {
+        self.shared.role()
+    }
+
+    /// True when this node believes it leads. Only a hint: reads and writes check for themselves.
+    pub fn is_leader(&self) -> bool {
+        self.shared.role() == Role::Leader
+    }
+
+    /// The leader this node knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.shared.leader()
+    }
+
+    /// The current term as this node knows it.
+    pub fn term(&self) -> u64 {
+        self.shared.term.load(Ordering::Acquire)
+    }
+
+    /// The highest log index applied to the local database.
+    pub fn applied_index(&self) -> u64 {
+        self.shared.applied.load(Ordering::Acquire)
+    }
+
+    /// The local database's content checksum (equal on two nodes at equal applied index).
+    pub fn state_checksum(&self) -> u64 {
+        self.db.state_checksum()
+    }
+
+    /// Why the Raft thread stopped, if it stopped on an error.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.shared.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops the node: the Raft thread finishes its current Ready, syncs the log and exits;
+    /// pending writes get `Timeout { outcome: MaybeApplied }`. Idempotent.
+    pub fn shutdown(&self) -> Result<()> {
+        let _ = self.requests.send(Request::Shutdown);
+        self.stop_receiver.store(true, Ordering::Release);
+        let threads: Vec<_> = self.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+
+    fn send(&self, r: Request) -> Result<()> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(NeedleError::Shutdown);
+        }
+        self.requests.send(r).map_err(|_| NeedleError::Shutdown)
+    }
+
+    fn wait(&self, rx: Receiver<Result<()>>, operation: &'static str, timeout: Duration, outcome: WriteOutcome) -> Result<()> {
+        // The Raft thread answers at its own deadline; the margin covers a busy thread.
+        match rx.recv_timeout(timeout + Duration::from_secs(1)) {
+            Ok(r) => r,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(NeedleError::Timeout {
+                operation,
+                after: timeout,
+                outcome,
+            }),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => match outcome {
+                WriteOutcome::NotApplied => Err(NeedleError::Shutdown),
+                WriteOutcome::MaybeApplied => Err(NeedleError::Timeout {
+                    operation,
+                    after: Duration::ZERO,
+                    outcome,
+                }),
+            },
+        }
+    }
+}
+
+impl Drop for ReplicatedDatabase {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn receive_loop(
+    handler: Arc<dyn MessageHandler>,
+    out: Sender<(NodeId, crate::message::RaftMessage)>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Acquire) {
+        match handler.receive_timeout(Duration::from_millis(5)) {
+            Ok(Some(m)) => {
+                if out.send(m).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}

@@ -1,0 +1,812 @@
+//! The Raft thread: the one owner of the `RawNode`, the log store and the database's write side.
+//! It ticks on its own timer, steps messages from the transport, takes requests (proposals,
+//! reads, membership, status) from a channel, and handles each `Ready` in the order of
+//! `raft-rs-facts.md`, with one log sync (and at most one fsync) per Ready.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use needle_core::Database;
+use protobuf::Message as PbMessage;
+use raft::prelude::{ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, RawNode, Snapshot};
+use raft::{SnapshotStatus, StateRole, Storage};
+
+use crate::command::{decode_entry, entry_request_id, DedupWindow, RequestId};
+use crate::config::ReplicatedDatabaseConfig;
+use crate::error::{NeedleError, Result, WriteOutcome};
+use crate::message::{MessageHandler, NodeId, RaftMessage};
+use crate::snapshot::{self, Assembler, LoadedSnapshot};
+use crate::storage::LogStore;
+use crate::status::{NodeStatus, PeerProgress, Role};
+
+pub(crate) type Reply = Sender<Result<()>>;
+
+/// What callers ask of the Raft thread.
+pub(crate) enum Request {
+    Propose { id: RequestId, data: Vec<u8>, reply: Reply },
+    ConfChange { id: RequestId, cc: ConfChangeV2, reply: Reply },
+    Read { reply: Reply },
+    TransferLeader { to: NodeId, reply: Reply },
+    Status { reply: Sender<NodeStatus> },
+    Snapshot { reply: Reply },
+    Shutdown,
+}
+
+/// State the Raft thread publishes for callers, read without a round trip.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub role: AtomicU8,
+    pub leader: AtomicU64,
+    pub term: AtomicU64,
+    pub applied: AtomicU64,
+    pub started: Instant,
+    /// Milliseconds after `started` when a leader last spoke to this node (0 = never).
+    pub leader_contact_ms: AtomicU64,
+    pub stopped: AtomicBool,
+    pub fatal: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn role(&self) -> Role {
+        Role::from_u8(self.role.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn leader(&self) -> Option<NodeId> {
+        match self.leader.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    /// How long since a leader last spoke to this node; `None` if never.
+    pub(crate) fn since_leader_contact(&self) -> Option<Duration> {
+        match self.leader_contact_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(self.started.elapsed().saturating_sub(Duration::from_millis(ms))),
+        }
+    }
+}
+
+struct PendingWrite {
+    reply: Reply,
+    deadline: Instant,
+    index: u64,
+}
+
+struct PendingRead {
+    reply: Reply,
+    deadline: Instant,
+    index: Option<u64>,
+    issued_tick: Option<u64>,
+}
+
+pub(crate) struct Node {
+    id: NodeId,
+    rn: RawNode<LogStore>,
+    db: Database,
+    handler: Arc<dyn MessageHandler>,
+    cfg: ReplicatedDatabaseConfig,
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    applied: u64,
+    window: DedupWindow,
+    writes: HashMap<RequestId, PendingWrite>,
+    by_index: BTreeMap<u64, RequestId>,
+    reads: HashMap<Vec<u8>, PendingRead>,
+    read_seq: u64,
+    snapshot_waiters: Vec<Reply>,
+    assembler: Assembler,
+    conf_state: ConfState,
+    last_snapshot: u64,
+    force_snapshot: bool,
+    ticks: u64,
+    unreachable: Vec<NodeId>,
+    snapshot_reports: Vec<(NodeId, SnapshotStatus)>,
+    shutting_down: bool,
+}
+
+fn role_of(r: StateRole) -> Role {
+    match r {
+        StateRole::Follower => Role::Follower,
+        StateRole::Candidate => Role::Candidate,
+        StateRole::PreCandidate => Role::PreCandidate,
+        StateRole::Leader => Role::Leader,
+    }
+}
+
+impl Node {
+    /// Opens the log, brings the database up to the log's compaction point when needed, and
+    /// builds the `RawNode` with `applied` = the database's checkpoint tag.
+    pub(crate) fn open(
+        id: NodeId,
+        db: Database,
+        handler: Arc<dyn MessageHandler>,
+        cfg: ReplicatedDatabaseConfig,
+        shared: Arc<Shared>,
+    ) -> Result<Node> {
+        let dir = cfg.data_dir.clone();
+        let mut store = LogStore::open(&dir, cfg.log_segment_size, &cfg.initial_members)?;
+        let mut applied = db.checkpoint_tag();
+        let mut window = DedupWindow::new(cfg.dedup_window);
+        let mut window_from = 0;
+        let mut last_snapshot = 0;
+        if let Some((sidx, path)) = snapshot::latest_snapshot_file(&dir) {
+            let loaded = LoadedSnapshot::read(&path, cfg.dedup_window)?;
+            if applied < sidx {
+                loaded.restore_into(&db)?;
+                applied = sidx;
+            }
+            window = loaded.window.clone();
+            window_from = sidx;
+            last_snapshot = sidx;
+            store.set_snapshot(Some(loaded.desc));
+        }
+        if applied < store.snap_index() {
+            return Err(NeedleError::corrupted(
+                &dir,
+                0,
+                format!(
+                    "the database is at index {applied}, behind the log's compaction point {}, and no snapshot file covers it",
+                    store.snap_index()
+                ),
+            ));
+        }
+        if applied > store.hard_state().commit {
+            return Err(NeedleError::corrupted(
+                &dir,
+                0,
+                format!(
+                    "the database checkpoint is at index {applied}, beyond the log's commit index {} (wrong data_dir?)",
+                    store.hard_state().commit
+                ),
+            ));
+        }
+        for e in store.entries_in(window_from + 1, applied) {
+            if e.get_entry_type() == EntryType::EntryNormal {
+                if let Some(rid) = entry_request_id(&e.data) {
+                    window.record(e.index, rid);
+                }
+            }
+        }
+        store.set_initial_applied(applied);
+        let conf_state = store.conf_state_at(applied);
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let rn = RawNode::new(&cfg.raft_config(id, applied), store, &logger)?;
+        shared.applied.store(applied, Ordering::Release);
+        Ok(Node {
+            id,
+            rn,
+            db,
+            handler,
+            dir,
+            shared,
+            applied,
+            window,
+            writes: HashMap::new(),
+            by_index: BTreeMap::new(),
+            reads: HashMap::new(),
+            read_seq: 0,
+            snapshot_waiters: Vec::new(),
+            assembler: Assembler::default(),
+            conf_state,
+            last_snapshot,
+            force_snapshot: false,
+            ticks: 0,
+            unreachable: Vec::new(),
+            snapshot_reports: Vec::new(),
+            shutting_down: false,
+            cfg,
+        })
+    }
+
+    pub(crate) fn run(mut self, requests: Receiver<Request>, inbound: Receiver<(NodeId, RaftMessage)>) {
+        let ticker = crossbeam_channel::tick(self.cfg.tick_interval);
+        let result = loop {
+            crossbeam_channel::select! {
+                recv(ticker) -> _ => self.on_tick(),
+                recv(inbound) -> m => match m {
+                    Ok((from, msg)) => self.on_message(from, msg),
+                    Err(_) => break Ok(()),
+                },
+                recv(requests) -> r => match r {
+                    Ok(r) => self.on_request(r),
+                    Err(_) => break Ok(()),
+                },
+            }
+            for _ in 0..4096 {
+                match inbound.try_recv() {
+                    Ok((from, msg)) => self.on_message(from, msg),
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..4096 {
+                match requests.try_recv() {
+                    Ok(r) => self.on_request(r),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.on_ready().and_then(|_| self.after_ready()) {
+                break Err(e);
+            }
+            if self.shutting_down {
+                break Ok(());
+            }
+        };
+        if let Err(e) = result {
+            *self.shared.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
+        self.shared.stopped.store(true, Ordering::Release);
+        self.fail_all(|| NeedleError::Shutdown);
+        let _ = self.rn.mut_store().sync(true);
+    }
+
+    fn fail_all(&mut self, err: impl Fn() -> NeedleError) {
+        for (_, w) in self.writes.drain() {
+            let _ = w.reply.send(Err(NeedleError::Timeout {
+                operation: "write interrupted by shutdown",
+                after: Duration::ZERO,
+                outcome: WriteOutcome::MaybeApplied,
+            }));
+        }
+        self.by_index.clear();
+        for (_, r) in self.reads.drain() {
+            let _ = r.reply.send(Err(err()));
+        }
+        for w in self.snapshot_waiters.drain(..) {
+            let _ = w.send(Err(err()));
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.rn.raft.state == StateRole::Leader
+    }
+
+    fn leader_hint(&self) -> Option<NodeId> {
+        match self.rn.raft.leader_id {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    // ---- inputs ----
+
+    fn on_tick(&mut self) {
+        self.rn.tick();
+        self.ticks += 1;
+        let now = Instant::now();
+        let expired: Vec<RequestId> = self.writes.iter().filter(|(_, w)| w.deadline <= now).map(|(id, _)| *id).collect();
+        for id in expired {
+            if let Some(w) = self.writes.remove(&id) {
+                self.by_index.remove(&w.index);
+                let _ = w.reply.send(Err(NeedleError::Timeout {
+                    operation: "write",
+                    after: self.cfg.proposal_timeout,
+                    outcome: WriteOutcome::MaybeApplied,
+                }));
+            }
+        }
+        let read_timeout = self.cfg.read_timeout;
+        self.reads.retain(|_, r| {
+            if r.deadline <= now {
+                let _ = r.reply.send(Err(NeedleError::Timeout {
+                    operation: "linearizable read",
+                    after: read_timeout,
+                    outcome: WriteOutcome::NotApplied,
+                }));
+                return false;
+            }
+            true
+        });
+        self.issue_reads();
+        // Auto-leave can be lost on a leader change (raft.rs commit_apply TODO): leave joint here.
+        if self.is_leader()
+            && !self.conf_state.voters_outgoing.is_empty()
+            && !self.rn.raft.has_pending_conf()
+            && self.rn.raft.pending_conf_index <= self.applied
+        {
+            let _ = self.rn.propose_conf_change(vec![], ConfChangeV2::default());
+        }
+    }
+
+    fn issue_reads(&mut self) {
+        let reissue = (self.rn.raft.heartbeat_timeout() as u64 * 2).max(2);
+        let can_issue = if self.is_leader() {
+            self.rn.raft.commit_to_current_term()
+        } else {
+            self.rn.raft.leader_id != 0
+        };
+        if !can_issue {
+            return;
+        }
+        let ticks = self.ticks;
+        let mut to_issue = Vec::new();
+        for (ctx, r) in self.reads.iter_mut() {
+            if r.index.is_none() && r.issued_tick.is_none_or(|t| ticks >= t + reissue) {
+                r.issued_tick = Some(ticks);
+                to_issue.push(ctx.clone());
+            }
+        }
+        for ctx in to_issue {
+            self.rn.read_index(ctx);
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: RaftMessage) {
+        match msg {
+            RaftMessage::Raft(m) => {
+                if m.get_msg_type() == MessageType::MsgSnapshot {
+                    return; // snapshots arrive only inside chunks (see snapshot.rs)
+                }
+                self.step(from, m);
+            }
+            RaftMessage::SnapshotChunk(c) => {
+                let max_age = Duration::from_millis(self.cfg.election_timeout_max * 10);
+                match self.assembler.add(&self.dir, from, c, max_age) {
+                    Ok(Some(m)) if m.get_msg_type() == MessageType::MsgSnapshot => self.step(from, m),
+                    Ok(_) | Err(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Steps a message from the network after the checks that keep raft-rs from panicking on
+    /// well-formed but malicious or misrouted messages.
+    fn step(&mut self, from: NodeId, m: Message) {
+        let t = m.get_msg_type();
+        let ok = m.to == self.id
+            && m.from == from
+            && from != 0
+            && from != self.id
+            && !raft::raw_node::is_local_msg(t)
+            && match t {
+                MessageType::MsgPropose => !m.entries.is_empty(),
+                MessageType::MsgReadIndex | MessageType::MsgReadIndexResp => m.entries.len() == 1,
+                _ => true,
+            };
+        if !ok {
+            return;
+        }
+        let from_leader_kind = matches!(
+            t,
+            MessageType::MsgHeartbeat | MessageType::MsgAppend | MessageType::MsgSnapshot
+        );
+        let term = m.term;
+        let _ = self.rn.step(m);
+        if from_leader_kind && term == self.rn.raft.term && self.rn.raft.leader_id == from {
+            self.touch_leader_contact();
+        }
+    }
+
+    fn touch_leader_contact(&self) {
+        let ms = self.shared.started.elapsed().as_millis() as u64;
+        self.shared.leader_contact_ms.store(ms.max(1), Ordering::Release);
+    }
+
+    fn on_request(&mut self, r: Request) {
+        match r {
+            Request::Propose { id, data, reply } => {
+                if let Some(err) = self.refuse_proposal() {
+                    let _ = reply.send(Err(err));
+                    return;
+                }
+                let before = self.rn.raft.raft_log.last_index();
+                let res = self.rn.propose(vec![], data);
+                self.track_proposal(id, before, res, reply);
+            }
+            Request::ConfChange { id, cc, reply } => {
+                if let Some(err) = self.refuse_proposal() {
+                    let _ = reply.send(Err(err));
+                    return;
+                }
+                let before = self.rn.raft.raft_log.last_index();
+                let ctx = id_bytes(id);
+                let res = self.rn.propose_conf_change(ctx, cc);
+                self.track_proposal(id, before, res, reply);
+            }
+            Request::Read { reply } => {
+                self.read_seq += 1;
+                let mut ctx = self.id.to_le_bytes().to_vec();
+                ctx.extend_from_slice(&self.read_seq.to_le_bytes());
+                self.reads.insert(
+                    ctx,
+                    PendingRead {
+                        reply,
+                        deadline: Instant::now() + self.cfg.read_timeout,
+                        index: None,
+                        issued_tick: None,
+                    },
+                );
+                self.issue_reads();
+            }
+            Request::TransferLeader { to, reply } => {
+                if !self.is_leader() {
+                    let _ = reply.send(Err(NeedleError::NotLeader { leader: self.leader_hint() }));
+                    return;
+                }
+                self.rn.transfer_leader(to);
+                let _ = reply.send(Ok(()));
+            }
+            Request::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Request::Snapshot { reply } => {
+                self.force_snapshot = true;
+                self.snapshot_waiters.push(reply);
+            }
+            Request::Shutdown => self.shutting_down = true,
+        }
+    }
+
+    fn refuse_proposal(&self) -> Option<NeedleError> {
+        if !self.is_leader() {
+            return Some(NeedleError::NotLeader { leader: self.leader_hint() });
+        }
+        if self.rn.raft.lead_transferee.is_some() {
+            return Some(NeedleError::ProposalDropped {
+                reason: "a leadership transfer is in progress".into(),
+            });
+        }
+        None
+    }
+
+    fn track_proposal(&mut self, id: RequestId, before: u64, res: raft::Result<()>, reply: Reply) {
+        let after = self.rn.raft.raft_log.last_index();
+        match res {
+            Err(e) => {
+                let _ = reply.send(Err(NeedleError::ProposalDropped { reason: e.to_string() }));
+            }
+            Ok(()) if after == before => {
+                let _ = reply.send(Err(NeedleError::ProposalDropped {
+                    reason: "raft did not append the proposal".into(),
+                }));
+            }
+            Ok(()) => {
+                if let Some(old) = self.writes.remove(&id) {
+                    self.by_index.remove(&old.index);
+                    let _ = old.reply.send(Err(NeedleError::ProposalDropped {
+                        reason: "superseded by a retry with the same request id".into(),
+                    }));
+                }
+                self.by_index.insert(after, id);
+                self.writes.insert(
+                    id,
+                    PendingWrite {
+                        reply,
+                        deadline: Instant::now() + self.cfg.proposal_timeout,
+                        index: after,
+                    },
+                );
+            }
+        }
+    }
+
+    // ---- the Ready loop ----
+
+    fn on_ready(&mut self) -> Result<()> {
+        if !self.rn.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.rn.ready();
+        if let Some(ss) = rd.ss() {
+            self.shared.role.store(role_of(ss.raft_state) as u8, Ordering::Release);
+            self.shared.leader.store(ss.leader_id, Ordering::Release);
+            if ss.raft_state != StateRole::Leader {
+                // raft-rs drops pending proposals silently on a role change.
+                for (_, w) in self.writes.drain() {
+                    let _ = w.reply.send(Err(NeedleError::LeadershipLost {
+                        outcome: WriteOutcome::MaybeApplied,
+                    }));
+                }
+                self.by_index.clear();
+            }
+            for r in self.reads.values_mut() {
+                if r.index.is_none() {
+                    r.issued_tick = None;
+                }
+            }
+        }
+        // 1. A leader's messages may go before its own fsync.
+        let msgs = rd.take_messages();
+        self.send_messages(msgs);
+        // 2. A snapshot: its point goes into the log first (so a crash before the database is
+        //    restored finds the snapshot file and restores it at start).
+        let snap = rd.snapshot().clone();
+        let has_snapshot = !snap.is_empty();
+        if has_snapshot {
+            snapshot::adopt_incoming(&self.dir, snap.get_metadata().index, snap.get_metadata().term)?;
+            self.rn.mut_store().persist_snapshot(snap.get_metadata());
+        }
+        // 3. Read states: answered once applied.
+        for rs in rd.take_read_states() {
+            if let Some(r) = self.reads.get_mut(&rs.request_ctx) {
+                r.index = Some(rs.index);
+            }
+        }
+        // 4. Entries and hard state, one write, fsynced when raft says it must be.
+        let must_sync = rd.must_sync() || has_snapshot;
+        {
+            let store = self.rn.mut_store();
+            store.persist_entries(rd.entries());
+            if let Some(hs) = rd.hs() {
+                store.persist_hard_state(hs);
+            }
+            store.sync(must_sync)?;
+        }
+        if has_snapshot {
+            self.install_snapshot(&snap)?;
+        }
+        // 5. Apply, after the commit index is written.
+        let committed = rd.take_committed_entries();
+        self.apply(committed)?;
+        // 6. Votes and acks only once durable.
+        let msgs = rd.take_persisted_messages();
+        self.send_messages(msgs);
+        // 7. Advance.
+        let mut light = self.rn.advance(rd);
+        // 8. The light ready.
+        if let Some(commit) = light.commit_index() {
+            let store = self.rn.mut_store();
+            store.persist_commit(commit);
+            store.sync(false)?;
+        }
+        let msgs = light.take_messages();
+        self.send_messages(msgs);
+        let committed = light.take_committed_entries();
+        self.apply(committed)?;
+        self.rn.advance_apply();
+        for id in std::mem::take(&mut self.unreachable) {
+            self.rn.report_unreachable(id);
+        }
+        for (id, status) in std::mem::take(&mut self.snapshot_reports) {
+            self.rn.report_snapshot(id, status);
+        }
+        Ok(())
+    }
+
+    fn send_messages(&mut self, msgs: Vec<Message>) {
+        for m in msgs {
+            let to = m.to;
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                let status = match self.send_snapshot(m) {
+                    Ok(()) => SnapshotStatus::Finish,
+                    Err(_) => SnapshotStatus::Failure,
+                };
+                self.snapshot_reports.push((to, status));
+                continue;
+            }
+            if self.handler.send(to, RaftMessage::Raft(m)).is_err() {
+                self.unreachable.push(to);
+            }
+        }
+    }
+
+    fn send_snapshot(&mut self, m: Message) -> Result<()> {
+        let d = crate::storage::SnapshotDescriptor::decode(m.get_snapshot().get_data())
+            .ok_or_else(|| NeedleError::invalid_message("snapshot descriptor"))?;
+        let to = m.to;
+        for c in snapshot::chunk_snapshot(&self.dir, &d, m, self.cfg.snapshot_chunk_size)? {
+            self.handler.send(to, RaftMessage::SnapshotChunk(c))?;
+        }
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<()> {
+        let meta = snap.get_metadata();
+        let path = snapshot::snapshot_path(&self.dir, meta.index);
+        let loaded = LoadedSnapshot::read(&path, self.cfg.dedup_window)?;
+        if loaded.desc.index != meta.index || loaded.desc.term != meta.term {
+            return Err(NeedleError::corrupted(path, 0, "snapshot file does not match the snapshot's metadata"));
+        }
+        loaded.restore_into(&self.db)?;
+        self.window = loaded.window.clone();
+        self.applied = meta.index;
+        self.last_snapshot = meta.index;
+        self.conf_state = meta.get_conf_state().clone();
+        self.rn.mut_store().set_snapshot(Some(loaded.desc));
+        snapshot::remove_other_snapshots(&self.dir, meta.index);
+        self.shared.applied.store(self.applied, Ordering::Release);
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
+        for e in entries {
+            if e.index <= self.applied {
+                continue;
+            }
+            let id = match e.get_entry_type() {
+                EntryType::EntryNormal => self.apply_normal(&e),
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => self.apply_conf_change(&e)?,
+            };
+            self.applied = e.index;
+            // Our proposal at this index lost to another entry: it can never commit.
+            if let Some(pid) = self.by_index.remove(&e.index) {
+                if Some(pid) != id {
+                    if let Some(w) = self.writes.remove(&pid) {
+                        let _ = w.reply.send(Err(NeedleError::LeadershipLost {
+                            outcome: WriteOutcome::NotApplied,
+                        }));
+                    }
+                }
+            }
+        }
+        self.shared.applied.store(self.applied, Ordering::Release);
+        Ok(())
+    }
+
+    fn apply_normal(&mut self, e: &Entry) -> Option<RequestId> {
+        if e.data.is_empty() {
+            return None; // a new leader's no-op, or a refused conf change
+        }
+        let (id, result) = match decode_entry(&e.data) {
+            Ok((id, cmd)) => {
+                let result = if self.window.contains(&id) {
+                    Ok(())
+                } else {
+                    cmd.apply(&self.db).map_err(NeedleError::from)
+                };
+                (id, result)
+            }
+            Err(err) => match entry_request_id(&e.data) {
+                Some(id) => (id, Err(err)),
+                None => return None,
+            },
+        };
+        self.window.record(e.index, id);
+        self.answer(id, result);
+        Some(id)
+    }
+
+    fn answer(&mut self, id: RequestId, result: Result<()>) {
+        if let Some(w) = self.writes.remove(&id) {
+            self.by_index.remove(&w.index);
+            let _ = w.reply.send(result);
+        }
+    }
+
+    fn apply_conf_change(&mut self, e: &Entry) -> Result<Option<RequestId>> {
+        let id = entry_request_id(&e.context);
+        let res = if e.get_entry_type() == EntryType::EntryConfChangeV2 {
+            ConfChangeV2::parse_from_bytes(&e.data)
+                .map_err(|err| NeedleError::invalid_message(format!("conf change: {err}")))
+                .and_then(|cc| self.rn.apply_conf_change(&cc).map_err(NeedleError::from).map(|cs| (cs, cc.changes.to_vec())))
+        } else {
+            ConfChange::parse_from_bytes(&e.data)
+                .map_err(|err| NeedleError::invalid_message(format!("conf change: {err}")))
+                .and_then(|cc| {
+                    let single = {
+                        let mut s = raft::prelude::ConfChangeSingle::default();
+                        s.set_change_type(cc.get_change_type());
+                        s.node_id = cc.node_id;
+                        s
+                    };
+                    self.rn.apply_conf_change(&cc).map_err(NeedleError::from).map(|cs| (cs, vec![single]))
+                })
+        };
+        let result = match res {
+            Ok((cs, changes)) => {
+                self.rn.mut_store().persist_conf_state(e.index, &cs);
+                self.conf_state = cs;
+                if self.is_leader()
+                    && changes.iter().any(|c| {
+                        matches!(c.get_change_type(), ConfChangeType::AddNode | ConfChangeType::AddLearnerNode)
+                    })
+                {
+                    // A joiner catches up by snapshot, and ignores one that lacks it (raft.rs restore).
+                    self.force_snapshot = true;
+                }
+                Ok(())
+            }
+            Err(err) => Err(err),
+        };
+        if let Some(id) = id {
+            self.answer(id, result);
+        }
+        Ok(id)
+    }
+
+    fn after_ready(&mut self) -> Result<()> {
+        let applied = self.applied;
+        let mut done = Vec::new();
+        self.reads.retain(|_, r| {
+            if r.index.is_some_and(|i| i <= applied) {
+                done.push(r.reply.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for reply in done {
+            let _ = reply.send(Ok(()));
+        }
+        let wanted = self.rn.store().take_snapshot_wanted();
+        if (self.force_snapshot || wanted || applied >= self.last_snapshot + self.cfg.snapshot_threshold) && applied > 0 {
+            self.force_snapshot = false;
+            let res = self.take_snapshot();
+            for w in self.snapshot_waiters.drain(..) {
+                let _ = w.send(match &res {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(NeedleError::InvalidConfig { reason: e.to_string() }),
+                });
+            }
+            res?;
+        }
+        self.shared.term.store(self.rn.raft.term, Ordering::Release);
+        if self.is_leader() {
+            self.touch_leader_contact();
+        }
+        Ok(())
+    }
+
+    /// Database checkpoint at `applied` → snapshot file → log compaction.
+    fn take_snapshot(&mut self) -> Result<()> {
+        let applied = self.applied;
+        if applied == self.last_snapshot && self.rn.store().snapshot_descriptor().is_some() {
+            return Ok(());
+        }
+        let term = self
+            .rn
+            .store()
+            .term_of(applied)
+            .expect("the applied index is in the log or is its compaction point");
+        self.rn.mut_store().sync(true)?;
+        self.db.checkpoint_with_tag(applied)?;
+        let desc = snapshot::write_snapshot_file(&self.dir, applied, term, &self.window, &self.db)?;
+        self.last_snapshot = applied;
+        let store = self.rn.mut_store();
+        store.set_snapshot(Some(desc));
+        let compact_to = applied.saturating_sub(self.cfg.log_retain_entries);
+        if compact_to > store.snap_index() {
+            store.compact(compact_to)?;
+        }
+        snapshot::remove_other_snapshots(&self.dir, applied);
+        Ok(())
+    }
+
+    fn status(&self) -> NodeStatus {
+        let raft = &self.rn.raft;
+        let mut progress = BTreeMap::new();
+        if self.is_leader() {
+            for (id, p) in raft.prs().iter() {
+                progress.insert(
+                    *id,
+                    PeerProgress {
+                        matched: p.matched,
+                        next_index: p.next_idx,
+                        state: format!("{:?}", p.state),
+                        recent_active: p.recent_active,
+                    },
+                );
+            }
+        }
+        let store = self.rn.store();
+        NodeStatus {
+            id: self.id,
+            role: role_of(raft.state),
+            term: raft.term,
+            leader: self.leader_hint(),
+            commit: raft.raft_log.committed,
+            applied: self.applied,
+            first_index: store.first_index().unwrap_or(0),
+            last_index: raft.raft_log.last_index(),
+            snapshot_index: self.last_snapshot,
+            voters: sorted(self.conf_state.voters.clone()),
+            learners: sorted(self.conf_state.learners.clone()),
+            progress,
+        }
+    }
+}
+
+fn sorted(mut v: Vec<u64>) -> Vec<u64> {
+    v.sort_unstable();
+    v
+}
+
+pub(crate) fn id_bytes(id: RequestId) -> Vec<u8> {
+    let mut b = id.client.to_le_bytes().to_vec();
+    b.extend_from_slice(&id.seq.to_le_bytes());
+    b
+}

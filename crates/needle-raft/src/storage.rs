@@ -1,0 +1,901 @@
+//! The Raft log storage: a directory of segment files, each a sequence of CRC-framed records
+//! (entries, hard state, conf state, compaction point, installed snapshot). Everything raft-rs
+//! reads is served from memory; the disk is written only from the Ready loop, with one `sync`
+//! (and at most one fsync) per Ready. Owns no database and knows no network.
+//!
+//! Frame: `len: u32 LE | crc32c(body): u32 LE | body`, body = `kind: u8 | payload`.
+//! Recovery replays every segment in order. A short or bad-CRC frame that ends the last segment
+//! is a torn write and is truncated; anything else that does not decode is `Corrupted`.
+//! Each segment starts with a `Base` record holding the whole non-entry state, so the oldest
+//! segments can be deleted once all their entries are below the compaction point.
+
+use std::cell::Cell;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use protobuf::Message as PbMessage;
+use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, StorageError};
+
+use crate::error::{NeedleError, Result};
+
+const KIND_ENTRIES: u8 = 1;
+const KIND_HARD_STATE: u8 = 2;
+const KIND_CONF_STATE: u8 = 3;
+const KIND_COMPACT: u8 = 4;
+const KIND_SNAPSHOT: u8 = 5;
+const KIND_BASE: u8 = 6;
+
+/// The latest snapshot file this node holds: what `Storage::snapshot` hands to raft-rs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SnapshotDescriptor {
+    pub index: u64,
+    pub term: u64,
+    pub len: u64,
+    pub crc: u32,
+}
+
+impl SnapshotDescriptor {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(28);
+        b.extend_from_slice(&self.index.to_le_bytes());
+        b.extend_from_slice(&self.term.to_le_bytes());
+        b.extend_from_slice(&self.len.to_le_bytes());
+        b.extend_from_slice(&self.crc.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Option<SnapshotDescriptor> {
+        let mut r = Reader::new(b);
+        let d = SnapshotDescriptor {
+            index: r.u64()?,
+            term: r.u64()?,
+            len: r.u64()?,
+            crc: r.u32()?,
+        };
+        r.is_empty().then_some(d)
+    }
+}
+
+#[derive(Debug)]
+enum Record {
+    Entries(Vec<Entry>),
+    HardState(HardState),
+    ConfState { index: u64, cs: ConfState },
+    Compact { index: u64, term: u64 },
+    Snapshot { index: u64, term: u64, cs: ConfState },
+    Base {
+        hs: HardState,
+        snap_index: u64,
+        snap_term: u64,
+        confs: Vec<(u64, ConfState)>,
+    },
+}
+
+#[derive(Debug)]
+struct Segment {
+    seq: u64,
+    path: PathBuf,
+    max_index: u64,
+}
+
+/// The Raft log of one node. Implements [`raft::Storage`] from memory; writes are queued by the
+/// `persist_*` methods and reach the disk at [`LogStore::sync`].
+#[derive(Debug)]
+pub(crate) struct LogStore {
+    dir: PathBuf,
+    segment_size: u64,
+    segments: Vec<Segment>,
+    active: File,
+    active_len: u64,
+    buf: Vec<u8>,
+    /// Entries `snap_index + 1 ..= last_index`.
+    entries: Vec<Entry>,
+    snap_index: u64,
+    snap_term: u64,
+    hs: HardState,
+    /// Conf states by the index at which they took effect, ascending; the oldest kept is the one
+    /// in force at `snap_index`.
+    confs: Vec<(u64, ConfState)>,
+    /// The applied index raft-rs starts from; `initial_state` returns the conf state at it.
+    initial_applied: u64,
+    snapshot: Option<SnapshotDescriptor>,
+    snapshot_wanted: Cell<bool>,
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("log-{seq:020}.seg"))
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| NeedleError::io(format!("syncing directory {}", dir.display()), e))
+}
+
+impl LogStore {
+    /// Opens the log in `dir`, creating it when there is none. A new log starts with `founders`
+    /// as its voters (empty for a node that will join an existing cluster).
+    pub(crate) fn open(dir: &Path, segment_size: u64, founders: &[u64]) -> Result<LogStore> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| NeedleError::io(format!("creating {}", dir.display()), e))?;
+        let mut seqs = Vec::new();
+        let rd = std::fs::read_dir(dir).map_err(|e| NeedleError::io(format!("listing {}", dir.display()), e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| NeedleError::io(format!("listing {}", dir.display()), e))?;
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            if let Some(seq) = name.strip_prefix("log-").and_then(|s| s.strip_suffix(".seg")) {
+                if let Ok(seq) = seq.parse::<u64>() {
+                    seqs.push(seq);
+                }
+            }
+        }
+        seqs.sort_unstable();
+
+        let fresh = seqs.is_empty();
+        let first_seq = seqs.first().copied().unwrap_or(1);
+        let last_seq = seqs.last().copied().unwrap_or(1);
+        let path = segment_path(dir, last_seq);
+        let active = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| NeedleError::io(format!("opening {}", path.display()), e))?;
+        let mut store = LogStore {
+            dir: dir.to_path_buf(),
+            segment_size,
+            segments: Vec::new(),
+            active,
+            active_len: 0,
+            buf: Vec::new(),
+            entries: Vec::new(),
+            snap_index: 0,
+            snap_term: 0,
+            hs: HardState::default(),
+            confs: Vec::new(),
+            initial_applied: 0,
+            snapshot: None,
+            snapshot_wanted: Cell::new(false),
+        };
+        if fresh {
+            let mut cs = ConfState::default();
+            cs.set_voters(founders.to_vec());
+            let confs = if founders.is_empty() { vec![] } else { vec![(0, cs)] };
+            store.push(&Record::Base {
+                hs: HardState::default(),
+                snap_index: 0,
+                snap_term: 0,
+                confs,
+            });
+            store.segments.push(Segment {
+                seq: 1,
+                path,
+                max_index: 0,
+            });
+            store.sync(true)?;
+            sync_dir(dir)?;
+            return Ok(store);
+        }
+
+        let mut term_known = true;
+        for &seq in &seqs {
+            let path = segment_path(dir, seq);
+            let is_last = seq == last_seq;
+            let (records, valid_len, file_len) = read_segment(&path, is_last)?;
+            let mut max_index = 0;
+            for rec in records {
+                if let Record::Entries(ents) = &rec {
+                    if let Some(e) = ents.last() {
+                        max_index = max_index.max(e.index);
+                    }
+                }
+                store.replay(rec, &mut term_known);
+            }
+            if is_last && valid_len < file_len {
+                store
+                    .active
+                    .set_len(valid_len)
+                    .and_then(|_| store.active.sync_all())
+                    .map_err(|e| NeedleError::io(format!("truncating torn tail of {}", path.display()), e))?;
+            }
+            if is_last {
+                store.active_len = valid_len;
+            }
+            store.segments.push(Segment { seq, path, max_index });
+        }
+        if !term_known {
+            return Err(NeedleError::corrupted(
+                segment_path(dir, first_seq),
+                0,
+                "log has a gap that no compaction record covers",
+            ));
+        }
+        Ok(store)
+    }
+
+    fn replay(&mut self, rec: Record, term_known: &mut bool) {
+        if let Record::Entries(ents) = &rec {
+            if let Some(first) = ents.first() {
+                if first.index > self.last_index() + 1 {
+                    // The segments holding the entries before this one were deleted after a
+                    // compaction; a later Compact or Base record sets the real compaction point.
+                    self.entries.clear();
+                    self.snap_index = first.index - 1;
+                    *term_known = false;
+                }
+            }
+        }
+        if matches!(rec, Record::Compact { .. } | Record::Base { .. } | Record::Snapshot { .. }) {
+            *term_known = true;
+        }
+        self.apply(rec);
+    }
+
+    /// Applies a record to the in-memory state (live and during replay alike).
+    fn apply(&mut self, rec: Record) {
+        match rec {
+            Record::Entries(ents) => self.apply_entries(ents),
+            Record::HardState(hs) => self.hs = hs,
+            Record::ConfState { index, cs } => {
+                self.confs.retain(|(i, _)| *i < index);
+                self.confs.push((index, cs));
+            }
+            Record::Compact { index, term } => self.apply_compact(index, term),
+            Record::Snapshot { index, term, cs } => {
+                self.entries.clear();
+                self.snap_index = index;
+                self.snap_term = term;
+                if self.hs.commit < index {
+                    self.hs.commit = index;
+                }
+                self.confs.retain(|(i, _)| *i < index);
+                self.confs.push((index, cs));
+                self.prune_confs();
+            }
+            Record::Base {
+                hs,
+                snap_index,
+                snap_term,
+                confs,
+            } => {
+                self.hs = hs;
+                self.apply_compact(snap_index, snap_term);
+                self.confs = confs;
+            }
+        }
+    }
+
+    fn apply_entries(&mut self, mut ents: Vec<Entry>) {
+        ents.retain(|e| e.index > self.snap_index);
+        let Some(first) = ents.first().map(|e| e.index) else {
+            return;
+        };
+        let keep = (first - self.snap_index - 1) as usize;
+        self.entries.truncate(keep);
+        self.entries.extend(ents);
+    }
+
+    fn apply_compact(&mut self, index: u64, term: u64) {
+        if index < self.snap_index {
+            return;
+        }
+        let drop = ((index - self.snap_index) as usize).min(self.entries.len());
+        self.entries.drain(..drop);
+        if index > self.last_index() {
+            self.entries.clear();
+        }
+        self.snap_index = index;
+        self.snap_term = term;
+        self.prune_confs();
+    }
+
+    fn prune_confs(&mut self) {
+        let in_force = self.confs.iter().rposition(|(i, _)| *i <= self.snap_index);
+        if let Some(p) = in_force {
+            self.confs.drain(..p);
+        }
+    }
+
+    fn push(&mut self, rec: &Record) {
+        encode_record(rec, &mut self.buf);
+    }
+
+    // ---- the write side, called from the Ready loop ----
+
+    /// Queues `ents` (replacing any stored entries from `ents[0].index` on).
+    pub(crate) fn persist_entries(&mut self, ents: &[Entry]) {
+        if ents.is_empty() {
+            return;
+        }
+        let rec = Record::Entries(ents.to_vec());
+        self.push(&rec);
+        if let Some(seg) = self.segments.last_mut() {
+            seg.max_index = seg.max_index.max(ents[ents.len() - 1].index);
+        }
+        self.apply(rec);
+    }
+
+    pub(crate) fn persist_hard_state(&mut self, hs: &HardState) {
+        let rec = Record::HardState(hs.clone());
+        self.push(&rec);
+        self.apply(rec);
+    }
+
+    pub(crate) fn persist_commit(&mut self, commit: u64) {
+        let mut hs = self.hs.clone();
+        hs.commit = commit;
+        self.persist_hard_state(&hs);
+    }
+
+    /// Records the conf state that took effect when the entry at `index` was applied.
+    pub(crate) fn persist_conf_state(&mut self, index: u64, cs: &ConfState) {
+        let rec = Record::ConfState {
+            index,
+            cs: cs.clone(),
+        };
+        self.push(&rec);
+        self.apply(rec);
+    }
+
+    /// Replaces the whole log with an installed snapshot's point.
+    pub(crate) fn persist_snapshot(&mut self, meta: &SnapshotMetadata) {
+        let rec = Record::Snapshot {
+            index: meta.index,
+            term: meta.term,
+            cs: meta.get_conf_state().clone(),
+        };
+        self.push(&rec);
+        self.apply(rec);
+    }
+
+    /// Drops every entry up to and including `index` (which must be applied and durable in a
+    /// snapshot file). Deletes whole segments that no longer hold live entries.
+    pub(crate) fn compact(&mut self, index: u64) -> Result<()> {
+        if index <= self.snap_index {
+            return Ok(());
+        }
+        let term = self.term_of(index).ok_or_else(|| NeedleError::InvalidConfig {
+            reason: format!("cannot compact to {index}: beyond the last index {}", self.last_index()),
+        })?;
+        let rec = Record::Compact { index, term };
+        self.push(&rec);
+        self.apply(rec);
+        let deletable = self.segments[..self.segments.len() - 1]
+            .iter()
+            .take_while(|s| s.max_index <= self.snap_index)
+            .count();
+        if deletable > 0 {
+            self.roll()?;
+            for seg in self.segments.drain(..deletable) {
+                std::fs::remove_file(&seg.path)
+                    .map_err(|e| NeedleError::io(format!("deleting {}", seg.path.display()), e))?;
+            }
+            sync_dir(&self.dir)?;
+        } else {
+            self.sync(false)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the queued records; fsyncs when `fsync` is true. Rolls to a new segment when the
+    /// active one is full.
+    pub(crate) fn sync(&mut self, fsync: bool) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.active
+                .write_all(&self.buf)
+                .map_err(|e| NeedleError::io(format!("appending to the raft log in {}", self.dir.display()), e))?;
+            self.active_len += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        if fsync {
+            self.active
+                .sync_data()
+                .map_err(|e| NeedleError::io(format!("fsyncing the raft log in {}", self.dir.display()), e))?;
+        }
+        if self.active_len >= self.segment_size {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new segment with a `Base` record holding the current non-entry state.
+    fn roll(&mut self) -> Result<()> {
+        self.sync_inner(true)?;
+        let seq = self.segments.last().map_or(1, |s| s.seq + 1);
+        let path = segment_path(&self.dir, seq);
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| NeedleError::io(format!("creating {}", path.display()), e))?;
+        self.active = file;
+        self.active_len = 0;
+        self.segments.push(Segment {
+            seq,
+            path,
+            max_index: 0,
+        });
+        let base = Record::Base {
+            hs: self.hs.clone(),
+            snap_index: self.snap_index,
+            snap_term: self.snap_term,
+            confs: self.confs.clone(),
+        };
+        self.push(&base);
+        self.sync_inner(true)?;
+        sync_dir(&self.dir)
+    }
+
+    fn sync_inner(&mut self, fsync: bool) -> Result<()> {
+        let size = self.segment_size;
+        self.segment_size = u64::MAX;
+        let r = self.sync(fsync);
+        self.segment_size = size;
+        r
+    }
+
+    // ---- queries for the node ----
+
+    pub(crate) fn hard_state(&self) -> &HardState {
+        &self.hs
+    }
+
+    pub(crate) fn snap_index(&self) -> u64 {
+        self.snap_index
+    }
+
+    pub(crate) fn last_index(&self) -> u64 {
+        self.snap_index + self.entries.len() as u64
+    }
+
+    pub(crate) fn term_of(&self, index: u64) -> Option<u64> {
+        if index == self.snap_index {
+            return Some(self.snap_term);
+        }
+        if index < self.snap_index || index > self.last_index() {
+            return None;
+        }
+        Some(self.entries[(index - self.snap_index - 1) as usize].term)
+    }
+
+    /// Entries `low..=high` still in the log (those below the compaction point are skipped).
+    pub(crate) fn entries_in(&self, low: u64, high: u64) -> &[Entry] {
+        let low = low.max(self.snap_index + 1);
+        let high = high.min(self.last_index());
+        if low > high {
+            return &[];
+        }
+        &self.entries[(low - self.snap_index - 1) as usize..=(high - self.snap_index - 1) as usize]
+    }
+
+    /// The conf state in force after applying index `index`.
+    pub(crate) fn conf_state_at(&self, index: u64) -> ConfState {
+        self.confs
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= index)
+            .map(|(_, cs)| cs.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn set_initial_applied(&mut self, applied: u64) {
+        self.initial_applied = applied;
+    }
+
+    pub(crate) fn set_snapshot(&mut self, d: Option<SnapshotDescriptor>) {
+        self.snapshot = d;
+        self.snapshot_wanted.set(false);
+    }
+
+    pub(crate) fn snapshot_descriptor(&self) -> Option<SnapshotDescriptor> {
+        self.snapshot
+    }
+
+    /// True once raft-rs asked for a snapshot that this node does not have yet.
+    pub(crate) fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.replace(false)
+    }
+}
+
+impl raft::Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState {
+            hard_state: self.hs.clone(),
+            conf_state: self.conf_state_at(self.initial_applied),
+        })
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low <= self.snap_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last_index() + 1 || low > high {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let lo = (low - self.snap_index - 1) as usize;
+        let hi = (high - self.snap_index - 1) as usize;
+        let mut ents = self.entries[lo..hi].to_vec();
+        raft::util::limit_size(&mut ents, max_size.into());
+        Ok(ents)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx < self.snap_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        self.term_of(idx)
+            .ok_or(raft::Error::Store(StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.snap_index + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(LogStore::last_index(self))
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        match self.snapshot {
+            Some(d) if d.index >= request_index && d.index >= self.snap_index && d.index > 0 => {
+                let mut snap = Snapshot::default();
+                snap.data = d.encode().into();
+                let meta = snap.mut_metadata();
+                meta.index = d.index;
+                meta.term = d.term;
+                meta.set_conf_state(self.conf_state_at(d.index));
+                Ok(snap)
+            }
+            _ => {
+                self.snapshot_wanted.set(true);
+                Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+            }
+        }
+    }
+}
+
+// ---- framing ----
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn pb<M: PbMessage>(m: &M) -> Vec<u8> {
+    m.write_to_bytes().expect("protobuf encoding of a raft type into a Vec cannot fail")
+}
+
+fn encode_record(rec: &Record, out: &mut Vec<u8>) {
+    let mut body = Vec::new();
+    match rec {
+        Record::Entries(ents) => {
+            body.push(KIND_ENTRIES);
+            body.extend_from_slice(&(ents.len() as u32).to_le_bytes());
+            for e in ents {
+                put_bytes(&mut body, &pb(e));
+            }
+        }
+        Record::HardState(hs) => {
+            body.push(KIND_HARD_STATE);
+            put_bytes(&mut body, &pb(hs));
+        }
+        Record::ConfState { index, cs } => {
+            body.push(KIND_CONF_STATE);
+            body.extend_from_slice(&index.to_le_bytes());
+            put_bytes(&mut body, &pb(cs));
+        }
+        Record::Compact { index, term } => {
+            body.push(KIND_COMPACT);
+            body.extend_from_slice(&index.to_le_bytes());
+            body.extend_from_slice(&term.to_le_bytes());
+        }
+        Record::Snapshot { index, term, cs } => {
+            body.push(KIND_SNAPSHOT);
+            body.extend_from_slice(&index.to_le_bytes());
+            body.extend_from_slice(&term.to_le_bytes());
+            put_bytes(&mut body, &pb(cs));
+        }
+        Record::Base {
+            hs,
+            snap_index,
+            snap_term,
+            confs,
+        } => {
+            body.push(KIND_BASE);
+            put_bytes(&mut body, &pb(hs));
+            body.extend_from_slice(&snap_index.to_le_bytes());
+            body.extend_from_slice(&snap_term.to_le_bytes());
+            body.extend_from_slice(&(confs.len() as u32).to_le_bytes());
+            for (i, cs) in confs {
+                body.extend_from_slice(&i.to_le_bytes());
+                put_bytes(&mut body, &pb(cs));
+            }
+        }
+    }
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+}
+
+/// A bounds-checked little-endian reader over untrusted bytes.
+pub(crate) struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(b: &'a [u8]) -> Self {
+        Reader { b }
+    }
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.b.len() < n {
+            return None;
+        }
+        let (h, t) = self.b.split_at(n);
+        self.b = t;
+        Some(h)
+    }
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    }
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+    pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.b.is_empty()
+    }
+    /// Everything not read yet (consumes it).
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.b)
+    }
+}
+
+fn parse<M: PbMessage>(b: &[u8]) -> Option<M> {
+    M::parse_from_bytes(b).ok()
+}
+
+fn decode_record(body: &[u8]) -> Option<Record> {
+    let mut r = Reader::new(body);
+    let rec = match r.u8()? {
+        KIND_ENTRIES => {
+            let n = r.u32()? as usize;
+            let mut ents = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                ents.push(parse::<Entry>(r.bytes()?)?);
+            }
+            Record::Entries(ents)
+        }
+        KIND_HARD_STATE => Record::HardState(parse(r.bytes()?)?),
+        KIND_CONF_STATE => Record::ConfState {
+            index: r.u64()?,
+            cs: parse(r.bytes()?)?,
+        },
+        KIND_COMPACT => Record::Compact {
+            index: r.u64()?,
+            term: r.u64()?,
+        },
+        KIND_SNAPSHOT => Record::Snapshot {
+            index: r.u64()?,
+            term: r.u64()?,
+            cs: parse(r.bytes()?)?,
+        },
+        KIND_BASE => {
+            let hs = parse(r.bytes()?)?;
+            let snap_index = r.u64()?;
+            let snap_term = r.u64()?;
+            let n = r.u32()? as usize;
+            let mut confs = Vec::with_capacity(n.min(1024));
+            for _ in 0..n {
+                confs.push((r.u64()?, parse(r.bytes()?)?));
+            }
+            Record::Base {
+                hs,
+                snap_index,
+                snap_term,
+                confs,
+            }
+        }
+        _ => return None,
+    };
+    r.is_empty().then_some(rec)
+}
+
+/// Reads one segment: its records, the length of its valid prefix, and the file length.
+fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Record>, u64, u64)> {
+    let mut file = File::open(path).map_err(|e| NeedleError::io(format!("opening {}", path.display()), e))?;
+    let mut data = Vec::new();
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut data))
+        .map_err(|e| NeedleError::io(format!("reading {}", path.display()), e))?;
+    let len = data.len() as u64;
+    let mut records = Vec::new();
+    let mut off = 0usize;
+    while off < data.len() {
+        let torn = |reason: &str| -> Result<(Vec<Record>, u64, u64)> {
+            Err(NeedleError::corrupted(path, off as u64, reason))
+        };
+        if data.len() - off < 8 {
+            if is_last {
+                break;
+            }
+            return torn("short frame header in a sealed segment");
+        }
+        let body_len = u32::from_le_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().expect("4 bytes"));
+        let end = off + 8 + body_len;
+        if end > data.len() {
+            if is_last {
+                break;
+            }
+            return torn("frame runs past the end of a sealed segment");
+        }
+        let body = &data[off + 8..end];
+        if crc32c::crc32c(body) != crc {
+            if is_last && end == data.len() {
+                break;
+            }
+            return torn("bad CRC in a frame followed by more data");
+        }
+        match decode_record(body) {
+            Some(rec) => records.push(rec),
+            None => return torn("a frame with a valid CRC does not decode"),
+        }
+        off = end;
+    }
+    Ok((records, off as u64, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::Storage;
+
+    fn ent(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 10].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fresh_log_answers_like_raft_expects() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LogStore::open(dir.path(), 1 << 20, &[1, 2, 3]).unwrap();
+        assert_eq!(s.first_index().unwrap(), 1);
+        assert_eq!(Storage::last_index(&s).unwrap(), 0);
+        assert_eq!(s.term(0).unwrap(), 0);
+        assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn append_truncate_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = LogStore::open(dir.path(), 1 << 20, &[1]).unwrap();
+            s.persist_entries(&(1..=5).map(|i| ent(i, 1)).collect::<Vec<_>>());
+            s.persist_entries(&[ent(4, 2), ent(5, 2), ent(6, 2)]);
+            let hs = HardState {
+                term: 2,
+                vote: 1,
+                commit: 5,
+                ..Default::default()
+            };
+            s.persist_hard_state(&hs);
+            s.sync(true).unwrap();
+        }
+        let s = LogStore::open(dir.path(), 1 << 20, &[]).unwrap();
+        assert_eq!(Storage::last_index(&s).unwrap(), 6);
+        assert_eq!(s.term(3).unwrap(), 1);
+        assert_eq!(s.term(4).unwrap(), 2);
+        assert_eq!(s.hard_state().commit, 5);
+        let got = s.entries(2, 7, None, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(got.len(), 5);
+        let limited = s.entries(2, 7, Some(1), GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(limited.len(), 1);
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_and_middle_corruption_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = LogStore::open(dir.path(), 1 << 20, &[1]).unwrap();
+            s.persist_entries(&(1..=3).map(|i| ent(i, 1)).collect::<Vec<_>>());
+            s.sync(true).unwrap();
+            s.persist_entries(&[ent(4, 1)]);
+            s.sync(true).unwrap();
+        }
+        let seg = segment_path(dir.path(), 1);
+        let full = std::fs::read(&seg).unwrap();
+        // Tear the last frame: keep all but 3 bytes.
+        std::fs::write(&seg, &full[..full.len() - 3]).unwrap();
+        let s = LogStore::open(dir.path(), 1 << 20, &[]).unwrap();
+        assert_eq!(LogStore::last_index(&s), 3);
+        drop(s);
+        // Appending after the truncation works.
+        {
+            let mut s = LogStore::open(dir.path(), 1 << 20, &[]).unwrap();
+            s.persist_entries(&[ent(4, 1)]);
+            s.sync(true).unwrap();
+        }
+        assert_eq!(LogStore::last_index(&LogStore::open(dir.path(), 1 << 20, &[]).unwrap()), 4);
+        // Flip a byte inside an early frame: corruption, not a torn tail.
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[30] ^= 0xff;
+        std::fs::write(&seg, &bytes).unwrap();
+        match LogStore::open(dir.path(), 1 << 20, &[]) {
+            Err(NeedleError::Corrupted { .. }) => {}
+            other => panic!("expected Corrupted, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn compaction_rolls_and_deletes_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = LogStore::open(dir.path(), 256, &[1, 2]).unwrap();
+            for i in 1..=100 {
+                s.persist_entries(&[ent(i, 1 + i / 50)]);
+                s.persist_commit(i);
+                s.sync(true).unwrap();
+            }
+            let before = s.segments.len();
+            assert!(before > 3);
+            s.compact(90).unwrap();
+            assert!(s.segments.len() < before);
+            assert_eq!(s.first_index().unwrap(), 91);
+            assert_eq!(s.term(90).unwrap(), 2);
+            assert!(matches!(s.term(89), Err(raft::Error::Store(StorageError::Compacted))));
+        }
+        let s = LogStore::open(dir.path(), 256, &[]).unwrap();
+        assert_eq!(s.first_index().unwrap(), 91);
+        assert_eq!(LogStore::last_index(&s), 100);
+        assert_eq!(s.term(90).unwrap(), 2);
+        assert_eq!(s.hard_state().commit, 100);
+        assert_eq!(s.conf_state_at(100).voters, vec![1, 2]);
+    }
+
+    #[test]
+    fn snapshot_install_resets_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = LogStore::open(dir.path(), 1 << 20, &[]).unwrap();
+            s.persist_entries(&[ent(1, 1)]);
+            let mut meta = SnapshotMetadata::default();
+            meta.index = 10;
+            meta.term = 3;
+            let mut cs = ConfState::default();
+            cs.set_voters(vec![1, 2, 3]);
+            cs.set_learners(vec![4]);
+            meta.set_conf_state(cs);
+            s.persist_snapshot(&meta);
+            s.sync(true).unwrap();
+        }
+        let mut s = LogStore::open(dir.path(), 1 << 20, &[]).unwrap();
+        s.set_initial_applied(10);
+        assert_eq!(s.first_index().unwrap(), 11);
+        assert_eq!(Storage::last_index(&s).unwrap(), 10);
+        assert_eq!(s.term(10).unwrap(), 3);
+        assert_eq!(s.hard_state().commit, 10);
+        assert_eq!(s.initial_state().unwrap().conf_state.learners, vec![4]);
+        assert!(s.snapshot(0, 2).is_err());
+        assert!(s.take_snapshot_wanted());
+    }
+}
