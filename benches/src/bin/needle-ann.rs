@@ -232,7 +232,7 @@ fn run_protocol(p: &ProtocolArgs) -> Result<()> {
         mb(mem_bytes)
     ));
     let info = format!(
-        "needle-core {}, distance {:?}, insert_batch of {CHUNK} on 1 thread",
+        "needle {}, distance {:?}, insert_batch of {CHUNK} on 1 thread",
         env!("CARGO_PKG_VERSION"),
         metric.distance()
     );

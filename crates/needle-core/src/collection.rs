@@ -378,6 +378,10 @@ impl Collection {
         let q = self.prepare_vector(query.to_vec(), "query")?;
         let space = self.space();
         let hits = match &opts.filter {
+            // Asked for every record (or more): a scan is exact and no slower than the walk.
+            None if k >= self.live || self.slots() <= ef.max(k) => {
+                self.scan(&space, &q, k, |s| !self.deleted[s])
+            }
             None => {
                 let deleted = &self.deleted;
                 self.graph
@@ -428,23 +432,23 @@ impl Collection {
         filter: &Filter,
     ) -> Vec<Cand> {
         if self.live <= SCAN_ALWAYS_BELOW || self.estimate_selectivity(filter) < SCAN_SELECTIVITY {
-            return self.scan(space, q, k, filter);
+            return self.scan(space, q, k, |s| self.matches(filter, s));
         }
         let found = self
             .graph
             .search(space, q, k, ef, |s| self.matches(filter, s as usize));
         if found.len() < k {
             // The walk ran out before finding k matches: an exact scan finds them if they exist.
-            return self.scan(space, q, k, filter);
+            return self.scan(space, q, k, |s| self.matches(filter, s));
         }
         found
     }
 
-    /// Exact search over the records that match.
-    fn scan(&self, space: &Space, q: &[f32], k: usize, filter: &Filter) -> Vec<Cand> {
+    /// Exact search over the slots `accept` lets through.
+    fn scan(&self, space: &Space, q: &[f32], k: usize, accept: impl Fn(usize) -> bool) -> Vec<Cand> {
         let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
         for s in 0..self.slots() {
-            if !self.matches(filter, s) {
+            if !accept(s) {
                 continue;
             }
             let c = Cand {

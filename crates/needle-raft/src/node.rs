@@ -166,10 +166,10 @@ impl Node {
             ));
         }
         for e in store.entries_in(window_from + 1, applied) {
-            if e.get_entry_type() == EntryType::EntryNormal {
-                if let Some(rid) = entry_request_id(&e.data) {
-                    window.record(e.index, rid);
-                }
+            if e.get_entry_type() == EntryType::EntryNormal
+                && let Some(rid) = entry_request_id(&e.data)
+            {
+                window.record(e.index, rid);
             }
         }
         store.set_initial_applied(applied);
@@ -623,14 +623,13 @@ impl Node {
             };
             self.applied = e.index;
             // Our proposal at this index lost to another entry: it can never commit.
-            if let Some(pid) = self.by_index.remove(&e.index) {
-                if Some(pid) != id {
-                    if let Some(w) = self.writes.remove(&pid) {
-                        let _ = w.reply.send(Err(NeedleError::LeadershipLost {
-                            outcome: WriteOutcome::NotApplied,
-                        }));
-                    }
-                }
+            if let Some(pid) = self.by_index.remove(&e.index)
+                && Some(pid) != id
+                && let Some(w) = self.writes.remove(&pid)
+            {
+                let _ = w.reply.send(Err(NeedleError::LeadershipLost {
+                    outcome: WriteOutcome::NotApplied,
+                }));
             }
         }
         self.shared.applied.store(self.applied, Ordering::Release);

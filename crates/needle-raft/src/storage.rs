@@ -126,10 +126,10 @@ impl LogStore {
             let ent = ent.map_err(|e| NeedleError::io(format!("listing {}", dir.display()), e))?;
             let name = ent.file_name();
             let name = name.to_string_lossy();
-            if let Some(seq) = name.strip_prefix("log-").and_then(|s| s.strip_suffix(".seg")) {
-                if let Ok(seq) = seq.parse::<u64>() {
-                    seqs.push(seq);
-                }
+            if let Some(seq) = name.strip_prefix("log-").and_then(|s| s.strip_suffix(".seg"))
+                && let Ok(seq) = seq.parse::<u64>()
+            {
+                seqs.push(seq);
             }
         }
         seqs.sort_unstable();
@@ -187,10 +187,10 @@ impl LogStore {
             let (records, valid_len, file_len) = read_segment(&path, is_last)?;
             let mut max_index = 0;
             for rec in records {
-                if let Record::Entries(ents) = &rec {
-                    if let Some(e) = ents.last() {
-                        max_index = max_index.max(e.index);
-                    }
+                if let Record::Entries(ents) = &rec
+                    && let Some(e) = ents.last()
+                {
+                    max_index = max_index.max(e.index);
                 }
                 store.replay(rec, &mut term_known);
             }
@@ -217,16 +217,15 @@ impl LogStore {
     }
 
     fn replay(&mut self, rec: Record, term_known: &mut bool) {
-        if let Record::Entries(ents) = &rec {
-            if let Some(first) = ents.first() {
-                if first.index > self.last_index() + 1 {
-                    // The segments holding the entries before this one were deleted after a
-                    // compaction; a later Compact or Base record sets the real compaction point.
-                    self.entries.clear();
-                    self.snap_index = first.index - 1;
-                    *term_known = false;
-                }
-            }
+        if let Record::Entries(ents) = &rec
+            && let Some(first) = ents.first()
+            && first.index > self.last_index() + 1
+        {
+            // The segments holding the entries before this one were deleted after a
+            // compaction; a later Compact or Base record sets the real compaction point.
+            self.entries.clear();
+            self.snap_index = first.index - 1;
+            *term_known = false;
         }
         if matches!(rec, Record::Compact { .. } | Record::Base { .. } | Record::Snapshot { .. }) {
             *term_known = true;
@@ -548,8 +547,10 @@ impl raft::Storage for LogStore {
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         match self.snapshot {
             Some(d) if d.index >= request_index && d.index >= self.snap_index && d.index > 0 => {
-                let mut snap = Snapshot::default();
-                snap.data = d.encode().into();
+                let mut snap = Snapshot {
+                    data: d.encode().into(),
+                    ..Default::default()
+                };
                 let meta = snap.mut_metadata();
                 meta.index = d.index;
                 meta.term = d.term;
@@ -878,9 +879,11 @@ mod tests {
         {
             let mut s = LogStore::open(dir.path(), 1 << 20, &[]).unwrap();
             s.persist_entries(&[ent(1, 1)]);
-            let mut meta = SnapshotMetadata::default();
-            meta.index = 10;
-            meta.term = 3;
+            let mut meta = SnapshotMetadata {
+                index: 10,
+                term: 3,
+                ..Default::default()
+            };
             let mut cs = ConfState::default();
             cs.set_voters(vec![1, 2, 3]);
             cs.set_learners(vec![4]);

@@ -306,7 +306,8 @@ impl Graph {
     }
 
     /// The mutating half of an insert: links `slot` to the heuristic's choice among its planned
-    /// candidates (skipping `excluded` ones, e.g. tombstones) and links them back.
+    /// candidates (skipping `excluded` ones, e.g. tombstones, unless nothing else is there) and
+    /// links them back.
     pub fn apply_insert<X: Fn(u32) -> bool>(
         &mut self,
         space: &Space,
@@ -316,11 +317,15 @@ impl Graph {
     ) {
         let level = self.levels[slot as usize];
         for (layer, cands) in plan.iter().enumerate() {
-            let usable: Vec<Cand> = cands
+            let mut usable: Vec<Cand> = cands
                 .iter()
                 .copied()
                 .filter(|c| c.id != slot && !excluded(c.id))
                 .collect();
+            if usable.is_empty() {
+                // Only excluded nodes nearby: link to them anyway, or the node would be unreachable.
+                usable = cands.iter().copied().filter(|c| c.id != slot).collect();
+            }
             let chosen = select_neighbors(space, &usable, self.m);
             let ids: Vec<u32> = chosen.iter().map(|c| c.id).collect();
             self.set_neighbors(slot, layer, &ids);
