@@ -164,12 +164,14 @@ impl LogStore {
             let mut cs = ConfState::default();
             cs.set_voters(founders.to_vec());
             let confs = if founders.is_empty() { vec![] } else { vec![(0, cs)] };
-            store.push(&Record::Base {
+            let base = Record::Base {
                 hs: HardState::default(),
                 snap_index: 0,
                 snap_term: 0,
                 confs,
-            });
+            };
+            store.push(&base);
+            store.apply(base);
             store.segments.push(Segment {
                 seq: 1,
                 path,

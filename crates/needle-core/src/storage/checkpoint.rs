@@ -195,7 +195,7 @@ pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(Header, Vec<Collectio
     let version = r.u32().unwrap_or(0);
     let stored_crc = u32::from_le_bytes([bytes[60], bytes[61], bytes[62], bytes[63]]);
     if crc32c::crc32c(&bytes[0..60]) != stored_crc {
-        return Err(corrupt(60, "header checksum mismatch".into()));
+        return Err(corrupt(0, "header checksum mismatch".into()));
     }
     if version != VERSION {
         return Err(NeedleError::UnsupportedVersion {

@@ -219,7 +219,7 @@ pub(crate) fn recover(path: &Path) -> Result<Option<Recovered>> {
         return Err(corrupt(0, "not a Needle write-ahead log (bad magic)"));
     }
     if crc32c::crc32c(&bytes[0..20]) != u32::from_le_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]) {
-        return Err(corrupt(20, "log header checksum mismatch"));
+        return Err(corrupt(0, "log header checksum mismatch"));
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if version != VERSION {
