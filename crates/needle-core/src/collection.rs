@@ -445,7 +445,13 @@ impl Collection {
     }
 
     /// Exact search over the slots `accept` lets through.
-    fn scan(&self, space: &Space, q: &[f32], k: usize, accept: impl Fn(usize) -> bool) -> Vec<Cand> {
+    fn scan(
+        &self,
+        space: &Space,
+        q: &[f32],
+        k: usize,
+        accept: impl Fn(usize) -> bool,
+    ) -> Vec<Cand> {
         let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
         for s in 0..self.slots() {
             if !accept(s) {

@@ -87,7 +87,10 @@ impl CollectionConfig {
             ));
         }
         if self.ef_search == 0 || self.ef_search > 10_000 {
-            return bad(format!("ef_search must be in 1..=10000, got {}", self.ef_search));
+            return bad(format!(
+                "ef_search must be in 1..=10000, got {}",
+                self.ef_search
+            ));
         }
         Ok(())
     }

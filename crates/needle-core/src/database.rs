@@ -117,7 +117,7 @@ struct Writer {
 
 /// A validated write, ready to apply; applying it cannot fail.
 enum Plan {
-    Create(String, Collection),
+    Create(String, Box<Collection>),
     Drop(String),
     Upsert(Shared, Vec<Prepared>),
     Update(Shared, String, Option<Vec<f32>>, Option<Value>),
@@ -290,14 +290,11 @@ impl Database {
     }
 
     fn collection(&self, name: &str) -> Result<Shared> {
-        self.inner
-            .catalog
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| NeedleError::CollectionNotFound {
+        self.inner.catalog.read().get(name).cloned().ok_or_else(|| {
+            NeedleError::CollectionNotFound {
                 name: name.to_string(),
-            })
+            }
+        })
     }
 
     // ---- writes -------------------------------------------------------------------------------
@@ -413,7 +410,10 @@ impl Database {
                 if self.inner.catalog.read().contains_key(name) {
                     return Err(NeedleError::CollectionExists { name: name.clone() });
                 }
-                Plan::Create(name.clone(), Collection::new(name, dim, config.clone()))
+                Plan::Create(
+                    name.clone(),
+                    Box::new(Collection::new(name, dim, config.clone())),
+                )
             }
             Op::DropCollection { name } => {
                 self.collection(name)?;
@@ -482,7 +482,7 @@ impl Database {
                 self.inner
                     .catalog
                     .write()
-                    .insert(name, Arc::new(RwLock::new(c)));
+                    .insert(name, Arc::new(RwLock::new(*c)));
             }
             Plan::Drop(name) => {
                 self.inner.catalog.write().remove(&name);
@@ -712,7 +712,10 @@ fn write_checkpoint(path: &Path, header: Header, collections: &[Shared]) -> Resu
     file.sync_all().map_err(|e| io("fsyncing", e))?;
     drop(file);
     std::fs::rename(&tmp, path).map_err(|e| {
-        NeedleError::io(format!("renaming {} to {}", tmp.display(), path.display()), e)
+        NeedleError::io(
+            format!("renaming {} to {}", tmp.display(), path.display()),
+            e,
+        )
     })?;
     sync_dir(path)
 }

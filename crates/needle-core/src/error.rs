@@ -85,7 +85,11 @@ impl NeedleError {
         }
     }
 
-    pub(crate) fn corrupted(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+    pub(crate) fn corrupted(
+        file: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
         NeedleError::Corrupted {
             file: file.into(),
             offset,

@@ -37,5 +37,5 @@ pub use filter::Filter;
 #[doc(hidden)]
 pub mod __private {
     //! Internals exposed only for needle's own benches and tests. Not a stable API.
-    pub use crate::distance::{dot_scalar, l2_squared_scalar, kernel_for};
+    pub use crate::distance::{dot_scalar, kernel_for, l2_squared_scalar};
 }

@@ -9,8 +9,10 @@ use serde_json::json;
 fn db_with_docs() -> Database {
     let db = Database::in_memory();
     db.create_collection("docs", 3).unwrap();
-    db.insert("docs", "a", vec![1.0, 0.0, 0.0], Some(json!({"n": 1}))).unwrap();
-    db.insert("docs", "b", vec![0.0, 1.0, 0.0], Some(json!({"n": 2}))).unwrap();
+    db.insert("docs", "a", vec![1.0, 0.0, 0.0], Some(json!({"n": 1})))
+        .unwrap();
+    db.insert("docs", "b", vec![0.0, 1.0, 0.0], Some(json!({"n": 2})))
+        .unwrap();
     db.insert("docs", "c", vec![0.0, 0.0, 1.0], None).unwrap();
     db
 }
@@ -24,12 +26,24 @@ fn insert_get_search_update_delete() {
     assert_eq!(hits[0].metadata, Some(json!({"n": 1})));
     assert_eq!(hits[1].id, "b");
 
-    db.update("docs", "a", Some(vec![0.0, 0.0, 2.0]), None).unwrap();
+    db.update("docs", "a", Some(vec![0.0, 0.0, 2.0]), None)
+        .unwrap();
     let rec = db.get("docs", "a").unwrap().unwrap();
-    assert_eq!(rec.vector, vec![0.0, 0.0, 1.0], "cosine stores unit vectors");
-    assert_eq!(rec.metadata, Some(json!({"n": 1})), "update without metadata keeps it");
+    assert_eq!(
+        rec.vector,
+        vec![0.0, 0.0, 1.0],
+        "cosine stores unit vectors"
+    );
+    assert_eq!(
+        rec.metadata,
+        Some(json!({"n": 1})),
+        "update without metadata keeps it"
+    );
     db.update("docs", "a", None, Some(json!({"n": 9}))).unwrap();
-    assert_eq!(db.get("docs", "a").unwrap().unwrap().metadata, Some(json!({"n": 9})));
+    assert_eq!(
+        db.get("docs", "a").unwrap().unwrap().metadata,
+        Some(json!({"n": 9}))
+    );
     assert_eq!(db.count("docs").unwrap(), 3);
 
     assert!(db.delete("docs", "b").unwrap());
@@ -37,14 +51,22 @@ fn insert_get_search_update_delete() {
     assert_eq!(db.count("docs").unwrap(), 2);
     let hits = db.search("docs", &[0.0, 1.0, 0.0], 3).unwrap();
     assert_eq!(hits.len(), 2);
-    assert!(hits.iter().all(|h| h.id != "b"), "deleted records are never returned");
+    assert!(
+        hits.iter().all(|h| h.id != "b"),
+        "deleted records are never returned"
+    );
 
     let info = db.collection_info("docs").unwrap();
     assert_eq!((info.count, info.deleted), (2, 2));
     db.compact("docs").unwrap();
     let info = db.collection_info("docs").unwrap();
     assert_eq!((info.count, info.deleted), (2, 0));
-    let mut top: Vec<String> = db.search("docs", &[0.0, 0.0, 1.0], 2).unwrap().into_iter().map(|h| h.id).collect();
+    let mut top: Vec<String> = db
+        .search("docs", &[0.0, 0.0, 1.0], 2)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
     top.sort();
     assert_eq!(top, vec!["a".to_string(), "c".to_string()]);
 }
@@ -52,7 +74,8 @@ fn insert_get_search_update_delete() {
 #[test]
 fn upsert_replaces() {
     let db = db_with_docs();
-    db.insert("docs", "a", vec![0.0, 1.0, 0.0], Some(json!({"n": 5}))).unwrap();
+    db.insert("docs", "a", vec![0.0, 1.0, 0.0], Some(json!({"n": 5})))
+        .unwrap();
     assert_eq!(db.count("docs").unwrap(), 3);
     let hits = db.search("docs", &[0.0, 1.0, 0.0], 3).unwrap();
     assert_eq!(hits.iter().filter(|h| h.id == "a").count(), 1);
@@ -93,7 +116,10 @@ fn distances_per_metric() {
         db.create_collection_with_config("c", 2, config).unwrap();
         db.insert("c", "x", vec![3.0, 4.0], None).unwrap();
         let d = db.search("c", &[1.0, 0.0], 1).unwrap()[0].distance;
-        assert!((d - expected).abs() < 1e-5, "{distance:?}: {d} vs {expected}");
+        assert!(
+            (d - expected).abs() < 1e-5,
+            "{distance:?}: {d} vs {expected}"
+        );
     }
 }
 
@@ -116,38 +142,91 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
     let before = db.state_checksum();
     let long_id = "x".repeat(1025);
     let cases: Vec<(&str, NeedleError)> = vec![
-        ("dimension", db.insert("docs", "z", vec![1.0, 2.0], None).unwrap_err()),
-        ("nan", db.insert("docs", "z", vec![1.0, f32::NAN, 0.0], None).unwrap_err()),
-        ("inf", db.insert("docs", "z", vec![f32::INFINITY, 0.0, 0.0], None).unwrap_err()),
-        ("zero cosine", db.insert("docs", "z", vec![0.0, 0.0, 0.0], None).unwrap_err()),
-        ("empty id", db.insert("docs", "", vec![1.0, 0.0, 0.0], None).unwrap_err()),
-        ("long id", db.insert("docs", &long_id, vec![1.0, 0.0, 0.0], None).unwrap_err()),
-        ("unknown coll", db.insert("nope", "z", vec![1.0, 0.0, 0.0], None).unwrap_err()),
-        ("duplicate coll", db.create_collection("docs", 3).unwrap_err()),
+        (
+            "dimension",
+            db.insert("docs", "z", vec![1.0, 2.0], None).unwrap_err(),
+        ),
+        (
+            "nan",
+            db.insert("docs", "z", vec![1.0, f32::NAN, 0.0], None)
+                .unwrap_err(),
+        ),
+        (
+            "inf",
+            db.insert("docs", "z", vec![f32::INFINITY, 0.0, 0.0], None)
+                .unwrap_err(),
+        ),
+        (
+            "zero cosine",
+            db.insert("docs", "z", vec![0.0, 0.0, 0.0], None)
+                .unwrap_err(),
+        ),
+        (
+            "empty id",
+            db.insert("docs", "", vec![1.0, 0.0, 0.0], None)
+                .unwrap_err(),
+        ),
+        (
+            "long id",
+            db.insert("docs", &long_id, vec![1.0, 0.0, 0.0], None)
+                .unwrap_err(),
+        ),
+        (
+            "unknown coll",
+            db.insert("nope", "z", vec![1.0, 0.0, 0.0], None)
+                .unwrap_err(),
+        ),
+        (
+            "duplicate coll",
+            db.create_collection("docs", 3).unwrap_err(),
+        ),
         ("bad name", db.create_collection("no/slash", 3).unwrap_err()),
         ("empty name", db.create_collection("", 3).unwrap_err()),
         ("zero dims", db.create_collection("zero", 0).unwrap_err()),
         ("k = 0", db.search("docs", &[1.0, 0.0, 0.0], 0).unwrap_err()),
         ("query dims", db.search("docs", &[1.0], 1).unwrap_err()),
-        ("metadata array", db.insert("docs", "z", vec![1.0, 0.0, 0.0], Some(json!([1]))).unwrap_err()),
-        ("metadata string", db.update("docs", "a", None, Some(json!("s"))).unwrap_err()),
-        ("update missing", db.update("docs", "zz", None, Some(json!({}))).unwrap_err()),
+        (
+            "metadata array",
+            db.insert("docs", "z", vec![1.0, 0.0, 0.0], Some(json!([1])))
+                .unwrap_err(),
+        ),
+        (
+            "metadata string",
+            db.update("docs", "a", None, Some(json!("s"))).unwrap_err(),
+        ),
+        (
+            "update missing",
+            db.update("docs", "zz", None, Some(json!({}))).unwrap_err(),
+        ),
         ("drop missing", db.drop_collection("nope").unwrap_err()),
-        ("bad batch", db.insert_batch("docs", vec![
-            Record::new("ok", vec![1.0, 1.0, 0.0], None),
-            Record::new("bad", vec![1.0], None),
-        ]).unwrap_err()),
+        (
+            "bad batch",
+            db.insert_batch(
+                "docs",
+                vec![
+                    Record::new("ok", vec![1.0, 1.0, 0.0], None),
+                    Record::new("bad", vec![1.0], None),
+                ],
+            )
+            .unwrap_err(),
+        ),
     ];
     for (what, err) in &cases {
         let ok = match *what {
-            "dimension" | "query dims" | "bad batch" => matches!(err, NeedleError::DimensionMismatch { expected: 3, .. }),
+            "dimension" | "query dims" | "bad batch" => {
+                matches!(err, NeedleError::DimensionMismatch { expected: 3, .. })
+            }
             "nan" | "inf" | "zero cosine" => matches!(err, NeedleError::InvalidVector { .. }),
             "empty id" | "long id" => matches!(err, NeedleError::InvalidId { .. }),
-            "unknown coll" | "drop missing" => matches!(err, NeedleError::CollectionNotFound { .. }),
+            "unknown coll" | "drop missing" => {
+                matches!(err, NeedleError::CollectionNotFound { .. })
+            }
             "duplicate coll" => matches!(err, NeedleError::CollectionExists { .. }),
             "bad name" | "empty name" => matches!(err, NeedleError::InvalidCollectionName { .. }),
             "zero dims" | "k = 0" => matches!(err, NeedleError::InvalidArgument { .. }),
-            "metadata array" | "metadata string" => matches!(err, NeedleError::InvalidMetadata { .. }),
+            "metadata array" | "metadata string" => {
+                matches!(err, NeedleError::InvalidMetadata { .. })
+            }
             "update missing" => matches!(err, NeedleError::RecordNotFound { .. }),
             _ => false,
         };
@@ -155,9 +234,19 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
         assert!(!err.to_string().is_empty());
     }
     let filter_err = Filter::parse(&json!({"n": {"$gtx": 1}})).unwrap_err();
-    assert!(matches!(filter_err, NeedleError::InvalidFilter { .. }), "{filter_err:?}");
-    assert_eq!(db.state_checksum(), before, "a failed write changed the database");
-    assert!(db.get("docs", "ok").unwrap().is_none(), "a failed batch is all or nothing");
+    assert!(
+        matches!(filter_err, NeedleError::InvalidFilter { .. }),
+        "{filter_err:?}"
+    );
+    assert_eq!(
+        db.state_checksum(),
+        before,
+        "a failed write changed the database"
+    );
+    assert!(
+        db.get("docs", "ok").unwrap().is_none(),
+        "a failed batch is all or nothing"
+    );
 }
 
 #[test]
@@ -167,7 +256,8 @@ fn reopen_keeps_everything_and_second_opener_is_refused() {
     {
         let db = Database::open(&path).unwrap();
         db.create_collection("docs", 3).unwrap();
-        db.insert("docs", "a", vec![1.0, 0.0, 0.0], Some(json!({"k": "v"}))).unwrap();
+        db.insert("docs", "a", vec![1.0, 0.0, 0.0], Some(json!({"k": "v"})))
+            .unwrap();
         let second = Database::open(&path).unwrap_err();
         assert!(matches!(second, NeedleError::Locked { .. }), "{second:?}");
         assert!(second.to_string().contains("already open"));
@@ -178,7 +268,10 @@ fn reopen_keeps_everything_and_second_opener_is_refused() {
     assert_eq!(db.open_report().checkpoint_tag, 42);
     assert_eq!(db.open_report().wal_records_replayed, 1);
     assert_eq!(db.count("docs").unwrap(), 2);
-    assert_eq!(db.get("docs", "a").unwrap().unwrap().metadata, Some(json!({"k": "v"})));
+    assert_eq!(
+        db.get("docs", "a").unwrap().unwrap().metadata,
+        Some(json!({"k": "v"}))
+    );
 }
 
 #[test]
@@ -211,7 +304,9 @@ fn database_is_send_sync_and_searches_run_during_writes() {
         let writer = db.clone();
         s.spawn(move || {
             for i in 0..500 {
-                let v: Vec<f32> = (0..8).map(|j| ((i * 31 + j * 7) % 17) as f32 + 1.0).collect();
+                let v: Vec<f32> = (0..8)
+                    .map(|j| ((i * 31 + j * 7) % 17) as f32 + 1.0)
+                    .collect();
                 writer.insert("c", &format!("r{i}"), v, None).unwrap();
             }
         });

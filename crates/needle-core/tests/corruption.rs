@@ -14,18 +14,35 @@ fn build(dir: &Path) -> (PathBuf, u64, u64) {
     let path = dir.join("src.needle");
     let db = Database::open(&path).unwrap();
     db.create_collection("alpha", 4).unwrap();
-    let config = CollectionConfig { distance: Distance::Euclidean, m: 4, ..Default::default() };
+    let config = CollectionConfig {
+        distance: Distance::Euclidean,
+        m: 4,
+        ..Default::default()
+    };
     db.create_collection_with_config("beta", 3, config).unwrap();
     for i in 0..40 {
         let v = vec![i as f32 + 1.0, (i % 5) as f32, 1.0, (i % 3) as f32];
-        db.insert("alpha", &format!("a{i}"), v, Some(json!({"i": i, "tag": "x"}))).unwrap();
-        db.insert("beta", &format!("b{i}"), vec![i as f32, 1.0, 2.0], None).unwrap();
+        db.insert(
+            "alpha",
+            &format!("a{i}"),
+            v,
+            Some(json!({"i": i, "tag": "x"})),
+        )
+        .unwrap();
+        db.insert("beta", &format!("b{i}"), vec![i as f32, 1.0, 2.0], None)
+            .unwrap();
     }
     db.delete("alpha", "a3").unwrap();
     db.checkpoint_with_tag(9).unwrap();
     let checkpointed = db.state_checksum();
     for i in 40..45 {
-        db.insert("beta", &format!("b{i}"), vec![i as f32, 0.0, 1.0], Some(json!({"late": true}))).unwrap();
+        db.insert(
+            "beta",
+            &format!("b{i}"),
+            vec![i as f32, 0.0, 1.0],
+            Some(json!({"late": true})),
+        )
+        .unwrap();
     }
     let full = db.state_checksum();
     (path, checkpointed, full)
@@ -37,16 +54,29 @@ fn wal_of(p: &Path) -> PathBuf {
 
 /// Copies the database files into a fresh folder with `edit` applied to one of them, opens it
 /// (catching any panic) and returns the result.
-fn open_edited(src: &Path, edit_wal: bool, edit: impl Fn(&mut Vec<u8>)) -> std::thread::Result<Result<u64, NeedleError>> {
+fn open_edited(
+    src: &Path,
+    edit_wal: bool,
+    edit: impl Fn(&mut Vec<u8>),
+) -> std::thread::Result<Result<u64, NeedleError>> {
     let dir = tempfile::tempdir().unwrap();
     let dst = dir.path().join("t.needle");
     let mut main = std::fs::read(src).unwrap();
     let mut wal = std::fs::read(wal_of(src)).unwrap();
-    if edit_wal { edit(&mut wal) } else { edit(&mut main) }
+    if edit_wal {
+        edit(&mut wal)
+    } else {
+        edit(&mut main)
+    }
     std::fs::write(&dst, main).unwrap();
     std::fs::write(wal_of(&dst), wal).unwrap();
     std::panic::catch_unwind(move || {
-        let db = Database::open_with(&dst, DatabaseOptions { wal: WalMode::Unsynced })?;
+        let db = Database::open_with(
+            &dst,
+            DatabaseOptions {
+                wal: WalMode::Unsynced,
+            },
+        )?;
         // Exercise what was loaded: a graph that passed the checks must also be searchable.
         for name in db.list_collections() {
             let dim = db.collection_info(&name)?.dimensions;
@@ -86,16 +116,23 @@ fn flipped_checkpoint_bytes_are_detected() {
     for at in 0..len {
         match open_edited(&src, false, |b| b[at] ^= 0x5a) {
             Err(_) => panic!("panic opening a checkpoint with byte {at} flipped"),
-            Ok(Err(NeedleError::Corrupted { .. } | NeedleError::UnsupportedVersion { .. })) => detected += 1,
+            Ok(Err(NeedleError::Corrupted { .. } | NeedleError::UnsupportedVersion { .. })) => {
+                detected += 1
+            }
             Ok(Err(e)) => panic!("byte {at}: unexpected error {e}"),
             // Only padding and reserved bytes may change without notice, and then nothing else did.
             Ok(Ok(sum)) => {
-                assert_eq!(sum, full, "byte {at} flipped: opened with different contents");
+                assert_eq!(
+                    sum, full,
+                    "byte {at} flipped: opened with different contents"
+                );
                 harmless += 1;
             }
         }
     }
-    eprintln!("checkpoint of {len} bytes: {detected} flips detected, {harmless} harmless (padding)");
+    eprintln!(
+        "checkpoint of {len} bytes: {detected} flips detected, {harmless} harmless (padding)"
+    );
     assert!(harmless < len / 10);
 }
 
@@ -111,7 +148,10 @@ fn truncated_log_recovers_a_prefix() {
                 if cut == len {
                     assert_eq!(sum, full);
                 } else if cut <= 24 {
-                    assert_eq!(sum, checkpointed, "cut inside the log header: the checkpoint alone");
+                    assert_eq!(
+                        sum, checkpointed,
+                        "cut inside the log header: the checkpoint alone"
+                    );
                 }
             }
             Ok(Err(e)) => panic!("a log cut at {cut} is a torn tail, not an error: {e}"),
@@ -137,12 +177,21 @@ fn flipped_log_bytes_are_detected_or_torn() {
             Err(_) => panic!("panic opening with log byte {at} flipped"),
             Ok(Err(NeedleError::Corrupted { offset, file, .. })) => {
                 assert!(file.ends_with("t.needle-wal"));
-                assert!(at < last, "byte {at} is in the last record: a torn tail, not corruption");
-                assert!(offset as usize <= at, "offset {offset} after the flipped byte {at}");
+                assert!(
+                    at < last,
+                    "byte {at} is in the last record: a torn tail, not corruption"
+                );
+                assert!(
+                    offset as usize <= at,
+                    "offset {offset} after the flipped byte {at}"
+                );
             }
             Ok(Err(e)) => panic!("log byte {at}: unexpected error {e}"),
             Ok(Ok(sum)) => {
-                assert!(at >= last, "byte {at} flipped in an earlier record went unnoticed");
+                assert!(
+                    at >= last,
+                    "byte {at} flipped in an earlier record went unnoticed"
+                );
                 assert_ne!(sum, full, "the damaged last record must not be applied");
             }
         }

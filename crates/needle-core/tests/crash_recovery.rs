@@ -18,7 +18,10 @@ use serde_json::json;
 const DIM: usize = 8;
 
 fn vector_for(id: &str) -> Vec<f32> {
-    let mut rng = common::Rng(id.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
+    let mut rng = common::Rng(
+        id.bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)),
+    );
     (0..DIM).map(|_| rng.f32() + 0.01).collect()
 }
 
@@ -29,7 +32,10 @@ fn crash_child() {
     let Ok(path) = std::env::var("NEEDLE_CRASH_CHILD") else {
         return;
     };
-    let round: u64 = std::env::var("NEEDLE_CRASH_ROUND").unwrap().parse().unwrap();
+    let round: u64 = std::env::var("NEEDLE_CRASH_ROUND")
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut rng = common::Rng(round.wrapping_mul(0x1234_5678_9abc_def1));
     let db = Database::open(&path).expect("child opens the database");
     if db.list_collections().is_empty() {
@@ -42,12 +48,18 @@ fn crash_child() {
         let roll = rng.below(100);
         if roll < 60 {
             let id = format!("r{round}-{i}");
-            db.insert("c", &id, vector_for(&id), Some(json!({"round": round}))).unwrap();
+            db.insert("c", &id, vector_for(&id), Some(json!({"round": round})))
+                .unwrap();
             writeln!(out, "ACK {id}").unwrap();
             acked.push(id);
         } else if roll < 80 {
-            let ids: Vec<String> = (0..1 + rng.below(20)).map(|j| format!("r{round}-{i}-b{j}")).collect();
-            let records = ids.iter().map(|id| Record::new(id.clone(), vector_for(id), None)).collect();
+            let ids: Vec<String> = (0..1 + rng.below(20))
+                .map(|j| format!("r{round}-{i}-b{j}"))
+                .collect();
+            let records = ids
+                .iter()
+                .map(|id| Record::new(id.clone(), vector_for(id), None))
+                .collect();
             db.insert_batch("c", records).unwrap();
             for id in ids {
                 writeln!(out, "ACK {id}").unwrap();
@@ -73,7 +85,10 @@ fn crash_child() {
 #[test]
 fn crash_recovery_keeps_every_acknowledged_write() {
     let seed = common::seed("crash_recovery_keeps_every_acknowledged_write");
-    let kills: u64 = std::env::var("NEEDLE_CRASH_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(25);
+    let kills: u64 = std::env::var("NEEDLE_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(25);
     let mut rng = common::Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.needle");
@@ -84,7 +99,13 @@ fn crash_recovery_keeps_every_acknowledged_write() {
     let mut total_acks = 0usize;
     for round in 0..kills {
         let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("NEEDLE_CRASH_CHILD", &path)
             .env("NEEDLE_CRASH_ROUND", (seed.wrapping_add(round)).to_string())
             .stdout(Stdio::piped())
@@ -126,7 +147,8 @@ fn crash_recovery_keeps_every_acknowledged_write() {
                 deleted.insert(id.to_string());
             }
         }
-        let db = Database::open(&path).unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
+        let db =
+            Database::open(&path).unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
         let mut missing = Vec::new();
         for id in &present {
             match db.get("c", id).unwrap() {
@@ -134,9 +156,15 @@ fn crash_recovery_keeps_every_acknowledged_write() {
                 None => missing.push(id.clone()),
             }
         }
-        assert!(missing.is_empty(), "round {round} (seed {seed}): acknowledged writes lost: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "round {round} (seed {seed}): acknowledged writes lost: {missing:?}"
+        );
         for id in &deleted {
-            assert!(db.get("c", id).unwrap().is_none(), "round {round}: acknowledged delete of {id} undone");
+            assert!(
+                db.get("c", id).unwrap().is_none(),
+                "round {round}: acknowledged delete of {id} undone"
+            );
         }
         // The graph still finds records after recovery.
         if let Some(id) = present.iter().next() {
@@ -144,7 +172,12 @@ fn crash_recovery_keeps_every_acknowledged_write() {
             assert!(!hits.is_empty());
         }
     }
-    let counts: HashMap<&str, usize> = [("kills", kills as usize), ("acks", total_acks), ("present", present.len())].into();
+    let counts: HashMap<&str, usize> = [
+        ("kills", kills as usize),
+        ("acks", total_acks),
+        ("present", present.len()),
+    ]
+    .into();
     eprintln!("crash test: {counts:?}");
     assert!(total_acks > 0, "the child never acknowledged a write");
 }

@@ -24,7 +24,10 @@ enum Step {
 
 fn vector(v: [i8; 4]) -> Vec<f32> {
     // Never all zero, so every distance is valid.
-    v.iter().enumerate().map(|(i, x)| *x as f32 + if i == 0 { 0.5 } else { 0.0 }).collect()
+    v.iter()
+        .enumerate()
+        .map(|(i, x)| *x as f32 + if i == 0 { 0.5 } else { 0.0 })
+        .collect()
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -57,7 +60,10 @@ fn check(db: &Database, model: &Model) {
         found.sort();
         let mut expected: Vec<String> = model.keys().cloned().collect();
         expected.sort();
-        assert_eq!(found, expected, "an exhaustive search returns exactly the live records");
+        assert_eq!(
+            found, expected,
+            "an exhaustive search returns exactly the live records"
+        );
     }
 }
 
@@ -131,7 +137,13 @@ fn same_operations_give_identical_files() {
         db.create_collection("c", 16).unwrap();
         for i in 0..600 {
             let v: Vec<f32> = (0..16).map(|_| rng.f32() - 0.5).collect();
-            db.insert("c", &format!("r{}", rng.below(400)), v, Some(json!({"i": i}))).unwrap();
+            db.insert(
+                "c",
+                &format!("r{}", rng.below(400)),
+                v,
+                Some(json!({"i": i})),
+            )
+            .unwrap();
             if i % 7 == 0 {
                 db.delete("c", &format!("r{}", rng.below(400))).unwrap();
             }
@@ -141,5 +153,8 @@ fn same_operations_give_identical_files() {
         std::fs::read(&path).unwrap()
     };
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    assert!(run(a.path()) == run(b.path()), "two runs of the same operations wrote different bytes");
+    assert!(
+        run(a.path()) == run(b.path()),
+        "two runs of the same operations wrote different bytes"
+    );
 }

@@ -17,7 +17,10 @@ fn bucket(row: usize) -> u64 {
     (z ^ (z >> 29)) % 1000
 }
 
-fn load(name: &str) -> (Database, Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<u32>>) {
+/// The database, the base vectors, the queries and the ground truth.
+type Loaded = (Database, Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<u32>>);
+
+fn load(name: &str) -> Loaded {
     let dir = testdata(name);
     let base = read_fvecs(&dir.join("base.fvecs"));
     let queries = read_fvecs(&dir.join("query.fvecs"));
@@ -27,7 +30,13 @@ fn load(name: &str) -> (Database, Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<u32>>) {
     let records = base
         .iter()
         .enumerate()
-        .map(|(i, v)| Record::new(i.to_string(), v.clone(), Some(json!({"bucket": bucket(i), "row": i}))))
+        .map(|(i, v)| {
+            Record::new(
+                i.to_string(),
+                v.clone(),
+                Some(json!({"bucket": bucket(i), "row": i})),
+            )
+        })
         .collect();
     db.insert_batch(name, records).unwrap();
     (db, base, queries, gt)
@@ -47,7 +56,12 @@ fn plain_recall(name: &str) -> f64 {
         .iter()
         .zip(&gt)
         .map(|(q, truth)| {
-            let ids: Vec<String> = db.search(name, q, K).unwrap().into_iter().map(|h| h.id).collect();
+            let ids: Vec<String> = db
+                .search(name, q, K)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.id)
+                .collect();
             assert_eq!(ids.len(), K);
             let truth: Vec<usize> = truth[..K].iter().map(|&x| x as usize).collect();
             recall(&ids, &truth)
@@ -81,10 +95,17 @@ fn filtered_recall_at_each_selectivity() {
         let mut total = 0.0;
         for q in &queries {
             let hits = db.search_with(name, q, K, &opts).unwrap();
-            assert_eq!(hits.len(), K.min(matching), "{label}: k results whenever k records match");
+            assert_eq!(
+                hits.len(),
+                K.min(matching),
+                "{label}: k results whenever k records match"
+            );
             for h in &hits {
                 let row: usize = h.id.parse().unwrap();
-                assert!(bucket(row) < threshold, "{label}: a result does not match the filter");
+                assert!(
+                    bucket(row) < threshold,
+                    "{label}: a result does not match the filter"
+                );
             }
             let truth = brute_force(&base, q, K, |i| bucket(i) < threshold);
             let ids: Vec<String> = hits.into_iter().map(|h| h.id).collect();
@@ -111,14 +132,21 @@ fn deletes_and_updates_keep_search_working() {
         }
     }
     let current = |i: usize| -> Vec<f32> {
-        if i % 5 == 1 { base[i].iter().map(|x| -x).collect() } else { base[i].clone() }
+        if i % 5 == 1 {
+            base[i].iter().map(|x| -x).collect()
+        } else {
+            base[i].clone()
+        }
     };
     let live: Vec<Vec<f32>> = (0..base.len()).map(current).collect();
     let measure = |db: &Database| {
         let mut total = 0.0;
         for q in &queries[..100] {
             let hits = db.search(name, q, K).unwrap();
-            assert!(hits.iter().all(|h| h.id.parse::<usize>().unwrap() % 3 != 0), "a deleted record came back");
+            assert!(
+                hits.iter().all(|h| h.id.parse::<usize>().unwrap() % 3 != 0),
+                "a deleted record came back"
+            );
             let truth = brute_force(&live, q, K, |i| i % 3 != 0);
             total += recall(&hits.into_iter().map(|h| h.id).collect::<Vec<_>>(), &truth);
         }

@@ -90,7 +90,9 @@ impl ReplicatedCommand {
         let (cmd, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
             .map_err(|e| NeedleError::invalid_message(format!("command does not decode: {e}")))?;
         if used != bytes.len() {
-            return Err(NeedleError::invalid_message("trailing bytes after a command"));
+            return Err(NeedleError::invalid_message(
+                "trailing bytes after a command",
+            ));
         }
         Ok(cmd)
     }
@@ -157,13 +159,13 @@ fn parse_metadata(
 ) -> needle_core::Result<Option<serde_json::Value>> {
     match bytes {
         None => Ok(None),
-        Some(b) => serde_json::from_slice(b)
-            .map(Some)
-            .map_err(|e| needle_core::NeedleError::InvalidMetadata {
+        Some(b) => serde_json::from_slice(b).map(Some).map_err(|e| {
+            needle_core::NeedleError::InvalidMetadata {
                 collection: collection.to_string(),
                 id: id.to_string(),
                 reason: format!("metadata bytes are not JSON: {e}"),
-            }),
+            }
+        }),
     }
 }
 
@@ -186,7 +188,8 @@ pub(crate) fn entry_request_id(data: &[u8]) -> Option<RequestId> {
 }
 
 pub(crate) fn decode_entry(data: &[u8]) -> Result<(RequestId, ReplicatedCommand)> {
-    let id = entry_request_id(data).ok_or_else(|| NeedleError::invalid_message("entry shorter than a request id"))?;
+    let id = entry_request_id(data)
+        .ok_or_else(|| NeedleError::invalid_message("entry shorter than a request id"))?;
     Ok((id, ReplicatedCommand::decode(&data[16..])?))
 }
 

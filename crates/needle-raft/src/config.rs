@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use raft::prelude::Config;
 use raft::ReadOnlyOption;
+use raft::prelude::Config;
 
 use crate::error::{NeedleError, Result};
 use crate::message::NodeId;
@@ -107,7 +107,9 @@ impl ReplicatedDatabaseConfig {
             ("election_timeout_max", self.election_timeout_max),
         ] {
             if v == 0 || v % tick != 0 {
-                return bad(format!("{name} ({v} ms) must be a positive multiple of tick_interval ({tick} ms)"));
+                return bad(format!(
+                    "{name} ({v} ms) must be a positive multiple of tick_interval ({tick} ms)"
+                ));
             }
         }
         if self.election_timeout_min <= self.heartbeat_interval {
@@ -125,7 +127,10 @@ impl ReplicatedDatabaseConfig {
         if self.snapshot_threshold == 0 {
             return bad("snapshot_threshold must be at least 1".into());
         }
-        if self.max_staleness.is_zero() || self.proposal_timeout.is_zero() || self.read_timeout.is_zero() {
+        if self.max_staleness.is_zero()
+            || self.proposal_timeout.is_zero()
+            || self.read_timeout.is_zero()
+        {
             return bad("max_staleness, proposal_timeout and read_timeout must be positive".into());
         }
         if self.data_dir.as_os_str().is_empty() {
@@ -135,9 +140,15 @@ impl ReplicatedDatabaseConfig {
             return bad("node id 0 is reserved".into());
         }
         if self.max_size_per_msg == 0 || self.max_uncommitted_size < self.max_size_per_msg {
-            return bad("max_uncommitted_size must be at least max_size_per_msg, which must be positive".into());
+            return bad(
+                "max_uncommitted_size must be at least max_size_per_msg, which must be positive"
+                    .into(),
+            );
         }
-        if self.max_inflight_msgs == 0 || self.snapshot_chunk_size == 0 || self.log_segment_size < 4096 {
+        if self.max_inflight_msgs == 0
+            || self.snapshot_chunk_size == 0
+            || self.log_segment_size < 4096
+        {
             return bad("max_inflight_msgs and snapshot_chunk_size must be positive, log_segment_size ≥ 4096".into());
         }
         Ok(())
@@ -175,7 +186,10 @@ mod tests {
         c.validate().unwrap();
         let rc = c.raft_config(1, 0);
         rc.validate().unwrap();
-        assert_eq!((rc.heartbeat_tick, rc.election_tick, rc.max_election_tick), (2, 20, 40));
+        assert_eq!(
+            (rc.heartbeat_tick, rc.election_tick, rc.max_election_tick),
+            (2, 20, 40)
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the Raft thread and waited on; reads pass the consistency check of [`ReadConsistency`] and then
 //! run on the local database. Knows no transport beyond the [`MessageHandler`] trait.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, Sender};
 use needle_core::{CollectionConfig, Database, Record, SearchOptions, SearchResult};
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 
-use crate::command::{encode_entry, BatchRecord, ReplicatedCommand, RequestId};
+use crate::command::{BatchRecord, ReplicatedCommand, RequestId, encode_entry};
 use crate::config::ReplicatedDatabaseConfig;
 use crate::error::{NeedleError, Result, WriteOutcome};
 use crate::message::{MessageHandler, NodeId};
@@ -100,7 +100,13 @@ impl ReplicatedDatabase {
             stopped: AtomicBool::new(false),
             fatal: Mutex::new(None),
         });
-        let node = Node::open(node_id, db.clone(), handler.clone(), config.clone(), shared.clone())?;
+        let node = Node::open(
+            node_id,
+            db.clone(),
+            handler.clone(),
+            config.clone(),
+            shared.clone(),
+        )?;
         let (req_tx, req_rx) = crossbeam_channel::unbounded();
         let (msg_tx, msg_rx) = crossbeam_channel::bounded(65_536);
         let stop_receiver = Arc::new(AtomicBool::new(false));
@@ -113,7 +119,9 @@ impl ReplicatedDatabase {
             .name(format!("needle-raft-{node_id}"))
             .spawn(move || node.run(req_rx, msg_rx))
             .map_err(|e| NeedleError::io("spawning the raft thread", e))?;
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         Ok(ReplicatedDatabase {
             id: node_id,
             db,
@@ -148,8 +156,17 @@ impl ReplicatedDatabase {
     pub fn execute_with_id(&self, id: RequestId, cmd: ReplicatedCommand) -> Result<()> {
         let data = encode_entry(id, &cmd);
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.send(Request::Propose { id, data, reply: tx })?;
-        self.wait(rx, "write", self.config.proposal_timeout, WriteOutcome::MaybeApplied)
+        self.send(Request::Propose {
+            id,
+            data,
+            reply: tx,
+        })?;
+        self.wait(
+            rx,
+            "write",
+            self.config.proposal_timeout,
+            WriteOutcome::MaybeApplied,
+        )
     }
 
     /// Creates a collection with the default configuration.
@@ -162,7 +179,12 @@ impl ReplicatedDatabase {
     }
 
     /// Creates a collection with `config`.
-    pub fn create_collection_with_config(&self, name: &str, dimensions: usize, config: CollectionConfig) -> Result<()> {
+    pub fn create_collection_with_config(
+        &self,
+        name: &str,
+        dimensions: usize,
+        config: CollectionConfig,
+    ) -> Result<()> {
         self.execute(ReplicatedCommand::CreateCollection {
             name: name.to_string(),
             dimensions,
@@ -171,7 +193,13 @@ impl ReplicatedDatabase {
     }
 
     /// Inserts (or replaces) a record.
-    pub fn insert(&self, collection: &str, id: &str, vector: Vec<f32>, metadata: Option<serde_json::Value>) -> Result<()> {
+    pub fn insert(
+        &self,
+        collection: &str,
+        id: &str,
+        vector: Vec<f32>,
+        metadata: Option<serde_json::Value>,
+    ) -> Result<()> {
         self.execute(ReplicatedCommand::Insert {
             collection: collection.to_string(),
             id: id.to_string(),
@@ -228,7 +256,9 @@ impl ReplicatedDatabase {
 
     /// Drops a collection.
     pub fn drop_collection(&self, name: &str) -> Result<()> {
-        self.execute(ReplicatedCommand::DropCollection { name: name.to_string() })
+        self.execute(ReplicatedCommand::DropCollection {
+            name: name.to_string(),
+        })
     }
 
     // ---- reads ----
@@ -255,7 +285,12 @@ impl ReplicatedDatabase {
     fn read_index(&self) -> Result<()> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.send(Request::Read { reply: tx })?;
-        self.wait(rx, "linearizable read", self.config.read_timeout, WriteOutcome::NotApplied)
+        self.wait(
+            rx,
+            "linearizable read",
+            self.config.read_timeout,
+            WriteOutcome::NotApplied,
+        )
     }
 
     fn check_fresh(&self) -> Result<()> {
@@ -277,7 +312,13 @@ impl ReplicatedDatabase {
 
     /// The `k` nearest records, at the default consistency.
     pub fn search(&self, collection: &str, query: &[f32], k: usize) -> Result<Vec<SearchResult>> {
-        self.search_with(collection, query, k, &SearchOptions::new(), ReadConsistency::Default)
+        self.search_with(
+            collection,
+            query,
+            k,
+            &SearchOptions::new(),
+            ReadConsistency::Default,
+        )
     }
 
     /// The `k` nearest records with search options, at `consistency`.
@@ -299,7 +340,12 @@ impl ReplicatedDatabase {
     }
 
     /// One record, at `consistency`.
-    pub fn get_with(&self, collection: &str, id: &str, consistency: ReadConsistency) -> Result<Option<Record>> {
+    pub fn get_with(
+        &self,
+        collection: &str,
+        id: &str,
+        consistency: ReadConsistency,
+    ) -> Result<Option<Record>> {
         self.read_barrier(consistency)?;
         Ok(self.db.get(collection, id)?)
     }
@@ -343,7 +389,12 @@ impl ReplicatedDatabase {
         let id = self.next_request_id();
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.send(Request::ConfChange { id, cc, reply: tx })?;
-        self.wait(rx, "membership change", self.config.proposal_timeout, WriteOutcome::MaybeApplied)
+        self.wait(
+            rx,
+            "membership change",
+            self.config.proposal_timeout,
+            WriteOutcome::MaybeApplied,
+        )
     }
 
     /// Adds `node` as a learner, waits until it has caught up with the leader's log (by snapshot
@@ -363,7 +414,10 @@ impl ReplicatedDatabase {
             if s.role != Role::Leader {
                 return Err(NeedleError::NotLeader { leader: s.leader });
             }
-            let caught_up = s.progress.get(&node).is_some_and(|p| p.matched + 2 >= s.commit && p.matched > 0);
+            let caught_up = s
+                .progress
+                .get(&node)
+                .is_some_and(|p| p.matched + 2 >= s.commit && p.matched > 0);
             if caught_up {
                 return self.conf_change(&[(ConfChangeType::AddNode, node)]);
             }
@@ -421,14 +475,20 @@ impl ReplicatedDatabase {
     pub fn status(&self) -> Result<NodeStatus> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.send(Request::Status { reply: tx })?;
-        rx.recv_timeout(Duration::from_secs(10)).map_err(|_| NeedleError::Shutdown)
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| NeedleError::Shutdown)
     }
 
     /// Takes a snapshot now (database checkpoint, snapshot file, log compaction).
     pub fn trigger_snapshot(&self) -> Result<()> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.send(Request::Snapshot { reply: tx })?;
-        self.wait(rx, "snapshot", Duration::from_secs(60), WriteOutcome::NotApplied)
+        self.wait(
+            rx,
+            "snapshot",
+            Duration::from_secs(60),
+            WriteOutcome::NotApplied,
+        )
     }
 
     /// This node's id.
@@ -468,7 +528,11 @@ impl ReplicatedDatabase {
 
     /// Why the Raft thread stopped, if it stopped on an error.
     pub fn fatal_error(&self) -> Option<String> {
-        self.shared.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared
+            .fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Stops the node: the Raft thread finishes its current Ready, syncs the log and exits;
@@ -476,7 +540,12 @@ impl ReplicatedDatabase {
     pub fn shutdown(&self) -> Result<()> {
         let _ = self.requests.send(Request::Shutdown);
         self.stop_receiver.store(true, Ordering::Release);
-        let threads: Vec<_> = self.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
         for t in threads {
             let _ = t.join();
         }
@@ -490,7 +559,13 @@ impl ReplicatedDatabase {
         self.requests.send(r).map_err(|_| NeedleError::Shutdown)
     }
 
-    fn wait(&self, rx: Receiver<Result<()>>, operation: &'static str, timeout: Duration, outcome: WriteOutcome) -> Result<()> {
+    fn wait(
+        &self,
+        rx: Receiver<Result<()>>,
+        operation: &'static str,
+        timeout: Duration,
+        outcome: WriteOutcome,
+    ) -> Result<()> {
         // The Raft thread answers at its own deadline; the margin covers a busy thread.
         match rx.recv_timeout(timeout + Duration::from_secs(1)) {
             Ok(r) => r,

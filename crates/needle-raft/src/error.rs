@@ -44,7 +44,9 @@ pub enum NeedleError {
     #[error("proposal dropped: {reason}")]
     ProposalDropped { reason: String },
     /// A follower read was refused: no word from a leader within `max_staleness`.
-    #[error("stale read refused: last heard from a leader {since:?} ago (max_staleness {max_staleness:?})")]
+    #[error(
+        "stale read refused: last heard from a leader {since:?} ago (max_staleness {max_staleness:?})"
+    )]
     StaleRead {
         since: Option<Duration>,
         max_staleness: Duration,
@@ -104,7 +106,11 @@ impl NeedleError {
         }
     }
 
-    pub(crate) fn corrupted(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+    pub(crate) fn corrupted(
+        file: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
         NeedleError::Corrupted {
             file: file.into(),
             offset,

@@ -64,4 +64,3 @@ pub trait MessageHandler: Send + Sync {
         }
     }
 }
-

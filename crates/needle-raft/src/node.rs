@@ -5,34 +5,54 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use needle_core::Database;
 use protobuf::Message as PbMessage;
-use raft::prelude::{ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, RawNode, Snapshot};
+use raft::prelude::{
+    ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType,
+    RawNode, Snapshot,
+};
 use raft::{SnapshotStatus, StateRole, Storage};
 
-use crate::command::{decode_entry, entry_request_id, DedupWindow, RequestId};
+use crate::command::{DedupWindow, RequestId, decode_entry, entry_request_id};
 use crate::config::ReplicatedDatabaseConfig;
 use crate::error::{NeedleError, Result, WriteOutcome};
 use crate::message::{MessageHandler, NodeId, RaftMessage};
 use crate::snapshot::{self, Assembler, LoadedSnapshot};
-use crate::storage::LogStore;
 use crate::status::{NodeStatus, PeerProgress, Role};
+use crate::storage::LogStore;
 
 pub(crate) type Reply = Sender<Result<()>>;
 
 /// What callers ask of the Raft thread.
 pub(crate) enum Request {
-    Propose { id: RequestId, data: Vec<u8>, reply: Reply },
-    ConfChange { id: RequestId, cc: ConfChangeV2, reply: Reply },
-    Read { reply: Reply },
-    TransferLeader { to: NodeId, reply: Reply },
-    Status { reply: Sender<NodeStatus> },
-    Snapshot { reply: Reply },
+    Propose {
+        id: RequestId,
+        data: Vec<u8>,
+        reply: Reply,
+    },
+    ConfChange {
+        id: RequestId,
+        cc: ConfChangeV2,
+        reply: Reply,
+    },
+    Read {
+        reply: Reply,
+    },
+    TransferLeader {
+        to: NodeId,
+        reply: Reply,
+    },
+    Status {
+        reply: Sender<NodeStatus>,
+    },
+    Snapshot {
+        reply: Reply,
+    },
     Shutdown,
 }
 
@@ -66,7 +86,11 @@ impl Shared {
     pub(crate) fn since_leader_contact(&self) -> Option<Duration> {
         match self.leader_contact_ms.load(Ordering::Acquire) {
             0 => None,
-            ms => Some(self.started.elapsed().saturating_sub(Duration::from_millis(ms))),
+            ms => Some(
+                self.started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms)),
+            ),
         }
     }
 }
@@ -203,7 +227,11 @@ impl Node {
         })
     }
 
-    pub(crate) fn run(mut self, requests: Receiver<Request>, inbound: Receiver<(NodeId, RaftMessage)>) {
+    pub(crate) fn run(
+        mut self,
+        requests: Receiver<Request>,
+        inbound: Receiver<(NodeId, RaftMessage)>,
+    ) {
         let ticker = crossbeam_channel::tick(self.cfg.tick_interval);
         let result = loop {
             crossbeam_channel::select! {
@@ -278,7 +306,12 @@ impl Node {
         self.rn.tick();
         self.ticks += 1;
         let now = Instant::now();
-        let expired: Vec<RequestId> = self.writes.iter().filter(|(_, w)| w.deadline <= now).map(|(id, _)| *id).collect();
+        let expired: Vec<RequestId> = self
+            .writes
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
         for id in expired {
             if let Some(w) = self.writes.remove(&id) {
                 self.by_index.remove(&w.index);
@@ -346,7 +379,9 @@ impl Node {
             RaftMessage::SnapshotChunk(c) => {
                 let max_age = Duration::from_millis(self.cfg.election_timeout_max * 10);
                 match self.assembler.add(&self.dir, from, c, max_age) {
-                    Ok(Some(m)) if m.get_msg_type() == MessageType::MsgSnapshot => self.step(from, m),
+                    Ok(Some(m)) if m.get_msg_type() == MessageType::MsgSnapshot => {
+                        self.step(from, m)
+                    }
                     Ok(_) | Err(_) => {}
                 }
             }
@@ -383,7 +418,9 @@ impl Node {
 
     fn touch_leader_contact(&self) {
         let ms = self.shared.started.elapsed().as_millis() as u64;
-        self.shared.leader_contact_ms.store(ms.max(1), Ordering::Release);
+        self.shared
+            .leader_contact_ms
+            .store(ms.max(1), Ordering::Release);
     }
 
     fn on_request(&mut self, r: Request) {
@@ -424,7 +461,9 @@ impl Node {
             }
             Request::TransferLeader { to, reply } => {
                 if !self.is_leader() {
-                    let _ = reply.send(Err(NeedleError::NotLeader { leader: self.leader_hint() }));
+                    let _ = reply.send(Err(NeedleError::NotLeader {
+                        leader: self.leader_hint(),
+                    }));
                     return;
                 }
                 self.rn.transfer_leader(to);
@@ -443,7 +482,9 @@ impl Node {
 
     fn refuse_proposal(&self) -> Option<NeedleError> {
         if !self.is_leader() {
-            return Some(NeedleError::NotLeader { leader: self.leader_hint() });
+            return Some(NeedleError::NotLeader {
+                leader: self.leader_hint(),
+            });
         }
         if self.rn.raft.lead_transferee.is_some() {
             return Some(NeedleError::ProposalDropped {
@@ -457,7 +498,9 @@ impl Node {
         let after = self.rn.raft.raft_log.last_index();
         match res {
             Err(e) => {
-                let _ = reply.send(Err(NeedleError::ProposalDropped { reason: e.to_string() }));
+                let _ = reply.send(Err(NeedleError::ProposalDropped {
+                    reason: e.to_string(),
+                }));
             }
             Ok(()) if after == before => {
                 let _ = reply.send(Err(NeedleError::ProposalDropped {
@@ -492,7 +535,9 @@ impl Node {
         }
         let mut rd = self.rn.ready();
         if let Some(ss) = rd.ss() {
-            self.shared.role.store(role_of(ss.raft_state) as u8, Ordering::Release);
+            self.shared
+                .role
+                .store(role_of(ss.raft_state) as u8, Ordering::Release);
             self.shared.leader.store(ss.leader_id, Ordering::Release);
             if ss.raft_state != StateRole::Leader {
                 // raft-rs drops pending proposals silently on a role change.
@@ -517,7 +562,11 @@ impl Node {
         let snap = rd.snapshot().clone();
         let has_snapshot = !snap.is_empty();
         if has_snapshot {
-            snapshot::adopt_incoming(&self.dir, snap.get_metadata().index, snap.get_metadata().term)?;
+            snapshot::adopt_incoming(
+                &self.dir,
+                snap.get_metadata().index,
+                snap.get_metadata().term,
+            )?;
             self.rn.mut_store().persist_snapshot(snap.get_metadata());
         }
         // 3. Read states: answered once applied.
@@ -599,7 +648,11 @@ impl Node {
         let path = snapshot::snapshot_path(&self.dir, meta.index);
         let loaded = LoadedSnapshot::read(&path, self.cfg.dedup_window)?;
         if loaded.desc.index != meta.index || loaded.desc.term != meta.term {
-            return Err(NeedleError::corrupted(path, 0, "snapshot file does not match the snapshot's metadata"));
+            return Err(NeedleError::corrupted(
+                path,
+                0,
+                "snapshot file does not match the snapshot's metadata",
+            ));
         }
         loaded.restore_into(&self.db)?;
         self.window = loaded.window.clone();
@@ -619,7 +672,9 @@ impl Node {
             }
             let id = match e.get_entry_type() {
                 EntryType::EntryNormal => self.apply_normal(&e),
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => self.apply_conf_change(&e)?,
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(&e)?
+                }
             };
             self.applied = e.index;
             // Our proposal at this index lost to another entry: it can never commit.
@@ -671,7 +726,12 @@ impl Node {
         let res = if e.get_entry_type() == EntryType::EntryConfChangeV2 {
             ConfChangeV2::parse_from_bytes(&e.data)
                 .map_err(|err| NeedleError::invalid_message(format!("conf change: {err}")))
-                .and_then(|cc| self.rn.apply_conf_change(&cc).map_err(NeedleError::from).map(|cs| (cs, cc.changes.to_vec())))
+                .and_then(|cc| {
+                    self.rn
+                        .apply_conf_change(&cc)
+                        .map_err(NeedleError::from)
+                        .map(|cs| (cs, cc.changes.to_vec()))
+                })
         } else {
             ConfChange::parse_from_bytes(&e.data)
                 .map_err(|err| NeedleError::invalid_message(format!("conf change: {err}")))
@@ -682,7 +742,10 @@ impl Node {
                         s.node_id = cc.node_id;
                         s
                     };
-                    self.rn.apply_conf_change(&cc).map_err(NeedleError::from).map(|cs| (cs, vec![single]))
+                    self.rn
+                        .apply_conf_change(&cc)
+                        .map_err(NeedleError::from)
+                        .map(|cs| (cs, vec![single]))
                 })
         };
         let result = match res {
@@ -691,7 +754,10 @@ impl Node {
                 self.conf_state = cs;
                 if self.is_leader()
                     && changes.iter().any(|c| {
-                        matches!(c.get_change_type(), ConfChangeType::AddNode | ConfChangeType::AddLearnerNode)
+                        matches!(
+                            c.get_change_type(),
+                            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode
+                        )
                     })
                 {
                     // A joiner catches up by snapshot, and ignores one that lacks it (raft.rs restore).
@@ -722,13 +788,19 @@ impl Node {
             let _ = reply.send(Ok(()));
         }
         let wanted = self.rn.store().take_snapshot_wanted();
-        if (self.force_snapshot || wanted || applied >= self.last_snapshot + self.cfg.snapshot_threshold) && applied > 0 {
+        if (self.force_snapshot
+            || wanted
+            || applied >= self.last_snapshot + self.cfg.snapshot_threshold)
+            && applied > 0
+        {
             self.force_snapshot = false;
             let res = self.take_snapshot();
             for w in self.snapshot_waiters.drain(..) {
                 let _ = w.send(match &res {
                     Ok(()) => Ok(()),
-                    Err(e) => Err(NeedleError::InvalidConfig { reason: e.to_string() }),
+                    Err(e) => Err(NeedleError::InvalidConfig {
+                        reason: e.to_string(),
+                    }),
                 });
             }
             res?;

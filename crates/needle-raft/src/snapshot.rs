@@ -18,7 +18,7 @@ use raft::prelude::Message;
 use crate::command::DedupWindow;
 use crate::error::{NeedleError, Result};
 use crate::message::{NodeId, RaftMessage};
-use crate::storage::{sync_dir, Reader, SnapshotDescriptor};
+use crate::storage::{Reader, SnapshotDescriptor, sync_dir};
 
 const FILE_MAGIC: &[u8; 8] = b"NDLRSNP1";
 const WIRE_RAFT: u8 = 1;
@@ -50,7 +50,10 @@ pub(crate) fn encode_message(m: &RaftMessage) -> Vec<u8> {
     match m {
         RaftMessage::Raft(msg) => {
             b.push(WIRE_RAFT);
-            b.extend_from_slice(&msg.write_to_bytes().expect("protobuf encoding into a Vec cannot fail"));
+            b.extend_from_slice(
+                &msg.write_to_bytes()
+                    .expect("protobuf encoding into a Vec cannot fail"),
+            );
         }
         RaftMessage::SnapshotChunk(c) => {
             b.push(WIRE_CHUNK);
@@ -66,7 +69,10 @@ pub(crate) fn encode_message(m: &RaftMessage) -> Vec<u8> {
                 None => b.push(0),
                 Some(msg) => {
                     b.push(1);
-                    b.extend_from_slice(&msg.write_to_bytes().expect("protobuf encoding into a Vec cannot fail"));
+                    b.extend_from_slice(
+                        &msg.write_to_bytes()
+                            .expect("protobuf encoding into a Vec cannot fail"),
+                    );
                 }
             }
         }
@@ -126,7 +132,9 @@ fn incoming_path(dir: &Path, index: u64, term: u64) -> PathBuf {
 }
 
 fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().expect("snapshot paths live in the raft directory");
+    let dir = path
+        .parent()
+        .expect("snapshot paths live in the raft directory");
     let tmp = path.with_extension("tmp");
     let io = |e| NeedleError::io(format!("writing {}", path.display()), e);
     let mut f = File::create(&tmp).map_err(io)?;
@@ -173,7 +181,8 @@ pub(crate) struct LoadedSnapshot {
 
 impl LoadedSnapshot {
     pub(crate) fn read(path: &Path, window_span: u64) -> Result<LoadedSnapshot> {
-        let bytes = std::fs::read(path).map_err(|e| NeedleError::io(format!("reading {}", path.display()), e))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| NeedleError::io(format!("reading {}", path.display()), e))?;
         let bad = |off: usize, why: &str| NeedleError::corrupted(path, off as u64, why);
         if bytes.len() < FILE_MAGIC.len() + 20 + 4 || &bytes[..8] != FILE_MAGIC {
             return Err(bad(0, "not a needle-raft snapshot file"));
@@ -186,7 +195,8 @@ impl LoadedSnapshot {
         let mut r = Reader::new(&body[8..]);
         let index = r.u64().ok_or_else(|| bad(8, "short header"))?;
         let term = r.u64().ok_or_else(|| bad(16, "short header"))?;
-        let window = DedupWindow::decode(window_span, &mut r).ok_or_else(|| bad(24, "bad dedup window"))?;
+        let window =
+            DedupWindow::decode(window_span, &mut r).ok_or_else(|| bad(24, "bad dedup window"))?;
         let db_offset = body.len() - r.rest().len();
         Ok(LoadedSnapshot {
             desc: SnapshotDescriptor {
@@ -211,13 +221,18 @@ impl LoadedSnapshot {
 
 /// Deletes every snapshot file in `dir` except the one at `keep`.
 pub(crate) fn remove_other_snapshots(dir: &Path, keep: u64) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let keep = snapshot_path(dir, keep);
     for ent in rd.flatten() {
         let p = ent.path();
         let name = ent.file_name();
         let name = name.to_string_lossy();
-        if p != keep && (name.starts_with("snapshot-") || name.starts_with("incoming-")) && name.ends_with(".snap") {
+        if p != keep
+            && (name.starts_with("snapshot-") || name.starts_with("incoming-"))
+            && name.ends_with(".snap")
+        {
             let _ = std::fs::remove_file(p);
         }
     }
@@ -229,16 +244,26 @@ pub(crate) fn latest_snapshot_file(dir: &Path) -> Option<(u64, PathBuf)> {
     rd.flatten()
         .filter_map(|ent| {
             let name = ent.file_name().to_string_lossy().into_owned();
-            let idx = name.strip_prefix("snapshot-")?.strip_suffix(".snap")?.parse().ok()?;
+            let idx = name
+                .strip_prefix("snapshot-")?
+                .strip_suffix(".snap")?
+                .parse()
+                .ok()?;
             Some((idx, ent.path()))
         })
         .max_by_key(|(i, _)| *i)
 }
 
 /// Splits this node's snapshot file into chunks, the last carrying `msg`.
-pub(crate) fn chunk_snapshot(dir: &Path, d: &SnapshotDescriptor, msg: Message, chunk_size: usize) -> Result<Vec<SnapshotChunk>> {
+pub(crate) fn chunk_snapshot(
+    dir: &Path,
+    d: &SnapshotDescriptor,
+    msg: Message,
+    chunk_size: usize,
+) -> Result<Vec<SnapshotChunk>> {
     let path = snapshot_path(dir, d.index);
-    let bytes = std::fs::read(&path).map_err(|e| NeedleError::io(format!("reading {}", path.display()), e))?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| NeedleError::io(format!("reading {}", path.display()), e))?;
     let chunk_size = chunk_size.max(1);
     let count = bytes.len().div_ceil(chunk_size).max(1) as u32;
     let mut out = Vec::with_capacity(count as usize);
@@ -277,14 +302,22 @@ pub(crate) struct Assembler {
 
 impl std::fmt::Debug for Assembler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Assembler").field("pending", &self.pending.len()).finish()
+        f.debug_struct("Assembler")
+            .field("pending", &self.pending.len())
+            .finish()
     }
 }
 
 impl Assembler {
     /// Adds a chunk. Once the file from `from` is complete and checks, it is stored in `dir` and
     /// the MsgSnapshot to step is returned.
-    pub(crate) fn add(&mut self, dir: &Path, from: NodeId, c: SnapshotChunk, max_age: Duration) -> Result<Option<Message>> {
+    pub(crate) fn add(
+        &mut self,
+        dir: &Path,
+        from: NodeId,
+        c: SnapshotChunk,
+        max_age: Duration,
+    ) -> Result<Option<Message>> {
         self.pending.retain(|_, a| a.started.elapsed() < max_age);
         let key = (from, c.index, c.term);
         let a = self.pending.entry(key).or_insert_with(|| Assembly {
@@ -297,7 +330,9 @@ impl Assembler {
         });
         if a.count != c.count || a.total_len != c.total_len || a.crc != c.crc {
             self.pending.remove(&key);
-            return Err(NeedleError::invalid_message("snapshot chunks disagree on the file"));
+            return Err(NeedleError::invalid_message(
+                "snapshot chunks disagree on the file",
+            ));
         }
         if c.message.is_some() {
             a.message = c.message;
@@ -306,13 +341,18 @@ impl Assembler {
         if a.parts.len() < a.count as usize || a.message.is_none() {
             return Ok(None);
         }
-        let a = self.pending.remove(&key).expect("the assembly was just found");
+        let a = self
+            .pending
+            .remove(&key)
+            .expect("the assembly was just found");
         let mut bytes = Vec::with_capacity(a.total_len as usize);
         for p in a.parts.into_values() {
             bytes.extend_from_slice(&p);
         }
         if bytes.len() as u64 != a.total_len || bytes.len() < 4 {
-            return Err(NeedleError::invalid_message("snapshot file length mismatch"));
+            return Err(NeedleError::invalid_message(
+                "snapshot file length mismatch",
+            ));
         }
         let (body, trailer) = bytes.split_at(bytes.len() - 4);
         let crc = u32::from_le_bytes(trailer.try_into().expect("4 bytes"));
@@ -328,7 +368,8 @@ impl Assembler {
 pub(crate) fn adopt_incoming(dir: &Path, index: u64, term: u64) -> Result<PathBuf> {
     let from = incoming_path(dir, index, term);
     let to = snapshot_path(dir, index);
-    std::fs::rename(&from, &to).map_err(|e| NeedleError::io(format!("renaming {}", from.display()), e))?;
+    std::fs::rename(&from, &to)
+        .map_err(|e| NeedleError::io(format!("renaming {}", from.display()), e))?;
     sync_dir(dir)?;
     Ok(to)
 }

@@ -62,9 +62,19 @@ impl SnapshotDescriptor {
 enum Record {
     Entries(Vec<Entry>),
     HardState(HardState),
-    ConfState { index: u64, cs: ConfState },
-    Compact { index: u64, term: u64 },
-    Snapshot { index: u64, term: u64, cs: ConfState },
+    ConfState {
+        index: u64,
+        cs: ConfState,
+    },
+    Compact {
+        index: u64,
+        term: u64,
+    },
+    Snapshot {
+        index: u64,
+        term: u64,
+        cs: ConfState,
+    },
     Base {
         hs: HardState,
         snap_index: u64,
@@ -121,12 +131,15 @@ impl LogStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| NeedleError::io(format!("creating {}", dir.display()), e))?;
         let mut seqs = Vec::new();
-        let rd = std::fs::read_dir(dir).map_err(|e| NeedleError::io(format!("listing {}", dir.display()), e))?;
+        let rd = std::fs::read_dir(dir)
+            .map_err(|e| NeedleError::io(format!("listing {}", dir.display()), e))?;
         for ent in rd {
             let ent = ent.map_err(|e| NeedleError::io(format!("listing {}", dir.display()), e))?;
             let name = ent.file_name();
             let name = name.to_string_lossy();
-            if let Some(seq) = name.strip_prefix("log-").and_then(|s| s.strip_suffix(".seg"))
+            if let Some(seq) = name
+                .strip_prefix("log-")
+                .and_then(|s| s.strip_suffix(".seg"))
                 && let Ok(seq) = seq.parse::<u64>()
             {
                 seqs.push(seq);
@@ -163,7 +176,11 @@ impl LogStore {
         if fresh {
             let mut cs = ConfState::default();
             cs.set_voters(founders.to_vec());
-            let confs = if founders.is_empty() { vec![] } else { vec![(0, cs)] };
+            let confs = if founders.is_empty() {
+                vec![]
+            } else {
+                vec![(0, cs)]
+            };
             let base = Record::Base {
                 hs: HardState::default(),
                 snap_index: 0,
@@ -201,12 +218,18 @@ impl LogStore {
                     .active
                     .set_len(valid_len)
                     .and_then(|_| store.active.sync_all())
-                    .map_err(|e| NeedleError::io(format!("truncating torn tail of {}", path.display()), e))?;
+                    .map_err(|e| {
+                        NeedleError::io(format!("truncating torn tail of {}", path.display()), e)
+                    })?;
             }
             if is_last {
                 store.active_len = valid_len;
             }
-            store.segments.push(Segment { seq, path, max_index });
+            store.segments.push(Segment {
+                seq,
+                path,
+                max_index,
+            });
         }
         if !term_known {
             return Err(NeedleError::corrupted(
@@ -229,7 +252,10 @@ impl LogStore {
             self.snap_index = first.index - 1;
             *term_known = false;
         }
-        if matches!(rec, Record::Compact { .. } | Record::Base { .. } | Record::Snapshot { .. }) {
+        if matches!(
+            rec,
+            Record::Compact { .. } | Record::Base { .. } | Record::Snapshot { .. }
+        ) {
             *term_known = true;
         }
         self.apply(rec);
@@ -283,10 +309,10 @@ impl LogStore {
         if index < self.snap_index {
             return;
         }
-        let drop = ((index - self.snap_index) as usize).min(self.entries.len());
-        self.entries.drain(..drop);
-        if index > self.last_index() {
+        if index >= self.last_index() {
             self.entries.clear();
+        } else {
+            self.entries.drain(..(index - self.snap_index) as usize);
         }
         self.snap_index = index;
         self.snap_term = term;
@@ -358,9 +384,14 @@ impl LogStore {
         if index <= self.snap_index {
             return Ok(());
         }
-        let term = self.term_of(index).ok_or_else(|| NeedleError::InvalidConfig {
-            reason: format!("cannot compact to {index}: beyond the last index {}", self.last_index()),
-        })?;
+        let term = self
+            .term_of(index)
+            .ok_or_else(|| NeedleError::InvalidConfig {
+                reason: format!(
+                    "cannot compact to {index}: beyond the last index {}",
+                    self.last_index()
+                ),
+            })?;
         let rec = Record::Compact { index, term };
         self.push(&rec);
         self.apply(rec);
@@ -385,16 +416,22 @@ impl LogStore {
     /// active one is full.
     pub(crate) fn sync(&mut self, fsync: bool) -> Result<()> {
         if !self.buf.is_empty() {
-            self.active
-                .write_all(&self.buf)
-                .map_err(|e| NeedleError::io(format!("appending to the raft log in {}", self.dir.display()), e))?;
+            self.active.write_all(&self.buf).map_err(|e| {
+                NeedleError::io(
+                    format!("appending to the raft log in {}", self.dir.display()),
+                    e,
+                )
+            })?;
             self.active_len += self.buf.len() as u64;
             self.buf.clear();
         }
         if fsync {
-            self.active
-                .sync_data()
-                .map_err(|e| NeedleError::io(format!("fsyncing the raft log in {}", self.dir.display()), e))?;
+            self.active.sync_data().map_err(|e| {
+                NeedleError::io(
+                    format!("fsyncing the raft log in {}", self.dir.display()),
+                    e,
+                )
+            })?;
         }
         if self.active_len >= self.segment_size {
             self.roll()?;
@@ -561,7 +598,9 @@ impl raft::Storage for LogStore {
             }
             _ => {
                 self.snapshot_wanted.set(true);
-                Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+                Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable,
+                ))
             }
         }
     }
@@ -575,7 +614,8 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 fn pb<M: PbMessage>(m: &M) -> Vec<u8> {
-    m.write_to_bytes().expect("protobuf encoding of a raft type into a Vec cannot fail")
+    m.write_to_bytes()
+        .expect("protobuf encoding of a raft type into a Vec cannot fail")
 }
 
 fn encode_record(rec: &Record, out: &mut Vec<u8>) {
@@ -651,10 +691,12 @@ impl<'a> Reader<'a> {
         self.take(1).map(|b| b[0])
     }
     pub(crate) fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        self.take(4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
     }
     pub(crate) fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
     pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()? as usize;
@@ -721,7 +763,8 @@ fn decode_record(body: &[u8]) -> Option<Record> {
 
 /// Reads one segment: its records, the length of its valid prefix, and the file length.
 fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Record>, u64, u64)> {
-    let mut file = File::open(path).map_err(|e| NeedleError::io(format!("opening {}", path.display()), e))?;
+    let mut file =
+        File::open(path).map_err(|e| NeedleError::io(format!("opening {}", path.display()), e))?;
     let mut data = Vec::new();
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_to_end(&mut data))
@@ -809,9 +852,13 @@ mod tests {
         assert_eq!(s.term(3).unwrap(), 1);
         assert_eq!(s.term(4).unwrap(), 2);
         assert_eq!(s.hard_state().commit, 5);
-        let got = s.entries(2, 7, None, GetEntriesContext::empty(false)).unwrap();
+        let got = s
+            .entries(2, 7, None, GetEntriesContext::empty(false))
+            .unwrap();
         assert_eq!(got.len(), 5);
-        let limited = s.entries(2, 7, Some(1), GetEntriesContext::empty(false)).unwrap();
+        let limited = s
+            .entries(2, 7, Some(1), GetEntriesContext::empty(false))
+            .unwrap();
         assert_eq!(limited.len(), 1);
     }
 
@@ -838,7 +885,10 @@ mod tests {
             s.persist_entries(&[ent(4, 1)]);
             s.sync(true).unwrap();
         }
-        assert_eq!(LogStore::last_index(&LogStore::open(dir.path(), 1 << 20, &[]).unwrap()), 4);
+        assert_eq!(
+            LogStore::last_index(&LogStore::open(dir.path(), 1 << 20, &[]).unwrap()),
+            4
+        );
         // Flip a byte inside an early frame: corruption, not a torn tail.
         let mut bytes = std::fs::read(&seg).unwrap();
         bytes[30] ^= 0xff;
@@ -864,8 +914,12 @@ mod tests {
             s.compact(90).unwrap();
             assert!(s.segments.len() < before);
             assert_eq!(s.first_index().unwrap(), 91);
+            assert_eq!(LogStore::last_index(&s), 100);
             assert_eq!(s.term(90).unwrap(), 2);
-            assert!(matches!(s.term(89), Err(raft::Error::Store(StorageError::Compacted))));
+            assert!(matches!(
+                s.term(89),
+                Err(raft::Error::Store(StorageError::Compacted))
+            ));
         }
         let s = LogStore::open(dir.path(), 256, &[]).unwrap();
         assert_eq!(s.first_index().unwrap(), 91);

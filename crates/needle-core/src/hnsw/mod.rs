@@ -137,7 +137,8 @@ impl Graph {
         self.links0.resize(self.links0.len() + self.stride0(), 0);
         if level > 0 {
             self.upper_start.push(self.upper.len() as u32);
-            self.upper.resize(self.upper.len() + level as usize * self.stride_up(), 0);
+            self.upper
+                .resize(self.upper.len() + level as usize * self.stride_up(), 0);
         } else {
             self.upper_start.push(NONE);
         }
@@ -156,7 +157,11 @@ impl Graph {
 
     #[inline(always)]
     pub fn neighbors(&self, slot: u32, layer: usize) -> &[u32] {
-        let links = if layer == 0 { &self.links0 } else { &self.upper };
+        let links = if layer == 0 {
+            &self.links0
+        } else {
+            &self.upper
+        };
         let block = &links[self.block(slot, layer)];
         let count = (block[0] as usize).min(block.len() - 1);
         &block[1..1 + count]
@@ -408,7 +413,9 @@ mod tests {
     use crate::distance::kernel_for;
 
     fn grid(n: usize) -> Vec<f32> {
-        (0..n).flat_map(|i| [i as f32, (i * 7 % 13) as f32]).collect()
+        (0..n)
+            .flat_map(|i| [i as f32, (i * 7 % 13) as f32])
+            .collect()
     }
 
     fn build(data: &[f32], m: usize) -> Graph {
@@ -459,14 +466,20 @@ mod tests {
 
     #[test]
     fn levels_are_deterministic_and_geometric() {
-        assert_eq!(Graph::level_for(1, "abc", 16), Graph::level_for(1, "abc", 16));
+        assert_eq!(
+            Graph::level_for(1, "abc", 16),
+            Graph::level_for(1, "abc", 16)
+        );
         let n = 100_000;
         let above0 = (0..n)
             .filter(|i| Graph::level_for(3, &i.to_string(), 16) > 0)
             .count();
         // P(level > 0) = 1/m.
         let expected = n / 16;
-        assert!(above0.abs_diff(expected) < expected / 10, "{above0} vs {expected}");
+        assert!(
+            above0.abs_diff(expected) < expected / 10,
+            "{above0} vs {expected}"
+        );
     }
 
     #[test]

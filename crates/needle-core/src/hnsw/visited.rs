@@ -84,6 +84,9 @@ mod tests {
         v.marks[2] = 1;
         v.reset(4);
         assert_eq!(v.generation, 1);
-        assert!(v.insert(2), "stale stamp from before the wrap must not count");
+        assert!(
+            v.insert(2),
+            "stale stamp from before the wrap must not count"
+        );
     }
 }

@@ -81,7 +81,10 @@ fn section(
         count: 0,
     };
     body(&mut crc)?;
-    assert_eq!(crc.count, len, "section {kind}: declared length matches bytes written");
+    assert_eq!(
+        crc.count, len,
+        "section {kind}: declared length matches bytes written"
+    );
     let crc_value = crc.crc;
     w.write_all(&crc_value.to_le_bytes())?;
     w.write_all(&[0u8; 8][..pad8(len + 4)])?;
@@ -149,7 +152,9 @@ fn encode_collection(w: &mut dyn Write, c: &Collection) -> std::io::Result<()> {
     section(w, KIND_VECTORS, c.vectors.len() as u64 * 4, |w| {
         write_array(w, &c.vectors, f32::to_le_bytes)
     })?;
-    section(w, KIND_LEVELS, g.levels.len() as u64, |w| w.write_all(&g.levels))?;
+    section(w, KIND_LEVELS, g.levels.len() as u64, |w| {
+        w.write_all(&g.levels)
+    })?;
     section(w, KIND_LINKS0, g.links0.len() as u64 * 4, |w| {
         write_array(w, &g.links0, u32::to_le_bytes)
     })?;
@@ -174,17 +179,23 @@ fn encode_collection(w: &mut dyn Write, c: &Collection) -> std::io::Result<()> {
             }
         }
     }
-    section(w, KIND_RECORDS, records.len() as u64, |w| w.write_all(&records))
+    section(w, KIND_RECORDS, records.len() as u64, |w| {
+        w.write_all(&records)
+    })
 }
 
 /// Reads and fully checks a checkpoint. Any inconsistency is `Corrupted` with the file and the
 /// offset of the part that is wrong; nothing here can panic on bad bytes.
 pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(Header, Vec<Collection>)> {
-    let corrupt = |offset: usize, reason: String| NeedleError::corrupted(file, offset as u64, reason);
+    let corrupt =
+        |offset: usize, reason: String| NeedleError::corrupted(file, offset as u64, reason);
     if bytes.len() < HEADER_LEN {
         return Err(corrupt(
             0,
-            format!("file is {} bytes, shorter than the {HEADER_LEN}-byte header", bytes.len()),
+            format!(
+                "file is {} bytes, shorter than the {HEADER_LEN}-byte header",
+                bytes.len()
+            ),
         ));
     }
     if &bytes[0..8] != MAGIC {
@@ -230,7 +241,10 @@ pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(Header, Vec<Collectio
     if sections.pos != bytes.len() {
         return Err(corrupt(
             sections.pos,
-            format!("{} unexpected bytes after the last section", bytes.len() - sections.pos),
+            format!(
+                "{} unexpected bytes after the last section",
+                bytes.len() - sections.pos
+            ),
         ));
     }
     Ok((Header { tag, generation }, collections))
@@ -260,20 +274,33 @@ impl<'a> SectionReader<'a> {
         }
         let found_kind = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         if found_kind != kind {
-            return Err(self.corrupt(start, format!("expected section kind {kind}, found {found_kind}")));
+            return Err(self.corrupt(
+                start,
+                format!("expected section kind {kind}, found {found_kind}"),
+            ));
         }
         let len = u64::from_le_bytes(head[4..12].try_into().unwrap_or([0xff; 8]));
         let len = usize::try_from(len)
             .ok()
             .filter(|&l| l <= r.remaining())
-            .ok_or_else(|| self.corrupt(start, format!("truncated: section of {len} bytes runs past the end")))?;
+            .ok_or_else(|| {
+                self.corrupt(
+                    start,
+                    format!("truncated: section of {len} bytes runs past the end"),
+                )
+            })?;
         let payload_at = start + SECTION_HEADER;
-        let payload = r.take(len).ok_or_else(|| self.corrupt(payload_at, "truncated payload"))?;
+        let payload = r
+            .take(len)
+            .ok_or_else(|| self.corrupt(payload_at, "truncated payload"))?;
         let crc = r
             .u32()
             .ok_or_else(|| self.corrupt(payload_at + len, "truncated: section checksum cut off"))?;
         if crc32c::crc32c(payload) != crc {
-            return Err(self.corrupt(payload_at, format!("section kind {kind}: payload checksum mismatch")));
+            return Err(self.corrupt(
+                payload_at,
+                format!("section kind {kind}: payload checksum mismatch"),
+            ));
         }
         let pad = pad8(len as u64 + 4);
         r.take(pad)
@@ -335,7 +362,10 @@ fn decode_collection(s: &mut SectionReader) -> Result<Collection> {
 
     let (vbytes, vat) = s.next(KIND_VECTORS)?;
     if Some(vbytes.len()) != n.checked_mul(dim).and_then(|x| x.checked_mul(4)) {
-        return Err(s.corrupt(vat, format!("vectors: {} bytes for {n} × {dim} floats", vbytes.len())));
+        return Err(s.corrupt(
+            vat,
+            format!("vectors: {} bytes for {n} × {dim} floats", vbytes.len()),
+        ));
     }
     let vectors: Vec<f32> = vbytes
         .chunks_exact(4)
@@ -347,7 +377,10 @@ fn decode_collection(s: &mut SectionReader) -> Result<Collection> {
 
     let (levels, lat) = s.next(KIND_LEVELS)?;
     if levels.len() != n {
-        return Err(s.corrupt(lat, format!("levels: {} entries for {n} slots", levels.len())));
+        return Err(s.corrupt(
+            lat,
+            format!("levels: {} entries for {n} slots", levels.len()),
+        ));
     }
     if let Some(i) = levels.iter().position(|&l| l > MAX_LEVEL) {
         return Err(s.corrupt(lat + i, "levels: level above the maximum"));
@@ -360,7 +393,8 @@ fn decode_collection(s: &mut SectionReader) -> Result<Collection> {
         return Err(s.corrupt(l0at, "layer-0 links: wrong length"));
     }
     let links0 = u32s(l0);
-    check_links(&links0, stride0, n).map_err(|i| s.corrupt(l0at + i * 4, "layer-0 links: bad count or target"))?;
+    check_links(&links0, stride0, n)
+        .map_err(|i| s.corrupt(l0at + i * 4, "layer-0 links: bad count or target"))?;
 
     let (us, usat) = s.next(KIND_UPPER_START)?;
     if us.len() != n * 4 {
@@ -383,14 +417,18 @@ fn decode_collection(s: &mut SectionReader) -> Result<Collection> {
             start as usize == expected_start
         };
         if !ok {
-            return Err(s.corrupt(usat + slot * 4, "upper-layer offsets: inconsistent with levels"));
+            return Err(s.corrupt(
+                usat + slot * 4,
+                "upper-layer offsets: inconsistent with levels",
+            ));
         }
         expected_start += level * stride_up;
     }
     if expected_start != upper.len() {
         return Err(s.corrupt(upat, "upper-layer links: length inconsistent with levels"));
     }
-    check_links(&upper, stride_up, n).map_err(|i| s.corrupt(upat + i * 4, "upper-layer links: bad count or target"))?;
+    check_links(&upper, stride_up, n)
+        .map_err(|i| s.corrupt(upat + i * 4, "upper-layer links: bad count or target"))?;
     if n == 0 {
         if entry != NONE || max_level != 0 {
             return Err(bad_meta("entry point set in an empty graph"));
@@ -425,7 +463,9 @@ fn decode_collection(s: &mut SectionReader) -> Result<Collection> {
         let meta = if meta_len == NO_METADATA {
             None
         } else {
-            let json = r.take(meta_len as usize).ok_or_else(|| bad("metadata cut off"))?;
+            let json = r
+                .take(meta_len as usize)
+                .ok_or_else(|| bad("metadata cut off"))?;
             match serde_json::from_slice::<Value>(json) {
                 Ok(v @ Value::Object(_)) => Some(v),
                 _ => return Err(bad("metadata is not a JSON object")),

@@ -60,10 +60,9 @@ pub(crate) fn lock(path: &Path) -> Result<File> {
         Err(std::fs::TryLockError::WouldBlock) => Err(NeedleError::Locked {
             path: path.to_path_buf(),
         }),
-        Err(std::fs::TryLockError::Error(e)) => Err(NeedleError::io(
-            format!("locking {}", lp.display()),
-            e,
-        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(NeedleError::io(format!("locking {}", lp.display()), e))
+        }
     }
 }
 

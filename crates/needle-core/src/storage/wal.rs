@@ -159,7 +159,9 @@ impl Wal {
         self.file
             .write_all(&header_bytes(generation))
             .map_err(|e| self.io_err("writing the header of", e))?;
-        self.file.sync_all().map_err(|e| self.io_err("fsyncing", e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| self.io_err("fsyncing", e))?;
         self.len = HEADER_LEN;
         Ok(())
     }
@@ -175,7 +177,13 @@ impl Wal {
             .file
             .seek(SeekFrom::Start(self.len))
             .and_then(|_| self.file.write_all(&buf))
-            .and_then(|_| if self.sync { self.file.sync_data() } else { Ok(()) });
+            .and_then(|_| {
+                if self.sync {
+                    self.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
         match result {
             Ok(()) => {
                 self.len += buf.len() as u64;
@@ -218,7 +226,9 @@ pub(crate) fn recover(path: &Path) -> Result<Option<Recovered>> {
     if &bytes[0..8] != MAGIC {
         return Err(corrupt(0, "not a Needle write-ahead log (bad magic)"));
     }
-    if crc32c::crc32c(&bytes[0..20]) != u32::from_le_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]) {
+    if crc32c::crc32c(&bytes[0..20])
+        != u32::from_le_bytes([bytes[20], bytes[21], bytes[22], bytes[23]])
+    {
         return Err(corrupt(0, "log header checksum mismatch"));
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);

@@ -85,7 +85,12 @@ pub fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Exact top-k by cosine among the rows `keep` accepts; ties by smaller row.
-pub fn brute_force(base: &[Vec<f32>], q: &[f32], k: usize, keep: impl Fn(usize) -> bool) -> Vec<usize> {
+pub fn brute_force(
+    base: &[Vec<f32>],
+    q: &[f32],
+    k: usize,
+    keep: impl Fn(usize) -> bool,
+) -> Vec<usize> {
     let mut all: Vec<(f64, usize)> = (0..base.len())
         .filter(|&i| keep(i))
         .map(|i| (cosine_distance(q, &base[i]), i))

@@ -1,0 +1,219 @@
+//! A cluster of `ReplicatedDatabase` nodes on a `MemNetwork`, each with its own database file and
+//! Raft directory under one temporary directory, for the behaviour tests.
+#![allow(dead_code)]
+
+pub mod linearizability;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use needle_core::{Database, DatabaseOptions, WalMode};
+use needle_raft::{NeedleError, NodeId, ReplicatedDatabase, ReplicatedDatabaseConfig, Role};
+use needle_transport_mem::MemNetwork;
+
+/// The seed of a random test: `NEEDLE_SEED` if set, else a fresh one. Printed either way.
+pub fn seed(test: &str) -> u64 {
+    let seed = std::env::var("NEEDLE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("{test}: seed {seed} (re-run with NEEDLE_SEED={seed})");
+    seed
+}
+
+/// Short timings so that tests run fast: 10 ms ticks.
+pub fn test_config() -> ReplicatedDatabaseConfig {
+    ReplicatedDatabaseConfig {
+        tick_interval: Duration::from_millis(10),
+        heartbeat_interval: 30,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        max_staleness: Duration::from_millis(500),
+        proposal_timeout: Duration::from_secs(3),
+        read_timeout: Duration::from_secs(2),
+        snapshot_threshold: 1_000,
+        log_retain_entries: 50,
+        snapshot_chunk_size: 16 * 1024,
+        log_segment_size: 256 * 1024,
+        ..Default::default()
+    }
+}
+
+pub struct Cluster {
+    pub net: MemNetwork,
+    pub dir: tempfile::TempDir,
+    pub nodes: BTreeMap<NodeId, Option<ReplicatedDatabase>>,
+    pub founders: Vec<NodeId>,
+    pub config: ReplicatedDatabaseConfig,
+}
+
+impl Cluster {
+    pub fn new(n: u64, seed: u64) -> Cluster {
+        Cluster::with_config(n, seed, test_config())
+    }
+
+    pub fn with_config(n: u64, seed: u64, config: ReplicatedDatabaseConfig) -> Cluster {
+        let founders: Vec<NodeId> = (1..=n).collect();
+        let mut c = Cluster {
+            net: MemNetwork::new(seed),
+            dir: tempfile::tempdir().expect("temporary directory"),
+            nodes: BTreeMap::new(),
+            founders: founders.clone(),
+            config,
+        };
+        for id in founders {
+            c.start(id);
+        }
+        c
+    }
+
+    fn paths(&self, id: NodeId) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join(format!("node-{id}.needle")),
+            self.dir.path().join(format!("node-{id}-raft")),
+        )
+    }
+
+    /// Starts (or restarts) node `id` from its files. A node that is not a founder starts empty
+    /// and waits to be added.
+    pub fn start(&mut self, id: NodeId) {
+        let (db_path, raft_dir) = self.paths(id);
+        let db = Database::open_with(&db_path, DatabaseOptions { wal: WalMode::Off })
+            .expect("open database");
+        let config = ReplicatedDatabaseConfig {
+            data_dir: raft_dir,
+            initial_members: if self.founders.contains(&id) {
+                self.founders.clone()
+            } else {
+                vec![]
+            },
+            ..self.config.clone()
+        };
+        let handler = self.net.handler(id);
+        let node = ReplicatedDatabase::new(id, db, Box::new(handler), config).expect("start node");
+        self.nodes.insert(id, Some(node));
+    }
+
+    /// Crashes node `id`: cut from the network, then stopped.
+    pub fn crash(&mut self, id: NodeId) {
+        self.net.crash(id);
+        if let Some(Some(node)) = self.nodes.get_mut(&id) {
+            node.shutdown().expect("shutdown");
+        }
+        self.nodes.insert(id, None);
+    }
+
+    pub fn restart(&mut self, id: NodeId) {
+        self.start(id);
+    }
+
+    pub fn node(&self, id: NodeId) -> &ReplicatedDatabase {
+        self.nodes[&id].as_ref().expect("node is running")
+    }
+
+    pub fn live(&self) -> impl Iterator<Item = &ReplicatedDatabase> {
+        self.nodes.values().flatten()
+    }
+
+    /// Waits for a node that leads in the highest term among `among` and returns it.
+    pub fn wait_leader_among(&self, among: &[NodeId], timeout: Duration) -> NodeId {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let leaders: Vec<_> = among
+                .iter()
+                .filter_map(|id| self.nodes.get(id).and_then(|n| n.as_ref()))
+                .filter(|n| n.role() == Role::Leader)
+                .map(|n| (n.term(), n.node_id()))
+                .collect();
+            if let Some(&(_, id)) = leaders.iter().max() {
+                // Every other node of the group agrees on it.
+                let agree = among
+                    .iter()
+                    .filter_map(|i| self.nodes.get(i).and_then(|n| n.as_ref()))
+                    .all(|n| n.leader() == Some(id));
+                if agree {
+                    return id;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader among {among:?} within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn wait_leader(&self, timeout: Duration) -> NodeId {
+        let live: Vec<_> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        self.wait_leader_among(&live, timeout)
+    }
+
+    /// Runs `f` on whichever node leads, retrying through elections and `NotLeader`.
+    pub fn on_leader<T>(
+        &self,
+        timeout: Duration,
+        f: impl Fn(&ReplicatedDatabase) -> Result<T, NeedleError>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let leader = self.wait_leader(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            );
+            match f(self.node(leader)) {
+                Ok(v) => return v,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "operation kept failing: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// Waits until every running node has applied the same index with the same checksum.
+    pub fn wait_converged(&self, timeout: Duration) -> (u64, u64) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let states: Vec<(u64, u64)> = self
+                .live()
+                .map(|n| (n.applied_index(), n.state_checksum()))
+                .collect();
+            let max_commit = self
+                .live()
+                .filter_map(|n| n.status().ok())
+                .map(|s| s.commit)
+                .max()
+                .unwrap_or(0);
+            if states.windows(2).all(|w| w[0] == w[1]) && states[0].0 >= max_commit {
+                return states[0];
+            }
+            if Instant::now() >= deadline {
+                let detail: Vec<_> = self
+                    .live()
+                    .map(|n| (n.node_id(), n.status().ok(), n.state_checksum()))
+                    .collect();
+                panic!("cluster did not converge within {timeout:?}: {detail:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn shutdown(&mut self) {
+        for n in self.nodes.values().flatten() {
+            n.shutdown().expect("shutdown");
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
