@@ -513,6 +513,17 @@ impl Database {
         }))
     }
 
+    /// The ids of all live records, in storage order (the order they were last written in,
+    /// or compacted into). With [`Database::get`] this enumerates a collection, e.g. to export it.
+    pub fn ids(&self, collection: &str) -> Result<Vec<String>> {
+        let shared = self.collection(collection)?;
+        let c = shared.read();
+        Ok((0..c.slots())
+            .filter(|&s| !c.deleted[s])
+            .map(|s| c.ids[s].clone())
+            .collect())
+    }
+
     /// The number of live records.
     pub fn count(&self, collection: &str) -> Result<usize> {
         Ok(self.collection(collection)?.read().live)
