@@ -10,7 +10,7 @@ use needle_raft::NeedleError;
 
 #[test]
 fn leader_crash_and_restart() {
-    let mut c = Cluster::new(3, common::seed("leader_crash_and_restart"));
+    let c = Cluster::new(3, common::seed("leader_crash_and_restart"));
     let leader = c.wait_leader(Duration::from_secs(10));
     c.node(leader).create_collection("c", 2).unwrap();
     for i in 0..20 {
@@ -59,7 +59,7 @@ fn full_cluster_restart_keeps_every_acknowledged_write_once() {
         ..common::test_config()
     };
     let seed = common::seed("full_cluster_restart_keeps_every_acknowledged_write_once");
-    let mut c = Cluster::with_config(3, seed, config);
+    let c = Cluster::with_config(3, seed, config);
     c.wait_leader(Duration::from_secs(10));
     c.on_leader(Duration::from_secs(5), |l| l.create_collection("c", 2));
     let mut acked = Vec::new();

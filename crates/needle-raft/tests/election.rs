@@ -14,7 +14,7 @@ fn elect(n: u64) {
     let leader = c.wait_leader(Duration::from_secs(10));
     let elapsed = t0.elapsed();
     eprintln!("election_{n}: leader {leader} after {elapsed:?}");
-    let leaders = c.live().filter(|n| n.is_leader()).count();
+    let leaders = c.live().iter().filter(|n| n.is_leader()).count();
     assert_eq!(leaders, 1);
     c.on_leader(Duration::from_secs(5), |l| l.create_collection("c", 2));
     c.wait_converged(Duration::from_secs(5));

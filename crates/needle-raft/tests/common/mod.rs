@@ -6,6 +6,7 @@ pub mod linearizability;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use needle_core::{Database, DatabaseOptions, WalMode};
@@ -40,10 +41,12 @@ pub fn test_config() -> ReplicatedDatabaseConfig {
     }
 }
 
+type Nodes = BTreeMap<NodeId, Arc<ReplicatedDatabase>>;
+
 pub struct Cluster {
     pub net: MemNetwork,
     pub dir: tempfile::TempDir,
-    pub nodes: BTreeMap<NodeId, Option<ReplicatedDatabase>>,
+    nodes: RwLock<Nodes>,
     pub founders: Vec<NodeId>,
     pub config: ReplicatedDatabaseConfig,
 }
@@ -55,10 +58,10 @@ impl Cluster {
 
     pub fn with_config(n: u64, seed: u64, config: ReplicatedDatabaseConfig) -> Cluster {
         let founders: Vec<NodeId> = (1..=n).collect();
-        let mut c = Cluster {
+        let c = Cluster {
             net: MemNetwork::new(seed),
             dir: tempfile::tempdir().expect("temporary directory"),
-            nodes: BTreeMap::new(),
+            nodes: RwLock::new(BTreeMap::new()),
             founders: founders.clone(),
             config,
         };
@@ -77,43 +80,60 @@ impl Cluster {
 
     /// Starts (or restarts) node `id` from its files. A node that is not a founder starts empty
     /// and waits to be added.
-    pub fn start(&mut self, id: NodeId) {
+    pub fn start(&self, id: NodeId) {
         let (db_path, raft_dir) = self.paths(id);
-        let db = Database::open_with(&db_path, DatabaseOptions { wal: WalMode::Off })
-            .expect("open database");
+        // A client thread may still hold the crashed node for a moment (and so its file lock).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let db = loop {
+            match Database::open_with(&db_path, DatabaseOptions { wal: WalMode::Off }) {
+                Ok(db) => break db,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "cannot open {}: {e}", db_path.display());
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
         let config = ReplicatedDatabaseConfig {
             data_dir: raft_dir,
-            initial_members: if self.founders.contains(&id) {
-                self.founders.clone()
-            } else {
-                vec![]
-            },
+            initial_members: if self.founders.contains(&id) { self.founders.clone() } else { vec![] },
             ..self.config.clone()
         };
         let handler = self.net.handler(id);
         let node = ReplicatedDatabase::new(id, db, Box::new(handler), config).expect("start node");
-        self.nodes.insert(id, Some(node));
+        self.nodes.write().unwrap().insert(id, Arc::new(node));
     }
 
     /// Crashes node `id`: cut from the network, then stopped.
-    pub fn crash(&mut self, id: NodeId) {
+    pub fn crash(&self, id: NodeId) {
         self.net.crash(id);
-        if let Some(Some(node)) = self.nodes.get_mut(&id) {
+        let node = self.nodes.write().unwrap().remove(&id);
+        if let Some(node) = node {
             node.shutdown().expect("shutdown");
         }
-        self.nodes.insert(id, None);
     }
 
-    pub fn restart(&mut self, id: NodeId) {
+    pub fn restart(&self, id: NodeId) {
         self.start(id);
     }
 
-    pub fn node(&self, id: NodeId) -> &ReplicatedDatabase {
-        self.nodes[&id].as_ref().expect("node is running")
+    pub fn is_running(&self, id: NodeId) -> bool {
+        self.nodes.read().unwrap().contains_key(&id)
     }
 
-    pub fn live(&self) -> impl Iterator<Item = &ReplicatedDatabase> {
-        self.nodes.values().flatten()
+    pub fn node(&self, id: NodeId) -> Arc<ReplicatedDatabase> {
+        self.try_node(id).expect("node is running")
+    }
+
+    pub fn try_node(&self, id: NodeId) -> Option<Arc<ReplicatedDatabase>> {
+        self.nodes.read().unwrap().get(&id).cloned()
+    }
+
+    pub fn live(&self) -> Vec<Arc<ReplicatedDatabase>> {
+        self.nodes.read().unwrap().values().cloned().collect()
+    }
+
+    pub fn live_ids(&self) -> Vec<NodeId> {
+        self.nodes.read().unwrap().keys().copied().collect()
     }
 
     /// Waits for a node that leads in the highest term among `among` and returns it.
@@ -122,16 +142,13 @@ impl Cluster {
         loop {
             let leaders: Vec<_> = among
                 .iter()
-                .filter_map(|id| self.nodes.get(id).and_then(|n| n.as_ref()))
+                .filter_map(|id| self.try_node(*id))
                 .filter(|n| n.role() == Role::Leader)
                 .map(|n| (n.term(), n.node_id()))
                 .collect();
             if let Some(&(_, id)) = leaders.iter().max() {
                 // Every other node of the group agrees on it.
-                let agree = among
-                    .iter()
-                    .filter_map(|i| self.nodes.get(i).and_then(|n| n.as_ref()))
-                    .all(|n| n.leader() == Some(id));
+                let agree = among.iter().filter_map(|i| self.try_node(*i)).all(|n| n.leader() == Some(id));
                 if agree {
                     return id;
                 }
@@ -145,32 +162,36 @@ impl Cluster {
     }
 
     pub fn wait_leader(&self, timeout: Duration) -> NodeId {
-        let live: Vec<_> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        self.wait_leader_among(&live, timeout)
+        self.wait_leader_among(&self.live_ids(), timeout)
     }
 
     /// Runs `f` on whichever node leads, retrying through elections and `NotLeader`.
-    pub fn on_leader<T>(
+    pub fn on_leader<T>(&self, timeout: Duration, f: impl Fn(&ReplicatedDatabase) -> Result<T, NeedleError>) -> T {
+        self.try_on_leader(timeout, f).unwrap_or_else(|e| panic!("operation kept failing: {e}"))
+    }
+
+    /// As `on_leader`, returning the last error at the deadline.
+    pub fn try_on_leader<T>(
         &self,
         timeout: Duration,
         f: impl Fn(&ReplicatedDatabase) -> Result<T, NeedleError>,
-    ) -> T {
+    ) -> Result<T, NeedleError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let leader = self.wait_leader(
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1)),
-            );
-            match f(self.node(leader)) {
-                Ok(v) => return v,
+            let leader = self.live().into_iter().filter(|n| n.is_leader()).max_by_key(|n| n.term());
+            let Some(node) = leader else {
+                if Instant::now() >= deadline {
+                    return Err(NeedleError::NotLeader { leader: None });
+                }
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            match f(&node) {
+                Ok(v) => return Ok(v),
                 Err(e) => {
-                    assert!(Instant::now() < deadline, "operation kept failing: {e}");
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
@@ -181,32 +202,22 @@ impl Cluster {
     pub fn wait_converged(&self, timeout: Duration) -> (u64, u64) {
         let deadline = Instant::now() + timeout;
         loop {
-            let states: Vec<(u64, u64)> = self
-                .live()
-                .map(|n| (n.applied_index(), n.state_checksum()))
-                .collect();
-            let max_commit = self
-                .live()
-                .filter_map(|n| n.status().ok())
-                .map(|s| s.commit)
-                .max()
-                .unwrap_or(0);
+            let live = self.live();
+            let states: Vec<(u64, u64)> = live.iter().map(|n| (n.applied_index(), n.state_checksum())).collect();
+            let max_commit = live.iter().filter_map(|n| n.status().ok()).map(|s| s.commit).max().unwrap_or(0);
             if states.windows(2).all(|w| w[0] == w[1]) && states[0].0 >= max_commit {
                 return states[0];
             }
             if Instant::now() >= deadline {
-                let detail: Vec<_> = self
-                    .live()
-                    .map(|n| (n.node_id(), n.status().ok(), n.state_checksum()))
-                    .collect();
+                let detail: Vec<_> = live.iter().map(|n| (n.node_id(), n.status().ok(), n.state_checksum())).collect();
                 panic!("cluster did not converge within {timeout:?}: {detail:#?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    pub fn shutdown(&mut self) {
-        for n in self.nodes.values().flatten() {
+    pub fn shutdown(&self) {
+        for n in self.live() {
             n.shutdown().expect("shutdown");
         }
     }
