@@ -48,7 +48,10 @@ fn insert_get_search_update_delete() {
 
     assert!(db.delete("docs", "b").unwrap());
     assert!(!db.delete("docs", "b").unwrap());
-    assert_eq!(db.ids("docs").unwrap(), vec!["c".to_string(), "a".to_string()]);
+    assert_eq!(
+        db.ids("docs").unwrap(),
+        vec!["c".to_string(), "a".to_string()]
+    );
     assert_eq!(db.count("docs").unwrap(), 2);
     let hits = db.search("docs", &[0.0, 1.0, 0.0], 3).unwrap();
     assert_eq!(hits.len(), 2);

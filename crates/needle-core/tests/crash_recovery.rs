@@ -37,7 +37,7 @@ fn crash_child() {
         .parse()
         .unwrap();
     let mut rng = common::Rng(round.wrapping_mul(0x1234_5678_9abc_def1));
-    let db = Database::open(&path).expect("child opens the database");
+    let db = Database::open(&path).unwrap_or_else(|e| panic!("child opens the database: {e}"));
     if db.list_collections().is_empty() {
         db.create_collection("c", DIM).unwrap();
     }
@@ -180,4 +180,33 @@ fn crash_recovery_keeps_every_acknowledged_write() {
     .into();
     eprintln!("crash test: {counts:?}");
     assert!(total_acks > 0, "the child never acknowledged a write");
+}
+
+/// The lock holds across processes too: a child that opens a file this process has open fails
+/// with the "already open" error.
+#[test]
+fn second_process_cannot_open_a_locked_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.needle");
+    let _db = Database::open(&path).unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("NEEDLE_CRASH_CHILD", &path)
+        .env("NEEDLE_CRASH_ROUND", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the second process opened a locked database"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already open"), "child said: {stderr}");
 }
