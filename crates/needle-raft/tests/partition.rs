@@ -72,7 +72,12 @@ fn rejoining_follower_does_not_depose_the_leader() {
     );
     let leader = c.wait_leader(Duration::from_secs(10));
     let term = c.node(leader).term();
-    let f = c.live().into_iter().find(|n| n.node_id() != leader).unwrap().node_id();
+    let f = c
+        .live()
+        .into_iter()
+        .find(|n| n.node_id() != leader)
+        .unwrap()
+        .node_id();
     c.net.isolate(f);
     // Several election timeouts: without pre-vote the isolated node would inflate its term.
     std::thread::sleep(Duration::from_millis(c.config.election_timeout_max * 4));

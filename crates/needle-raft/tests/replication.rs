@@ -61,7 +61,11 @@ fn replication_and_read_your_writes() {
 fn follower_write_gets_not_leader_with_hint() {
     let c = Cluster::new(3, common::seed("follower_write_gets_not_leader_with_hint"));
     let leader = c.wait_leader(Duration::from_secs(10));
-    let follower = c.live().into_iter().find(|n| n.node_id() != leader).unwrap();
+    let follower = c
+        .live()
+        .into_iter()
+        .find(|n| n.node_id() != leader)
+        .unwrap();
     match follower.create_collection("x", 2) {
         Err(NeedleError::NotLeader { leader: hint }) => assert_eq!(hint, Some(leader)),
         other => panic!("expected NotLeader, got {other:?}"),
@@ -90,7 +94,12 @@ fn follower_reads_are_bounded_by_max_staleness() {
         .insert("c", "a", vec![1.0, 0.0], None)
         .unwrap();
     c.wait_converged(Duration::from_secs(5));
-    let fid = c.live().into_iter().find(|n| n.node_id() != leader).unwrap().node_id();
+    let fid = c
+        .live()
+        .into_iter()
+        .find(|n| n.node_id() != leader)
+        .unwrap()
+        .node_id();
     let f = c.node(fid);
     assert_eq!(f.count("c").unwrap(), 1);
     // Linearizable on a follower: ReadIndex through the leader.

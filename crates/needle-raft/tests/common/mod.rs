@@ -88,14 +88,22 @@ impl Cluster {
             match Database::open_with(&db_path, DatabaseOptions { wal: WalMode::Off }) {
                 Ok(db) => break db,
                 Err(e) => {
-                    assert!(Instant::now() < deadline, "cannot open {}: {e}", db_path.display());
+                    assert!(
+                        Instant::now() < deadline,
+                        "cannot open {}: {e}",
+                        db_path.display()
+                    );
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
         };
         let config = ReplicatedDatabaseConfig {
             data_dir: raft_dir,
-            initial_members: if self.founders.contains(&id) { self.founders.clone() } else { vec![] },
+            initial_members: if self.founders.contains(&id) {
+                self.founders.clone()
+            } else {
+                vec![]
+            },
             ..self.config.clone()
         };
         let handler = self.net.handler(id);
@@ -148,7 +156,10 @@ impl Cluster {
                 .collect();
             if let Some(&(_, id)) = leaders.iter().max() {
                 // Every other node of the group agrees on it.
-                let agree = among.iter().filter_map(|i| self.try_node(*i)).all(|n| n.leader() == Some(id));
+                let agree = among
+                    .iter()
+                    .filter_map(|i| self.try_node(*i))
+                    .all(|n| n.leader() == Some(id));
                 if agree {
                     return id;
                 }
@@ -166,8 +177,13 @@ impl Cluster {
     }
 
     /// Runs `f` on whichever node leads, retrying through elections and `NotLeader`.
-    pub fn on_leader<T>(&self, timeout: Duration, f: impl Fn(&ReplicatedDatabase) -> Result<T, NeedleError>) -> T {
-        self.try_on_leader(timeout, f).unwrap_or_else(|e| panic!("operation kept failing: {e}"))
+    pub fn on_leader<T>(
+        &self,
+        timeout: Duration,
+        f: impl Fn(&ReplicatedDatabase) -> Result<T, NeedleError>,
+    ) -> T {
+        self.try_on_leader(timeout, f)
+            .unwrap_or_else(|e| panic!("operation kept failing: {e}"))
     }
 
     /// As `on_leader`, returning the last error at the deadline.
@@ -178,7 +194,11 @@ impl Cluster {
     ) -> Result<T, NeedleError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let leader = self.live().into_iter().filter(|n| n.is_leader()).max_by_key(|n| n.term());
+            let leader = self
+                .live()
+                .into_iter()
+                .filter(|n| n.is_leader())
+                .max_by_key(|n| n.term());
             let Some(node) = leader else {
                 if Instant::now() >= deadline {
                     return Err(NeedleError::NotLeader { leader: None });
@@ -203,13 +223,24 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         loop {
             let live = self.live();
-            let states: Vec<(u64, u64)> = live.iter().map(|n| (n.applied_index(), n.state_checksum())).collect();
-            let max_commit = live.iter().filter_map(|n| n.status().ok()).map(|s| s.commit).max().unwrap_or(0);
+            let states: Vec<(u64, u64)> = live
+                .iter()
+                .map(|n| (n.applied_index(), n.state_checksum()))
+                .collect();
+            let max_commit = live
+                .iter()
+                .filter_map(|n| n.status().ok())
+                .map(|s| s.commit)
+                .max()
+                .unwrap_or(0);
             if states.windows(2).all(|w| w[0] == w[1]) && states[0].0 >= max_commit {
                 return states[0];
             }
             if Instant::now() >= deadline {
-                let detail: Vec<_> = live.iter().map(|n| (n.node_id(), n.status().ok(), n.state_checksum())).collect();
+                let detail: Vec<_> = live
+                    .iter()
+                    .map(|n| (n.node_id(), n.status().ok(), n.state_checksum()))
+                    .collect();
                 panic!("cluster did not converge within {timeout:?}: {detail:#?}");
             }
             std::thread::sleep(Duration::from_millis(20));

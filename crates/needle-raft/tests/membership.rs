@@ -1,0 +1,76 @@
+//! Membership under load: add a node (learner, caught up by snapshot, promoted), transfer the
+//! leadership to it, remove an old node, while clients keep writing. No acknowledged write is lost.
+
+mod common;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{Cluster, test_config};
+use needle_raft::ReplicatedDatabaseConfig;
+
+#[test]
+fn add_transfer_remove_under_load() {
+    let config = ReplicatedDatabaseConfig {
+        snapshot_threshold: 100,
+        ..test_config()
+    };
+    let seed = common::seed("add_transfer_remove_under_load");
+    let c = Cluster::with_config(3, seed, config);
+    c.wait_leader(Duration::from_secs(10));
+    c.on_leader(Duration::from_secs(5), |l| l.create_collection("c", 2));
+    let stop = AtomicBool::new(false);
+    let acked = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for w in 0..2 {
+            let (c, stop, acked) = (&c, &stop, &acked);
+            s.spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = format!("w{w}-{i}");
+                    if c.try_on_leader(Duration::from_secs(5), |l| {
+                        l.insert("c", &id, vec![w as f32, i as f32], None)
+                    })
+                    .is_ok()
+                    {
+                        acked.lock().unwrap().push(id);
+                    }
+                    i += 1;
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        // Add node 4: it starts empty, joins as a learner, catches up, and is promoted.
+        c.start(4);
+        c.on_leader(Duration::from_secs(20), |l| l.add_node(4));
+        let st = c.on_leader(Duration::from_secs(5), |l| l.status());
+        assert!(st.voters.contains(&4), "{st:?}");
+        // Hand the leadership to the new node.
+        c.on_leader(Duration::from_secs(10), |l| {
+            if l.node_id() == 4 {
+                Ok(())
+            } else {
+                l.transfer_leadership(4)
+            }
+        });
+        assert_eq!(c.wait_leader(Duration::from_secs(5)), 4);
+        // Remove node 1 and stop it.
+        c.on_leader(Duration::from_secs(10), |l| l.remove_node(1));
+        c.crash(1);
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let st = c.on_leader(Duration::from_secs(5), |l| l.status());
+    assert_eq!(st.voters, vec![2, 3, 4]);
+    c.wait_converged(Duration::from_secs(15));
+    let acked = acked.into_inner().unwrap();
+    assert!(acked.len() > 10, "writes kept flowing: {}", acked.len());
+    for id in &acked {
+        assert!(
+            c.on_leader(Duration::from_secs(5), |l| l.get("c", id))
+                .is_some(),
+            "lost {id}"
+        );
+    }
+}
