@@ -97,9 +97,10 @@ impl ReplicatedCommand {
         Ok(cmd)
     }
 
-    /// Applies the command to `db`. Deterministic: the same command on the same state gives the
-    /// same result and the same bytes on every node.
-    pub(crate) fn apply(&self, db: &Database) -> needle_core::Result<()> {
+    /// Applies the command to `db`; for a delete, returns whether the record was there (true for
+    /// every other command). Deterministic: the same command on the same state gives the same
+    /// result and the same bytes on every node.
+    pub(crate) fn apply(&self, db: &Database) -> needle_core::Result<bool> {
         match self {
             ReplicatedCommand::CreateCollection {
                 name,
@@ -145,10 +146,11 @@ impl ReplicatedCommand {
                 vector.clone(),
                 parse_metadata(collection, id, metadata)?,
             ),
-            ReplicatedCommand::Delete { collection, id } => db.delete(collection, id).map(|_| ()),
+            ReplicatedCommand::Delete { collection, id } => return db.delete(collection, id),
             ReplicatedCommand::Compact { collection } => db.compact(collection),
             ReplicatedCommand::DropCollection { name } => db.drop_collection(name),
         }
+        .map(|()| true)
     }
 }
 

@@ -154,6 +154,12 @@ impl ReplicatedDatabase {
     /// [`NeedleError::may_have_been_applied`] is true, retrying with the same id applies the
     /// command at most once.
     pub fn execute_with_id(&self, id: RequestId, cmd: ReplicatedCommand) -> Result<()> {
+        self.execute_applied(id, cmd).map(|_| ())
+    }
+
+    /// Proposes `cmd`, waits for it, and returns what its apply returned (for a delete, whether
+    /// the record was there).
+    fn execute_applied(&self, id: RequestId, cmd: ReplicatedCommand) -> Result<bool> {
         let data = encode_entry(id, &cmd);
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.send(Request::Propose {
@@ -239,12 +245,17 @@ impl ReplicatedDatabase {
         })
     }
 
-    /// Deletes a record (a record that is not there is not an error).
-    pub fn delete(&self, collection: &str, id: &str) -> Result<()> {
-        self.execute(ReplicatedCommand::Delete {
-            collection: collection.to_string(),
-            id: id.to_string(),
-        })
+    /// Deletes a record; returns whether it was there when the delete was applied (a record that
+    /// is not there is not an error). A retry with the same [`RequestId`] that the dedup window
+    /// skips returns `false`: that apply removed nothing.
+    pub fn delete(&self, collection: &str, id: &str) -> Result<bool> {
+        self.execute_applied(
+            self.next_request_id(),
+            ReplicatedCommand::Delete {
+                collection: collection.to_string(),
+                id: id.to_string(),
+            },
+        )
     }
 
     /// Compacts a collection on every node.
@@ -395,6 +406,7 @@ impl ReplicatedDatabase {
             self.config.proposal_timeout,
             WriteOutcome::MaybeApplied,
         )
+        .map(|_| ())
     }
 
     /// Adds `node` as a learner, waits until it has caught up with the leader's log (by snapshot
@@ -559,13 +571,13 @@ impl ReplicatedDatabase {
         self.requests.send(r).map_err(|_| NeedleError::Shutdown)
     }
 
-    fn wait(
+    fn wait<T>(
         &self,
-        rx: Receiver<Result<()>>,
+        rx: Receiver<Result<T>>,
         operation: &'static str,
         timeout: Duration,
         outcome: WriteOutcome,
-    ) -> Result<()> {
+    ) -> Result<T> {
         // The Raft thread answers at its own deadline; the margin covers a busy thread.
         match rx.recv_timeout(timeout + Duration::from_secs(1)) {
             Ok(r) => r,

@@ -2,11 +2,17 @@
 //! It ticks on its own timer, steps messages from the transport, takes requests (proposals,
 //! reads, membership, status) from a channel, and handles each `Ready` in the order of
 //! `raft-rs-facts.md`, with one log sync (and at most one fsync) per Ready.
+//!
+//! Slow work stays off this thread so that ticks and heartbeats go on: a snapshot is made by a
+//! background thread (committed entries wait in `unapplied` meanwhile, since the database must
+//! stay at the snapshot's index until its checkpoint is written), and each snapshot is streamed
+//! to a peer by a thread of its own. Both report back through `Event`s.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -22,23 +28,25 @@ use crate::command::{DedupWindow, RequestId, decode_entry, entry_request_id};
 use crate::config::ReplicatedDatabaseConfig;
 use crate::error::{NeedleError, Result, WriteOutcome};
 use crate::message::{MessageHandler, NodeId, RaftMessage};
-use crate::snapshot::{self, Assembler, LoadedSnapshot};
+use crate::snapshot::{self, Assembler, SnapshotSource};
 use crate::status::{NodeStatus, PeerProgress, Role};
-use crate::storage::LogStore;
+use crate::storage::{LogStore, SnapshotDescriptor};
 
 pub(crate) type Reply = Sender<Result<()>>;
+/// A write's answer: for a delete, whether the record was there when it was applied.
+pub(crate) type WriteReply = Sender<Result<bool>>;
 
 /// What callers ask of the Raft thread.
 pub(crate) enum Request {
     Propose {
         id: RequestId,
         data: Vec<u8>,
-        reply: Reply,
+        reply: WriteReply,
     },
     ConfChange {
         id: RequestId,
         cc: ConfChangeV2,
-        reply: Reply,
+        reply: WriteReply,
     },
     Read {
         reply: Reply,
@@ -54,6 +62,17 @@ pub(crate) enum Request {
         reply: Reply,
     },
     Shutdown,
+}
+
+/// What background threads tell the Raft thread.
+pub(crate) enum Event {
+    /// The snapshot at `index` is made (or failed).
+    SnapshotMade {
+        index: u64,
+        result: Result<SnapshotSource>,
+    },
+    /// A snapshot was streamed to `to` (or a send failed): raft-rs must hear it.
+    SnapshotSent { to: NodeId, status: SnapshotStatus },
 }
 
 /// State the Raft thread publishes for callers, read without a round trip.
@@ -96,7 +115,7 @@ impl Shared {
 }
 
 struct PendingWrite {
-    reply: Reply,
+    reply: WriteReply,
     deadline: Instant,
     index: u64,
 }
@@ -126,6 +145,16 @@ pub(crate) struct Node {
     assembler: Assembler,
     conf_state: ConfState,
     last_snapshot: u64,
+    /// This node's latest snapshot, what a MsgSnapshot streams.
+    snapshot_src: Option<Arc<SnapshotSource>>,
+    /// The snapshot being made in the background: its index and thread.
+    preparing: Option<(u64, JoinHandle<()>)>,
+    /// Committed entries not applied yet (held while a snapshot is made).
+    unapplied: VecDeque<Entry>,
+    /// The applied index raft-rs has been told of.
+    reported_applied: u64,
+    events_tx: Sender<Event>,
+    events_rx: Receiver<Event>,
     force_snapshot: bool,
     ticks: u64,
     unreachable: Vec<NodeId>,
@@ -155,19 +184,15 @@ impl Node {
         let dir = cfg.data_dir.clone();
         let mut store = LogStore::open(&dir, cfg.log_segment_size, &cfg.initial_members)?;
         let mut applied = db.checkpoint_tag();
-        let mut window = DedupWindow::new(cfg.dedup_window);
-        let mut window_from = 0;
-        let mut last_snapshot = 0;
-        if let Some((sidx, path)) = snapshot::latest_snapshot_file(&dir) {
-            let loaded = LoadedSnapshot::read(&path, cfg.dedup_window)?;
-            if applied < sidx {
-                loaded.restore_into(&db)?;
-                applied = sidx;
-            }
-            window = loaded.window.clone();
-            window_from = sidx;
-            last_snapshot = sidx;
-            store.set_snapshot(Some(loaded.desc));
+        let commit = store.hard_state().commit;
+        let mut restored = None;
+        // The database is behind the log's compaction point (a crash between logging an
+        // installed snapshot and restoring it) or is in memory: restore it from a stream on disk.
+        if (applied < store.snap_index() || db.path().is_none())
+            && let Some((idx, path)) = snapshot::newest_stream(&dir, applied, commit)
+        {
+            restored = Some(snapshot::restore(&path, &db, cfg.dedup_window, idx)?);
+            applied = idx;
         }
         if applied < store.snap_index() {
             return Err(NeedleError::corrupted(
@@ -189,6 +214,15 @@ impl Node {
                 ),
             ));
         }
+        // The dedup window at `applied`: from the newest snapshot at or below it, then the log.
+        let header = match restored {
+            Some(h) => Some(h),
+            None => snapshot::latest_header(&dir, applied, cfg.dedup_window)?,
+        };
+        let (mut window, window_from) = match header {
+            Some(h) => (h.window, h.index),
+            None => (DedupWindow::new(cfg.dedup_window), 0),
+        };
         for e in store.entries_in(window_from + 1, applied) {
             if e.get_entry_type() == EntryType::EntryNormal
                 && let Some(rid) = entry_request_id(&e.data)
@@ -198,8 +232,20 @@ impl Node {
         }
         store.set_initial_applied(applied);
         let conf_state = store.conf_state_at(applied);
+        // The database's checkpoint is this node's snapshot at `applied`.
+        let mut snapshot_src = None;
+        if applied > 0 {
+            let term = store
+                .term_of(applied)
+                .expect("the applied index is in the log or is its compaction point");
+            let src = snapshot::prepare(&dir, &db, applied, term, &window, false)?;
+            store.set_snapshot(Some(src.desc));
+            snapshot::remove_other_snapshots(&dir, applied);
+            snapshot_src = Some(Arc::new(src));
+        }
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let rn = RawNode::new(&cfg.raft_config(id, applied), store, &logger)?;
+        let (events_tx, events_rx) = crossbeam_channel::unbounded();
         shared.applied.store(applied, Ordering::Release);
         Ok(Node {
             id,
@@ -217,7 +263,13 @@ impl Node {
             snapshot_waiters: Vec::new(),
             assembler: Assembler::default(),
             conf_state,
-            last_snapshot,
+            last_snapshot: if snapshot_src.is_some() { applied } else { 0 },
+            snapshot_src,
+            preparing: None,
+            unapplied: VecDeque::new(),
+            reported_applied: applied,
+            events_tx,
+            events_rx,
             force_snapshot: false,
             ticks: 0,
             unreachable: Vec::new(),
@@ -233,18 +285,32 @@ impl Node {
         inbound: Receiver<(NodeId, RaftMessage)>,
     ) {
         let ticker = crossbeam_channel::tick(self.cfg.tick_interval);
+        let events = self.events_rx.clone();
         let result = loop {
-            crossbeam_channel::select! {
-                recv(ticker) -> _ => self.on_tick(),
+            let handled = crossbeam_channel::select! {
+                recv(ticker) -> _ => {
+                    self.on_tick();
+                    Ok(())
+                }
                 recv(inbound) -> m => match m {
-                    Ok((from, msg)) => self.on_message(from, msg),
+                    Ok((from, msg)) => {
+                        self.on_message(from, msg);
+                        Ok(())
+                    }
                     Err(_) => break Ok(()),
                 },
                 recv(requests) -> r => match r {
-                    Ok(r) => self.on_request(r),
+                    Ok(r) => {
+                        self.on_request(r);
+                        Ok(())
+                    }
                     Err(_) => break Ok(()),
                 },
-            }
+                recv(events) -> e => match e {
+                    Ok(e) => self.on_event(e),
+                    Err(_) => Ok(()),
+                },
+            };
             for _ in 0..4096 {
                 match inbound.try_recv() {
                     Ok((from, msg)) => self.on_message(from, msg),
@@ -257,13 +323,20 @@ impl Node {
                     Err(_) => break,
                 }
             }
-            if let Err(e) = self.on_ready().and_then(|_| self.after_ready()) {
+            if let Err(e) = handled
+                .and_then(|_| self.on_ready())
+                .and_then(|_| self.after_ready())
+            {
                 break Err(e);
             }
             if self.shutting_down {
                 break Ok(());
             }
         };
+        // A checkpoint still being written must finish before the database is let go.
+        if let Some((_, job)) = self.preparing.take() {
+            let _ = job.join();
+        }
         if let Err(e) = result {
             *self.shared.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
         }
@@ -382,7 +455,7 @@ impl Node {
                     Ok(Some(m)) if m.get_msg_type() == MessageType::MsgSnapshot => {
                         self.step(from, m)
                     }
-                    Ok(_) | Err(_) => {}
+                    Ok(_) | Err(_) => {} // a bad or stale chunk: the leader resends
                 }
             }
         }
@@ -480,6 +553,21 @@ impl Node {
         }
     }
 
+    fn on_event(&mut self, e: Event) -> Result<()> {
+        match e {
+            Event::SnapshotSent { to, status } => {
+                self.rn.report_snapshot(to, status);
+                Ok(())
+            }
+            Event::SnapshotMade { index, result } => {
+                self.snapshot_made(index, result)?;
+                self.apply_queued()?;
+                self.report_applied();
+                Ok(())
+            }
+        }
+    }
+
     fn refuse_proposal(&self) -> Option<NeedleError> {
         if !self.is_leader() {
             return Some(NeedleError::NotLeader {
@@ -494,7 +582,13 @@ impl Node {
         None
     }
 
-    fn track_proposal(&mut self, id: RequestId, before: u64, res: raft::Result<()>, reply: Reply) {
+    fn track_proposal(
+        &mut self,
+        id: RequestId,
+        before: u64,
+        res: raft::Result<()>,
+        reply: WriteReply,
+    ) {
         let after = self.rn.raft.raft_log.last_index();
         match res {
             Err(e) => {
@@ -562,11 +656,8 @@ impl Node {
         let snap = rd.snapshot().clone();
         let has_snapshot = !snap.is_empty();
         if has_snapshot {
-            snapshot::adopt_incoming(
-                &self.dir,
-                snap.get_metadata().index,
-                snap.get_metadata().term,
-            )?;
+            // The database must not be checkpointed under the restore.
+            self.wait_for_snapshot_job()?;
             self.rn.mut_store().persist_snapshot(snap.get_metadata());
         }
         // 3. Read states: answered once applied.
@@ -588,14 +679,14 @@ impl Node {
         if has_snapshot {
             self.install_snapshot(&snap)?;
         }
-        // 5. Apply, after the commit index is written.
-        let committed = rd.take_committed_entries();
-        self.apply(committed)?;
+        // 5. Apply, after the commit index is written (unless a snapshot is being made).
+        self.unapplied.extend(rd.take_committed_entries());
+        self.apply_queued()?;
         // 6. Votes and acks only once durable.
         let msgs = rd.take_persisted_messages();
         self.send_messages(msgs);
-        // 7. Advance.
-        let mut light = self.rn.advance(rd);
+        // 7. Advance; raft-rs hears of the applied index separately (`report_applied`).
+        let mut light = self.rn.advance_append(rd);
         // 8. The light ready.
         if let Some(commit) = light.commit_index() {
             let store = self.rn.mut_store();
@@ -604,9 +695,9 @@ impl Node {
         }
         let msgs = light.take_messages();
         self.send_messages(msgs);
-        let committed = light.take_committed_entries();
-        self.apply(committed)?;
-        self.rn.advance_apply();
+        self.unapplied.extend(light.take_committed_entries());
+        self.apply_queued()?;
+        self.report_applied();
         for id in std::mem::take(&mut self.unreachable) {
             self.rn.report_unreachable(id);
         }
@@ -620,11 +711,9 @@ impl Node {
         for m in msgs {
             let to = m.to;
             if m.get_msg_type() == MessageType::MsgSnapshot {
-                let status = match self.send_snapshot(m) {
-                    Ok(()) => SnapshotStatus::Finish,
-                    Err(_) => SnapshotStatus::Failure,
-                };
-                self.snapshot_reports.push((to, status));
+                if self.send_snapshot(m).is_err() {
+                    self.snapshot_reports.push((to, SnapshotStatus::Failure));
+                }
                 continue;
             }
             if self.handler.send(to, RaftMessage::Raft(m)).is_err() {
@@ -633,36 +722,75 @@ impl Node {
         }
     }
 
+    /// Streams this node's snapshot to `m.to` on a thread of its own, which reports the outcome
+    /// back (`Event::SnapshotSent`) for `report_snapshot`.
     fn send_snapshot(&mut self, m: Message) -> Result<()> {
-        let d = crate::storage::SnapshotDescriptor::decode(m.get_snapshot().get_data())
+        let d = SnapshotDescriptor::decode(m.get_snapshot().get_data())
             .ok_or_else(|| NeedleError::invalid_message("snapshot descriptor"))?;
-        let to = m.to;
-        for c in snapshot::chunk_snapshot(&self.dir, &d, m, self.cfg.snapshot_chunk_size)? {
-            self.handler.send(to, RaftMessage::SnapshotChunk(c))?;
-        }
+        let src = self
+            .snapshot_src
+            .clone()
+            .filter(|s| s.desc == d)
+            .ok_or_else(|| NeedleError::invalid_message("that snapshot is no longer held"))?;
+        let (to, handler, events) = (m.to, self.handler.clone(), self.events_tx.clone());
+        let chunk_size = self.cfg.snapshot_chunk_size;
+        std::thread::Builder::new()
+            .name(format!("needle-raft-{}-snap-to-{to}", self.id))
+            .spawn(move || {
+                let sent = snapshot::send_chunks(&src, m, chunk_size, |c| {
+                    handler.send(to, RaftMessage::SnapshotChunk(c))
+                });
+                let status = match sent {
+                    Ok(()) => SnapshotStatus::Finish,
+                    Err(_) => SnapshotStatus::Failure,
+                };
+                let _ = events.send(Event::SnapshotSent { to, status });
+            })
+            .map_err(|e| NeedleError::io("spawning a snapshot sender", e))?;
         Ok(())
     }
 
+    /// Replaces the database with the received snapshot `snap` (its point is already logged).
     fn install_snapshot(&mut self, snap: &Snapshot) -> Result<()> {
         let meta = snap.get_metadata();
-        let path = snapshot::snapshot_path(&self.dir, meta.index);
-        let loaded = LoadedSnapshot::read(&path, self.cfg.dedup_window)?;
-        if loaded.desc.index != meta.index || loaded.desc.term != meta.term {
-            return Err(NeedleError::corrupted(
-                path,
-                0,
-                "snapshot file does not match the snapshot's metadata",
-            ));
-        }
-        loaded.restore_into(&self.db)?;
-        self.window = loaded.window.clone();
+        let path = snapshot::incoming_file(&self.dir, meta.index, meta.term);
+        let header = snapshot::restore(&path, &self.db, self.cfg.dedup_window, meta.index)?;
+        self.window = header.window;
         self.applied = meta.index;
         self.last_snapshot = meta.index;
         self.conf_state = meta.get_conf_state().clone();
-        self.rn.mut_store().set_snapshot(Some(loaded.desc));
+        self.unapplied.retain(|e| e.index > meta.index);
+        snapshot::keep_installed(&self.dir, &path, &self.db, meta.index)?;
+        let src = snapshot::prepare(
+            &self.dir,
+            &self.db,
+            meta.index,
+            meta.term,
+            &self.window,
+            false,
+        )?;
+        self.rn.mut_store().set_snapshot(Some(src.desc));
+        self.snapshot_src = Some(Arc::new(src));
         snapshot::remove_other_snapshots(&self.dir, meta.index);
         self.shared.applied.store(self.applied, Ordering::Release);
         Ok(())
+    }
+
+    /// Applies the queued committed entries, unless a snapshot is being made.
+    fn apply_queued(&mut self) -> Result<()> {
+        if self.preparing.is_some() || self.unapplied.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<Entry> = self.unapplied.drain(..).collect();
+        self.apply(entries)
+    }
+
+    /// Tells raft-rs how far this node has applied (not between `ready` and `advance_append`).
+    fn report_applied(&mut self) {
+        if self.applied > self.reported_applied {
+            self.rn.advance_apply_to(self.applied);
+            self.reported_applied = self.applied;
+        }
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
@@ -698,7 +826,7 @@ impl Node {
         let (id, result) = match decode_entry(&e.data) {
             Ok((id, cmd)) => {
                 let result = if self.window.contains(&id) {
-                    Ok(())
+                    Ok(false) // a retry of an applied command: this apply changed nothing
                 } else {
                     cmd.apply(&self.db).map_err(NeedleError::from)
                 };
@@ -714,7 +842,7 @@ impl Node {
         Some(id)
     }
 
-    fn answer(&mut self, id: RequestId, result: Result<()>) {
+    fn answer(&mut self, id: RequestId, result: Result<bool>) {
         if let Some(w) = self.writes.remove(&id) {
             self.by_index.remove(&w.index);
             let _ = w.reply.send(result);
@@ -763,7 +891,7 @@ impl Node {
                     // A joiner catches up by snapshot, and ignores one that lacks it (raft.rs restore).
                     self.force_snapshot = true;
                 }
-                Ok(())
+                Ok(true)
             }
             Err(err) => Err(err),
         };
@@ -792,18 +920,10 @@ impl Node {
             || wanted
             || applied >= self.last_snapshot + self.cfg.snapshot_threshold)
             && applied > 0
+            && self.preparing.is_none()
         {
             self.force_snapshot = false;
-            let res = self.take_snapshot();
-            for w in self.snapshot_waiters.drain(..) {
-                let _ = w.send(match &res {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(NeedleError::InvalidConfig {
-                        reason: e.to_string(),
-                    }),
-                });
-            }
-            res?;
+            self.start_snapshot()?;
         }
         self.shared.term.store(self.rn.raft.term, Ordering::Release);
         if self.is_leader() {
@@ -812,28 +932,80 @@ impl Node {
         Ok(())
     }
 
-    /// Database checkpoint at `applied` → snapshot file → log compaction.
-    fn take_snapshot(&mut self) -> Result<()> {
-        let applied = self.applied;
-        if applied == self.last_snapshot && self.rn.store().snapshot_descriptor().is_some() {
+    /// Starts making the snapshot at the applied index on a background thread: database
+    /// checkpoint → snapshot header → (on `Event::SnapshotMade`) log compaction. Entries committed
+    /// meanwhile wait in `unapplied`; ticks, heartbeats and appends go on.
+    fn start_snapshot(&mut self) -> Result<()> {
+        let index = self.applied;
+        if self
+            .snapshot_src
+            .as_ref()
+            .is_some_and(|s| s.desc.index == index)
+        {
+            for w in self.snapshot_waiters.drain(..) {
+                let _ = w.send(Ok(()));
+            }
             return Ok(());
         }
         let term = self
             .rn
             .store()
-            .term_of(applied)
+            .term_of(index)
             .expect("the applied index is in the log or is its compaction point");
+        // The persisted commit must cover what the checkpoint will hold.
         self.rn.mut_store().sync(true)?;
-        self.db.checkpoint_with_tag(applied)?;
-        let desc = snapshot::write_snapshot_file(&self.dir, applied, term, &self.window, &self.db)?;
-        self.last_snapshot = applied;
-        let store = self.rn.mut_store();
-        store.set_snapshot(Some(desc));
-        let compact_to = applied.saturating_sub(self.cfg.log_retain_entries);
-        if compact_to > store.snap_index() {
-            store.compact(compact_to)?;
+        self.rn.mut_store().set_preparing(true);
+        let (dir, db, window) = (self.dir.clone(), self.db.clone(), self.window.clone());
+        let events = self.events_tx.clone();
+        let job = std::thread::Builder::new()
+            .name(format!("needle-raft-{}-snapshot", self.id))
+            .spawn(move || {
+                let result = snapshot::prepare(&dir, &db, index, term, &window, true);
+                let _ = events.send(Event::SnapshotMade { index, result });
+            })
+            .map_err(|e| NeedleError::io("spawning the snapshot thread", e))?;
+        self.preparing = Some((index, job));
+        Ok(())
+    }
+
+    /// Takes in a finished snapshot: raft-rs may send it from now on, and the log is compacted.
+    fn snapshot_made(&mut self, index: u64, result: Result<SnapshotSource>) -> Result<()> {
+        if let Some((_, job)) = self.preparing.take() {
+            let _ = job.join();
         }
-        snapshot::remove_other_snapshots(&self.dir, applied);
+        self.rn.mut_store().set_preparing(false);
+        let res = result.and_then(|src| {
+            self.last_snapshot = index;
+            let store = self.rn.mut_store();
+            store.set_snapshot(Some(src.desc));
+            self.snapshot_src = Some(Arc::new(src));
+            let compact_to = index.saturating_sub(self.cfg.log_retain_entries);
+            if compact_to > store.snap_index() {
+                store.compact(compact_to)?;
+            }
+            snapshot::remove_other_snapshots(&self.dir, index);
+            Ok(())
+        });
+        for w in self.snapshot_waiters.drain(..) {
+            let _ = w.send(match &res {
+                Ok(()) => Ok(()),
+                Err(e) => Err(NeedleError::InvalidConfig {
+                    reason: e.to_string(),
+                }),
+            });
+        }
+        res
+    }
+
+    /// Blocks until the snapshot being made (if any) is done, keeping other events for later.
+    fn wait_for_snapshot_job(&mut self) -> Result<()> {
+        while self.preparing.is_some() {
+            match self.events_rx.recv() {
+                Ok(Event::SnapshotMade { index, result }) => self.snapshot_made(index, result)?,
+                Ok(Event::SnapshotSent { to, status }) => self.snapshot_reports.push((to, status)),
+                Err(_) => unreachable!("the node holds a sender of its own events"),
+            }
+        }
         Ok(())
     }
 

@@ -1,14 +1,24 @@
-//! Snapshots as files and as chunks on the wire, and the wire encoding of [`RaftMessage`].
+//! Snapshots: how a node makes one, streams it in chunks, receives one on disk and installs it;
+//! and the wire encoding of [`RaftMessage`].
 //!
-//! A snapshot file is `magic | index | term | dedup window | database snapshot bytes | crc32c`.
+//! A snapshot at index `i` is a header (`magic | header length | index | term | dedup window`)
+//! followed by the database's checkpoint bytes at `i`. Nothing is written twice: right after
+//! `checkpoint_with_tag(i)` the database file *is* the checkpoint stream of `write_snapshot`, so a
+//! node keeps the header in `snapshot-<i>.meta` and an open handle on that checkpoint's inode
+//! (a later checkpoint renames a new file over the path; the handle still reads the old one).
+//! An in-memory database has no file: its snapshot is written whole to `snapshot-<i>.snap`.
+//!
 //! raft-rs only ever sees a small descriptor (index, term, length, crc) in `Snapshot.data`; the
-//! file itself travels as [`SnapshotChunk`]s, and the last chunk carries the MsgSnapshot, which
-//! the receiver steps only once the whole file is stored and its CRC checks.
+//! stream travels as [`SnapshotChunk`]s read piecewise from the handle, and the last chunk
+//! carries the MsgSnapshot. The receiver writes each chunk at its offset in
+//! `incoming-<i>-<term>.part`, and steps the MsgSnapshot only once every chunk is there and the
+//! CRC of the whole stream checks (the file is then fsynced and renamed to `.snap`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::Write;
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use needle_core::Database;
@@ -20,7 +30,7 @@ use crate::error::{NeedleError, Result};
 use crate::message::{NodeId, RaftMessage};
 use crate::storage::{Reader, SnapshotDescriptor, sync_dir};
 
-const FILE_MAGIC: &[u8; 8] = b"NDLRSNP1";
+const HEADER_MAGIC: &[u8; 8] = b"NDLRSNP2";
 const WIRE_RAFT: u8 = 1;
 const WIRE_CHUNK: u8 = 2;
 
@@ -123,12 +133,25 @@ pub(crate) fn decode_message(bytes: &[u8]) -> Result<RaftMessage> {
     }
 }
 
-pub(crate) fn snapshot_path(dir: &Path, index: u64) -> PathBuf {
+/// Bytes read or CRC-checked at a time when a snapshot is streamed, checked or hashed.
+const IO_PIECE: usize = 1 << 20;
+
+fn meta_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("snapshot-{index:020}.meta"))
+}
+
+/// The whole stream of an in-memory database's snapshot (header and database bytes).
+fn full_path(dir: &Path, index: u64) -> PathBuf {
     dir.join(format!("snapshot-{index:020}.snap"))
 }
 
-fn incoming_path(dir: &Path, index: u64, term: u64) -> PathBuf {
-    dir.join(format!("incoming-{index:020}-{term:020}.snap"))
+fn incoming_path(dir: &Path, index: u64, term: u64, ext: &str) -> PathBuf {
+    dir.join(format!("incoming-{index:020}-{term:020}.{ext}"))
+}
+
+fn io_err(what: &str, path: &Path) -> impl Fn(std::io::Error) -> NeedleError {
+    let context = format!("{what} {}", path.display());
+    move |e| NeedleError::io(context.clone(), e)
 }
 
 fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -136,165 +159,319 @@ fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<()> {
         .parent()
         .expect("snapshot paths live in the raft directory");
     let tmp = path.with_extension("tmp");
-    let io = |e| NeedleError::io(format!("writing {}", path.display()), e);
-    let mut f = File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
+    let io = io_err("writing", path);
+    let mut f = File::create(&tmp).map_err(&io)?;
+    f.write_all(bytes).map_err(&io)?;
+    f.sync_all().map_err(&io)?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(&io)?;
     sync_dir(dir)
 }
 
-/// Writes this node's snapshot at `index` (the database exactly at that applied index) and
-/// returns its descriptor.
-pub(crate) fn write_snapshot_file(
-    dir: &Path,
-    index: u64,
-    term: u64,
-    window: &DedupWindow,
-    db: &Database,
-) -> Result<SnapshotDescriptor> {
-    let mut b = Vec::new();
-    b.extend_from_slice(FILE_MAGIC);
-    b.extend_from_slice(&index.to_le_bytes());
-    b.extend_from_slice(&term.to_le_bytes());
-    window.encode(&mut b);
-    db.write_snapshot(&mut b, index)?;
-    let crc = crc32c::crc32c(&b);
-    b.extend_from_slice(&crc.to_le_bytes());
-    write_file_durably(&snapshot_path(dir, index), &b)?;
-    Ok(SnapshotDescriptor {
-        index,
-        term,
-        len: b.len() as u64,
-        crc,
-    })
-}
-
-/// A snapshot file read back and checked.
-pub(crate) struct LoadedSnapshot {
-    pub desc: SnapshotDescriptor,
+/// The header of a snapshot: what it is, and the dedup window at its index.
+pub(crate) struct SnapshotHeader {
+    pub index: u64,
     pub window: DedupWindow,
-    bytes: Vec<u8>,
-    db_offset: usize,
 }
 
-impl LoadedSnapshot {
-    pub(crate) fn read(path: &Path, window_span: u64) -> Result<LoadedSnapshot> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| NeedleError::io(format!("reading {}", path.display()), e))?;
-        let bad = |off: usize, why: &str| NeedleError::corrupted(path, off as u64, why);
-        if bytes.len() < FILE_MAGIC.len() + 20 + 4 || &bytes[..8] != FILE_MAGIC {
-            return Err(bad(0, "not a needle-raft snapshot file"));
-        }
-        let body = &bytes[..bytes.len() - 4];
-        let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes"));
-        if crc32c::crc32c(body) != crc {
-            return Err(bad(bytes.len() - 4, "snapshot CRC mismatch"));
-        }
-        let mut r = Reader::new(&body[8..]);
-        let index = r.u64().ok_or_else(|| bad(8, "short header"))?;
-        let term = r.u64().ok_or_else(|| bad(16, "short header"))?;
-        let window =
-            DedupWindow::decode(window_span, &mut r).ok_or_else(|| bad(24, "bad dedup window"))?;
-        let db_offset = body.len() - r.rest().len();
-        Ok(LoadedSnapshot {
+fn encode_header(index: u64, term: u64, window: &DedupWindow) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&index.to_le_bytes());
+    body.extend_from_slice(&term.to_le_bytes());
+    window.encode(&mut body);
+    let mut b = Vec::with_capacity(12 + body.len());
+    b.extend_from_slice(HEADER_MAGIC);
+    b.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    b.extend_from_slice(&body);
+    b
+}
+
+/// Reads the header at the start of `file` (a `.meta`, `.snap` or incoming file), leaving the
+/// file positioned at the database bytes.
+fn read_header(file: &mut File, path: &Path, window_span: u64) -> Result<SnapshotHeader> {
+    let bad = |off: u64, why: &str| NeedleError::corrupted(path, off, why);
+    let mut fixed = [0u8; 12];
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_exact(&mut fixed))
+        .map_err(|_| bad(0, "shorter than a snapshot header"))?;
+    if &fixed[..8] != HEADER_MAGIC {
+        return Err(bad(0, "not a needle-raft snapshot"));
+    }
+    let body_len = u32::from_le_bytes(fixed[8..].try_into().expect("4 bytes"));
+    let mut body = Vec::new();
+    file.take(u64::from(body_len))
+        .read_to_end(&mut body)
+        .map_err(io_err("reading", path))?;
+    if body.len() != body_len as usize {
+        return Err(bad(12, "snapshot header cut short"));
+    }
+    let mut r = Reader::new(&body);
+    let index = r.u64().ok_or_else(|| bad(12, "short header"))?;
+    r.u64().ok_or_else(|| bad(20, "short header"))?; // the term: raft-rs's metadata has it
+    let window = DedupWindow::decode(window_span, &mut r)
+        .filter(|_| r.is_empty())
+        .ok_or_else(|| bad(28, "bad dedup window"))?;
+    Ok(SnapshotHeader { index, window })
+}
+
+/// This node's snapshot, ready to stream: the header in memory, the database bytes behind an
+/// open handle. Reads are positioned, so several peers can be sent the same snapshot at once.
+pub(crate) struct SnapshotSource {
+    pub desc: SnapshotDescriptor,
+    header: Vec<u8>,
+    file: Mutex<File>,
+    db_offset: u64,
+}
+
+impl std::fmt::Debug for SnapshotSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotSource")
+            .field("desc", &self.desc)
+            .finish()
+    }
+}
+
+impl SnapshotSource {
+    /// Wraps `file` (database bytes from `db_offset` to its end) and CRCs the whole stream.
+    fn new(index: u64, term: u64, header: Vec<u8>, file: File, db_offset: u64) -> Result<Self> {
+        let io = |e| NeedleError::io("reading a snapshot's database bytes", e);
+        let db_len = file.metadata().map_err(io)?.len().saturating_sub(db_offset);
+        let mut src = SnapshotSource {
             desc: SnapshotDescriptor {
                 index,
                 term,
-                len: bytes.len() as u64,
-                crc,
+                len: header.len() as u64 + db_len,
+                crc: 0,
             },
-            window,
+            header,
+            file: Mutex::new(file),
             db_offset,
-            bytes,
-        })
+        };
+        let mut crc = crc32c::crc32c(&src.header);
+        let mut off = src.header.len() as u64;
+        while off < src.desc.len {
+            let piece = src.read_range(off, IO_PIECE).map_err(io)?;
+            crc = crc32c::crc32c_append(crc, &piece);
+            off += piece.len() as u64;
+        }
+        src.desc.crc = crc;
+        Ok(src)
     }
 
-    /// Replaces the database's contents with the snapshot's.
-    pub(crate) fn restore_into(&self, db: &Database) -> Result<()> {
-        let mut db_bytes = &self.bytes[self.db_offset..self.bytes.len() - 4];
-        db.restore_snapshot(&mut db_bytes)?;
-        Ok(())
+    /// Up to `max` bytes of the stream from `off` (fewer only at its end).
+    fn read_range(&self, off: u64, max: usize) -> std::io::Result<Vec<u8>> {
+        let hlen = self.header.len() as u64;
+        let end = (off + max as u64).min(self.desc.len);
+        let mut buf = Vec::with_capacity(end.saturating_sub(off) as usize);
+        if off < hlen {
+            buf.extend_from_slice(&self.header[off as usize..end.min(hlen) as usize]);
+        }
+        let db_from = off.max(hlen) - hlen;
+        let db_to = end.max(hlen) - hlen;
+        if db_to > db_from {
+            let at = buf.len();
+            buf.resize(at + (db_to - db_from) as usize, 0);
+            let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            f.seek(SeekFrom::Start(self.db_offset + db_from))?;
+            f.read_exact(&mut buf[at..])?;
+        }
+        Ok(buf)
     }
 }
 
-/// Deletes every snapshot file in `dir` except the one at `keep`.
+/// Makes this node's snapshot at `index`. The database must hold exactly the entries up to
+/// `index`, and nothing may be applied until this returns; the Raft log must already be synced
+/// up to `index`. With `checkpoint` false the database's checkpoint is already at `index` (at
+/// restart, or right after installing a snapshot) and is only described.
+pub(crate) fn prepare(
+    dir: &Path,
+    db: &Database,
+    index: u64,
+    term: u64,
+    window: &DedupWindow,
+    checkpoint: bool,
+) -> Result<SnapshotSource> {
+    let header = encode_header(index, term, window);
+    match db.path() {
+        Some(path) => {
+            if checkpoint {
+                db.checkpoint_with_tag(index)?;
+            }
+            // Open before anything else can checkpoint: this handle pins the inode at `index`.
+            let file = File::open(path).map_err(io_err("opening", path))?;
+            write_file_durably(&meta_path(dir, index), &header)?;
+            SnapshotSource::new(index, term, header, file, 0)
+        }
+        None => {
+            let path = full_path(dir, index);
+            if checkpoint || !path.exists() {
+                let mut bytes = header.clone();
+                db.write_snapshot(&mut bytes, index)?;
+                write_file_durably(&path, &bytes)?;
+            }
+            let file = File::open(&path).map_err(io_err("opening", &path))?;
+            let db_offset = header.len() as u64;
+            SnapshotSource::new(index, term, header, file, db_offset)
+        }
+    }
+}
+
+/// The header of the newest snapshot this node made or installed at or below `max_index`.
+pub(crate) fn latest_header(
+    dir: &Path,
+    max_index: u64,
+    window_span: u64,
+) -> Result<Option<SnapshotHeader>> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(None);
+    };
+    let newest = rd
+        .flatten()
+        .filter_map(|ent| {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_prefix("snapshot-")?;
+            let idx: u64 = stem
+                .strip_suffix(".meta")
+                .or_else(|| stem.strip_suffix(".snap"))?
+                .parse()
+                .ok()?;
+            Some((idx, ent.path()))
+        })
+        .filter(|(i, _)| *i <= max_index)
+        .max_by_key(|(i, _)| *i);
+    let Some((_, path)) = newest else {
+        return Ok(None);
+    };
+    let mut f = File::open(&path).map_err(io_err("opening", &path))?;
+    read_header(&mut f, &path, window_span).map(Some)
+}
+
+/// The newest complete snapshot stream on this node (an in-memory database's own, or one
+/// received whole and CRC-checked) with an index in `(above, max]`, to restore the database from
+/// at restart.
+pub(crate) fn newest_stream(dir: &Path, above: u64, max: u64) -> Option<(u64, PathBuf)> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|ent| {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let rest = name.strip_suffix(".snap")?;
+            let idx = match rest.strip_prefix("snapshot-") {
+                Some(i) => i,
+                None => rest.strip_prefix("incoming-")?.split('-').next()?,
+            };
+            Some((idx.parse().ok()?, ent.path()))
+        })
+        .filter(|(i, _)| *i > above && *i <= max)
+        .max_by_key(|(i, _)| *i)
+}
+
+/// Replaces the database's contents with the snapshot stream at `path`, which must be the
+/// snapshot at `index`; returns its header.
+pub(crate) fn restore(
+    path: &Path,
+    db: &Database,
+    window_span: u64,
+    index: u64,
+) -> Result<SnapshotHeader> {
+    let mut f = File::open(path).map_err(io_err("opening", path))?;
+    let header = read_header(&mut f, path, window_span)?;
+    if header.index != index {
+        return Err(NeedleError::corrupted(
+            path,
+            12,
+            format!("holds the snapshot at {}, not at {index}", header.index),
+        ));
+    }
+    db.restore_snapshot(&mut f)?;
+    Ok(header)
+}
+
+/// After installing a received snapshot at `index`: an in-memory database keeps the stream as
+/// its own snapshot file; a file-backed one has it as its checkpoint already.
+pub(crate) fn keep_installed(dir: &Path, from: &Path, db: &Database, index: u64) -> Result<()> {
+    if db.path().is_none() {
+        let to = full_path(dir, index);
+        std::fs::rename(from, &to).map_err(io_err("renaming", from))?;
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Deletes every snapshot file in `dir` except those of `keep` (and chunks still arriving).
 pub(crate) fn remove_other_snapshots(dir: &Path, keep: u64) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
-    let keep = snapshot_path(dir, keep);
+    let keep = [meta_path(dir, keep), full_path(dir, keep)];
     for ent in rd.flatten() {
         let p = ent.path();
         let name = ent.file_name();
         let name = name.to_string_lossy();
-        if p != keep
-            && (name.starts_with("snapshot-") || name.starts_with("incoming-"))
-            && name.ends_with(".snap")
-        {
+        let ours = (name.starts_with("snapshot-")
+            && (name.ends_with(".meta") || name.ends_with(".snap")))
+            || (name.starts_with("incoming-") && name.ends_with(".snap"));
+        if ours && !keep.contains(&p) {
             let _ = std::fs::remove_file(p);
         }
     }
 }
 
-/// The newest snapshot file in `dir`, if any.
-pub(crate) fn latest_snapshot_file(dir: &Path) -> Option<(u64, PathBuf)> {
-    let rd = std::fs::read_dir(dir).ok()?;
-    rd.flatten()
-        .filter_map(|ent| {
-            let name = ent.file_name().to_string_lossy().into_owned();
-            let idx = name
-                .strip_prefix("snapshot-")?
-                .strip_suffix(".snap")?
-                .parse()
-                .ok()?;
-            Some((idx, ent.path()))
-        })
-        .max_by_key(|(i, _)| *i)
-}
-
-/// Splits this node's snapshot file into chunks, the last carrying `msg`.
-pub(crate) fn chunk_snapshot(
-    dir: &Path,
-    d: &SnapshotDescriptor,
+/// Streams `src` to a peer as chunks of `chunk_size` bytes, read piecewise from disk; the last
+/// chunk carries `msg`.
+pub(crate) fn send_chunks(
+    src: &SnapshotSource,
     msg: Message,
     chunk_size: usize,
-) -> Result<Vec<SnapshotChunk>> {
-    let path = snapshot_path(dir, d.index);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| NeedleError::io(format!("reading {}", path.display()), e))?;
+    mut send: impl FnMut(SnapshotChunk) -> Result<()>,
+) -> Result<()> {
     let chunk_size = chunk_size.max(1);
-    let count = bytes.len().div_ceil(chunk_size).max(1) as u32;
-    let mut out = Vec::with_capacity(count as usize);
-    for (seq, data) in bytes.chunks(chunk_size).enumerate() {
-        out.push(SnapshotChunk {
+    let d = src.desc;
+    let count = u32::try_from(d.len.div_ceil(chunk_size as u64).max(1)).map_err(|_| {
+        NeedleError::InvalidConfig {
+            reason: format!(
+                "a {} byte snapshot needs more than 2^32 chunks of {chunk_size} bytes",
+                d.len
+            ),
+        }
+    })?;
+    let mut msg = Some(msg);
+    for seq in 0..count {
+        let off = u64::from(seq) * chunk_size as u64;
+        let data = src
+            .read_range(off, chunk_size)
+            .map_err(|e| NeedleError::io(format!("reading snapshot {} for a peer", d.index), e))?;
+        let last = seq + 1 == count;
+        send(SnapshotChunk {
             index: d.index,
             term: d.term,
-            seq: seq as u32,
+            seq,
             count,
-            total_len: bytes.len() as u64,
+            total_len: d.len,
             crc: d.crc,
-            data: data.to_vec(),
-            message: None,
-        });
+            data,
+            message: if last { msg.take() } else { None },
+        })?;
     }
-    if let Some(last) = out.last_mut() {
-        last.message = Some(msg);
-    }
-    Ok(out)
+    Ok(())
 }
 
 struct Assembly {
     count: u32,
     total_len: u64,
     crc: u32,
-    parts: BTreeMap<u32, Vec<u8>>,
+    /// The length of every chunk but the last (all the same), once one has arrived.
+    chunk_len: Option<u64>,
+    last_len: Option<u64>,
+    have: HashSet<u32>,
     message: Option<Message>,
     started: Instant,
+    file: File,
+    path: PathBuf,
 }
 
-/// Collects chunks (in any order, duplicates ignored) until a snapshot file is complete.
+/// Collects chunks (in any order, duplicates ignored) into a file on disk until a snapshot
+/// stream is complete. Holds no chunk in memory.
 #[derive(Default)]
 pub(crate) struct Assembler {
     pending: HashMap<(NodeId, u64, u64), Assembly>,
@@ -309,8 +486,8 @@ impl std::fmt::Debug for Assembler {
 }
 
 impl Assembler {
-    /// Adds a chunk. Once the file from `from` is complete and checks, it is stored in `dir` and
-    /// the MsgSnapshot to step is returned.
+    /// Adds a chunk. Once the stream from `from` is complete and its CRC checks, it is stored
+    /// durably as `incoming-<index>-<term>.snap` and the MsgSnapshot to step is returned.
     pub(crate) fn add(
         &mut self,
         dir: &Path,
@@ -318,58 +495,226 @@ impl Assembler {
         c: SnapshotChunk,
         max_age: Duration,
     ) -> Result<Option<Message>> {
-        self.pending.retain(|_, a| a.started.elapsed() < max_age);
-        let key = (from, c.index, c.term);
-        let a = self.pending.entry(key).or_insert_with(|| Assembly {
-            count: c.count,
-            total_len: c.total_len,
-            crc: c.crc,
-            parts: BTreeMap::new(),
-            message: None,
-            started: Instant::now(),
+        self.pending.retain(|_, a| {
+            let fresh = a.started.elapsed() < max_age;
+            if !fresh {
+                let _ = std::fs::remove_file(&a.path);
+            }
+            fresh
         });
+        let key = (from, c.index, c.term);
+        let res = self.add_inner(dir, key, c);
+        if res.is_err()
+            && let Some(a) = self.pending.remove(&key)
+        {
+            let _ = std::fs::remove_file(&a.path);
+        }
+        res
+    }
+
+    fn add_inner(
+        &mut self,
+        dir: &Path,
+        key: (NodeId, u64, u64),
+        c: SnapshotChunk,
+    ) -> Result<Option<Message>> {
+        let a = match self.pending.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let path = incoming_path(dir, c.index, c.term, "part");
+                let file = OpenOptions::new()
+                    .create(true)
+                    .truncate(true)
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err("creating", &path))?;
+                e.insert(Assembly {
+                    count: c.count,
+                    total_len: c.total_len,
+                    crc: c.crc,
+                    chunk_len: None,
+                    last_len: None,
+                    have: HashSet::new(),
+                    message: None,
+                    started: Instant::now(),
+                    file,
+                    path,
+                })
+            }
+        };
         if a.count != c.count || a.total_len != c.total_len || a.crc != c.crc {
-            self.pending.remove(&key);
             return Err(NeedleError::invalid_message(
-                "snapshot chunks disagree on the file",
+                "snapshot chunks disagree on the stream",
             ));
+        }
+        let len = c.data.len() as u64;
+        let off = if c.seq + 1 < c.count {
+            if len == 0 || *a.chunk_len.get_or_insert(len) != len {
+                return Err(NeedleError::invalid_message(
+                    "snapshot chunks of different lengths",
+                ));
+            }
+            u64::from(c.seq) * len
+        } else {
+            a.last_len = Some(len);
+            a.total_len
+                .checked_sub(len)
+                .ok_or_else(|| NeedleError::invalid_message("snapshot chunk past the end"))?
+        };
+        if off + len > a.total_len {
+            return Err(NeedleError::invalid_message("snapshot chunk past the end"));
+        }
+        if a.have.insert(c.seq) {
+            a.file
+                .seek(SeekFrom::Start(off))
+                .and_then(|_| a.file.write_all(&c.data))
+                .map_err(io_err("writing", &a.path))?;
         }
         if c.message.is_some() {
             a.message = c.message;
         }
-        a.parts.entry(c.seq).or_insert(c.data);
-        if a.parts.len() < a.count as usize || a.message.is_none() {
+        if a.have.len() < a.count as usize || a.message.is_none() {
             return Ok(None);
         }
         let a = self
             .pending
             .remove(&key)
             .expect("the assembly was just found");
-        let mut bytes = Vec::with_capacity(a.total_len as usize);
-        for p in a.parts.into_values() {
-            bytes.extend_from_slice(&p);
+        let covered = match a.count {
+            1 => a.last_len == Some(a.total_len),
+            n => {
+                a.chunk_len.unwrap_or(0) * u64::from(n - 1) + a.last_len.unwrap_or(0) == a.total_len
+            }
+        };
+        let done = Assembly::finish(&a, dir, key, covered);
+        if done.is_err() {
+            let _ = std::fs::remove_file(&a.path);
         }
-        if bytes.len() as u64 != a.total_len || bytes.len() < 4 {
-            return Err(NeedleError::invalid_message(
-                "snapshot file length mismatch",
-            ));
-        }
-        let (body, trailer) = bytes.split_at(bytes.len() - 4);
-        let crc = u32::from_le_bytes(trailer.try_into().expect("4 bytes"));
-        if crc != a.crc || crc32c::crc32c(body) != crc {
-            return Err(NeedleError::invalid_message("snapshot file CRC mismatch"));
-        }
-        write_file_durably(&incoming_path(dir, key.1, key.2), &bytes)?;
+        done?;
         Ok(a.message)
     }
 }
 
-/// Moves a received snapshot file into place as this node's snapshot at `index`.
-pub(crate) fn adopt_incoming(dir: &Path, index: u64, term: u64) -> Result<PathBuf> {
-    let from = incoming_path(dir, index, term);
-    let to = snapshot_path(dir, index);
-    std::fs::rename(&from, &to)
-        .map_err(|e| NeedleError::io(format!("renaming {}", from.display()), e))?;
-    sync_dir(dir)?;
-    Ok(to)
+impl Assembly {
+    fn finish(&self, dir: &Path, key: (NodeId, u64, u64), covered: bool) -> Result<()> {
+        if !covered {
+            return Err(NeedleError::invalid_message(
+                "snapshot chunks do not cover the stream",
+            ));
+        }
+        let io = io_err("checking", &self.path);
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(0)).map_err(&io)?;
+        let mut crc = 0;
+        let mut buf = vec![0u8; IO_PIECE];
+        loop {
+            let n = f.read(&mut buf).map_err(&io)?;
+            if n == 0 {
+                break;
+            }
+            crc = crc32c::crc32c_append(crc, &buf[..n]);
+        }
+        if crc != self.crc {
+            return Err(NeedleError::invalid_message("snapshot stream CRC mismatch"));
+        }
+        self.file.sync_all().map_err(&io)?;
+        let to = incoming_path(dir, key.1, key.2, "snap");
+        std::fs::rename(&self.path, &to).map_err(&io)?;
+        sync_dir(dir)
+    }
+}
+
+/// The received stream of the snapshot at (`index`, `term`).
+pub(crate) fn incoming_file(dir: &Path, index: u64, term: u64) -> PathBuf {
+    incoming_path(dir, index, term, "snap")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::RequestId;
+    use needle_core::{DatabaseOptions, WalMode};
+
+    fn fill(db: &Database, from: usize, n: usize) {
+        for i in from..from + n {
+            db.insert("c", &format!("r{i}"), vec![i as f32, 1.0, 2.0, 3.0], None)
+                .unwrap();
+        }
+    }
+
+    /// Streams `src` as shuffled and duplicated chunks into an assembler in `dir`.
+    fn deliver(src: &SnapshotSource, dir: &Path, chunk: usize, corrupt: bool) -> Result<()> {
+        let mut chunks = Vec::new();
+        send_chunks(src, Message::default(), chunk, |c| {
+            chunks.push(c);
+            Ok(())
+        })
+        .unwrap();
+        assert!(chunks.len() > 3, "{} chunks", chunks.len());
+        chunks.reverse();
+        let dup = chunks[1].clone();
+        chunks.insert(0, dup);
+        if corrupt {
+            chunks[3].data[0] ^= 1;
+        }
+        let mut asm = Assembler::default();
+        let mut got = None;
+        for c in chunks {
+            if let Some(m) = asm.add(dir, 1, c, Duration::from_secs(60))? {
+                got = Some(m);
+            }
+        }
+        assert!(got.is_some(), "the stream completed");
+        Ok(())
+    }
+
+    #[test]
+    fn a_checkpoint_handle_streams_the_state_at_its_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir_all(&dir_a).unwrap();
+        std::fs::create_dir_all(&dir_b).unwrap();
+        let off = DatabaseOptions { wal: WalMode::Off };
+        let a = Database::open_with(tmp.path().join("a.needle"), off.clone()).unwrap();
+        a.create_collection("c", 4).unwrap();
+        fill(&a, 0, 200);
+        let mut window = DedupWindow::new(100);
+        window.record(7, RequestId { client: 1, seq: 2 });
+        let src = prepare(&dir_a, &a, 7, 3, &window, true).unwrap();
+        let at_snapshot = a.state_checksum();
+        // Later writes and a later checkpoint rename a new file over the path: the handle still
+        // reads the checkpoint at index 7.
+        fill(&a, 200, 50);
+        a.checkpoint_with_tag(9).unwrap();
+        assert_ne!(a.state_checksum(), at_snapshot);
+        deliver(&src, &dir_b, 1000, false).unwrap();
+        let b = Database::open_with(tmp.path().join("b.needle"), off).unwrap();
+        let h = restore(&incoming_file(&dir_b, 7, 3), &b, 100, 7).unwrap();
+        assert_eq!(b.state_checksum(), at_snapshot);
+        assert_eq!(b.checkpoint_tag(), 7);
+        assert!(h.window.contains(&RequestId { client: 1, seq: 2 }));
+        // The header on disk describes the snapshot too.
+        let h = latest_header(&dir_a, 100, 100).unwrap().unwrap();
+        assert_eq!(h.index, 7);
+    }
+
+    #[test]
+    fn an_in_memory_snapshot_round_trips_and_a_bad_chunk_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = Database::in_memory();
+        db.create_collection("c", 4).unwrap();
+        fill(&db, 0, 100);
+        let src = prepare(tmp.path(), &db, 5, 2, &DedupWindow::new(10), true).unwrap();
+        let recv = tmp.path().join("recv");
+        std::fs::create_dir_all(&recv).unwrap();
+        assert!(deliver(&src, &recv, 512, true).is_err());
+        assert!(!incoming_file(&recv, 5, 2).exists());
+        deliver(&src, &recv, 512, false).unwrap();
+        let other = Database::in_memory();
+        restore(&incoming_file(&recv, 5, 2), &other, 10, 5).unwrap();
+        assert_eq!(other.state_checksum(), db.state_checksum());
+        assert!(restore(&incoming_file(&recv, 5, 2), &other, 10, 6).is_err());
+        assert_eq!(newest_stream(tmp.path(), 0, 10).map(|(i, _)| i), Some(5));
+    }
 }

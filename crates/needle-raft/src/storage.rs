@@ -111,11 +111,23 @@ pub(crate) struct LogStore {
     /// The applied index raft-rs starts from; `initial_state` returns the conf state at it.
     initial_applied: u64,
     snapshot: Option<SnapshotDescriptor>,
+    /// A new snapshot is being made in the background: raft-rs is told to ask again later.
+    preparing: bool,
     snapshot_wanted: Cell<bool>,
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("log-{seq:020}.seg"))
+}
+
+/// Opens (creating it if needed) a segment for appending.
+fn open_segment(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| NeedleError::io(format!("opening {}", path.display()), e))
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
@@ -151,12 +163,7 @@ impl LogStore {
         let first_seq = seqs.first().copied().unwrap_or(1);
         let last_seq = seqs.last().copied().unwrap_or(1);
         let path = segment_path(dir, last_seq);
-        let active = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| NeedleError::io(format!("opening {}", path.display()), e))?;
+        let active = open_segment(&path)?;
         let mut store = LogStore {
             dir: dir.to_path_buf(),
             segment_size,
@@ -171,6 +178,7 @@ impl LogStore {
             confs: Vec::new(),
             initial_applied: 0,
             snapshot: None,
+            preparing: false,
             snapshot_wanted: Cell::new(false),
         };
         if fresh {
@@ -444,13 +452,7 @@ impl LogStore {
         self.sync_inner(true)?;
         let seq = self.segments.last().map_or(1, |s| s.seq + 1);
         let path = segment_path(&self.dir, seq);
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| NeedleError::io(format!("creating {}", path.display()), e))?;
-        self.active = file;
+        self.active = open_segment(&path)?;
         self.active_len = 0;
         self.segments.push(Segment {
             seq,
@@ -529,8 +531,10 @@ impl LogStore {
         self.snapshot_wanted.set(false);
     }
 
-    pub(crate) fn snapshot_descriptor(&self) -> Option<SnapshotDescriptor> {
-        self.snapshot
+    /// While true, `Storage::snapshot` answers `SnapshotTemporarilyUnavailable` (raft-rs asks
+    /// again on a later heartbeat response).
+    pub(crate) fn set_preparing(&mut self, preparing: bool) {
+        self.preparing = preparing;
     }
 
     /// True once raft-rs asked for a snapshot that this node does not have yet.
@@ -585,6 +589,9 @@ impl raft::Storage for LogStore {
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         match self.snapshot {
+            _ if self.preparing => Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            )),
             Some(d) if d.index >= request_index && d.index >= self.snap_index && d.index > 0 => {
                 let mut snap = Snapshot {
                     data: d.encode().into(),
@@ -956,5 +963,28 @@ mod tests {
         assert_eq!(s.initial_state().unwrap().conf_state.learners, vec![4]);
         assert!(s.snapshot(0, 2).is_err());
         assert!(s.take_snapshot_wanted());
+    }
+
+    #[test]
+    fn snapshot_is_temporarily_unavailable_while_one_is_prepared() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LogStore::open(dir.path(), 1 << 20, &[1]).unwrap();
+        s.persist_entries(&(1..=5).map(|i| ent(i, 1)).collect::<Vec<_>>());
+        s.set_snapshot(Some(SnapshotDescriptor {
+            index: 5,
+            term: 1,
+            len: 100,
+            crc: 7,
+        }));
+        assert_eq!(s.snapshot(0, 2).unwrap().get_metadata().index, 5);
+        s.set_preparing(true);
+        assert!(matches!(
+            s.snapshot(0, 2),
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
+        ));
+        s.set_preparing(false);
+        assert!(s.snapshot(0, 2).is_ok());
     }
 }

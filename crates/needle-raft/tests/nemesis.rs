@@ -4,8 +4,8 @@
 //! (Wing–Gong–Lowe, timed-out writes maybe-applied), every acknowledged append present, no
 //! definitely-failed append present, and every node's checksum identical.
 //!
-//! `NEEDLE_SEED=S` replays a seed; `NEEDLE_NEMESIS_SEEDS=N` runs N seeds (S, S+1, ...);
-//! `NEEDLE_NEMESIS_MS` sets each run's length (default 2500 ms).
+//! A default run tries 5 seeds of 1.2 s of faults each (S, S+1, ...); `NEEDLE_SEED=S` replays from
+//! S, `NEEDLE_NEMESIS_SEEDS=N` runs N seeds, and `NEEDLE_NEMESIS_MS` sets each run's length.
 
 mod common;
 
@@ -275,8 +275,8 @@ fn run(seed: u64, duration: Duration) -> RunReport {
 #[test]
 fn nemesis_linearizable_under_faults() {
     let first = common::seed("nemesis_linearizable_under_faults");
-    let seeds = env_u64("NEEDLE_NEMESIS_SEEDS").unwrap_or(1);
-    let duration = Duration::from_millis(env_u64("NEEDLE_NEMESIS_MS").unwrap_or(2500));
+    let seeds = env_u64("NEEDLE_NEMESIS_SEEDS").unwrap_or(5);
+    let duration = Duration::from_millis(env_u64("NEEDLE_NEMESIS_MS").unwrap_or(1200));
     let mut gaps = Vec::new();
     for i in 0..seeds {
         let seed = first.wrapping_add(i);

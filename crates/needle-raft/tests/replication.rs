@@ -32,7 +32,9 @@ fn replication_and_read_your_writes() {
     }
     l.update("docs", "d1", None, Some(json!({"i": 100})))
         .unwrap();
-    l.delete("docs", "d2").unwrap();
+    // A replicated delete says whether the record was there, as applied.
+    assert!(l.delete("docs", "d2").unwrap());
+    assert!(!l.delete("docs", "d2").unwrap());
     l.insert_batch(
         "docs",
         (0..10)

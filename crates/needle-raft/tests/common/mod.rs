@@ -41,6 +41,21 @@ pub fn test_config() -> ReplicatedDatabaseConfig {
     }
 }
 
+/// The size of node `id`'s latest snapshot as streamed to a peer: its header file
+/// (`snapshot-*.meta`) and the database checkpoint it describes.
+pub fn snapshot_bytes(c: &Cluster, id: NodeId) -> u64 {
+    let header: u64 = std::fs::read_dir(c.dir.path().join(format!("node-{id}-raft")))
+        .expect("the node's raft directory")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".meta"))
+        .map(|e| e.metadata().expect("metadata").len())
+        .sum();
+    let db = std::fs::metadata(c.dir.path().join(format!("node-{id}.needle")))
+        .expect("the node's database file")
+        .len();
+    header + db
+}
+
 type Nodes = BTreeMap<NodeId, Arc<ReplicatedDatabase>>;
 
 pub struct Cluster {

@@ -1,0 +1,61 @@
+//! `needle info FILE`: collections, counts, configuration, and the file's size.
+
+use serde_json::json;
+
+use super::{config_json, distance_name, file_sizes, open_existing};
+use crate::cli::InfoArgs;
+use crate::error::Result;
+use crate::output::{self, Table};
+
+pub fn run(args: &InfoArgs, json: bool) -> Result<()> {
+    let db = open_existing(&args.file)?;
+    let infos = db
+        .list_collections()
+        .iter()
+        .map(|name| db.collection_info(name))
+        .collect::<needle_core::Result<Vec<_>>>()?;
+    let (size, wal) = file_sizes(&args.file);
+    if json {
+        return output::print_json(&json!({
+            "file": args.file,
+            "file_bytes": size,
+            "wal_bytes": wal,
+            "checkpoint_tag": db.checkpoint_tag(),
+            "collections": infos.iter().map(config_json).collect::<Vec<_>>(),
+        }));
+    }
+    let mut text = format!(
+        "{}: {} (log {}), {} collection{}\n",
+        args.file.display(),
+        output::bytes(size),
+        output::bytes(wal),
+        infos.len(),
+        if infos.len() == 1 { "" } else { "s" }
+    );
+    if !infos.is_empty() {
+        let mut table = Table::new(&[
+            "collection",
+            "dims",
+            "distance",
+            "records",
+            "deleted",
+            "m",
+            "ef_construction",
+            "ef_search",
+        ]);
+        for i in &infos {
+            table.row(vec![
+                i.name.clone(),
+                i.dimensions.to_string(),
+                distance_name(i.config.distance).to_string(),
+                i.count.to_string(),
+                i.deleted.to_string(),
+                i.config.m.to_string(),
+                i.config.ef_construction.to_string(),
+                i.config.ef_search.to_string(),
+            ]);
+        }
+        text.push_str(&table.render());
+    }
+    output::print(&text)
+}

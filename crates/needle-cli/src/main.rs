@@ -1,0 +1,5 @@
+//! `needle`: see `needle --help` and `docs/cli.md`.
+
+fn main() -> std::process::ExitCode {
+    needle_cli::run()
+}

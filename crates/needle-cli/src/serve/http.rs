@@ -1,0 +1,830 @@
+//! The HTTP JSON API of a node (`docs/http-api.md` documents every endpoint). Each handler parses
+//! its request into typed values, then calls the blocking `ReplicatedDatabase` on tokio's
+//! blocking pool. Writes go through Raft; a follower answers them with `not_leader` naming the
+//! leader's HTTP address. Reads pass a read barrier (`linearizable` by default, or `follower`
+//! for a bounded-staleness local read) and then read the local database.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use needle_core::{CollectionConfig, CollectionInfo, Distance, Filter, Record, SearchOptions};
+use needle_raft::{ReadConsistency, Role};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::App;
+use super::api_error::{ApiError, from_core, from_raft};
+use crate::client::Client;
+use crate::error::{CliError, Result};
+use crate::output::RecordJson;
+
+type Shared = State<Arc<App>>;
+type Answer = std::result::Result<Response, ApiError>;
+
+/// Serves the API on `listener` until a shutdown signal or `POST /v1/admin/shutdown`.
+pub async fn serve(app: Arc<App>, listener: std::net::TcpListener, max_body: usize) -> Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| CliError::io("starting the HTTP listener", e))?;
+    let router = Router::new()
+        .route("/v1/status", get(status))
+        .route(
+            "/v1/collections",
+            get(list_collections).post(create_collection),
+        )
+        .route(
+            "/v1/collections/{collection}",
+            get(collection_info).delete(drop_collection),
+        )
+        .route("/v1/collections/{collection}/records", post(insert))
+        .route(
+            "/v1/collections/{collection}/records/batch",
+            post(insert_batch),
+        )
+        .route(
+            "/v1/collections/{collection}/records/{id}",
+            get(get_record).patch(update).delete(delete_record),
+        )
+        .route("/v1/collections/{collection}/ids", get(list_ids))
+        .route("/v1/collections/{collection}/search", post(search))
+        .route("/v1/collections/{collection}/compact", post(compact))
+        .route("/v1/cluster/nodes", post(add_node))
+        .route("/v1/cluster/nodes/{id}", delete(remove_node))
+        .route("/v1/cluster/peers", post(register_peer))
+        .route("/v1/cluster/leader", post(transfer_leader))
+        .route("/v1/admin/shutdown", post(shutdown))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(app.clone(), authenticate))
+        .with_state(app.clone());
+    let stop = app.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stop_signal(&stop).await })
+        .await
+        .map_err(|e| CliError::io("serving HTTP", e))
+}
+
+async fn stop_signal(app: &App) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+        _ = app.shutdown.notified() => {}
+    }
+}
+
+// ---- plumbing ----------------------------------------------------------------------------------
+
+/// Every request carries `Authorization: Bearer <token>` when the node has a token.
+async fn authenticate(State(app): Shared, request: Request, next: Next) -> Response {
+    if let Some(token) = &app.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token (send Authorization: Bearer <token>)",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_endpoint",
+        format!(
+            "no endpoint {} {} (see docs/http-api.md)",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// A JSON request body whose rejections (malformed JSON, a wrong field, a missing
+/// `Content-Type`, a body over the limit) are answered in the API's error format.
+struct Body<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> std::result::Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(rejection) => Err(body_error(rejection)),
+        }
+    }
+}
+
+fn body_error(rejection: JsonRejection) -> ApiError {
+    // axum answers 422 for JSON of the wrong shape; the API calls every malformed body 400.
+    let (status, code) = match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        }
+        _ => (StatusCode::BAD_REQUEST, "bad_request"),
+    };
+    ApiError::new(status, code, rejection.body_text())
+}
+
+/// Runs blocking work (anything that waits on Raft) off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::result::Result<T, ApiError> + Send + 'static,
+) -> std::result::Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("a request handler failed: {e}")))?
+}
+
+fn raft_error(app: &App, e: needle_raft::NeedleError) -> ApiError {
+    from_raft(e, |id| app.http_of(id))
+}
+
+fn ok(status: StatusCode, body: Value) -> Answer {
+    Ok((status, Json(body)).into_response())
+}
+
+/// A write is refused at once on a follower (Raft would refuse it too, one round trip later).
+fn require_leader(app: &App) -> std::result::Result<(), ApiError> {
+    if app.node.role() == Role::Leader {
+        return Ok(());
+    }
+    let leader = app.node.leader();
+    Err(ApiError::not_leader(
+        leader,
+        leader.and_then(|l| app.http_of(l)),
+    ))
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Consistency {
+    /// ReadIndex through the leader, then a wait until this node has applied that index.
+    #[default]
+    Linearizable,
+    /// This node's own state, refused when it has not heard from a leader within
+    /// `--max-staleness-ms`.
+    Follower,
+}
+
+impl From<Consistency> for ReadConsistency {
+    fn from(c: Consistency) -> Self {
+        match c {
+            Consistency::Linearizable => ReadConsistency::Linearizable,
+            Consistency::Follower => ReadConsistency::BoundedStaleness,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadParams {
+    #[serde(default)]
+    consistency: Consistency,
+    #[serde(default)]
+    checksum: bool,
+}
+
+fn barrier(app: &App, c: Consistency) -> std::result::Result<(), ApiError> {
+    app.node
+        .read_barrier(c.into())
+        .map_err(|e| raft_error(app, e))
+}
+
+fn distance_name(d: Distance) -> &'static str {
+    crate::commands::distance_name(d)
+}
+
+fn info_json(i: &CollectionInfo) -> Value {
+    json!({
+        "name": i.name,
+        "dimensions": i.dimensions,
+        "distance": distance_name(i.config.distance),
+        "m": i.config.m,
+        "ef_construction": i.config.ef_construction,
+        "ef_search": i.config.ef_search,
+        "count": i.count,
+        "deleted": i.deleted,
+    })
+}
+
+/// Checks a write's vectors against the collection as this (leader) node has it, so that a
+/// request with a wrong dimension is refused before it reaches the Raft log.
+fn check_vectors<'a>(
+    app: &App,
+    collection: &str,
+    vectors: impl Iterator<Item = &'a [f32]>,
+) -> std::result::Result<(), ApiError> {
+    let info = app.db.collection_info(collection).map_err(from_core)?;
+    for (i, v) in vectors.enumerate() {
+        if v.len() != info.dimensions {
+            return Err(from_core(needle_core::NeedleError::DimensionMismatch {
+                collection: collection.to_string(),
+                expected: info.dimensions,
+                got: v.len(),
+            })
+            .with("record", json!(i)));
+        }
+    }
+    Ok(())
+}
+
+// ---- status and cluster ------------------------------------------------------------------------
+
+async fn status(State(app): Shared, Query(p): Query<ReadParams>) -> Answer {
+    let body = blocking(move || {
+        let s = app.node.status().map_err(|e| raft_error(&app, e))?;
+        let progress: serde_json::Map<String, Value> = s
+            .progress
+            .iter()
+            .map(|(id, p)| {
+                (
+                    id.to_string(),
+                    json!({
+                        "matched": p.matched,
+                        "next_index": p.next_index,
+                        "state": p.state,
+                        "recent_active": p.recent_active,
+                        "lag": s.commit.saturating_sub(p.matched),
+                    }),
+                )
+            })
+            .collect();
+        let http_peers: serde_json::Map<String, Value> = app
+            .http_peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, a)| (id.to_string(), json!(a.to_string())))
+            .collect();
+        let peers: serde_json::Map<String, Value> = app
+            .raft_peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, a)| {
+                let connected = app.transport.peer_stats(*id).is_some_and(|s| s.connected);
+                (
+                    id.to_string(),
+                    json!({"raft": a.to_string(), "connected": connected}),
+                )
+            })
+            .collect();
+        let m = app.transport.metrics();
+        let mut body = json!({
+            "id": s.id,
+            "role": format!("{:?}", s.role).to_lowercase(),
+            "term": s.term,
+            "leader": s.leader,
+            "leader_http": s.leader.and_then(|l| app.http_of(l)),
+            "commit": s.commit,
+            "applied": s.applied,
+            "first_index": s.first_index,
+            "last_index": s.last_index,
+            "snapshot_index": s.snapshot_index,
+            "voters": s.voters,
+            "learners": s.learners,
+            "progress": progress,
+            "http": app.http_addr.to_string(),
+            "raft": app.raft_addr.to_string(),
+            "http_peers": http_peers,
+            "raft_peers": peers,
+            "transport": {
+                "messages_sent": m.messages_sent,
+                "messages_received": m.messages_received,
+                "connections_established": m.connections_established,
+                "connections_accepted": m.connections_accepted,
+                "connect_failures": m.connect_failures,
+                "handshakes_refused": m.handshakes_refused,
+                "dropped_queue_full": m.dropped_queue_full,
+                "last_refusal": m.last_refusal,
+            },
+            "fatal_error": app.node.fatal_error(),
+        });
+        if p.checksum {
+            // Equal on two nodes at equal applied index iff their databases are identical.
+            let applied = app.node.applied_index();
+            body["state_checksum"] = json!(format!("{:016x}", app.node.state_checksum()));
+            body["checksum_applied"] = json!(applied);
+        }
+        Ok(body)
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeAddrs {
+    id: u64,
+    raft: SocketAddr,
+    #[serde(default)]
+    http: Option<SocketAddr>,
+}
+
+fn remember(app: &App, n: &NodeAddrs) -> std::result::Result<(), ApiError> {
+    if n.id == app.id {
+        return Err(ApiError::bad_request(format!("node {} is this node", n.id)));
+    }
+    app.transport
+        .add_peer(n.id, n.raft)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    app.raft_peers
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(n.id, n.raft);
+    if let Some(h) = n.http {
+        app.http_peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(n.id, h);
+    }
+    Ok(())
+}
+
+/// Tells this node where another node listens (no membership change).
+async fn register_peer(State(app): Shared, Body(n): Body<NodeAddrs>) -> Answer {
+    remember(&app, &n)?;
+    ok(StatusCode::OK, json!({"ok": true, "id": n.id}))
+}
+
+/// Adds a node to the cluster: every known node learns its addresses, then the leader adds it
+/// as a learner and promotes it once it has caught up.
+async fn add_node(State(app): Shared, Body(n): Body<NodeAddrs>) -> Answer {
+    require_leader(&app)?;
+    remember(&app, &n)?;
+    let body = blocking(move || {
+        let others: Vec<(u64, SocketAddr)> = app
+            .http_peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(id, _)| **id != app.id && **id != n.id)
+            .map(|(id, a)| (*id, *a))
+            .collect();
+        let announce = json!({"id": n.id, "raft": n.raft, "http": n.http});
+        let mut informed = Vec::new();
+        let mut not_informed = Vec::new();
+        for (id, addr) in others {
+            let client = Client::new(addr)
+                .with_token(app.token.clone())
+                .with_timeout(std::time::Duration::from_secs(2));
+            match client.post("/v1/cluster/peers", &announce) {
+                Ok(r) if r.is_success() => informed.push(id),
+                _ => not_informed.push(id),
+            }
+        }
+        app.node.add_node(n.id).map_err(|e| raft_error(&app, e))?;
+        let s = app.node.status().map_err(|e| raft_error(&app, e))?;
+        Ok(json!({
+            "ok": true,
+            "voters": s.voters,
+            "learners": s.learners,
+            "peers_informed": informed,
+            "peers_not_informed": not_informed,
+        }))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+async fn remove_node(State(app): Shared, Path(id): Path<u64>) -> Answer {
+    require_leader(&app)?;
+    let body = blocking(move || {
+        app.node.remove_node(id).map_err(|e| raft_error(&app, e))?;
+        if id != app.id {
+            app.transport.remove_peer(id);
+        }
+        let s = app.node.status().map_err(|e| raft_error(&app, e))?;
+        Ok(json!({"ok": true, "voters": s.voters, "learners": s.learners}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Transfer {
+    to: u64,
+}
+
+async fn transfer_leader(State(app): Shared, Body(t): Body<Transfer>) -> Answer {
+    require_leader(&app)?;
+    let body = blocking(move || {
+        let started = Instant::now();
+        app.node
+            .transfer_leadership(t.to)
+            .map_err(|e| raft_error(&app, e))?;
+        Ok(json!({
+            "ok": true,
+            "leader": t.to,
+            "leader_http": app.http_of(t.to),
+            "took_ms": started.elapsed().as_secs_f64() * 1e3,
+        }))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+async fn shutdown(State(app): Shared) -> Answer {
+    app.shutdown.notify_one();
+    ok(
+        StatusCode::ACCEPTED,
+        json!({"ok": true, "stopping": app.id}),
+    )
+}
+
+// ---- collections -------------------------------------------------------------------------------
+
+async fn list_collections(State(app): Shared, Query(p): Query<ReadParams>) -> Answer {
+    let body = blocking(move || {
+        barrier(&app, p.consistency)?;
+        let infos = app
+            .db
+            .list_collections()
+            .iter()
+            .map(|n| app.db.collection_info(n).map(|i| info_json(&i)))
+            .collect::<needle_core::Result<Vec<_>>>()
+            .map_err(from_core)?;
+        Ok(json!({"collections": infos}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DistanceName {
+    Cosine,
+    Euclidean,
+    Dot,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCollection {
+    name: String,
+    dimensions: usize,
+    #[serde(default)]
+    distance: Option<DistanceName>,
+    #[serde(default)]
+    m: Option<usize>,
+    #[serde(default)]
+    ef_construction: Option<usize>,
+    #[serde(default)]
+    ef_search: Option<usize>,
+}
+
+async fn create_collection(State(app): Shared, Body(c): Body<CreateCollection>) -> Answer {
+    require_leader(&app)?;
+    let default = CollectionConfig::default();
+    let config = CollectionConfig {
+        distance: match c.distance {
+            None | Some(DistanceName::Cosine) => Distance::Cosine,
+            Some(DistanceName::Euclidean) => Distance::Euclidean,
+            Some(DistanceName::Dot) => Distance::DotProduct,
+        },
+        m: c.m.unwrap_or(default.m),
+        ef_construction: c.ef_construction.unwrap_or(default.ef_construction),
+        ef_search: c.ef_search.unwrap_or(default.ef_search),
+        ..default
+    };
+    // Checked in memory by needle-core's own rules first: a bad request never reaches the log.
+    needle_core::Database::in_memory()
+        .create_collection_with_config(&c.name, c.dimensions, config.clone())
+        .map_err(from_core)?;
+    let body = blocking(move || {
+        app.node
+            .create_collection_with_config(&c.name, c.dimensions, config)
+            .map_err(|e| raft_error(&app, e))?;
+        let info = app.db.collection_info(&c.name).map_err(from_core)?;
+        Ok(json!({"ok": true, "collection": info_json(&info), "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::CREATED, body)
+}
+
+async fn collection_info(
+    State(app): Shared,
+    Path(collection): Path<String>,
+    Query(p): Query<ReadParams>,
+) -> Answer {
+    let body = blocking(move || {
+        barrier(&app, p.consistency)?;
+        let info = app.db.collection_info(&collection).map_err(from_core)?;
+        Ok(info_json(&info))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+async fn drop_collection(State(app): Shared, Path(collection): Path<String>) -> Answer {
+    require_leader(&app)?;
+    let body = blocking(move || {
+        app.db.collection_info(&collection).map_err(from_core)?;
+        app.node
+            .drop_collection(&collection)
+            .map_err(|e| raft_error(&app, e))?;
+        Ok(json!({"ok": true, "dropped": collection, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+async fn compact(State(app): Shared, Path(collection): Path<String>) -> Answer {
+    require_leader(&app)?;
+    let body = blocking(move || {
+        let before = app.db.collection_info(&collection).map_err(from_core)?;
+        app.node
+            .compact(&collection)
+            .map_err(|e| raft_error(&app, e))?;
+        Ok(json!({"ok": true, "removed": before.deleted, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+// ---- records -----------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordIn {
+    id: String,
+    vector: Vec<f32>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+impl From<RecordIn> for Record {
+    fn from(r: RecordIn) -> Record {
+        Record::new(r.id, r.vector, r.metadata.filter(|m| !m.is_null()))
+    }
+}
+
+async fn insert(
+    State(app): Shared,
+    Path(collection): Path<String>,
+    Body(r): Body<RecordIn>,
+) -> Answer {
+    require_leader(&app)?;
+    let body = blocking(move || {
+        check_vectors(&app, &collection, std::iter::once(r.vector.as_slice()))?;
+        let r = Record::from(r);
+        app.node
+            .insert(&collection, &r.id, r.vector, r.metadata)
+            .map_err(|e| raft_error(&app, e))?;
+        Ok(json!({"ok": true, "inserted": 1, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchIn {
+    records: Vec<RecordIn>,
+}
+
+async fn insert_batch(
+    State(app): Shared,
+    Path(collection): Path<String>,
+    Body(b): Body<BatchIn>,
+) -> Answer {
+    require_leader(&app)?;
+    if b.records.is_empty() {
+        return Err(ApiError::bad_request("\"records\" is empty"));
+    }
+    let body = blocking(move || {
+        check_vectors(
+            &app,
+            &collection,
+            b.records.iter().map(|r| r.vector.as_slice()),
+        )?;
+        let n = b.records.len();
+        let records = b.records.into_iter().map(Record::from).collect();
+        app.node
+            .insert_batch(&collection, records)
+            .map_err(|e| raft_error(&app, e))?;
+        Ok(json!({"ok": true, "inserted": n, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateIn {
+    #[serde(default)]
+    vector: Option<Vec<f32>>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+async fn update(
+    State(app): Shared,
+    Path((collection, id)): Path<(String, String)>,
+    Body(u): Body<UpdateIn>,
+) -> Answer {
+    require_leader(&app)?;
+    if u.vector.is_none() && u.metadata.is_none() {
+        return Err(ApiError::bad_request(
+            "give \"vector\", \"metadata\" or both",
+        ));
+    }
+    let body = blocking(move || {
+        check_vectors(&app, &collection, u.vector.as_deref().into_iter())?;
+        app.node
+            .update(&collection, &id, u.vector, u.metadata)
+            .map_err(|e| raft_error(&app, e))?;
+        Ok(json!({"ok": true, "updated": id, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+async fn delete_record(
+    State(app): Shared,
+    Path((collection, id)): Path<(String, String)>,
+) -> Answer {
+    require_leader(&app)?;
+    let body = blocking(move || {
+        app.db.collection_info(&collection).map_err(from_core)?;
+        app.node
+            .delete(&collection, &id)
+            .map_err(|e| raft_error(&app, e))?;
+        Ok(json!({"ok": true, "deleted": id, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+async fn get_record(
+    State(app): Shared,
+    Path((collection, id)): Path<(String, String)>,
+    Query(p): Query<ReadParams>,
+) -> Answer {
+    let body = blocking(move || {
+        barrier(&app, p.consistency)?;
+        match app.db.get(&collection, &id).map_err(from_core)? {
+            Some(r) => Ok(r),
+            None => Err(from_core(needle_core::NeedleError::RecordNotFound {
+                collection,
+                id,
+            })),
+        }
+    })
+    .await?;
+    Ok(Json(RecordJson {
+        id: &body.id,
+        vector: &body.vector,
+        metadata: &body.metadata,
+    })
+    .into_response())
+}
+
+async fn list_ids(
+    State(app): Shared,
+    Path(collection): Path<String>,
+    Query(p): Query<ReadParams>,
+) -> Answer {
+    let body = blocking(move || {
+        barrier(&app, p.consistency)?;
+        let ids = app.db.ids(&collection).map_err(from_core)?;
+        Ok(json!({"count": ids.len(), "ids": ids, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchIn {
+    #[serde(default)]
+    vector: Option<Vec<f32>>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default = "default_k")]
+    k: usize,
+    #[serde(default)]
+    ef: Option<usize>,
+    #[serde(default)]
+    filter: Option<Value>,
+    #[serde(default)]
+    consistency: Consistency,
+    #[serde(default)]
+    include_vectors: bool,
+}
+
+fn default_k() -> usize {
+    10
+}
+
+async fn search(
+    State(app): Shared,
+    Path(collection): Path<String>,
+    Body(s): Body<SearchIn>,
+) -> Answer {
+    let mut opts = SearchOptions::new().with_vectors(s.include_vectors);
+    if let Some(f) = &s.filter {
+        opts = opts.with_filter(Filter::parse(f).map_err(from_core)?);
+    }
+    if let Some(ef) = s.ef {
+        opts = opts.with_ef_search(ef);
+    }
+    let body = blocking(move || {
+        barrier(&app, s.consistency)?;
+        let started = Instant::now();
+        let query = match (s.vector, &s.id) {
+            (Some(v), None) => v,
+            (None, Some(id)) => {
+                app.db
+                    .get(&collection, id)
+                    .map_err(from_core)?
+                    .ok_or_else(|| {
+                        from_core(needle_core::NeedleError::RecordNotFound {
+                            collection: collection.clone(),
+                            id: id.clone(),
+                        })
+                    })?
+                    .vector
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "give exactly one of \"vector\" and \"id\"",
+                ));
+            }
+        };
+        let hits = app
+            .db
+            .search_with(&collection, &query, s.k, &opts)
+            .map_err(from_core)?;
+        let results = hits
+            .into_iter()
+            .map(|h| Hit {
+                id: h.id,
+                distance: h.distance,
+                metadata: h.metadata,
+                vector: h.vector,
+            })
+            .collect();
+        Ok(SearchAnswer {
+            results,
+            took_ms: started.elapsed().as_secs_f64() * 1e3,
+            node: app.id,
+        })
+    })
+    .await?;
+    Ok(Json(body).into_response())
+}
+
+/// Serialised from `f32` directly, so distances and vectors print in their shortest
+/// round-tripping form (`0.0061162710`, not `0.006116271018981934`).
+#[derive(Debug, Serialize)]
+struct Hit {
+    id: String,
+    distance: f32,
+    metadata: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vector: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Serialize)]
+struct SearchAnswer {
+    results: Vec<Hit>,
+    took_ms: f64,
+    node: u64,
+}
