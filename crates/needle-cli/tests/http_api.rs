@@ -127,6 +127,12 @@ fn the_api_answers_every_endpoint_and_every_error_with_typed_json() {
     assert_eq!(r.body["vector"], json!([1.0, 0.0, 0.0]));
     let r = l.delete("/v1/collections/docs/records/b0").unwrap();
     assert!(r.is_success(), "{r:?}");
+    assert_eq!(r.body["existed"], true);
+    let r = l.delete("/v1/collections/docs/records/b0").unwrap();
+    assert_eq!(
+        r.body["existed"], false,
+        "deleting twice is not an error: {r:?}"
+    );
     let r = l.get("/v1/collections/docs/records/b0").unwrap();
     assert_eq!((r.status, r.error_code()), (404, Some("record_not_found")));
 

@@ -12,7 +12,7 @@ use crate::config::{CollectionConfig, Distance, SearchOptions};
 use crate::distance::{Kernel, kernel_for, normalize};
 use crate::error::{NeedleError, Result};
 use crate::filter::Filter;
-use crate::hnsw::{Cand, Graph, Space};
+use crate::hnsw::{Cand, Flat, Graph, Space};
 
 /// Longest id accepted, in bytes.
 pub(crate) const MAX_ID_BYTES: usize = 1024;
@@ -46,8 +46,9 @@ pub(crate) struct Collection {
     pub dim: usize,
     pub config: CollectionConfig,
     pub kernel: Kernel,
-    /// `dim` floats per slot, including tombstoned slots (they still route searches).
-    pub vectors: Vec<f32>,
+    /// `dim` floats per slot, including tombstoned slots (they still route searches); on huge
+    /// pages where the system allows (see `hnsw::Flat`).
+    pub vectors: Flat<f32>,
     /// The id of each slot (tombstoned slots keep theirs until compaction).
     pub ids: Vec<String>,
     pub metadata: Vec<Option<Value>>,
@@ -101,7 +102,7 @@ impl Collection {
             kernel: kernel_for(config.distance),
             graph: Graph::new(config.m, config.ef_construction),
             config,
-            vectors: Vec::new(),
+            vectors: Flat::new(),
             ids: Vec::new(),
             metadata: Vec::new(),
             deleted: Vec::new(),
@@ -382,10 +383,12 @@ impl Collection {
             None if k >= self.live || self.slots() <= ef.max(k) => {
                 self.scan(&space, &q, k, |s| !self.deleted[s])
             }
+            // No tombstones: every node may be returned, so the faster unfiltered walk applies.
+            None if self.live == self.slots() => self.graph.search(&space, &q, k, ef),
             None => {
                 let deleted = &self.deleted;
                 self.graph
-                    .search(&space, &q, k, ef, |s| !deleted[s as usize])
+                    .search_filtered(&space, &q, k, ef, |s| !deleted[s as usize])
             }
             Some(filter) => self.filtered_search(&space, &q, k, ef, filter),
         };
@@ -436,7 +439,7 @@ impl Collection {
         }
         let found = self
             .graph
-            .search(space, q, k, ef, |s| self.matches(filter, s as usize));
+            .search_filtered(space, q, k, ef, |s| self.matches(filter, s as usize));
         if found.len() < k {
             // The walk ran out before finding k matches: an exact scan finds them if they exist.
             return self.scan(space, q, k, |s| self.matches(filter, s));

@@ -683,10 +683,16 @@ async fn delete_record(
     require_leader(&app)?;
     let body = blocking(move || {
         app.db.collection_info(&collection).map_err(from_core)?;
-        app.node
+        let existed = app
+            .node
             .delete(&collection, &id)
             .map_err(|e| raft_error(&app, e))?;
-        Ok(json!({"ok": true, "deleted": id, "applied_index": app.node.applied_index()}))
+        Ok(json!({
+            "ok": true,
+            "deleted": id,
+            "existed": existed,
+            "applied_index": app.node.applied_index(),
+        }))
     })
     .await?;
     ok(StatusCode::OK, body)

@@ -1,6 +1,6 @@
 //! Distance kernels: the inner loop of every search and every insert.
 //!
-//! Owns the scalar reference implementations, the SIMD kernels (AVX2+FMA on x86_64 in `x86`,
+//! Owns the scalar reference implementations, the SIMD kernels (AVX-512F or AVX2+FMA on x86_64 in `x86`,
 //! NEON on aarch64 in `aarch64`), the choice between them at run time, vector normalisation and
 //! the prefetch hint. Knows nothing of graphs, records or files: a kernel takes two `f32` slices
 //! of the same length and returns a number where smaller is nearer.
@@ -217,8 +217,12 @@ mod tests {
     fn simd_kernel_sets() -> Vec<(&'static str, Kernels)> {
         let mut sets = Vec::new();
         #[cfg(target_arch = "x86_64")]
-        if let Some(k) = x86::kernels() {
+        if let Some(k) = x86::avx2_kernels() {
             sets.push(("avx2+fma", k));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = x86::avx512::kernels() {
+            sets.push(("avx512f", k));
         }
         #[cfg(target_arch = "aarch64")]
         if let Some(k) = aarch64::kernels() {

@@ -1,11 +1,15 @@
 //! A generation-stamped visited set: marking is a store, clearing is a counter bump, so a query
 //! never pays O(n) to reset it. One set per thread, reused across queries and collections.
+//!
+//! Stamps are one byte: the set of a 200k-node graph is 200 KB and stays in L2, where `u32`
+//! stamps (800 KB) competed with the vectors for it. The price is a full clear every 255
+//! queries (a `memset` of n bytes, ~0.05 µs per query amortised at n = 200k).
 
 use std::cell::RefCell;
 
 pub(crate) struct VisitedSet {
-    marks: Vec<u32>,
-    generation: u32,
+    marks: Vec<u8>,
+    generation: u8,
 }
 
 impl VisitedSet {
@@ -23,8 +27,8 @@ impl VisitedSet {
         }
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
-            // Wrapped: old stamps could collide with new ones, so clear once every 2^32 queries.
-            self.marks.iter_mut().for_each(|m| *m = 0);
+            // Wrapped: old stamps could collide with new ones, so clear every 255 queries.
+            self.marks.fill(0);
             self.generation = 1;
         }
     }
@@ -80,7 +84,7 @@ mod tests {
         let mut v = VisitedSet::new();
         v.reset(4);
         v.insert(1);
-        v.generation = u32::MAX;
+        v.generation = u8::MAX;
         v.marks[2] = 1;
         v.reset(4);
         assert_eq!(v.generation, 1);
@@ -88,5 +92,16 @@ mod tests {
             v.insert(2),
             "stale stamp from before the wrap must not count"
         );
+    }
+
+    #[test]
+    fn many_queries_never_see_stale_marks() {
+        let mut v = VisitedSet::new();
+        for q in 0..1000u32 {
+            v.reset(8);
+            let i = q % 8;
+            assert!(v.insert(i), "query {q}");
+            assert!(!v.insert(i), "query {q}");
+        }
     }
 }

@@ -17,7 +17,7 @@ use crate::collection::{Collection, validate_collection_name};
 use crate::config::{CollectionConfig, Distance};
 use crate::distance::kernel_for;
 use crate::error::{NeedleError, Result};
-use crate::hnsw::{Graph, MAX_LEVEL, NONE};
+use crate::hnsw::{Flat, Graph, MAX_LEVEL, NONE};
 
 pub(crate) const MAGIC: &[u8; 8] = b"NEEDLEDB";
 pub(crate) const VERSION: u32 = 1;
@@ -367,7 +367,7 @@ fn decode_collection(s: &mut SectionReader) -> Result<Collection> {
             format!("vectors: {} bytes for {n} × {dim} floats", vbytes.len()),
         ));
     }
-    let vectors: Vec<f32> = vbytes
+    let vectors: Flat<f32> = vbytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
@@ -392,7 +392,7 @@ fn decode_collection(s: &mut SectionReader) -> Result<Collection> {
     if l0.len() != n * stride0 * 4 {
         return Err(s.corrupt(l0at, "layer-0 links: wrong length"));
     }
-    let links0 = u32s(l0);
+    let links0 = Flat::from(u32s(l0));
     check_links(&links0, stride0, n)
         .map_err(|i| s.corrupt(l0at + i * 4, "layer-0 links: bad count or target"))?;
 

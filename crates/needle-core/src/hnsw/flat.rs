@@ -1,0 +1,180 @@
+//! [`Flat`]: a growable array of plain numbers (`f32`, `u32`) for the data every search walks at
+//! random (vectors, layer-0 links), kept in an anonymous memory map that Linux is asked to back
+//! with transparent huge pages (`MADV_HUGEPAGE`).
+//!
+//! Why: a search touches a few thousand scattered cache lines of a 40-80 MB array. With 4 KB
+//! pages nearly each of them also misses the TLB (Zen 4's 3072-entry L2 TLB covers 12 MB); with
+//! 2 MB pages the whole array is a few dozen entries. Measured on glove50 (200k × 50) and
+//! words-minilm (50k × 384): see `docs/benchmarks.md`. Where the advice is not available (other
+//! systems, THP disabled) this is just a plain array. Knows nothing of what the numbers mean.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+
+use memmap2::MmapMut;
+
+/// Numbers for which every bit pattern, including all zeros, is a valid value.
+pub(crate) trait Plain: Copy + 'static {}
+impl Plain for f32 {}
+impl Plain for u32 {}
+
+/// A `Vec<T>` look-alike in an anonymous memory map (zero-filled, page-aligned).
+pub(crate) struct Flat<T: Plain> {
+    map: Option<MmapMut>,
+    len: usize,
+    _items: PhantomData<T>,
+}
+
+impl<T: Plain> Flat<T> {
+    pub fn new() -> Self {
+        Flat {
+            map: None,
+            len: 0,
+            _items: PhantomData,
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.map
+            .as_ref()
+            .map_or(0, |m| m.len() / std::mem::size_of::<T>())
+    }
+
+    /// Makes room for `additional` more items, at least doubling when it must grow.
+    pub fn reserve(&mut self, additional: usize) {
+        let needed = self
+            .len
+            .checked_add(additional)
+            .expect("array length overflows usize");
+        if needed <= self.capacity() {
+            return;
+        }
+        let cap = needed.max(self.capacity() * 2).max(4096);
+        let bytes = cap
+            .checked_mul(std::mem::size_of::<T>())
+            .expect("array size overflows usize");
+        let mut map = MmapMut::map_anon(bytes).expect("out of memory: anonymous map refused");
+        #[cfg(target_os = "linux")]
+        {
+            // Only advice: without transparent huge pages the map works the same.
+            let _ = map.advise(memmap2::Advice::HugePage);
+        }
+        if let Some(old) = &self.map {
+            let used = self.len * std::mem::size_of::<T>();
+            map[..used].copy_from_slice(&old[..used]);
+        }
+        self.map = Some(map);
+    }
+
+    pub fn extend_from_slice(&mut self, items: &[T]) {
+        self.reserve(items.len());
+        let start = self.len;
+        self.len += items.len();
+        self[start..].copy_from_slice(items);
+    }
+
+    /// Grows or shrinks to `len` items; new items are `value`.
+    pub fn resize(&mut self, len: usize, value: T) {
+        if len > self.len {
+            self.reserve(len - self.len);
+            let start = self.len;
+            self.len = len;
+            self[start..].fill(value);
+        } else {
+            self.len = len;
+        }
+    }
+}
+
+impl<T: Plain> Default for Flat<T> {
+    fn default() -> Self {
+        Flat::new()
+    }
+}
+
+impl<T: Plain> Deref for Flat<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        match &self.map {
+            // SAFETY: the map is page-aligned (so aligned for T), holds at least `len` items
+            // (`reserve` guarantees it), is initialised (zero-filled, then written only as T),
+            // and every bit pattern is a valid T (`Plain`).
+            Some(map) => unsafe { std::slice::from_raw_parts(map.as_ptr().cast::<T>(), self.len) },
+            None => &[],
+        }
+    }
+}
+
+impl<T: Plain> DerefMut for Flat<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        match &mut self.map {
+            // SAFETY: as in `deref`; `&mut self` makes the access exclusive.
+            Some(map) => unsafe {
+                std::slice::from_raw_parts_mut(map.as_mut_ptr().cast::<T>(), self.len)
+            },
+            None => &mut [],
+        }
+    }
+}
+
+impl<T: Plain> From<Vec<T>> for Flat<T> {
+    fn from(items: Vec<T>) -> Self {
+        let mut flat = Flat::new();
+        flat.extend_from_slice(&items);
+        flat
+    }
+}
+
+impl<T: Plain> FromIterator<T> for Flat<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        Flat::from(iter.into_iter().collect::<Vec<T>>())
+    }
+}
+
+impl<T: Plain> Clone for Flat<T> {
+    fn clone(&self) -> Self {
+        let mut flat = Flat::new();
+        flat.extend_from_slice(self);
+        flat
+    }
+}
+
+impl<T: Plain + PartialEq> PartialEq for Flat<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Plain + fmt::Debug> fmt::Debug for Flat<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Flat(len {})", self.len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaves_like_a_vec() {
+        let mut f: Flat<u32> = Flat::new();
+        assert!(f.is_empty());
+        let mut v = Vec::new();
+        for i in 0..10_000u32 {
+            f.extend_from_slice(&[i, i * 2]);
+            v.extend_from_slice(&[i, i * 2]);
+        }
+        f.resize(25_000, 7);
+        v.resize(25_000, 7);
+        assert_eq!(&f[..], &v[..]);
+        f.resize(3, 0);
+        assert_eq!(&f[..], &[0, 0, 1]);
+        let g = f.clone();
+        assert_eq!(f, g);
+        let h: Flat<f32> = [1.5f32, 2.5].into_iter().collect();
+        assert_eq!(&h[..], &[1.5, 2.5]);
+        assert_eq!(h[0..2].to_vec(), vec![1.5, 2.5]);
+    }
+}
