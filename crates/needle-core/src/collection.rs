@@ -31,6 +31,24 @@ const SCAN_SELECTIVITY: f64 = 0.05;
 /// Records sampled to estimate a filter's selectivity.
 const SELECTIVITY_SAMPLE: usize = 256;
 
+/// The threads that plan batch inserts. Needle's own pool, not rayon's global one: the planning
+/// runs while the database's writer lock and the collection's write lock are held, and if it
+/// borrowed the global pool, a caller whose own rayon tasks block on this database (searching or
+/// writing from a `par_iter`) would leave no thread to run it — a deadlock. Sized like the global
+/// pool (so `RAYON_NUM_THREADS` applies); the graph does not depend on the size.
+/// `None` when the threads cannot be spawned: batches are then planned on the caller's thread.
+fn build_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("needle-build-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
 /// A record ready to be applied: id checked, vector checked (and normalised under cosine),
 /// metadata checked to be an object.
 #[derive(Debug, Clone, PartialEq)]
@@ -261,11 +279,16 @@ impl Collection {
             kernel: self.kernel,
         };
         let graph = &self.graph;
-        let mut plans: Vec<Vec<Vec<Cand>>> = if chunk.len() > 1 {
+        let plan_all = || {
             chunk
                 .par_iter()
                 .map(|&slot| graph.plan_insert(&space, slot))
                 .collect()
+        };
+        let mut plans: Vec<Vec<Vec<Cand>>> = if chunk.len() > 1
+            && let Some(pool) = build_pool()
+        {
+            pool.install(plan_all)
         } else {
             chunk
                 .iter()
@@ -315,7 +338,11 @@ impl Collection {
                     metadata,
                 });
             }
-            None => self.metadata[slot as usize] = metadata,
+            None => {
+                if metadata.is_some() {
+                    self.metadata[slot as usize] = metadata;
+                }
+            }
         }
     }
 

@@ -115,6 +115,18 @@ struct Writer {
     failed: Option<String>,
 }
 
+impl Writer {
+    /// Starts the log over after a checkpoint. A failure leaves the log in an unknown state (old
+    /// records under an old header, or a hole), so it stops all further writes until reopening.
+    fn reset_wal(&mut self, generation: u64) -> Result<()> {
+        let Some(wal) = self.wal.as_mut() else {
+            return Ok(());
+        };
+        wal.reset(generation)
+            .inspect_err(|e| self.failed = Some(e.to_string()))
+    }
+}
+
 /// A validated write, ready to apply; applying it cannot fail.
 enum Plan {
     Create(String, Box<Collection>),
@@ -452,7 +464,11 @@ impl Database {
                     let metadata = parse_metadata(&c, id, metadata.as_deref())?;
                     c.prepare_update(id, vector.clone(), metadata)?
                 };
-                Plan::Update(shared, id.clone(), vector, metadata)
+                if vector.is_none() && metadata.is_none() {
+                    Plan::Nothing
+                } else {
+                    Plan::Update(shared, id.clone(), vector, metadata)
+                }
             }
             Op::Delete { collection, id } => {
                 let shared = self.collection(collection)?;
@@ -588,10 +604,7 @@ impl Database {
         let collections = self.snapshot_of_catalog();
         write_checkpoint(&path, Header { tag, generation }, &collections)?;
         w.generation = generation;
-        if let Some(wal) = w.wal.as_mut() {
-            wal.reset(generation)?;
-        }
-        Ok(())
+        w.reset_wal(generation)
     }
 
     /// The tag of the last checkpoint written, or of the one loaded by `open`.
@@ -628,6 +641,9 @@ impl Database {
             .into_iter()
             .map(|c| Arc::new(RwLock::new(c)))
             .collect();
+        // The new checkpoint is on disk once written: the catalogue follows it even if resetting
+        // the log then fails (that failure is returned, and stops further writes).
+        let mut reset = Ok(());
         if let Some(path) = self.inner.path.clone() {
             let generation = w.generation + 1;
             write_checkpoint(
@@ -639,9 +655,7 @@ impl Database {
                 &shared,
             )?;
             w.generation = generation;
-            if let Some(wal) = w.wal.as_mut() {
-                wal.reset(generation)?;
-            }
+            reset = w.reset_wal(generation);
         }
         let catalog = shared
             .into_iter()
@@ -652,7 +666,7 @@ impl Database {
             .collect();
         *self.inner.catalog.write() = catalog;
         self.inner.tag.store(header.tag, Ordering::SeqCst);
-        Ok(header.tag)
+        reset.map(|()| header.tag)
     }
 
     /// A checksum of the database's contents: equal for databases whose snapshots are

@@ -40,6 +40,7 @@ fn insert_get_search_update_delete() {
         "update without metadata keeps it"
     );
     db.update("docs", "a", None, Some(json!({"n": 9}))).unwrap();
+    db.update("docs", "a", None, None).unwrap();
     assert_eq!(
         db.get("docs", "a").unwrap().unwrap().metadata,
         Some(json!({"n": 9}))
@@ -260,8 +261,13 @@ fn reopen_keeps_everything_and_second_opener_is_refused() {
     {
         let db = Database::open(&path).unwrap();
         db.create_collection("docs", 3).unwrap();
-        db.insert("docs", "a", vec![1.0, 0.0, 0.0], Some(json!({"k": "v"})))
-            .unwrap();
+        db.insert(
+            "docs",
+            "a",
+            vec![1.0, 0.0, 0.0],
+            Some(json!({"k": "v", "f": 4.707094697110225e-10})),
+        )
+        .unwrap();
         let second = Database::open(&path).unwrap_err();
         assert!(matches!(second, NeedleError::Locked { .. }), "{second:?}");
         assert!(second.to_string().contains("already open"));
@@ -274,7 +280,8 @@ fn reopen_keeps_everything_and_second_opener_is_refused() {
     assert_eq!(db.count("docs").unwrap(), 2);
     assert_eq!(
         db.get("docs", "a").unwrap().unwrap().metadata,
-        Some(json!({"k": "v"}))
+        Some(json!({"k": "v", "f": 4.707094697110225e-10})),
+        "metadata (floats too) survives a checkpoint bit for bit"
     );
 }
 

@@ -61,16 +61,18 @@ pub(crate) struct OpRecord {
     pub metadata: Option<String>,
 }
 
-fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_RECORD>()
-}
+/// bincode's decode limit counts the sizes a record *claims* (8 bytes per length, 4 per enum
+/// tag), which can be up to 8× the bytes it takes encoded; the limit guards allocations, while
+/// `MAX_RECORD` bounds the real size, checked on the encoded bytes before they are written.
+const DECODE_LIMIT: usize = 8 * MAX_RECORD;
 
 pub(crate) fn encode_op(op: &Op) -> Vec<u8> {
-    bincode::serde::encode_to_vec(op, bincode_config()).expect("an Op always encodes")
+    bincode::serde::encode_to_vec(op, bincode::config::standard()).expect("an Op always encodes")
 }
 
 fn decode_op(bytes: &[u8]) -> Option<Op> {
-    match bincode::serde::decode_from_slice::<Op, _>(bytes, bincode_config()) {
+    let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+    match bincode::serde::decode_from_slice::<Op, _>(bytes, config) {
         Ok((op, used)) if used == bytes.len() => Some(op),
         _ => None,
     }
@@ -282,14 +284,28 @@ fn record_at(bytes: &[u8], pos: usize) -> Option<(Op, usize)> {
 
 /// Is there a valid record anywhere after a bad one at `pos`? First where the bad record's own
 /// length says the next one starts, then at every later byte (a damaged length field).
+///
+/// The scan checksums candidate records; its total work is capped at `SCAN_BUDGET` bytes so a
+/// huge torn batch cannot make opening take hours (past the budget the tail counts as torn).
 fn valid_record_after(bytes: &[u8], pos: usize) -> bool {
-    (pos + 1..bytes.len().saturating_sub(RECORD_HEADER - 1)).any(|p| {
+    const SCAN_BUDGET: usize = 1 << 30;
+    let mut budget = SCAN_BUDGET;
+    for p in pos + 1..bytes.len().saturating_sub(RECORD_HEADER - 1) {
         let mut r = Reader::new(&bytes[p..]);
-        match (r.u32(), r.u32()) {
-            (Some(len), Some(_)) if len > 0 && (len as usize) <= r.remaining() => {
-                record_at(bytes, p).is_some()
-            }
-            _ => false,
+        let (Some(len), Some(_)) = (r.u32(), r.u32()) else {
+            continue;
+        };
+        let len = len as usize;
+        if len == 0 || len > r.remaining() || len > MAX_RECORD {
+            continue;
         }
-    })
+        if len > budget {
+            return false;
+        }
+        budget -= len;
+        if record_at(bytes, p).is_some() {
+            return true;
+        }
+    }
+    false
 }
