@@ -73,6 +73,19 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard()
 }
 
+/// The highest `max_entry_bytes` a configuration may set, and the largest command
+/// [`ReplicatedCommand::decode`] accepts.
+pub(crate) const MAX_ENTRY_BYTES_CAP: u64 = 256 << 20;
+const MAX_DECODE_BYTES: usize = MAX_ENTRY_BYTES_CAP as usize;
+
+/// Decodes with a bincode byte limit of `LIMIT`. bincode counts the sizes that lengths *claim*
+/// against it before allocating (a string's length is allocated at once), so a short entry with
+/// a huge length is refused instead of aborting the process on allocation.
+fn decode_limited<const LIMIT: usize>(bytes: &[u8]) -> Result<(ReplicatedCommand, usize)> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard().with_limit::<LIMIT>())
+        .map_err(|e| NeedleError::invalid_message(format!("command does not decode: {e}")))
+}
+
 impl ReplicatedCommand {
     /// JSON bytes of a metadata value, as the commands carry it.
     pub fn json(value: &serde_json::Value) -> Vec<u8> {
@@ -85,10 +98,28 @@ impl ReplicatedCommand {
             .expect("bincode encoding of a ReplicatedCommand into a Vec cannot fail")
     }
 
-    /// Decodes bytes made by [`ReplicatedCommand::encode`].
+    /// Decodes bytes made by [`ReplicatedCommand::encode`]. Untrusted input is safe: what the
+    /// encoding may claim is bounded by its own length (see below), not only by the bytes a
+    /// length field names.
     pub fn decode(bytes: &[u8]) -> Result<ReplicatedCommand> {
-        let (cmd, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
-            .map_err(|e| NeedleError::invalid_message(format!("command does not decode: {e}")))?;
+        // A well-formed command claims at most 8 bytes per encoded byte (a varint `usize` or
+        // `u64` of one byte claims 8), so a limit of 8 × its length never refuses a valid one.
+        // The limit depends on the bytes alone, so every node decodes an entry alike. bincode's
+        // limit is a const, hence the tiers (each a factor of 16 apart).
+        let claim = bytes.len().saturating_mul(8).max(64);
+        let (cmd, used) = match claim {
+            0..=0x1_0000 => decode_limited::<0x1_0000>(bytes)?,
+            0x1_0001..=0x10_0000 => decode_limited::<0x10_0000>(bytes)?,
+            0x10_0001..=0x100_0000 => decode_limited::<0x100_0000>(bytes)?,
+            0x100_0001..=0x1000_0000 => decode_limited::<0x1000_0000>(bytes)?,
+            _ if bytes.len() <= MAX_DECODE_BYTES => decode_limited::<0x8000_0000>(bytes)?,
+            _ => {
+                return Err(NeedleError::invalid_message(format!(
+                    "a {} byte command is over the {MAX_DECODE_BYTES} byte decode limit",
+                    bytes.len()
+                )));
+            }
+        };
         if used != bytes.len() {
             return Err(NeedleError::invalid_message(
                 "trailing bytes after a command",
@@ -274,6 +305,54 @@ mod tests {
         let (id2, cmd2) = decode_entry(&encode_entry(id, &cmd)).unwrap();
         assert_eq!((id, cmd), (id2, cmd2));
         assert!(ReplicatedCommand::decode(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn a_short_command_claiming_a_huge_length_is_refused_without_allocating() {
+        // Variant 6 (DropCollection), then a string length of u64::MAX - 1 (varint 0xfd + 8
+        // bytes): without a limit bincode allocates that many bytes and the process aborts.
+        let mut evil = vec![6u8, 0xfd];
+        evil.extend_from_slice(&(u64::MAX - 1).to_le_bytes());
+        assert!(ReplicatedCommand::decode(&evil).is_err());
+        // 1 GiB claimed by 10 bytes: refused too (the limit scales with the input's length).
+        let mut evil = vec![6u8, 0xfc];
+        evil.extend_from_slice(&(1u32 << 30).to_le_bytes());
+        evil.extend_from_slice(b"abcd");
+        assert!(ReplicatedCommand::decode(&evil).is_err());
+        let id = RequestId { client: 1, seq: 1 };
+        let mut entry = encode_entry(
+            id,
+            &ReplicatedCommand::Compact {
+                collection: "c".into(),
+            },
+        );
+        entry.truncate(16);
+        entry.extend_from_slice(&evil);
+        assert!(decode_entry(&entry).is_err());
+    }
+
+    #[test]
+    fn large_valid_commands_decode_at_every_tier() {
+        // Claims up to 8x the encoded bytes (one-byte varints decode as 8-byte integers).
+        for n in [0usize, 10, 5_000, 100_000, 600_000] {
+            let cmd = ReplicatedCommand::InsertBatch {
+                collection: "c".into(),
+                records: (0..n / 10)
+                    .map(|i| BatchRecord {
+                        id: i.to_string(),
+                        vector: vec![i as f32; 2],
+                        metadata: Some(b"{}".to_vec()),
+                    })
+                    .collect(),
+            };
+            assert_eq!(ReplicatedCommand::decode(&cmd.encode()).unwrap(), cmd);
+            let dims = ReplicatedCommand::CreateCollection {
+                name: "x".repeat(n),
+                dimensions: 7,
+                config: None,
+            };
+            assert_eq!(ReplicatedCommand::decode(&dims.encode()).unwrap(), dims);
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use raft::ReadOnlyOption;
 use raft::prelude::Config;
 
+use crate::command::MAX_ENTRY_BYTES_CAP;
 use crate::error::{NeedleError, Result};
 use crate::message::NodeId;
 
@@ -65,6 +66,13 @@ pub struct ReplicatedDatabaseConfig {
     pub log_segment_size: u64,
     /// A retried write (same request id) within this many log entries is not applied twice.
     pub dedup_window: u64,
+    /// The largest write, in bytes of its Raft entry (request id + encoded command; about the
+    /// vectors' `4 × dimensions` bytes plus ids and metadata per record). A bigger command is
+    /// refused at once with [`NeedleError::EntryTooLarge`] (nothing applied): split the batch.
+    /// One entry must fit in one transport frame (with a little protobuf overhead), so keep this
+    /// below the transport's frame limit (`needle-transport-tcp`: `max_frame_size`, 64 MiB by
+    /// default). At most 256 MiB, and at most `max_uncommitted_size`.
+    pub max_entry_bytes: u64,
 }
 
 impl Default for ReplicatedDatabaseConfig {
@@ -89,6 +97,7 @@ impl Default for ReplicatedDatabaseConfig {
             snapshot_chunk_size: 1 << 20,
             log_segment_size: 64 << 20,
             dedup_window: 100_000,
+            max_entry_bytes: 32 << 20,
         }
     }
 }
@@ -151,6 +160,15 @@ impl ReplicatedDatabaseConfig {
         {
             return bad("max_inflight_msgs and snapshot_chunk_size must be positive, log_segment_size ≥ 4096".into());
         }
+        if self.max_entry_bytes < 1024
+            || self.max_entry_bytes > MAX_ENTRY_BYTES_CAP
+            || self.max_entry_bytes > self.max_uncommitted_size
+        {
+            return bad(format!(
+                "max_entry_bytes ({}) must be between 1024 and {MAX_ENTRY_BYTES_CAP} bytes, and at most max_uncommitted_size ({})",
+                self.max_entry_bytes, self.max_uncommitted_size
+            ));
+        }
         Ok(())
     }
 
@@ -201,6 +219,19 @@ mod tests {
         assert!(c.validate().is_err());
         let c = ReplicatedDatabaseConfig {
             election_timeout_max: 1000,
+            ..Default::default()
+        };
+        assert!(c.validate().is_err());
+        for max_entry_bytes in [0, 100, 1 << 30] {
+            let c = ReplicatedDatabaseConfig {
+                max_entry_bytes,
+                ..Default::default()
+            };
+            assert!(c.validate().is_err(), "{max_entry_bytes}");
+        }
+        let c = ReplicatedDatabaseConfig {
+            max_uncommitted_size: 8 << 20,
+            max_entry_bytes: 16 << 20,
             ..Default::default()
         };
         assert!(c.validate().is_err());

@@ -161,6 +161,14 @@ impl ReplicatedDatabase {
     /// the record was there).
     fn execute_applied(&self, id: RequestId, cmd: ReplicatedCommand) -> Result<bool> {
         let data = encode_entry(id, &cmd);
+        // A bigger entry might never fit a transport frame: it would never commit, and every
+        // later write would queue behind it.
+        if data.len() as u64 > self.config.max_entry_bytes {
+            return Err(NeedleError::EntryTooLarge {
+                size: data.len() as u64,
+                max: self.config.max_entry_bytes,
+            });
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.send(Request::Propose {
             id,
@@ -214,7 +222,9 @@ impl ReplicatedDatabase {
         })
     }
 
-    /// Inserts many records as one command: one Raft entry, all or nothing.
+    /// Inserts many records as one command: one Raft entry, all or nothing. A batch whose entry
+    /// is over `max_entry_bytes` is refused with [`NeedleError::EntryTooLarge`] (nothing
+    /// applied): split it into smaller batches.
     pub fn insert_batch(&self, collection: &str, records: Vec<Record>) -> Result<()> {
         self.execute(ReplicatedCommand::InsertBatch {
             collection: collection.to_string(),

@@ -43,6 +43,12 @@ pub enum NeedleError {
     /// uncommitted bytes, or a membership change already pending). Nothing was applied.
     #[error("proposal dropped: {reason}")]
     ProposalDropped { reason: String },
+    /// The write's Raft entry is `size` bytes, over `max_entry_bytes` (`max`). Nothing was
+    /// proposed or applied: split the batch into smaller ones.
+    #[error(
+        "write too large: its entry is {size} bytes, over max_entry_bytes ({max}); nothing was applied: split the batch into smaller ones"
+    )]
+    EntryTooLarge { size: u64, max: u64 },
     /// A follower read was refused: no word from a leader within `max_staleness`.
     #[error(
         "stale read refused: last heard from a leader {since:?} ago (max_staleness {max_staleness:?})"

@@ -187,10 +187,17 @@ impl Node {
         let commit = store.hard_state().commit;
         let mut restored = None;
         // The database is behind the log's compaction point (a crash between logging an
-        // installed snapshot and restoring it) or is in memory: restore it from a stream on disk.
-        if (applied < store.snap_index() || db.path().is_none())
-            && let Some((idx, path)) = snapshot::newest_stream(&dir, applied, commit)
-        {
+        // installed snapshot and restoring it): restore it from that very snapshot's stream. An
+        // in-memory database: from its newest stream at or after the compaction point.
+        let snap_index = store.snap_index();
+        let stream = if db.path().is_none() {
+            snapshot::newest_stream(&dir, snap_index.max(applied + 1), commit)
+        } else if applied < snap_index {
+            snapshot::newest_stream(&dir, snap_index, snap_index)
+        } else {
+            None
+        };
+        if let Some((idx, path)) = stream {
             restored = Some(snapshot::restore(&path, &db, cfg.dedup_window, idx)?);
             applied = idx;
         }
@@ -451,10 +458,9 @@ impl Node {
             }
             RaftMessage::SnapshotChunk(c) => {
                 let max_age = Duration::from_millis(self.cfg.election_timeout_max * 10);
+                let (index, term) = (c.index, c.term);
                 match self.assembler.add(&self.dir, from, c, max_age) {
-                    Ok(Some(m)) if m.get_msg_type() == MessageType::MsgSnapshot => {
-                        self.step(from, m)
-                    }
+                    Ok(Some(m)) if snapshot_matches_stream(&m, index, term) => self.step(from, m),
                     Ok(_) | Err(_) => {} // a bad or stale chunk: the leader resends
                 }
             }
@@ -471,7 +477,10 @@ impl Node {
             && from != self.id
             && !raft::raw_node::is_local_msg(t)
             && match t {
-                MessageType::MsgPropose => !m.entries.is_empty(),
+                MessageType::MsgPropose => {
+                    !m.entries.is_empty()
+                        && m.entries.iter().all(|e| self.acceptable_forwarded_entry(e))
+                }
                 MessageType::MsgReadIndex | MessageType::MsgReadIndexResp => m.entries.len() == 1,
                 _ => true,
             };
@@ -487,6 +496,16 @@ impl Node {
         if from_leader_kind && term == self.rn.raft.term && self.rn.raft.leader_id == from {
             self.touch_leader_contact();
         }
+    }
+
+    /// Whether an entry a peer forwarded in a MsgPropose may enter the log: a normal entry that
+    /// decodes as a command within `max_entry_bytes`. Our nodes propose only as leader, so a
+    /// forwarded conf change or an undecodable entry is refused before raft-rs appends it (every
+    /// node would apply it, and replay it at every restart).
+    fn acceptable_forwarded_entry(&self, e: &Entry) -> bool {
+        e.get_entry_type() == EntryType::EntryNormal
+            && e.data.len() as u64 <= self.cfg.max_entry_bytes
+            && decode_entry(&e.data).is_ok()
     }
 
     fn touch_leader_contact(&self) {
@@ -1041,6 +1060,18 @@ impl Node {
             progress,
         }
     }
+}
+
+/// Whether `m`, carried by the last chunk of the stream of the snapshot at (`index`, `term`), is
+/// the MsgSnapshot of that very stream: the file stepping it installs is named by its metadata.
+fn snapshot_matches_stream(m: &Message, index: u64, term: u64) -> bool {
+    let snap = m.get_snapshot();
+    let meta = snap.get_metadata();
+    m.get_msg_type() == MessageType::MsgSnapshot
+        && meta.index == index
+        && meta.term == term
+        && SnapshotDescriptor::decode(snap.get_data())
+            .is_some_and(|d| d.index == index && d.term == term)
 }
 
 fn sorted(mut v: Vec<u64>) -> Vec<u64> {

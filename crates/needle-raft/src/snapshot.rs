@@ -316,7 +316,32 @@ pub(crate) fn prepare(
     }
 }
 
-/// The header of the newest snapshot this node made or installed at or below `max_index`.
+/// The index of a snapshot file named `name`: `snapshot-<i>.meta`, `snapshot-<i>.snap`, or (with
+/// `incoming`) a complete received stream `incoming-<i>-<term>.snap`.
+fn snapshot_file_index(name: &str, incoming: bool) -> Option<u64> {
+    if let Some(stem) = name.strip_prefix("snapshot-") {
+        return stem
+            .strip_suffix(".meta")
+            .or_else(|| stem.strip_suffix(".snap"))?
+            .parse()
+            .ok();
+    }
+    if !incoming {
+        return None;
+    }
+    name.strip_prefix("incoming-")?
+        .strip_suffix(".snap")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The header of the newest snapshot at or below `max_index` that this node made, installed or
+/// received whole. A received stream counts: after a crash between restoring the database from
+/// it and writing the installed snapshot's `.meta`, it is the only header at the database's index
+/// (the log's entries before that index are gone). Every header at an index holds the same dedup
+/// window, since the window is derived from the log alone.
 pub(crate) fn latest_header(
     dir: &Path,
     max_index: u64,
@@ -329,13 +354,7 @@ pub(crate) fn latest_header(
         .flatten()
         .filter_map(|ent| {
             let name = ent.file_name().to_string_lossy().into_owned();
-            let stem = name.strip_prefix("snapshot-")?;
-            let idx: u64 = stem
-                .strip_suffix(".meta")
-                .or_else(|| stem.strip_suffix(".snap"))?
-                .parse()
-                .ok()?;
-            Some((idx, ent.path()))
+            Some((snapshot_file_index(&name, true)?, ent.path()))
         })
         .filter(|(i, _)| *i <= max_index)
         .max_by_key(|(i, _)| *i);
@@ -347,22 +366,20 @@ pub(crate) fn latest_header(
 }
 
 /// The newest complete snapshot stream on this node (an in-memory database's own, or one
-/// received whole and CRC-checked) with an index in `(above, max]`, to restore the database from
-/// at restart.
-pub(crate) fn newest_stream(dir: &Path, above: u64, max: u64) -> Option<(u64, PathBuf)> {
+/// received whole and CRC-checked) with an index in `min..=max`, to restore the database from at
+/// restart. Pass `min == max` for the exact snapshot the log names.
+pub(crate) fn newest_stream(dir: &Path, min: u64, max: u64) -> Option<(u64, PathBuf)> {
     std::fs::read_dir(dir)
         .ok()?
         .flatten()
         .filter_map(|ent| {
             let name = ent.file_name().to_string_lossy().into_owned();
-            let rest = name.strip_suffix(".snap")?;
-            let idx = match rest.strip_prefix("snapshot-") {
-                Some(i) => i,
-                None => rest.strip_prefix("incoming-")?.split('-').next()?,
-            };
-            Some((idx.parse().ok()?, ent.path()))
+            name.ends_with(".snap")
+                .then(|| snapshot_file_index(&name, true))
+                .flatten()
+                .map(|i| (i, ent.path()))
         })
-        .filter(|(i, _)| *i > above && *i <= max)
+        .filter(|(i, _)| (min..=max).contains(i))
         .max_by_key(|(i, _)| *i)
 }
 
@@ -398,20 +415,24 @@ pub(crate) fn keep_installed(dir: &Path, from: &Path, db: &Database, index: u64)
     Ok(())
 }
 
-/// Deletes every snapshot file in `dir` except those of `keep` (and chunks still arriving).
+/// Deletes every snapshot file in `dir` except those of `keep`, chunks still arriving, and
+/// received streams above `keep`: one of those may have been stepped into raft-rs already and be
+/// about to be installed (it is deleted once a snapshot at or above its index is this node's).
 pub(crate) fn remove_other_snapshots(dir: &Path, keep: u64) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
-    let keep = [meta_path(dir, keep), full_path(dir, keep)];
+    let kept = [meta_path(dir, keep), full_path(dir, keep)];
     for ent in rd.flatten() {
         let p = ent.path();
         let name = ent.file_name();
         let name = name.to_string_lossy();
-        let ours = (name.starts_with("snapshot-")
-            && (name.ends_with(".meta") || name.ends_with(".snap")))
-            || (name.starts_with("incoming-") && name.ends_with(".snap"));
-        if ours && !keep.contains(&p) {
+        let delete = if name.starts_with("incoming-") {
+            snapshot_file_index(&name, true).is_some_and(|i| i <= keep)
+        } else {
+            snapshot_file_index(&name, false).is_some() && !kept.contains(&p)
+        };
+        if delete {
             let _ = std::fs::remove_file(p);
         }
     }
@@ -716,5 +737,42 @@ mod tests {
         assert_eq!(other.state_checksum(), db.state_checksum());
         assert!(restore(&incoming_file(&recv, 5, 2), &other, 10, 6).is_err());
         assert_eq!(newest_stream(tmp.path(), 0, 10).map(|(i, _)| i), Some(5));
+        assert_eq!(newest_stream(tmp.path(), 5, 5).map(|(i, _)| i), Some(5));
+        assert_eq!(newest_stream(tmp.path(), 6, 10), None);
+        assert_eq!(newest_stream(tmp.path(), 0, 4), None);
+    }
+
+    #[test]
+    fn a_received_stream_survives_cleanup_below_it_and_gives_the_dedup_window() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir_all(&dir_a).unwrap();
+        std::fs::create_dir_all(&dir_b).unwrap();
+        let db = Database::in_memory();
+        db.create_collection("c", 4).unwrap();
+        fill(&db, 0, 100);
+        let mut window = DedupWindow::new(100);
+        window.record(9, RequestId { client: 4, seq: 4 });
+        let src = prepare(&dir_a, &db, 9, 2, &window, true).unwrap();
+        deliver(&src, &dir_b, 512, false).unwrap();
+        // The receiver has an older snapshot of its own at 5.
+        let own = Database::in_memory();
+        own.create_collection("c", 4).unwrap();
+        prepare(&dir_b, &own, 5, 1, &DedupWindow::new(100), true).unwrap();
+        // Making its own snapshot at 5 must not delete the received one at 9, which raft-rs
+        // may already be about to install.
+        remove_other_snapshots(&dir_b, 5);
+        assert!(incoming_file(&dir_b, 9, 2).exists());
+        assert!(full_path(&dir_b, 5).exists());
+        // A crash after restoring from the stream but before the installed snapshot's header
+        // is written: the received stream's header gives the dedup window at 9.
+        let h = latest_header(&dir_b, 9, 100).unwrap().unwrap();
+        assert_eq!(h.index, 9);
+        assert!(h.window.contains(&RequestId { client: 4, seq: 4 }));
+        assert_eq!(latest_header(&dir_b, 8, 100).unwrap().unwrap().index, 5);
+        // Once a snapshot at or above it is kept, the received stream goes.
+        remove_other_snapshots(&dir_b, 9);
+        assert!(!incoming_file(&dir_b, 9, 2).exists());
+        assert!(!full_path(&dir_b, 5).exists());
     }
 }

@@ -4,8 +4,9 @@
 //! (and at most one fsync) per Ready. Owns no database and knows no network.
 //!
 //! Frame: `len: u32 LE | crc32c(body): u32 LE | body`, body = `kind: u8 | payload`.
-//! Recovery replays every segment in order. A short or bad-CRC frame that ends the last segment
-//! is a torn write and is truncated; anything else that does not decode is `Corrupted`.
+//! Recovery replays every segment in order. A bad frame in the last segment (short, zeros, bad
+//! CRC, undecodable) with no valid frame after it is a torn write and is truncated; a bad frame
+//! followed by a valid one, or in an older segment, is `Corrupted`.
 //! Each segment starts with a `Base` record holding the whole non-entry state, so the oldest
 //! segments can be deleted once all their entries are below the compaction point.
 
@@ -768,7 +769,52 @@ fn decode_record(body: &[u8]) -> Option<Record> {
     r.is_empty().then_some(rec)
 }
 
+/// Parses the frame at `off`: its record and where the next frame starts. `Err` says why the
+/// bytes there are not a frame.
+fn frame_at(data: &[u8], off: usize) -> std::result::Result<(Record, usize), &'static str> {
+    let header = data.get(off..off + 8).ok_or("short frame header")?;
+    let body_len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    let body = data
+        .get(off + 8..)
+        .and_then(|rest| rest.get(..body_len))
+        .ok_or("frame runs past the end of the segment")?;
+    if body.is_empty() {
+        return Err("empty frame"); // zeros: the CRC of nothing is 0
+    }
+    if crc32c::crc32c(body) != crc {
+        return Err("bad CRC");
+    }
+    let rec = decode_record(body).ok_or("a frame with a valid CRC does not decode")?;
+    Ok((rec, off + 8 + body_len))
+}
+
+/// Is there a valid frame anywhere after a bad one at `off`? Checked at every later byte (the
+/// bad frame's length field may be the damaged part), within a budget of CRC'd bytes so a huge
+/// torn tail cannot make opening take hours (past the budget the tail counts as torn).
+fn valid_frame_after(data: &[u8], off: usize) -> bool {
+    let mut budget: usize = 1 << 30;
+    for p in off + 1..data.len().saturating_sub(8) {
+        let body_len = u32::from_le_bytes(data[p..p + 4].try_into().expect("4 bytes")) as usize;
+        if body_len == 0 || body_len > data.len() - p - 8 {
+            continue;
+        }
+        if body_len > budget {
+            return false;
+        }
+        budget -= body_len;
+        if frame_at(data, p).is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
 /// Reads one segment: its records, the length of its valid prefix, and the file length.
+///
+/// The last segment may end in a torn write: a bad frame (cut short, zeros, a bad CRC or a body
+/// that does not decode) with no valid frame after it is truncated. A bad frame followed by a
+/// valid one, or any bad frame in a sealed segment, is `Corrupted`.
 fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Record>, u64, u64)> {
     let mut file =
         File::open(path).map_err(|e| NeedleError::io(format!("opening {}", path.display()), e))?;
@@ -780,36 +826,29 @@ fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Record>, u64, u64)> {
     let mut records = Vec::new();
     let mut off = 0usize;
     while off < data.len() {
-        let torn = |reason: &str| -> Result<(Vec<Record>, u64, u64)> {
-            Err(NeedleError::corrupted(path, off as u64, reason))
-        };
-        if data.len() - off < 8 {
-            if is_last {
+        match frame_at(&data, off) {
+            Ok((rec, next)) => {
+                records.push(rec);
+                off = next;
+            }
+            Err(why) => {
+                if !is_last {
+                    return Err(NeedleError::corrupted(
+                        path,
+                        off as u64,
+                        format!("{why} in a sealed segment"),
+                    ));
+                }
+                if valid_frame_after(&data, off) {
+                    return Err(NeedleError::corrupted(
+                        path,
+                        off as u64,
+                        format!("{why}, followed by a valid frame"),
+                    ));
+                }
                 break;
             }
-            return torn("short frame header in a sealed segment");
         }
-        let body_len = u32::from_le_bytes(data[off..off + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().expect("4 bytes"));
-        let end = off + 8 + body_len;
-        if end > data.len() {
-            if is_last {
-                break;
-            }
-            return torn("frame runs past the end of a sealed segment");
-        }
-        let body = &data[off + 8..end];
-        if crc32c::crc32c(body) != crc {
-            if is_last && end == data.len() {
-                break;
-            }
-            return torn("bad CRC in a frame followed by more data");
-        }
-        match decode_record(body) {
-            Some(rec) => records.push(rec),
-            None => return torn("a frame with a valid CRC does not decode"),
-        }
-        off = end;
     }
     Ok((records, off as u64, len))
 }
@@ -902,6 +941,54 @@ mod tests {
         std::fs::write(&seg, &bytes).unwrap();
         match LogStore::open(dir.path(), 1 << 20, &[]) {
             Err(NeedleError::Corrupted { .. }) => {}
+            other => panic!("expected Corrupted, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_zeroed_or_undecodable_tail_is_torn_unless_a_valid_frame_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = LogStore::open(dir.path(), 1 << 20, &[1]).unwrap();
+            s.persist_entries(&(1..=3).map(|i| ent(i, 1)).collect::<Vec<_>>());
+            s.sync(true).unwrap();
+        }
+        let seg = segment_path(dir.path(), 1);
+        let good = std::fs::read(&seg).unwrap();
+        let reopen = || LogStore::open(dir.path(), 1 << 20, &[]);
+        // Zeros after the last frame (a file extended but never written): the CRC of an empty
+        // body is 0, so each 8 zero bytes look like a frame with a valid CRC.
+        let mut zeros = good.clone();
+        zeros.extend_from_slice(&[0u8; 4096]);
+        std::fs::write(&seg, &zeros).unwrap();
+        assert_eq!(LogStore::last_index(&reopen().unwrap()), 3);
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), good.len() as u64);
+        // A frame whose CRC checks but whose body does not decode, then garbage.
+        let mut junk = good.clone();
+        let body = [0xeeu8; 5];
+        junk.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        junk.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        junk.extend_from_slice(&body);
+        junk.extend_from_slice(&[0xab; 37]);
+        std::fs::write(&seg, &junk).unwrap();
+        assert_eq!(LogStore::last_index(&reopen().unwrap()), 3);
+        // A bad-CRC frame followed by more (invalid) bytes: torn, too.
+        let mut frame = Vec::new();
+        encode_record(&Record::Entries(vec![ent(4, 1)]), &mut frame);
+        let mut bad = good.clone();
+        let mut broken = frame.clone();
+        broken[10] ^= 0xff;
+        bad.extend_from_slice(&broken);
+        bad.extend_from_slice(&[0u8; 100]);
+        std::fs::write(&seg, &bad).unwrap();
+        assert_eq!(LogStore::last_index(&reopen().unwrap()), 3);
+        // ... but a valid frame after the bad one is corruption, not a torn write.
+        bad.truncate(good.len());
+        bad.extend_from_slice(&broken);
+        bad.extend_from_slice(&frame);
+        std::fs::write(&seg, &bad).unwrap();
+        match reopen() {
+            Err(NeedleError::Corrupted { offset, .. }) => assert_eq!(offset, good.len() as u64),
             other => panic!("expected Corrupted, got {other:?}"),
         }
     }

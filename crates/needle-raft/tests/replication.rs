@@ -134,3 +134,108 @@ fn follower_reads_are_bounded_by_max_staleness() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_write_over_max_entry_bytes_is_refused_unapplied_and_later_writes_go_on() {
+    let config = ReplicatedDatabaseConfig {
+        max_entry_bytes: 64 * 1024,
+        ..test_config()
+    };
+    let c = common::Cluster::with_config(3, common::seed("max_entry_bytes"), config);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let l = c.node(leader);
+    l.create_collection("v", 64).unwrap();
+    let batch = |n: usize| {
+        (0..n)
+            .map(|i| needle_core::Record {
+                id: format!("r{i}"),
+                vector: vec![i as f32 + 1.0; 64],
+                metadata: None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // 400 × 64 floats ≈ 100 KiB: over the cap, refused before it is proposed.
+    match l.insert_batch("v", batch(400)) {
+        Err(e @ NeedleError::EntryTooLarge { size, max }) => {
+            assert!(size > max && max == 64 * 1024, "{e}");
+            assert!(!e.may_have_been_applied());
+            assert!(e.to_string().contains("split the batch"), "{e}");
+        }
+        other => panic!("expected EntryTooLarge, got {other:?}"),
+    }
+    // Split, it goes through, and so do later writes.
+    l.insert_batch("v", batch(200)).unwrap();
+    l.insert("v", "after", vec![1.0; 64], None).unwrap();
+    assert_eq!(l.count("v").unwrap(), 201);
+    c.wait_converged(Duration::from_secs(10));
+}
+
+/// A forwarded MsgPropose from peer `from` to `to`, carrying one normal entry.
+fn forwarded_proposal(from: u64, to: u64, data: Vec<u8>) -> needle_raft::RaftMessage {
+    use raft::prelude::{Entry, Message, MessageType};
+    let mut m = Message {
+        from,
+        to,
+        entries: vec![Entry {
+            data: data.into(),
+            ..Default::default()
+        }]
+        .into(),
+        ..Default::default()
+    };
+    m.set_msg_type(MessageType::MsgPropose);
+    needle_raft::RaftMessage::Raft(m)
+}
+
+#[test]
+fn the_leader_drops_a_forwarded_proposal_that_does_not_decode() {
+    use needle_raft::{MessageHandler, ReplicatedCommand};
+    let c = common::Cluster::new(3, common::seed("forwarded_proposal"));
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let l = c.node(leader);
+    l.create_collection("c", 2).unwrap();
+    // A peer's id, taken over by a hand-driven handler.
+    let peer = (1..=3).find(|&i| i != leader).unwrap();
+    c.crash(peer);
+    let fake = c.net.restart(peer);
+    let id = |seq: u64| {
+        let mut b = 77u64.to_le_bytes().to_vec();
+        b.extend_from_slice(&seq.to_le_bytes());
+        b
+    };
+    // Ten bytes of command claiming a string of 2^64 - 2 bytes.
+    let mut evil = id(1);
+    evil.extend_from_slice(&[6u8, 0xfd]);
+    evil.extend_from_slice(&(u64::MAX - 1).to_le_bytes());
+    let before = l.status().unwrap().last_index;
+    fake.send(leader, forwarded_proposal(peer, leader, evil))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        l.status().unwrap().last_index,
+        before,
+        "the undecodable proposal never entered the log"
+    );
+    // The same path with a command that decodes does append and apply (so the check above
+    // tested the path, not a lost message).
+    let mut good = id(2);
+    good.extend_from_slice(
+        &ReplicatedCommand::Insert {
+            collection: "c".into(),
+            id: "fwd".into(),
+            vector: vec![1.0, 2.0],
+            metadata: None,
+        }
+        .encode(),
+    );
+    fake.send(leader, forwarded_proposal(peer, leader, good))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while l.count("c").unwrap() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the forwarded write applied"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -304,13 +304,17 @@ fn a_lagging_node_catches_up_by_a_snapshot_in_chunks_over_tcp() {
         s.snapshot_index > 0,
         "the lagger installed a snapshot: {s:?}"
     );
-    let snap_bytes: u64 = std::fs::read_dir(c.raft_dir(lagger))
+    // The stream is the snapshot header (`snapshot-<i>.meta`) followed by the database
+    // checkpoint file, which the installed snapshot became on the lagger.
+    let header: u64 = std::fs::read_dir(c.raft_dir(lagger))
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("snapshot-"))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".meta"))
         .map(|e| e.metadata().unwrap().len())
         .max()
         .unwrap_or(0);
+    let db_file = c.dir.path().join(format!("node-{lagger}.needle"));
+    let snap_bytes = header + std::fs::metadata(&db_file).unwrap().len();
     eprintln!(
         "snapshot over tcp: {snap_bytes} bytes in chunks of 16 KiB ({} chunks), caught up in {:?}",
         snap_bytes.div_ceil(16 * 1024),

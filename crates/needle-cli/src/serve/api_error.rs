@@ -124,6 +124,12 @@ pub fn from_raft(e: RaftError, leader_http: impl Fn(u64) -> Option<String>) -> A
             e.to_string(),
         )
         .with("may_have_been_applied", json!(false)),
+        e @ RaftError::EntryTooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "entry_too_large",
+            e.to_string(),
+        )
+        .with("may_have_been_applied", json!(false)),
         e @ RaftError::StaleRead { .. } => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stale_read", e.to_string())
         }
