@@ -201,7 +201,7 @@ fn malformed_input_files_name_the_line_or_offset_and_leave_no_new_file() {
                 b"{\"id\":\"a\",\"vector\":[1,2]}\n{\"id\":\"b\",\"vector\":[1,1e300]}\n",
             ),
             vec![],
-            vec!["line 2", "component 1 is inf"],
+            vec!["line 2", "number out of range"],
         ),
         (
             file("zero.jsonl", b"{\"id\":\"a\",\"vector\":[0,0]}\n"),
