@@ -23,6 +23,7 @@
 mod collection;
 mod config;
 mod database;
+pub mod disk;
 mod distance;
 mod error;
 mod filter;
