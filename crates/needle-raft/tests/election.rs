@@ -1,5 +1,5 @@
 //! Elections in 1-, 3- and 5-node clusters: exactly one leader emerges, all nodes agree on it,
-//! and it can commit. Prints the time to the first leader (see notes/raft-measurements.md).
+//! and it can commit. Prints the time to the first leader (see docs/replication.md, Measurements).
 
 mod common;
 
