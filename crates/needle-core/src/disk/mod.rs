@@ -13,7 +13,7 @@
 //!   ENOSPC ([`SimDisk::set_faults`], [`SimDisk::fail_next`]) and flip bits at rest
 //!   ([`SimDisk::flip_bit`]).
 //!
-//! This module knows nothing of Needle's formats; [`frame`] (the CRC-framed record log shared by
+//! This module knows nothing of Needle's formats; `frame` (the CRC-framed record log shared by
 //! the database log and the Raft log) sits on top of it.
 //!
 //! Paths are plain `Path`s. A file handle refers to the file (the inode), not the name: after a

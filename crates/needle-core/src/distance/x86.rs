@@ -227,8 +227,8 @@ pub(super) mod avx512 {
         i: usize,
         mask: __mmask16,
     ) -> (__m512, __m512) {
-        // SAFETY (the caller's): masked-off lanes are neither read nor able to fault (AVX-512
-        // fault suppression), and the set lanes are inside both slices.
+        // SAFETY: the caller's contract — masked-off lanes are neither read nor able to fault
+        // (AVX-512 fault suppression), and the set lanes are inside both slices.
         unsafe {
             (
                 _mm512_maskz_loadu_ps(mask, pa.add(i)),
