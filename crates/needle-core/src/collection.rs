@@ -288,7 +288,23 @@ impl Collection {
         let mut plans: Vec<Vec<Vec<Cand>>> = if chunk.len() > 1
             && let Some(pool) = build_pool()
         {
-            pool.install(plan_all)
+            if rayon::current_thread_index().is_some() {
+                // Called from a rayon worker (a caller's `par_iter`): `install` would let this
+                // thread run other queued tasks of its pool while it waits — tasks that may
+                // block on the locks this write holds. A plain thread waits without stealing.
+                let spawned = std::thread::Builder::new().name("needle-plan".into());
+                std::thread::scope(
+                    |s| match spawned.spawn_scoped(s, || pool.install(plan_all)) {
+                        Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                        Err(_) => chunk
+                            .iter()
+                            .map(|&slot| graph.plan_insert(&space, slot))
+                            .collect(),
+                    },
+                )
+            } else {
+                pool.install(plan_all)
+            }
         } else {
             chunk
                 .iter()
@@ -356,9 +372,32 @@ impl Collection {
         }
     }
 
+    /// Makes room for `slots` more records in the arrays that grow by anonymous maps, so that
+    /// applying a write of that many records cannot fail. Called before the write is logged.
+    pub fn reserve(&mut self, slots: usize) -> Result<()> {
+        let no_memory = |what: &str, e| {
+            NeedleError::io(
+                format!(
+                    "allocating room for {slots} more records ({what}) in collection '{}'",
+                    self.name
+                ),
+                e,
+            )
+        };
+        self.vectors
+            .try_reserve(slots.saturating_mul(self.dim))
+            .map_err(|e| no_memory("vectors", e))?;
+        let stride0 = 1 + 2 * self.graph.m;
+        self.graph
+            .links0
+            .try_reserve(slots.saturating_mul(stride0))
+            .map_err(|e| no_memory("layer-0 links", e))
+    }
+
     /// A copy holding only live records, densely, with a freshly built graph.
-    pub fn compacted(&self) -> Collection {
+    pub fn compacted(&self) -> Result<Collection> {
         let mut fresh = Collection::new(&self.name, self.dim, self.config.clone());
+        fresh.reserve(self.live)?;
         let records: Vec<Prepared> = (0..self.slots())
             .filter(|&s| !self.deleted[s])
             .map(|s| Prepared {
@@ -368,7 +407,7 @@ impl Collection {
             })
             .collect();
         fresh.apply_batch(records);
-        fresh
+        Ok(fresh)
     }
 
     // ---- reads --------------------------------------------------------------------------------
@@ -404,6 +443,14 @@ impl Collection {
             });
         }
         let q = self.prepare_vector(query.to_vec(), "query")?;
+        // Allocations are sized by k and ef: bound both by what the collection holds, so a huge
+        // k or ef from a caller costs no more than asking for everything. (A beam wider than
+        // the graph finds nothing more.)
+        if self.live == 0 {
+            return Ok(Vec::new());
+        }
+        let k = k.min(self.live);
+        let ef = ef.min(self.slots()).max(1);
         let space = self.space();
         let hits = match &opts.filter {
             // Asked for every record (or more): a scan is exact and no slower than the walk.

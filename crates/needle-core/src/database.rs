@@ -21,7 +21,7 @@ use crate::collection::{Collection, Prepared, validate_collection_name, validate
 use crate::config::{CollectionConfig, DatabaseOptions, SearchOptions, WalMode};
 use crate::error::{NeedleError, Result};
 use crate::storage::checkpoint::{self, Header};
-use crate::storage::wal::{self, MAX_RECORD, Op, OpRecord, Wal};
+use crate::storage::wal::{self, LogState, MAX_RECORD, Op, OpRecord, Wal};
 use crate::storage::{lock, sync_dir, tmp_path, wal_path};
 
 /// One record: an id, its vector and its metadata (a JSON object).
@@ -76,6 +76,10 @@ pub struct OpenReport {
     pub wal_records_replayed: u64,
     /// Bytes of torn tail cut from the log.
     pub wal_bytes_truncated: u64,
+    /// With [`WalMode::Unsynced`] only: valid log records found after a hole (a write a power
+    /// loss did not keep) and dropped with it, since replaying them without the lost write
+    /// would apply them out of order. Always 0 with a synced log (a hole there is `Corrupted`).
+    pub wal_records_dropped_after_hole: u64,
 }
 
 /// An embedded vector database: one `.needle` file and its write-ahead log.
@@ -88,9 +92,25 @@ pub struct OpenReport {
 /// db.create_collection("docs", 384)?;
 /// # Ok::<(), needle_core::NeedleError>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Database {
     inner: Arc<Inner>,
+}
+
+/// Names and sizes only: a database's `Debug` must not dump its records.
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let catalog = self.inner.catalog.read();
+        let collections: BTreeMap<&str, usize> = catalog
+            .iter()
+            .map(|(name, c)| (name.as_str(), c.read().live))
+            .collect();
+        f.debug_struct("Database")
+            .field("path", &self.inner.path)
+            .field("wal", &self.inner.options.wal)
+            .field("collections", &collections)
+            .finish_non_exhaustive()
+    }
 }
 
 type Shared = Arc<RwLock<Collection>>;
@@ -187,20 +207,30 @@ impl Database {
 
     fn recover_wal(self, path: &Path, generation: u64) -> Result<Database> {
         let wpath = wal_path(path);
-        let recovered = wal::recover(&wpath)?.filter(|r| r.generation == generation);
+        let bytes = match std::fs::read(&wpath) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(NeedleError::io(format!("reading {}", wpath.display()), e)),
+        };
+        let unsynced = self.inner.options.wal == WalMode::Unsynced;
+        let state = wal::recover(&bytes, &wpath, generation, unsynced)?;
+        drop(bytes);
         let mut replayed = 0u64;
         let mut torn = 0u64;
+        let mut dropped = 0u64;
         let mut valid_len = None;
-        if let Some(rec) = recovered {
+        if let LogState::Current(rec) = state {
             let mut w = self.inner.writer.lock();
             for (i, op) in rec.ops.into_iter().enumerate() {
                 let plan = self.plan(&op).map_err(|e| {
                     NeedleError::corrupted(&wpath, 0, format!("log record {i} does not apply: {e}"))
                 })?;
+                reserve_room(&plan)?;
                 self.apply(&mut w, plan);
                 replayed += 1;
             }
-            torn = rec.torn_bytes;
+            torn = rec.file_len - rec.valid_len;
+            dropped = rec.dropped_after_hole;
             valid_len = Some(rec.valid_len);
         }
         let sync = self.inner.options.wal == WalMode::Synced;
@@ -219,6 +249,7 @@ impl Database {
         })?;
         inner.report.wal_records_replayed = replayed;
         inner.report.wal_bytes_truncated = torn;
+        inner.report.wal_records_dropped_after_hole = dropped;
         Ok(Database {
             inner: Arc::new(inner),
         })
@@ -387,6 +418,7 @@ impl Database {
         if matches!(plan, Plan::Nothing) {
             return Ok(false);
         }
+        reserve_room(&plan)?;
         if let Some(wal) = w.wal.as_mut() {
             let payload = wal::encode_op(&op);
             if payload.len() > MAX_RECORD {
@@ -486,7 +518,7 @@ impl Database {
             Op::Compact { collection } => {
                 let shared = self.collection(collection)?;
                 // Built under a read lock: searches go on while the graph is rebuilt.
-                let fresh = shared.read().compacted();
+                let fresh = shared.read().compacted()?;
                 Plan::Compact(shared, Box::new(fresh))
             }
         })
@@ -596,13 +628,14 @@ impl Database {
     /// Writers wait; readers do not.
     pub fn checkpoint_with_tag(&self, tag: u64) -> Result<()> {
         let mut w = self.inner.writer.lock();
-        self.inner.tag.store(tag, Ordering::SeqCst);
         let Some(path) = self.inner.path.clone() else {
+            self.inner.tag.store(tag, Ordering::SeqCst);
             return Ok(());
         };
         let generation = w.generation + 1;
         let collections = self.snapshot_of_catalog();
         write_checkpoint(&path, Header { tag, generation }, &collections)?;
+        self.inner.tag.store(tag, Ordering::SeqCst);
         w.generation = generation;
         w.reset_wal(generation)
     }
@@ -681,6 +714,16 @@ impl Database {
     }
 }
 
+/// Reserves the memory a plan needs to apply, so that applying it cannot fail: done before the
+/// write is logged, and an error (the system refused the memory) changes nothing.
+fn reserve_room(plan: &Plan) -> Result<()> {
+    match plan {
+        Plan::Upsert(shared, records) => shared.write().reserve(records.len()),
+        Plan::Update(shared, _, Some(_), _) => shared.write().reserve(1),
+        _ => Ok(()),
+    }
+}
+
 fn parse_metadata(c: &Collection, id: &str, json: Option<&str>) -> Result<Option<Value>> {
     json.map(|text| {
         serde_json::from_str::<Value>(text).map_err(|e| NeedleError::InvalidMetadata {
@@ -729,6 +772,11 @@ fn write_checkpoint(path: &Path, header: Header, collections: &[Shared]) -> Resu
     let tmp = tmp_path(path);
     let io = |what: &str, e| NeedleError::io(format!("{what} {}", tmp.display()), e);
     let file = File::create(&tmp).map_err(|e| io("creating", e))?;
+    // The new checkpoint keeps the permissions the user gave the file it replaces.
+    if let Ok(meta) = std::fs::metadata(path) {
+        file.set_permissions(meta.permissions())
+            .map_err(|e| io("setting the permissions of", e))?;
+    }
     let mut out = BufWriter::with_capacity(1 << 20, file);
     encode_shared(&mut out, header, collections).map_err(|e| io("writing", e))?;
     let file = out

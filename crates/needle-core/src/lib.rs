@@ -39,4 +39,10 @@ pub use filter::Filter;
 pub mod __private {
     //! Internals exposed only for needle's own benches and tests. Not a stable API.
     pub use crate::distance::{dot_scalar, kernel_for, l2_squared_scalar};
+
+    /// Makes the next `n` anonymous maps (the arrays of vectors and layer-0 links) fail as if
+    /// the system had refused the memory. Process-wide: for tests alone in their binary.
+    pub fn refuse_anonymous_maps(n: u64) {
+        crate::hnsw::refuse_anonymous_maps(n)
+    }
 }

@@ -327,3 +327,80 @@ fn database_is_send_sync_and_searches_run_during_writes() {
     });
     assert_eq!(db.count("c").unwrap(), 501);
 }
+
+/// Huge `k` and `ef_search` are bounded by the collection's size before anything is allocated:
+/// `k = 10^12` returns every record, filtered or not.
+#[test]
+fn huge_k_and_ef_return_at_most_count_results() {
+    let db = Database::in_memory();
+    db.create_collection("c", 3).unwrap();
+    for i in 0..50 {
+        db.insert(
+            "c",
+            &format!("r{i}"),
+            vec![i as f32 + 1.0, 1.0, 0.5],
+            Some(serde_json::json!({"even": i % 2 == 0})),
+        )
+        .unwrap();
+    }
+    let huge = 1usize << 40;
+    assert_eq!(db.search("c", &[1.0, 1.0, 1.0], huge).unwrap().len(), 50);
+    assert_eq!(
+        db.search("c", &[1.0, 1.0, 1.0], usize::MAX).unwrap().len(),
+        50
+    );
+    let filter = needle_core::Filter::parse(&serde_json::json!({"even": true})).unwrap();
+    let opts = SearchOptions::new()
+        .with_filter(filter)
+        .with_ef_search(huge);
+    assert_eq!(
+        db.search_with("c", &[1.0, 1.0, 1.0], huge, &opts)
+            .unwrap()
+            .len(),
+        25
+    );
+    let opts = SearchOptions::new().with_ef_search(usize::MAX);
+    assert_eq!(
+        db.search_with("c", &[1.0, 1.0, 1.0], 3, &opts)
+            .unwrap()
+            .len(),
+        3
+    );
+    db.delete("c", "r0").unwrap();
+    assert_eq!(db.search("c", &[1.0, 1.0, 1.0], huge).unwrap().len(), 49);
+    db.create_collection("empty", 3).unwrap();
+    assert!(
+        db.search("empty", &[1.0, 1.0, 1.0], huge)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A database's `Debug` names its collections and sizes; it never dumps records.
+#[test]
+fn debug_does_not_dump_records() {
+    let db = Database::in_memory();
+    db.create_collection("c", 3).unwrap();
+    for i in 0..200 {
+        db.insert("c", &format!("record-{i}"), vec![1.0, i as f32, 2.0], None)
+            .unwrap();
+    }
+    let text = format!("{db:?}");
+    assert!(!text.contains("record-1"), "{text}");
+    assert!(text.len() < 300, "{} bytes of Debug", text.len());
+}
+
+/// A checkpoint replaces the file by a rename: the new file keeps the old one's permissions.
+#[cfg(unix)]
+#[test]
+fn a_checkpoint_keeps_the_file_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.needle");
+    let db = Database::open(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    db.create_collection("c", 3).unwrap();
+    db.checkpoint().unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+}

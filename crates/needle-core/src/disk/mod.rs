@@ -19,6 +19,7 @@
 //! Paths are plain `Path`s. A file handle refers to the file (the inode), not the name: after a
 //! rename over its name, a handle opened before still reads the old contents, as on POSIX.
 
+pub mod frame;
 mod mem;
 mod os;
 mod sim;

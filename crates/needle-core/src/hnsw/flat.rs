@@ -41,20 +41,20 @@ impl<T: Plain> Flat<T> {
             .map_or(0, |m| m.len() / std::mem::size_of::<T>())
     }
 
-    /// Makes room for `additional` more items, at least doubling when it must grow.
-    pub fn reserve(&mut self, additional: usize) {
-        let needed = self
-            .len
-            .checked_add(additional)
-            .expect("array length overflows usize");
+    /// Makes room for `additional` more items, at least doubling when it must grow. An error
+    /// (the system refused the memory) leaves the array as it was.
+    pub fn try_reserve(&mut self, additional: usize) -> std::io::Result<()> {
+        let too_big =
+            || std::io::Error::new(std::io::ErrorKind::OutOfMemory, "array size overflows");
+        let needed = self.len.checked_add(additional).ok_or_else(too_big)?;
         if needed <= self.capacity() {
-            return;
+            return Ok(());
         }
-        let cap = needed.max(self.capacity() * 2).max(4096);
+        let cap = needed.max(self.capacity().saturating_mul(2)).max(4096);
         let bytes = cap
             .checked_mul(std::mem::size_of::<T>())
-            .expect("array size overflows usize");
-        let mut map = MmapMut::map_anon(bytes).expect("out of memory: anonymous map refused");
+            .ok_or_else(too_big)?;
+        let mut map = map_anon(bytes)?;
         #[cfg(target_os = "linux")]
         {
             // Only advice: without transparent huge pages the map works the same.
@@ -65,6 +65,23 @@ impl<T: Plain> Flat<T> {
             map[..used].copy_from_slice(&old[..used]);
         }
         self.map = Some(map);
+        Ok(())
+    }
+
+    /// As [`Flat::try_reserve`], for growth whose room was reserved before: writes reserve the
+    /// room they need before they are logged, so applying them never allocates here.
+    fn reserve(&mut self, additional: usize) {
+        if let Err(e) = self.try_reserve(additional) {
+            panic!("room for every logged write is reserved before it is logged: {e}");
+        }
+    }
+
+    /// A copy of `items`, or the error of a refused allocation.
+    pub fn try_from_slice(items: &[T]) -> std::io::Result<Self> {
+        let mut flat = Flat::new();
+        flat.try_reserve(items.len())?;
+        flat.extend_from_slice(items);
+        Ok(flat)
     }
 
     pub fn extend_from_slice(&mut self, items: &[T]) {
@@ -85,6 +102,28 @@ impl<T: Plain> Flat<T> {
             self.len = len;
         }
     }
+}
+
+/// Anonymous maps refused on purpose by tests (see `__private::refuse_anonymous_maps`).
+static REFUSE_MAPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Makes the next `n` anonymous maps fail as if the system had refused the memory.
+pub(crate) fn refuse_anonymous_maps(n: u64) {
+    REFUSE_MAPS.store(n, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn map_anon(bytes: usize) -> std::io::Result<MmapMut> {
+    use std::sync::atomic::Ordering;
+    if REFUSE_MAPS
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::OutOfMemory,
+            "anonymous map refused (test hook)",
+        ));
+    }
+    MmapMut::map_anon(bytes)
 }
 
 impl<T: Plain> Default for Flat<T> {
@@ -119,6 +158,7 @@ impl<T: Plain> DerefMut for Flat<T> {
     }
 }
 
+#[cfg(test)]
 impl<T: Plain> From<Vec<T>> for Flat<T> {
     fn from(items: Vec<T>) -> Self {
         let mut flat = Flat::new();
@@ -127,6 +167,7 @@ impl<T: Plain> From<Vec<T>> for Flat<T> {
     }
 }
 
+#[cfg(test)]
 impl<T: Plain> FromIterator<T> for Flat<T> {
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
         Flat::from(iter.into_iter().collect::<Vec<T>>())

@@ -261,6 +261,13 @@ impl<'a> SectionReader<'a> {
         NeedleError::corrupted(self.file, offset as u64, reason)
     }
 
+    fn no_memory(&self, what: &str, e: std::io::Error) -> NeedleError {
+        NeedleError::io(
+            format!("allocating the {what} of {}", self.file.display()),
+            e,
+        )
+    }
+
     /// Returns the payload of the next section, which must be of `kind`, and its offset.
     fn next(&mut self, kind: u32) -> Result<(&'a [u8], usize)> {
         let start = self.pos;
@@ -367,10 +374,11 @@ fn decode_collection(s: &mut SectionReader) -> Result<Collection> {
             format!("vectors: {} bytes for {n} × {dim} floats", vbytes.len()),
         ));
     }
-    let vectors: Flat<f32> = vbytes
+    let vectors: Vec<f32> = vbytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
+    let vectors = Flat::try_from_slice(&vectors).map_err(|e| s.no_memory("vectors", e))?;
     if let Some(i) = vectors.iter().position(|x| !x.is_finite()) {
         return Err(s.corrupt(vat + i * 4, "vectors: a component is not finite"));
     }
@@ -392,7 +400,7 @@ fn decode_collection(s: &mut SectionReader) -> Result<Collection> {
     if l0.len() != n * stride0 * 4 {
         return Err(s.corrupt(l0at, "layer-0 links: wrong length"));
     }
-    let links0 = Flat::from(u32s(l0));
+    let links0 = Flat::try_from_slice(&u32s(l0)).map_err(|e| s.no_memory("layer-0 links", e))?;
     check_links(&links0, stride0, n)
         .map_err(|i| s.corrupt(l0at + i * 4, "layer-0 links: bad count or target"))?;
 

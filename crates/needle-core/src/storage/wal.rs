@@ -7,21 +7,20 @@
 //! record followed by a valid one is corruption, reported with its offset.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::Reader;
 use crate::config::CollectionConfig;
+use crate::disk::frame::{self, End};
 use crate::error::{NeedleError, Result};
 
 const MAGIC: &[u8; 8] = b"NEEDLWAL";
 const VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: u64 = 24;
-const RECORD_HEADER: usize = 8;
 /// The largest record (one write or one batch) the log takes.
-pub(crate) const MAX_RECORD: usize = 1 << 30;
+pub(crate) const MAX_RECORD: usize = frame::MAX_PAYLOAD;
 
 /// One logged write, exactly as the caller asked for it (vectors not yet normalised), so that
 /// replaying it repeats the same computation bit for bit. Metadata travels as JSON text.
@@ -149,12 +148,16 @@ impl Wal {
         NeedleError::io(format!("{what} {}", self.path.display()), e)
     }
 
-    /// Empties the log and starts it over for `generation`. Truncating first means a crash in
-    /// between leaves an empty (ignored) log, never old records under a new header.
+    /// Empties the log and starts it over for `generation`. The truncation is made durable
+    /// before the new header is written, so a crash in between leaves an empty or zeroed
+    /// (ignored) log, or the old one (stale, ignored) — never old records under a new header.
     pub fn reset(&mut self, generation: u64) -> Result<()> {
         self.file
             .set_len(0)
             .map_err(|e| self.io_err("truncating", e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| self.io_err("fsyncing", e))?;
         self.file
             .seek(SeekFrom::Start(0))
             .map_err(|e| self.io_err("seeking in", e))?;
@@ -171,10 +174,7 @@ impl Wal {
     /// Appends one encoded op and, if synced, fsyncs before returning. On failure the log is cut
     /// back to where it was, so a failed write leaves nothing behind.
     pub fn append(&mut self, payload: &[u8]) -> Result<()> {
-        let mut buf = Vec::with_capacity(RECORD_HEADER + payload.len());
-        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-        buf.extend_from_slice(payload);
+        let buf = frame::encode(payload);
         let result = self
             .file
             .seek(SeekFrom::Start(self.len))
@@ -199,41 +199,60 @@ impl Wal {
     }
 }
 
-/// What recovery found in a log.
+/// How the log file on disk relates to the checkpoint it was opened with.
+#[derive(Debug)]
+pub(crate) enum LogState {
+    /// No log, or one cut off inside its header or zeroed there (a crash while it was being
+    /// created or reset): nothing to replay.
+    Empty,
+    /// A complete log of another generation: left behind by a checkpoint whose log reset did
+    /// not happen (older), never replayed. Its records are not even read.
+    Stale,
+    /// The log of this checkpoint.
+    Current(Recovered),
+}
+
+/// What recovery found in the log of the current checkpoint.
 #[derive(Debug)]
 pub(crate) struct Recovered {
-    pub generation: u64,
     pub ops: Vec<Op>,
     /// Bytes up to the end of the last good record.
     pub valid_len: u64,
-    /// Bytes of torn tail after it.
-    pub torn_bytes: u64,
+    /// The file's length: anything past `valid_len` is a torn tail (or, in unsynced mode, a
+    /// hole and what follows it).
+    pub file_len: u64,
+    /// Valid records after the first bad one, dropped because the log was unsynced (a hole
+    /// left by a power loss). Always 0 for a synced log (that would be `Corrupted`).
+    pub dropped_after_hole: u64,
 }
 
-/// Reads the log at `path`. `Ok(None)` when there is no usable log: missing, or cut off inside
-/// its header (a crash while it was being created or reset).
-pub(crate) fn recover(path: &Path) -> Result<Option<Recovered>> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(NeedleError::io(format!("opening {}", path.display()), e)),
+/// Reads the log at `path`, which should follow checkpoint `generation`.
+///
+/// The header is checked first: a log of another generation is reported without reading its
+/// records, so a damaged stale log never blocks an open. In the current log, a torn tail is
+/// reported (the caller cuts it); a bad record with a valid one after it is `Corrupted` — unless
+/// `unsynced`, where it is a hole a power loss may leave, and the log ends there.
+pub(crate) fn recover(
+    bytes: &[u8],
+    path: &Path,
+    generation: u64,
+    unsynced: bool,
+) -> Result<LogState> {
+    let header = match bytes.get(..HEADER_LEN as usize) {
+        Some(h) if h.iter().any(|&b| b != 0) => h,
+        // Short, or all zeros: a reset or creation cut short by a crash.
+        _ => return Ok(LogState::Empty),
     };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| NeedleError::io(format!("reading {}", path.display()), e))?;
-    if bytes.len() < HEADER_LEN as usize {
-        return Ok(None);
-    }
-    let corrupt = |offset: usize, reason: &str| NeedleError::corrupted(path, offset as u64, reason);
-    if &bytes[0..8] != MAGIC {
+    let corrupt = |offset: u64, reason: &str| NeedleError::corrupted(path, offset, reason);
+    if &header[0..8] != MAGIC {
         return Err(corrupt(0, "not a Needle write-ahead log (bad magic)"));
     }
-    if crc32c::crc32c(&bytes[0..20])
-        != u32::from_le_bytes([bytes[20], bytes[21], bytes[22], bytes[23]])
+    if crc32c::crc32c(&header[0..20])
+        != u32::from_le_bytes([header[20], header[21], header[22], header[23]])
     {
         return Err(corrupt(0, "log header checksum mismatch"));
     }
-    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
     if version != VERSION {
         return Err(NeedleError::UnsupportedVersion {
             file: path.to_path_buf(),
@@ -241,71 +260,55 @@ pub(crate) fn recover(path: &Path) -> Result<Option<Recovered>> {
             supported: VERSION,
         });
     }
-    let generation = u64::from_le_bytes(bytes[12..20].try_into().unwrap_or_default());
+    let found = u64::from_le_bytes([
+        header[12], header[13], header[14], header[15], header[16], header[17], header[18],
+        header[19],
+    ]);
+    if found < generation {
+        return Ok(LogState::Stale);
+    }
+    if found > generation {
+        return Err(corrupt(
+            12,
+            &format!(
+                "the log follows checkpoint generation {found}, but the checkpoint is generation {generation}"
+            ),
+        ));
+    }
 
-    let mut ops = Vec::new();
-    let mut pos = HEADER_LEN as usize;
-    while pos < bytes.len() {
-        match record_at(&bytes, pos) {
-            Some((op, next)) => {
-                ops.push(op);
-                pos = next;
+    let body = &bytes[HEADER_LEN as usize..];
+    let scan = frame::scan(body, decode_op);
+    let mut dropped_after_hole = 0;
+    match scan.end {
+        End::Clean | End::Torn { .. } => {}
+        End::Corrupted {
+            offset,
+            reason,
+            next_valid,
+            ..
+        } => {
+            if !unsynced {
+                return Err(corrupt(
+                    HEADER_LEN + offset,
+                    &format!(
+                        "{reason}, with a valid record after it (at offset {})",
+                        HEADER_LEN + next_valid
+                    ),
+                ));
             }
-            None => {
-                if valid_record_after(&bytes, pos) {
-                    return Err(corrupt(pos, "bad record followed by valid records"));
-                }
-                break;
-            }
+            dropped_after_hole = count_records_from(body, next_valid as usize);
         }
     }
-    Ok(Some(Recovered {
-        generation,
-        ops,
-        valid_len: pos as u64,
-        torn_bytes: (bytes.len() - pos) as u64,
+    let valid_len = HEADER_LEN + scan.valid_len();
+    Ok(LogState::Current(Recovered {
+        valid_len,
+        file_len: bytes.len() as u64,
+        dropped_after_hole,
+        ops: scan.records.into_iter().map(|r| r.value).collect(),
     }))
 }
 
-/// Parses the record at `pos`: its op and where the next record starts.
-fn record_at(bytes: &[u8], pos: usize) -> Option<(Op, usize)> {
-    let mut r = Reader::new(bytes.get(pos..)?);
-    let len = r.u32()? as usize;
-    let crc = r.u32()?;
-    if len > MAX_RECORD {
-        return None;
-    }
-    let payload = r.take(len)?;
-    if crc32c::crc32c(payload) != crc {
-        return None;
-    }
-    Some((decode_op(payload)?, pos + RECORD_HEADER + len))
-}
-
-/// Is there a valid record anywhere after a bad one at `pos`? First where the bad record's own
-/// length says the next one starts, then at every later byte (a damaged length field).
-///
-/// The scan checksums candidate records; its total work is capped at `SCAN_BUDGET` bytes so a
-/// huge torn batch cannot make opening take hours (past the budget the tail counts as torn).
-fn valid_record_after(bytes: &[u8], pos: usize) -> bool {
-    const SCAN_BUDGET: usize = 1 << 30;
-    let mut budget = SCAN_BUDGET;
-    for p in pos + 1..bytes.len().saturating_sub(RECORD_HEADER - 1) {
-        let mut r = Reader::new(&bytes[p..]);
-        let (Some(len), Some(_)) = (r.u32(), r.u32()) else {
-            continue;
-        };
-        let len = len as usize;
-        if len == 0 || len > r.remaining() || len > MAX_RECORD {
-            continue;
-        }
-        if len > budget {
-            return false;
-        }
-        budget -= len;
-        if record_at(bytes, p).is_some() {
-            return true;
-        }
-    }
-    false
+/// How many valid records follow from `at` (for the report of an unsynced hole).
+fn count_records_from(body: &[u8], at: usize) -> u64 {
+    frame::scan(&body[at..], decode_op).records.len() as u64
 }
