@@ -151,7 +151,7 @@ pub fn scan<T>(bytes: &[u8], decode: impl Fn(&[u8]) -> Option<T>) -> Scan<T> {
 fn plausible_len(bytes: &[u8], pos: usize) -> Option<usize> {
     let head = bytes.get(pos..pos.checked_add(HEADER)?)?;
     let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-    (len >= 1 && len <= MAX_PAYLOAD && len <= bytes.len() - pos - HEADER).then_some(len)
+    ((1..=MAX_PAYLOAD).contains(&len) && len <= bytes.len() - pos - HEADER).then_some(len)
 }
 
 /// The valid frame at `pos`: its decoded payload and where the next frame starts.
