@@ -1,13 +1,16 @@
 //! The distance kernels per metric and dimension: the run-time chosen (SIMD) kernel against the
 //! scalar reference.
 //!
+//! The int8 kernels of the quantized mode (`sq8`): every set this CPU runs (scalar, AVX2,
+//! AVX-512BW, AVX-512 VNNI, NEON), beside the f32 kernel at the same dimension.
+//!
 //! `cargo bench -p needle-benches --bench distance`
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use needle_benches::synthetic_vectors;
-use needle_core::__private::{dot_scalar, kernel_for, l2_squared_scalar};
+use needle_core::__private::{dot_scalar, int8_kernels_available, kernel_for, l2_squared_scalar};
 use needle_core::Distance;
 
 /// What `kernel_for` returns.
@@ -52,5 +55,37 @@ fn kernels(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, kernels);
+fn int8(c: &mut Criterion) {
+    let mut group = c.benchmark_group("distance/int8");
+    for dim in DIMS {
+        let v = synthetic_vectors(2, dim, 42);
+        let code = |row: &[f32]| -> Vec<i8> {
+            row.iter()
+                .map(|&x| (x * 127.0).round().clamp(-127.0, 127.0) as i8)
+                .collect()
+        };
+        let (a, b) = (code(v.row(0)), code(v.row(1)));
+        group.throughput(Throughput::Elements(dim as u64));
+        for k in int8_kernels_available() {
+            group.bench_with_input(
+                BenchmarkId::new(format!("dot_{}", k.name), dim),
+                &dim,
+                |bench, _| bench.iter(|| (k.dot)(black_box(&a), black_box(&b))),
+            );
+            group.bench_with_input(
+                BenchmarkId::new(format!("l2_{}", k.name), dim),
+                &dim,
+                |bench, _| bench.iter(|| (k.l2)(black_box(&a), black_box(&b))),
+            );
+        }
+        let f32_dot = kernel_for(Distance::DotProduct);
+        let (fa, fb) = (v.row(0), v.row(1));
+        group.bench_with_input(BenchmarkId::new("f32_dot_simd", dim), &dim, |bench, _| {
+            bench.iter(|| f32_dot(black_box(fa), black_box(fb)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, kernels, int8);
 criterion_main!(benches);

@@ -38,6 +38,9 @@ pub use filter::Filter;
 #[doc(hidden)]
 pub mod __private {
     //! Internals exposed only for needle's own benches and tests. Not a stable API.
+    pub use crate::distance::int8::{
+        Int8Kernels, available as int8_kernels_available, dot_i8_scalar, int8_kernels, l2_i8_scalar,
+    };
     pub use crate::distance::{dot_scalar, kernel_for, l2_squared_scalar};
 
     /// Makes the next `n` anonymous maps (the arrays of vectors and layer-0 links) fail as if

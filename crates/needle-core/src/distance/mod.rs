@@ -17,6 +17,7 @@ use crate::config::Distance;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+pub(crate) mod int8;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
