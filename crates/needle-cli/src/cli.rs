@@ -40,8 +40,10 @@ pub enum Command {
     Info(InfoArgs),
     /// Rebuild collections without their deleted records, then checkpoint.
     Compact(CompactArgs),
-    /// Open the file, verify every checksum, and report any damage with its offset.
+    /// Verify every checksum and report any damage with its offset; never writes.
     Check(CheckArgs),
+    /// Cut a torn log tail or a corrupted log suffix (keeping a copy of what is cut).
+    Repair(RepairArgs),
     /// Write every record of a collection as JSON Lines.
     Export(ExportArgs),
     /// Run one node of a replicated cluster: Raft over TCP, and an HTTP JSON API.
@@ -265,6 +267,12 @@ pub struct CheckArgs {
     pub file: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// The .needle file.
+    pub file: PathBuf,
+}
+
 /// Output formats for `export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
@@ -318,6 +326,10 @@ pub struct ServeArgs {
     /// carry `Authorization: Bearer <token>`.
     #[arg(long)]
     pub http_public: bool,
+    /// A follower sends a write on to the leader (with its Idempotency-Key) and answers with the
+    /// leader's answer, instead of answering 421 `not_leader`. Needs --peer-http for the leader.
+    #[arg(long)]
+    pub forward_writes: bool,
     /// A file holding the bearer token HTTP clients must send (required with --http-public).
     #[arg(long)]
     pub token_file: Option<PathBuf>,

@@ -109,6 +109,35 @@ impl Client {
         path: &str,
         body: Option<&[u8]>,
     ) -> std::io::Result<Response> {
+        self.request_with_headers(method, path, body, &[])
+    }
+
+    /// `POST path` with a JSON body and an `Idempotency-Key`: a retry with the same key is
+    /// applied at most once and answered with the first outcome.
+    pub fn post_with_key(&self, path: &str, body: &Value, key: &str) -> std::io::Result<Response> {
+        self.request_with_headers(
+            "POST",
+            path,
+            Some(body.to_string().as_bytes()),
+            &[("Idempotency-Key", key)],
+        )
+    }
+
+    /// Any method, with raw body bytes and extra headers (names and values must be valid
+    /// header text: no line breaks).
+    pub fn request_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Response> {
+        if headers
+            .iter()
+            .any(|(n, v)| n.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']))
+        {
+            return Err(bad("a header name or value holds a line break"));
+        }
         let mut stream = TcpStream::connect_timeout(&self.addr, self.timeout)?;
         stream.set_read_timeout(Some(self.timeout))?;
         stream.set_write_timeout(Some(self.timeout))?;
@@ -126,6 +155,9 @@ impl Client {
         }
         if let Some(t) = &self.token {
             head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
         let mut request = head.into_bytes();

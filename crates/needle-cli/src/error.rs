@@ -33,6 +33,9 @@ pub enum CliError {
         at: String,
         reason: String,
     },
+    /// `needle check` or `needle repair` found damage (the message says what and where).
+    #[error("{0}")]
+    Damaged(String),
     /// A `.needle` file that a command needs but that does not exist.
     #[error("{} does not exist (use `needle create` or `needle import` to make one)", .0.display())]
     NoSuchDatabase(PathBuf),

@@ -28,7 +28,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::cli::{Cli, Command};
-use crate::commands::{check, compact, create, delete, export, get, import, info, search};
+use crate::commands::{check, compact, create, delete, export, get, import, info, repair, search};
 
 /// Parses the command line, runs the command, prints any error as one line on stderr, and
 /// returns the exit code: 0 success, 1 failure, 2 a malformed command line.
@@ -51,6 +51,7 @@ pub fn run() -> ExitCode {
         Command::Info(a) => info::run(a, json),
         Command::Compact(a) => compact::run(a, json),
         Command::Check(a) => check::run(a, json),
+        Command::Repair(a) => repair::run(a, json),
         Command::Export(a) => export::run(a, json),
     };
     match result {

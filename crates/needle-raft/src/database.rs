@@ -259,8 +259,14 @@ impl ReplicatedDatabase {
     /// is not there is not an error). A retry with the same [`RequestId`] that the dedup window
     /// skips returns `false`: that apply removed nothing.
     pub fn delete(&self, collection: &str, id: &str) -> Result<bool> {
+        self.delete_with_id(self.next_request_id(), collection, id)
+    }
+
+    /// As [`ReplicatedDatabase::delete`], with the caller's request id (see
+    /// [`ReplicatedDatabase::execute_with_id`]): the HTTP API's `Idempotency-Key`.
+    pub fn delete_with_id(&self, request: RequestId, collection: &str, id: &str) -> Result<bool> {
         self.execute_applied(
-            self.next_request_id(),
+            request,
             ReplicatedCommand::Delete {
                 collection: collection.to_string(),
                 id: id.to_string(),

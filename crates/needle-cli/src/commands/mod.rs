@@ -10,6 +10,7 @@ pub mod export;
 pub mod get;
 pub mod import;
 pub mod info;
+pub mod repair;
 pub mod search;
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,6 @@
 //! `needle search FILE COLLECTION (--vector JSON | --id ID) [-k] [--ef] [--filter JSON]`.
+//! `k` and `ef` are clamped to the collection's size: asking for more than every record returns
+//! every record.
 
 use std::time::Instant;
 
@@ -13,9 +15,6 @@ pub fn run(args: &SearchArgs, json: bool) -> Result<()> {
     let mut opts = SearchOptions::new();
     if let Some(text) = &args.filter {
         opts = opts.with_filter(Filter::parse(&parse_json_flag("--filter", text)?)?);
-    }
-    if let Some(ef) = args.ef {
-        opts = opts.with_ef_search(ef);
     }
     let given: Option<Vec<f32>> =
         match &args.vector {
@@ -37,8 +36,16 @@ pub fn run(args: &SearchArgs, json: bool) -> Result<()> {
         }
         (None, None) => return Err(CliError::Usage("give --vector or --id".into())),
     };
+    // A k or ef above the collection's size asks for nothing more than the whole collection:
+    // clamp both to it, so that a huge value (`-k 1099511627776`) never sizes an allocation.
+    let info = db.collection_info(&args.collection)?;
+    let slots = (info.count + info.deleted).max(1);
+    let k = args.k.min(info.count.max(1));
+    if let Some(ef) = args.ef {
+        opts = opts.with_ef_search(ef.min(slots.max(k)));
+    }
     let t = Instant::now();
-    let hits = db.search_with(&args.collection, &query, args.k, &opts)?;
+    let hits = db.search_with(&args.collection, &query, k, &opts)?;
     let took = t.elapsed();
 
     if json {

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use needle_core::{CollectionConfig, CollectionInfo, Distance, Filter, Record, SearchOptions};
-use needle_raft::{ReadConsistency, Role};
+use needle_raft::{BatchRecord, ReadConsistency, ReplicatedCommand, RequestId, Role};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -61,8 +61,16 @@ pub async fn serve(app: Arc<App>, listener: std::net::TcpListener, max_body: usi
         .route("/v1/cluster/peers", post(register_peer))
         .route("/v1/cluster/leader", post(transfer_leader))
         .route("/v1/admin/shutdown", post(shutdown))
+        .route("/metrics", get(super::metrics::metrics))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            super::metrics::track,
+        ))
+        .layer(middleware::from_fn_with_state(app.clone(), forward_writes))
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .with_state(app.clone());
     let stop = app.clone();
@@ -96,9 +104,11 @@ async fn stop_signal(app: &App) {
 
 // ---- plumbing ----------------------------------------------------------------------------------
 
-/// Every request carries `Authorization: Bearer <token>` when the node has a token.
+/// Every request carries `Authorization: Bearer <token>` when the node has a token (except the
+/// probes `/livez` and `/readyz`, which say no more than whether the node is up).
 async fn authenticate(State(app): Shared, request: Request, next: Next) -> Response {
-    if let Some(token) = &app.token {
+    let probe = matches!(request.uri().path(), "/livez" | "/readyz");
+    if let Some(token) = app.token.as_ref().filter(|_| !probe) {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -115,6 +125,107 @@ async fn authenticate(State(app): Shared, request: Request, next: Next) -> Respo
         }
     }
     next.run(request).await
+}
+
+/// Set on a request that a follower forwarded, so that it is never forwarded twice.
+const FORWARDED_BY: &str = "needle-forwarded-by";
+
+/// Whether `method path` is a write that `--forward-writes` sends on to the leader: record and
+/// collection writes, and membership changes. Searches (a `POST` that reads), peer
+/// registration and shutdown are this node's own business.
+fn is_forwardable(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    if !matches!(*method, Method::POST | Method::PATCH | Method::DELETE) {
+        return false;
+    }
+    (path.starts_with("/v1/collections") && !path.ends_with("/search"))
+        || path.starts_with("/v1/cluster/nodes")
+        || path == "/v1/cluster/leader"
+}
+
+/// With `--forward-writes`, a follower that knows the leader's HTTP address sends a write on to
+/// it, `Idempotency-Key` and all, and answers with the leader's answer. Without a known leader
+/// the write goes to its handler, which answers `not_leader` or `no_leader` as usual.
+async fn forward_writes(State(app): Shared, request: Request, next: Next) -> Response {
+    if !app.forward_writes
+        || !is_forwardable(request.method(), request.uri().path())
+        || request.headers().contains_key(FORWARDED_BY)
+        || app.node.role() == Role::Leader
+    {
+        return next.run(request).await;
+    }
+    let Some((leader, addr)) = app
+        .node
+        .leader()
+        .and_then(|l| Some((l, app.http_of(l)?.parse::<SocketAddr>().ok()?)))
+    else {
+        return next.run(request).await;
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, app.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is over {} bytes", app.max_body),
+            )
+            .into_response();
+        }
+    };
+    let key = parts
+        .headers
+        .get(IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let method = parts.method.to_string();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), |p| p.to_string());
+    let me = app.id.to_string();
+    let token = app.token.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut headers = vec![(FORWARDED_BY, me.as_str())];
+        if let Some(k) = &key {
+            headers.push(("Idempotency-Key", k.as_str()));
+        }
+        Client::new(addr)
+            .with_token(token)
+            .with_timeout(std::time::Duration::from_secs(60))
+            .request_with_headers(&method, &path, Some(&bytes), &headers)
+            .map_err(|e| (e, key))
+    })
+    .await;
+    match answer {
+        Ok(Ok(r)) => {
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut response = (status, Json(r.body)).into_response();
+            if let Ok(v) = leader.to_string().parse() {
+                response.headers_mut().insert("needle-forwarded-to", v);
+            }
+            response
+        }
+        Ok(Err((e, key))) => {
+            // Refused before anything was sent: nothing can have been applied. Any later
+            // failure may come after the leader took the write.
+            let refused = e.kind() == std::io::ErrorKind::ConnectionRefused;
+            ApiError::new(
+                if refused {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::GATEWAY_TIMEOUT
+                },
+                "forward_failed",
+                format!("forwarding the write to the leader, node {leader} at {addr}, failed: {e}; retry with the same Idempotency-Key"),
+            )
+            .with("may_have_been_applied", json!(!refused))
+            .with("leader_id", json!(leader))
+            .with("idempotency_key", json!(key))
+            .into_response()
+        }
+        Err(e) => ApiError::internal(format!("forwarding failed: {e}")).into_response(),
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -175,6 +286,70 @@ fn raft_error(app: &App, e: needle_raft::NeedleError) -> ApiError {
 
 fn ok(status: StatusCode, body: Value) -> Answer {
     Ok((status, Json(body)).into_response())
+}
+
+/// The header that makes a write safe to retry: its value becomes the write's Raft request id,
+/// so a retry with the same key is applied at most once and answered with the first outcome
+/// (within the state machine's dedup window; see `docs/http-api.md`).
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The longest `Idempotency-Key` accepted.
+const MAX_KEY_LEN: usize = 255;
+
+/// A write's request id: from the `Idempotency-Key` header when given, else fresh from the node.
+struct WriteId(Option<RequestId>);
+
+impl WriteId {
+    fn get(&self, app: &App) -> RequestId {
+        self.0.unwrap_or_else(|| app.node.next_request_id())
+    }
+
+    /// Whether the client gave a key: a keyed write may be a retry of one that already applied,
+    /// so checks against the current state (a collection that the first attempt dropped) are
+    /// left to the state machine, which answers a retry with the first outcome.
+    fn keyed(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WriteId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> std::result::Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(IDEMPOTENCY_KEY) else {
+            return Ok(WriteId(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| {
+                !k.is_empty() && k.len() <= MAX_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
+                ))
+                .with("field", json!("Idempotency-Key"))
+            })?;
+        Ok(WriteId(Some(request_id_of_key(key))))
+    }
+}
+
+/// The Raft request id of an idempotency key: SHA-256 of the key, split into the id's two
+/// halves. Keys from different clients collide with probability 2^-128; the ids a node makes
+/// for unkeyed writes (its id and clock in `client`, a counter in `seq`) are a different
+/// population, met by a key's hash with the same odds.
+pub fn request_id_of_key(key: &str) -> RequestId {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(key.as_bytes());
+    let half = |r: std::ops::Range<usize>| u64::from_le_bytes(d[r].try_into().unwrap_or_default());
+    RequestId {
+        client: half(0..8),
+        seq: half(8..16),
+    }
 }
 
 /// A write is refused at once on a follower (Raft would refuse it too, one round trip later).
@@ -261,6 +436,53 @@ fn check_vectors<'a>(
         }
     }
     Ok(())
+}
+
+// ---- probes ------------------------------------------------------------------------------------
+
+/// `GET /livez`: 200 while the process serves HTTP and its Raft thread runs; 503 once the Raft
+/// thread has stopped on an error (restart the process).
+async fn livez(State(app): Shared) -> Answer {
+    match app.node.fatal_error() {
+        None => ok(StatusCode::OK, json!({"live": true, "id": app.id})),
+        Some(reason) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_live",
+            format!("the Raft thread stopped: {reason}"),
+        )),
+    }
+}
+
+/// `GET /readyz`: 200 when this node knows a leader and has applied everything that was
+/// committed when it started (proved once by a linearizable read barrier: a ReadIndex round
+/// through the leader, then a wait until this node has applied that index); else 503 with the
+/// reason. After that first barrier, ready while a leader is known.
+async fn readyz(State(app): Shared) -> Answer {
+    blocking(move || {
+        let not_ready =
+            |reason: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason);
+        if let Some(reason) = app.node.fatal_error() {
+            return Err(not_ready(format!("the Raft thread stopped: {reason}")));
+        }
+        let Some(leader) = app.node.leader() else {
+            return Err(not_ready("no leader known".into()));
+        };
+        if !app.caught_up.load(std::sync::atomic::Ordering::Acquire) {
+            app.node
+                .read_barrier(ReadConsistency::Linearizable)
+                .map_err(|e| not_ready(format!("not caught up with the leader yet: {e}")))?;
+            app.caught_up
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(json!({
+            "ready": true,
+            "id": app.id,
+            "leader": leader,
+            "applied_index": app.node.applied_index(),
+        }))
+    })
+    .await
+    .map(|body| (StatusCode::OK, Json(body)).into_response())
 }
 
 // ---- status and cluster ------------------------------------------------------------------------
@@ -509,7 +731,11 @@ struct CreateCollection {
     ef_search: Option<usize>,
 }
 
-async fn create_collection(State(app): Shared, Body(c): Body<CreateCollection>) -> Answer {
+async fn create_collection(
+    State(app): Shared,
+    key: WriteId,
+    Body(c): Body<CreateCollection>,
+) -> Answer {
     require_leader(&app)?;
     let default = CollectionConfig::default();
     let config = CollectionConfig {
@@ -528,8 +754,13 @@ async fn create_collection(State(app): Shared, Body(c): Body<CreateCollection>) 
         .create_collection_with_config(&c.name, c.dimensions, config.clone())
         .map_err(from_core)?;
     let body = blocking(move || {
+        let cmd = ReplicatedCommand::CreateCollection {
+            name: c.name.clone(),
+            dimensions: c.dimensions,
+            config: Some(config),
+        };
         app.node
-            .create_collection_with_config(&c.name, c.dimensions, config)
+            .execute_with_id(key.get(&app), cmd)
             .map_err(|e| raft_error(&app, e))?;
         let info = app.db.collection_info(&c.name).map_err(from_core)?;
         Ok(json!({"ok": true, "collection": info_json(&info), "applied_index": app.node.applied_index()}))
@@ -552,12 +783,21 @@ async fn collection_info(
     ok(StatusCode::OK, body)
 }
 
-async fn drop_collection(State(app): Shared, Path(collection): Path<String>) -> Answer {
+async fn drop_collection(
+    State(app): Shared,
+    key: WriteId,
+    Path(collection): Path<String>,
+) -> Answer {
     require_leader(&app)?;
     let body = blocking(move || {
-        app.db.collection_info(&collection).map_err(from_core)?;
+        if !key.keyed() {
+            app.db.collection_info(&collection).map_err(from_core)?;
+        }
+        let cmd = ReplicatedCommand::DropCollection {
+            name: collection.clone(),
+        };
         app.node
-            .drop_collection(&collection)
+            .execute_with_id(key.get(&app), cmd)
             .map_err(|e| raft_error(&app, e))?;
         Ok(json!({"ok": true, "dropped": collection, "applied_index": app.node.applied_index()}))
     })
@@ -565,12 +805,15 @@ async fn drop_collection(State(app): Shared, Path(collection): Path<String>) -> 
     ok(StatusCode::OK, body)
 }
 
-async fn compact(State(app): Shared, Path(collection): Path<String>) -> Answer {
+async fn compact(State(app): Shared, key: WriteId, Path(collection): Path<String>) -> Answer {
     require_leader(&app)?;
     let body = blocking(move || {
         let before = app.db.collection_info(&collection).map_err(from_core)?;
+        let cmd = ReplicatedCommand::Compact {
+            collection: collection.clone(),
+        };
         app.node
-            .compact(&collection)
+            .execute_with_id(key.get(&app), cmd)
             .map_err(|e| raft_error(&app, e))?;
         Ok(json!({"ok": true, "removed": before.deleted, "applied_index": app.node.applied_index()}))
     })
@@ -597,6 +840,7 @@ impl From<RecordIn> for Record {
 
 async fn insert(
     State(app): Shared,
+    key: WriteId,
     Path(collection): Path<String>,
     Body(r): Body<RecordIn>,
 ) -> Answer {
@@ -604,8 +848,14 @@ async fn insert(
     let body = blocking(move || {
         check_vectors(&app, &collection, std::iter::once(r.vector.as_slice()))?;
         let r = Record::from(r);
+        let cmd = ReplicatedCommand::Insert {
+            collection: collection.clone(),
+            id: r.id,
+            vector: r.vector,
+            metadata: r.metadata.as_ref().map(ReplicatedCommand::json),
+        };
         app.node
-            .insert(&collection, &r.id, r.vector, r.metadata)
+            .execute_with_id(key.get(&app), cmd)
             .map_err(|e| raft_error(&app, e))?;
         Ok(json!({"ok": true, "inserted": 1, "applied_index": app.node.applied_index()}))
     })
@@ -621,6 +871,7 @@ struct BatchIn {
 
 async fn insert_batch(
     State(app): Shared,
+    key: WriteId,
     Path(collection): Path<String>,
     Body(b): Body<BatchIn>,
 ) -> Answer {
@@ -635,9 +886,24 @@ async fn insert_batch(
             b.records.iter().map(|r| r.vector.as_slice()),
         )?;
         let n = b.records.len();
-        let records = b.records.into_iter().map(Record::from).collect();
+        let records = b
+            .records
+            .into_iter()
+            .map(|r| {
+                let r = Record::from(r);
+                BatchRecord {
+                    metadata: r.metadata.as_ref().map(ReplicatedCommand::json),
+                    id: r.id,
+                    vector: r.vector,
+                }
+            })
+            .collect();
+        let cmd = ReplicatedCommand::InsertBatch {
+            collection: collection.clone(),
+            records,
+        };
         app.node
-            .insert_batch(&collection, records)
+            .execute_with_id(key.get(&app), cmd)
             .map_err(|e| raft_error(&app, e))?;
         Ok(json!({"ok": true, "inserted": n, "applied_index": app.node.applied_index()}))
     })
@@ -656,6 +922,7 @@ struct UpdateIn {
 
 async fn update(
     State(app): Shared,
+    key: WriteId,
     Path((collection, id)): Path<(String, String)>,
     Body(u): Body<UpdateIn>,
 ) -> Answer {
@@ -667,8 +934,14 @@ async fn update(
     }
     let body = blocking(move || {
         check_vectors(&app, &collection, u.vector.as_deref().into_iter())?;
+        let cmd = ReplicatedCommand::Update {
+            collection: collection.clone(),
+            id: id.clone(),
+            vector: u.vector,
+            metadata: u.metadata.as_ref().map(ReplicatedCommand::json),
+        };
         app.node
-            .update(&collection, &id, u.vector, u.metadata)
+            .execute_with_id(key.get(&app), cmd)
             .map_err(|e| raft_error(&app, e))?;
         Ok(json!({"ok": true, "updated": id, "applied_index": app.node.applied_index()}))
     })
@@ -678,14 +951,17 @@ async fn update(
 
 async fn delete_record(
     State(app): Shared,
+    key: WriteId,
     Path((collection, id)): Path<(String, String)>,
 ) -> Answer {
     require_leader(&app)?;
     let body = blocking(move || {
-        app.db.collection_info(&collection).map_err(from_core)?;
+        if !key.keyed() {
+            app.db.collection_info(&collection).map_err(from_core)?;
+        }
         let existed = app
             .node
-            .delete(&collection, &id)
+            .delete_with_id(key.get(&app), &collection, &id)
             .map_err(|e| raft_error(&app, e))?;
         Ok(json!({
             "ok": true,
@@ -759,11 +1035,38 @@ fn default_k() -> usize {
     10
 }
 
+/// The largest `k` a search request may ask for (`docs/http-api.md`): a bound on the work and
+/// memory one request can claim, checked before anything is allocated.
+pub const MAX_K: usize = 10_000;
+/// The largest `ef` a search request may ask for (the same bound as a collection's `ef_search`).
+pub const MAX_EF: usize = 10_000;
+
+/// Refuses a `k` or `ef` over the API's caps (400 `invalid_argument`, naming the field).
+fn check_search_bounds(k: usize, ef: Option<usize>) -> std::result::Result<(), ApiError> {
+    let over = |what: &str, value: usize, max: usize| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!("\"{what}\" is {value}; the most a search may ask for is {max}"),
+        )
+        .with("field", json!(what))
+        .with("max", json!(max))
+    };
+    if k > MAX_K {
+        return Err(over("k", k, MAX_K));
+    }
+    match ef {
+        Some(ef) if ef > MAX_EF => Err(over("ef", ef, MAX_EF)),
+        _ => Ok(()),
+    }
+}
+
 async fn search(
     State(app): Shared,
     Path(collection): Path<String>,
     Body(s): Body<SearchIn>,
 ) -> Answer {
+    check_search_bounds(s.k, s.ef)?;
     let mut opts = SearchOptions::new().with_vectors(s.include_vectors);
     if let Some(f) = &s.filter {
         opts = opts.with_filter(Filter::parse(f).map_err(from_core)?);

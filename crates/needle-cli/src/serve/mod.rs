@@ -11,6 +11,7 @@
 mod api_error;
 mod http;
 mod logger;
+mod metrics;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -43,6 +44,15 @@ pub struct App {
     pub raft_peers: RwLock<BTreeMap<NodeId, SocketAddr>>,
     pub token: Option<String>,
     pub shutdown: tokio::sync::Notify,
+    /// `--forward-writes`: a follower sends writes on to the leader instead of answering 421.
+    pub forward_writes: bool,
+    /// `--max-body`.
+    pub max_body: usize,
+    /// Request counters and latency histograms for `/metrics`.
+    pub metrics: metrics::Metrics,
+    /// Set once a linearizable read barrier has succeeded here: this node has applied what was
+    /// committed when it started (`/readyz`).
+    pub caught_up: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for App {
@@ -175,6 +185,10 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         raft_peers: RwLock::new(args.peers.iter().copied().collect()),
         token,
         shutdown: tokio::sync::Notify::new(),
+        forward_writes: args.forward_writes,
+        max_body: args.max_body,
+        metrics: metrics::Metrics::default(),
+        caught_up: std::sync::atomic::AtomicBool::new(false),
     });
     eprintln!(
         "node {}: serving HTTP on http://{http_addr}, Raft on {}, data in {}",

@@ -115,14 +115,17 @@ impl Cluster {
             .arg(&node.data)
             .args(["--raft", &node.raft.to_string()])
             .args(["--http", &node.http.to_string()])
-            .args(["--peers", &others(|n| n.raft)])
-            .args(["--peer-http", &others(|n| n.http)])
             .arg("--secret-file")
             .arg(&self.secret)
             .args(TIMINGS)
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        // A single node has no peers (an empty `--peers` is a usage error).
+        if self.nodes.len() > 1 {
+            cmd.args(["--peers", &others(|n| n.raft)])
+                .args(["--peer-http", &others(|n| n.http)]);
+        }
         cmd
     }
 
