@@ -31,7 +31,8 @@ fn unfinished_import(db: &Path) -> Vec<u64> {
         ef_construction: 8,
         ..CollectionConfig::default()
     };
-    d.create_collection_with_config("items", DIM, config).unwrap();
+    d.create_collection_with_config("items", DIM, config)
+        .unwrap();
     d.checkpoint().unwrap();
     let vs = vectors(BATCHES * BATCH, DIM);
     for b in 0..BATCHES {
