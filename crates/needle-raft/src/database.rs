@@ -322,7 +322,7 @@ impl ReplicatedDatabase {
 
     fn check_fresh(&self) -> Result<()> {
         if self.shared.stopped.load(Ordering::Acquire) {
-            return Err(NeedleError::Shutdown);
+            return Err(self.stopped_error());
         }
         if self.shared.role() == Role::Leader {
             return Ok(()); // check_quorum steps a cut-off leader down within an election timeout
@@ -582,9 +582,17 @@ impl ReplicatedDatabase {
 
     fn send(&self, r: Request) -> Result<()> {
         if self.shared.stopped.load(Ordering::Acquire) {
-            return Err(NeedleError::Shutdown);
+            return Err(self.stopped_error());
         }
-        self.requests.send(r).map_err(|_| NeedleError::Shutdown)
+        self.requests.send(r).map_err(|_| self.stopped_error())
+    }
+
+    /// Why the node serves nothing: `Stopped` with the Raft thread's error, else `Shutdown`.
+    fn stopped_error(&self) -> NeedleError {
+        match self.fatal_error() {
+            Some(reason) => NeedleError::Stopped { reason },
+            None => NeedleError::Shutdown,
+        }
     }
 
     fn wait<T>(

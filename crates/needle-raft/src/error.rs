@@ -86,6 +86,11 @@ pub enum NeedleError {
     /// A transport could not deliver (peer unknown, crashed, or queue full).
     #[error("transport error: {reason}")]
     Transport { reason: String },
+    /// The node's Raft thread stopped on an error it cannot serve through (a membership change
+    /// that does not apply to this node's configuration, a failed log write): the node serves
+    /// nothing until it is restarted, and `reason` says why.
+    #[error("the node stopped: {reason}")]
+    Stopped { reason: String },
     /// The node has been shut down (or its Raft thread has stopped).
     #[error("the node is shut down")]
     Shutdown,

@@ -19,8 +19,8 @@ use crossbeam_channel::{Receiver, Sender};
 use needle_core::Database;
 use protobuf::Message as PbMessage;
 use raft::prelude::{
-    ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType,
-    RawNode, Snapshot,
+    ConfChange, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
+    Message, MessageType, RawNode, Snapshot,
 };
 use raft::{SnapshotStatus, StateRole, Storage};
 
@@ -30,7 +30,7 @@ use crate::error::{NeedleError, Result, WriteOutcome};
 use crate::message::{MessageHandler, NodeId, RaftMessage};
 use crate::snapshot::{self, Assembler, SnapshotSource};
 use crate::status::{NodeStatus, PeerProgress, Role};
-use crate::storage::{LogStore, SnapshotDescriptor};
+use crate::storage::{BOOTSTRAP_INDEX, LogStore, SnapshotDescriptor, conf_has};
 
 pub(crate) type Reply = Sender<Result<()>>;
 /// A write's answer: for a delete, whether the record was there when it was applied.
@@ -160,6 +160,8 @@ pub(crate) struct Node {
     unreachable: Vec<NodeId>,
     snapshot_reports: Vec<(NodeId, SnapshotStatus)>,
     shutting_down: bool,
+    /// The index of the applied membership change that removed this node: it stops serving.
+    removed_at: Option<u64>,
 }
 
 fn role_of(r: StateRole) -> Role {
@@ -183,7 +185,12 @@ impl Node {
     ) -> Result<Node> {
         let dir = cfg.data_dir.clone();
         let mut store = LogStore::open(&dir, cfg.log_segment_size, &cfg.initial_members)?;
+        // The state machine at the founders' bootstrap point is empty: a database never
+        // checkpointed is at that point.
         let mut applied = db.checkpoint_tag();
+        if applied < BOOTSTRAP_INDEX && store.snap_index() == BOOTSTRAP_INDEX {
+            applied = BOOTSTRAP_INDEX;
+        }
         let commit = store.hard_state().commit;
         let mut restored = None;
         // The database is behind the log's compaction point (a crash between logging an
@@ -282,6 +289,7 @@ impl Node {
             unreachable: Vec::new(),
             snapshot_reports: Vec::new(),
             shutting_down: false,
+            removed_at: None,
             cfg,
         })
     }
@@ -339,13 +347,25 @@ impl Node {
             if self.shutting_down {
                 break Ok(());
             }
+            if let Some(index) = self.removed_at {
+                break Err(NeedleError::Stopped {
+                    reason: format!(
+                        "node {} was removed from the cluster by the membership change at index {index}",
+                        self.id
+                    ),
+                });
+            }
         };
         // A checkpoint still being written must finish before the database is let go.
         if let Some((_, job)) = self.preparing.take() {
             let _ = job.join();
         }
         if let Err(e) = result {
-            *self.shared.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            let reason = match e {
+                NeedleError::Stopped { reason } => reason,
+                e => e.to_string(),
+            };
+            *self.shared.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
         }
         self.shared.stopped.store(true, Ordering::Release);
         self.fail_all(|| NeedleError::Shutdown);
@@ -527,7 +547,10 @@ impl Node {
                 self.track_proposal(id, before, res, reply);
             }
             Request::ConfChange { id, cc, reply } => {
-                if let Some(err) = self.refuse_proposal() {
+                if let Some(err) = self
+                    .refuse_proposal()
+                    .or_else(|| self.refuse_conf_change(&cc))
+                {
                     let _ = reply.send(Err(err));
                     return;
                 }
@@ -599,6 +622,33 @@ impl Node {
             });
         }
         None
+    }
+
+    /// Refuses, before it enters the log, a membership change that would fail to apply (every
+    /// node would then stop on it) or that removes this leader: raft-rs keeps a removed leader
+    /// leading, dropping every proposal, so a leader hands its leadership over first.
+    fn refuse_conf_change(&self, cc: &ConfChangeV2) -> Option<NeedleError> {
+        let changes = cc.get_changes();
+        if changes
+            .iter()
+            .any(|c| c.get_change_type() == ConfChangeType::RemoveNode && c.node_id == self.id)
+        {
+            return Some(NeedleError::InvalidConfig {
+                reason: format!(
+                    "node {} is the leader: transfer the leadership to another voter before removing it",
+                    self.id
+                ),
+            });
+        }
+        let mut changer = raft::Changer::new(self.rn.raft.prs());
+        let checked = if changes.len() <= 1 && cc.get_transition() == ConfChangeTransition::Auto {
+            changer.simple(changes).map(|_| ())
+        } else {
+            changer.enter_joint(true, changes).map(|_| ())
+        };
+        checked.err().map(|e| NeedleError::InvalidConfig {
+            reason: format!("membership change {changes:?} cannot apply: {e}"),
+        })
     }
 
     fn track_proposal(
@@ -895,9 +945,34 @@ impl Node {
                         .map(|cs| (cs, vec![single]))
                 })
         };
-        let result = match res {
-            Ok((cs, changes)) => {
+        let (cs, changes) = match res {
+            Ok(applied) => applied,
+            Err(err) => {
+                // Every node applies the same committed change to the same configuration: an
+                // error here means this node's configuration differs from the cluster's (the
+                // split brain of issue 10). Serving on would let it vote, or lead, on its own
+                // idea of the membership: stop.
+                let reason = format!(
+                    "applying the membership change at index {}: {err}; this node's configuration ({:?}) is not the cluster's",
+                    e.index, self.conf_state
+                );
+                if let Some(id) = id {
+                    self.answer(
+                        id,
+                        Err(NeedleError::Stopped {
+                            reason: reason.clone(),
+                        }),
+                    );
+                }
+                return Err(NeedleError::Stopped { reason });
+            }
+        };
+        let result = {
+            {
                 self.rn.mut_store().persist_conf_state(e.index, &cs);
+                if conf_has(&self.conf_state, self.id) && !conf_has(&cs, self.id) {
+                    self.removed_at = Some(e.index);
+                }
                 self.conf_state = cs;
                 if self.is_leader()
                     && changes.iter().any(|c| {
@@ -912,7 +987,6 @@ impl Node {
                 }
                 Ok(true)
             }
-            Err(err) => Err(err),
         };
         if let Some(id) = id {
             self.answer(id, result);

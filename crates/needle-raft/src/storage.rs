@@ -28,6 +28,11 @@ const KIND_COMPACT: u8 = 4;
 const KIND_SNAPSHOT: u8 = 5;
 const KIND_BASE: u8 = 6;
 
+/// The founders' log starts as if a snapshot of the empty state machine had been installed at
+/// (index 1, term 1) with the founders as voters. The state machine at index 1 is empty.
+pub(crate) const BOOTSTRAP_INDEX: u64 = 1;
+const BOOTSTRAP_TERM: u64 = 1;
+
 /// The latest snapshot file this node holds: what `Storage::snapshot` hands to raft-rs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SnapshotDescriptor {
@@ -160,54 +165,26 @@ impl LogStore {
         }
         seqs.sort_unstable();
 
-        let fresh = seqs.is_empty();
-        let first_seq = seqs.first().copied().unwrap_or(1);
-        let last_seq = seqs.last().copied().unwrap_or(1);
+        // A log whose only segment holds no complete record was never created: a crash cut
+        // its creation between the file and its `Base` record (before creation went through a
+        // rename). Nothing in it was ever acknowledged: create it anew.
+        if let [only] = seqs[..] {
+            let path = segment_path(dir, only);
+            let (records, _, _) = read_segment(&path, true)?;
+            if records.is_empty() {
+                std::fs::remove_file(&path)
+                    .map_err(|e| NeedleError::io(format!("removing {}", path.display()), e))?;
+                seqs.clear();
+            }
+        }
+        if seqs.is_empty() {
+            return LogStore::create(dir, segment_size, founders);
+        }
+        let first_seq = seqs[0];
+        let last_seq = seqs[seqs.len() - 1];
         let path = segment_path(dir, last_seq);
         let active = open_segment(&path)?;
-        let mut store = LogStore {
-            dir: dir.to_path_buf(),
-            segment_size,
-            segments: Vec::new(),
-            active,
-            active_len: 0,
-            buf: Vec::new(),
-            entries: Vec::new(),
-            snap_index: 0,
-            snap_term: 0,
-            hs: HardState::default(),
-            confs: Vec::new(),
-            initial_applied: 0,
-            snapshot: None,
-            preparing: false,
-            snapshot_wanted: Cell::new(false),
-        };
-        if fresh {
-            let mut cs = ConfState::default();
-            cs.set_voters(founders.to_vec());
-            let confs = if founders.is_empty() {
-                vec![]
-            } else {
-                vec![(0, cs)]
-            };
-            let base = Record::Base {
-                hs: HardState::default(),
-                snap_index: 0,
-                snap_term: 0,
-                confs,
-            };
-            store.push(&base);
-            store.apply(base);
-            store.segments.push(Segment {
-                seq: 1,
-                path,
-                max_index: 0,
-            });
-            store.sync(true)?;
-            sync_dir(dir)?;
-            return Ok(store);
-        }
-
+        let mut store = LogStore::empty(dir, segment_size, active);
         let mut term_known = true;
         for &seq in &seqs {
             let path = segment_path(dir, seq);
@@ -247,6 +224,81 @@ impl LogStore {
                 "log has a gap that no compaction record covers",
             ));
         }
+        Ok(store)
+    }
+
+    fn empty(dir: &Path, segment_size: u64, active: File) -> LogStore {
+        LogStore {
+            dir: dir.to_path_buf(),
+            segment_size,
+            segments: Vec::new(),
+            active,
+            active_len: 0,
+            buf: Vec::new(),
+            entries: Vec::new(),
+            snap_index: 0,
+            snap_term: 0,
+            hs: HardState::default(),
+            confs: Vec::new(),
+            initial_applied: 0,
+            snapshot: None,
+            preparing: false,
+            snapshot_wanted: Cell::new(false),
+        }
+    }
+
+    /// Creates a new log, crash-atomically: the first segment is written and fsynced under a
+    /// temporary name, then renamed into place. Founders start from the bootstrap point
+    /// (index 1, term 1, the founders as voters), exactly as if they had installed a snapshot
+    /// there: the founding configuration is part of the log's compaction point, so a node that
+    /// joins later can only be caught up by a snapshot carrying it, never by replaying entries
+    /// from an empty configuration (raft-rs's own examples bootstrap the same way). A joiner
+    /// (no founders) starts at index 0 with no configuration and waits for that snapshot.
+    fn create(dir: &Path, segment_size: u64, founders: &[u64]) -> Result<LogStore> {
+        let path = segment_path(dir, 1);
+        let tmp = path.with_extension("seg.tmp");
+        let base = if founders.is_empty() {
+            Record::Base {
+                hs: HardState::default(),
+                snap_index: 0,
+                snap_term: 0,
+                confs: vec![],
+            }
+        } else {
+            let mut cs = ConfState::default();
+            cs.set_voters(founders.to_vec());
+            let hs = HardState {
+                term: BOOTSTRAP_TERM,
+                commit: BOOTSTRAP_INDEX,
+                ..Default::default()
+            };
+            Record::Base {
+                hs,
+                snap_index: BOOTSTRAP_INDEX,
+                snap_term: BOOTSTRAP_TERM,
+                confs: vec![(BOOTSTRAP_INDEX, cs)],
+            }
+        };
+        let mut bytes = Vec::new();
+        encode_record(&base, &mut bytes);
+        File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(&bytes)?;
+                f.sync_all()
+            })
+            .map_err(|e| NeedleError::io(format!("creating {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| NeedleError::io(format!("renaming {}", tmp.display()), e))?;
+        sync_dir(dir)?;
+        let active = open_segment(&path)?;
+        let mut store = LogStore::empty(dir, segment_size, active);
+        store.active_len = bytes.len() as u64;
+        store.apply(base);
+        store.segments.push(Segment {
+            seq: 1,
+            path,
+            max_index: 0,
+        });
         Ok(store)
     }
 
@@ -588,12 +640,19 @@ impl raft::Storage for LogStore {
         Ok(LogStore::last_index(self))
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         match self.snapshot {
             _ if self.preparing => Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             )),
-            Some(d) if d.index >= request_index && d.index >= self.snap_index && d.index > 0 => {
+            // A snapshot whose configuration lacks the receiver would be ignored by it (raft.rs
+            // `restore`): ask for a newer one instead.
+            Some(d)
+                if d.index >= request_index
+                    && d.index >= self.snap_index
+                    && d.index > 0
+                    && conf_has(&self.conf_state_at(d.index), to) =>
+            {
                 let mut snap = Snapshot {
                     data: d.encode().into(),
                     ..Default::default()
@@ -612,6 +671,14 @@ impl raft::Storage for LogStore {
             }
         }
     }
+}
+
+/// Whether `id` is a member (voter or learner, incoming or outgoing) of `cs`.
+pub(crate) fn conf_has(cs: &ConfState, id: u64) -> bool {
+    cs.voters.contains(&id)
+        || cs.learners.contains(&id)
+        || cs.voters_outgoing.contains(&id)
+        || cs.learners_next.contains(&id)
 }
 
 // ---- framing ----
@@ -871,10 +938,35 @@ mod tests {
     fn fresh_log_answers_like_raft_expects() {
         let dir = tempfile::tempdir().unwrap();
         let s = LogStore::open(dir.path(), 1 << 20, &[1, 2, 3]).unwrap();
+        // The founders' bootstrap point: as if a snapshot at (1, 1) had been installed.
+        assert_eq!(s.first_index().unwrap(), 2);
+        assert_eq!(Storage::last_index(&s).unwrap(), 1);
+        assert_eq!(s.term(1).unwrap(), 1);
+        let st = s.initial_state().unwrap();
+        assert_eq!(st.hard_state.commit, 1);
+        assert_eq!(s.conf_state_at(1).voters, vec![1, 2, 3]);
+        // A joiner knows nothing: it waits for a snapshot.
+        let dir = tempfile::tempdir().unwrap();
+        let s = LogStore::open(dir.path(), 1 << 20, &[]).unwrap();
         assert_eq!(s.first_index().unwrap(), 1);
         assert_eq!(Storage::last_index(&s).unwrap(), 0);
         assert_eq!(s.term(0).unwrap(), 0);
-        assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1, 2, 3]);
+        assert!(s.initial_state().unwrap().conf_state.voters.is_empty());
+    }
+
+    #[test]
+    fn a_log_whose_creation_was_cut_by_a_crash_is_created_anew() {
+        // Issue 10, item 8: a crash after the first segment existed and before its `Base`
+        // record was written left a log without founders.
+        for leftover in [&b""[..], &[0u8; 7][..], &[9u8, 0, 0, 0, 1, 2][..]] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(segment_path(dir.path(), 1), leftover).unwrap();
+            let s = LogStore::open(dir.path(), 1 << 20, &[1, 2, 3]).unwrap();
+            assert_eq!(s.conf_state_at(1).voters, vec![1, 2, 3], "{leftover:?}");
+            drop(s);
+            let s = LogStore::open(dir.path(), 1 << 20, &[1, 2, 3]).unwrap();
+            assert_eq!(s.conf_state_at(1).voters, vec![1, 2, 3]);
+        }
     }
 
     #[test]
@@ -1055,7 +1147,7 @@ mod tests {
     #[test]
     fn snapshot_is_temporarily_unavailable_while_one_is_prepared() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = LogStore::open(dir.path(), 1 << 20, &[1]).unwrap();
+        let mut s = LogStore::open(dir.path(), 1 << 20, &[1, 2]).unwrap();
         s.persist_entries(&(1..=5).map(|i| ent(i, 1)).collect::<Vec<_>>());
         s.set_snapshot(Some(SnapshotDescriptor {
             index: 5,
@@ -1064,6 +1156,14 @@ mod tests {
             crc: 7,
         }));
         assert_eq!(s.snapshot(0, 2).unwrap().get_metadata().index, 5);
+        // Node 3 is not in the snapshot's configuration: it would ignore it; a newer one is wanted.
+        assert!(matches!(
+            s.snapshot(0, 3),
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
+        ));
+        assert!(s.take_snapshot_wanted());
         s.set_preparing(true);
         assert!(matches!(
             s.snapshot(0, 2),

@@ -88,6 +88,11 @@ fn full_cluster_restart_keeps_every_acknowledged_write_once() {
         c.restart(id);
     }
     c.wait_leader(Duration::from_secs(10));
+    // A linearizable read waits for the new leader to commit its no-op (without it the cluster
+    // could look converged at the old index, and the comparison below would race).
+    c.on_leader(Duration::from_secs(5), |l| {
+        l.read_barrier(needle_raft::ReadConsistency::Linearizable)
+    });
     // The new leader's no-op is the only new entry.
     let (applied_after, sum_after) = c.wait_converged(Duration::from_secs(10));
     assert_eq!(sum_after, sum_before, "state changed across a full restart");

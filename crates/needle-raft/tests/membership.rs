@@ -5,10 +5,10 @@ mod common;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Cluster, test_config};
-use needle_raft::ReplicatedDatabaseConfig;
+use needle_raft::{NeedleError, ReadConsistency, ReplicatedDatabaseConfig};
 
 #[test]
 fn add_transfer_remove_under_load() {
@@ -73,4 +73,53 @@ fn add_transfer_remove_under_load() {
             "lost {id}"
         );
     }
+}
+
+/// Issue 10, item 3: raft-rs keeps a removed leader leading and drops its proposals, so removing
+/// the leader stopped all writes. The leader refuses to remove itself; once the leadership is
+/// handed over, the old leader can be removed, and a node that applies its own removal stops.
+#[test]
+fn removing_the_leader_is_refused_and_a_removed_node_stops_serving() {
+    let c = Cluster::new(3, common::seed("removing_the_leader"));
+    let leader = c.wait_leader(Duration::from_secs(10));
+    c.on_leader(Duration::from_secs(5), |l| l.create_collection("c", 2));
+    match c.node(leader).remove_node(leader) {
+        Err(NeedleError::InvalidConfig { reason }) => {
+            assert!(reason.contains("transfer"), "{reason}")
+        }
+        other => panic!("removing the leader: {other:?}"),
+    }
+    c.on_leader(Duration::from_secs(10), |l| {
+        l.insert("c", "a", vec![1.0, 0.0], None)
+    });
+    // Hand over, then remove the old leader.
+    let other = c.founders.iter().copied().find(|&id| id != leader).unwrap();
+    c.on_leader(Duration::from_secs(10), |l| {
+        if l.node_id() == other {
+            Ok(())
+        } else {
+            l.transfer_leadership(other)
+        }
+    });
+    c.on_leader(Duration::from_secs(10), |l| l.remove_node(leader));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.node(leader).fatal_error().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "node {leader} still serves after its removal"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    match c
+        .node(leader)
+        .count_with("c", ReadConsistency::BoundedStaleness)
+    {
+        Err(NeedleError::Stopped { reason }) => assert!(reason.contains("removed"), "{reason}"),
+        other => panic!("a removed node answered a read: {other:?}"),
+    }
+    c.on_leader(Duration::from_secs(10), |l| {
+        l.insert("c", "b", vec![0.0, 1.0], None)
+    });
+    let st = c.on_leader(Duration::from_secs(5), |l| l.status());
+    assert!(!st.voters.contains(&leader), "{st:?}");
 }
