@@ -3,7 +3,7 @@
 //! happens here, in `prepare_*`, before anything is logged or changed; the `apply_*` methods
 //! work only on prepared (valid) values and cannot fail, so a write is all or nothing.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use rayon::prelude::*;
 use serde_json::Value;
@@ -13,6 +13,8 @@ use crate::distance::{Kernel, kernel_for, normalize};
 use crate::error::{NeedleError, Result};
 use crate::filter::Filter;
 use crate::hnsw::{Cand, Flat, Graph, Space};
+use crate::payload::plan::Pred;
+use crate::payload::{IndexKind, PayloadIndex};
 
 /// Longest id accepted, in bytes.
 pub(crate) const MAX_ID_BYTES: usize = 1024;
@@ -75,6 +77,8 @@ pub(crate) struct Collection {
     pub graph: Graph,
     /// Live ids only.
     pub index: HashMap<String, u32>,
+    /// Payload indexes by dotted path, kept exact by every write.
+    pub indexes: BTreeMap<String, PayloadIndex>,
 }
 
 pub(crate) fn validate_collection_name(name: &str) -> Result<()> {
@@ -126,6 +130,7 @@ impl Collection {
             deleted: Vec::new(),
             live: 0,
             index: HashMap::new(),
+            indexes: BTreeMap::new(),
         }
     }
 
@@ -232,6 +237,9 @@ impl Collection {
     fn tombstone(&mut self, slot: u32) {
         let s = slot as usize;
         if !self.deleted[s] {
+            for idx in self.indexes.values_mut() {
+                idx.remove(slot);
+            }
             self.deleted[s] = true;
             self.metadata[s] = None;
             self.live -= 1;
@@ -248,6 +256,9 @@ impl Collection {
         self.vectors.extend_from_slice(&rec.vector);
         self.index.insert(rec.id.clone(), slot);
         self.ids.push(rec.id);
+        for idx in self.indexes.values_mut() {
+            idx.insert(slot, rec.metadata.as_ref());
+        }
         self.metadata.push(rec.metadata);
         self.deleted.push(false);
         self.live += 1;
@@ -357,6 +368,10 @@ impl Collection {
             None => {
                 if metadata.is_some() {
                     self.metadata[slot as usize] = metadata;
+                    for idx in self.indexes.values_mut() {
+                        idx.remove(slot);
+                        idx.insert(slot, self.metadata[slot as usize].as_ref());
+                    }
                 }
             }
         }
@@ -398,6 +413,11 @@ impl Collection {
     pub fn compacted(&self) -> Result<Collection> {
         let mut fresh = Collection::new(&self.name, self.dim, self.config.clone());
         fresh.reserve(self.live)?;
+        for (path, idx) in &self.indexes {
+            fresh
+                .indexes
+                .insert(path.clone(), PayloadIndex::new(idx.path.clone(), idx.kind));
+        }
         let records: Vec<Prepared> = (0..self.slots())
             .filter(|&s| !self.deleted[s])
             .map(|s| Prepared {
@@ -472,6 +492,7 @@ impl Collection {
                 slot: c.id,
                 distance: self.reported(c.d),
             })
+            .filter(|h| opts.score_threshold.is_none_or(|t| h.distance <= t))
             .collect())
     }
 
@@ -481,23 +502,7 @@ impl Collection {
 
     /// Estimates the share of live records that match, from a fixed, evenly spaced sample.
     fn estimate_selectivity(&self, filter: &Filter) -> f64 {
-        let n = self.slots();
-        let step = (n / SELECTIVITY_SAMPLE).max(1);
-        let (mut seen, mut hit) = (0usize, 0usize);
-        for s in (0..n).step_by(step) {
-            if self.deleted[s] {
-                continue;
-            }
-            seen += 1;
-            if filter.matches(self.metadata[s].as_ref()) {
-                hit += 1;
-            }
-        }
-        if seen == 0 {
-            0.0
-        } else {
-            hit as f64 / seen as f64
-        }
+        self.sample(|s| filter.matches(self.metadata[s].as_ref()))
     }
 
     fn filtered_search(
@@ -508,6 +513,10 @@ impl Collection {
         ef: usize,
         filter: &Filter,
     ) -> Vec<Cand> {
+        let pred = Pred::compile(filter, &self.indexes);
+        if pred.uses_index() {
+            return self.planned_search(space, q, k, ef, &pred);
+        }
         if self.live <= SCAN_ALWAYS_BELOW || self.estimate_selectivity(filter) < SCAN_SELECTIVITY {
             return self.scan(space, q, k, |s| self.matches(filter, s));
         }
@@ -519,6 +528,179 @@ impl Collection {
             return self.scan(space, q, k, |s| self.matches(filter, s));
         }
         found
+    }
+
+    /// Whether live slot `slot` matches a compiled filter.
+    #[inline]
+    fn pred_matches(&self, pred: &Pred, slot: usize) -> bool {
+        !self.deleted[slot] && pred.matches(slot as u32, &self.metadata)
+    }
+
+    /// The most candidates answered by exact distances rather than a graph walk. A filtered
+    /// walk computes roughly `ef · 2m / selectivity` distances, an exact pass one per candidate;
+    /// they cost the same near `matches = sqrt(ef · 2m · live)` (in practice the exact pass, in
+    /// slot order, is cheaper per distance, hence the factor).
+    fn gather_limit(&self, ef: usize) -> usize {
+        let walk = (ef.max(16) * 2 * self.config.m) as f64 * self.live as f64;
+        (2.0 * walk.sqrt()) as usize
+    }
+
+    /// Filtered search with payload indexes: candidates from the posting lists and exact
+    /// distances when few may match, else a graph walk testing membership on typed columns.
+    fn planned_search(
+        &self,
+        space: &Space,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        pred: &Pred,
+    ) -> Vec<Cand> {
+        let estimate = pred.estimate();
+        if let Some(e) = estimate
+            && (e <= self.gather_limit(ef) || self.live <= SCAN_ALWAYS_BELOW)
+            && let Some(cands) = pred.gather()
+        {
+            return self.exact(
+                space,
+                q,
+                k,
+                cands
+                    .into_iter()
+                    .filter(|&s| self.pred_matches(pred, s as usize)),
+            );
+        }
+        if self.live <= SCAN_ALWAYS_BELOW {
+            return self.scan(space, q, k, |s| self.pred_matches(pred, s));
+        }
+        let selectivity = match estimate {
+            Some(e) => e as f64 / self.live.max(1) as f64,
+            None => self.sample(|s| pred.matches(s as u32, &self.metadata)),
+        };
+        if selectivity < SCAN_SELECTIVITY {
+            return self.scan(space, q, k, |s| self.pred_matches(pred, s));
+        }
+        let found = self
+            .graph
+            .search_filtered(space, q, k, ef, |s| self.pred_matches(pred, s as usize));
+        if found.len() < k {
+            return self.scan(space, q, k, |s| self.pred_matches(pred, s));
+        }
+        found
+    }
+
+    /// The share of live records a sample of evenly spaced slots says pass `test`.
+    fn sample(&self, test: impl Fn(usize) -> bool) -> f64 {
+        let n = self.slots();
+        let step = (n / SELECTIVITY_SAMPLE).max(1);
+        let (mut seen, mut hit) = (0usize, 0usize);
+        for s in (0..n).step_by(step) {
+            if self.deleted[s] {
+                continue;
+            }
+            seen += 1;
+            if test(s) {
+                hit += 1;
+            }
+        }
+        if seen == 0 {
+            0.0
+        } else {
+            hit as f64 / seen as f64
+        }
+    }
+
+    /// Exact search over the given slots.
+    fn exact(
+        &self,
+        space: &Space,
+        q: &[f32],
+        k: usize,
+        slots: impl Iterator<Item = u32>,
+    ) -> Vec<Cand> {
+        let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
+        for s in slots {
+            let c = Cand {
+                d: (space.kernel)(q, space.vector(s)),
+                id: s,
+            };
+            if best.len() < k {
+                best.push(c);
+            } else if best.peek().is_some_and(|w| c < *w) {
+                best.pop();
+                best.push(c);
+            }
+        }
+        best.into_sorted_vec()
+    }
+
+    // ---- payload indexes and set operations ---------------------------------------------------
+
+    /// Checks an index declaration.
+    pub fn prepare_index(&self, path: &str, kind: IndexKind) -> Result<PayloadIndex> {
+        let parsed = crate::payload::parse_path(&self.name, path)?;
+        let dotted = parsed.dotted();
+        if let Some(existing) = self.indexes.get(&dotted) {
+            return Err(NeedleError::IndexExists {
+                collection: self.name.clone(),
+                path: dotted,
+                kind: existing.kind.name().to_string(),
+            });
+        }
+        Ok(PayloadIndex::new(parsed, kind))
+    }
+
+    /// Fills a new index from every live record and adds it.
+    pub fn apply_create_index(&mut self, mut idx: PayloadIndex) {
+        for s in 0..self.slots() {
+            if !self.deleted[s] {
+                idx.insert(s as u32, self.metadata[s].as_ref());
+            }
+        }
+        idx.grow(self.slots());
+        self.indexes.insert(idx.path.dotted(), idx);
+    }
+
+    /// The live slots matching `filter` (all live slots without one), in slot order.
+    pub fn matching_slots(&self, filter: Option<&Filter>) -> Vec<u32> {
+        let Some(filter) = filter else {
+            return (0..self.slots() as u32)
+                .filter(|&s| !self.deleted[s as usize])
+                .collect();
+        };
+        let pred = Pred::compile(filter, &self.indexes);
+        if let Some(cands) = pred.gather() {
+            return cands
+                .into_iter()
+                .filter(|&s| self.pred_matches(&pred, s as usize))
+                .collect();
+        }
+        (0..self.slots() as u32)
+            .filter(|&s| self.pred_matches(&pred, s as usize))
+            .collect()
+    }
+
+    /// Up to `limit` live records matching `filter` whose ids sort after `after`, in id order
+    /// (bytes), as `(id, slot)`.
+    pub fn scroll(
+        &self,
+        filter: Option<&Filter>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<(String, u32)> {
+        let mut page: Vec<(&str, u32)> = self
+            .matching_slots(filter)
+            .into_iter()
+            .map(|s| (self.ids[s as usize].as_str(), s))
+            .filter(|(id, _)| after.is_none_or(|a| *id > a))
+            .collect();
+        if page.len() > limit {
+            page.select_nth_unstable(limit);
+            page.truncate(limit);
+        }
+        page.sort_unstable();
+        page.into_iter()
+            .map(|(id, s)| (id.to_string(), s))
+            .collect()
     }
 
     /// Exact search over the slots `accept` lets through.

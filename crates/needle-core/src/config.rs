@@ -113,6 +113,9 @@ pub struct SearchOptions {
     pub include_vectors: bool,
     /// Return the metadata with each result (on by default through `search`).
     pub include_metadata: bool,
+    /// Only results at most this far from the query (in the distance `SearchResult` reports:
+    /// smaller is nearer). `None` returns the k nearest whatever their distance.
+    pub score_threshold: Option<f32>,
 }
 
 impl SearchOptions {
@@ -133,6 +136,12 @@ impl SearchOptions {
     /// Sets `ef_search` for this query.
     pub fn with_ef_search(mut self, ef: usize) -> Self {
         self.ef_search = Some(ef);
+        self
+    }
+
+    /// Returns only results whose distance is at most `threshold`.
+    pub fn with_score_threshold(mut self, threshold: f32) -> Self {
+        self.score_threshold = Some(threshold);
         self
     }
 

@@ -20,6 +20,8 @@ use serde_json::Value;
 use crate::collection::{Collection, Prepared, validate_collection_name, validate_dimensions};
 use crate::config::{CollectionConfig, DatabaseOptions, SearchOptions, WalMode};
 use crate::error::{NeedleError, Result};
+use crate::filter::Filter;
+use crate::payload::{IndexInfo, IndexKind, PayloadIndex};
 use crate::storage::checkpoint::{self, Header};
 use crate::storage::wal::{self, LogState, MAX_RECORD, Op, OpRecord, Wal};
 use crate::storage::{lock, sync_dir, tmp_path, wal_path};
@@ -65,6 +67,17 @@ pub struct CollectionInfo {
     pub count: usize,
     /// Deleted or replaced records whose space `compact` would reclaim.
     pub deleted: usize,
+    /// The payload indexes, by path.
+    pub indexes: Vec<IndexInfo>,
+}
+
+/// One page of [`Database::scroll`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrollPage {
+    /// The records, in id order.
+    pub records: Vec<Record>,
+    /// The cursor for the next page; `None` when this page is the last.
+    pub next_cursor: Option<String>,
 }
 
 /// What `open` found on disk.
@@ -155,6 +168,10 @@ enum Plan {
     Update(Shared, String, Option<Vec<f32>>, Option<Value>),
     Delete(Shared, String),
     Compact(Shared, Box<Collection>),
+    CreateIndex(Shared, Box<PayloadIndex>),
+    DropIndex(Shared, String),
+    /// Tombstones these live slots.
+    DeleteSlots(Shared, Vec<u32>),
     Nothing,
 }
 
@@ -329,6 +346,7 @@ impl Database {
             config: c.config.clone(),
             count: c.live,
             deleted: c.slots() - c.live,
+            indexes: c.indexes.values().map(PayloadIndex::info).collect(),
         })
     }
 
@@ -405,8 +423,69 @@ impl Database {
         .map(|_| ())
     }
 
+    /// Declares a payload index on a metadata path (dotted, like a filter's field names) and
+    /// fills it from the records already there. Filters on the path then read a typed column
+    /// instead of JSON, and selective ones are answered from the index's posting lists.
+    ///
+    /// A value at the path that is not of `kind` (nor an array of it) is kept and still matches
+    /// filters exactly, from its JSON; `collection_info` counts such records as `irregular`.
+    ///
+    /// ```
+    /// use needle_core::{Database, Filter, IndexKind, SearchOptions};
+    /// use serde_json::json;
+    ///
+    /// let db = Database::in_memory();
+    /// db.create_collection("docs", 2)?;
+    /// db.insert("docs", "a", vec![1.0, 0.0], Some(json!({"tenant": 7})))?;
+    /// db.insert("docs", "b", vec![0.0, 1.0], Some(json!({"tenant": 8})))?;
+    /// db.create_index("docs", "tenant", IndexKind::Integer)?;
+    /// let seven = Filter::parse(&json!({"tenant": 7}))?;
+    /// assert_eq!(db.count_matching("docs", Some(&seven))?, 1);
+    /// assert_eq!(db.collection_info("docs")?.indexes[0].path, "tenant");
+    /// # Ok::<(), needle_core::NeedleError>(())
+    /// ```
+    pub fn create_index(&self, collection: &str, path: &str, kind: IndexKind) -> Result<()> {
+        self.execute(Op::CreateIndex {
+            collection: collection.to_string(),
+            path: path.to_string(),
+            kind: kind.code(),
+        })
+        .map(|_| ())
+    }
+
+    /// Drops the payload index on `path` ([`NeedleError::IndexNotFound`] if there is none).
+    pub fn drop_index(&self, collection: &str, path: &str) -> Result<()> {
+        self.execute(Op::DropIndex {
+            collection: collection.to_string(),
+            path: path.to_string(),
+        })
+        .map(|_| ())
+    }
+
+    /// Deletes every record matching `filter`, as one logged write; returns how many.
+    pub fn delete_by_filter(&self, collection: &str, filter: &Filter) -> Result<usize> {
+        self.execute_counted(Op::DeleteByFilter {
+            collection: collection.to_string(),
+            filter: filter.to_json().to_string(),
+        })
+    }
+
+    /// Deletes the records with these ids (absent ones are skipped), as one logged write;
+    /// returns how many were there.
+    pub fn delete_many(&self, collection: &str, ids: &[String]) -> Result<usize> {
+        self.execute_counted(Op::DeleteMany {
+            collection: collection.to_string(),
+            ids: ids.to_vec(),
+        })
+    }
+
     /// Validates, logs, applies. Returns whether anything changed.
     fn execute(&self, op: Op) -> Result<bool> {
+        self.execute_counted(op).map(|n| n > 0)
+    }
+
+    /// Validates, logs, applies. Returns how many records (or collections, or indexes) changed.
+    fn execute_counted(&self, op: Op) -> Result<usize> {
         let mut w = self.inner.writer.lock();
         if let Some(reason) = &w.failed {
             return Err(NeedleError::io(
@@ -416,7 +495,7 @@ impl Database {
         }
         let plan = self.plan(&op)?;
         if matches!(plan, Plan::Nothing) {
-            return Ok(false);
+            return Ok(0);
         }
         reserve_room(&plan)?;
         if let Some(wal) = w.wal.as_mut() {
@@ -435,8 +514,7 @@ impl Database {
                 return Err(e);
             }
         }
-        self.apply(&mut w, plan);
-        Ok(true)
+        Ok(self.apply(&mut w, plan))
     }
 
     /// Checks an op against the current state and prepares everything it needs.
@@ -521,10 +599,74 @@ impl Database {
                 let fresh = shared.read().compacted()?;
                 Plan::Compact(shared, Box::new(fresh))
             }
+            Op::CreateIndex {
+                collection,
+                path,
+                kind,
+            } => {
+                let shared = self.collection(collection)?;
+                let kind =
+                    IndexKind::from_code(*kind).ok_or_else(|| NeedleError::InvalidArgument {
+                        what: "index kind".into(),
+                        reason: format!("unknown kind code {kind}"),
+                    })?;
+                let idx = shared.read().prepare_index(path, kind)?;
+                Plan::CreateIndex(shared, Box::new(idx))
+            }
+            Op::DropIndex { collection, path } => {
+                let shared = self.collection(collection)?;
+                let dotted = {
+                    let c = shared.read();
+                    let dotted = crate::payload::parse_path(collection, path)?.dotted();
+                    if !c.indexes.contains_key(&dotted) {
+                        return Err(NeedleError::IndexNotFound {
+                            collection: collection.clone(),
+                            path: dotted,
+                        });
+                    }
+                    dotted
+                };
+                Plan::DropIndex(shared, dotted)
+            }
+            Op::DeleteByFilter { collection, filter } => {
+                let shared = self.collection(collection)?;
+                let json: Value =
+                    serde_json::from_str(filter).map_err(|e| NeedleError::InvalidFilter {
+                        path: String::new(),
+                        reason: format!("not valid JSON: {e}"),
+                    })?;
+                let filter = Filter::parse(&json)?;
+                let slots = shared.read().matching_slots(Some(&filter));
+                if slots.is_empty() {
+                    Plan::Nothing
+                } else {
+                    Plan::DeleteSlots(shared, slots)
+                }
+            }
+            Op::DeleteMany { collection, ids } => {
+                let shared = self.collection(collection)?;
+                let slots = {
+                    let c = shared.read();
+                    let mut slots = Vec::with_capacity(ids.len());
+                    for id in ids {
+                        c.check_id(id)?;
+                        slots.extend(c.index.get(id.as_str()).copied());
+                    }
+                    slots.sort_unstable();
+                    slots.dedup();
+                    slots
+                };
+                if slots.is_empty() {
+                    Plan::Nothing
+                } else {
+                    Plan::DeleteSlots(shared, slots)
+                }
+            }
         })
     }
 
-    fn apply(&self, _writer: &mut Writer, plan: Plan) {
+    /// Applies a validated plan; returns how many things it changed.
+    fn apply(&self, _writer: &mut Writer, plan: Plan) -> usize {
         match plan {
             Plan::Create(name, c) => {
                 self.inner
@@ -535,7 +677,11 @@ impl Database {
             Plan::Drop(name) => {
                 self.inner.catalog.write().remove(&name);
             }
-            Plan::Upsert(shared, records) => shared.write().apply_batch(records),
+            Plan::Upsert(shared, records) => {
+                let n = records.len();
+                shared.write().apply_batch(records);
+                return n;
+            }
             Plan::Update(shared, id, vector, metadata) => {
                 shared.write().apply_update(&id, vector, metadata)
             }
@@ -543,8 +689,21 @@ impl Database {
                 shared.write().apply_delete(&id);
             }
             Plan::Compact(shared, fresh) => *shared.write() = *fresh,
-            Plan::Nothing => {}
+            Plan::CreateIndex(shared, idx) => shared.write().apply_create_index(*idx),
+            Plan::DropIndex(shared, path) => {
+                shared.write().indexes.remove(&path);
+            }
+            Plan::DeleteSlots(shared, slots) => {
+                let mut c = shared.write();
+                for &s in &slots {
+                    let id = c.ids[s as usize].clone();
+                    c.apply_delete(&id);
+                }
+                return slots.len();
+            }
+            Plan::Nothing => return 0,
         }
+        1
     }
 
     // ---- reads --------------------------------------------------------------------------------
@@ -575,6 +734,95 @@ impl Database {
     /// The number of live records.
     pub fn count(&self, collection: &str) -> Result<usize> {
         Ok(self.collection(collection)?.read().live)
+    }
+
+    /// The number of live records matching `filter` (all of them with `None`). Exact; answered
+    /// from payload indexes where the filter's paths have them.
+    pub fn count_matching(&self, collection: &str, filter: Option<&Filter>) -> Result<usize> {
+        let shared = self.collection(collection)?;
+        let c = shared.read();
+        Ok(match filter {
+            None => c.live,
+            Some(f) => c.matching_slots(Some(f)).len(),
+        })
+    }
+
+    /// The records with these ids, in the order asked (`None` where there is no such record).
+    pub fn get_many(&self, collection: &str, ids: &[String]) -> Result<Vec<Option<Record>>> {
+        let shared = self.collection(collection)?;
+        let c = shared.read();
+        ids.iter()
+            .map(|id| {
+                c.check_id(id)?;
+                Ok(c.get(id).map(|(vector, metadata)| Record {
+                    id: id.clone(),
+                    vector,
+                    metadata,
+                }))
+            })
+            .collect()
+    }
+
+    /// One page of the records matching `filter`, in id order (by bytes): at most `limit`
+    /// records whose ids sort after `cursor` (from the start with `None`). The page's
+    /// `next_cursor` continues it; a cursor stays valid across any writes (records written
+    /// meanwhile appear if their id sorts after it), so scrolling sees every record that exists
+    /// throughout, once.
+    ///
+    /// ```
+    /// use needle_core::Database;
+    ///
+    /// let db = Database::in_memory();
+    /// db.create_collection("docs", 2)?;
+    /// for id in ["c", "a", "b"] {
+    ///     db.insert("docs", id, vec![1.0, 0.0], None)?;
+    /// }
+    /// let page = db.scroll("docs", None, None, 2)?;
+    /// assert_eq!(page.records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    /// let rest = db.scroll("docs", None, page.next_cursor.as_deref(), 2)?;
+    /// assert_eq!(rest.records[0].id, "c");
+    /// assert_eq!(rest.next_cursor, None);
+    /// # Ok::<(), needle_core::NeedleError>(())
+    /// ```
+    pub fn scroll(
+        &self,
+        collection: &str,
+        filter: Option<&Filter>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ScrollPage> {
+        if limit == 0 {
+            return Err(NeedleError::InvalidArgument {
+                what: "limit".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        let shared = self.collection(collection)?;
+        let c = shared.read();
+        // One more than asked tells whether another page follows.
+        let mut page = c.scroll(filter, cursor, limit.saturating_add(1));
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let records: Vec<Record> = page
+            .into_iter()
+            .map(|(id, s)| {
+                let s = s as usize;
+                Record {
+                    id,
+                    vector: c.vectors[s * c.dim..(s + 1) * c.dim].to_vec(),
+                    metadata: c.metadata[s].clone(),
+                }
+            })
+            .collect();
+        let next_cursor = if more {
+            records.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        Ok(ScrollPage {
+            records,
+            next_cursor,
+        })
     }
 
     /// The `k` nearest records to `query`, nearest first, with their metadata.

@@ -69,6 +69,16 @@ pub enum NeedleError {
     /// No record with that id (for `update`).
     #[error("no record with id '{id}' in collection '{collection}'")]
     RecordNotFound { collection: String, id: String },
+    /// A payload index on that path already exists.
+    #[error("collection '{collection}' already has a {kind} index on '{path}'")]
+    IndexExists {
+        collection: String,
+        path: String,
+        kind: String,
+    },
+    /// No payload index on that path.
+    #[error("collection '{collection}' has no index on '{path}'")]
+    IndexNotFound { collection: String, path: String },
     /// An argument out of its range (k = 0, ef_search = 0, dimensions = 0, ...).
     #[error("invalid argument {what}: {reason}")]
     InvalidArgument { what: String, reason: String },

@@ -28,12 +28,14 @@ mod distance;
 mod error;
 mod filter;
 mod hnsw;
+mod payload;
 mod storage;
 
 pub use config::{CollectionConfig, DatabaseOptions, Distance, SearchOptions, WalMode};
-pub use database::{CollectionInfo, Database, OpenReport, Record, SearchResult};
+pub use database::{CollectionInfo, Database, OpenReport, Record, ScrollPage, SearchResult};
 pub use error::{NeedleError, Result};
 pub use filter::Filter;
+pub use payload::{IndexInfo, IndexKind};
 
 #[doc(hidden)]
 pub mod __private {

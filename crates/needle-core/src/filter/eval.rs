@@ -7,7 +7,7 @@ use serde_json::{Number, Value};
 use super::{Bound, CmpOp, FieldPath, Node, Num, Op};
 
 impl Node {
-    pub(super) fn matches(&self, metadata: Option<&Value>) -> bool {
+    pub(crate) fn matches(&self, metadata: Option<&Value>) -> bool {
         match self {
             Node::And(children) => children.iter().all(|c| c.matches(metadata)),
             Node::Or(children) => children.iter().any(|c| c.matches(metadata)),
@@ -23,7 +23,7 @@ impl Node {
 impl FieldPath {
     /// The value at this path, walking nested objects; `None` if any step is missing or is not
     /// an object.
-    fn lookup<'a>(&self, metadata: Option<&'a Value>) -> Option<&'a Value> {
+    pub(crate) fn lookup<'a>(&self, metadata: Option<&'a Value>) -> Option<&'a Value> {
         self.segments
             .iter()
             .try_fold(metadata?, |value, key| value.as_object()?.get(key))
@@ -32,7 +32,7 @@ impl FieldPath {
 
 impl Op {
     /// Whether the field's value (`None` when missing) satisfies this operator.
-    fn matches(&self, field: Option<&Value>) -> bool {
+    pub(crate) fn matches(&self, field: Option<&Value>) -> bool {
         match self {
             Op::Eq(v) => eq_matches(field, v),
             Op::Ne(v) => !eq_matches(field, v),
@@ -90,7 +90,7 @@ fn compare(value: &Value, bound: &Bound) -> Option<Ordering> {
 }
 
 impl CmpOp {
-    fn holds(self, ordering: Option<Ordering>) -> bool {
+    pub(crate) fn holds(self, ordering: Option<Ordering>) -> bool {
         matches!(
             (self, ordering),
             (CmpOp::Gt, Some(Ordering::Greater))
@@ -104,7 +104,7 @@ impl CmpOp {
 impl Num {
     /// The value of a JSON number: exact for every `i64` and `u64`; `None` for a float that is
     /// not finite (possible only with serde_json's `arbitrary_precision`).
-    pub(super) fn from_json(n: &Number) -> Option<Num> {
+    pub(crate) fn from_json(n: &Number) -> Option<Num> {
         if let Some(i) = n.as_i64() {
             Some(Num::Int(i.into()))
         } else if let Some(u) = n.as_u64() {
@@ -115,7 +115,7 @@ impl Num {
     }
 
     /// Exact numeric order, even between integers beyond 2⁵³ and floats.
-    fn compare(self, other: Num) -> Option<Ordering> {
+    pub(crate) fn compare(self, other: Num) -> Option<Ordering> {
         match (self, other) {
             (Num::Int(a), Num::Int(b)) => Some(a.cmp(&b)),
             (Num::Float(a), Num::Float(b)) => a.partial_cmp(&b),

@@ -37,9 +37,18 @@ use crate::error::Result;
 /// - Object values compare as whole objects (same keys, equal values, in any order).
 ///
 /// Missing metadata behaves like an empty object.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Filter {
     root: Node,
+    /// The JSON it was parsed from (logged by `delete_by_filter`, replayed by parsing again).
+    source: Value,
+}
+
+/// Two filters are equal when they parse to the same tree, whatever their spelling.
+impl PartialEq for Filter {
+    fn eq(&self, other: &Filter) -> bool {
+        self.root == other.root
+    }
 }
 
 impl Filter {
@@ -66,7 +75,10 @@ impl Filter {
     /// # Ok::<(), NeedleError>(())
     /// ```
     pub fn parse(value: &Value) -> Result<Filter> {
-        parse::parse(value).map(|root| Filter { root })
+        parse::parse(value).map(|root| Filter {
+            root,
+            source: value.clone(),
+        })
     }
 
     /// Whether a record's metadata matches. `None` behaves like an empty object.
@@ -83,11 +95,21 @@ impl Filter {
     pub fn matches(&self, metadata: Option<&Value>) -> bool {
         self.root.matches(metadata)
     }
+
+    /// The JSON this filter was parsed from.
+    pub fn to_json(&self) -> &Value {
+        &self.source
+    }
+
+    /// The parsed tree, for the planner that answers parts of it from payload indexes.
+    pub(crate) fn root(&self) -> &Node {
+        &self.root
+    }
 }
 
 /// One node of a parsed filter.
 #[derive(Debug, Clone, PartialEq)]
-enum Node {
+pub(crate) enum Node {
     /// Every child matches; an empty list matches everything.
     And(Vec<Node>),
     /// At least one child matches (never empty).
@@ -101,13 +123,30 @@ enum Node {
 /// A field name split at its dots: `"a.b"` is the key `b` of the object at key `a`.
 /// Every segment is non-empty.
 #[derive(Debug, Clone, PartialEq)]
-struct FieldPath {
-    segments: Box<[String]>,
+pub(crate) struct FieldPath {
+    pub(crate) segments: Box<[String]>,
+}
+
+impl FieldPath {
+    /// Splits a dotted path; `None` if it is empty or has an empty segment.
+    pub(crate) fn parse(dotted: &str) -> Option<FieldPath> {
+        if dotted.split('.').any(str::is_empty) {
+            return None;
+        }
+        Some(FieldPath {
+            segments: dotted.split('.').map(String::from).collect(),
+        })
+    }
+
+    /// The path joined by dots, as written in a filter.
+    pub(crate) fn dotted(&self) -> String {
+        self.segments.join(".")
+    }
 }
 
 /// One operator applied to one field's value (or to its absence).
 #[derive(Debug, Clone, PartialEq)]
-enum Op {
+pub(crate) enum Op {
     Eq(Value),
     Ne(Value),
     Cmp(CmpOp, Bound),
@@ -119,7 +158,7 @@ enum Op {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CmpOp {
+pub(crate) enum CmpOp {
     Gt,
     Gte,
     Lt,
@@ -128,14 +167,14 @@ enum CmpOp {
 
 /// The right-hand side of a comparison: only numbers and strings are ordered.
 #[derive(Debug, Clone, PartialEq)]
-enum Bound {
+pub(crate) enum Bound {
     Num(Num),
     Str(String),
 }
 
 /// A JSON number, as an exact integer when it is one.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Num {
+pub(crate) enum Num {
     /// Any `i64` or `u64`.
     Int(i128),
     /// Always finite.

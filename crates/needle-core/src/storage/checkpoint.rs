@@ -1,8 +1,9 @@
 //! The checkpoint (`.needle`) format, also used as the snapshot byte stream. `docs/file-format.md`
 //! is the authority on the bytes; keep it in step with this file.
 //!
-//! A 64-byte header, then per collection seven sections (meta, vectors, levels, layer-0 links,
-//! upper-layer offsets, upper-layer links, records). Each section is
+//! A 64-byte header, then per collection eight sections (meta, vectors, levels, layer-0 links,
+//! upper-layer offsets, upper-layer links, records, payload indexes; version 1 files have no
+//! index section and still open, with no indexes). Each section is
 //! `kind u32 | len u64 | header-crc u32 | payload | payload-crc u32 | zero padding to 8 bytes`,
 //! so it can be written as a stream (no seeking) and checked piece by piece. Arrays are raw
 //! little-endian, so opening copies them out of the map without rebuilding anything.
@@ -20,7 +21,9 @@ use crate::error::{NeedleError, Result};
 use crate::hnsw::{Flat, Graph, MAX_LEVEL, NONE};
 
 pub(crate) const MAGIC: &[u8; 8] = b"NEEDLEDB";
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
+/// The oldest version this build reads: version 1 lacks the index section.
+const OLDEST_VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 64;
 
 const KIND_META: u32 = 1;
@@ -30,6 +33,7 @@ const KIND_LINKS0: u32 = 4;
 const KIND_UPPER_START: u32 = 5;
 const KIND_UPPER: u32 = 6;
 const KIND_RECORDS: u32 = 7;
+const KIND_INDEXES: u32 = 8;
 const SECTION_HEADER: usize = 16;
 /// Marks "no metadata" in the records section.
 const NO_METADATA: u32 = u32::MAX;
@@ -181,6 +185,10 @@ fn encode_collection(w: &mut dyn Write, c: &Collection) -> std::io::Result<()> {
     }
     section(w, KIND_RECORDS, records.len() as u64, |w| {
         w.write_all(&records)
+    })?;
+    let indexes = crate::payload::codec::encode(&c.indexes, c.slots());
+    section(w, KIND_INDEXES, indexes.len() as u64, |w| {
+        w.write_all(&indexes)
     })
 }
 
@@ -208,7 +216,7 @@ pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(Header, Vec<Collectio
     if crc32c::crc32c(&bytes[0..60]) != stored_crc {
         return Err(corrupt(0, "header checksum mismatch".into()));
     }
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(NeedleError::UnsupportedVersion {
             file: file.to_path_buf(),
             found: version,
@@ -227,7 +235,7 @@ pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(Header, Vec<Collectio
     };
     let mut collections: Vec<Collection> = Vec::new();
     for _ in 0..n_collections {
-        let c = decode_collection(&mut sections)?;
+        let c = decode_collection(&mut sections, version)?;
         if let Some(prev) = collections.last()
             && prev.name >= c.name
         {
@@ -324,7 +332,7 @@ fn u32s(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-fn decode_collection(s: &mut SectionReader) -> Result<Collection> {
+fn decode_collection(s: &mut SectionReader, version: u32) -> Result<Collection> {
     let (meta, at) = s.next(KIND_META)?;
     let file = s.file;
     let bad_meta = |reason: &str| {
@@ -499,7 +507,15 @@ fn decode_collection(s: &mut SectionReader) -> Result<Collection> {
         return Err(s.corrupt(rat + r.pos(), "records: unexpected trailing bytes"));
     }
     let live = index.len();
+    let indexes = if version >= 2 {
+        let (ibytes, iat) = s.next(KIND_INDEXES)?;
+        crate::payload::codec::decode(ibytes, &name, &deleted)
+            .map_err(|(off, reason)| s.corrupt(iat + off, format!("payload indexes: {reason}")))?
+    } else {
+        std::collections::BTreeMap::new()
+    };
     Ok(Collection {
+        indexes,
         kernel: kernel_for(config.distance),
         graph: Graph {
             m,
@@ -603,6 +619,32 @@ mod tests {
         let (_, back) = decode(&encoded(&c), Path::new("t")).unwrap();
         assert_eq!(back[0].graph, c.graph);
         assert_eq!(back[0].ids, c.ids);
+    }
+
+    /// Version 1 files (no index section) still open, with no indexes; version 2 files carry
+    /// the indexes and decode to the same ones.
+    #[test]
+    fn version_1_files_open_and_indexes_round_trip() {
+        let mut c = collection_with_upper_layers();
+        let mut v1 = encoded(&c);
+        // Without indexes the last section is the index count alone: 16 + 4 + 4 bytes.
+        v1.truncate(v1.len() - 24);
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c::crc32c(&v1[0..60]);
+        v1[60..64].copy_from_slice(&crc.to_le_bytes());
+        let (_, back) = decode(&v1, Path::new("t")).unwrap();
+        assert_eq!(back[0].graph, c.graph);
+        assert!(back[0].indexes.is_empty());
+
+        for (i, m) in c.metadata.iter_mut().enumerate() {
+            *m = Some(serde_json::json!({"k": format!("w{}", i % 3), "n": [i % 5, 7]}));
+        }
+        let idx = c.prepare_index("k", crate::IndexKind::Keyword).unwrap();
+        c.apply_create_index(idx);
+        let idx = c.prepare_index("n", crate::IndexKind::Integer).unwrap();
+        c.apply_create_index(idx);
+        let (_, back) = decode(&encoded(&c), Path::new("t")).unwrap();
+        assert_eq!(back[0].indexes, c.indexes);
     }
 
     /// Checksums only prove the bytes are the ones written; a file written with a bad link (by a

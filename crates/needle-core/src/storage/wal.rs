@@ -51,6 +51,25 @@ pub(crate) enum Op {
     Compact {
         collection: String,
     },
+    // New variants go last: bincode numbers variants in order, and old logs must still decode.
+    CreateIndex {
+        collection: String,
+        path: String,
+        kind: u8,
+    },
+    DropIndex {
+        collection: String,
+        path: String,
+    },
+    /// The filter as JSON text; applying it again matches the same records (the state is the same).
+    DeleteByFilter {
+        collection: String,
+        filter: String,
+    },
+    DeleteMany {
+        collection: String,
+        ids: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,426 @@
+//! A filter compiled against a collection's payload indexes ([`Pred`]): a test per slot that reads
+//! typed columns instead of JSON where a path is indexed, an upper bound of the matches from the
+//! posting lists, and the candidate slots themselves when the lists can name them.
+//!
+//! The meaning is the filter's own (`filter::eval`), exactly: parts on unindexed paths, irregular
+//! slots and operands a column cannot answer (whole-array equality) evaluate the JSON.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::ops::Bound::{Excluded, Included, Unbounded};
+
+use serde_json::Value;
+
+use super::{IndexKind, PayloadIndex, SlotKeys, key_float, key_int};
+use crate::filter::{Bound, CmpOp, FieldPath, Filter, Node, Num, Op};
+
+/// A set of keys of one index.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum KeySet {
+    /// Sorted, distinct.
+    Keys(Vec<u64>),
+    /// Inclusive.
+    Range(u64, u64),
+}
+
+impl KeySet {
+    const EMPTY: KeySet = KeySet::Keys(Vec::new());
+
+    #[inline]
+    fn contains(&self, k: u64) -> bool {
+        match self {
+            KeySet::Keys(keys) => match keys.len() {
+                0 => false,
+                1 => keys[0] == k,
+                2..=8 => keys.contains(&k),
+                _ => keys.binary_search(&k).is_ok(),
+            },
+            KeySet::Range(lo, hi) => *lo <= k && k <= *hi,
+        }
+    }
+
+    #[inline]
+    fn any(&self, keys: &[u64]) -> bool {
+        keys.iter().any(|&k| self.contains(k))
+    }
+
+    /// The posting lists of the keys in the set.
+    fn lists<'a>(
+        &'a self,
+        postings: &'a BTreeMap<u64, Vec<u32>>,
+    ) -> Box<dyn Iterator<Item = &'a Vec<u32>> + 'a> {
+        match self {
+            KeySet::Keys(keys) => Box::new(keys.iter().filter_map(|k| postings.get(k))),
+            KeySet::Range(lo, hi) => Box::new(postings.range(*lo..=*hi).map(|(_, l)| l)),
+        }
+    }
+}
+
+/// One operator compiled against an index, for slots that hold keys.
+#[derive(Debug)]
+pub(crate) enum COp<'a> {
+    /// Some key is in the set (`$eq`, `$in`, comparisons).
+    Any(KeySet),
+    /// No key is in the set (`$ne`, `$nin`).
+    NotAny(KeySet),
+    /// `$exists`: slots with keys are present.
+    Const(bool),
+    /// Not all of these hold.
+    Not(Vec<COp<'a>>),
+    /// Evaluate the JSON (whole-array equality).
+    Json(&'a Op),
+}
+
+/// A filter compiled against a collection's indexes.
+#[derive(Debug)]
+pub(crate) enum Pred<'a> {
+    Const(bool),
+    And(Vec<Pred<'a>>),
+    Or(Vec<Pred<'a>>),
+    Not(Box<Pred<'a>>),
+    /// A field with an index.
+    Field {
+        index: &'a PayloadIndex,
+        ops: Vec<COp<'a>>,
+        /// What the ops say of a missing value.
+        missing: bool,
+        path: &'a FieldPath,
+        raw: &'a [Op],
+    },
+    /// A part on unindexed paths: evaluated on the JSON.
+    Json(&'a Node),
+}
+
+impl<'a> Pred<'a> {
+    /// Compiles `filter` against `indexes` (keyed by dotted path).
+    pub fn compile(filter: &'a Filter, indexes: &'a BTreeMap<String, PayloadIndex>) -> Pred<'a> {
+        compile_node(filter.root(), indexes)
+    }
+
+    /// Whether any part reads an index (else the planner keeps the JSON path).
+    pub fn uses_index(&self) -> bool {
+        match self {
+            Pred::Const(_) | Pred::Json(_) => false,
+            Pred::Field { .. } => true,
+            Pred::And(c) | Pred::Or(c) => c.iter().any(Pred::uses_index),
+            Pred::Not(c) => c.uses_index(),
+        }
+    }
+
+    /// Whether the live slot `slot` (with metadata `metadata`) matches.
+    #[inline]
+    pub fn matches(&self, slot: u32, metadata: &[Option<Value>]) -> bool {
+        match self {
+            Pred::Const(b) => *b,
+            Pred::And(c) => c.iter().all(|p| p.matches(slot, metadata)),
+            Pred::Or(c) => c.iter().any(|p| p.matches(slot, metadata)),
+            Pred::Not(c) => !c.matches(slot, metadata),
+            Pred::Json(node) => node.matches(metadata[slot as usize].as_ref()),
+            Pred::Field {
+                index,
+                ops,
+                missing,
+                path,
+                raw,
+            } => match index.slot_keys(slot) {
+                SlotKeys::Missing => *missing,
+                SlotKeys::Irregular => {
+                    let value = path.lookup(metadata[slot as usize].as_ref());
+                    raw.iter().all(|op| op.matches(value))
+                }
+                SlotKeys::Keys(keys) => ops
+                    .iter()
+                    .all(|op| op.holds(keys, || path.lookup(metadata[slot as usize].as_ref()))),
+            },
+        }
+    }
+
+    /// An upper bound of the live slots that match, from the posting lists; `None` when the
+    /// lists cannot bound it (negations, unindexed paths).
+    pub fn estimate(&self) -> Option<usize> {
+        match self {
+            Pred::Const(false) => Some(0),
+            Pred::Const(true) | Pred::Json(_) | Pred::Not(_) => None,
+            Pred::And(c) => c.iter().filter_map(Pred::estimate).min(),
+            Pred::Or(c) => c
+                .iter()
+                .map(Pred::estimate)
+                .try_fold(0usize, |sum, e| Some(sum + e?)),
+            Pred::Field {
+                index,
+                ops,
+                missing,
+                ..
+            } => {
+                if *missing {
+                    return None;
+                }
+                ops.iter()
+                    .filter_map(|op| match op {
+                        COp::Any(set) => Some(set.lists(&index.postings).map(Vec::len).sum()),
+                        _ => None,
+                    })
+                    .min()
+                    .map(|n: usize| n + index.irregular.len())
+            }
+        }
+    }
+
+    /// Every slot that may match (a superset of the matches, each to be tested with
+    /// [`matches`](Self::matches)), sorted and distinct; `None` where `estimate` is `None`.
+    pub fn gather(&self) -> Option<Vec<u32>> {
+        match self {
+            Pred::Const(false) => Some(Vec::new()),
+            Pred::Const(true) | Pred::Json(_) | Pred::Not(_) => None,
+            Pred::And(c) => c
+                .iter()
+                .filter_map(|p| p.estimate().map(|e| (e, p)))
+                .min_by_key(|(e, _)| *e)
+                .and_then(|(_, p)| p.gather()),
+            Pred::Or(c) => {
+                let mut all = Vec::new();
+                for p in c {
+                    all.extend(p.gather()?);
+                }
+                all.sort_unstable();
+                all.dedup();
+                Some(all)
+            }
+            Pred::Field {
+                index,
+                ops,
+                missing,
+                ..
+            } => {
+                if *missing {
+                    return None;
+                }
+                let set = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        COp::Any(set) => {
+                            Some((set.lists(&index.postings).map(Vec::len).sum::<usize>(), set))
+                        }
+                        _ => None,
+                    })
+                    .min_by_key(|(n, _)| *n)?
+                    .1;
+                let mut lists: Vec<&Vec<u32>> = set.lists(&index.postings).collect();
+                let mut all: Vec<u32> = if lists.len() == 1 {
+                    lists.pop().cloned().unwrap_or_default()
+                } else {
+                    let mut all: Vec<u32> = lists.into_iter().flatten().copied().collect();
+                    all.sort_unstable();
+                    all.dedup();
+                    all
+                };
+                if !index.irregular.is_empty() {
+                    all.extend(index.irregular.iter().copied());
+                    all.sort_unstable();
+                    all.dedup();
+                }
+                Some(all)
+            }
+        }
+    }
+}
+
+impl COp<'_> {
+    #[inline]
+    fn holds<'v>(&self, keys: &[u64], json: impl Fn() -> Option<&'v Value> + Copy) -> bool {
+        match self {
+            COp::Any(set) => set.any(keys),
+            COp::NotAny(set) => !set.any(keys),
+            COp::Const(b) => *b,
+            COp::Not(ops) => !ops.iter().all(|op| op.holds(keys, json)),
+            COp::Json(op) => op.matches(json()),
+        }
+    }
+}
+
+fn compile_node<'a>(node: &'a Node, indexes: &'a BTreeMap<String, PayloadIndex>) -> Pred<'a> {
+    match node {
+        Node::And(c) if c.is_empty() => Pred::Const(true),
+        Node::And(c) => Pred::And(c.iter().map(|n| compile_node(n, indexes)).collect()),
+        Node::Or(c) => Pred::Or(c.iter().map(|n| compile_node(n, indexes)).collect()),
+        Node::Not(c) => match compile_node(c, indexes) {
+            Pred::Json(_) => Pred::Json(node),
+            p => Pred::Not(Box::new(p)),
+        },
+        Node::Field { path, ops } => match indexes.get(&path.dotted()) {
+            None => Pred::Json(node),
+            Some(index) => Pred::Field {
+                index,
+                ops: ops.iter().map(|op| compile_op(index, op)).collect(),
+                missing: ops.iter().all(|op| op.matches(None)),
+                path,
+                raw: ops,
+            },
+        },
+    }
+}
+
+fn compile_op<'a>(index: &PayloadIndex, op: &'a Op) -> COp<'a> {
+    match op {
+        Op::Eq(v) => eq_set(index, v).map_or(COp::Json(op), COp::Any),
+        Op::Ne(v) => eq_set(index, v).map_or(COp::Json(op), COp::NotAny),
+        Op::In(vs) => in_set(index, vs).map_or(COp::Json(op), COp::Any),
+        Op::Nin(vs) => in_set(index, vs).map_or(COp::Json(op), COp::NotAny),
+        Op::Cmp(cmp, bound) => COp::Any(range_set(index, *cmp, bound)),
+        // A slot holding keys (even an empty array) has the field.
+        Op::Exists(b) => COp::Const(*b),
+        Op::Not(ops) => {
+            let inner: Vec<COp> = ops.iter().map(|o| compile_op(index, o)).collect();
+            if inner.iter().any(|o| matches!(o, COp::Json(_))) {
+                COp::Json(op)
+            } else {
+                COp::Not(inner)
+            }
+        }
+    }
+}
+
+/// The keys equal to `v` (`eq_matches` on a slot holding keys: some key equals `v`); `None` when
+/// a column cannot answer (an array operand compares whole arrays).
+fn eq_set(index: &PayloadIndex, v: &Value) -> Option<KeySet> {
+    match v {
+        Value::Array(_) => None,
+        // Keys are scalars of the kind, never null and never objects.
+        Value::Null | Value::Object(_) => Some(KeySet::EMPTY),
+        scalar => Some(
+            index
+                .scalar_key(scalar)
+                .map_or(KeySet::EMPTY, |k| KeySet::Keys(vec![k])),
+        ),
+    }
+}
+
+fn in_set(index: &PayloadIndex, vs: &[Value]) -> Option<KeySet> {
+    let mut keys = Vec::new();
+    for v in vs {
+        if let KeySet::Keys(k) = eq_set(index, v)? {
+            keys.extend(k);
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    Some(KeySet::Keys(keys))
+}
+
+/// The keys whose value compares so with `bound`.
+fn range_set(index: &PayloadIndex, cmp: CmpOp, bound: &Bound) -> KeySet {
+    match (index.kind, bound) {
+        (IndexKind::Keyword, Bound::Str(b)) => {
+            let range = match cmp {
+                CmpOp::Gt => index
+                    .dict
+                    .range::<str, _>((Excluded(b.as_str()), Unbounded)),
+                CmpOp::Gte => index
+                    .dict
+                    .range::<str, _>((Included(b.as_str()), Unbounded)),
+                CmpOp::Lt => index
+                    .dict
+                    .range::<str, _>((Unbounded, Excluded(b.as_str()))),
+                CmpOp::Lte => index
+                    .dict
+                    .range::<str, _>((Unbounded, Included(b.as_str()))),
+            };
+            let mut keys: Vec<u64> = range.map(|(_, &k)| k).collect();
+            keys.sort_unstable();
+            KeySet::Keys(keys)
+        }
+        (IndexKind::Integer, Bound::Num(b)) => key_range(cmp, 0, u64::MAX, |k| {
+            Num::Int(key_int(k).into()).compare(*b)
+        }),
+        (IndexKind::Float, Bound::Num(b)) => key_range(
+            cmp,
+            super::float_key(f64::NEG_INFINITY),
+            super::float_key(f64::INFINITY),
+            |k| Num::Float(key_float(k)).compare(*b),
+        ),
+        // Comparisons across types are false; bools are not ordered.
+        _ => KeySet::EMPTY,
+    }
+}
+
+/// The keys in `[lo, hi]` for which `cmp` holds, found by binary search: key order is value
+/// order, so they form a prefix (`$lt`, `$lte`) or a suffix (`$gt`, `$gte`) of the domain.
+fn key_range(cmp: CmpOp, lo: u64, hi: u64, order: impl Fn(u64) -> Option<Ordering>) -> KeySet {
+    let holds = |k: u64| cmp.holds(order(k));
+    let upward = matches!(cmp, CmpOp::Gt | CmpOp::Gte);
+    // Find the boundary: the first key where `holds` differs from its value at `lo`.
+    let (mut a, mut b) = (lo, hi);
+    if upward {
+        if !holds(hi) {
+            return KeySet::EMPTY;
+        }
+        // Invariant: holds(b); find the smallest such b.
+        while a < b {
+            let mid = a + (b - a) / 2;
+            if holds(mid) {
+                b = mid;
+            } else {
+                a = mid + 1;
+            }
+        }
+        KeySet::Range(b, hi)
+    } else {
+        if !holds(lo) {
+            return KeySet::EMPTY;
+        }
+        // Invariant: holds(a); find the largest such a.
+        while a < b {
+            let mid = a + (b - a).div_ceil(2);
+            if holds(mid) {
+                a = mid;
+            } else {
+                b = mid - 1;
+            }
+        }
+        KeySet::Range(lo, a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::payload::int_key;
+
+    fn index(kind: IndexKind, values: &[Value]) -> PayloadIndex {
+        let mut idx = PayloadIndex::new(FieldPath::parse("v").expect("a valid path"), kind);
+        for (slot, v) in values.iter().enumerate() {
+            idx.insert(slot as u32, Some(&json!({ "v": v })));
+        }
+        idx
+    }
+
+    #[test]
+    fn ranges_are_exact_at_the_bounds() {
+        let idx = index(
+            IndexKind::Integer,
+            &[json!(-3), json!(0), json!(5), json!(9)],
+        );
+        let r = |cmp, b: Num| range_set(&idx, cmp, &Bound::Num(b));
+        assert_eq!(
+            r(CmpOp::Gt, Num::Int(0)),
+            KeySet::Range(int_key(1), u64::MAX)
+        );
+        assert_eq!(
+            r(CmpOp::Gte, Num::Float(0.5)),
+            KeySet::Range(int_key(1), u64::MAX)
+        );
+        assert_eq!(
+            r(CmpOp::Lt, Num::Float(-2.5)),
+            KeySet::Range(0, int_key(-3))
+        );
+        assert_eq!(r(CmpOp::Lte, Num::Int(i128::MIN)), KeySet::EMPTY);
+        assert_eq!(r(CmpOp::Gt, Num::Int(u64::MAX.into())), KeySet::EMPTY);
+        let f = index(IndexKind::Float, &[json!(0.1), json!(2)]);
+        let KeySet::Range(lo, _) = range_set(&f, CmpOp::Gt, &Bound::Num(Num::Float(0.1))) else {
+            panic!("a suffix");
+        };
+        assert!(key_float(lo) > 0.1 && key_float(lo) < 0.100_000_1);
+    }
+}
