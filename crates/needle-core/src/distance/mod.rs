@@ -199,18 +199,18 @@ mod tests {
         }
     }
 
-    /// The seed from `NEEDLE_TEST_SEED`, or a fresh one; printed so a failure can be replayed.
+    /// The seed from `NEEDLE_SEED`, or a fresh one; printed so a failure can be replayed.
     fn test_rng(test: &str) -> SplitMix64 {
-        let seed = match std::env::var("NEEDLE_TEST_SEED") {
+        let seed = match std::env::var("NEEDLE_SEED") {
             Ok(s) => s
                 .trim()
                 .parse::<u64>()
-                .expect("NEEDLE_TEST_SEED must be a decimal u64"),
+                .expect("NEEDLE_SEED must be a decimal u64"),
             Err(_) => std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0x5eed, |d| d.as_nanos() as u64),
         };
-        eprintln!("{test}: NEEDLE_TEST_SEED={seed}");
+        eprintln!("{test}: NEEDLE_SEED={seed}");
         SplitMix64(seed)
     }
 
