@@ -70,6 +70,12 @@ pub trait Disk: Send + Sync + Debug {
     /// Takes an exclusive advisory lock named by `path` (creating the lock file if needed);
     /// `Err(WouldBlock)` if another holder has it. Released when the returned guard drops.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DiskLock>>;
+    /// Gives `to` the permissions of `from` (so a file replaced by a rename keeps the mode its
+    /// owner gave it). Disks without permissions do nothing.
+    fn copy_permissions(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let _ = (from, to);
+        Ok(())
+    }
 }
 
 /// An open file. Positional: there is no cursor, so `&self` suffices and handles can be shared.

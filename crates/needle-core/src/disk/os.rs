@@ -100,6 +100,10 @@ impl Disk for OsDisk {
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }
+
+    fn copy_permissions(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::set_permissions(to, std::fs::metadata(from)?.permissions())
+    }
 }
 
 impl DiskFile for OsFile {
