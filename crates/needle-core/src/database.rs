@@ -8,7 +8,6 @@
 //! while a write is being validated, logged and fsynced, and while a checkpoint is written.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use serde_json::Value;
 
 use crate::collection::{Collection, Prepared, validate_collection_name, validate_dimensions};
 use crate::config::{CollectionConfig, DatabaseOptions, SearchOptions, WalMode};
+use crate::disk::{Disk, DiskLock, FileWriter, MemDisk, OpenMode, OsDisk};
 use crate::error::{NeedleError, Result};
 use crate::filter::Filter;
 use crate::payload::{IndexInfo, IndexKind, PayloadIndex};
@@ -128,23 +128,29 @@ impl std::fmt::Debug for Database {
 
 type Shared = Arc<RwLock<Collection>>;
 
-#[derive(Debug)]
 struct Inner {
-    path: Option<PathBuf>,
+    /// Where every byte is read and written.
+    disk: Arc<dyn Disk>,
+    /// The checkpoint file on `disk`.
+    path: PathBuf,
+    /// `Database::in_memory`: on a private `MemDisk`, with no path to show.
+    in_memory: bool,
     options: DatabaseOptions,
     catalog: RwLock<BTreeMap<String, Shared>>,
     writer: Mutex<Writer>,
     tag: AtomicU64,
     report: OpenReport,
-    _lock: Option<File>,
+    _lock: Box<dyn DiskLock>,
 }
 
 #[derive(Debug)]
 struct Writer {
     wal: Option<Wal>,
     generation: u64,
-    /// Set when an fsync or write of the log failed: the file's state is then unknown, so no
-    /// further write is acknowledged until the database is reopened.
+    /// Set when a write, fsync or rename of the log or the checkpoint failed in a way that
+    /// leaves the files' durable state unknown (after a failed fsync, Linux may have dropped the
+    /// unsynced pages and a retry would "succeed": fsyncgate). No further write or checkpoint is
+    /// accepted until the database is reopened, which reads what is really on disk.
     failed: Option<String>,
 }
 
@@ -158,10 +164,21 @@ impl Writer {
         wal.reset(generation)
             .inspect_err(|e| self.failed = Some(e.to_string()))
     }
+
+    /// Refuses any write once the files' state is unknown (see `failed`).
+    fn check_usable(&self) -> Result<()> {
+        match &self.failed {
+            None => Ok(()),
+            Some(reason) => Err(NeedleError::io(
+                "writing: an earlier write, fsync or rename of the database's files failed; reopen the database",
+                std::io::Error::other(reason.clone()),
+            )),
+        }
+    }
 }
 
 /// A validated write, ready to apply; applying it cannot fail.
-enum Plan {
+pub(crate) enum Plan {
     Create(String, Box<Collection>),
     Drop(String),
     Upsert(Shared, Vec<Prepared>),
@@ -181,17 +198,55 @@ impl Database {
         Self::open_with(path, DatabaseOptions::default())
     }
 
-    /// Opens (or creates) the database at `path`. Loads the checkpoint (mapped with `memmap2`;
-    /// the graph is read, never rebuilt), replays the log after it and truncates a torn tail.
-    /// A second opener of the same file, here or in another process, gets [`NeedleError::Locked`].
+    /// Opens (or creates) the database at `path`. Loads the checkpoint, replays the log after
+    /// it and cuts a torn tail. A second opener of the same file, here or in another process,
+    /// gets [`NeedleError::Locked`]; a log damaged in the middle is [`NeedleError::Corrupted`]
+    /// and nothing is cut (see [`Database::check`] and [`Database::repair`]).
     pub fn open_with(path: impl AsRef<Path>, options: DatabaseOptions) -> Result<Database> {
-        let path = path.as_ref().to_path_buf();
-        let lock_file = lock(&path)?;
-        let _ = std::fs::remove_file(tmp_path(&path));
-        let (header, collections) = load_checkpoint(&path)?;
-        let fresh = collections.is_empty() && !path.exists();
+        Self::open_on(OsDisk::shared(), path, options)
+    }
+
+    /// As [`Database::open_with`], on any [`Disk`]: the real file system ([`OsDisk`]), memory
+    /// ([`MemDisk`]) or the simulated faulty disk of the tests ([`crate::disk::SimDisk`]).
+    /// Every byte the database reads or writes goes through `disk`.
+    ///
+    /// ```
+    /// use needle_core::{Database, DatabaseOptions};
+    /// use needle_core::disk::MemDisk;
+    /// let disk = MemDisk::shared();
+    /// let db = Database::open_on(disk.clone(), "/v.needle", DatabaseOptions::default())?;
+    /// db.create_collection("docs", 3)?;
+    /// drop(db);
+    /// let db = Database::open_on(disk, "/v.needle", DatabaseOptions::default())?;
+    /// assert_eq!(db.list_collections(), vec!["docs".to_string()]);
+    /// # Ok::<(), needle_core::NeedleError>(())
+    /// ```
+    pub fn open_on(
+        disk: Arc<dyn Disk>,
+        path: impl AsRef<Path>,
+        options: DatabaseOptions,
+    ) -> Result<Database> {
+        Self::open_inner(disk, path.as_ref(), options, false)
+    }
+
+    fn open_inner(
+        disk: Arc<dyn Disk>,
+        path: &Path,
+        options: DatabaseOptions,
+        in_memory: bool,
+    ) -> Result<Database> {
+        let path = path.to_path_buf();
+        let lock = lock(&*disk, &path)?;
+        let _ = disk.remove(&tmp_path(&path));
+        let (header, collections) = load_checkpoint(&*disk, &path)?;
+        let fresh = !disk
+            .exists(&path)
+            .map_err(|e| NeedleError::io(format!("looking for {}", path.display()), e))?;
         let db = Database {
             inner: Arc::new(Inner {
+                disk: disk.clone(),
+                path: path.clone(),
+                in_memory,
                 options: options.clone(),
                 catalog: RwLock::new(
                     collections
@@ -209,13 +264,21 @@ impl Database {
                     checkpoint_tag: header.tag,
                     ..Default::default()
                 },
-                path: Some(path.clone()),
-                _lock: Some(lock_file),
+                _lock: lock,
             }),
         };
         if fresh {
             // A log without its checkpoint belongs to some older database: never replay it.
-            let _ = std::fs::remove_file(wal_path(&path));
+            match disk.remove(&wal_path(&path)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(NeedleError::io(
+                        format!("removing the orphan log {}", wal_path(&path).display()),
+                        e,
+                    ));
+                }
+            }
             db.checkpoint_with_tag(0)?;
         }
         let generation = db.inner.writer.lock().generation;
@@ -224,37 +287,52 @@ impl Database {
 
     fn recover_wal(self, path: &Path, generation: u64) -> Result<Database> {
         let wpath = wal_path(path);
-        let bytes = match std::fs::read(&wpath) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(NeedleError::io(format!("reading {}", wpath.display()), e)),
-        };
+        let disk = &*self.inner.disk;
+        let bytes = read_if_exists(disk, &wpath)?.unwrap_or_default();
         let unsynced = self.inner.options.wal == WalMode::Unsynced;
-        let state = wal::recover(&bytes, &wpath, generation, unsynced)?;
+        let state = wal::recover(&bytes, &wpath, generation)?;
         drop(bytes);
         let mut replayed = 0u64;
         let mut torn = 0u64;
         let mut dropped = 0u64;
         let mut valid_len = None;
         if let LogState::Current(rec) = state {
+            if let Some(d) = &rec.damage {
+                if !unsynced {
+                    return Err(NeedleError::corrupted(
+                        &wpath,
+                        d.offset,
+                        format!(
+                            "{}, with {} valid records after it (the first at offset {}); \
+                             nothing was cut: see `needle check` and `needle repair`",
+                            d.reason, d.records_after, d.next_valid
+                        ),
+                    ));
+                }
+                // Unsynced: a hole a power loss left; the log ends there.
+                dropped = d.records_after;
+            }
             let mut w = self.inner.writer.lock();
-            for (i, op) in rec.ops.into_iter().enumerate() {
+            for (i, (offset, op)) in rec.ops.into_iter().enumerate() {
                 let plan = self.plan(&op).map_err(|e| {
-                    NeedleError::corrupted(&wpath, 0, format!("log record {i} does not apply: {e}"))
+                    NeedleError::corrupted(
+                        &wpath,
+                        offset,
+                        format!("log record {i} does not apply: {e}"),
+                    )
                 })?;
                 reserve_room(&plan)?;
                 self.apply(&mut w, plan);
                 replayed += 1;
             }
             torn = rec.file_len - rec.valid_len;
-            dropped = rec.dropped_after_hole;
             valid_len = Some(rec.valid_len);
         }
         let sync = self.inner.options.wal == WalMode::Synced;
         let wal = match (self.inner.options.wal, valid_len) {
             (WalMode::Off, _) => None,
-            (_, Some(len)) => Some(Wal::open_at(&wpath, len, sync)?),
-            (_, None) => Some(Wal::create(&wpath, generation, sync)?),
+            (_, Some(len)) => Some(Wal::open_at(disk, &wpath, len, sync)?),
+            (_, None) => Some(Wal::create(disk, &wpath, generation, sync)?),
         };
         self.inner.writer.lock().wal = wal;
         if self.inner.options.wal == WalMode::Off && replayed > 0 {
@@ -272,28 +350,60 @@ impl Database {
         })
     }
 
-    /// A database that lives in memory only: no file, no log; `checkpoint` does nothing.
+    /// A database that lives in memory only: on a private [`MemDisk`], with no log
+    /// ([`WalMode::Off`]); a checkpoint writes its copy into that memory.
     pub fn in_memory() -> Database {
-        Database {
+        let options = DatabaseOptions { wal: WalMode::Off };
+        Self::open_inner(
+            MemDisk::shared(),
+            Path::new("in-memory.needle"),
+            options,
+            true,
+        )
+        .expect("a fresh private MemDisk holds no file and never fails a call")
+    }
+
+    /// An in-memory database holding `collections` as they are, with nothing written anywhere:
+    /// what `check` replays a log onto.
+    pub(crate) fn detached(tag: u64, collections: Vec<Collection>) -> Result<Database> {
+        let disk = MemDisk::shared();
+        let path = PathBuf::from("detached.needle");
+        let lock = lock(&*disk, &path)?;
+        Ok(Database {
             inner: Arc::new(Inner {
-                path: None,
+                disk,
+                path,
+                in_memory: true,
                 options: DatabaseOptions { wal: WalMode::Off },
-                catalog: RwLock::new(BTreeMap::new()),
+                catalog: RwLock::new(
+                    collections
+                        .into_iter()
+                        .map(|c| (c.name.clone(), Arc::new(RwLock::new(c))))
+                        .collect(),
+                ),
                 writer: Mutex::new(Writer {
                     wal: None,
                     generation: 0,
                     failed: None,
                 }),
-                tag: AtomicU64::new(0),
-                report: OpenReport::default(),
-                _lock: None,
+                tag: AtomicU64::new(tag),
+                report: OpenReport {
+                    checkpoint_tag: tag,
+                    ..Default::default()
+                },
+                _lock: lock,
             }),
-        }
+        })
     }
 
     /// The `.needle` file, or `None` for an in-memory database.
     pub fn path(&self) -> Option<&Path> {
-        self.inner.path.as_deref()
+        (!self.inner.in_memory).then_some(self.inner.path.as_path())
+    }
+
+    /// The disk this database reads and writes through.
+    pub fn disk(&self) -> &Arc<dyn Disk> {
+        &self.inner.disk
     }
 
     /// What `open` found: the checkpoint's tag, log records replayed, torn bytes cut.
@@ -487,12 +597,7 @@ impl Database {
     /// Validates, logs, applies. Returns how many records (or collections, or indexes) changed.
     fn execute_counted(&self, op: Op) -> Result<usize> {
         let mut w = self.inner.writer.lock();
-        if let Some(reason) = &w.failed {
-            return Err(NeedleError::io(
-                "writing: the write-ahead log failed earlier; reopen the database",
-                std::io::Error::other(reason.clone()),
-            ));
-        }
+        w.check_usable()?;
         let plan = self.plan(&op)?;
         if matches!(plan, Plan::Nothing) {
             return Ok(0);
@@ -518,7 +623,7 @@ impl Database {
     }
 
     /// Checks an op against the current state and prepares everything it needs.
-    fn plan(&self, op: &Op) -> Result<Plan> {
+    pub(crate) fn plan(&self, op: &Op) -> Result<Plan> {
         Ok(match op {
             Op::CreateCollection {
                 name,
@@ -663,6 +768,13 @@ impl Database {
                 }
             }
         })
+    }
+
+    pub(crate) fn apply_replayed(&self, plan: Plan) -> Result<()> {
+        reserve_room(&plan)?;
+        let mut w = self.inner.writer.lock();
+        self.apply(&mut w, plan);
+        Ok(())
     }
 
     /// Applies a validated plan; returns how many things it changed.
@@ -876,16 +988,45 @@ impl Database {
     /// Writers wait; readers do not.
     pub fn checkpoint_with_tag(&self, tag: u64) -> Result<()> {
         let mut w = self.inner.writer.lock();
-        let Some(path) = self.inner.path.clone() else {
-            self.inner.tag.store(tag, Ordering::SeqCst);
-            return Ok(());
-        };
-        let generation = w.generation + 1;
+        w.check_usable()?;
         let collections = self.snapshot_of_catalog();
-        write_checkpoint(&path, Header { tag, generation }, &collections)?;
-        self.inner.tag.store(tag, Ordering::SeqCst);
+        self.install_checkpoint(&mut w, tag, &collections).0
+    }
+
+    /// Writes `collections` as the next checkpoint generation and starts the log over.
+    ///
+    /// Before the rename, a failure changes nothing (the old checkpoint and its log are intact).
+    /// A failed rename may or may not have happened: writes are refused until reopening. After
+    /// it, the new file is the checkpoint: on success the new generation is in force; if the
+    /// directory fsync or the log reset fails, the database refuses writes until reopened (a
+    /// crash may then leave either checkpoint, each consistent with the log on disk).
+    /// Returns the result and whether the new checkpoint is known to be in place.
+    fn install_checkpoint(
+        &self,
+        w: &mut Writer,
+        tag: u64,
+        collections: &[Shared],
+    ) -> (Result<()>, bool) {
+        let disk = &*self.inner.disk;
+        let path = &self.inner.path;
+        let generation = w.generation + 1;
+        match write_checkpoint_file(disk, path, Header { tag, generation }, collections) {
+            Ok(()) => {}
+            Err(Unrenamed::Before(e)) => return (Err(e), false),
+            Err(Unrenamed::Rename(e)) => {
+                w.failed = Some(e.to_string());
+                return (Err(e), false);
+            }
+        }
+        let synced = sync_dir(disk, path);
+        // The rename happened: the file at `path` holds the new generation.
         w.generation = generation;
-        w.reset_wal(generation)
+        self.inner.tag.store(tag, Ordering::SeqCst);
+        if let Err(e) = synced {
+            w.failed = Some(e.to_string());
+            return (Err(e), true);
+        }
+        (w.reset_wal(generation), true)
     }
 
     /// The tag of the last checkpoint written, or of the one loaded by `open`.
@@ -918,26 +1059,18 @@ impl Database {
         let (header, collections) = checkpoint::decode(&bytes, Path::new("<snapshot>"))?;
         drop(bytes);
         let mut w = self.inner.writer.lock();
+        w.check_usable()?;
         let shared: Vec<Shared> = collections
             .into_iter()
             .map(|c| Arc::new(RwLock::new(c)))
             .collect();
-        // The new checkpoint is on disk once written: the catalogue follows it even if resetting
-        // the log then fails (that failure is returned, and stops further writes).
-        let mut reset = Ok(());
-        if let Some(path) = self.inner.path.clone() {
-            let generation = w.generation + 1;
-            write_checkpoint(
-                &path,
-                Header {
-                    tag: header.tag,
-                    generation,
-                },
-                &shared,
-            )?;
-            w.generation = generation;
-            reset = w.reset_wal(generation);
+        let (installed, renamed) = self.install_checkpoint(&mut w, header.tag, &shared);
+        if !renamed {
+            // Failed before or at the rename: the catalogue stays as it was.
+            return installed.map(|()| header.tag);
         }
+        // The snapshot is the checkpoint on disk now: the catalogue follows it, even if what
+        // came after the rename failed (that failure is returned, and stops further writes).
         let catalog = shared
             .into_iter()
             .map(|c| {
@@ -946,8 +1079,7 @@ impl Database {
             })
             .collect();
         *self.inner.catalog.write() = catalog;
-        self.inner.tag.store(header.tag, Ordering::SeqCst);
-        reset.map(|()| header.tag)
+        installed.map(|()| header.tag)
     }
 
     /// A checksum of the database's contents: equal for databases whose snapshots are
@@ -983,32 +1115,38 @@ fn parse_metadata(c: &Collection, id: &str, json: Option<&str>) -> Result<Option
     .transpose()
 }
 
-fn load_checkpoint(path: &Path) -> Result<(Header, Vec<Collection>)> {
-    let file = match File::open(path) {
+/// The whole file at `path`, or `None` if there is none.
+pub(crate) fn read_if_exists(disk: &dyn Disk, path: &Path) -> Result<Option<Vec<u8>>> {
+    let file = match disk.open(path, OpenMode::Read) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((Header::default(), Vec::new()));
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(NeedleError::io(format!("opening {}", path.display()), e)),
     };
-    let len = file
-        .metadata()
-        .map_err(|e| NeedleError::io(format!("reading the size of {}", path.display()), e))?
-        .len();
-    if len == 0 {
+    file.read_all()
+        .map(Some)
+        .map_err(|e| NeedleError::io(format!("reading {}", path.display()), e))
+}
+
+/// Reads the checkpoint whole (one sequential read through the seam) and decodes it.
+pub(crate) fn load_checkpoint_bytes(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(Header, Vec<Collection>)> {
+    if bytes.is_empty() {
         return Err(NeedleError::corrupted(
             path,
             0,
             "file is empty: not a Needle checkpoint (remove it to start a new database)",
         ));
     }
-    // SAFETY: the map is read-only and lives only during this function. The file is ours: we
-    // hold the database lock, and Needle never modifies a checkpoint in place (new checkpoints
-    // are renamed over it), so the mapped bytes cannot change under us except by an outside
-    // process ignoring the lock.
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .map_err(|e| NeedleError::io(format!("mapping {}", path.display()), e))?;
-    checkpoint::decode(&map, path)
+    checkpoint::decode(bytes, path)
+}
+
+fn load_checkpoint(disk: &dyn Disk, path: &Path) -> Result<(Header, Vec<Collection>)> {
+    let Some(bytes) = read_if_exists(disk, path)? else {
+        return Ok((Header::default(), Vec::new()));
+    };
+    load_checkpoint_bytes(&bytes, path)
 }
 
 fn encode_shared(w: &mut dyn Write, header: Header, collections: &[Shared]) -> std::io::Result<()> {
@@ -1016,29 +1154,51 @@ fn encode_shared(w: &mut dyn Write, header: Header, collections: &[Shared]) -> s
     checkpoint::encode(w, header, guards.iter().map(|g| &**g))
 }
 
-fn write_checkpoint(path: &Path, header: Header, collections: &[Shared]) -> Result<()> {
+/// Why a checkpoint file did not get renamed into place.
+enum Unrenamed {
+    /// Writing or fsyncing the temporary file failed: nothing else changed.
+    Before(NeedleError),
+    /// The rename itself failed: it may or may not have happened.
+    Rename(NeedleError),
+}
+
+/// Writes a checkpoint to the temporary file, fsyncs it and renames it over `path`. The caller
+/// fsyncs the directory. On an error before the rename the temporary file is removed (best
+/// effort) and nothing else changed.
+fn write_checkpoint_file(
+    disk: &dyn Disk,
+    path: &Path,
+    header: Header,
+    collections: &[Shared],
+) -> std::result::Result<(), Unrenamed> {
     let tmp = tmp_path(path);
     let io = |what: &str, e| NeedleError::io(format!("{what} {}", tmp.display()), e);
-    let file = File::create(&tmp).map_err(|e| io("creating", e))?;
-    // The new checkpoint keeps the permissions the user gave the file it replaces.
-    if let Ok(meta) = std::fs::metadata(path) {
-        file.set_permissions(meta.permissions())
-            .map_err(|e| io("setting the permissions of", e))?;
+    let written = (|| {
+        let file = disk
+            .open(&tmp, OpenMode::CreateTruncate)
+            .map_err(|e| io("creating", e))?;
+        // The new checkpoint keeps the permissions the user gave the file it replaces.
+        if disk.exists(path).unwrap_or(false) {
+            disk.copy_permissions(path, &tmp)
+                .map_err(|e| io("setting the permissions of", e))?;
+        }
+        let mut out = BufWriter::with_capacity(1 << 20, FileWriter::new(file, 0));
+        encode_shared(&mut out, header, collections).map_err(|e| io("writing", e))?;
+        let writer = out
+            .into_inner()
+            .map_err(|e| io("writing", e.into_error()))?;
+        writer.file().sync().map_err(|e| io("fsyncing", e))
+    })();
+    if let Err(e) = written {
+        let _ = disk.remove(&tmp);
+        return Err(Unrenamed::Before(e));
     }
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    encode_shared(&mut out, header, collections).map_err(|e| io("writing", e))?;
-    let file = out
-        .into_inner()
-        .map_err(|e| io("writing", e.into_error()))?;
-    file.sync_all().map_err(|e| io("fsyncing", e))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(|e| {
-        NeedleError::io(
+    disk.rename(&tmp, path).map_err(|e| {
+        Unrenamed::Rename(NeedleError::io(
             format!("renaming {} to {}", tmp.display(), path.display()),
             e,
-        )
-    })?;
-    sync_dir(path)
+        ))
+    })
 }
 
 struct Counting<'a> {

@@ -20,6 +20,7 @@
 //! # Ok::<(), needle_core::NeedleError>(())
 //! ```
 
+mod check;
 mod collection;
 mod config;
 mod database;
@@ -31,6 +32,7 @@ mod hnsw;
 mod payload;
 mod storage;
 
+pub use check::{CheckReport, Cut, LogCheck, RepairReport};
 pub use config::{CollectionConfig, DatabaseOptions, Distance, SearchOptions, WalMode};
 pub use database::{CollectionInfo, Database, OpenReport, Record, ScrollPage, SearchResult};
 pub use error::{NeedleError, Result};

@@ -5,9 +5,9 @@
 pub(crate) mod checkpoint;
 pub(crate) mod wal;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::disk::{Disk, DiskLock, parent_dir};
 use crate::error::{NeedleError, Result};
 
 /// `data.needle` → `data.needle-wal`.
@@ -32,38 +32,23 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// fsyncs the directory holding `path`, so a rename or a new file in it survives a crash.
-pub(crate) fn sync_dir(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let f = File::open(&dir)
-        .map_err(|e| NeedleError::io(format!("opening directory {}", dir.display()), e))?;
-    f.sync_all()
+pub(crate) fn sync_dir(disk: &dyn Disk, path: &Path) -> Result<()> {
+    let dir = parent_dir(path);
+    disk.sync_dir(&dir)
         .map_err(|e| NeedleError::io(format!("fsyncing directory {}", dir.display()), e))
 }
 
 /// Takes the exclusive advisory lock that keeps a second `Database` (here or in another process)
 /// off the same file. The lock lives on a separate `-lock` file because checkpoints replace the
 /// `.needle` file by rename, and a lock on the old inode would not protect the new one.
-pub(crate) fn lock(path: &Path) -> Result<File> {
+pub(crate) fn lock(disk: &dyn Disk, path: &Path) -> Result<Box<dyn DiskLock>> {
     let lp = lock_path(path);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&lp)
-        .map_err(|e| NeedleError::io(format!("opening lock file {}", lp.display()), e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(NeedleError::Locked {
+    disk.lock(&lp).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => NeedleError::Locked {
             path: path.to_path_buf(),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(NeedleError::io(format!("locking {}", lp.display()), e))
-        }
-    }
+        },
+        _ => NeedleError::io(format!("locking {}", lp.display()), e),
+    })
 }
 
 /// A little-endian reader over a byte slice that never reads past the end: every read returns

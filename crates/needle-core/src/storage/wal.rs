@@ -6,14 +6,14 @@
 //! failing its checksum with nothing valid after it) is a torn write and is truncated; a bad
 //! record followed by a valid one is corruption, reported with its offset.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::CollectionConfig;
 use crate::disk::frame::{self, End};
+use crate::disk::{Disk, DiskFile, OpenMode, parent_dir};
 use crate::error::{NeedleError, Result};
 
 const MAGIC: &[u8; 8] = b"NEEDLWAL";
@@ -99,7 +99,7 @@ fn decode_op(bytes: &[u8]) -> Option<Op> {
 /// An open log, positioned at its end.
 #[derive(Debug)]
 pub(crate) struct Wal {
-    file: File,
+    file: Arc<dyn DiskFile>,
     path: PathBuf,
     len: u64,
     sync: bool,
@@ -116,14 +116,10 @@ fn header_bytes(generation: u64) -> [u8; HEADER_LEN as usize] {
 }
 
 impl Wal {
-    /// Creates (or empties) the log for checkpoint `generation`.
-    pub fn create(path: &Path, generation: u64, sync: bool) -> Result<Wal> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)
+    /// Creates (or empties) the log for checkpoint `generation`, and makes its name durable.
+    pub fn create(disk: &dyn Disk, path: &Path, generation: u64, sync: bool) -> Result<Wal> {
+        let file = disk
+            .open(path, OpenMode::Create)
             .map_err(|e| NeedleError::io(format!("opening {}", path.display()), e))?;
         let mut wal = Wal {
             file,
@@ -132,16 +128,17 @@ impl Wal {
             sync,
         };
         wal.reset(generation)?;
-        super::sync_dir(path)?;
+        let dir = parent_dir(path);
+        disk.sync_dir(&dir)
+            .map_err(|e| NeedleError::io(format!("fsyncing directory {}", dir.display()), e))?;
         Ok(wal)
     }
 
-    /// Opens an existing log whose first `valid_len` bytes were recovered; cuts off the rest.
-    pub fn open_at(path: &Path, valid_len: u64, sync: bool) -> Result<Wal> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
+    /// Opens an existing log whose first `valid_len` bytes were recovered; cuts off the rest
+    /// (a torn tail, or in unsynced mode a hole and what follows it) durably.
+    pub fn open_at(disk: &dyn Disk, path: &Path, valid_len: u64, sync: bool) -> Result<Wal> {
+        let file = disk
+            .open(path, OpenMode::Write)
             .map_err(|e| NeedleError::io(format!("opening {}", path.display()), e))?;
         let wal = Wal {
             file,
@@ -151,14 +148,13 @@ impl Wal {
         };
         let actual = wal
             .file
-            .metadata()
-            .map_err(|e| wal.io_err("reading the size of", e))?
-            .len();
+            .len()
+            .map_err(|e| wal.io_err("reading the size of", e))?;
         if actual != valid_len {
             wal.file
                 .set_len(valid_len)
                 .map_err(|e| wal.io_err("truncating the torn tail of", e))?;
-            wal.file.sync_all().map_err(|e| wal.io_err("fsyncing", e))?;
+            wal.file.sync().map_err(|e| wal.io_err("fsyncing", e))?;
         }
         Ok(wal)
     }
@@ -174,37 +170,24 @@ impl Wal {
         self.file
             .set_len(0)
             .map_err(|e| self.io_err("truncating", e))?;
+        self.file.sync().map_err(|e| self.io_err("fsyncing", e))?;
         self.file
-            .sync_all()
-            .map_err(|e| self.io_err("fsyncing", e))?;
-        self.file
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| self.io_err("seeking in", e))?;
-        self.file
-            .write_all(&header_bytes(generation))
+            .write_all_at(0, &header_bytes(generation))
             .map_err(|e| self.io_err("writing the header of", e))?;
-        self.file
-            .sync_all()
-            .map_err(|e| self.io_err("fsyncing", e))?;
+        self.file.sync().map_err(|e| self.io_err("fsyncing", e))?;
         self.len = HEADER_LEN;
         Ok(())
     }
 
-    /// Appends one encoded op and, if synced, fsyncs before returning. On failure the log is cut
-    /// back to where it was, so a failed write leaves nothing behind.
+    /// Appends one encoded op and, if synced, fsyncs before returning. On failure the log is
+    /// cut back to where it was (best effort: the caller stops all writes anyway, since after
+    /// a failed write or fsync the file's durable state is unknown).
     pub fn append(&mut self, payload: &[u8]) -> Result<()> {
         let buf = frame::encode(payload);
         let result = self
             .file
-            .seek(SeekFrom::Start(self.len))
-            .and_then(|_| self.file.write_all(&buf))
-            .and_then(|_| {
-                if self.sync {
-                    self.file.sync_data()
-                } else {
-                    Ok(())
-                }
-            });
+            .write_all_at(self.len, &buf)
+            .and_then(|()| if self.sync { self.file.sync() } else { Ok(()) });
         match result {
             Ok(()) => {
                 self.len += buf.len() as u64;
@@ -234,29 +217,36 @@ pub(crate) enum LogState {
 /// What recovery found in the log of the current checkpoint.
 #[derive(Debug)]
 pub(crate) struct Recovered {
-    pub ops: Vec<Op>,
+    /// Each record's offset in the file, and its op.
+    pub ops: Vec<(u64, Op)>,
     /// Bytes up to the end of the last good record.
     pub valid_len: u64,
-    /// The file's length: anything past `valid_len` is a torn tail (or, in unsynced mode, a
-    /// hole and what follows it).
+    /// The file's length: anything past `valid_len` is a torn tail, or damage.
     pub file_len: u64,
-    /// Valid records after the first bad one, dropped because the log was unsynced (a hole
-    /// left by a power loss). Always 0 for a synced log (that would be `Corrupted`).
-    pub dropped_after_hole: u64,
+    /// A bad record at `valid_len` with a valid record after it: corruption in a synced log,
+    /// a hole a power loss may leave in an unsynced one.
+    pub damage: Option<Damage>,
+}
+
+/// A bad record followed by valid ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Damage {
+    /// Offset of the bad record in the file.
+    pub offset: u64,
+    pub reason: &'static str,
+    /// Offset of the first valid record after it.
+    pub next_valid: u64,
+    /// Valid records after it (up to the next bad one).
+    pub records_after: u64,
 }
 
 /// Reads the log at `path`, which should follow checkpoint `generation`.
 ///
 /// The header is checked first: a log of another generation is reported without reading its
-/// records, so a damaged stale log never blocks an open. In the current log, a torn tail is
-/// reported (the caller cuts it); a bad record with a valid one after it is `Corrupted` — unless
-/// `unsynced`, where it is a hole a power loss may leave, and the log ends there.
-pub(crate) fn recover(
-    bytes: &[u8],
-    path: &Path,
-    generation: u64,
-    unsynced: bool,
-) -> Result<LogState> {
+/// records, so a damaged stale log never blocks an open. In the current log, the records up to
+/// the first bad one, and what follows: a torn tail (the caller may cut it) or damage (a bad
+/// record with a valid one after it: the caller decides, see `Recovered::damage`).
+pub(crate) fn recover(bytes: &[u8], path: &Path, generation: u64) -> Result<LogState> {
     let header = match bytes.get(..HEADER_LEN as usize) {
         Some(h) if h.iter().any(|&b| b != 0) => h,
         // Short, or all zeros: a reset or creation cut short by a crash.
@@ -297,33 +287,29 @@ pub(crate) fn recover(
 
     let body = &bytes[HEADER_LEN as usize..];
     let scan = frame::scan(body, decode_op);
-    let mut dropped_after_hole = 0;
-    match scan.end {
-        End::Clean | End::Torn { .. } => {}
+    let damage = match scan.end {
+        End::Clean | End::Torn { .. } => None,
         End::Corrupted {
             offset,
             reason,
             next_valid,
-            ..
-        } => {
-            if !unsynced {
-                return Err(corrupt(
-                    HEADER_LEN + offset,
-                    &format!(
-                        "{reason}, with a valid record after it (at offset {})",
-                        HEADER_LEN + next_valid
-                    ),
-                ));
-            }
-            dropped_after_hole = count_records_from(body, next_valid as usize);
-        }
-    }
+        } => Some(Damage {
+            offset: HEADER_LEN + offset,
+            reason,
+            next_valid: HEADER_LEN + next_valid,
+            records_after: count_records_from(body, next_valid as usize),
+        }),
+    };
     let valid_len = HEADER_LEN + scan.valid_len();
     Ok(LogState::Current(Recovered {
         valid_len,
         file_len: bytes.len() as u64,
-        dropped_after_hole,
-        ops: scan.records.into_iter().map(|r| r.value).collect(),
+        damage,
+        ops: scan
+            .records
+            .into_iter()
+            .map(|r| (HEADER_LEN + r.offset, r.value))
+            .collect(),
     }))
 }
 
