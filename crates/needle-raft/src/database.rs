@@ -15,7 +15,7 @@ use crate::command::{BatchRecord, ReplicatedCommand, RequestId, encode_entry};
 use crate::config::ReplicatedDatabaseConfig;
 use crate::error::{NeedleError, Result, WriteOutcome};
 use crate::message::{MessageHandler, NodeId};
-use crate::node::{Node, Request, Shared};
+use crate::node::{Background, Node, Request, Shared};
 use crate::status::{NodeStatus, Role};
 
 /// How fresh a read must be.
@@ -106,6 +106,7 @@ impl ReplicatedDatabase {
             handler.clone(),
             config.clone(),
             shared.clone(),
+            Background::Threads,
         )?;
         let (req_tx, req_rx) = crossbeam_channel::unbounded();
         let (msg_tx, msg_rx) = crossbeam_channel::bounded(65_536);
@@ -117,7 +118,7 @@ impl ReplicatedDatabase {
             .map_err(|e| NeedleError::io("spawning the receive thread", e))?;
         let raft = std::thread::Builder::new()
             .name(format!("needle-raft-{node_id}"))
-            .spawn(move || node.run(req_rx, msg_rx))
+            .spawn(move || crate::node::run(node, req_rx, msg_rx))
             .map_err(|e| NeedleError::io("spawning the raft thread", e))?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -15,6 +15,8 @@ mod database;
 mod error;
 mod message;
 mod node;
+#[cfg(test)]
+mod sim;
 mod snapshot;
 mod status;
 mod storage;

@@ -19,7 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use needle_core::Database;
 use protobuf::Message as PbMessage;
@@ -486,7 +486,8 @@ struct Assembly {
     last_len: Option<u64>,
     have: HashSet<u32>,
     message: Option<Message>,
-    started: Instant,
+    /// When the last chunk of this stream arrived (the node's time).
+    last_chunk: Duration,
     file: File,
     path: PathBuf,
 }
@@ -507,24 +508,28 @@ impl std::fmt::Debug for Assembler {
 }
 
 impl Assembler {
-    /// Adds a chunk. Once the stream from `from` is complete and its CRC checks, it is stored
-    /// durably as `incoming-<index>-<term>.snap` and the MsgSnapshot to step is returned.
+    /// Adds a chunk arrived at `now`. Once the stream from `from` is complete and its CRC
+    /// checks, it is stored durably as `incoming-<index>-<term>.snap` and the MsgSnapshot to
+    /// step is returned. A stream that received no chunk for `max_idle` is dropped: a transfer
+    /// times out on inactivity, not on age, so a large snapshot that keeps arriving completes.
+    /// Each sender's stream goes to a part file of its own.
     pub(crate) fn add(
         &mut self,
         dir: &Path,
         from: NodeId,
         c: SnapshotChunk,
-        max_age: Duration,
+        max_idle: Duration,
+        now: Duration,
     ) -> Result<Option<Message>> {
         self.pending.retain(|_, a| {
-            let fresh = a.started.elapsed() < max_age;
+            let fresh = now.saturating_sub(a.last_chunk) < max_idle;
             if !fresh {
                 let _ = std::fs::remove_file(&a.path);
             }
             fresh
         });
         let key = (from, c.index, c.term);
-        let res = self.add_inner(dir, key, c);
+        let res = self.add_inner(dir, key, c, now);
         if res.is_err()
             && let Some(a) = self.pending.remove(&key)
         {
@@ -538,11 +543,12 @@ impl Assembler {
         dir: &Path,
         key: (NodeId, u64, u64),
         c: SnapshotChunk,
+        now: Duration,
     ) -> Result<Option<Message>> {
         let a = match self.pending.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                let path = incoming_path(dir, c.index, c.term, "part");
+                let path = incoming_path(dir, c.index, c.term, &format!("from-{}.part", key.0));
                 let file = OpenOptions::new()
                     .create(true)
                     .truncate(true)
@@ -558,12 +564,13 @@ impl Assembler {
                     last_len: None,
                     have: HashSet::new(),
                     message: None,
-                    started: Instant::now(),
+                    last_chunk: now,
                     file,
                     path,
                 })
             }
         };
+        a.last_chunk = now;
         if a.count != c.count || a.total_len != c.total_len || a.crc != c.crc {
             return Err(NeedleError::invalid_message(
                 "snapshot chunks disagree on the stream",
@@ -682,7 +689,7 @@ mod tests {
         let mut asm = Assembler::default();
         let mut got = None;
         for c in chunks {
-            if let Some(m) = asm.add(dir, 1, c, Duration::from_secs(60))? {
+            if let Some(m) = asm.add(dir, 1, c, Duration::from_secs(60), Duration::ZERO)? {
                 got = Some(m);
             }
         }

@@ -1,14 +1,21 @@
-//! The Raft thread: the one owner of the `RawNode`, the log store and the database's write side.
-//! It ticks on its own timer, steps messages from the transport, takes requests (proposals,
-//! reads, membership, status) from a channel, and handles each `Ready` in the order of
-//! `raft-rs-facts.md`, with one log sync (and at most one fsync) per Ready.
+//! The Raft node as a state machine: the one owner of the `RawNode`, the log store and the
+//! database's write side. It is stepped by [`Input`]s (a tick, a message from the transport, a
+//! caller's request, a background job's completion) at a time given by its driver, and after
+//! each input handles the `Ready` in the order of `raft-rs-facts.md`, with one log sync (and at
+//! most one fsync) per Ready. It reads no clock and starts no thread of its own: `driver.rs`
+//! runs it on a thread against the wall clock, the simulator (`sim/`, tests only) steps many
+//! nodes in one thread on a virtual clock.
 //!
-//! Slow work stays off this thread so that ticks and heartbeats go on: a snapshot is made by a
-//! background thread (committed entries wait in `unapplied` meanwhile, since the database must
+//! Slow work is handed to [`Background`] so that ticks and heartbeats go on: a snapshot is made
+//! by a background job (committed entries wait in `unapplied` meanwhile, since the database must
 //! stay at the snapshot's index until its checkpoint is written), and each snapshot is streamed
-//! to a peer by a thread of its own. Both report back through `Event`s.
+//! to a peer by a job of its own. Both report back through `Event`s.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod driver;
+
+pub(crate) use driver::run;
+
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,6 +82,29 @@ pub(crate) enum Event {
     SnapshotSent { to: NodeId, status: SnapshotStatus },
 }
 
+/// One thing that happens to a node: what the node is stepped by.
+pub(crate) enum Input {
+    /// The tick interval passed.
+    Tick,
+    /// A message from a peer, as the transport delivered it.
+    Message(NodeId, RaftMessage),
+    /// A caller's request.
+    Request(Request),
+    /// A background job finished.
+    Event(Event),
+}
+
+/// Where slow jobs (making a snapshot, streaming one to a peer) run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Background {
+    /// On threads of their own; their `Event` arrives when they finish.
+    Threads,
+    /// At once, on the caller's thread; their `Event` waits in the node's queue for the driver
+    /// to step it (the simulator decides when).
+    #[cfg_attr(not(test), allow(dead_code))] // the simulator's mode
+    Inline,
+}
+
 /// State the Raft thread publishes for callers, read without a round trip.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -116,13 +146,13 @@ impl Shared {
 
 struct PendingWrite {
     reply: WriteReply,
-    deadline: Instant,
+    deadline: Duration,
     index: u64,
 }
 
 struct PendingRead {
     reply: Reply,
-    deadline: Instant,
+    deadline: Duration,
     index: Option<u64>,
     issued_tick: Option<u64>,
 }
@@ -137,9 +167,9 @@ pub(crate) struct Node {
     shared: Arc<Shared>,
     applied: u64,
     window: DedupWindow,
-    writes: HashMap<RequestId, PendingWrite>,
+    writes: BTreeMap<RequestId, PendingWrite>,
     by_index: BTreeMap<u64, RequestId>,
-    reads: HashMap<Vec<u8>, PendingRead>,
+    reads: BTreeMap<Vec<u8>, PendingRead>,
     read_seq: u64,
     snapshot_waiters: Vec<Reply>,
     assembler: Assembler,
@@ -148,7 +178,7 @@ pub(crate) struct Node {
     /// This node's latest snapshot, what a MsgSnapshot streams.
     snapshot_src: Option<Arc<SnapshotSource>>,
     /// The snapshot being made in the background: its index and thread.
-    preparing: Option<(u64, JoinHandle<()>)>,
+    preparing: Option<(u64, Option<JoinHandle<()>>)>,
     /// Committed entries not applied yet (held while a snapshot is made).
     unapplied: VecDeque<Entry>,
     /// The applied index raft-rs has been told of.
@@ -162,6 +192,9 @@ pub(crate) struct Node {
     shutting_down: bool,
     /// The index of the applied membership change that removed this node: it stops serving.
     removed_at: Option<u64>,
+    /// The time the driver gave with the current input (since the node's driver started).
+    now: Duration,
+    background: Background,
 }
 
 fn role_of(r: StateRole) -> Role {
@@ -182,6 +215,7 @@ impl Node {
         handler: Arc<dyn MessageHandler>,
         cfg: ReplicatedDatabaseConfig,
         shared: Arc<Shared>,
+        background: Background,
     ) -> Result<Node> {
         let dir = cfg.data_dir.clone();
         let mut store = LogStore::open(&dir, cfg.log_segment_size, &cfg.initial_members)?;
@@ -270,9 +304,9 @@ impl Node {
             shared,
             applied,
             window,
-            writes: HashMap::new(),
+            writes: BTreeMap::new(),
             by_index: BTreeMap::new(),
-            reads: HashMap::new(),
+            reads: BTreeMap::new(),
             read_seq: 0,
             snapshot_waiters: Vec::new(),
             assembler: Assembler::default(),
@@ -290,74 +324,82 @@ impl Node {
             snapshot_reports: Vec::new(),
             shutting_down: false,
             removed_at: None,
+            now: Duration::ZERO,
+            background,
             cfg,
         })
     }
 
-    pub(crate) fn run(
-        mut self,
-        requests: Receiver<Request>,
-        inbound: Receiver<(NodeId, RaftMessage)>,
-    ) {
-        let ticker = crossbeam_channel::tick(self.cfg.tick_interval);
-        let events = self.events_rx.clone();
-        let result = loop {
-            let handled = crossbeam_channel::select! {
-                recv(ticker) -> _ => {
-                    self.on_tick();
-                    Ok(())
-                }
-                recv(inbound) -> m => match m {
-                    Ok((from, msg)) => {
-                        self.on_message(from, msg);
-                        Ok(())
-                    }
-                    Err(_) => break Ok(()),
-                },
-                recv(requests) -> r => match r {
-                    Ok(r) => {
-                        self.on_request(r);
-                        Ok(())
-                    }
-                    Err(_) => break Ok(()),
-                },
-                recv(events) -> e => match e {
-                    Ok(e) => self.on_event(e),
-                    Err(_) => Ok(()),
-                },
-            };
-            for _ in 0..4096 {
-                match inbound.try_recv() {
-                    Ok((from, msg)) => self.on_message(from, msg),
-                    Err(_) => break,
-                }
+    /// Steps the node by one input at time `now`, then handles the Ready. An error stops the
+    /// node: the driver calls [`Node::finish`] with it.
+    #[cfg_attr(not(test), allow(dead_code))] // the simulator steps one input at a time
+    pub(crate) fn step(&mut self, now: Duration, input: Input) -> Result<()> {
+        self.now = now;
+        match input {
+            Input::Tick => self.on_tick(),
+            Input::Message(from, msg) => self.on_message(from, msg),
+            Input::Request(r) => self.on_request(r),
+            Input::Event(e) => self.on_event(e)?,
+        }
+        self.after_input()
+    }
+
+    /// Steps many inputs at time `now` and handles one Ready for all of them.
+    pub(crate) fn step_all(&mut self, now: Duration, inputs: Vec<Input>) -> Result<()> {
+        self.now = now;
+        for input in inputs {
+            match input {
+                Input::Tick => self.on_tick(),
+                Input::Message(from, msg) => self.on_message(from, msg),
+                Input::Request(r) => self.on_request(r),
+                Input::Event(e) => self.on_event(e)?,
             }
-            for _ in 0..4096 {
-                match requests.try_recv() {
-                    Ok(r) => self.on_request(r),
-                    Err(_) => break,
-                }
-            }
-            if let Err(e) = handled
-                .and_then(|_| self.on_ready())
-                .and_then(|_| self.after_ready())
-            {
-                break Err(e);
-            }
-            if self.shutting_down {
-                break Ok(());
-            }
-            if let Some(index) = self.removed_at {
-                break Err(NeedleError::Stopped {
-                    reason: format!(
-                        "node {} was removed from the cluster by the membership change at index {index}",
-                        self.id
-                    ),
-                });
-            }
-        };
+        }
+        self.after_input()
+    }
+
+    fn after_input(&mut self) -> Result<()> {
+        self.on_ready()?;
+        self.after_ready()?;
+        if let Some(index) = self.removed_at {
+            return Err(NeedleError::Stopped {
+                reason: format!(
+                    "node {} was removed from the cluster by the membership change at index {index}",
+                    self.id
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// True once a `Shutdown` request was stepped.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// The next finished background job's event, for a driver that runs jobs `Inline`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn take_event(&self) -> Option<Event> {
+        self.events_rx.try_recv().ok()
+    }
+
+    /// True when a finished background job's event waits to be stepped.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn has_event(&self) -> bool {
+        !self.events_rx.is_empty()
+    }
+
+    /// The receiver of background jobs' events, for a driver that runs them on `Threads`.
+    pub(crate) fn events(&self) -> Receiver<Event> {
+        self.events_rx.clone()
+    }
+
+    /// Stops the node after `result` (the error it stopped on, if any): waits for a checkpoint
+    /// being written, records the error for callers, answers every pending request and syncs the
+    /// log.
+    pub(crate) fn finish(mut self, result: Result<()>) {
         // A checkpoint still being written must finish before the database is let go.
-        if let Some((_, job)) = self.preparing.take() {
+        if let Some((_, Some(job))) = self.preparing.take() {
             let _ = job.join();
         }
         if let Err(e) = result {
@@ -373,7 +415,7 @@ impl Node {
     }
 
     fn fail_all(&mut self, err: impl Fn() -> NeedleError) {
-        for (_, w) in self.writes.drain() {
+        for (_, w) in std::mem::take(&mut self.writes) {
             let _ = w.reply.send(Err(NeedleError::Timeout {
                 operation: "write interrupted by shutdown",
                 after: Duration::ZERO,
@@ -381,7 +423,7 @@ impl Node {
             }));
         }
         self.by_index.clear();
-        for (_, r) in self.reads.drain() {
+        for (_, r) in std::mem::take(&mut self.reads) {
             let _ = r.reply.send(Err(err()));
         }
         for w in self.snapshot_waiters.drain(..) {
@@ -405,7 +447,7 @@ impl Node {
     fn on_tick(&mut self) {
         self.rn.tick();
         self.ticks += 1;
-        let now = Instant::now();
+        let now = self.now;
         let expired: Vec<RequestId> = self
             .writes
             .iter()
@@ -474,13 +516,15 @@ impl Node {
                 if m.get_msg_type() == MessageType::MsgSnapshot {
                     return; // snapshots arrive only inside chunks (see snapshot.rs)
                 }
-                self.step(from, m);
+                self.step_raft(from, m);
             }
             RaftMessage::SnapshotChunk(c) => {
-                let max_age = Duration::from_millis(self.cfg.election_timeout_max * 10);
+                let max_idle = Duration::from_millis(self.cfg.election_timeout_max * 10);
                 let (index, term) = (c.index, c.term);
-                match self.assembler.add(&self.dir, from, c, max_age) {
-                    Ok(Some(m)) if snapshot_matches_stream(&m, index, term) => self.step(from, m),
+                match self.assembler.add(&self.dir, from, c, max_idle, self.now) {
+                    Ok(Some(m)) if snapshot_matches_stream(&m, index, term) => {
+                        self.step_raft(from, m)
+                    }
                     Ok(_) | Err(_) => {} // a bad or stale chunk: the leader resends
                 }
             }
@@ -489,7 +533,7 @@ impl Node {
 
     /// Steps a message from the network after the checks that keep raft-rs from panicking on
     /// well-formed but malicious or misrouted messages.
-    fn step(&mut self, from: NodeId, m: Message) {
+    fn step_raft(&mut self, from: NodeId, m: Message) {
         let t = m.get_msg_type();
         let ok = m.to == self.id
             && m.from == from
@@ -529,7 +573,7 @@ impl Node {
     }
 
     fn touch_leader_contact(&self) {
-        let ms = self.shared.started.elapsed().as_millis() as u64;
+        let ms = self.now.as_millis() as u64;
         self.shared
             .leader_contact_ms
             .store(ms.max(1), Ordering::Release);
@@ -567,7 +611,7 @@ impl Node {
                     ctx,
                     PendingRead {
                         reply,
-                        deadline: Instant::now() + self.cfg.read_timeout,
+                        deadline: self.now + self.cfg.read_timeout,
                         index: None,
                         issued_tick: None,
                     },
@@ -682,7 +726,7 @@ impl Node {
                     id,
                     PendingWrite {
                         reply,
-                        deadline: Instant::now() + self.cfg.proposal_timeout,
+                        deadline: self.now + self.cfg.proposal_timeout,
                         index: after,
                     },
                 );
@@ -704,7 +748,7 @@ impl Node {
             self.shared.leader.store(ss.leader_id, Ordering::Release);
             if ss.raft_state != StateRole::Leader {
                 // raft-rs drops pending proposals silently on a role change.
-                for (_, w) in self.writes.drain() {
+                for (_, w) in std::mem::take(&mut self.writes) {
                     let _ = w.reply.send(Err(NeedleError::LeadershipLost {
                         outcome: WriteOutcome::MaybeApplied,
                     }));
@@ -803,20 +847,38 @@ impl Node {
             .ok_or_else(|| NeedleError::invalid_message("that snapshot is no longer held"))?;
         let (to, handler, events) = (m.to, self.handler.clone(), self.events_tx.clone());
         let chunk_size = self.cfg.snapshot_chunk_size;
-        std::thread::Builder::new()
-            .name(format!("needle-raft-{}-snap-to-{to}", self.id))
-            .spawn(move || {
-                let sent = snapshot::send_chunks(&src, m, chunk_size, |c| {
+        self.spawn(format!("needle-raft-{}-snap-to-{to}", self.id), move || {
+            let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                snapshot::send_chunks(&src, m, chunk_size, |c| {
                     handler.send(to, RaftMessage::SnapshotChunk(c))
-                });
-                let status = match sent {
-                    Ok(()) => SnapshotStatus::Finish,
-                    Err(_) => SnapshotStatus::Failure,
-                };
-                let _ = events.send(Event::SnapshotSent { to, status });
-            })
-            .map_err(|e| NeedleError::io("spawning a snapshot sender", e))?;
+                })
+            }));
+            let status = match sent {
+                Ok(Ok(())) => SnapshotStatus::Finish,
+                Ok(Err(_)) | Err(_) => SnapshotStatus::Failure,
+            };
+            let _ = events.send(Event::SnapshotSent { to, status });
+        })?;
         Ok(())
+    }
+
+    /// Runs `job` where [`Background`] says.
+    fn spawn(
+        &self,
+        name: String,
+        job: impl FnOnce() + Send + 'static,
+    ) -> Result<Option<JoinHandle<()>>> {
+        match self.background {
+            Background::Threads => std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(job)
+                .map(Some)
+                .map_err(|e| NeedleError::io(format!("spawning thread {name}"), e)),
+            Background::Inline => {
+                job();
+                Ok(None)
+            }
+        }
     }
 
     /// Replaces the database with the received snapshot `snap` (its point is already logged).
@@ -1050,20 +1112,34 @@ impl Node {
         self.rn.mut_store().set_preparing(true);
         let (dir, db, window) = (self.dir.clone(), self.db.clone(), self.window.clone());
         let events = self.events_tx.clone();
-        let job = std::thread::Builder::new()
-            .name(format!("needle-raft-{}-snapshot", self.id))
-            .spawn(move || {
-                let result = snapshot::prepare(&dir, &db, index, term, &window, true);
-                let _ = events.send(Event::SnapshotMade { index, result });
-            })
-            .map_err(|e| NeedleError::io("spawning the snapshot thread", e))?;
-        self.preparing = Some((index, job));
+        // Marked first: an inline job has sent its event by the time `spawn` returns.
+        self.preparing = Some((index, None));
+        let job = self.spawn(format!("needle-raft-{}-snapshot", self.id), move || {
+            // A panic in the job is an error the node recovers from, not a stalled apply.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                snapshot::prepare(&dir, &db, index, term, &window, true)
+            }))
+            .unwrap_or_else(|_| {
+                Err(NeedleError::InvalidConfig {
+                    reason: format!("the snapshot job at index {index} panicked"),
+                })
+            });
+            let _ = events.send(Event::SnapshotMade { index, result });
+        });
+        match job {
+            Ok(job) => self.preparing = Some((index, job)),
+            Err(e) => {
+                self.preparing = None;
+                self.rn.mut_store().set_preparing(false);
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
     /// Takes in a finished snapshot: raft-rs may send it from now on, and the log is compacted.
     fn snapshot_made(&mut self, index: u64, result: Result<SnapshotSource>) -> Result<()> {
-        if let Some((_, job)) = self.preparing.take() {
+        if let Some((_, Some(job))) = self.preparing.take() {
             let _ = job.join();
         }
         self.rn.mut_store().set_preparing(false);
