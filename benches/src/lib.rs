@@ -9,6 +9,7 @@
 //! - [`truth`]: recall@k, and exact ground truth by brute force for small sets;
 //! - [`collection`]: a Needle collection whose ids are row numbers;
 //! - [`timing`]: timed search passes;
+//! - [`filtered`]: `needle-ann filtered`, the engine protocol of `../shared/bench/filtered.py`;
 //! - [`rss`]: the process's resident memory;
 //! - [`synthetic`]: generated vectors when no data set is at hand.
 //!
@@ -24,6 +25,7 @@
 pub mod collection;
 pub mod dataset;
 pub mod error;
+pub mod filtered;
 pub mod rss;
 pub mod synthetic;
 pub mod timing;

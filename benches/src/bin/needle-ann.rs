@@ -8,6 +8,8 @@
 //! - with exactly nine positional arguments, `BASE QUERY GT M EFC EF_LIST K REPEATS STOP_RECALL`:
 //!   an external engine for `../shared/bench/peers.py` (see its docstring): one thread, a JSON
 //!   list of rows as the last line of stdout, everything else on stderr.
+//! - `needle-ann filtered BASE QUERY META CASES M EFC K`: an external engine for
+//!   `../shared/bench/filtered.py` (see `needle_benches::filtered`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -68,7 +70,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    let outcome = if is_protocol_call(&args) {
+    let outcome = if needle_benches::filtered::is_filtered_call(&args) {
+        needle_benches::filtered::run(&args[2..])
+    } else if is_protocol_call(&args) {
         ProtocolArgs::parse(&args[1..]).and_then(|p| run_protocol(&p))
     } else {
         run_friendly(&Cli::parse())

@@ -30,6 +30,9 @@ const BATCH_CHUNK: usize = 128;
 const SCAN_ALWAYS_BELOW: usize = 4096;
 /// A filter estimated to match less than this fraction of records is answered by an exact scan.
 const SCAN_SELECTIVITY: f64 = 0.05;
+/// Below this share of matches an indexed filter walks the graph through matches only, two
+/// hops at a time; above it through every node (non-matches route but are never returned).
+const TWO_HOP_BELOW: f64 = 0.3;
 /// Records sampled to estimate a filter's selectivity.
 const SELECTIVITY_SAMPLE: usize = 256;
 
@@ -536,17 +539,19 @@ impl Collection {
         !self.deleted[slot] && pred.matches(slot as u32, &self.metadata)
     }
 
-    /// The most candidates answered by exact distances rather than a graph walk. A filtered
-    /// walk computes roughly `ef · 2m / selectivity` distances, an exact pass one per candidate;
-    /// they cost the same near `matches = sqrt(ef · 2m · live)` (in practice the exact pass, in
-    /// slot order, is cheaper per distance, hence the factor).
+    /// The most candidates answered by exact distances rather than a graph walk. An unfiltered
+    /// walk computes roughly `ef · m` distances, a filtered one that many over the selectivity
+    /// (`ef · m · live / matches`), an exact pass one per candidate: they cost the same near
+    /// `matches = sqrt(ef · m · live)`.
     fn gather_limit(&self, ef: usize) -> usize {
-        let walk = (ef.max(16) * 2 * self.config.m) as f64 * self.live as f64;
-        (2.0 * walk.sqrt()) as usize
+        let walk = (ef.max(16) * self.config.m) as f64 * self.live as f64;
+        walk.sqrt() as usize
     }
 
     /// Filtered search with payload indexes: candidates from the posting lists and exact
-    /// distances when few may match, else a graph walk testing membership on typed columns.
+    /// distances when few may match; else a graph walk with a membership test on typed columns
+    /// (or on a bitmap of the matches), moving through matches only and two hops at a time when
+    /// the filter is restrictive.
     fn planned_search(
         &self,
         space: &Space,
@@ -556,32 +561,63 @@ impl Collection {
         pred: &Pred,
     ) -> Vec<Cand> {
         let estimate = pred.estimate();
+        let small = self.live <= SCAN_ALWAYS_BELOW;
+        let mut gathered = None;
         if let Some(e) = estimate
-            && (e <= self.gather_limit(ef) || self.live <= SCAN_ALWAYS_BELOW)
-            && let Some(cands) = pred.gather()
+            && (small || e <= self.gather_limit(ef) || e as f64 <= TWO_HOP_BELOW * self.live as f64)
         {
-            return self.exact(
-                space,
-                q,
-                k,
-                cands
-                    .into_iter()
-                    .filter(|&s| self.pred_matches(pred, s as usize)),
-            );
+            gathered = pred.gather();
         }
-        if self.live <= SCAN_ALWAYS_BELOW {
+        if let Some(cands) = &gathered
+            && (small || cands.len() <= self.gather_limit(ef))
+        {
+            let matches = cands
+                .iter()
+                .copied()
+                .filter(|&s| self.pred_matches(pred, s as usize));
+            return self.exact(space, q, k, matches);
+        }
+        if small {
             return self.scan(space, q, k, |s| self.pred_matches(pred, s));
         }
-        let selectivity = match estimate {
-            Some(e) => e as f64 / self.live.max(1) as f64,
-            None => self.sample(|s| pred.matches(s as u32, &self.metadata)),
+        let found = if let Some(cands) = gathered {
+            // Restrictive: a bitmap of the matches, and the two-hop walk.
+            let mut bits = vec![0u64; self.slots().div_ceil(64)];
+            let mut matches = 0usize;
+            for s in cands {
+                if self.pred_matches(pred, s as usize) {
+                    bits[s as usize / 64] |= 1 << (s % 64);
+                    matches += 1;
+                }
+            }
+            if matches <= self.gather_limit(ef) {
+                let in_bits = |s: u32| bits[s as usize / 64] & (1 << (s % 64)) != 0;
+                return self.exact(
+                    space,
+                    q,
+                    k,
+                    (0..self.slots() as u32).filter(|&s| in_bits(s)),
+                );
+            }
+            self.graph.search_two_hop(space, q, k, ef, |s| {
+                bits[s as usize / 64] & (1 << (s % 64)) != 0
+            })
+        } else {
+            let selectivity = match estimate {
+                Some(e) => e as f64 / self.live.max(1) as f64,
+                None => self.sample(|s| pred.matches(s as u32, &self.metadata)),
+            };
+            if selectivity < SCAN_SELECTIVITY {
+                return self.scan(space, q, k, |s| self.pred_matches(pred, s));
+            }
+            if selectivity < TWO_HOP_BELOW {
+                self.graph
+                    .search_two_hop(space, q, k, ef, |s| self.pred_matches(pred, s as usize))
+            } else {
+                self.graph
+                    .search_filtered(space, q, k, ef, |s| self.pred_matches(pred, s as usize))
+            }
         };
-        if selectivity < SCAN_SELECTIVITY {
-            return self.scan(space, q, k, |s| self.pred_matches(pred, s));
-        }
-        let found = self
-            .graph
-            .search_filtered(space, q, k, ef, |s| self.pred_matches(pred, s as usize));
         if found.len() < k {
             return self.scan(space, q, k, |s| self.pred_matches(pred, s));
         }

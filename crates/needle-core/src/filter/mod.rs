@@ -24,6 +24,7 @@ use crate::error::Result;
 /// | `{"$exists": bool}` | the field is present (absent); a `null` value is present |
 /// | `{"field": {"$not": {ops}}}` | the operators do not all match |
 /// | `{"$and": [f, ..]}`, `{"$or": [f, ..]}` | all (any) of the filters match |
+/// | `{"$nor": [f, ..]}` | none of the filters matches |
 /// | `{"$not": f}` | the filter does not match |
 ///
 /// - A dotted field name (`"a.b.c"`) walks nested objects. Arrays are not walked by a path.
@@ -353,6 +354,15 @@ mod tests {
             json!({"a.b": {"$exists": true}}),
             json!({"a": {"b": []}})
         ));
+    }
+
+    #[test]
+    fn nor_is_the_negation_of_or() {
+        let f = json!({"$nor": [{"lang": "fr"}, {"year": 2020}]});
+        assert!(!matches(f.clone(), json!({"lang": "en", "year": 2020})));
+        assert!(matches(f.clone(), json!({"lang": "en", "year": 2021})));
+        assert!(matches(f, json!({})));
+        assert_error(json!({"$nor": []}), "$nor", "non-empty array");
     }
 
     #[test]

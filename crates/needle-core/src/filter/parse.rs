@@ -66,6 +66,9 @@ impl Parser {
             let clause = match key.as_str() {
                 "$and" => Node::And(self.at_key(key, |p| p.filter_list("$and", value, depth))?),
                 "$or" => Node::Or(self.at_key(key, |p| p.filter_list("$or", value, depth))?),
+                "$nor" => Node::Not(Box::new(Node::Or(
+                    self.at_key(key, |p| p.filter_list("$nor", value, depth))?,
+                ))),
                 "$not" => self.at_key(key, |p| {
                     if !value.is_object() {
                         return Err(p.error(format!(
@@ -78,7 +81,7 @@ impl Parser {
                 op if op.starts_with('$') => {
                     return self.at_key(key, |p| {
                         Err(p.error(format!(
-                            "unknown operator `{op}` (a filter's keys are field names, `$and`, `$or` or `$not`)"
+                            "unknown operator `{op}` (a filter's keys are field names, `$and`, `$or`, `$nor` or `$not`)"
                         )))
                     });
                 }

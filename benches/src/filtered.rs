@@ -1,0 +1,360 @@
+//! `needle-ann filtered BASE QUERY META CASES M EFC K`: the external-engine protocol of
+//! `../shared/bench/filtered.py` (its docstring is the authority). Builds one collection on one
+//! thread with a payload index on every path the cases use (kind inferred from the metadata,
+//! created before the inserts), then searches each case one query at a time, keeps the best of
+//! `$FILTERED_REPEATS` passes, writes the ids to `$PEERS_RESULTS_DIR/<case>.ivecs` and prints
+//! a JSON list of rows as the last line of stdout.
+//!
+//! `NEEDLE_FILTERED_NO_INDEX=1` builds without payload indexes (to compare with today's path).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use needle_core::{Database, Filter, IndexKind, Record, SearchOptions, SearchResult};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::collection::{COLLECTION, config, result_rows, row_id};
+use crate::dataset::{Metric, metric_for_base};
+use crate::error::{BenchError, Result};
+use crate::vecs::{read_fvecs, write_ivecs_rows};
+
+/// Whether `args` (with the program name first) is a call of this mode.
+pub fn is_filtered_call(args: &[OsString]) -> bool {
+    args.len() == 9 && args[1] == "filtered"
+}
+
+/// One row of the JSON list filtered.py reads.
+#[derive(Debug, Serialize)]
+struct Row {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    build_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    info: Option<String>,
+}
+
+#[derive(Debug)]
+struct Case {
+    name: String,
+    filter: Option<Filter>,
+    ef: usize,
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("[needle] {}", msg.as_ref());
+}
+
+fn invalid(msg: impl Into<String>) -> BenchError {
+    BenchError::Invalid(msg.into())
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| BenchError::Io {
+        what: format!("reading {}", path.display()),
+        source: e,
+    })
+}
+
+/// Every field path a filter names (keys outside `$and`/`$or`/`$nor`/`$not` that are not
+/// operators).
+fn paths(filter: &Value, out: &mut BTreeSet<String>) {
+    let Value::Object(map) = filter else { return };
+    for (key, value) in map {
+        match key.as_str() {
+            "$and" | "$or" | "$nor" => {
+                for item in value.as_array().into_iter().flatten() {
+                    paths(item, out);
+                }
+            }
+            "$not" => paths(value, out),
+            k if k.starts_with('$') => {}
+            k => {
+                out.insert(k.to_string());
+            }
+        }
+    }
+}
+
+/// The kind of index for the values at `path`: from the first non-null value (arrays by their
+/// elements); integers that meet a float become float.
+fn infer_kind(metas: &[Value], path: &str) -> Option<IndexKind> {
+    let mut kind = None;
+    for m in metas {
+        let mut v = Some(m);
+        for seg in path.split('.') {
+            v = v.and_then(|x| x.get(seg));
+        }
+        let items: Vec<&Value> = match v {
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(x) => vec![x],
+            None => continue,
+        };
+        for x in items {
+            let k = match x {
+                Value::String(_) => IndexKind::Keyword,
+                Value::Bool(_) => IndexKind::Bool,
+                Value::Number(n) if n.is_i64() || n.is_u64() => IndexKind::Integer,
+                Value::Number(_) => IndexKind::Float,
+                _ => continue,
+            };
+            kind = match (kind, k) {
+                (None, k) => Some(k),
+                (Some(IndexKind::Integer), IndexKind::Float) => Some(IndexKind::Float),
+                (Some(IndexKind::Float), IndexKind::Integer) => Some(IndexKind::Float),
+                (Some(old), _) => Some(old),
+            };
+        }
+    }
+    kind
+}
+
+/// Runs the protocol. `args` are the seven positional arguments after `filtered`.
+pub fn run(args: &[OsString]) -> Result<()> {
+    let text = |i: usize| args[i].to_string_lossy().into_owned();
+    let num = |i: usize, name: &str| -> Result<usize> {
+        text(i)
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "argument {} ({name}): {:?} is not a positive integer",
+                    i + 1,
+                    text(i)
+                ))
+            })
+    };
+    let (base_path, query_path) = (PathBuf::from(&args[0]), PathBuf::from(&args[1]));
+    let (meta_path, cases_path) = (PathBuf::from(&args[2]), PathBuf::from(&args[3]));
+    let (m, efc, k) = (num(4, "M")?, num(5, "EFC")?, num(6, "K")?);
+    let repeats = std::env::var("FILTERED_REPEATS")
+        .ok()
+        .and_then(|r| r.trim().parse::<usize>().ok())
+        .unwrap_or(3)
+        .max(1);
+    let metric = match std::env::var("FILTERED_METRIC")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+    {
+        Some(name) => Metric::parse(&name)
+            .ok_or_else(|| invalid(format!("FILTERED_METRIC {name:?} is not cosine, l2 or ip")))?,
+        None => metric_for_base(&base_path)?,
+    };
+    let results_dir = std::env::var_os("PEERS_RESULTS_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    let use_indexes = std::env::var_os("NEEDLE_FILTERED_NO_INDEX").is_none();
+
+    let base = read_fvecs(&base_path)?;
+    let queries = read_fvecs(&query_path)?;
+    let metas: Vec<Value> = read_text(&meta_path)?
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .map_err(|e| invalid(format!("{} line {}: {e}", meta_path.display(), i + 1)))
+        })
+        .collect::<Result<_>>()?;
+    if metas.len() != base.len() {
+        return Err(invalid(format!(
+            "{} metadata lines for {} base rows",
+            metas.len(),
+            base.len()
+        )));
+    }
+    let raw_cases: Vec<Value> = serde_json::from_str(&read_text(&cases_path)?)
+        .map_err(|e| invalid(format!("{}: {e}", cases_path.display())))?;
+
+    let mut used = BTreeSet::new();
+    for c in &raw_cases {
+        if let Some(f) = c.get("filter") {
+            paths(f, &mut used);
+        }
+    }
+    let indexes: BTreeMap<String, IndexKind> = if use_indexes {
+        used.iter()
+            .filter_map(|p| infer_kind(&metas, p).map(|k| (p.clone(), k)))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+
+    let db = Database::in_memory();
+    let start = Instant::now();
+    db.create_collection_with_config(COLLECTION, base.dim(), config(metric, m, efc))?;
+    for (path, kind) in &indexes {
+        db.create_index(COLLECTION, path, *kind)?;
+    }
+    let mut row = 0;
+    while row < base.len() {
+        let end = (row + 1000).min(base.len());
+        let records = (row..end)
+            .map(|i| Record::new(row_id(i), base.row(i).to_vec(), Some(metas[i].clone())))
+            .collect();
+        db.insert_batch(COLLECTION, records)?;
+        row = end;
+    }
+    let build_s = start.elapsed().as_secs_f64();
+    let info = db.collection_info(COLLECTION)?;
+    let index_mem: usize = info.indexes.iter().map(|i| i.memory_bytes).sum();
+    log(format!(
+        "built n={} d={} metric={} M={m} efc={efc} in {build_s:.2} s; indexes: {}",
+        base.len(),
+        base.dim(),
+        metric.name(),
+        info.indexes
+            .iter()
+            .map(|i| format!("{}:{}", i.path, i.kind))
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+
+    let mut rows = Vec::new();
+    for c in &raw_cases {
+        let name = c
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        let case = match parse_case(c, &name) {
+            Ok(case) => case,
+            Err(e) => {
+                rows.push(Row {
+                    name,
+                    qps: None,
+                    build_s: None,
+                    error: Some(e.to_string()),
+                    info: None,
+                });
+                continue;
+            }
+        };
+        let mut opts = SearchOptions {
+            ef_search: Some(case.ef),
+            include_metadata: false,
+            ..SearchOptions::default()
+        };
+        opts.filter = case.filter.clone();
+        let mut results: Vec<Vec<SearchResult>> = vec![Vec::new(); queries.len()];
+        let mut best = f64::INFINITY;
+        for _ in 0..repeats {
+            let t = Instant::now();
+            for (slot, q) in results.iter_mut().zip(queries.rows()) {
+                *slot = db.search_with(COLLECTION, q, k, &opts)?;
+            }
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        let ids = results
+            .iter()
+            .map(|h| result_rows(h))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(dir) = &results_dir {
+            write_ivecs_rows(dir.join(format!("{}.ivecs", case.name)), &ids)?;
+        }
+        let qps = queries.len() as f64 / best.max(1e-9);
+        log(format!("{:<14} ef={:<4} qps={qps:.0}", case.name, case.ef));
+        rows.push(Row {
+            name: case.name,
+            qps: Some(qps),
+            build_s: Some(build_s),
+            error: None,
+            info: None,
+        });
+    }
+
+    // The indexes' share of the file: a snapshot (the checkpoint format) with and without them.
+    let with = snapshot_bytes(&db)?;
+    for path in indexes.keys() {
+        db.drop_index(COLLECTION, path)?;
+    }
+    let without = snapshot_bytes(&db)?;
+    let summary = format!(
+        "needle {}, {} payload indexes ({}), index memory {:.1} MB, index bytes in the file {:.1} MB (file {:.1} MB)",
+        env!("CARGO_PKG_VERSION"),
+        indexes.len(),
+        indexes
+            .iter()
+            .map(|(p, k)| format!("{p}:{k}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        index_mem as f64 / 1e6,
+        (with - without) as f64 / 1e6,
+        with as f64 / 1e6,
+    );
+    log(&summary);
+    if let Some(first) = rows.first_mut() {
+        first.info = Some(summary);
+    }
+    let line = serde_json::to_string(&rows)
+        .map_err(|e| invalid(format!("cannot encode the rows: {e}")))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").map_err(|e| BenchError::Io {
+        what: "writing stdout".into(),
+        source: e,
+    })?;
+    Ok(())
+}
+
+fn parse_case(c: &Value, name: &str) -> Result<Case> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "._%+=-".contains(ch))
+    {
+        return Err(invalid(format!(
+            "case name {name:?} is not [A-Za-z0-9._%+=-]+"
+        )));
+    }
+    let filter = match c.get("filter") {
+        None | Some(Value::Null) => None,
+        Some(f) => Some(Filter::parse(f)?),
+    };
+    let ef = c.get("ef").and_then(Value::as_u64).unwrap_or(64).max(1) as usize;
+    Ok(Case {
+        name: name.to_string(),
+        filter,
+        ef,
+    })
+}
+
+fn snapshot_bytes(db: &Database) -> Result<u64> {
+    Ok(db.write_snapshot(&mut std::io::sink(), 0)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn paths_and_kinds_come_from_the_cases_and_the_data() {
+        let mut out = BTreeSet::new();
+        paths(
+            &json!({"$or": [{"lang": "ja"}, {"tenant": {"$lt": 20}}], "$not": {"a.b": 1}}),
+            &mut out,
+        );
+        assert_eq!(
+            out.into_iter().collect::<Vec<_>>(),
+            ["a.b", "lang", "tenant"]
+        );
+        let metas = [
+            json!({"t": 1, "p": 2, "s": ["x"], "b": true}),
+            json!({"t": 2, "p": 2.5}),
+        ];
+        assert_eq!(infer_kind(&metas, "t"), Some(IndexKind::Integer));
+        assert_eq!(infer_kind(&metas, "p"), Some(IndexKind::Float));
+        assert_eq!(infer_kind(&metas, "s"), Some(IndexKind::Keyword));
+        assert_eq!(infer_kind(&metas, "b"), Some(IndexKind::Bool));
+        assert_eq!(infer_kind(&metas, "zz"), None);
+    }
+}
