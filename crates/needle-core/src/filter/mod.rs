@@ -553,9 +553,9 @@ mod tests {
             "unknown operator `$foo`",
         );
         assert_error(
-            json!({"$nor": [{"a": 1}]}),
-            "$nor",
-            "unknown operator `$nor`",
+            json!({"$xor": [{"a": 1}]}),
+            "$xor",
+            "unknown operator `$xor`",
         );
         assert_error(
             json!({"$and": [{"a": 1}, {"b": {"$regex": "x"}}]}),

@@ -710,7 +710,9 @@ mod tests {
     fn two_hop_walk_finds_exact_neighbours_under_a_restrictive_filter() {
         let mut x = 12345u64;
         let mut next = || {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (x >> 40) as f32 / (1u64 << 24) as f32 * 100.0
         };
         let data: Vec<f32> = (0..4000).map(|_| next()).collect();
