@@ -127,7 +127,7 @@ fn truncations_are_a_torn_tail_only_at_the_end() {
     for cut in [starts[5] + 1000, starts[8] + 8] {
         sim.put_file(Path::new(WAL), &wal[..cut]);
         let r = Database::check_on(sim.shared(), PATH).unwrap();
-        let last_whole = *starts.iter().filter(|&&s| s < cut).last().unwrap();
+        let last_whole = *starts.iter().rfind(|&&s| s < cut).unwrap();
         assert_eq!(
             r.log,
             LogCheck::TornTail {
