@@ -74,8 +74,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         ef_construction: args.ef_construction,
         ..CollectionConfig::default()
     };
-    // Checked in memory first, so a bad flag leaves no file behind.
-    Database::in_memory().create_collection_with_config(COLLECTION, dim, config.clone())?;
+    // Checked first, so a bad flag leaves no file behind.
+    Database::check_collection(COLLECTION, dim, &config)?;
     let db = Database::open(&file)?;
     db.create_collection_with_config(COLLECTION, dim, config.clone())?;
     let bar = progress::records(data.words.len() as u64, "inserting");

@@ -31,6 +31,7 @@ mod filter;
 mod hnsw;
 mod payload;
 mod storage;
+mod validate;
 
 pub use check::{CheckReport, Cut, LogCheck, RepairReport};
 pub use config::{CollectionConfig, DatabaseOptions, Distance, SearchOptions, WalMode};

@@ -10,13 +10,9 @@ use crate::output;
 
 pub fn run(args: &CreateArgs, json: bool) -> Result<()> {
     let config = args.params.to_config();
-    // A dry run in memory checks the name, dimension and configuration by needle-core's own
+    // needle-core checks the name, dimension and configuration by its own
     // rules before the file is touched.
-    Database::in_memory().create_collection_with_config(
-        &args.collection,
-        args.dim,
-        config.clone(),
-    )?;
+    Database::check_collection(&args.collection, args.dim, &config)?;
     let guard = NewFileGuard::new(&args.file);
     let db = Database::open(&args.file)?;
     db.create_collection_with_config(&args.collection, args.dim, config)?;

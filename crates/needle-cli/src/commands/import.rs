@@ -49,11 +49,7 @@ pub fn run(args: &ImportArgs, json: bool) -> Result<()> {
         existing.as_ref().map(|i| i.dimensions),
     )?;
     if existing.is_none() {
-        Database::in_memory().create_collection_with_config(
-            &args.collection,
-            summary.dim,
-            config.clone(),
-        )?;
+        Database::check_collection(&args.collection, summary.dim, &config)?;
     }
 
     let guard = NewFileGuard::new(&args.file);

@@ -749,10 +749,8 @@ async fn create_collection(
         ef_search: c.ef_search.unwrap_or(default.ef_search),
         ..default
     };
-    // Checked in memory by needle-core's own rules first: a bad request never reaches the log.
-    needle_core::Database::in_memory()
-        .create_collection_with_config(&c.name, c.dimensions, config.clone())
-        .map_err(from_core)?;
+    // Checked by needle-core's own rules first: a bad request never reaches the log.
+    needle_core::Database::check_collection(&c.name, c.dimensions, &config).map_err(from_core)?;
     let body = blocking(move || {
         let cmd = ReplicatedCommand::CreateCollection {
             name: c.name.clone(),
