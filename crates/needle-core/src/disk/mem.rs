@@ -186,14 +186,7 @@ impl MemFile {
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let d = self.data.read().map_err(|_| poisoned())?;
-        let start =
-            usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        let src = start
-            .checked_add(buf.len())
-            .and_then(|end| d.get(start..end))
-            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        buf.copy_from_slice(src);
-        Ok(())
+        super::sim::read_from(&d, offset, buf)
     }
 
     fn write_all_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {

@@ -261,6 +261,18 @@ pub(super) fn write_into(buf: &mut Vec<u8>, offset: u64, data: &[u8]) -> io::Res
     Ok(())
 }
 
+/// Fills `buf` from `offset` of `data`; `UnexpectedEof` if `data` ends first.
+pub(super) fn read_from(data: &[u8], offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    let start =
+        usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+    let src = start
+        .checked_add(buf.len())
+        .and_then(|end| data.get(start..end))
+        .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+    buf.copy_from_slice(src);
+    Ok(())
+}
+
 pub(super) fn set_len_of(buf: &mut Vec<u8>, len: u64) -> io::Result<()> {
     let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::FileTooLarge))?;
     if len > buf.len() {
@@ -567,15 +579,7 @@ impl DiskFile for SimFile {
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.with(SimOp::Read, |s, ino| {
-            let d = &inode(s, ino)?.data;
-            let start = usize::try_from(offset)
-                .map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-            let src = start
-                .checked_add(buf.len())
-                .and_then(|end| d.get(start..end))
-                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-            buf.copy_from_slice(src);
-            Ok(())
+            read_from(&inode(s, ino)?.data, offset, buf)
         })
     }
 

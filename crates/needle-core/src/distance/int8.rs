@@ -32,6 +32,19 @@ pub fn l2_i8_scalar(a: &[i8], b: &[i8]) -> i32 {
     })
 }
 
+/// The scalar kernel for the tail that a SIMD loop leaves.
+#[allow(
+    dead_code,
+    reason = "used by the SIMD kernels of some architectures only"
+)]
+fn tail<const L2: bool>(a: &[i8], b: &[i8]) -> i32 {
+    if L2 {
+        l2_i8_scalar(a, b)
+    } else {
+        dot_i8_scalar(a, b)
+    }
+}
+
 /// One implementation of both kernels, with the instruction set's name (for benches and logs).
 #[derive(Debug, Clone, Copy)]
 pub struct Int8Kernels {
@@ -102,19 +115,19 @@ mod x86 {
 
     fn dot_avx2_entry(a: &[i8], b: &[i8]) -> i32 {
         // SAFETY: handed out by `available` only after detecting AVX2.
-        unsafe { dot_avx2(a, b) }
+        unsafe { sum_avx2::<false>(a, b) }
     }
     fn l2_avx2_entry(a: &[i8], b: &[i8]) -> i32 {
         // SAFETY: handed out by `available` only after detecting AVX2.
-        unsafe { l2_avx2(a, b) }
+        unsafe { sum_avx2::<true>(a, b) }
     }
     fn dot_avx512bw_entry(a: &[i8], b: &[i8]) -> i32 {
         // SAFETY: handed out by `available` only after detecting AVX-512F and BW.
-        unsafe { dot_avx512bw(a, b) }
+        unsafe { sum_avx512bw::<false>(a, b) }
     }
     fn l2_avx512bw_entry(a: &[i8], b: &[i8]) -> i32 {
         // SAFETY: handed out by `available` only after detecting AVX-512F and BW.
-        unsafe { l2_avx512bw(a, b) }
+        unsafe { sum_avx512bw::<true>(a, b) }
     }
     fn dot_vnni_entry(a: &[i8], b: &[i8]) -> i32 {
         // SAFETY: handed out by `available` only after detecting AVX-512F, BW and VNNI.
@@ -131,8 +144,10 @@ mod x86 {
         _mm_cvtsi128_si32(s)
     }
 
+    /// `Σ aᵢ·bᵢ` (`L2 = false`) or `Σ (aᵢ − bᵢ)²` (`L2 = true`): bytes sign-extended to `i16`,
+    /// then `vpmaddwd` sums pairs of products into `i32` lanes.
     #[target_feature(enable = "avx2")]
-    fn dot_avx2(a: &[i8], b: &[i8]) -> i32 {
+    fn sum_avx2<const L2: bool>(a: &[i8], b: &[i8]) -> i32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         let mut acc = _mm256_setzero_si256();
@@ -146,35 +161,21 @@ mod x86 {
                 )
             };
             let (x, y) = (_mm256_cvtepi8_epi16(x), _mm256_cvtepi8_epi16(y));
+            let (x, y) = if L2 {
+                let d = _mm256_sub_epi16(x, y);
+                (d, d)
+            } else {
+                (x, y)
+            };
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
             i += 16;
         }
-        hsum256(acc).wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
+        hsum256(acc).wrapping_add(super::tail::<L2>(&a[i..n], &b[i..n]))
     }
 
-    #[target_feature(enable = "avx2")]
-    fn l2_avx2(a: &[i8], b: &[i8]) -> i32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = _mm256_setzero_si256();
-        let mut i = 0;
-        while i + 16 <= n {
-            // SAFETY: i + 16 <= n, so the 16-byte loads at i are inside both slices.
-            let (x, y) = unsafe {
-                (
-                    _mm_loadu_si128(pa.add(i).cast()),
-                    _mm_loadu_si128(pb.add(i).cast()),
-                )
-            };
-            let d = _mm256_sub_epi16(_mm256_cvtepi8_epi16(x), _mm256_cvtepi8_epi16(y));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(d, d));
-            i += 16;
-        }
-        hsum256(acc).wrapping_add(super::l2_i8_scalar(&a[i..n], &b[i..n]))
-    }
-
+    /// [`sum_avx2`] on 512 bits.
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn dot_avx512bw(a: &[i8], b: &[i8]) -> i32 {
+    fn sum_avx512bw<const L2: bool>(a: &[i8], b: &[i8]) -> i32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         let mut acc = _mm512_setzero_si512();
@@ -188,31 +189,16 @@ mod x86 {
                 )
             };
             let (x, y) = (_mm512_cvtepi8_epi16(x), _mm512_cvtepi8_epi16(y));
+            let (x, y) = if L2 {
+                let d = _mm512_sub_epi16(x, y);
+                (d, d)
+            } else {
+                (x, y)
+            };
             acc = _mm512_add_epi32(acc, _mm512_madd_epi16(x, y));
             i += 32;
         }
-        _mm512_reduce_add_epi32(acc).wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw")]
-    fn l2_avx512bw(a: &[i8], b: &[i8]) -> i32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = _mm512_setzero_si512();
-        let mut i = 0;
-        while i + 32 <= n {
-            // SAFETY: i + 32 <= n, so the 32-byte loads at i are inside both slices.
-            let (x, y) = unsafe {
-                (
-                    _mm256_loadu_si256(pa.add(i).cast()),
-                    _mm256_loadu_si256(pb.add(i).cast()),
-                )
-            };
-            let d = _mm512_sub_epi16(_mm512_cvtepi8_epi16(x), _mm512_cvtepi8_epi16(y));
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(d, d));
-            i += 32;
-        }
-        _mm512_reduce_add_epi32(acc).wrapping_add(super::l2_i8_scalar(&a[i..n], &b[i..n]))
+        _mm512_reduce_add_epi32(acc).wrapping_add(super::tail::<L2>(&a[i..n], &b[i..n]))
     }
 
     /// `vpdpbusd` multiplies unsigned bytes by signed ones: `Σ (aᵢ + 128)·bᵢ − 128·Σ bᵢ`, with
