@@ -5,7 +5,9 @@
 //!   truncations made since its last successful [`DiskFile::sync`], in order. A sync makes those
 //!   durable. A **failed** sync makes nothing durable and forgets the pending writes as far as
 //!   durability goes (Linux marks the pages clean after a failed `fsync`: "fsyncgate"), so a later
-//!   successful sync does not save them either — they are still visible until a crash.
+//!   successful sync does not save them either — they are still visible until a crash. A sync
+//!   refused because the power is off ([`SimDisk::power_off_after`]) forgets nothing: those
+//!   writes were in flight when the power went, and the crash decides what became of each.
 //! - Names (create, rename, remove) are pending until [`Disk::sync_dir`] of their directory.
 //! - [`SimDisk::crash`] models a power loss: each pending name operation is kept or lost (seeded,
 //!   in order), and each surviving file restarts from its durable bytes, with each pending write
@@ -613,6 +615,11 @@ impl DiskFile for SimFile {
             )));
         }
         let failed = s.enter(SimOp::Sync);
+        if failed.is_err() && s.power_off_at.is_some_and(|at| s.calls > at) {
+            // Refused because the power is off: the pending writes were in flight when it went,
+            // and the crash decides what became of each (dropped, kept, torn, zeroed).
+            return failed;
+        }
         let i = inode(&mut s, self.ino)?;
         let pending = std::mem::take(&mut i.pending);
         // On failure the pending writes are forgotten (fsyncgate): never made durable.
