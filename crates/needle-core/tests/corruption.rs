@@ -6,13 +6,23 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use needle_core::disk::{Disk, SimDisk};
 use needle_core::{CollectionConfig, Database, DatabaseOptions, Distance, NeedleError, WalMode};
+
+/// The files of a built database.
+struct Built {
+    main: Vec<u8>,
+    wal: Vec<u8>,
+}
 use serde_json::json;
 
-/// A database with two collections in its checkpoint, and five more writes in its log.
-fn build(dir: &Path) -> (PathBuf, u64, u64) {
-    let path = dir.join("src.needle");
-    let db = Database::open(&path).unwrap();
+/// A database with two collections in its checkpoint, and five more writes in its log (on a
+/// simulated disk without faults: these tests open it thousands of times).
+fn build() -> (Built, u64, u64) {
+    let sim = SimDisk::new(0);
+    sim.create_dir_all(Path::new("/src")).unwrap();
+    let path = PathBuf::from("/src/src.needle");
+    let db = Database::open_on(sim.shared(), &path, DatabaseOptions::default()).unwrap();
     db.create_collection("alpha", 4).unwrap();
     let config = CollectionConfig {
         distance: Distance::Euclidean,
@@ -45,7 +55,13 @@ fn build(dir: &Path) -> (PathBuf, u64, u64) {
         .unwrap();
     }
     let full = db.state_checksum();
-    (path, checkpointed, full)
+    drop(db);
+    let files = sim.files();
+    let built = Built {
+        main: files[&path].clone(),
+        wal: files[&wal_of(&path)].clone(),
+    };
+    (built, checkpointed, full)
 }
 
 fn wal_of(p: &Path) -> PathBuf {
@@ -55,25 +71,27 @@ fn wal_of(p: &Path) -> PathBuf {
 /// Copies the database files into a fresh folder with `edit` applied to one of them, opens it
 /// (catching any panic) and returns the result.
 fn open_edited(
-    src: &Path,
+    src: &Built,
     edit_wal: bool,
     edit: impl Fn(&mut Vec<u8>),
 ) -> std::thread::Result<Result<u64, NeedleError>> {
-    let dir = tempfile::tempdir().unwrap();
-    let dst = dir.path().join("t.needle");
-    let mut main = std::fs::read(src).unwrap();
-    let mut wal = std::fs::read(wal_of(src)).unwrap();
+    let sim = SimDisk::new(1);
+    sim.create_dir_all(Path::new("/t")).unwrap();
+    let dst = PathBuf::from("/t/t.needle");
+    let mut main = src.main.clone();
+    let mut wal = src.wal.clone();
     if edit_wal {
         edit(&mut wal)
     } else {
         edit(&mut main)
     }
-    std::fs::write(&dst, main).unwrap();
-    std::fs::write(wal_of(&dst), wal).unwrap();
+    sim.put_file(&dst, &main);
+    sim.put_file(&wal_of(&dst), &wal);
     std::panic::catch_unwind(move || {
         // Synced: with an unsynced log a bad record followed by good ones is a hole a power
         // loss may leave, not corruption (see `WalMode::Unsynced`).
-        let db = Database::open_with(
+        let db = Database::open_on(
+            sim.shared(),
             &dst,
             DatabaseOptions {
                 wal: WalMode::Synced,
@@ -90,9 +108,8 @@ fn open_edited(
 
 #[test]
 fn truncated_checkpoint_is_a_clean_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let (src, _, _) = build(dir.path());
-    let len = std::fs::metadata(&src).unwrap().len() as usize;
+    let (src, _, _) = build();
+    let len = src.main.len();
     let mut errors = 0;
     for cut in (0..len).step_by(3).chain([len - 1]) {
         match open_edited(&src, false, |b| b.truncate(cut)) {
@@ -111,9 +128,8 @@ fn truncated_checkpoint_is_a_clean_error() {
 
 #[test]
 fn flipped_checkpoint_bytes_are_detected() {
-    let dir = tempfile::tempdir().unwrap();
-    let (src, _, full) = build(dir.path());
-    let len = std::fs::metadata(&src).unwrap().len() as usize;
+    let (src, _, full) = build();
+    let len = src.main.len();
     let (mut detected, mut harmless) = (0, 0);
     for at in 0..len {
         match open_edited(&src, false, |b| b[at] ^= 0x5a) {
@@ -140,9 +156,8 @@ fn flipped_checkpoint_bytes_are_detected() {
 
 #[test]
 fn truncated_log_recovers_a_prefix() {
-    let dir = tempfile::tempdir().unwrap();
-    let (src, checkpointed, full) = build(dir.path());
-    let len = std::fs::metadata(wal_of(&src)).unwrap().len() as usize;
+    let (src, checkpointed, full) = build();
+    let len = src.wal.len();
     for cut in 0..=len {
         match open_edited(&src, true, |b| b.truncate(cut)) {
             Err(_) => panic!("panic opening with the log cut at {cut}"),
@@ -163,9 +178,8 @@ fn truncated_log_recovers_a_prefix() {
 
 #[test]
 fn flipped_log_bytes_are_detected_or_torn() {
-    let dir = tempfile::tempdir().unwrap();
-    let (src, _, full) = build(dir.path());
-    let wal = std::fs::read(wal_of(&src)).unwrap();
+    let (src, _, full) = build();
+    let wal = src.wal.clone();
     let len = wal.len();
     // Where the last record starts: a flip there is a torn tail; before it, corruption.
     let mut pos = 24;
