@@ -338,6 +338,18 @@ pub struct ServeArgs {
     /// fixed development secret is used.
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
+    /// This node's certificate chain (PEM), for TLS on the HTTP API and mutual TLS between nodes.
+    /// It must carry the node's Raft and HTTP IP addresses as subject alternative names. With
+    /// --tls-key and --tls-ca; all three or none.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM): the only issuer whose certificates nodes accept from
+    /// each other, and that this node trusts when it calls another node's HTTP API.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
     /// The cluster's id: nodes of different clusters refuse each other.
     #[arg(long, default_value_t = 1)]
     pub cluster_id: u64,
@@ -376,6 +388,9 @@ pub enum ClusterCommand {
         /// A file holding the bearer token, if the nodes require one.
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// The cluster's CA certificate (PEM), when the nodes serve HTTPS.
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
     },
 }
 

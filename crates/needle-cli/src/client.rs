@@ -1,7 +1,7 @@
 //! A small blocking client for a Needle node's HTTP JSON API (`needle serve`): one HTTP/1.1
 //! request per connection, JSON in and out. Used by `needle cluster`, `needle demo --cluster`
-//! and the tests; enough for scripts and tools, not a general HTTP client (no TLS, no
-//! redirects, IP addresses only).
+//! and the tests; enough for scripts and tools, not a general HTTP client (HTTPS with a given
+//! CA, no redirects, IP addresses only).
 //!
 //! ```no_run
 //! use needle_cli::client::Client;
@@ -17,7 +17,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use serde_json::Value;
 
@@ -27,6 +31,7 @@ pub struct Client {
     addr: SocketAddr,
     token: Option<String>,
     timeout: Duration,
+    tls: Option<Arc<ClientConfig>>,
 }
 
 /// An HTTP response: the status code and the JSON body (`Null` when empty).
@@ -62,7 +67,15 @@ impl Client {
             addr,
             token: None,
             timeout: Duration::from_secs(30),
+            tls: None,
         }
+    }
+
+    /// Speaks HTTPS, trusting the CA of `tls` (see [`tls_client_config`]); the server's
+    /// certificate must name the node's IP address.
+    pub fn with_tls(mut self, tls: Option<Arc<ClientConfig>>) -> Client {
+        self.tls = tls;
+        self
     }
 
     /// Sends `Authorization: Bearer <token>` with every request.
@@ -138,7 +151,7 @@ impl Client {
         {
             return Err(bad("a header name or value holds a line break"));
         }
-        let mut stream = TcpStream::connect_timeout(&self.addr, self.timeout)?;
+        let stream = TcpStream::connect_timeout(&self.addr, self.timeout)?;
         stream.set_read_timeout(Some(self.timeout))?;
         stream.set_write_timeout(Some(self.timeout))?;
         stream.set_nodelay(true)?;
@@ -162,11 +175,42 @@ impl Client {
         head.push_str("\r\n");
         let mut request = head.into_bytes();
         request.extend_from_slice(body);
-        stream.write_all(&request)?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw)?;
+        let raw = match &self.tls {
+            None => exchange(stream, &request)?,
+            Some(config) => {
+                let name = ServerName::IpAddress(self.addr.ip().into());
+                let conn = ClientConnection::new(config.clone(), name)
+                    .map_err(|e| bad(format!("TLS: {e}")))?;
+                exchange(StreamOwned::new(conn, stream), &request)?
+            }
+        };
         parse_response(&raw)
     }
+}
+
+/// Writes the request and reads the whole response (the server closes the connection).
+fn exchange(mut stream: impl Read + Write, request: &[u8]) -> std::io::Result<Vec<u8>> {
+    stream.write_all(request)?;
+    stream.flush()?;
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => Ok(raw),
+        // A TLS server that closes without close_notify: the response is whole all the same
+        // when it parses (its length is checked by the parser's framing).
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => Ok(raw),
+        Err(e) => Err(e),
+    }
+}
+
+/// A TLS client configuration that trusts only the CA certificates in `ca_pem`.
+pub fn tls_client_config(ca_pem: &[u8]) -> std::io::Result<Arc<ClientConfig>> {
+    let roots = needle_transport_tcp::root_store(ca_pem).map_err(|e| bad(e.to_string()))?;
+    let config = ClientConfig::builder_with_provider(needle_transport_tcp::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(format!("TLS versions: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 fn bad(reason: impl Into<String>) -> std::io::Error {

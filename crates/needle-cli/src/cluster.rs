@@ -15,7 +15,11 @@ use crate::output::{self, Table};
 
 pub fn run(args: &ClusterArgs, json: bool) -> Result<()> {
     match &args.command {
-        ClusterCommand::Status { http, token_file } => {
+        ClusterCommand::Status {
+            http,
+            token_file,
+            tls_ca,
+        } => {
             let token = match token_file {
                 Some(p) => Some(
                     std::fs::read_to_string(p)
@@ -25,7 +29,17 @@ pub fn run(args: &ClusterArgs, json: bool) -> Result<()> {
                 ),
                 None => None,
             };
-            status(*http, token, json)
+            let tls = match tls_ca {
+                Some(p) => Some(
+                    crate::client::tls_client_config(
+                        &std::fs::read(p)
+                            .map_err(|e| CliError::io(format!("reading {}", p.display()), e))?,
+                    )
+                    .map_err(|e| CliError::Usage(format!("--tls-ca {}: {e}", p.display())))?,
+                ),
+                None => None,
+            };
+            status(*http, token, tls, json)
         }
     }
 }
@@ -47,10 +61,16 @@ fn fetch(client: &Client) -> Result<Value> {
     Ok(r.body)
 }
 
-fn status(http: SocketAddr, token: Option<String>, json: bool) -> Result<()> {
+fn status(
+    http: SocketAddr,
+    token: Option<String>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    json: bool,
+) -> Result<()> {
     let client = |addr| {
         Client::new(addr)
             .with_token(token.clone())
+            .with_tls(tls.clone())
             .with_timeout(Duration::from_secs(3))
     };
     let first = fetch(&client(http))?;

@@ -48,6 +48,9 @@ pub struct TcpConfig {
     pub backoff_max: Duration,
     /// Incoming connections open at once (authenticated or not); more are closed on accept.
     pub max_inbound_connections: usize,
+    /// Mutual TLS under the handshake (`None`: plain TCP). Every node of a cluster must agree:
+    /// a TLS node refuses plaintext connections, and a plain node cannot talk to a TLS one.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl TcpConfig {
@@ -114,6 +117,7 @@ impl Default for TcpConfig {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             max_inbound_connections: 256,
+            tls: None,
         }
     }
 }

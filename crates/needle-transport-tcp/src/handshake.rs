@@ -15,8 +15,8 @@
 //! id or node id; the server says why in its Verdict (never more than "authentication failed"
 //! about the MAC). The whole handshake runs under one deadline.
 
+use crate::tls::Stream;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::time::Instant;
 
 use hmac::{Hmac, Mac};
@@ -72,7 +72,7 @@ pub(crate) struct Identity<'a> {
 
 /// Runs the client side on a fresh connection to node `server`.
 pub(crate) fn client(
-    stream: &TcpStream,
+    stream: &mut Stream,
     me: Identity<'_>,
     server: NodeId,
     deadline: Instant,
@@ -150,7 +150,7 @@ pub(crate) fn client(
 
 /// Runs the server side on an accepted connection; returns the authenticated client's id.
 pub(crate) fn server(
-    stream: &TcpStream,
+    stream: &mut Stream,
     me: Identity<'_>,
     deadline: Instant,
 ) -> Result<NodeId, HandshakeError> {
@@ -391,7 +391,7 @@ impl<'a> Fields<'a> {
 
 /// A stream whose every read and write is bounded by one deadline for the whole handshake.
 struct Deadline<'a> {
-    stream: &'a TcpStream,
+    stream: &'a mut Stream,
     deadline: Instant,
 }
 
@@ -411,33 +411,37 @@ impl Deadline<'_> {
 
 impl Read for Deadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.set_read_timeout(Some(self.remaining()?))?;
+        let left = self.remaining()?;
+        self.stream.tcp().set_read_timeout(Some(left))?;
         self.stream.read(buf)
     }
 }
 
 impl Write for Deadline<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.set_write_timeout(Some(self.remaining()?))?;
+        let left = self.remaining()?;
+        self.stream.tcp().set_write_timeout(Some(left))?;
         self.stream.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        let left = self.remaining()?;
+        self.stream.tcp().set_write_timeout(Some(left))?;
+        self.stream.flush()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
     use std::time::Duration;
 
-    fn pair() -> (TcpStream, TcpStream) {
+    fn pair() -> (Stream, Stream) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, _) = l.accept().unwrap();
-        (c, s)
+        (Stream::Plain(c), Stream::Plain(s))
     }
 
     fn run(
@@ -445,10 +449,10 @@ mod tests {
         expect: NodeId,
         server_id: Identity<'static>,
     ) -> (Result<(), HandshakeError>, Result<NodeId, HandshakeError>) {
-        let (c, s) = pair();
+        let (mut c, mut s) = pair();
         let deadline = Instant::now() + Duration::from_secs(5);
-        let t = std::thread::spawn(move || server(&s, server_id, deadline));
-        let rc = client(&c, client_id, expect, deadline);
+        let t = std::thread::spawn(move || server(&mut s, server_id, deadline));
+        let rc = client(&mut c, client_id, expect, deadline);
         drop(c);
         (rc, t.join().unwrap())
     }
@@ -507,11 +511,11 @@ mod tests {
 
     #[test]
     fn an_impostor_without_the_secret_is_refused() {
-        let (c, s) = pair();
+        let (mut c, mut s) = pair();
         let deadline = Instant::now() + Duration::from_secs(5);
-        let t = std::thread::spawn(move || server(&s, id(2, b"k"), deadline));
+        let t = std::thread::spawn(move || server(&mut s, id(2, b"k"), deadline));
         let mut w = Deadline {
-            stream: &c,
+            stream: &mut c,
             deadline,
         };
         let mut hello = start(HELLO);
@@ -536,9 +540,13 @@ mod tests {
 
     #[test]
     fn a_silent_client_times_out() {
-        let (_c, s) = pair();
+        let (_c, mut s) = pair();
         let t0 = Instant::now();
-        let r = server(&s, id(2, b"k"), Instant::now() + Duration::from_millis(100));
+        let r = server(
+            &mut s,
+            id(2, b"k"),
+            Instant::now() + Duration::from_millis(100),
+        );
         assert!(matches!(r, Err(HandshakeError::Io(_))), "{r:?}");
         assert!(t0.elapsed() < Duration::from_secs(5));
     }

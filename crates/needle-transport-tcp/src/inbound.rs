@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::io::{self, BufReader};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+
+use crate::tls::Stream;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -147,11 +149,35 @@ fn read_connection(shared: &Shared, id: u64, stream: TcpStream, addr: SocketAddr
         bump(counter);
         counters.set_last_refusal(reason);
     };
-    if stream.set_nonblocking(false).is_err() || stream.set_nodelay(true).is_err() {
+    if stream.set_nonblocking(false).is_err()
+        || stream.set_nodelay(true).is_err()
+        || stream
+            .set_read_timeout(Some(cfg.handshake_timeout))
+            .is_err()
+        || stream
+            .set_write_timeout(Some(cfg.handshake_timeout))
+            .is_err()
+    {
         return;
     }
+    // TLS first (a client without a certificate from the cluster's CA, or plaintext, is
+    // refused here), then the HMAC handshake inside it.
+    let mut stream = match Stream::accept(stream, cfg.tls.as_ref()) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            refuse(
+                format!("refused a connection from {addr}: {e}"),
+                &counters.handshakes_refused,
+            );
+            return;
+        }
+        Err(e) => {
+            log::debug!("node {me}: connection from {addr} ended in the TLS handshake: {e}");
+            return;
+        }
+    };
     let peer = match handshake::server(
-        &stream,
+        &mut stream,
         shared.identity(),
         Instant::now() + cfg.handshake_timeout,
     ) {
@@ -178,12 +204,15 @@ fn read_connection(shared: &Shared, id: u64, stream: TcpStream, addr: SocketAddr
     bump(&counters.connections_accepted);
     claim(shared, id, peer);
     log::info!("node {me}: accepted node {peer} from {addr}");
-    if stream.set_read_timeout(Some(cfg.io_timeout)).is_err()
-        || stream.set_write_timeout(Some(cfg.io_timeout)).is_err()
+    if stream.tcp().set_read_timeout(Some(cfg.io_timeout)).is_err()
+        || stream
+            .tcp()
+            .set_write_timeout(Some(cfg.io_timeout))
+            .is_err()
     {
         return;
     }
-    let mut r = BufReader::with_capacity(64 * 1024, &stream);
+    let mut r = BufReader::with_capacity(64 * 1024, stream);
     loop {
         match read_frame(&mut r, cfg.max_frame_size) {
             Ok(None) => {

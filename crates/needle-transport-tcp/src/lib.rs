@@ -15,7 +15,11 @@
 //! - **Incoming**: one reader thread per connection feeds one channel. A bad checksum, an
 //!   oversized frame, bytes that do not decode or a failed handshake close that connection only.
 //!
+//! - **Mutual TLS** ([`TlsConfig`], rustls) optionally wraps every connection: both nodes present a
+//!   certificate from the cluster's CA; the HMAC handshake then runs inside TLS.
+//!
 //! Modules: `config`, `error`, `frame` (the bytes of a frame), `handshake` (the authentication),
+//! `tls` (rustls connections),
 //! `peer` (an outgoing queue and its writer), `inbound` (accepting and reading), `metrics`,
 //! `handler` (the public handler). Knows nothing of Raft beyond `RaftMessage`'s bytes.
 
@@ -27,12 +31,14 @@ mod handshake;
 mod inbound;
 mod metrics;
 mod peer;
+mod tls;
 
 pub use config::TcpConfig;
 pub use error::TcpError;
 pub use handler::TcpMessageHandler;
 pub use metrics::TcpMetrics;
 pub use peer::PeerStats;
+pub use tls::{TlsConfig, certificates, provider, read_pem, root_store};
 
 /// The handshake protocol version this build speaks; nodes of different versions refuse each other.
 pub const PROTOCOL_VERSION: u16 = handshake::PROTOCOL_VERSION;

@@ -6,6 +6,8 @@
 
 use std::io::{BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+
+use crate::tls::Stream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -178,12 +180,12 @@ impl Writer {
                 break;
             }
             match self.connect() {
-                Ok(stream) => {
+                Ok(mut stream) => {
                     failures = 0;
                     bump(&self.shared.counters.connections_established);
                     log::info!("node {me}: connected to node {} at {}", self.id, self.addr);
                     self.state.connected.store(true, Ordering::Release);
-                    let ended = self.pump(&stream);
+                    let ended = self.pump(&mut stream);
                     self.state.connected.store(false, Ordering::Release);
                     self.state.close_stream();
                     match ended {
@@ -249,31 +251,46 @@ impl Writer {
         }
     }
 
-    fn connect(&self) -> Result<TcpStream, ConnectError> {
+    fn connect(&self) -> Result<Stream, ConnectError> {
         let cfg = &self.shared.config;
-        let stream = TcpStream::connect_timeout(&self.addr, cfg.connect_timeout)
+        let tcp = TcpStream::connect_timeout(&self.addr, cfg.connect_timeout)
             .map_err(ConnectError::Io)?;
         let io = ConnectError::Io;
-        stream.set_nodelay(true).map_err(io)?;
+        tcp.set_nodelay(true).map_err(io)?;
         self.state
-            .set_stream(Some(stream.try_clone().map_err(ConnectError::Io)?));
+            .set_stream(Some(tcp.try_clone().map_err(ConnectError::Io)?));
         if self.stopping() {
             return Err(ConnectError::Stopped);
         }
+        // TLS first (bounded by the handshake timeout), then the HMAC handshake inside it.
+        tcp.set_read_timeout(Some(cfg.handshake_timeout))
+            .map_err(io)?;
+        tcp.set_write_timeout(Some(cfg.handshake_timeout))
+            .map_err(io)?;
+        let mut stream = Stream::connect(tcp, self.addr.ip(), cfg.tls.as_ref()).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                ConnectError::Handshake(HandshakeError::Refused(e.to_string()))
+            } else {
+                ConnectError::Io(e)
+            }
+        })?;
         handshake::client(
-            &stream,
+            &mut stream,
             self.shared.identity(),
             self.id,
             Instant::now() + cfg.handshake_timeout,
         )
         .map_err(ConnectError::Handshake)?;
-        stream.set_read_timeout(None).map_err(io)?;
-        stream.set_write_timeout(Some(cfg.io_timeout)).map_err(io)?;
+        stream.tcp().set_read_timeout(None).map_err(io)?;
+        stream
+            .tcp()
+            .set_write_timeout(Some(cfg.io_timeout))
+            .map_err(io)?;
         Ok(stream)
     }
 
     /// Writes queued messages until the connection breaks or the writer is stopped.
-    fn pump(&self, stream: &TcpStream) -> Ended {
+    fn pump(&self, stream: &mut Stream) -> Ended {
         let counters = &self.shared.counters;
         let keepalive = self.shared.config.io_timeout / 3;
         let mut w = BufWriter::with_capacity(64 * 1024, stream);

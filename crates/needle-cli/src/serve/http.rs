@@ -74,10 +74,20 @@ pub async fn serve(app: Arc<App>, listener: std::net::TcpListener, max_body: usi
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .with_state(app.clone());
     let stop = app.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stop_signal(&stop).await })
-        .await
-        .map_err(|e| CliError::io("serving HTTP", e))
+    match app.http_tls.clone() {
+        None => axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop_signal(&stop).await })
+            .await
+            .map_err(|e| CliError::io("serving HTTP", e)),
+        Some(config) => {
+            let listener = super::tls::TlsListener::new(listener, config, app.id)
+                .map_err(|e| CliError::io("starting the HTTPS listener", e))?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop_signal(&stop).await })
+                .await
+                .map_err(|e| CliError::io("serving HTTPS", e))
+        }
+    }
 }
 
 async fn stop_signal(app: &App) {
@@ -185,6 +195,7 @@ async fn forward_writes(State(app): Shared, request: Request, next: Next) -> Res
         .map_or_else(|| parts.uri.path().to_string(), |p| p.to_string());
     let me = app.id.to_string();
     let token = app.token.clone();
+    let tls = app.client_tls.clone();
     let answer = tokio::task::spawn_blocking(move || {
         let mut headers = vec![(FORWARDED_BY, me.as_str())];
         if let Some(k) = &key {
@@ -192,6 +203,7 @@ async fn forward_writes(State(app): Shared, request: Request, next: Next) -> Res
         }
         Client::new(addr)
             .with_token(token)
+            .with_tls(tls)
             .with_timeout(std::time::Duration::from_secs(60))
             .request_with_headers(&method, &path, Some(&bytes), &headers)
             .map_err(|e| (e, key))
@@ -624,6 +636,7 @@ async fn add_node(State(app): Shared, Body(n): Body<NodeAddrs>) -> Answer {
         for (id, addr) in others {
             let client = Client::new(addr)
                 .with_token(app.token.clone())
+                .with_tls(app.client_tls.clone())
                 .with_timeout(std::time::Duration::from_secs(2));
             match client.post("/v1/cluster/peers", &announce) {
                 Ok(r) if r.is_success() => informed.push(id),

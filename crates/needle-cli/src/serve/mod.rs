@@ -12,6 +12,7 @@ mod api_error;
 mod http;
 mod logger;
 mod metrics;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use needle_core::{Database, DatabaseOptions, WalMode};
 use needle_raft::{NodeId, ReplicatedDatabase, ReplicatedDatabaseConfig, Role};
-use needle_transport_tcp::{TcpConfig, TcpMessageHandler};
+use needle_transport_tcp::{TcpConfig, TcpMessageHandler, TlsConfig};
 
 use crate::cli::ServeArgs;
 use crate::error::{CliError, Result};
@@ -53,6 +54,10 @@ pub struct App {
     /// Set once a linearizable read barrier has succeeded here: this node has applied what was
     /// committed when it started (`/readyz`).
     pub caught_up: std::sync::atomic::AtomicBool,
+    /// `--tls-cert`/`--tls-key`: the HTTP API's TLS configuration.
+    pub http_tls: Option<Arc<rustls::ServerConfig>>,
+    /// `--tls-ca`: how this node calls other nodes' HTTP APIs (adding a node, forwarding).
+    pub client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for App {
@@ -144,7 +149,26 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         ..Default::default()
     };
     raft_config.validate()?;
-    let tcp_config = TcpConfig::new(args.cluster_id, secret);
+    let mut tcp_config = TcpConfig::new(args.cluster_id, secret);
+    let (http_tls, client_tls) = match (&args.tls_cert, &args.tls_key, &args.tls_ca) {
+        (None, None, None) => (None, None),
+        (Some(cert), Some(key), Some(ca)) => {
+            tcp_config.tls = Some(TlsConfig::from_files(cert, key, ca)?);
+            let ca_pem = needle_transport_tcp::read_pem(ca, "CA file (--tls-ca)")?;
+            (
+                Some(tls::http_server_config(cert, key)?),
+                Some(
+                    crate::client::tls_client_config(&ca_pem)
+                        .map_err(|e| CliError::Usage(format!("--tls-ca {}: {e}", ca.display())))?,
+                ),
+            )
+        }
+        _ => {
+            return Err(CliError::Usage(
+                "--tls-cert, --tls-key and --tls-ca go together: give all three or none".into(),
+            ));
+        }
+    };
     tcp_config.validate()?;
 
     logger::install(args.id);
@@ -189,6 +213,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         max_body: args.max_body,
         metrics: metrics::Metrics::default(),
         caught_up: std::sync::atomic::AtomicBool::new(false),
+        http_tls,
+        client_tls,
     });
     eprintln!(
         "node {}: serving HTTP on http://{http_addr}, Raft on {}, data in {}",

@@ -50,7 +50,11 @@ pub struct Cluster {
     pub secret: PathBuf,
     /// Extra flags for every node (e.g. a token file or a body limit).
     pub extra: Vec<String>,
+    /// Extra flags for one node (e.g. its own TLS certificate).
+    pub node_extra: std::collections::BTreeMap<u64, Vec<String>>,
     pub token: Option<String>,
+    /// How the test's clients speak HTTPS to the nodes (None: plain HTTP).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// `n` loopback ports that were free a moment ago.
@@ -67,6 +71,11 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 impl Cluster {
     /// Starts `n` nodes sharing one secret, with `extra` flags each.
     pub fn start(n: u64, extra: &[&str]) -> Cluster {
+        Cluster::start_with(n, extra, |_| Vec::new())
+    }
+
+    /// As [`Cluster::start`], with more flags for each node from `per_node(id)`.
+    pub fn start_with(n: u64, extra: &[&str], per_node: impl Fn(u64) -> Vec<String>) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let secret = dir.path().join("secret");
         std::fs::write(&secret, "the right secret for this test cluster").expect("write secret");
@@ -89,7 +98,9 @@ impl Cluster {
             nodes,
             secret,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            node_extra: (1..=n).map(|id| (id, per_node(id))).collect(),
             token: None,
+            tls: None,
         };
         for id in 1..=n {
             c.spawn(id);
@@ -119,6 +130,7 @@ impl Cluster {
             .arg(&self.secret)
             .args(TIMINGS)
             .args(&self.extra)
+            .args(self.node_extra.get(&id).into_iter().flatten())
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         // A single node has no peers (an empty `--peers` is a usage error).
@@ -174,6 +186,7 @@ impl Cluster {
     pub fn client(&self, id: u64) -> Client {
         Client::new(self.node(id).http)
             .with_token(self.token.clone())
+            .with_tls(self.tls.clone())
             .with_timeout(Duration::from_secs(10))
     }
 

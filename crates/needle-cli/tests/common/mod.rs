@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod certs;
 pub mod cluster;
 
 use std::path::{Path, PathBuf};
