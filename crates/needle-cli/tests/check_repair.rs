@@ -129,8 +129,6 @@ fn check_reports_a_torn_tail_without_cutting_it_and_repair_cuts_it_keeping_a_cop
 }
 
 #[test]
-#[ignore = "needs needle-core's torn-versus-corrupted rule (issue 9, item 1): today a flipped bit \
-            in a large log is taken for a torn tail"]
 fn check_reports_a_flipped_bit_mid_log_as_corruption_with_its_offset_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("t.needle");

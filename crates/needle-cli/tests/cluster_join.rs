@@ -22,8 +22,6 @@ fn voters(s: &Value) -> Vec<u64> {
 }
 
 #[test]
-#[ignore = "fails until needle-raft bootstraps the founders' configuration for joiners (issue 10, \
-            item 1): today the joiner's voters are [4] and it leads and acknowledges alone"]
 fn a_joined_node_learns_the_founders_and_never_acknowledges_a_write_alone() {
     let mut c = Cluster::start(3, &[]);
     let long = Duration::from_secs(20);
