@@ -98,12 +98,16 @@ impl CollectionConfig {
 
 /// Per-query options for [`Database::search_with`](crate::Database::search_with).
 ///
+/// `SearchOptions::default()` and `SearchOptions::new()` are the same: metadata included, no
+/// vectors, no filter, no threshold, the collection's `ef_search`.
+///
 /// ```
 /// use needle_core::SearchOptions;
 /// let opts = SearchOptions::default().with_ef_search(128);
 /// assert_eq!(opts.ef_search, Some(128));
+/// assert!(opts.include_metadata && !opts.include_vectors);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SearchOptions {
     /// Only records whose metadata matches are returned.
     pub filter: Option<Filter>,
@@ -111,20 +115,30 @@ pub struct SearchOptions {
     pub ef_search: Option<usize>,
     /// Return the stored vector with each result.
     pub include_vectors: bool,
-    /// Return the metadata with each result (on by default through `search`).
+    /// Return the metadata with each result (on by default).
     pub include_metadata: bool,
     /// Only results at most this far from the query (in the distance `SearchResult` reports:
     /// smaller is nearer). `None` returns the k nearest whatever their distance.
     pub score_threshold: Option<f32>,
 }
 
-impl SearchOptions {
-    /// Options with metadata included, no filter, the collection's `ef_search`.
-    pub fn new() -> Self {
+impl Default for SearchOptions {
+    fn default() -> Self {
         SearchOptions {
+            filter: None,
+            ef_search: None,
+            include_vectors: false,
             include_metadata: true,
-            ..Default::default()
+            score_threshold: None,
         }
+    }
+}
+
+impl SearchOptions {
+    /// The same as [`SearchOptions::default`]: metadata included, no filter, the collection's
+    /// `ef_search`.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Sets the filter.
