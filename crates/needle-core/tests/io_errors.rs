@@ -316,3 +316,21 @@ fn a_power_cut_anywhere_in_a_checkpoint_keeps_exactly_the_acknowledged_state() {
         }
     }
 }
+
+/// Item 9: a checkpoint that fails before its rename keeps the old tag (it used to store the
+/// new tag first, so a caller saw a tag no checkpoint on disk carried).
+#[test]
+fn a_failed_checkpoint_keeps_the_old_tag() {
+    let (sim, db) = fresh(4);
+    db.checkpoint_with_tag(3).unwrap();
+    db.insert("c", "a", v(0), None).unwrap();
+    sim.fail_next(SimOp::Write, FaultKind::NoSpace);
+    assert!(db.checkpoint_with_tag(9).is_err());
+    assert_eq!(db.checkpoint_tag(), 3);
+    // Nothing changed on disk either, and the database goes on.
+    db.insert("c", "b", v(1), None).unwrap();
+    drop(db);
+    let db = open(&sim, WalMode::Synced).unwrap();
+    assert_eq!(db.open_report().checkpoint_tag, 3);
+    assert_eq!(ids(&db), vec!["a".to_string(), "b".to_string()]);
+}
