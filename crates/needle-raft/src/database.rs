@@ -107,6 +107,7 @@ impl ReplicatedDatabase {
             config.clone(),
             shared.clone(),
             Background::Threads,
+            process_nonce(),
         )?;
         let (req_tx, req_rx) = crossbeam_channel::unbounded();
         let (msg_tx, msg_rx) = crossbeam_channel::bounded(65_536);
@@ -621,6 +622,14 @@ impl ReplicatedDatabase {
             },
         }
     }
+}
+
+/// A number that differs between two starts of a node (the clock and the process id).
+fn process_nonce() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }
 
 impl Drop for ReplicatedDatabase {

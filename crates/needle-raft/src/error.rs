@@ -86,6 +86,10 @@ pub enum NeedleError {
     /// A transport could not deliver (peer unknown, crashed, or queue full).
     #[error("transport error: {reason}")]
     Transport { reason: String },
+    /// The command was applied (under this request id) and the state machine rejected it;
+    /// `reason` is that rejection as the first caller saw it. Nothing was changed.
+    #[error("rejected when applied: {reason}")]
+    Rejected { reason: String },
     /// The node's Raft thread stopped on an error it cannot serve through (a membership change
     /// that does not apply to this node's configuration, a failed log write): the node serves
     /// nothing until it is restarted, and `reason` says why.

@@ -144,10 +144,49 @@ impl Shared {
     }
 }
 
+/// Callers waiting for one request id: a retry proposed while the first attempt is pending joins
+/// it, and every caller gets the id's outcome.
 struct PendingWrite {
-    reply: WriteReply,
+    replies: Vec<WriteReply>,
     deadline: Duration,
+    /// The log index of the latest proposal of this id.
     index: u64,
+}
+
+impl PendingWrite {
+    fn send(self, result: Result<bool>) {
+        let mut replies = self.replies;
+        let last = replies.pop();
+        for r in replies {
+            let _ = r.send(copy_result(&result));
+        }
+        // The latest caller gets the result itself, the earlier ones an equal copy.
+        if let Some(r) = last {
+            let _ = r.send(result);
+        }
+    }
+}
+
+/// An equal answer for another caller of the same request id.
+fn copy_result(r: &Result<bool>) -> Result<bool> {
+    match r {
+        Ok(b) => Ok(*b),
+        Err(NeedleError::Timeout {
+            operation,
+            after,
+            outcome,
+        }) => Err(NeedleError::Timeout {
+            operation,
+            after: *after,
+            outcome: *outcome,
+        }),
+        Err(NeedleError::LeadershipLost { outcome }) => {
+            Err(NeedleError::LeadershipLost { outcome: *outcome })
+        }
+        Err(e) => Err(NeedleError::Rejected {
+            reason: e.to_string(),
+        }),
+    }
 }
 
 struct PendingRead {
@@ -171,6 +210,10 @@ pub(crate) struct Node {
     by_index: BTreeMap<u64, RequestId>,
     reads: BTreeMap<Vec<u8>, PendingRead>,
     read_seq: u64,
+    /// Differs in every incarnation of the node: a ReadIndex context must never equal one still
+    /// pending at the leader from before a restart, which raft-rs would answer with the old,
+    /// stale index (issue 10, item 5).
+    read_nonce: u64,
     snapshot_waiters: Vec<Reply>,
     assembler: Assembler,
     conf_state: ConfState,
@@ -216,6 +259,7 @@ impl Node {
         cfg: ReplicatedDatabaseConfig,
         shared: Arc<Shared>,
         background: Background,
+        read_nonce: u64,
     ) -> Result<Node> {
         let dir = cfg.data_dir.clone();
         let mut store = LogStore::open(&dir, cfg.log_segment_size, &cfg.initial_members)?;
@@ -308,6 +352,7 @@ impl Node {
             by_index: BTreeMap::new(),
             reads: BTreeMap::new(),
             read_seq: 0,
+            read_nonce,
             snapshot_waiters: Vec::new(),
             assembler: Assembler::default(),
             conf_state,
@@ -416,7 +461,7 @@ impl Node {
 
     fn fail_all(&mut self, err: impl Fn() -> NeedleError) {
         for (_, w) in std::mem::take(&mut self.writes) {
-            let _ = w.reply.send(Err(NeedleError::Timeout {
+            w.send(Err(NeedleError::Timeout {
                 operation: "write interrupted by shutdown",
                 after: Duration::ZERO,
                 outcome: WriteOutcome::MaybeApplied,
@@ -457,7 +502,7 @@ impl Node {
         for id in expired {
             if let Some(w) = self.writes.remove(&id) {
                 self.by_index.remove(&w.index);
-                let _ = w.reply.send(Err(NeedleError::Timeout {
+                w.send(Err(NeedleError::Timeout {
                     operation: "write",
                     after: self.cfg.proposal_timeout,
                     outcome: WriteOutcome::MaybeApplied,
@@ -606,6 +651,7 @@ impl Node {
             Request::Read { reply } => {
                 self.read_seq += 1;
                 let mut ctx = self.id.to_le_bytes().to_vec();
+                ctx.extend_from_slice(&self.read_nonce.to_le_bytes());
                 ctx.extend_from_slice(&self.read_seq.to_le_bytes());
                 self.reads.insert(
                     ctx,
@@ -715,21 +761,18 @@ impl Node {
                 }));
             }
             Ok(()) => {
-                if let Some(old) = self.writes.remove(&id) {
-                    self.by_index.remove(&old.index);
-                    let _ = old.reply.send(Err(NeedleError::ProposalDropped {
-                        reason: "superseded by a retry with the same request id".into(),
-                    }));
-                }
+                // A retry while an earlier proposal of the same id is pending joins it: the
+                // earlier entry is in the log and may still apply (issue 10, item 6).
                 self.by_index.insert(after, id);
-                self.writes.insert(
-                    id,
-                    PendingWrite {
-                        reply,
-                        deadline: self.now + self.cfg.proposal_timeout,
-                        index: after,
-                    },
-                );
+                let deadline = self.now + self.cfg.proposal_timeout;
+                let w = self.writes.entry(id).or_insert_with(|| PendingWrite {
+                    replies: Vec::new(),
+                    deadline,
+                    index: after,
+                });
+                w.replies.push(reply);
+                w.deadline = deadline;
+                w.index = after;
             }
         }
     }
@@ -749,7 +792,7 @@ impl Node {
             if ss.raft_state != StateRole::Leader {
                 // raft-rs drops pending proposals silently on a role change.
                 for (_, w) in std::mem::take(&mut self.writes) {
-                    let _ = w.reply.send(Err(NeedleError::LeadershipLost {
+                    w.send(Err(NeedleError::LeadershipLost {
                         outcome: WriteOutcome::MaybeApplied,
                     }));
                 }
@@ -936,14 +979,19 @@ impl Node {
                 }
             };
             self.applied = e.index;
-            // Our proposal at this index lost to another entry: it can never commit.
+            // Our proposal at this index lost to another entry. When it was the id's latest
+            // proposal, the id can no longer commit through this node's proposals.
             if let Some(pid) = self.by_index.remove(&e.index)
                 && Some(pid) != id
+                && self.writes.get(&pid).is_some_and(|w| w.index == e.index)
                 && let Some(w) = self.writes.remove(&pid)
             {
-                let _ = w.reply.send(Err(NeedleError::LeadershipLost {
-                    outcome: WriteOutcome::NotApplied,
-                }));
+                let outcome = if self.window.contains(&pid) {
+                    WriteOutcome::MaybeApplied // an earlier attempt applied
+                } else {
+                    WriteOutcome::NotApplied
+                };
+                w.send(Err(NeedleError::LeadershipLost { outcome }));
             }
         }
         self.shared.applied.store(self.applied, Ordering::Release);
@@ -976,7 +1024,7 @@ impl Node {
     fn answer(&mut self, id: RequestId, result: Result<bool>) {
         if let Some(w) = self.writes.remove(&id) {
             self.by_index.remove(&w.index);
-            let _ = w.reply.send(result);
+            w.send(result);
         }
     }
 

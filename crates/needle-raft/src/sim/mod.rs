@@ -155,8 +155,8 @@ impl Shape {
             spares: 2,
             clients: rng.range(2, 4) as usize,
             keys: rng.range(2, 5),
-            chaos_ms: rng.range(2_000, 5_000),
-            quiet_ms: 3_000,
+            chaos_ms: rng.range(1_000, 3_000),
+            quiet_ms: 2_000,
             drop_per_mille: [0, 10, 50, 150][rng.below(4) as usize],
             dup_per_mille: [0, 10, 50][rng.below(3) as usize],
             max_delay_ms: [2, 10, 40][rng.below(3) as usize],
@@ -358,6 +358,7 @@ impl Sim {
             id,
             out: self.out.clone(),
         });
+        let nonce = self.rng.next();
         let node = Node::open(
             id,
             n.db.clone(),
@@ -365,6 +366,7 @@ impl Sim {
             cfg,
             n.shared.clone(),
             Background::Inline,
+            nonce,
         )
         .unwrap_or_else(|e| panic!("node {id} does not start: {e}"));
         n.node = Some(node);
@@ -753,7 +755,8 @@ impl Sim {
         let cmd = ReplicatedCommand::Insert {
             collection: "c".into(),
             id: format!("k{key}"),
-            vector: vec![1.0, 0.0],
+            // Distinct vectors: a graph of equal vectors makes every insert a slow search.
+            vector: vec![(value % 97) as f32 + 1.0, (value % 89) as f32 + 1.0],
             // The value travels in the metadata (a cosine collection normalises vectors).
             metadata: Some(ReplicatedCommand::json(&serde_json::json!({ "v": value }))),
         };
@@ -995,7 +998,7 @@ impl Sim {
             self.clients[c].seq = u64::MAX / 2;
         }
         self.stop_clients = true;
-        let settle = self.now + 2_000;
+        let settle = self.now + 1_000;
         self.run_until(settle);
         self.check();
     }
@@ -1171,6 +1174,79 @@ mod tests {
             let r = run_seed(seed);
             eprintln!("seed {seed}: {r:?}");
         }
+    }
+
+    /// Issue 10, item 6: a second proposal of a request id while the first is pending answered
+    /// the first caller `ProposalDropped` (not applied), although its entry was in the log.
+    #[test]
+    fn a_retry_while_the_first_attempt_is_pending_shares_its_outcome() {
+        let root = temp_root();
+        let shared = new_shared();
+        let cfg = ReplicatedDatabaseConfig {
+            data_dir: root.path().join("node-1"),
+            initial_members: vec![1],
+            ..sim_config(&Shape::draw(&mut Rng::new(1)))
+        };
+        let handler = Arc::new(SimHandler {
+            id: 1,
+            out: Outbox::default(),
+        });
+        let mut node = Node::open(
+            1,
+            Database::in_memory(),
+            handler,
+            cfg,
+            shared.clone(),
+            Background::Inline,
+            1,
+        )
+        .unwrap();
+        let mut t = 0;
+        while shared.role() != Role::Leader {
+            t += TICK_MS;
+            node.step(Duration::from_millis(t), Input::Tick).unwrap();
+            assert!(t < 10_000, "a single voter elects itself");
+        }
+        let propose = |seq: u64, cmd: &ReplicatedCommand| {
+            let id = RequestId { client: 9, seq };
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let data = encode_entry(id, cmd);
+            (
+                Input::Request(Request::Propose {
+                    id,
+                    data,
+                    reply: tx,
+                }),
+                rx,
+            )
+        };
+        let create = ReplicatedCommand::CreateCollection {
+            name: "c".into(),
+            dimensions: 2,
+            config: None,
+        };
+        let (input, rx) = propose(1, &create);
+        node.step(Duration::from_millis(t), input).unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Ok(_))));
+        let insert = ReplicatedCommand::Insert {
+            collection: "c".into(),
+            id: "a".into(),
+            vector: vec![1.0, 0.0],
+            metadata: None,
+        };
+        let (first, rx1) = propose(2, &insert);
+        let (retry, rx2) = propose(2, &insert);
+        node.step_all(Duration::from_millis(t), vec![first, retry])
+            .unwrap();
+        for _ in 0..3 {
+            t += TICK_MS;
+            node.step(Duration::from_millis(t), Input::Tick).unwrap();
+        }
+        match rx1.try_recv() {
+            Ok(Ok(_)) => {}
+            other => panic!("the first caller of an applied request id got {other:?}"),
+        }
+        assert!(matches!(rx2.try_recv(), Ok(Ok(_))));
     }
 
     #[test]
