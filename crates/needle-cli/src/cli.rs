@@ -50,6 +50,23 @@ pub enum Command {
     Serve(ServeArgs),
     /// Ask a running cluster about itself.
     Cluster(ClusterArgs),
+    /// Save a running cluster's database as a new .needle file (GET /v1/snapshot).
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The HTTP address of any node of the cluster, e.g. 127.0.0.1:8001.
+    #[arg(long)]
+    pub http: SocketAddr,
+    /// The .needle file to write (must not exist).
+    pub file: PathBuf,
+    /// A file holding the bearer token, if the nodes require one.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM), when the nodes serve HTTPS.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

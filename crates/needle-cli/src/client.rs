@@ -125,6 +125,11 @@ impl Client {
         self.request_with_headers(method, path, body, &[])
     }
 
+    /// `GET path`, the body as bytes with the headers (for `GET /v1/snapshot`).
+    pub fn get_raw(&self, path: &str) -> std::io::Result<RawResponse> {
+        parse_raw(&self.exchange_raw("GET", path, None, &[])?)
+    }
+
     /// `POST path` with a JSON body and an `Idempotency-Key`: a retry with the same key is
     /// applied at most once and answered with the first outcome.
     pub fn post_with_key(&self, path: &str, body: &Value, key: &str) -> std::io::Result<Response> {
@@ -145,6 +150,16 @@ impl Client {
         body: Option<&[u8]>,
         headers: &[(&str, &str)],
     ) -> std::io::Result<Response> {
+        parse_response(&self.exchange_raw(method, path, body, headers)?)
+    }
+
+    fn exchange_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Vec<u8>> {
         if headers
             .iter()
             .any(|(n, v)| n.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']))
@@ -184,7 +199,7 @@ impl Client {
                 exchange(StreamOwned::new(conn, stream), &request)?
             }
         };
-        parse_response(&raw)
+        Ok(raw)
     }
 }
 
@@ -215,6 +230,65 @@ pub fn tls_client_config(ca_pem: &[u8]) -> std::io::Result<Arc<ClientConfig>> {
 
 fn bad(reason: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, reason.into())
+}
+
+/// An HTTP response with its headers and its body as bytes (for `GET /v1/snapshot`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names in lower case, with their values.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn parse_raw(raw: &[u8]) -> std::io::Result<RawResponse> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("the response has no end of headers"))?;
+    let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad("headers are not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        body = dechunk(&body)?;
+    } else if let Some(len) = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        && body.len() != len
+    {
+        return Err(bad(format!(
+            "the body is {} bytes, the header said {len}",
+            body.len()
+        )));
+    }
+    Ok(RawResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn parse_response(raw: &[u8]) -> std::io::Result<Response> {

@@ -61,6 +61,34 @@ fn fetch(client: &Client) -> Result<Value> {
     Ok(r.body)
 }
 
+/// A client for `addr` with the token and CA files of the command line.
+pub fn client_for(
+    addr: SocketAddr,
+    token_file: Option<&std::path::Path>,
+    tls_ca: Option<&std::path::Path>,
+) -> Result<Client> {
+    let token = match token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| CliError::io(format!("reading {}", p.display()), e))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let tls = match tls_ca {
+        Some(p) => Some(
+            crate::client::tls_client_config(
+                &std::fs::read(p)
+                    .map_err(|e| CliError::io(format!("reading {}", p.display()), e))?,
+            )
+            .map_err(|e| CliError::Usage(format!("--tls-ca {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
+    Ok(Client::new(addr).with_token(token).with_tls(tls))
+}
+
 fn status(
     http: SocketAddr,
     token: Option<String>,

@@ -28,7 +28,9 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::cli::{Cli, Command};
-use crate::commands::{check, compact, create, delete, export, get, import, info, repair, search};
+use crate::commands::{
+    backup, check, compact, create, delete, export, get, import, info, repair, search,
+};
 
 /// Parses the command line, runs the command, prints any error as one line on stderr, and
 /// returns the exit code: 0 success, 1 failure, 2 a malformed command line.
@@ -43,6 +45,7 @@ pub fn run() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Cluster(a) => cluster::run(a, json),
+        Command::Backup(a) => backup::run(a, json),
         Command::Create(a) => create::run(a, json),
         Command::Import(a) => import::run(a, json),
         Command::Search(a) => search::run(a, json),

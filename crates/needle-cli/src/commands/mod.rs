@@ -2,6 +2,7 @@
 //! `Database`. Each command parses and checks its arguments before it opens the file for
 //! writing, so a bad argument changes nothing.
 
+pub mod backup;
 pub mod check;
 pub mod compact;
 pub mod create;

@@ -61,6 +61,7 @@ pub async fn serve(app: Arc<App>, listener: std::net::TcpListener, max_body: usi
         .route("/v1/cluster/peers", post(register_peer))
         .route("/v1/cluster/leader", post(transfer_leader))
         .route("/v1/admin/shutdown", post(shutdown))
+        .route("/v1/snapshot", get(snapshot))
         .route("/metrics", get(super::metrics::metrics))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
@@ -448,6 +449,54 @@ fn check_vectors<'a>(
         }
     }
     Ok(())
+}
+
+// ---- backup ------------------------------------------------------------------------------------
+
+/// The headers of `GET /v1/snapshot`.
+pub const SNAPSHOT_TERM: &str = "needle-raft-term";
+pub const SNAPSHOT_INDEX: &str = "needle-raft-index";
+pub const SNAPSHOT_CHECKSUM: &str = "needle-state-checksum";
+
+/// `GET /v1/snapshot`: a consistent snapshot of the database in the `.needle` file format,
+/// taken after a linearizable read barrier (so it holds every write acknowledged before the
+/// request), with the Raft term, the applied index it reflects and its state checksum in the
+/// headers. The snapshot is consistent with those headers: it is taken between two readings of
+/// the applied index and the checksum that agree (retried a few times under writes).
+async fn snapshot(State(app): Shared) -> Answer {
+    let (bytes, term, index, checksum) = blocking(move || {
+        barrier(&app, Consistency::Linearizable)?;
+        for _ in 0..5 {
+            let (index, checksum) = (app.node.applied_index(), app.node.state_checksum());
+            let mut bytes = Vec::new();
+            app.db
+                .write_snapshot(&mut bytes, index)
+                .map_err(from_core)?;
+            if (app.node.applied_index(), app.node.state_checksum()) == (index, checksum) {
+                return Ok((bytes, app.node.term(), index, checksum));
+            }
+        }
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "writes kept changing the database while the snapshot was taken; retry",
+        ))
+    })
+    .await?;
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE.as_str(),
+                "application/octet-stream".to_string(),
+            ),
+            (SNAPSHOT_TERM, term.to_string()),
+            (SNAPSHOT_INDEX, index.to_string()),
+            (SNAPSHOT_CHECKSUM, format!("{checksum:016x}")),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 // ---- probes ------------------------------------------------------------------------------------
