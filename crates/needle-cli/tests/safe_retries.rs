@@ -168,8 +168,8 @@ fn a_retry_with_the_same_idempotency_key_is_applied_once_and_forwarding_keeps_th
 }
 
 #[test]
-#[ignore = "needs needle-raft to keep a request's first outcome (issue 10, item 2): today a retry \
-            of a write whose first attempt failed is answered with success"]
+#[ignore = "needs needle-raft to answer a retry of a rejected write with its rejection (issue 10, \
+            item 2): on main at 644dca3 the retry is still answered with success"]
 fn a_retry_of_a_failed_write_is_answered_with_the_same_error() {
     let c = Cluster::start(1, &[]);
     let leader = c.wait_leader(Duration::from_secs(30));
@@ -179,11 +179,18 @@ fn a_retry_of_a_failed_write_is_answered_with_the_same_error() {
     // The first attempt fails in the state machine (the collection exists) ...
     let r = post(&l, "/v1/collections", &create, "dup");
     assert_eq!(r.error_code(), Some("collection_exists"), "{r:?}");
-    // ... and after the collection is dropped, a retry with the key still fails the same way
-    // (it is the same request; it is not applied now).
+    // ... and after the collection is dropped, a retry with the key is answered with that
+    // first rejection (409 `rejected`, naming it); it is the same request, not applied now.
     assert!(l.delete("/v1/collections/items").unwrap().is_success());
     let r = post(&l, "/v1/collections", &create, "dup");
-    assert_eq!(r.error_code(), Some("collection_exists"), "{r:?}");
+    assert_eq!((r.status, r.error_code()), (409, Some("rejected")), "{r:?}");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already exists"),
+        "{r:?}"
+    );
     assert_eq!(
         l.get("/v1/collections/items").unwrap().error_code(),
         Some("collection_not_found")

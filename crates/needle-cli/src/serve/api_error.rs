@@ -138,6 +138,14 @@ pub fn from_raft(e: RaftError, leader_http: impl Fn(u64) -> Option<String>) -> A
             "shutting_down",
             e.to_string(),
         ),
+        // A retry (same request id, e.g. the same Idempotency-Key) of a write whose first
+        // attempt the state machine rejected: answered with that rejection, nothing applied.
+        RaftError::Rejected { reason } => ApiError::new(
+            StatusCode::CONFLICT,
+            "rejected",
+            format!("the first attempt of this request was rejected when applied: {reason}"),
+        )
+        .with("may_have_been_applied", json!(false)),
         e @ RaftError::InvalidConfig { .. } => {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", e.to_string())
         }
