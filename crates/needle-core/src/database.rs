@@ -238,6 +238,7 @@ impl Database {
         let path = path.to_path_buf();
         let lock = lock(&*disk, &path)?;
         let _ = disk.remove(&tmp_path(&path));
+        let _ = disk.remove(&tmp_path(&wal_path(&path)));
         let (header, collections) = load_checkpoint(&*disk, &path)?;
         let fresh = !disk
             .exists(&path)
@@ -291,14 +292,14 @@ impl Database {
         let bytes = read_if_exists(disk, &wpath)?.unwrap_or_default();
         let unsynced = self.inner.options.wal == WalMode::Unsynced;
         let state = wal::recover(&bytes, &wpath, generation)?;
-        drop(bytes);
         let mut replayed = 0u64;
         let mut torn = 0u64;
         let mut dropped = 0u64;
         let mut valid_len = None;
         if let LogState::Current(rec) = state {
             if let Some(d) = &rec.damage {
-                if !unsynced {
+                // A whole record that does not decode is no hole a power loss left, even unsynced.
+                if !unsynced || d.reason == crate::disk::frame::UNDECODABLE {
                     return Err(NeedleError::corrupted(
                         &wpath,
                         d.offset,
@@ -331,7 +332,13 @@ impl Database {
         let sync = self.inner.options.wal == WalMode::Synced;
         let wal = match (self.inner.options.wal, valid_len) {
             (WalMode::Off, _) => None,
-            (_, Some(len)) => Some(Wal::open_at(disk, &wpath, len, sync)?),
+            (_, Some(len)) => {
+                let valid = usize::try_from(len)
+                    .ok()
+                    .and_then(|len| bytes.get(..len))
+                    .expect("recovery's valid length is within the bytes it read");
+                Some(Wal::reopen(disk, &wpath, valid, sync)?)
+            }
             (_, None) => Some(Wal::create(disk, &wpath, generation, sync)?),
         };
         self.inner.writer.lock().wal = wal;

@@ -18,6 +18,9 @@
 //! - one or more: the bad frame is **corruption** (a record that was complete and acknowledged,
 //!   since something was written after it): nothing may be cut.
 //!
+//! A frame whose CRC matches but whose payload does not decode is whole (no tear makes a CRC
+//! match): it is corruption wherever it is, with nothing searched for after it.
+//!
 //! When in doubt the answer is corruption. There is no budget that gives up on the search: every
 //! later byte is considered, in time `O(n log n)` for `n` bytes after the bad frame (the CRC of
 //! every candidate is derived from running CRCs of the log, never recomputed over its payload).
@@ -67,6 +70,11 @@ pub fn encode(payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The reason of [`End::Corrupted`] for a whole frame — its checksum matches — whose payload the
+/// decoder refuses (written by a newer build, or by a bug). A tear cannot make a checksum match,
+/// so such a frame is an acknowledged write: it is corruption wherever it is, even last.
+pub const UNDECODABLE: &str = "a whole frame (its checksum matches) whose payload does not decode";
+
 /// One valid frame: where it starts and what its payload decoded to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record<T> {
@@ -86,7 +94,8 @@ pub enum End {
     /// The `bytes` from `offset` to the end hold no valid frame: a torn write, safe to cut.
     Torn { offset: u64, bytes: u64 },
     /// The frame at `offset` is bad, and a valid frame follows it (at `next_valid`): the log is
-    /// damaged in the middle. Nothing may be cut.
+    /// damaged in the middle. Nothing may be cut. Also a whole frame that does not decode
+    /// (`reason` [`UNDECODABLE`]), wherever it is; `next_valid` is then where it ends.
     Corrupted {
         offset: u64,
         next_valid: u64,
@@ -124,6 +133,18 @@ pub fn scan<T>(bytes: &[u8], decode: impl Fn(&[u8]) -> Option<T>) -> Scan<T> {
                     value,
                 });
                 pos = next;
+            }
+            Err(reason) if reason == UNDECODABLE => {
+                // Its checksum matches: a whole write, which no tear makes. Never torn.
+                let next = pos + HEADER + plausible_len(bytes, pos).unwrap_or(0);
+                return Scan {
+                    records,
+                    end: End::Corrupted {
+                        offset: pos as u64,
+                        next_valid: next as u64,
+                        reason,
+                    },
+                };
             }
             Err(reason) => {
                 let end = match valid_frame_after(bytes, pos, &decode) {
@@ -177,7 +198,7 @@ fn frame_at<T>(
     if crc32c::crc32c(payload) != crc {
         return Err("frame checksum mismatch");
     }
-    let value = decode(payload).ok_or("frame payload does not decode")?;
+    let value = decode(payload).ok_or(UNDECODABLE)?;
     Ok((value, pos + HEADER + len))
 }
 
@@ -419,13 +440,18 @@ mod tests {
                 bytes: 1000
             }
         );
-        // A frame with a valid CRC whose payload the caller refuses is a bad frame too.
+        // A frame with a valid CRC whose payload the caller refuses is whole: never torn, even
+        // last (a tear cannot make a CRC match).
         let bytes = log(&[b"one", b"bad"]);
         let picky = |p: &[u8]| (p != b"bad").then(|| p.to_vec());
-        assert!(matches!(
+        assert_eq!(
             scan(&bytes, picky).end,
-            End::Torn { offset: 11, .. }
-        ));
+            End::Corrupted {
+                offset: 11,
+                next_valid: 22,
+                reason: UNDECODABLE
+            }
+        );
         let bytes = log(&[b"one", b"bad", b"two"]);
         assert!(matches!(
             scan(&bytes, picky).end,

@@ -134,29 +134,37 @@ impl Wal {
         Ok(wal)
     }
 
-    /// Opens an existing log whose first `valid_len` bytes were recovered; cuts off the rest
-    /// (a torn tail, or in unsynced mode a hole and what follows it) durably.
-    pub fn open_at(disk: &dyn Disk, path: &Path, valid_len: u64, sync: bool) -> Result<Wal> {
+    /// Opens the log of the current checkpoint again, holding exactly `valid`: the bytes
+    /// recovery read and replayed (anything after them — a torn tail, or in unsynced mode a hole
+    /// and what follows — is dropped).
+    ///
+    /// What recovery read is not necessarily on disk: after a failed fsync the page cache keeps
+    /// the bytes it could not write but marks them clean (Linux, "fsyncgate"), so they read back
+    /// until a power loss and no later fsync writes them. Appending acknowledged writes after
+    /// such bytes would lose the writes with them (a header that never reached the disk makes the
+    /// whole log read as empty). So `valid` is written anew to a temporary file, fsynced, renamed
+    /// over the log and the directory fsynced: a crash at any point leaves the old log or the new
+    /// one, and the log that writes are appended to is durable as it was read.
+    pub fn reopen(disk: &dyn Disk, path: &Path, valid: &[u8], sync: bool) -> Result<Wal> {
+        let tmp = crate::storage::tmp_path(path);
+        let io = |what: &str, p: &Path, e| NeedleError::io(format!("{what} {}", p.display()), e);
         let file = disk
-            .open(path, OpenMode::Write)
-            .map_err(|e| NeedleError::io(format!("opening {}", path.display()), e))?;
-        let wal = Wal {
+            .open(&tmp, OpenMode::CreateTruncate)
+            .map_err(|e| io("creating", &tmp, e))?;
+        file.write_all_at(0, valid)
+            .and_then(|()| file.sync())
+            .map_err(|e| io("writing", &tmp, e))?;
+        disk.rename(&tmp, path)
+            .map_err(|e| io(&format!("renaming {} to", tmp.display()), path, e))?;
+        let dir = parent_dir(path);
+        disk.sync_dir(&dir)
+            .map_err(|e| io("fsyncing directory", &dir, e))?;
+        Ok(Wal {
             file,
             path: path.to_path_buf(),
-            len: valid_len,
+            len: valid.len() as u64,
             sync,
-        };
-        let actual = wal
-            .file
-            .len()
-            .map_err(|e| wal.io_err("reading the size of", e))?;
-        if actual != valid_len {
-            wal.file
-                .set_len(valid_len)
-                .map_err(|e| wal.io_err("truncating the torn tail of", e))?;
-            wal.file.sync().map_err(|e| wal.io_err("fsyncing", e))?;
-        }
-        Ok(wal)
+        })
     }
 
     fn io_err(&self, what: &str, e: std::io::Error) -> NeedleError {
