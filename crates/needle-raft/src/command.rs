@@ -2,7 +2,7 @@
 //! Raft entry, and how a committed command is applied to the database (deterministically, at
 //! most once per request id inside the dedup window). Knows no threads and no network.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use needle_core::{CollectionConfig, Database, Record};
 use serde::{Deserialize, Serialize};
@@ -228,11 +228,23 @@ pub(crate) fn decode_entry(data: &[u8]) -> Result<(RequestId, ReplicatedCommand)
 
 /// The request ids of the entries of the last `span` log indexes: a retry of one of them is not
 /// applied again. Built only from the log (and snapshots), so it is identical on every node.
+/// Each id also keeps its first apply's outcome when this node knows it (it applied the entry,
+/// or a snapshot carried it), so that a retry is answered with that outcome (issue 10, item 2).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DedupWindow {
     span: u64,
     entries: VecDeque<(u64, RequestId)>,
     ids: HashSet<RequestId>,
+    outcomes: HashMap<RequestId, Outcome>,
+}
+
+/// How the first apply of a request id ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Applied; the apply's answer (for a delete, whether the record was there).
+    Applied(bool),
+    /// The state machine rejected the command: its error, as text.
+    Rejected(String),
 }
 
 impl DedupWindow {
@@ -247,6 +259,19 @@ impl DedupWindow {
         self.ids.contains(id)
     }
 
+    /// The first outcome of `id`, when known.
+    pub(crate) fn outcome(&self, id: &RequestId) -> Option<&Outcome> {
+        self.outcomes.get(id)
+    }
+
+    /// Records the entry at `index` with the outcome of its first apply.
+    pub(crate) fn record_outcome(&mut self, index: u64, id: RequestId, outcome: Outcome) {
+        if !self.ids.contains(&id) {
+            self.outcomes.insert(id, outcome);
+        }
+        self.record(index, id);
+    }
+
     /// Records the entry at `index` and forgets those that fell out of the window.
     pub(crate) fn record(&mut self, index: u64, id: RequestId) {
         if self.ids.insert(id) {
@@ -259,7 +284,50 @@ impl DedupWindow {
             }
             self.entries.pop_front();
             self.ids.remove(&old);
+            self.outcomes.remove(&old);
         }
+    }
+
+    /// Appends the known outcomes (a section older readers never wrote: optional on decode).
+    pub(crate) fn encode_outcomes(&self, out: &mut Vec<u8>) {
+        let known: Vec<_> = self
+            .entries
+            .iter()
+            .filter_map(|(_, id)| self.outcomes.get(id).map(|o| (id, o)))
+            .collect();
+        out.extend_from_slice(&(known.len() as u32).to_le_bytes());
+        for (id, o) in known {
+            out.extend_from_slice(&id.client.to_le_bytes());
+            out.extend_from_slice(&id.seq.to_le_bytes());
+            match o {
+                Outcome::Applied(b) => out.push(u8::from(*b)),
+                Outcome::Rejected(reason) => {
+                    out.push(2);
+                    out.extend_from_slice(&(reason.len() as u32).to_le_bytes());
+                    out.extend_from_slice(reason.as_bytes());
+                }
+            }
+        }
+    }
+
+    pub(crate) fn decode_outcomes(&mut self, r: &mut Reader<'_>) -> Option<()> {
+        let n = r.u32()?;
+        for _ in 0..n {
+            let id = RequestId {
+                client: r.u64()?,
+                seq: r.u64()?,
+            };
+            let o = match r.u8()? {
+                0 => Outcome::Applied(false),
+                1 => Outcome::Applied(true),
+                2 => Outcome::Rejected(String::from_utf8(r.bytes()?.to_vec()).ok()?),
+                _ => return None,
+            };
+            if self.ids.contains(&id) {
+                self.outcomes.insert(id, o);
+            }
+        }
+        Some(())
     }
 
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {

@@ -179,6 +179,7 @@ fn encode_header(index: u64, term: u64, window: &DedupWindow) -> Vec<u8> {
     body.extend_from_slice(&index.to_le_bytes());
     body.extend_from_slice(&term.to_le_bytes());
     window.encode(&mut body);
+    window.encode_outcomes(&mut body);
     let mut b = Vec::with_capacity(12 + body.len());
     b.extend_from_slice(HEADER_MAGIC);
     b.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -208,9 +209,15 @@ fn read_header(file: &mut File, path: &Path, window_span: u64) -> Result<Snapsho
     let mut r = Reader::new(&body);
     let index = r.u64().ok_or_else(|| bad(12, "short header"))?;
     r.u64().ok_or_else(|| bad(20, "short header"))?; // the term: raft-rs's metadata has it
-    let window = DedupWindow::decode(window_span, &mut r)
-        .filter(|_| r.is_empty())
-        .ok_or_else(|| bad(28, "bad dedup window"))?;
+    let mut window =
+        DedupWindow::decode(window_span, &mut r).ok_or_else(|| bad(28, "bad dedup window"))?;
+    // The outcomes section is absent from headers written before it existed.
+    if !r.is_empty() {
+        window
+            .decode_outcomes(&mut r)
+            .filter(|_| r.is_empty())
+            .ok_or_else(|| bad(28, "bad dedup window outcomes"))?;
+    }
     Ok(SnapshotHeader { index, window })
 }
 

@@ -31,7 +31,7 @@ use raft::prelude::{
 };
 use raft::{SnapshotStatus, StateRole, Storage};
 
-use crate::command::{DedupWindow, RequestId, decode_entry, entry_request_id};
+use crate::command::{DedupWindow, Outcome, RequestId, decode_entry, entry_request_id};
 use crate::config::ReplicatedDatabaseConfig;
 use crate::error::{NeedleError, Result, WriteOutcome};
 use crate::message::{MessageHandler, NodeId, RaftMessage};
@@ -1004,8 +1004,16 @@ impl Node {
         }
         let (id, result) = match decode_entry(&e.data) {
             Ok((id, cmd)) => {
+                // A retry of an applied command changes nothing and gets the first outcome.
                 let result = if self.window.contains(&id) {
-                    Ok(false) // a retry of an applied command: this apply changed nothing
+                    match self.window.outcome(&id) {
+                        Some(Outcome::Applied(b)) => Ok(*b),
+                        Some(Outcome::Rejected(reason)) => Err(NeedleError::Rejected {
+                            reason: reason.clone(),
+                        }),
+                        // Applied before this node's last restart, outcome not kept.
+                        None => Ok(false),
+                    }
                 } else {
                     cmd.apply(&self.db).map_err(NeedleError::from)
                 };
@@ -1016,7 +1024,11 @@ impl Node {
                 None => return None,
             },
         };
-        self.window.record(e.index, id);
+        let outcome = match &result {
+            Ok(b) => Outcome::Applied(*b),
+            Err(err) => Outcome::Rejected(err.to_string()),
+        };
+        self.window.record_outcome(e.index, id, outcome);
         self.answer(id, result);
         Some(id)
     }

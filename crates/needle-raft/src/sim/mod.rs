@@ -1249,6 +1249,63 @@ mod tests {
         assert!(matches!(rx2.try_recv(), Ok(Ok(_))));
     }
 
+    /// Issue 10, item 2: a retry of a request id whose first apply failed was answered `Ok`.
+    #[test]
+    fn a_retry_of_a_rejected_command_gets_the_rejection() {
+        let root = temp_root();
+        let shared = new_shared();
+        let cfg = ReplicatedDatabaseConfig {
+            data_dir: root.path().join("node-1"),
+            initial_members: vec![1],
+            ..sim_config(&Shape::draw(&mut Rng::new(1)))
+        };
+        let handler = Arc::new(SimHandler {
+            id: 1,
+            out: Outbox::default(),
+        });
+        let mut node = Node::open(
+            1,
+            Database::in_memory(),
+            handler,
+            cfg,
+            shared.clone(),
+            Background::Inline,
+            1,
+        )
+        .unwrap();
+        let mut t = 0;
+        while shared.role() != Role::Leader {
+            t += TICK_MS;
+            node.step(Duration::from_millis(t), Input::Tick).unwrap();
+            assert!(t < 10_000, "a single voter elects itself");
+        }
+        let create = ReplicatedCommand::CreateCollection {
+            name: "c".into(),
+            dimensions: 2,
+            config: None,
+        };
+        let mut send = |seq: u64| {
+            let id = RequestId { client: 9, seq };
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let data = encode_entry(id, &create);
+            let input = Input::Request(Request::Propose {
+                id,
+                data,
+                reply: tx,
+            });
+            node.step(Duration::from_millis(t), input).unwrap();
+            rx.try_recv().expect("a single voter answers at once")
+        };
+        assert!(send(1).is_ok());
+        assert!(matches!(send(2), Err(NeedleError::Core(_))));
+        match send(2) {
+            Err(NeedleError::Rejected { reason }) => assert!(reason.contains("exists"), "{reason}"),
+            other => panic!("a retry of a rejected command got {other:?}"),
+        }
+        // And a retry of a successful one is still Ok, without applying twice.
+        assert!(send(1).is_ok());
+    }
+
     #[test]
     fn one_seed_is_one_exact_run() {
         let seed = env_u64("NEEDLE_SEED").unwrap_or(7);
