@@ -1034,3 +1034,22 @@ fn one_unsynced_case() {
         unsynced_case(seed).unwrap();
     }
 }
+
+/// Open writes the recovered log anew and renames it into place: the log keeps the permissions
+/// its owner gave it (as a checkpoint keeps the database file's).
+#[cfg(unix)]
+#[test]
+fn reopening_keeps_the_log_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.needle");
+    let wal = dir.path().join("p.needle-wal");
+    let db = Database::open(&path).unwrap();
+    db.create_collection("c", 2).unwrap();
+    drop(db);
+    std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let db = Database::open(&path).unwrap();
+    assert_eq!(db.list_collections(), ["c"]);
+    let mode = std::fs::metadata(&wal).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}

@@ -151,6 +151,9 @@ impl Wal {
         let file = disk
             .open(&tmp, OpenMode::CreateTruncate)
             .map_err(|e| io("creating", &tmp, e))?;
+        // The new log keeps the permissions its owner gave the old one.
+        disk.copy_permissions(path, &tmp)
+            .map_err(|e| io("setting the permissions of", &tmp, e))?;
         file.write_all_at(0, valid)
             .and_then(|()| file.sync())
             .map_err(|e| io("writing", &tmp, e))?;
