@@ -230,13 +230,11 @@ fn valid_frame_after<T>(
         if candidates.is_empty() {
             continue;
         }
-        let crcs = RangeCrc::new(bytes, &candidates);
-        for &(at, len) in &candidates {
+        let crcs = payload_crcs(bytes, &candidates);
+        for (&(at, len), &crc) in candidates.iter().zip(&crcs) {
             let stored =
                 u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
-            if crcs.crc(at + HEADER, at + HEADER + len) == stored
-                && decode(&bytes[at + HEADER..at + HEADER + len]).is_some()
-            {
+            if crc == stored && decode(&bytes[at + HEADER..at + HEADER + len]).is_some() {
                 return Some(at);
             }
         }
@@ -244,43 +242,42 @@ fn valid_frame_after<T>(
     None
 }
 
-/// CRC-32C of arbitrary ranges `[a, b)` of one byte string, from the CRCs of its prefixes:
-/// `crc(d[a..b]) = crc(d[..b]) ⊕ crc(d[..a])·x^(8(b−a)) mod P` (zlib's `crc32_combine`).
-/// Built for the ranges of a set of candidate frames in one pass over the bytes.
-struct RangeCrc {
-    /// Sorted offsets and the CRC-32C of the prefix ending there.
-    prefix: Vec<(usize, u32)>,
-}
-
-impl RangeCrc {
-    fn new(bytes: &[u8], candidates: &[(usize, usize)]) -> RangeCrc {
-        let mut at: Vec<usize> = candidates
-            .iter()
-            .flat_map(|&(p, len)| [p + HEADER, p + HEADER + len])
-            .collect();
-        at.sort_unstable();
-        at.dedup();
-        let mut prefix = Vec::with_capacity(at.len());
+/// The CRC-32C of each candidate's payload `[p + 8, p + 8 + len)`, for candidates in increasing
+/// `p`, from the CRCs of prefixes of `bytes`: `crc(d[a..b]) = crc(d[..b]) ⊕ crc(d[..a])·x^(8(b−a))
+/// mod P` (zlib's `crc32_combine`). Two streaming passes over the bytes (payload starts in
+/// order, payload ends sorted), so the work is linear in the bytes plus `k log k` for k
+/// candidates, however long their payloads.
+fn payload_crcs(bytes: &[u8], candidates: &[(usize, usize)]) -> Vec<u32> {
+    let prefix_crcs = |ends: &mut dyn Iterator<Item = usize>, out: &mut dyn FnMut(u32)| {
         let (mut pos, mut crc) = (0usize, 0u32);
-        for a in at {
+        for a in ends {
             crc = crc32c::crc32c_append(crc, &bytes[pos..a]);
             pos = a;
-            prefix.push((a, crc));
+            out(crc);
         }
-        RangeCrc { prefix }
-    }
-
-    fn prefix_crc(&self, at: usize) -> u32 {
-        let i = self
-            .prefix
-            .binary_search_by_key(&at, |&(a, _)| a)
-            .expect("every range end was given to RangeCrc::new");
-        self.prefix[i].1
-    }
-
-    fn crc(&self, a: usize, b: usize) -> u32 {
-        self.prefix_crc(b) ^ gf2::shift(self.prefix_crc(a), (b - a) as u64)
-    }
+    };
+    let mut starts = Vec::with_capacity(candidates.len());
+    prefix_crcs(&mut candidates.iter().map(|&(p, _)| p + HEADER), &mut |c| {
+        starts.push(c)
+    });
+    let mut by_end: Vec<(usize, u32)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, &(p, len))| (p + HEADER + len, i as u32))
+        .collect();
+    by_end.sort_unstable();
+    let mut ends = vec![0u32; candidates.len()];
+    let mut order = by_end.iter().map(|&(_, i)| i as usize);
+    prefix_crcs(&mut by_end.iter().map(|&(b, _)| b), &mut |c| {
+        if let Some(i) = order.next() {
+            ends[i] = c;
+        }
+    });
+    candidates
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, len))| ends[i] ^ gf2::shift(starts[i], len as u64))
+        .collect()
 }
 
 /// Arithmetic on CRC-32C values as polynomials over GF(2) modulo the (reflected) CRC-32C
@@ -348,15 +345,16 @@ mod tests {
     }
 
     #[test]
-    fn range_crc_matches_direct_crc() {
+    fn payload_crcs_match_direct_crcs() {
         let bytes: Vec<u8> = (0..5000u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
-        let cands: Vec<(usize, usize)> = (0..200).map(|i| (i * 17, 1 + i * 7)).collect();
-        let r = RangeCrc::new(&bytes, &cands);
-        for &(p, len) in &cands {
+        let cands: Vec<(usize, usize)> =
+            (0..200).map(|i| (i * 17, 1 + (i * 7919) % 1500)).collect();
+        let crcs = payload_crcs(&bytes, &cands);
+        for (&(p, len), &crc) in cands.iter().zip(&crcs) {
             let (a, b) = (p + HEADER, p + HEADER + len);
-            assert_eq!(r.crc(a, b), crc32c::crc32c(&bytes[a..b]), "range {a}..{b}");
+            assert_eq!(crc, crc32c::crc32c(&bytes[a..b]), "range {a}..{b}");
         }
     }
 
