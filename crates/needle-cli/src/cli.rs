@@ -34,8 +34,15 @@ pub enum Command {
     Search(SearchArgs),
     /// Show one record.
     Get(GetArgs),
-    /// Delete records by id.
+    /// Delete records by id, or every record matching --filter.
     Delete(DeleteArgs),
+    /// Count the records matching a filter (all of them without one).
+    Count(CountArgs),
+    /// Page through the records matching a filter, in id order.
+    Scroll(ScrollArgs),
+    /// Create or drop a payload index on a metadata path.
+    #[command(subcommand)]
+    Index(IndexCommand),
     /// Show the collections, their counts and configuration, and the file's size.
     Info(InfoArgs),
     /// Rebuild collections without their deleted records, then checkpoint.
@@ -260,8 +267,69 @@ pub struct DeleteArgs {
     /// The collection.
     pub collection: String,
     /// The ids to delete (ids that are not there are reported, not an error).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "filter", conflicts_with = "filter")]
     pub ids: Vec<String>,
+    /// Delete every record matching this MongoDB-style filter (JSON) instead, as one write.
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// The .needle file.
+    pub file: PathBuf,
+    /// The collection.
+    pub collection: String,
+    /// A MongoDB-style metadata filter as JSON. Default: count every record.
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScrollArgs {
+    /// The .needle file.
+    pub file: PathBuf,
+    /// The collection.
+    pub collection: String,
+    /// A MongoDB-style metadata filter as JSON.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Continue after this cursor (the `next_cursor` of the previous page: an id).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Records per page.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub limit: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Create a payload index: filters on PATH then read a typed column and posting lists.
+    Create(IndexCreateArgs),
+    /// Drop the payload index on PATH.
+    Drop(IndexDropArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IndexCreateArgs {
+    /// The .needle file.
+    pub file: PathBuf,
+    /// The collection.
+    pub collection: String,
+    /// The metadata path, dotted like a filter's field names (e.g. `tenant` or `a.b`).
+    pub path: String,
+    /// The kind of values: keyword, integer, float or bool (arrays of them included).
+    pub kind: String,
+}
+
+#[derive(Debug, Args)]
+pub struct IndexDropArgs {
+    /// The .needle file.
+    pub file: PathBuf,
+    /// The collection.
+    pub collection: String,
+    /// The metadata path.
+    pub path: String,
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +377,9 @@ pub struct ExportArgs {
     /// Write here instead of stdout (refuses to overwrite an existing file).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Export only the records matching this MongoDB-style filter (JSON).
+    #[arg(long)]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -29,7 +29,7 @@ use clap::error::ErrorKind;
 
 use crate::cli::{Cli, Command};
 use crate::commands::{
-    backup, check, compact, create, delete, export, get, import, info, repair, search,
+    backup, check, compact, create, delete, export, get, import, info, repair, search, sets,
 };
 
 /// Parses the command line, runs the command, prints any error as one line on stderr, and
@@ -51,6 +51,9 @@ pub fn run() -> ExitCode {
         Command::Search(a) => search::run(a, json),
         Command::Get(a) => get::run(a, json),
         Command::Delete(a) => delete::run(a, json),
+        Command::Count(a) => sets::count(a, json),
+        Command::Scroll(a) => sets::scroll(a, json),
+        Command::Index(c) => sets::index(c, json),
         Command::Info(a) => info::run(a, json),
         Command::Compact(a) => compact::run(a, json),
         Command::Check(a) => check::run(a, json),

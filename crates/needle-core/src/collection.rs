@@ -32,7 +32,11 @@ const SCAN_ALWAYS_BELOW: usize = 4096;
 const SCAN_SELECTIVITY: f64 = 0.05;
 /// Below this share of matches an indexed filter walks the graph through matches only, two
 /// hops at a time; above it through every node (non-matches route but are never returned).
-const TWO_HOP_BELOW: f64 = 0.3;
+const TWO_HOP_BELOW: f64 = 0.12;
+/// An indexed filter whose posting lists bound its matches below this share of the records is
+/// resolved to its exact matches first (cost in proportion to the bound), and the plan chosen
+/// on their number.
+const GATHER_BELOW: f64 = 0.3;
 /// Records sampled to estimate a filter's selectivity.
 const SELECTIVITY_SAMPLE: usize = 256;
 
@@ -562,47 +566,31 @@ impl Collection {
     ) -> Vec<Cand> {
         let estimate = pred.estimate();
         let small = self.live <= SCAN_ALWAYS_BELOW;
-        let mut gathered = None;
-        if let Some(e) = estimate
-            && (small || e <= self.gather_limit(ef) || e as f64 <= TWO_HOP_BELOW * self.live as f64)
-        {
-            gathered = pred.gather();
-        }
-        if let Some(cands) = &gathered
-            && (small || cands.len() <= self.gather_limit(ef))
-        {
-            let matches = cands
-                .iter()
-                .copied()
-                .filter(|&s| self.pred_matches(pred, s as usize));
-            return self.exact(space, q, k, matches);
-        }
-        if small {
-            return self.scan(space, q, k, |s| self.pred_matches(pred, s));
-        }
-        let found = if let Some(cands) = gathered {
-            // Restrictive: a bitmap of the matches, and the two-hop walk.
+        let gatherable =
+            estimate.is_some_and(|e| small || e as f64 <= GATHER_BELOW * self.live as f64);
+        let found = if let Some(cands) = gatherable.then(|| pred.gather()).flatten() {
+            // The exact matches, from the posting lists' candidates.
+            let matches: Vec<u32> = cands
+                .into_iter()
+                .filter(|&s| self.pred_matches(pred, s as usize))
+                .collect();
+            if small || matches.len() <= self.gather_limit(ef) {
+                return self.exact(space, q, k, matches.into_iter());
+            }
             let mut bits = vec![0u64; self.slots().div_ceil(64)];
-            let mut matches = 0usize;
-            for s in cands {
-                if self.pred_matches(pred, s as usize) {
-                    bits[s as usize / 64] |= 1 << (s % 64);
-                    matches += 1;
-                }
+            for &s in &matches {
+                bits[s as usize / 64] |= 1 << (s % 64);
             }
-            if matches <= self.gather_limit(ef) {
-                let in_bits = |s: u32| bits[s as usize / 64] & (1 << (s % 64)) != 0;
-                return self.exact(
-                    space,
-                    q,
-                    k,
-                    (0..self.slots() as u32).filter(|&s| in_bits(s)),
-                );
+            let in_bits = |s: u32| bits[s as usize / 64] & (1 << (s % 64)) != 0;
+            if (matches.len() as f64) < TWO_HOP_BELOW * self.live as f64 {
+                self.graph.search_two_hop(space, q, k, ef, in_bits)
+            } else {
+                self.graph.search_filtered(space, q, k, ef, in_bits)
             }
-            self.graph.search_two_hop(space, q, k, ef, |s| {
-                bits[s as usize / 64] & (1 << (s % 64)) != 0
-            })
         } else {
+            if small {
+                return self.scan(space, q, k, |s| self.pred_matches(pred, s));
+            }
             let selectivity = match estimate {
                 Some(e) => e as f64 / self.live.max(1) as f64,
                 None => self.sample(|s| pred.matches(s as u32, &self.metadata)),
@@ -645,7 +633,8 @@ impl Collection {
         }
     }
 
-    /// Exact search over the given slots.
+    /// Exact search over the given slots (ascending), prefetching vectors a few slots ahead:
+    /// candidates are scattered, so without it every vector is a string of cache misses.
     fn exact(
         &self,
         space: &Space,
@@ -653,8 +642,11 @@ impl Collection {
         k: usize,
         slots: impl Iterator<Item = u32>,
     ) -> Vec<Cand> {
+        const AHEAD: usize = 4;
         let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
-        for s in slots {
+        let mut window = [0u32; AHEAD];
+        let (mut head, mut len) = (0usize, 0usize);
+        let consider = |s: u32, best: &mut BinaryHeap<Cand>| {
             let c = Cand {
                 d: (space.kernel)(q, space.vector(s)),
                 id: s,
@@ -665,6 +657,20 @@ impl Collection {
                 best.pop();
                 best.push(c);
             }
+        };
+        for s in slots {
+            space.prefetch(s);
+            if len == AHEAD {
+                consider(window[head], &mut best);
+                window[head] = s;
+                head = (head + 1) % AHEAD;
+            } else {
+                window[(head + len) % AHEAD] = s;
+                len += 1;
+            }
+        }
+        for i in 0..len {
+            consider(window[(head + i) % AHEAD], &mut best);
         }
         best.into_sorted_vec()
     }

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use needle_core::{CollectionConfig, Database, Record};
+use needle_core::{CollectionConfig, Database, Filter, Record};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NeedleError, Result};
@@ -67,6 +67,23 @@ pub enum ReplicatedCommand {
     Compact { collection: String },
     /// Drops a collection.
     DropCollection { name: String },
+    // New variants go last: bincode numbers variants in order, and old entries must decode.
+    /// Declares a payload index; `kind` is an [`IndexKind`](needle_core::IndexKind) name.
+    CreateIndex {
+        collection: String,
+        path: String,
+        kind: String,
+    },
+    /// Drops a payload index.
+    DropIndex { collection: String, path: String },
+    /// Deletes every record matching a filter (JSON bytes), evaluated at apply time: the same
+    /// state on every node, so the same records.
+    DeleteByFilter { collection: String, filter: Vec<u8> },
+    /// Deletes the records with these ids (absent ones are skipped).
+    DeleteMany {
+        collection: String,
+        ids: Vec<String>,
+    },
 }
 
 fn bincode_config() -> impl bincode::config::Config {
@@ -128,8 +145,8 @@ impl ReplicatedCommand {
         Ok(cmd)
     }
 
-    /// Applies the command to `db`; for a delete, returns whether the record was there (true for
-    /// every other command). Deterministic: the same command on the same state gives the same
+    /// Applies the command to `db`; for a delete, returns whether the record was there, for the
+    /// deletes of many, whether any was (true for every other command). Deterministic: the same command on the same state gives the same
     /// result and the same bytes on every node.
     pub(crate) fn apply(&self, db: &Database) -> needle_core::Result<bool> {
         match self {
@@ -180,9 +197,31 @@ impl ReplicatedCommand {
             ReplicatedCommand::Delete { collection, id } => return db.delete(collection, id),
             ReplicatedCommand::Compact { collection } => db.compact(collection),
             ReplicatedCommand::DropCollection { name } => db.drop_collection(name),
+            ReplicatedCommand::CreateIndex {
+                collection,
+                path,
+                kind,
+            } => db.create_index(collection, path, kind.parse()?),
+            ReplicatedCommand::DropIndex { collection, path } => db.drop_index(collection, path),
+            ReplicatedCommand::DeleteByFilter { collection, filter } => {
+                return Ok(db.delete_by_filter(collection, &parse_filter(filter)?)? > 0);
+            }
+            ReplicatedCommand::DeleteMany { collection, ids } => {
+                return Ok(db.delete_many(collection, ids)? > 0);
+            }
         }
         .map(|()| true)
     }
+}
+
+/// The filter of a `DeleteByFilter` command.
+pub(crate) fn parse_filter(bytes: &[u8]) -> needle_core::Result<Filter> {
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| needle_core::NeedleError::InvalidFilter {
+            path: String::new(),
+            reason: format!("filter bytes are not JSON: {e}"),
+        })?;
+    Filter::parse(&json)
 }
 
 fn parse_metadata(

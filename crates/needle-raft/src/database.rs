@@ -8,7 +8,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
-use needle_core::{CollectionConfig, Database, Record, SearchOptions, SearchResult};
+use needle_core::{
+    CollectionConfig, CollectionInfo, Database, Filter, IndexKind, Record, ScrollPage,
+    SearchOptions, SearchResult,
+};
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 
 use crate::command::{BatchRecord, ReplicatedCommand, RequestId, encode_entry};
@@ -276,6 +279,59 @@ impl ReplicatedDatabase {
         )
     }
 
+    /// Declares a payload index on every node (see `needle_core::Database::create_index`).
+    pub fn create_index(&self, collection: &str, path: &str, kind: IndexKind) -> Result<()> {
+        self.execute(ReplicatedCommand::CreateIndex {
+            collection: collection.to_string(),
+            path: path.to_string(),
+            kind: kind.name().to_string(),
+        })
+    }
+
+    /// Drops a payload index on every node.
+    pub fn drop_index(&self, collection: &str, path: &str) -> Result<()> {
+        self.execute(ReplicatedCommand::DropIndex {
+            collection: collection.to_string(),
+            path: path.to_string(),
+        })
+    }
+
+    /// Deletes every record matching `filter`, as one replicated command evaluated at apply
+    /// time (the same records on every node); returns whether any was deleted. The number is
+    /// not carried back through Raft: count first (`count_matching_with`, linearizable) if it
+    /// is needed.
+    pub fn delete_by_filter(&self, collection: &str, filter: &Filter) -> Result<bool> {
+        self.delete_by_filter_with_id(self.next_request_id(), collection, filter)
+    }
+
+    /// As [`ReplicatedDatabase::delete_by_filter`], with the caller's request id.
+    pub fn delete_by_filter_with_id(
+        &self,
+        request: RequestId,
+        collection: &str,
+        filter: &Filter,
+    ) -> Result<bool> {
+        self.execute_applied(
+            request,
+            ReplicatedCommand::DeleteByFilter {
+                collection: collection.to_string(),
+                filter: ReplicatedCommand::json(filter.to_json()),
+            },
+        )
+    }
+
+    /// Deletes the records with these ids as one replicated command; returns whether any was
+    /// there.
+    pub fn delete_many(&self, collection: &str, ids: &[String]) -> Result<bool> {
+        self.execute_applied(
+            self.next_request_id(),
+            ReplicatedCommand::DeleteMany {
+                collection: collection.to_string(),
+                ids: ids.to_vec(),
+            },
+        )
+    }
+
     /// Compacts a collection on every node.
     pub fn compact(&self, collection: &str) -> Result<()> {
         self.execute(ReplicatedCommand::Compact {
@@ -388,6 +444,52 @@ impl ReplicatedDatabase {
     pub fn count_with(&self, collection: &str, consistency: ReadConsistency) -> Result<usize> {
         self.read_barrier(consistency)?;
         Ok(self.db.count(collection)?)
+    }
+
+    /// The number of records matching `filter` (all with `None`), at `consistency`.
+    pub fn count_matching_with(
+        &self,
+        collection: &str,
+        filter: Option<&Filter>,
+        consistency: ReadConsistency,
+    ) -> Result<usize> {
+        self.read_barrier(consistency)?;
+        Ok(self.db.count_matching(collection, filter)?)
+    }
+
+    /// Records by id, in the order asked, at `consistency`.
+    pub fn get_many_with(
+        &self,
+        collection: &str,
+        ids: &[String],
+        consistency: ReadConsistency,
+    ) -> Result<Vec<Option<Record>>> {
+        self.read_barrier(consistency)?;
+        Ok(self.db.get_many(collection, ids)?)
+    }
+
+    /// One page of the records matching `filter`, in id order after `cursor`, at `consistency`
+    /// (see `needle_core::Database::scroll`; the cursor is an id, valid on any node).
+    pub fn scroll_with(
+        &self,
+        collection: &str,
+        filter: Option<&Filter>,
+        cursor: Option<&str>,
+        limit: usize,
+        consistency: ReadConsistency,
+    ) -> Result<ScrollPage> {
+        self.read_barrier(consistency)?;
+        Ok(self.db.scroll(collection, filter, cursor, limit)?)
+    }
+
+    /// A collection's dimensions, configuration, counts and payload indexes, at `consistency`.
+    pub fn collection_info_with(
+        &self,
+        collection: &str,
+        consistency: ReadConsistency,
+    ) -> Result<CollectionInfo> {
+        self.read_barrier(consistency)?;
+        Ok(self.db.collection_info(collection)?)
     }
 
     /// The collections' names, sorted, at the default consistency.

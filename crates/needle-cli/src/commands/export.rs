@@ -1,5 +1,6 @@
 //! `needle export FILE COLLECTION [--output F]`: every record as JSON Lines, the shape `import`
-//! reads back. Vectors are as stored: under cosine, normalised to unit length.
+//! reads back. Vectors are as stored: under cosine, normalised to unit length. `--filter JSON`
+//! exports only the matching records (in id order, page by page).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -11,8 +12,24 @@ use crate::output::RecordJson;
 
 pub fn run(args: &ExportArgs, _json: bool) -> Result<()> {
     let ExportFormat::Jsonl = args.format;
+    let filter = super::sets::filter_flag(args.filter.as_ref())?;
     let db = open_existing(&args.file)?;
-    let ids = db.ids(&args.collection)?;
+    let ids = match &filter {
+        None => db.ids(&args.collection)?,
+        Some(f) => {
+            let mut ids = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = db.scroll(&args.collection, Some(f), cursor.as_deref(), 10_000)?;
+                ids.extend(page.records.into_iter().map(|r| r.id));
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            ids
+        }
+    };
     let (sink, name): (Box<dyn Write>, String) = match &args.output {
         Some(path) => {
             let file = File::options()

@@ -13,6 +13,7 @@ pub mod import;
 pub mod info;
 pub mod repair;
 pub mod search;
+pub mod sets;
 
 use std::path::{Path, PathBuf};
 

@@ -82,7 +82,7 @@ impl<'a> Space<'a> {
 
     /// Hints the CPU to fetch the first [`PREFETCH_LINES`] cache lines of a vector.
     #[inline(always)]
-    fn prefetch(&self, slot: u32) {
+    pub(crate) fn prefetch(&self, slot: u32) {
         let start = slot as usize * self.dim;
         if let Some(v) = self.data.get(start..start + self.dim) {
             let bytes = std::mem::size_of_val(v);

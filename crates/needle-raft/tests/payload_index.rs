@@ -1,0 +1,110 @@
+//! Payload indexes and the set operations through Raft: indexes are replicated commands, so
+//! every node holds the same ones (equal checksums), also a node that restarts and one that
+//! catches up by snapshot; `delete_by_filter` is one command that deletes the same records on
+//! every node; the read paths count, get and scroll like the local database.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cluster, test_config};
+use needle_core::{Filter, IndexKind, Record};
+use needle_raft::{NeedleError, ReadConsistency, ReplicatedDatabaseConfig};
+use serde_json::json;
+
+const LANGS: [&str; 3] = ["en", "de", "fr"];
+
+fn records(batch: usize) -> Vec<Record> {
+    (0..40)
+        .map(|i| {
+            Record::new(
+                format!("r{batch:02}-{i:02}"),
+                vec![(batch * 40 + i) as f32, 1.0, (i % 7) as f32],
+                Some(json!({"tenant": i % 10, "lang": LANGS[i % 3], "price": i as f64 / 4.0})),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn indexes_and_deletes_by_filter_replicate_identically() {
+    let config = ReplicatedDatabaseConfig {
+        snapshot_threshold: 40,
+        log_retain_entries: 0,
+        ..test_config()
+    };
+    let seed = common::seed("indexes_and_deletes_by_filter_replicate_identically");
+    let c = Cluster::with_config(3, seed, config);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let lagger = c.founders.iter().copied().find(|&i| i != leader).unwrap();
+    let l = c.node(leader);
+    l.create_collection("c", 3).unwrap();
+    l.create_index("c", "tenant", IndexKind::Integer).unwrap();
+    l.insert_batch("c", records(0)).unwrap();
+    l.create_index("c", "lang", IndexKind::Keyword).unwrap();
+    assert!(matches!(
+        l.create_index("c", "lang", IndexKind::Keyword),
+        Err(NeedleError::Core(
+            needle_core::NeedleError::IndexExists { .. }
+        ))
+    ));
+    c.wait_converged(Duration::from_secs(10));
+
+    // A node that misses the next writes catches up from the log or a snapshot.
+    c.crash(lagger);
+    for b in 1..8 {
+        c.on_leader(Duration::from_secs(5), |l| l.insert_batch("c", records(b)));
+    }
+    let f = Filter::parse(&json!({"$and": [{"tenant": {"$lt": 3}}, {"lang": "de"}]})).unwrap();
+    let before = c.on_leader(Duration::from_secs(5), |l| {
+        l.count_matching_with("c", Some(&f), ReadConsistency::Linearizable)
+    });
+    assert!(before > 0);
+    assert!(c.on_leader(Duration::from_secs(5), |l| l.delete_by_filter("c", &f)));
+    assert_eq!(
+        c.on_leader(Duration::from_secs(5), |l| l.count_matching_with(
+            "c",
+            Some(&f),
+            ReadConsistency::Linearizable
+        )),
+        0
+    );
+    let ids = vec!["r01-00".to_string(), "nope".to_string()];
+    assert!(c.on_leader(Duration::from_secs(5), |l| l.delete_many("c", &ids)));
+    c.on_leader(Duration::from_secs(5), |l| {
+        l.create_index("c", "price", IndexKind::Float)
+    });
+    c.on_leader(Duration::from_secs(5), |l| l.drop_index("c", "tenant"));
+    c.restart(lagger);
+    c.wait_converged(Duration::from_secs(30));
+
+    let total = 8 * 40 - before - 1;
+    for n in c.live() {
+        let info = n
+            .collection_info_with("c", ReadConsistency::Linearizable)
+            .unwrap();
+        let paths: Vec<(String, IndexKind)> = info
+            .indexes
+            .iter()
+            .map(|i| (i.path.clone(), i.kind))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("lang".to_string(), IndexKind::Keyword),
+                ("price".to_string(), IndexKind::Float)
+            ],
+            "node {}",
+            n.node_id()
+        );
+        assert_eq!(info.count, total, "node {}", n.node_id());
+        let page = n
+            .scroll_with("c", Some(&f), None, 10, ReadConsistency::Linearizable)
+            .unwrap();
+        assert!(page.records.is_empty() && page.next_cursor.is_none());
+        let got = n
+            .get_many_with("c", &ids, ReadConsistency::Linearizable)
+            .unwrap();
+        assert_eq!(got, vec![None, None]);
+    }
+}
