@@ -168,8 +168,6 @@ fn a_retry_with_the_same_idempotency_key_is_applied_once_and_forwarding_keeps_th
 }
 
 #[test]
-#[ignore = "needs needle-raft to answer a retry of a rejected write with its rejection (issue 10, \
-            item 2): on main at 644dca3 the retry is still answered with success"]
 fn a_retry_of_a_failed_write_is_answered_with_the_same_error() {
     let c = Cluster::start(1, &[]);
     let leader = c.wait_leader(Duration::from_secs(30));
