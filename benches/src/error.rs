@@ -23,7 +23,7 @@ pub enum BenchError {
     },
     /// Needle refused an operation.
     #[error("needle: {0}")]
-    Needle(#[from] needle_core::NeedleError),
+    Needle(#[from] needle_core::Error),
     /// Another I/O error (a temporary file, `/proc`).
     #[error("{what}: {source}")]
     Io {

@@ -13,7 +13,7 @@ pub type Result<T, E = CliError> = std::result::Result<T, E>;
 pub enum CliError {
     /// An error from the database itself (its message already names the collection, id or file).
     #[error(transparent)]
-    Core(#[from] needle_core::NeedleError),
+    Core(#[from] needle_core::Error),
     /// An error from the replication layer (a node's Raft log, its configuration).
     #[error(transparent)]
     Raft(#[from] needle_raft::NeedleError),
@@ -49,7 +49,7 @@ pub enum CliError {
         done: u64,
         total: u64,
         #[source]
-        source: needle_core::NeedleError,
+        source: needle_core::Error,
     },
     /// An operating-system I/O error, with what the command was doing.
     #[error("{context}: {source}")]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::database::{Database, load_checkpoint_bytes, read_if_exists};
 use crate::disk::{Disk, OpenMode, OsDisk, parent_dir};
-use crate::error::{NeedleError, Result};
+use crate::error::{Error, Result};
 use crate::storage::wal::{self, LogState};
 use crate::storage::{lock, wal_path};
 
@@ -34,7 +34,7 @@ pub enum LogCheck {
     TornTail { offset: u64, bytes: u64 },
     /// The record at `offset` is damaged (or does not apply) and `records_after` valid records
     /// follow it: acknowledged writes are at stake. An open refuses with
-    /// [`NeedleError::Corrupted`]; [`Database::repair`] would cut the `bytes` from `offset` on,
+    /// [`Error::Corrupted`]; [`Database::repair`] would cut the `bytes` from `offset` on,
     /// dropping those records (keeping a copy of the bytes).
     Corrupted {
         offset: u64,
@@ -113,7 +113,7 @@ impl Database {
     /// assert_eq!(report.log, LogCheck::Clean);
     /// assert_eq!(report.log_records, 2);
     /// assert_eq!(report.collections, vec![("docs".to_string(), 1)]);
-    /// # Ok::<(), needle_core::NeedleError>(())
+    /// # Ok::<(), needle_core::Error>(())
     /// ```
     pub fn check(path: impl AsRef<Path>) -> Result<CheckReport> {
         Self::check_on(OsDisk::shared(), path)
@@ -123,7 +123,7 @@ impl Database {
     pub fn check_on(disk: Arc<dyn Disk>, path: impl AsRef<Path>) -> Result<CheckReport> {
         let path = path.as_ref();
         let bytes = read_if_exists(&*disk, path)?.ok_or_else(|| {
-            NeedleError::io(
+            Error::io(
                 format!("checking {}", path.display()),
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such database file"),
             )
@@ -136,7 +136,7 @@ impl Database {
         let file_len = log_bytes.len() as u64;
         let mut log_records = 0;
         let log = match wal::recover(&log_bytes, &wpath, header.generation) {
-            Err(NeedleError::Corrupted { offset, reason, .. }) => LogCheck::Corrupted {
+            Err(Error::Corrupted { offset, reason, .. }) => LogCheck::Corrupted {
                 offset: 0,
                 bytes: file_len,
                 records_after: 0,
@@ -151,7 +151,7 @@ impl Database {
                 for (offset, op) in rec.ops {
                     match db.plan(&op).and_then(|plan| db.apply_replayed(plan)) {
                         Ok(()) => log_records += 1,
-                        Err(e @ NeedleError::Io { .. }) => return Err(e),
+                        Err(e @ Error::Io { .. }) => return Err(e),
                         Err(e) => {
                             unapplied = Some((offset, e.to_string()));
                             break;
@@ -201,7 +201,7 @@ impl Database {
     /// Cuts a torn tail or a damaged suffix off the log of the database at `path`, after
     /// copying the cut bytes to `FILE.needle-wal.cut-<n>` (the first unused `n`), and says
     /// exactly what it dropped. Does nothing when [`Database::check`] finds the log clean.
-    /// Takes the database's lock: fails with [`NeedleError::Locked`] while it is open.
+    /// Takes the database's lock: fails with [`Error::Locked`] while it is open.
     pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
         Self::repair_on(OsDisk::shared(), path)
     }
@@ -222,7 +222,7 @@ impl Database {
             _ => return Ok(RepairReport { check, cut: None }),
         };
         let wpath = &check.log_file;
-        let io = |what: &str, p: &Path, e| NeedleError::io(format!("{what} {}", p.display()), e);
+        let io = |what: &str, p: &Path, e| Error::io(format!("{what} {}", p.display()), e);
         let log = disk
             .open(wpath, OpenMode::Write)
             .map_err(|e| io("opening", wpath, e))?;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::config::{CollectionConfig, Distance, SearchOptions};
 use crate::distance::{Kernel, kernel_for, normalize};
-use crate::error::{NeedleError, Result};
+use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::hnsw::{Cand, Flat, Graph, Space};
 use crate::payload::plan::Pred;
@@ -90,7 +90,7 @@ pub(crate) struct Collection {
 
 pub(crate) fn validate_collection_name(name: &str) -> Result<()> {
     let bad = |reason: &str| {
-        Err(NeedleError::InvalidCollectionName {
+        Err(Error::InvalidCollectionName {
             name: name.to_string(),
             reason: reason.to_string(),
         })
@@ -115,7 +115,7 @@ pub(crate) fn validate_collection_name(name: &str) -> Result<()> {
 
 pub(crate) fn validate_dimensions(dimensions: usize) -> Result<()> {
     if dimensions == 0 || dimensions > MAX_DIMENSIONS {
-        return Err(NeedleError::InvalidArgument {
+        return Err(Error::InvalidArgument {
             what: "dimensions".into(),
             reason: format!("must be in 1..={MAX_DIMENSIONS}, got {dimensions}"),
         });
@@ -163,7 +163,7 @@ impl Collection {
         } else {
             return Ok(());
         };
-        Err(NeedleError::InvalidId {
+        Err(Error::InvalidId {
             collection: self.name.clone(),
             reason,
         })
@@ -172,20 +172,20 @@ impl Collection {
     /// Checks a vector's length and values; under cosine returns it normalised.
     pub fn prepare_vector(&self, mut vector: Vec<f32>, what: &str) -> Result<Vec<f32>> {
         if vector.len() != self.dim {
-            return Err(NeedleError::DimensionMismatch {
+            return Err(Error::DimensionMismatch {
                 collection: self.name.clone(),
                 expected: self.dim,
                 got: vector.len(),
             });
         }
         if let Some(i) = vector.iter().position(|x| !x.is_finite()) {
-            return Err(NeedleError::InvalidVector {
+            return Err(Error::InvalidVector {
                 collection: self.name.clone(),
                 reason: format!("{what} component {i} is {}", vector[i]),
             });
         }
         if self.config.distance == Distance::Cosine && !normalize(&mut vector) {
-            return Err(NeedleError::InvalidVector {
+            return Err(Error::InvalidVector {
                 collection: self.name.clone(),
                 reason: format!("{what} has zero length, which has no direction under cosine"),
             });
@@ -197,7 +197,7 @@ impl Collection {
         match metadata {
             None => Ok(None),
             Some(Value::Object(map)) => Ok(Some(Value::Object(map))),
-            Some(other) => Err(NeedleError::InvalidMetadata {
+            Some(other) => Err(Error::InvalidMetadata {
                 collection: self.name.clone(),
                 id: id.to_string(),
                 reason: format!("metadata must be a JSON object, got {}", json_kind(&other)),
@@ -226,7 +226,7 @@ impl Collection {
     ) -> Result<(Option<Vec<f32>>, Option<Value>)> {
         self.check_id(id)?;
         if !self.index.contains_key(id) {
-            return Err(NeedleError::RecordNotFound {
+            return Err(Error::RecordNotFound {
                 collection: self.name.clone(),
                 id: id.to_string(),
             });
@@ -398,7 +398,7 @@ impl Collection {
     /// applying a write of that many records cannot fail. Called before the write is logged.
     pub fn reserve(&mut self, slots: usize) -> Result<()> {
         let no_memory = |what: &str, e| {
-            NeedleError::io(
+            Error::io(
                 format!(
                     "allocating room for {slots} more records ({what}) in collection '{}'",
                     self.name
@@ -457,14 +457,14 @@ impl Collection {
 
     pub fn search(&self, query: &[f32], k: usize, opts: &SearchOptions) -> Result<Vec<Hit>> {
         if k == 0 {
-            return Err(NeedleError::InvalidArgument {
+            return Err(Error::InvalidArgument {
                 what: "k".into(),
                 reason: "must be at least 1".into(),
             });
         }
         let ef = opts.ef_search.unwrap_or(self.config.ef_search);
         if ef == 0 {
-            return Err(NeedleError::InvalidArgument {
+            return Err(Error::InvalidArgument {
                 what: "ef_search".into(),
                 reason: "must be at least 1".into(),
             });
@@ -682,7 +682,7 @@ impl Collection {
         let parsed = crate::payload::parse_path(&self.name, path)?;
         let dotted = parsed.dotted();
         if let Some(existing) = self.indexes.get(&dotted) {
-            return Err(NeedleError::IndexExists {
+            return Err(Error::IndexExists {
                 collection: self.name.clone(),
                 path: dotted,
                 kind: existing.kind.name().to_string(),

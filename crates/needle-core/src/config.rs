@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{NeedleError, Result};
+use crate::error::{Error, Result};
 use crate::filter::Filter;
 
 /// How distance between two vectors is measured. Smaller is always nearer.
@@ -76,7 +76,7 @@ impl Default for CollectionConfig {
 impl CollectionConfig {
     /// Checks that the values can build a working graph.
     pub fn validate(&self) -> Result<()> {
-        let bad = |reason: String| Err(NeedleError::InvalidConfig { reason });
+        let bad = |reason: String| Err(Error::InvalidConfig { reason });
         if !(2..=128).contains(&self.m) {
             return bad(format!("m must be in 2..=128, got {}", self.m));
         }

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::collection::{Collection, Prepared, validate_collection_name, validate_dimensions};
 use crate::config::{CollectionConfig, DatabaseOptions, SearchOptions, WalMode};
 use crate::disk::{Disk, DiskLock, FileWriter, MemDisk, OpenMode, OsDisk};
-use crate::error::{NeedleError, Result};
+use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::payload::{IndexInfo, IndexKind, PayloadIndex};
 use crate::storage::checkpoint::{self, Header};
@@ -103,7 +103,7 @@ pub struct OpenReport {
 /// use needle_core::Database;
 /// let db = Database::open("vectors.needle")?;
 /// db.create_collection("docs", 384)?;
-/// # Ok::<(), needle_core::NeedleError>(())
+/// # Ok::<(), needle_core::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Database {
@@ -169,7 +169,7 @@ impl Writer {
     fn check_usable(&self) -> Result<()> {
         match &self.failed {
             None => Ok(()),
-            Some(reason) => Err(NeedleError::io(
+            Some(reason) => Err(Error::io(
                 "writing: an earlier write, fsync or rename of the database's files failed; reopen the database",
                 std::io::Error::other(reason.clone()),
             )),
@@ -200,7 +200,7 @@ impl Database {
 
     /// Opens (or creates) the database at `path`. Loads the checkpoint, replays the log after
     /// it and cuts a torn tail. A second opener of the same file, here or in another process,
-    /// gets [`NeedleError::Locked`]; a log damaged in the middle is [`NeedleError::Corrupted`]
+    /// gets [`Error::Locked`]; a log damaged in the middle is [`Error::Corrupted`]
     /// and nothing is cut (see [`Database::check`] and [`Database::repair`]).
     pub fn open_with(path: impl AsRef<Path>, options: DatabaseOptions) -> Result<Database> {
         Self::open_on(OsDisk::shared(), path, options)
@@ -219,7 +219,7 @@ impl Database {
     /// drop(db);
     /// let db = Database::open_on(disk, "/v.needle", DatabaseOptions::default())?;
     /// assert_eq!(db.list_collections(), vec!["docs".to_string()]);
-    /// # Ok::<(), needle_core::NeedleError>(())
+    /// # Ok::<(), needle_core::Error>(())
     /// ```
     pub fn open_on(
         disk: Arc<dyn Disk>,
@@ -242,7 +242,7 @@ impl Database {
         let (header, collections) = load_checkpoint(&*disk, &path)?;
         let fresh = !disk
             .exists(&path)
-            .map_err(|e| NeedleError::io(format!("looking for {}", path.display()), e))?;
+            .map_err(|e| Error::io(format!("looking for {}", path.display()), e))?;
         let db = Database {
             inner: Arc::new(Inner {
                 disk: disk.clone(),
@@ -274,7 +274,7 @@ impl Database {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    return Err(NeedleError::io(
+                    return Err(Error::io(
                         format!("removing the orphan log {}", wal_path(&path).display()),
                         e,
                     ));
@@ -300,7 +300,7 @@ impl Database {
             if let Some(d) = &rec.damage {
                 // A whole record that does not decode is no hole a power loss left, even unsynced.
                 if !unsynced || d.reason == crate::disk::frame::UNDECODABLE {
-                    return Err(NeedleError::corrupted(
+                    return Err(Error::corrupted(
                         &wpath,
                         d.offset,
                         format!(
@@ -316,7 +316,7 @@ impl Database {
             let mut w = self.inner.writer.lock();
             for (i, (offset, op)) in rec.ops.into_iter().enumerate() {
                 let plan = self.plan(&op).map_err(|e| {
-                    NeedleError::corrupted(
+                    Error::corrupted(
                         &wpath,
                         offset,
                         format!("log record {i} does not apply: {e}"),
@@ -346,8 +346,8 @@ impl Database {
             // Without a log of our own, fold what the old log held into a checkpoint now.
             self.checkpoint()?;
         }
-        let mut inner = Arc::try_unwrap(self.inner).map_err(|_| NeedleError::InvalidConfig {
-            reason: "internal: database shared during open".into(),
+        let mut inner = Arc::try_unwrap(self.inner).map_err(|_| Error::Internal {
+            reason: "the database was shared while it was being opened".into(),
         })?;
         inner.report.wal_records_replayed = replayed;
         inner.report.wal_bytes_truncated = torn;
@@ -468,11 +468,14 @@ impl Database {
     }
 
     fn collection(&self, name: &str) -> Result<Shared> {
-        self.inner.catalog.read().get(name).cloned().ok_or_else(|| {
-            NeedleError::CollectionNotFound {
+        self.inner
+            .catalog
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::CollectionNotFound {
                 name: name.to_string(),
-            }
-        })
+            })
     }
 
     // ---- writes -------------------------------------------------------------------------------
@@ -559,7 +562,7 @@ impl Database {
     /// let seven = Filter::parse(&json!({"tenant": 7}))?;
     /// assert_eq!(db.count_matching("docs", Some(&seven))?, 1);
     /// assert_eq!(db.collection_info("docs")?.indexes[0].path, "tenant");
-    /// # Ok::<(), needle_core::NeedleError>(())
+    /// # Ok::<(), needle_core::Error>(())
     /// ```
     pub fn create_index(&self, collection: &str, path: &str, kind: IndexKind) -> Result<()> {
         self.execute(Op::CreateIndex {
@@ -570,7 +573,7 @@ impl Database {
         .map(|_| ())
     }
 
-    /// Drops the payload index on `path` ([`NeedleError::IndexNotFound`] if there is none).
+    /// Drops the payload index on `path` ([`Error::IndexNotFound`] if there is none).
     pub fn drop_index(&self, collection: &str, path: &str) -> Result<()> {
         self.execute(Op::DropIndex {
             collection: collection.to_string(),
@@ -613,7 +616,7 @@ impl Database {
         if let Some(wal) = w.wal.as_mut() {
             let payload = wal::encode_op(&op);
             if payload.len() > MAX_RECORD {
-                return Err(NeedleError::InvalidArgument {
+                return Err(Error::InvalidArgument {
                     what: "batch".into(),
                     reason: format!(
                         "encodes to {} bytes, over the {MAX_RECORD}-byte limit of one log record; split it",
@@ -642,7 +645,7 @@ impl Database {
                 validate_dimensions(dim)?;
                 config.validate()?;
                 if self.inner.catalog.read().contains_key(name) {
-                    return Err(NeedleError::CollectionExists { name: name.clone() });
+                    return Err(Error::CollectionExists { name: name.clone() });
                 }
                 Plan::Create(
                     name.clone(),
@@ -717,11 +720,10 @@ impl Database {
                 kind,
             } => {
                 let shared = self.collection(collection)?;
-                let kind =
-                    IndexKind::from_code(*kind).ok_or_else(|| NeedleError::InvalidArgument {
-                        what: "index kind".into(),
-                        reason: format!("unknown kind code {kind}"),
-                    })?;
+                let kind = IndexKind::from_code(*kind).ok_or_else(|| Error::InvalidArgument {
+                    what: "index kind".into(),
+                    reason: format!("unknown kind code {kind}"),
+                })?;
                 let idx = shared.read().prepare_index(path, kind)?;
                 Plan::CreateIndex(shared, Box::new(idx))
             }
@@ -731,7 +733,7 @@ impl Database {
                     let c = shared.read();
                     let dotted = crate::payload::parse_path(collection, path)?.dotted();
                     if !c.indexes.contains_key(&dotted) {
-                        return Err(NeedleError::IndexNotFound {
+                        return Err(Error::IndexNotFound {
                             collection: collection.clone(),
                             path: dotted,
                         });
@@ -743,7 +745,7 @@ impl Database {
             Op::DeleteByFilter { collection, filter } => {
                 let shared = self.collection(collection)?;
                 let json: Value =
-                    serde_json::from_str(filter).map_err(|e| NeedleError::InvalidFilter {
+                    serde_json::from_str(filter).map_err(|e| Error::InvalidFilter {
                         path: String::new(),
                         reason: format!("not valid JSON: {e}"),
                     })?;
@@ -901,7 +903,7 @@ impl Database {
     /// let rest = db.scroll("docs", None, page.next_cursor.as_deref(), 2)?;
     /// assert_eq!(rest.records[0].id, "c");
     /// assert_eq!(rest.next_cursor, None);
-    /// # Ok::<(), needle_core::NeedleError>(())
+    /// # Ok::<(), needle_core::Error>(())
     /// ```
     pub fn scroll(
         &self,
@@ -911,7 +913,7 @@ impl Database {
         limit: usize,
     ) -> Result<ScrollPage> {
         if limit == 0 {
-            return Err(NeedleError::InvalidArgument {
+            return Err(Error::InvalidArgument {
                 what: "limit".into(),
                 reason: "must be at least 1".into(),
             });
@@ -1052,7 +1054,7 @@ impl Database {
         let collections = self.snapshot_of_catalog();
         let mut counter = Counting { inner: w, count: 0 };
         encode_shared(&mut counter, Header { tag, generation: 0 }, &collections)
-            .map_err(|e| NeedleError::io("writing a snapshot", e))?;
+            .map_err(|e| Error::io("writing a snapshot", e))?;
         Ok(counter.count)
     }
 
@@ -1062,7 +1064,7 @@ impl Database {
     pub fn restore_snapshot(&self, r: &mut dyn std::io::Read) -> Result<u64> {
         let mut bytes = Vec::new();
         r.read_to_end(&mut bytes)
-            .map_err(|e| NeedleError::io("reading a snapshot", e))?;
+            .map_err(|e| Error::io("reading a snapshot", e))?;
         let (header, collections) = checkpoint::decode(&bytes, Path::new("<snapshot>"))?;
         drop(bytes);
         let mut w = self.inner.writer.lock();
@@ -1113,7 +1115,7 @@ fn reserve_room(plan: &Plan) -> Result<()> {
 
 fn parse_metadata(c: &Collection, id: &str, json: Option<&str>) -> Result<Option<Value>> {
     json.map(|text| {
-        serde_json::from_str::<Value>(text).map_err(|e| NeedleError::InvalidMetadata {
+        serde_json::from_str::<Value>(text).map_err(|e| Error::InvalidMetadata {
             collection: c.name.clone(),
             id: id.to_string(),
             reason: format!("not valid JSON: {e}"),
@@ -1127,11 +1129,11 @@ pub(crate) fn read_if_exists(disk: &dyn Disk, path: &Path) -> Result<Option<Vec<
     let file = match disk.open(path, OpenMode::Read) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(NeedleError::io(format!("opening {}", path.display()), e)),
+        Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
     };
     file.read_all()
         .map(Some)
-        .map_err(|e| NeedleError::io(format!("reading {}", path.display()), e))
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))
 }
 
 /// Reads the checkpoint whole (one sequential read through the seam) and decodes it.
@@ -1140,7 +1142,7 @@ pub(crate) fn load_checkpoint_bytes(
     path: &Path,
 ) -> Result<(Header, Vec<Collection>)> {
     if bytes.is_empty() {
-        return Err(NeedleError::corrupted(
+        return Err(Error::corrupted(
             path,
             0,
             "file is empty: not a Needle checkpoint (remove it to start a new database)",
@@ -1164,9 +1166,9 @@ fn encode_shared(w: &mut dyn Write, header: Header, collections: &[Shared]) -> s
 /// Why a checkpoint file did not get renamed into place.
 enum Unrenamed {
     /// Writing or fsyncing the temporary file failed: nothing else changed.
-    Before(NeedleError),
+    Before(Error),
     /// The rename itself failed: it may or may not have happened.
-    Rename(NeedleError),
+    Rename(Error),
 }
 
 /// Writes a checkpoint to the temporary file, fsyncs it and renames it over `path`. The caller
@@ -1179,7 +1181,7 @@ fn write_checkpoint_file(
     collections: &[Shared],
 ) -> std::result::Result<(), Unrenamed> {
     let tmp = tmp_path(path);
-    let io = |what: &str, e| NeedleError::io(format!("{what} {}", tmp.display()), e);
+    let io = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
     let written = (|| {
         let file = disk
             .open(&tmp, OpenMode::CreateTruncate)
@@ -1201,7 +1203,7 @@ fn write_checkpoint_file(
         return Err(Unrenamed::Before(e));
     }
     disk.rename(&tmp, path).map_err(|e| {
-        Unrenamed::Rename(NeedleError::io(
+        Unrenamed::Rename(Error::io(
             format!("renaming {} to {}", tmp.display(), path.display()),
             e,
         ))

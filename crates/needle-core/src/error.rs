@@ -1,15 +1,18 @@
-//! The one error type of needle-core. Every variant names what was wrong and where.
+//! The one error type of needle-core, [`Error`]. Every variant names what was wrong and where.
+//!
+//! It is called `Error` (not `NeedleError`) so that it never collides with needle-raft's
+//! `NeedleError` when both crates are glob-imported; there is deliberately no `NeedleError` alias.
 
 use std::path::PathBuf;
 
 /// Result alias used throughout needle-core.
-pub type Result<T, E = NeedleError> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in needle-core. Callers branch on the variant; the message says
 /// what was wrong and where (collection, id, filter path, file and offset).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum NeedleError {
+pub enum Error {
     /// An operating-system I/O error, with what Needle was doing at the time.
     #[error("I/O error while {context}: {source}")]
     Io {
@@ -85,11 +88,15 @@ pub enum NeedleError {
     /// A `CollectionConfig` or `DatabaseOptions` that cannot work.
     #[error("invalid configuration: {reason}")]
     InvalidConfig { reason: String },
+    /// An invariant of needle-core itself did not hold: a bug in Needle, not in the caller's
+    /// input. Nothing was changed; please report it with `reason`.
+    #[error("internal error (a bug in needle-core): {reason}")]
+    Internal { reason: String },
 }
 
-impl NeedleError {
+impl Error {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        NeedleError::Io {
+        Error::Io {
             context: context.into(),
             source,
         }
@@ -100,7 +107,7 @@ impl NeedleError {
         offset: u64,
         reason: impl Into<String>,
     ) -> Self {
-        NeedleError::Corrupted {
+        Error::Corrupted {
             file: file.into(),
             offset,
             reason: reason.into(),

@@ -17,7 +17,7 @@
 //! let fr = SearchOptions::new().with_filter(Filter::parse(&json!({"lang": "fr"}))?);
 //! let hits = db.search_with("docs", &[0.9, 0.1, 0.0], 1, &fr)?;
 //! assert_eq!(hits[0].id, "b");
-//! # Ok::<(), needle_core::NeedleError>(())
+//! # Ok::<(), needle_core::Error>(())
 //! ```
 
 mod check;
@@ -36,7 +36,7 @@ mod validate;
 pub use check::{CheckReport, Cut, LogCheck, RepairReport};
 pub use config::{CollectionConfig, DatabaseOptions, Distance, SearchOptions, WalMode};
 pub use database::{CollectionInfo, Database, OpenReport, Record, ScrollPage, SearchResult};
-pub use error::{NeedleError, Result};
+pub use error::{Error, Result};
 pub use filter::Filter;
 pub use payload::{IndexInfo, IndexKind};
 

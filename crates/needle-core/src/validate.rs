@@ -14,12 +14,12 @@ impl Database {
     /// already taken is for the database that creates it to say.
     ///
     /// ```
-    /// use needle_core::{CollectionConfig, Database, NeedleError};
+    /// use needle_core::{CollectionConfig, Database, Error};
     /// assert!(Database::check_collection("docs", 384, &CollectionConfig::default()).is_ok());
     /// let bad = CollectionConfig { m: 0, ..CollectionConfig::default() };
     /// assert!(matches!(
     ///     Database::check_collection("docs", 384, &bad),
-    ///     Err(NeedleError::InvalidConfig { .. })
+    ///     Err(Error::InvalidConfig { .. })
     /// ));
     /// assert!(Database::check_collection("", 384, &CollectionConfig::default()).is_err());
     /// ```
@@ -38,16 +38,16 @@ impl Database {
     /// nothing. Another writer may still change the answer before a later insert.
     ///
     /// ```
-    /// use needle_core::{Database, NeedleError, Record};
+    /// use needle_core::{Database, Error, Record};
     /// let db = Database::in_memory();
     /// db.create_collection("docs", 2)?;
     /// assert!(db.check_insert_batch("docs", &[Record::new("a", vec![1.0, 0.0], None)]).is_ok());
     /// assert!(matches!(
     ///     db.check_insert_batch("docs", &[Record::new("a", vec![1.0], None)]),
-    ///     Err(NeedleError::DimensionMismatch { .. })
+    ///     Err(Error::DimensionMismatch { .. })
     /// ));
     /// assert_eq!(db.count("docs")?, 0);
-    /// # Ok::<(), NeedleError>(())
+    /// # Ok::<(), Error>(())
     /// ```
     pub fn check_insert_batch(&self, collection: &str, records: &[Record]) -> Result<()> {
         let op = Op::Upsert {

@@ -17,11 +17,11 @@ use std::path::Path;
 
 use common::Rng;
 use needle_core::disk::{Disk, FaultKind, SimDisk};
-use needle_core::{Database, DatabaseOptions, LogCheck, NeedleError, WalMode};
+use needle_core::{Database, DatabaseOptions, Error, LogCheck, WalMode};
 
 const PATH: &str = "/db/x.needle";
 
-fn open(sim: &SimDisk, wal: WalMode) -> Result<Database, NeedleError> {
+fn open(sim: &SimDisk, wal: WalMode) -> Result<Database, Error> {
     Database::open_on(sim.shared(), PATH, DatabaseOptions { wal })
 }
 
@@ -212,10 +212,7 @@ fn a_complete_record_that_does_not_decode_is_never_cut_as_a_torn_tail() {
         after[wal].len(),
         "open cut a complete record off the log ({opened:?})"
     );
-    assert!(
-        matches!(opened, Err(NeedleError::Corrupted { .. })),
-        "{opened:?}"
-    );
+    assert!(matches!(opened, Err(Error::Corrupted { .. })), "{opened:?}");
 }
 
 /// A record's payload holds caller bytes (vectors are raw `f32`s), which can spell a valid
@@ -405,7 +402,7 @@ fn run(
     step: &Step,
     snapshot: &mut Option<(Vec<u8>, Model)>,
     model: &Model,
-) -> Result<(), NeedleError> {
+) -> Result<(), Error> {
     let meta = |t: &Option<u64>| t.map(|t| serde_json::json!({ "t": t }));
     let filter = |t: u64| needle_core::Filter::parse(&serde_json::json!({ "t": t })).unwrap();
     match step {
@@ -508,7 +505,7 @@ fn open_through_crashes(
                     // Recovery finished before the power went: use it (its writes fail).
                     drop(db);
                 }
-                Err(NeedleError::Io { .. }) => {}
+                Err(Error::Io { .. }) => {}
                 Err(e) => return Err(format!("open {attempt} with the power failing: {e}")),
             }
             stats.crashes_in_recovery += 1;
@@ -612,7 +609,7 @@ fn vopr_case(seed: u64, stats: &mut Stats) -> Result<(), String> {
                     ));
                 }
             }
-            Err(NeedleError::Io { .. }) => {
+            Err(Error::Io { .. }) => {
                 stats.failed_calls += 1;
                 sim.clear_faults();
                 let found = state_of(&db);
@@ -977,7 +974,7 @@ fn unsynced_case(seed: u64) -> Result<(), String> {
                     Some(after) => history.push(after),
                     None => {}
                 },
-                Err(NeedleError::Io { .. }) => {
+                Err(Error::Io { .. }) => {
                     if let Some(after) = expected {
                         history.push(after);
                     }

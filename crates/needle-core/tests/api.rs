@@ -1,9 +1,7 @@
 //! The public API end to end: CRUD, upserts, reopen, and a typed error with no change of state
 //! for every kind of bad input.
 
-use needle_core::{
-    CollectionConfig, Database, Distance, Filter, NeedleError, Record, SearchOptions,
-};
+use needle_core::{CollectionConfig, Database, Distance, Error, Filter, Record, SearchOptions};
 use serde_json::json;
 
 fn db_with_docs() -> Database {
@@ -146,7 +144,7 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
     let db = db_with_docs();
     let before = db.state_checksum();
     let long_id = "x".repeat(1025);
-    let cases: Vec<(&str, NeedleError)> = vec![
+    let cases: Vec<(&str, Error)> = vec![
         (
             "dimension",
             db.insert("docs", "z", vec![1.0, 2.0], None).unwrap_err(),
@@ -219,20 +217,20 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
     for (what, err) in &cases {
         let ok = match *what {
             "dimension" | "query dims" | "bad batch" => {
-                matches!(err, NeedleError::DimensionMismatch { expected: 3, .. })
+                matches!(err, Error::DimensionMismatch { expected: 3, .. })
             }
-            "nan" | "inf" | "zero cosine" => matches!(err, NeedleError::InvalidVector { .. }),
-            "empty id" | "long id" => matches!(err, NeedleError::InvalidId { .. }),
+            "nan" | "inf" | "zero cosine" => matches!(err, Error::InvalidVector { .. }),
+            "empty id" | "long id" => matches!(err, Error::InvalidId { .. }),
             "unknown coll" | "drop missing" => {
-                matches!(err, NeedleError::CollectionNotFound { .. })
+                matches!(err, Error::CollectionNotFound { .. })
             }
-            "duplicate coll" => matches!(err, NeedleError::CollectionExists { .. }),
-            "bad name" | "empty name" => matches!(err, NeedleError::InvalidCollectionName { .. }),
-            "zero dims" | "k = 0" => matches!(err, NeedleError::InvalidArgument { .. }),
+            "duplicate coll" => matches!(err, Error::CollectionExists { .. }),
+            "bad name" | "empty name" => matches!(err, Error::InvalidCollectionName { .. }),
+            "zero dims" | "k = 0" => matches!(err, Error::InvalidArgument { .. }),
             "metadata array" | "metadata string" => {
-                matches!(err, NeedleError::InvalidMetadata { .. })
+                matches!(err, Error::InvalidMetadata { .. })
             }
-            "update missing" => matches!(err, NeedleError::RecordNotFound { .. }),
+            "update missing" => matches!(err, Error::RecordNotFound { .. }),
             _ => false,
         };
         assert!(ok, "{what}: unexpected error {err:?}");
@@ -240,7 +238,7 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
     }
     let filter_err = Filter::parse(&json!({"n": {"$gtx": 1}})).unwrap_err();
     assert!(
-        matches!(filter_err, NeedleError::InvalidFilter { .. }),
+        matches!(filter_err, Error::InvalidFilter { .. }),
         "{filter_err:?}"
     );
     assert_eq!(
@@ -269,7 +267,7 @@ fn reopen_keeps_everything_and_second_opener_is_refused() {
         )
         .unwrap();
         let second = Database::open(&path).unwrap_err();
-        assert!(matches!(second, NeedleError::Locked { .. }), "{second:?}");
+        assert!(matches!(second, Error::Locked { .. }), "{second:?}");
         assert!(second.to_string().contains("already open"));
         db.checkpoint_with_tag(42).unwrap();
         db.insert("docs", "b", vec![0.0, 1.0, 0.0], None).unwrap();

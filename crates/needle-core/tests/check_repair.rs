@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use needle_core::disk::{Disk, MemDisk, SimDisk};
-use needle_core::{Database, DatabaseOptions, LogCheck, NeedleError, Record};
+use needle_core::{Database, DatabaseOptions, Error, LogCheck, Record};
 
 const PATH: &str = "/db/c.needle";
 const WAL: &str = "/db/c.needle-wal";
@@ -109,7 +109,7 @@ fn damage_in_the_middle_is_reported_open_refuses_repair_drops_and_says_so() {
     }
     assert_eq!(r.log_records, 2);
     match Database::open_on(sim.shared(), PATH, DatabaseOptions::default()) {
-        Err(NeedleError::Corrupted { offset, file, .. }) => {
+        Err(Error::Corrupted { offset, file, .. }) => {
             assert_eq!(offset, bad as u64);
             assert_eq!(file, Path::new(WAL));
         }
@@ -143,6 +143,6 @@ fn repair_needs_the_lock_and_check_does_not() {
     assert!(Database::check_on(disk.clone(), PATH).is_ok());
     assert!(matches!(
         Database::repair_on(disk, PATH),
-        Err(NeedleError::Locked { .. })
+        Err(Error::Locked { .. })
     ));
 }

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use needle_core::disk::{Disk, SimDisk};
-use needle_core::{CollectionConfig, Database, DatabaseOptions, Distance, NeedleError, WalMode};
+use needle_core::{CollectionConfig, Database, DatabaseOptions, Distance, Error, WalMode};
 
 /// The files of a built database.
 struct Built {
@@ -74,7 +74,7 @@ fn open_edited(
     src: &Built,
     edit_wal: bool,
     edit: impl Fn(&mut Vec<u8>),
-) -> std::thread::Result<Result<u64, NeedleError>> {
+) -> std::thread::Result<Result<u64, Error>> {
     let sim = SimDisk::new(1);
     sim.create_dir_all(Path::new("/t")).unwrap();
     let dst = PathBuf::from("/t/t.needle");
@@ -115,7 +115,7 @@ fn truncated_checkpoint_is_a_clean_error() {
         match open_edited(&src, false, |b| b.truncate(cut)) {
             Err(_) => panic!("panic opening a checkpoint cut at {cut}"),
             Ok(Ok(_)) => panic!("a checkpoint cut at {cut} of {len} opened without error"),
-            Ok(Err(NeedleError::Corrupted { file, offset, .. })) => {
+            Ok(Err(Error::Corrupted { file, offset, .. })) => {
                 assert!(file.ends_with("t.needle"));
                 assert!(offset as usize <= cut, "offset {offset} past the cut {cut}");
                 errors += 1;
@@ -134,9 +134,7 @@ fn flipped_checkpoint_bytes_are_detected() {
     for at in 0..len {
         match open_edited(&src, false, |b| b[at] ^= 0x5a) {
             Err(_) => panic!("panic opening a checkpoint with byte {at} flipped"),
-            Ok(Err(NeedleError::Corrupted { .. } | NeedleError::UnsupportedVersion { .. })) => {
-                detected += 1
-            }
+            Ok(Err(Error::Corrupted { .. } | Error::UnsupportedVersion { .. })) => detected += 1,
             Ok(Err(e)) => panic!("byte {at}: unexpected error {e}"),
             // Only padding and reserved bytes may change without notice, and then nothing else did.
             Ok(Ok(sum)) => {
@@ -191,7 +189,7 @@ fn flipped_log_bytes_are_detected_or_torn() {
     for at in 0..len {
         match open_edited(&src, true, |b| b[at] ^= 0x5a) {
             Err(_) => panic!("panic opening with log byte {at} flipped"),
-            Ok(Err(NeedleError::Corrupted { offset, file, .. })) => {
+            Ok(Err(Error::Corrupted { offset, file, .. })) => {
                 assert!(file.ends_with("t.needle-wal"));
                 assert!(
                     at < last,

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::Rng;
 use needle_core::disk::{Disk, SimDisk, frame};
-use needle_core::{CollectionConfig, Database, DatabaseOptions, LogCheck, NeedleError, Record};
+use needle_core::{CollectionConfig, Database, DatabaseOptions, Error, LogCheck, Record};
 
 const PATH: &str = "/big/b.needle";
 const WAL: &str = "/big/b.needle-wal";
@@ -72,7 +72,7 @@ fn a_bit_flipped_in_any_record_is_found_and_nothing_is_cut() {
             let before = sim.files();
             if start < last {
                 match Database::open_on(sim.shared(), PATH, DatabaseOptions::default()) {
-                    Err(NeedleError::Corrupted { file, offset, .. }) => {
+                    Err(Error::Corrupted { file, offset, .. }) => {
                         assert_eq!(file, Path::new(WAL));
                         assert_eq!(offset as usize, start, "byte {at} bit {bit} (record {i})");
                     }

@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use needle_core::disk::{FaultKind, SimDisk, SimOp};
-use needle_core::{Database, DatabaseOptions, NeedleError, WalMode};
+use needle_core::{Database, DatabaseOptions, Error, WalMode};
 
 const PATH: &str = "/db/e.needle";
 
-fn open(sim: &SimDisk, wal: WalMode) -> Result<Database, NeedleError> {
+fn open(sim: &SimDisk, wal: WalMode) -> Result<Database, Error> {
     Database::open_on(sim.shared(), PATH, DatabaseOptions { wal })
 }
 
@@ -34,11 +34,11 @@ fn a_failed_directory_fsync_after_the_rename_stops_writes_and_loses_nothing() {
         db.insert("c", "before", v(0), None).unwrap();
         sim.fail_next(SimOp::SyncDir, FaultKind::Eio);
         let err = db.checkpoint().unwrap_err();
-        assert!(matches!(err, NeedleError::Io { .. }), "{err}");
+        assert!(matches!(err, Error::Io { .. }), "{err}");
         let mut acked = vec!["before"];
         match db.insert("c", "after", v(1), None) {
             Ok(()) => acked.push("after"),
-            Err(NeedleError::Io { .. }) => {}
+            Err(Error::Io { .. }) => {}
             Err(e) => panic!("seed {seed}: unexpected {e}"),
         }
         drop(db);
@@ -84,7 +84,7 @@ fn after_a_failed_log_fsync_writes_are_refused_until_reopened() {
     sim.fail_next(SimOp::Sync, FaultKind::Eio);
     assert!(matches!(
         db.insert("c", "b", v(1), None),
-        Err(NeedleError::Io { .. })
+        Err(Error::Io { .. })
     ));
     assert!(db.insert("c", "c", v(2), None).is_err());
     assert!(db.checkpoint().is_err());
@@ -154,7 +154,7 @@ fn ids(db: &Database) -> Vec<String> {
     ids
 }
 
-type Op = fn(&Database) -> Result<(), NeedleError>;
+type Op = fn(&Database) -> Result<(), Error>;
 
 /// A snapshot of another state of collection `c`.
 fn other_snapshot() -> &'static Vec<u8> {
@@ -222,13 +222,13 @@ fn an_io_error_at_any_call_of_any_operation_loses_nothing() {
                 .unwrap_or_else(|_| panic!("{name}: panic with call {k} of {calls} failing"));
             let op_acked = match result {
                 Ok(()) => true,
-                Err(NeedleError::Io { .. }) => false,
+                Err(Error::Io { .. }) => false,
                 Err(e) => panic!("{name}, call {k}: not an I/O error: {e}"),
             };
             // Goes on, or refuses writes.
             let next_acked = match db.create_collection("e", 2) {
                 Ok(()) => true,
-                Err(NeedleError::Io { .. }) => false,
+                Err(Error::Io { .. }) => false,
                 Err(e) => panic!("{name}, call {k}: write after the error: {e}"),
             };
             drop(db);
@@ -276,7 +276,7 @@ fn an_io_error_at_any_call_of_open_is_an_error_and_the_next_open_works() {
         sim.fail_at(sim.calls() + k, FaultKind::Eio);
         match std::panic::catch_unwind(|| open(&sim, WalMode::Synced).map(|_| ())) {
             Err(_) => panic!("open panicked with call {k} failing"),
-            Ok(Ok(())) | Ok(Err(NeedleError::Io { .. })) => {}
+            Ok(Ok(())) | Ok(Err(Error::Io { .. })) => {}
             Ok(Err(e)) => panic!("open, call {k}: not an I/O error: {e}"),
         }
         sim.clear_faults();

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use needle_core::{CollectionConfig, Database, NeedleError, Record};
+use needle_core::{CollectionConfig, Database, Error, Record};
 
 fn wal_of(p: &Path) -> PathBuf {
     PathBuf::from(format!("{}-wal", p.display()))
@@ -109,7 +109,7 @@ fn a_flipped_bit_early_in_a_large_log_is_corruption_and_nothing_is_cut() {
     std::fs::write(wal_of(&path), &damaged).unwrap();
     let before = std::fs::read(&path).unwrap();
     match Database::open(&path) {
-        Err(NeedleError::Corrupted { file, offset, .. }) => {
+        Err(Error::Corrupted { file, offset, .. }) => {
             assert!(file.ends_with("big.needle-wal"));
             assert_eq!(offset as usize, third_record);
         }

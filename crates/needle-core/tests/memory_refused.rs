@@ -4,7 +4,7 @@
 //!
 //! Alone in its binary: the hook that refuses maps is process-wide.
 
-use needle_core::{__private::refuse_anonymous_maps, Database, NeedleError, Record};
+use needle_core::{__private::refuse_anonymous_maps, Database, Error, Record};
 
 fn batch(from: usize, n: usize) -> Vec<Record> {
     (from..from + n)
@@ -28,7 +28,7 @@ fn a_refused_map_is_a_typed_error_and_nothing_is_logged() {
         .expect("no panic when memory is refused")
         .expect_err("the write fails");
         refuse_anonymous_maps(0);
-        assert!(matches!(err, NeedleError::Io { .. }), "{err}");
+        assert!(matches!(err, Error::Io { .. }), "{err}");
         assert_eq!(db.count("c").unwrap(), 10, "nothing applied");
         // The database goes on.
         db.insert_batch("c", batch(20_000, 3)).unwrap();
@@ -50,6 +50,6 @@ fn a_refused_map_is_a_typed_error_and_nothing_is_logged() {
     let opened = std::panic::catch_unwind(|| Database::open(&path).map(|_| ()))
         .expect("no panic at open when memory is refused");
     refuse_anonymous_maps(0);
-    assert!(matches!(opened, Err(NeedleError::Io { .. })), "{opened:?}");
+    assert!(matches!(opened, Err(Error::Io { .. })), "{opened:?}");
     assert_eq!(Database::open(&path).unwrap().count("c").unwrap(), 5013);
 }

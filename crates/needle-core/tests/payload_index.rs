@@ -10,7 +10,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::{Rng, seed};
-use needle_core::{Database, Filter, IndexKind, NeedleError, SearchOptions};
+use needle_core::{Database, Error, Filter, IndexKind, SearchOptions};
 use serde_json::{Value, json};
 
 fn rounds(quick: usize, slow: usize) -> usize {
@@ -531,32 +531,32 @@ fn bad_index_requests_are_typed_errors_that_change_nothing() {
     let before = db.state_checksum();
     assert!(matches!(
         "text".parse::<IndexKind>(),
-        Err(NeedleError::InvalidArgument { .. })
+        Err(Error::InvalidArgument { .. })
     ));
     assert!(matches!(
         db.create_index("c", "k", IndexKind::Integer),
-        Err(NeedleError::IndexExists { path, .. }) if path == "k"
+        Err(Error::IndexExists { path, .. }) if path == "k"
     ));
     assert!(matches!(
         db.drop_index("c", "n"),
-        Err(NeedleError::IndexNotFound { .. })
+        Err(Error::IndexNotFound { .. })
     ));
     for bad in ["", "a..b", ".a", "$and", "a."] {
         assert!(
             matches!(
                 db.create_index("c", bad, IndexKind::Keyword),
-                Err(NeedleError::InvalidArgument { .. })
+                Err(Error::InvalidArgument { .. })
             ),
             "{bad:?}"
         );
     }
     assert!(matches!(
         db.create_index("nope", "k", IndexKind::Keyword),
-        Err(NeedleError::CollectionNotFound { .. })
+        Err(Error::CollectionNotFound { .. })
     ));
     assert!(matches!(
         db.scroll("c", None, None, 0),
-        Err(NeedleError::InvalidArgument { .. })
+        Err(Error::InvalidArgument { .. })
     ));
     assert_eq!(
         db.state_checksum(),

@@ -16,9 +16,7 @@ use std::path::Path;
 
 use common::Rng;
 use needle_core::disk::{Disk, SimDisk};
-use needle_core::{
-    CollectionConfig, Database, DatabaseOptions, Distance, NeedleError, Record, WalMode,
-};
+use needle_core::{CollectionConfig, Database, DatabaseOptions, Distance, Error, Record, WalMode};
 
 const PATH: &str = "/db/p.needle";
 const DIM: usize = 3;
@@ -136,7 +134,7 @@ fn run(
     step: &Step,
     snapshot: &mut Option<(Vec<u8>, Model)>,
     model: &Model,
-) -> Result<(), NeedleError> {
+) -> Result<(), Error> {
     let meta = |t: &Option<u64>| t.map(|t| serde_json::json!({ "t": t }));
     match step {
         Step::Create(name) => db.create_collection_with_config(name, DIM, config()),
@@ -183,7 +181,7 @@ fn state_of(db: &Database) -> Model {
     m
 }
 
-fn open(sim: &SimDisk) -> Result<Database, NeedleError> {
+fn open(sim: &SimDisk) -> Result<Database, Error> {
     Database::open_on(
         sim.shared(),
         PATH,
@@ -251,7 +249,7 @@ fn case(seed: u64, stats: &mut Stats) -> Result<(), String> {
                         }
                     }
                 },
-                Err(NeedleError::Io { .. }) => {
+                Err(Error::Io { .. }) => {
                     // The step in flight when the power went: whole or not at all.
                     stats.cut_in_flight += 1;
                     drop(db);

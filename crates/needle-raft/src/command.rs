@@ -217,7 +217,7 @@ impl ReplicatedCommand {
 /// The filter of a `DeleteByFilter` command.
 pub(crate) fn parse_filter(bytes: &[u8]) -> needle_core::Result<Filter> {
     let json: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| needle_core::NeedleError::InvalidFilter {
+        serde_json::from_slice(bytes).map_err(|e| needle_core::Error::InvalidFilter {
             path: String::new(),
             reason: format!("filter bytes are not JSON: {e}"),
         })?;
@@ -231,13 +231,15 @@ fn parse_metadata(
 ) -> needle_core::Result<Option<serde_json::Value>> {
     match bytes {
         None => Ok(None),
-        Some(b) => serde_json::from_slice(b).map(Some).map_err(|e| {
-            needle_core::NeedleError::InvalidMetadata {
-                collection: collection.to_string(),
-                id: id.to_string(),
-                reason: format!("metadata bytes are not JSON: {e}"),
-            }
-        }),
+        Some(b) => {
+            serde_json::from_slice(b)
+                .map(Some)
+                .map_err(|e| needle_core::Error::InvalidMetadata {
+                    collection: collection.to_string(),
+                    id: id.to_string(),
+                    reason: format!("metadata bytes are not JSON: {e}"),
+                })
+        }
     }
 }
 

@@ -59,7 +59,7 @@ pub enum NeedleError {
     },
     /// The command reached the state machine, which rejected it (deterministically, on every node).
     #[error(transparent)]
-    Core(#[from] needle_core::NeedleError),
+    Core(#[from] needle_core::Error),
     /// The Raft log on disk is not what needle-raft wrote.
     #[error("corrupted raft file {}: at offset {offset}: {reason}", file.display())]
     Corrupted {
@@ -80,9 +80,23 @@ pub enum NeedleError {
     /// Bytes from the network that do not decode, or a message that would be unsafe to step.
     #[error("invalid message: {reason}")]
     InvalidMessage { reason: String },
-    /// A configuration that cannot work.
+    /// A configuration that cannot work ([`crate::ReplicatedDatabaseConfig`], a node id, or the
+    /// database handed to [`crate::ReplicatedDatabase::new`]). Nothing was started.
     #[error("invalid configuration: {reason}")]
     InvalidConfig { reason: String },
+    /// A membership change that was refused before it entered the log: it would remove the
+    /// current leader (transfer the leadership first), or it cannot apply to the current
+    /// configuration. Nothing was proposed.
+    #[error("membership change refused: {reason}")]
+    MembershipChangeRefused { reason: String },
+    /// Making, sending or installing a snapshot failed; the node keeps serving and tries again
+    /// at the next threshold (or on the next [`crate::ReplicatedDatabase::snapshot`]).
+    #[error("snapshot failed: {reason}")]
+    Snapshot { reason: String },
+    /// An invariant of needle-raft itself did not hold: a bug in Needle, not in the caller's
+    /// input or the network's bytes. `reason` says which.
+    #[error("internal error (a bug in needle-raft): {reason}")]
+    Internal { reason: String },
     /// A transport could not deliver (peer unknown, crashed, or queue full).
     #[error("transport error: {reason}")]
     Transport { reason: String },

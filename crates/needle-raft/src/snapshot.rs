@@ -456,7 +456,7 @@ pub(crate) fn send_chunks(
     let chunk_size = chunk_size.max(1);
     let d = src.desc;
     let count = u32::try_from(d.len.div_ceil(chunk_size as u64).max(1)).map_err(|_| {
-        NeedleError::InvalidConfig {
+        NeedleError::Snapshot {
             reason: format!(
                 "a {} byte snapshot needs more than 2^32 chunks of {chunk_size} bytes",
                 d.len

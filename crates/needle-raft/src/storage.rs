@@ -445,14 +445,12 @@ impl LogStore {
         if index <= self.snap_index {
             return Ok(());
         }
-        let term = self
-            .term_of(index)
-            .ok_or_else(|| NeedleError::InvalidConfig {
-                reason: format!(
-                    "cannot compact to {index}: beyond the last index {}",
-                    self.last_index()
-                ),
-            })?;
+        let term = self.term_of(index).ok_or_else(|| NeedleError::Internal {
+            reason: format!(
+                "cannot compact to {index}: beyond the last index {}",
+                self.last_index()
+            ),
+        })?;
         let rec = Record::Compact { index, term };
         self.push(&rec);
         self.apply(rec);

@@ -84,7 +84,7 @@ fn removing_the_leader_is_refused_and_a_removed_node_stops_serving() {
     let leader = c.wait_leader(Duration::from_secs(10));
     c.on_leader(Duration::from_secs(5), |l| l.create_collection("c", 2));
     match c.node(leader).remove_node(leader) {
-        Err(NeedleError::InvalidConfig { reason }) => {
+        Err(NeedleError::MembershipChangeRefused { reason }) => {
             assert!(reason.contains("transfer"), "{reason}")
         }
         other => panic!("removing the leader: {other:?}"),

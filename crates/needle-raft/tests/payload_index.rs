@@ -44,9 +44,7 @@ fn indexes_and_deletes_by_filter_replicate_identically() {
     l.create_index("c", "lang", IndexKind::Keyword).unwrap();
     assert!(matches!(
         l.create_index("c", "lang", IndexKind::Keyword),
-        Err(NeedleError::Core(
-            needle_core::NeedleError::IndexExists { .. }
-        ))
+        Err(NeedleError::Core(needle_core::Error::IndexExists { .. }))
     ));
     c.wait_converged(Duration::from_secs(10));
 

@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use needle_core::{Database, LogCheck, NeedleError};
+use needle_core::{Database, LogCheck};
 use serde_json::json;
 
 use super::file_sizes;
@@ -29,7 +29,7 @@ pub fn run(args: &CheckArgs, json: bool) -> Result<()> {
     let t = Instant::now();
     let report = match Database::check(&args.file) {
         Ok(r) => r,
-        Err(NeedleError::Corrupted {
+        Err(needle_core::Error::Corrupted {
             file,
             offset,
             reason,
@@ -43,7 +43,7 @@ pub fn run(args: &CheckArgs, json: bool) -> Result<()> {
                     "reason": reason,
                 }))?;
             }
-            return Err(NeedleError::Corrupted {
+            return Err(needle_core::Error::Corrupted {
                 file,
                 offset,
                 reason,

@@ -8,7 +8,7 @@
 //!   acknowledged writes: they are lost from the database, and the message says how many;
 //! - a damaged checkpoint: refuses (restore the file from a backup or a replica).
 
-use needle_core::{Database, LogCheck, NeedleError};
+use needle_core::{Database, LogCheck};
 use serde_json::json;
 
 use crate::cli::RepairArgs;
@@ -22,13 +22,13 @@ pub fn run(args: &RepairArgs, json: bool) -> Result<()> {
     }
     let report = match Database::repair(path) {
         Ok(r) => r,
-        Err(NeedleError::Locked { .. }) => {
+        Err(needle_core::Error::Locked { .. }) => {
             return Err(CliError::Damaged(format!(
                 "{} is open in another process; stop it before repairing (nothing was changed)",
                 path.display()
             )));
         }
-        Err(NeedleError::Corrupted { file, offset, .. }) => {
+        Err(needle_core::Error::Corrupted { file, offset, .. }) => {
             return Err(CliError::Damaged(format!(
                 "{}: the checkpoint is corrupted at offset {offset}; repair can only cut a \
                  damaged log, not rebuild a checkpoint: restore the file from a backup or a \

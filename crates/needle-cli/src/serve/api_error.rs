@@ -80,8 +80,8 @@ impl IntoResponse for ApiError {
 }
 
 /// needle-core's errors: bad requests are 400, missing things 404, conflicts 409.
-pub fn from_core(e: needle_core::NeedleError) -> ApiError {
-    use needle_core::NeedleError as E;
+pub fn from_core(e: needle_core::Error) -> ApiError {
+    use needle_core::Error as E;
     let (status, code) = match &e {
         E::DimensionMismatch { .. } => (StatusCode::BAD_REQUEST, "dimension_mismatch"),
         E::InvalidVector { .. } => (StatusCode::BAD_REQUEST, "invalid_vector"),
@@ -149,6 +149,11 @@ pub fn from_raft(e: RaftError, leader_http: impl Fn(u64) -> Option<String>) -> A
         e @ RaftError::InvalidConfig { .. } => {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", e.to_string())
         }
+        e @ RaftError::MembershipChangeRefused { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "membership_change_refused",
+            e.to_string(),
+        ),
         e => ApiError::internal(e.to_string()),
     }
 }

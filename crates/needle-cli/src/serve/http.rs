@@ -440,7 +440,7 @@ fn check_vectors<'a>(
     let info = app.db.collection_info(collection).map_err(from_core)?;
     for (i, v) in vectors.enumerate() {
         if v.len() != info.dimensions {
-            return Err(from_core(needle_core::NeedleError::DimensionMismatch {
+            return Err(from_core(needle_core::Error::DimensionMismatch {
                 collection: collection.to_string(),
                 expected: info.dimensions,
                 got: v.len(),
@@ -1043,7 +1043,7 @@ async fn get_record(
         barrier(&app, p.consistency)?;
         match app.db.get(&collection, &id).map_err(from_core)? {
             Some(r) => Ok(r),
-            None => Err(from_core(needle_core::NeedleError::RecordNotFound {
+            None => Err(from_core(needle_core::Error::RecordNotFound {
                 collection,
                 id,
             })),
@@ -1144,7 +1144,7 @@ async fn search(
                     .get(&collection, id)
                     .map_err(from_core)?
                     .ok_or_else(|| {
-                        from_core(needle_core::NeedleError::RecordNotFound {
+                        from_core(needle_core::Error::RecordNotFound {
                             collection: collection.clone(),
                             id: id.clone(),
                         })

@@ -55,12 +55,12 @@ impl PartialEq for Filter {
 impl Filter {
     /// Parses a filter from JSON, checking every operator and operand.
     ///
-    /// A malformed filter is [`NeedleError::InvalidFilter`](crate::NeedleError::InvalidFilter),
+    /// A malformed filter is [`Error::InvalidFilter`](crate::Error::InvalidFilter),
     /// whose `path` names the offending part (`$and[1].price.$gt`) and whose `reason` says what
     /// is wrong with it.
     ///
     /// ```
-    /// use needle_core::{Filter, NeedleError};
+    /// use needle_core::{Filter, Error};
     /// use serde_json::json;
     ///
     /// let filter = Filter::parse(&json!({
@@ -72,8 +72,8 @@ impl Filter {
     /// assert!(filter.matches(Some(&metadata)));
     ///
     /// let err = Filter::parse(&json!({"$and": [{"a": 1}, {"price": {"$gt": true}}]})).unwrap_err();
-    /// assert!(matches!(err, NeedleError::InvalidFilter { path, .. } if path == "$and[1].price.$gt"));
-    /// # Ok::<(), NeedleError>(())
+    /// assert!(matches!(err, Error::InvalidFilter { path, .. } if path == "$and[1].price.$gt"));
+    /// # Ok::<(), Error>(())
     /// ```
     pub fn parse(value: &Value) -> Result<Filter> {
         parse::parse(value).map(|root| Filter {
@@ -91,7 +91,7 @@ impl Filter {
     /// let in_stock = Filter::parse(&json!({"stock": {"$gt": 0}}))?;
     /// assert!(in_stock.matches(Some(&json!({"stock": 3}))));
     /// assert!(!in_stock.matches(None));
-    /// # Ok::<(), needle_core::NeedleError>(())
+    /// # Ok::<(), needle_core::Error>(())
     /// ```
     pub fn matches(&self, metadata: Option<&Value>) -> bool {
         self.root.matches(metadata)
@@ -188,7 +188,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::NeedleError;
+    use crate::Error;
 
     fn filter(value: Value) -> Filter {
         Filter::parse(&value).unwrap_or_else(|e| panic!("{value} should parse: {e}"))
@@ -201,7 +201,7 @@ mod tests {
     /// The `path` of the error `Filter::parse` returns, with the reason for the assert message.
     fn error_path(value: &Value) -> (String, String) {
         match Filter::parse(value) {
-            Err(NeedleError::InvalidFilter { path, reason }) => (path, reason),
+            Err(Error::InvalidFilter { path, reason }) => (path, reason),
             Err(other) => panic!("{value}: expected InvalidFilter, got {other:?}"),
             Ok(f) => panic!("{value}: expected an error, parsed {f:?}"),
         }

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use super::{Bound, CmpOp, FieldPath, Node, Num, Op};
-use crate::error::{NeedleError, Result};
+use crate::error::{Error, Result};
 
 /// How many `$and`/`$or`/`$not` levels a filter may nest. Bounds the parser's recursion (and so
 /// its stack), whatever the input.
@@ -25,8 +25,8 @@ struct Parser {
 }
 
 impl Parser {
-    fn error(&self, reason: impl Into<String>) -> NeedleError {
-        NeedleError::InvalidFilter {
+    fn error(&self, reason: impl Into<String>) -> Error {
+        Error::InvalidFilter {
             path: self.path.clone(),
             reason: reason.into(),
         }

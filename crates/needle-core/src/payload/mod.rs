@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use crate::error::{NeedleError, Result};
+use crate::error::{Error, Result};
 use crate::filter::FieldPath;
 
 /// The type of values a payload index holds (arrays of them included).
@@ -31,7 +31,7 @@ use crate::filter::FieldPath;
 /// use needle_core::IndexKind;
 /// assert_eq!("keyword".parse::<IndexKind>()?, IndexKind::Keyword);
 /// assert!("text".parse::<IndexKind>().is_err());
-/// # Ok::<(), needle_core::NeedleError>(())
+/// # Ok::<(), needle_core::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum IndexKind {
@@ -85,13 +85,13 @@ impl std::fmt::Display for IndexKind {
 }
 
 impl std::str::FromStr for IndexKind {
-    type Err = NeedleError;
+    type Err = Error;
 
     fn from_str(s: &str) -> Result<IndexKind> {
         IndexKind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| NeedleError::InvalidArgument {
+            .ok_or_else(|| Error::InvalidArgument {
                 what: "index kind".into(),
                 reason: format!("unknown kind '{s}' (expected keyword, integer, float or bool)"),
             })
@@ -349,18 +349,18 @@ impl PayloadIndex {
 /// Validates an index path given by a caller.
 pub(crate) fn parse_path(collection: &str, path: &str) -> Result<FieldPath> {
     if path.len() > 1024 {
-        return Err(NeedleError::InvalidArgument {
+        return Err(Error::InvalidArgument {
             what: format!("index path in collection '{collection}'"),
             reason: format!("is {} bytes, the limit is 1024", path.len()),
         });
     }
     if path.starts_with('$') {
-        return Err(NeedleError::InvalidArgument {
+        return Err(Error::InvalidArgument {
             what: format!("index path in collection '{collection}'"),
             reason: format!("'{path}' starts with '$', which filters reserve for operators"),
         });
     }
-    FieldPath::parse(path).ok_or_else(|| NeedleError::InvalidArgument {
+    FieldPath::parse(path).ok_or_else(|| Error::InvalidArgument {
         what: format!("index path in collection '{collection}'"),
         reason: format!("'{path}' is empty or has an empty segment"),
     })

@@ -17,7 +17,7 @@ use super::Reader;
 use crate::collection::{Collection, validate_collection_name};
 use crate::config::{CollectionConfig, Distance};
 use crate::distance::kernel_for;
-use crate::error::{NeedleError, Result};
+use crate::error::{Error, Result};
 use crate::hnsw::{Flat, Graph, MAX_LEVEL, NONE};
 
 pub(crate) const MAGIC: &[u8; 8] = b"NEEDLEDB";
@@ -195,8 +195,7 @@ fn encode_collection(w: &mut dyn Write, c: &Collection) -> std::io::Result<()> {
 /// Reads and fully checks a checkpoint. Any inconsistency is `Corrupted` with the file and the
 /// offset of the part that is wrong; nothing here can panic on bad bytes.
 pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(Header, Vec<Collection>)> {
-    let corrupt =
-        |offset: usize, reason: String| NeedleError::corrupted(file, offset as u64, reason);
+    let corrupt = |offset: usize, reason: String| Error::corrupted(file, offset as u64, reason);
     if bytes.len() < HEADER_LEN {
         return Err(corrupt(
             0,
@@ -217,7 +216,7 @@ pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(Header, Vec<Collectio
         return Err(corrupt(0, "header checksum mismatch".into()));
     }
     if !(OLDEST_VERSION..=VERSION).contains(&version) {
-        return Err(NeedleError::UnsupportedVersion {
+        return Err(Error::UnsupportedVersion {
             file: file.to_path_buf(),
             found: version,
             supported: VERSION,
@@ -265,12 +264,12 @@ struct SectionReader<'a> {
 }
 
 impl<'a> SectionReader<'a> {
-    fn corrupt(&self, offset: usize, reason: impl Into<String>) -> NeedleError {
-        NeedleError::corrupted(self.file, offset as u64, reason)
+    fn corrupt(&self, offset: usize, reason: impl Into<String>) -> Error {
+        Error::corrupted(self.file, offset as u64, reason)
     }
 
-    fn no_memory(&self, what: &str, e: std::io::Error) -> NeedleError {
-        NeedleError::io(
+    fn no_memory(&self, what: &str, e: std::io::Error) -> Error {
+        Error::io(
             format!("allocating the {what} of {}", self.file.display()),
             e,
         )
@@ -335,9 +334,8 @@ fn u32s(bytes: &[u8]) -> Vec<u32> {
 fn decode_collection(s: &mut SectionReader, version: u32) -> Result<Collection> {
     let (meta, at) = s.next(KIND_META)?;
     let file = s.file;
-    let bad_meta = |reason: &str| {
-        NeedleError::corrupted(file, at as u64, format!("collection meta: {reason}"))
-    };
+    let bad_meta =
+        |reason: &str| Error::corrupted(file, at as u64, format!("collection meta: {reason}"));
     let mut r = Reader::new(meta);
     let name_len = r.u32().ok_or_else(|| bad_meta("truncated"))? as usize;
     let name = r

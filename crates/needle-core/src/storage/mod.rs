@@ -8,7 +8,7 @@ pub(crate) mod wal;
 use std::path::{Path, PathBuf};
 
 use crate::disk::{Disk, DiskLock, parent_dir};
-use crate::error::{NeedleError, Result};
+use crate::error::{Error, Result};
 
 /// `data.needle` → `data.needle-wal`.
 pub(crate) fn wal_path(path: &Path) -> PathBuf {
@@ -35,7 +35,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 pub(crate) fn sync_dir(disk: &dyn Disk, path: &Path) -> Result<()> {
     let dir = parent_dir(path);
     disk.sync_dir(&dir)
-        .map_err(|e| NeedleError::io(format!("fsyncing directory {}", dir.display()), e))
+        .map_err(|e| Error::io(format!("fsyncing directory {}", dir.display()), e))
 }
 
 /// Takes the exclusive advisory lock that keeps a second `Database` (here or in another process)
@@ -44,10 +44,10 @@ pub(crate) fn sync_dir(disk: &dyn Disk, path: &Path) -> Result<()> {
 pub(crate) fn lock(disk: &dyn Disk, path: &Path) -> Result<Box<dyn DiskLock>> {
     let lp = lock_path(path);
     disk.lock(&lp).map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock => NeedleError::Locked {
+        std::io::ErrorKind::WouldBlock => Error::Locked {
             path: path.to_path_buf(),
         },
-        _ => NeedleError::io(format!("locking {}", lp.display()), e),
+        _ => Error::io(format!("locking {}", lp.display()), e),
     })
 }
 

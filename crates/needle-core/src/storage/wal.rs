@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::CollectionConfig;
 use crate::disk::frame::{self, End};
 use crate::disk::{Disk, DiskFile, OpenMode, parent_dir};
-use crate::error::{NeedleError, Result};
+use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"NEEDLWAL";
 const VERSION: u32 = 1;
@@ -120,7 +120,7 @@ impl Wal {
     pub fn create(disk: &dyn Disk, path: &Path, generation: u64, sync: bool) -> Result<Wal> {
         let file = disk
             .open(path, OpenMode::Create)
-            .map_err(|e| NeedleError::io(format!("opening {}", path.display()), e))?;
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let mut wal = Wal {
             file,
             path: path.to_path_buf(),
@@ -130,7 +130,7 @@ impl Wal {
         wal.reset(generation)?;
         let dir = parent_dir(path);
         disk.sync_dir(&dir)
-            .map_err(|e| NeedleError::io(format!("fsyncing directory {}", dir.display()), e))?;
+            .map_err(|e| Error::io(format!("fsyncing directory {}", dir.display()), e))?;
         Ok(wal)
     }
 
@@ -147,7 +147,7 @@ impl Wal {
     /// one, and the log that writes are appended to is durable as it was read.
     pub fn reopen(disk: &dyn Disk, path: &Path, valid: &[u8], sync: bool) -> Result<Wal> {
         let tmp = crate::storage::tmp_path(path);
-        let io = |what: &str, p: &Path, e| NeedleError::io(format!("{what} {}", p.display()), e);
+        let io = |what: &str, p: &Path, e| Error::io(format!("{what} {}", p.display()), e);
         let file = disk
             .open(&tmp, OpenMode::CreateTruncate)
             .map_err(|e| io("creating", &tmp, e))?;
@@ -170,8 +170,8 @@ impl Wal {
         })
     }
 
-    fn io_err(&self, what: &str, e: std::io::Error) -> NeedleError {
-        NeedleError::io(format!("{what} {}", self.path.display()), e)
+    fn io_err(&self, what: &str, e: std::io::Error) -> Error {
+        Error::io(format!("{what} {}", self.path.display()), e)
     }
 
     /// Empties the log and starts it over for `generation`. The truncation is made durable
@@ -263,7 +263,7 @@ pub(crate) fn recover(bytes: &[u8], path: &Path, generation: u64) -> Result<LogS
         // Short, or all zeros: a reset or creation cut short by a crash.
         _ => return Ok(LogState::Empty),
     };
-    let corrupt = |offset: u64, reason: &str| NeedleError::corrupted(path, offset, reason);
+    let corrupt = |offset: u64, reason: &str| Error::corrupted(path, offset, reason);
     if &header[0..8] != MAGIC {
         return Err(corrupt(0, "not a Needle write-ahead log (bad magic)"));
     }
@@ -274,7 +274,7 @@ pub(crate) fn recover(bytes: &[u8], path: &Path, generation: u64) -> Result<LogS
     }
     let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
     if version != VERSION {
-        return Err(NeedleError::UnsupportedVersion {
+        return Err(Error::UnsupportedVersion {
             file: path.to_path_buf(),
             found: version,
             supported: VERSION,

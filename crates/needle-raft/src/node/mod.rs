@@ -723,7 +723,7 @@ impl Node {
             .iter()
             .any(|c| c.get_change_type() == ConfChangeType::RemoveNode && c.node_id == self.id)
         {
-            return Some(NeedleError::InvalidConfig {
+            return Some(NeedleError::MembershipChangeRefused {
                 reason: format!(
                     "node {} is the leader: transfer the leadership to another voter before removing it",
                     self.id
@@ -736,7 +736,7 @@ impl Node {
         } else {
             changer.enter_joint(true, changes).map(|_| ())
         };
-        checked.err().map(|e| NeedleError::InvalidConfig {
+        checked.err().map(|e| NeedleError::MembershipChangeRefused {
             reason: format!("membership change {changes:?} cannot apply: {e}"),
         })
     }
@@ -1180,7 +1180,7 @@ impl Node {
                 snapshot::prepare(&dir, &db, index, term, &window, true)
             }))
             .unwrap_or_else(|_| {
-                Err(NeedleError::InvalidConfig {
+                Err(NeedleError::Snapshot {
                     reason: format!("the snapshot job at index {index} panicked"),
                 })
             });
@@ -1218,7 +1218,7 @@ impl Node {
         for w in self.snapshot_waiters.drain(..) {
             let _ = w.send(match &res {
                 Ok(()) => Ok(()),
-                Err(e) => Err(NeedleError::InvalidConfig {
+                Err(e) => Err(NeedleError::Snapshot {
                     reason: e.to_string(),
                 }),
             });
