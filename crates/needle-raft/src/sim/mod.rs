@@ -943,7 +943,7 @@ impl Sim {
                 let cmd = ReplicatedCommand::CreateCollection {
                     name: "c".into(),
                     dimensions: 2,
-                    config: None,
+                    config: Some(sim_collection_config()),
                 };
                 self.step(
                     l,
@@ -1090,6 +1090,17 @@ impl Sim {
             "too few acknowledged writes for a meaningful run: {:?}",
             self.report
         );
+    }
+}
+
+/// A small graph: the simulator tests replication, not recall, and every write is an HNSW
+/// insert on every replica (the default `ef_construction` of 200 was the largest single cost).
+fn sim_collection_config() -> needle_core::CollectionConfig {
+    needle_core::CollectionConfig {
+        m: 4,
+        ef_construction: 8,
+        ef_search: 8,
+        ..Default::default()
     }
 }
 
