@@ -209,8 +209,93 @@ pub(crate) struct Report {
     pub stale_reads: u64,
     pub crashes: u64,
     pub membership_changes: u64,
+    /// Learners added while the leader's log was not yet compacted, and after.
+    pub joins_young: u64,
+    pub joins_old: u64,
+    pub promotions: u64,
+    pub follower_removals: u64,
+    /// Old leaders removed after they handed over; the leader's refusals of its own removal.
+    pub leader_removals: u64,
+    pub leader_removals_refused: u64,
     pub transfers: u64,
     pub messages: u64,
+    /// A hash of every event's time and kind, and of each node's applied index as it answers.
+    pub trace: u64,
+}
+
+impl Report {
+    /// Every counter, named.
+    fn counters(&self) -> [(&'static str, u64); 13] {
+        [
+            ("acknowledged writes", self.acked_writes),
+            ("linearizable reads", self.lin_reads),
+            ("stale reads", self.stale_reads),
+            ("crashes", self.crashes),
+            ("membership changes", self.membership_changes),
+            ("joins of a young cluster", self.joins_young),
+            ("joins of an old cluster", self.joins_old),
+            ("learners promoted", self.promotions),
+            ("followers removed", self.follower_removals),
+            ("leaders removed (after handing over)", self.leader_removals),
+            ("leader's own removal refused", self.leader_removals_refused),
+            ("leadership transfers", self.transfers),
+            ("messages", self.messages),
+        ]
+    }
+}
+
+/// What a run of many seeds did: per counter, the total and the number of seeds where it
+/// happened at least once (the summary the big run prints).
+#[derive(Debug, Default)]
+pub(crate) struct Summary {
+    seeds: u64,
+    min_acked_writes: Option<u64>,
+    totals: BTreeMap<&'static str, (u64, u64)>,
+    order: Vec<&'static str>,
+}
+
+impl Summary {
+    pub(crate) fn add(&mut self, r: &Report) {
+        self.seeds += 1;
+        self.min_acked_writes = Some(
+            self.min_acked_writes
+                .map_or(r.acked_writes, |m| m.min(r.acked_writes)),
+        );
+        for (name, v) in r.counters() {
+            if !self.totals.contains_key(name) {
+                self.order.push(name);
+            }
+            let e = self.totals.entry(name).or_default();
+            e.0 += v;
+            e.1 += u64::from(v > 0);
+        }
+    }
+
+    /// The number of seeds in which counter `name` was non-zero.
+    #[cfg(test)]
+    pub(crate) fn seeds_with(&self, name: &str) -> u64 {
+        self.totals.get(name).map_or(0, |e| e.1)
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{:>40}  {:>10}  seeds where it happened (of {})",
+            "", "total", self.seeds
+        )?;
+        for name in &self.order {
+            let (total, seeds) = self.totals[name];
+            writeln!(f, "{name:>40}  {total:>10}  {seeds}")?;
+        }
+        write!(
+            f,
+            "{:>40}  {:>10}",
+            "fewest acknowledged writes in a seed",
+            self.min_acked_writes.unwrap_or(0)
+        )
+    }
 }
 
 pub(crate) struct Sim {
@@ -235,6 +320,8 @@ pub(crate) struct Sim {
     healed_at: Option<u64>,
     first_ack_after_heal: Option<u64>,
     admin: Option<AdminOp>,
+    /// A leader being removed (and since when): its leadership is handed over first.
+    removing_leader: Option<(NodeId, u64)>,
     stop_clients: bool,
     /// Writes known never to have been applied: left out of the history.
     never_applied: BTreeSet<(u64, usize)>,
@@ -243,8 +330,26 @@ pub(crate) struct Sim {
 
 struct AdminOp {
     rx: Receiver<Result<bool>>,
-    /// A learner to promote once it is caught up, when this op is its AddLearner.
-    promote: Option<NodeId>,
+    kind: AdminKind,
+}
+
+/// The kinds of membership change the operator makes (each counted when applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdminKind {
+    JoinYoung,
+    JoinOld,
+    Promote,
+    RemoveFollower,
+    RemoveLeader,
+}
+
+fn single_change(t: ConfChangeType, node: NodeId) -> ConfChangeV2 {
+    let mut s = ConfChangeSingle::default();
+    s.set_change_type(t);
+    s.node_id = node;
+    let mut cc = ConfChangeV2::default();
+    cc.set_changes(vec![s].into());
+    cc
 }
 
 const TICK_MS: u64 = 10;
@@ -303,6 +408,7 @@ impl Sim {
             healed_at: None,
             first_ack_after_heal: None,
             admin: None,
+            removing_leader: None,
             stop_clients: false,
             never_applied: BTreeSet::new(),
             report: Report::default(),
@@ -393,6 +499,13 @@ impl Sim {
         let res = node.step(now, input);
         let inc = n.incarnation;
         let has_job = node.has_event();
+        let (applied, term, role) = (
+            n.shared.applied.load(std::sync::atomic::Ordering::Acquire),
+            n.shared.term.load(std::sync::atomic::Ordering::Acquire),
+            n.shared.role() as u64,
+        );
+        self.trace(&[id, applied, term, role]);
+        let n = self.nodes.get_mut(&id).expect("a known node");
         if let Err(e) = res {
             let node = n.node.take().expect("the node was running");
             let removal =
@@ -479,7 +592,27 @@ impl Sim {
         self.now = until;
     }
 
+    /// Folds what happens into the run's trace hash (FNV-1a), which `one_seed_is_one_exact_run`
+    /// compares between two runs of a seed.
+    fn trace(&mut self, words: &[u64]) {
+        for w in words {
+            for b in w.to_le_bytes() {
+                self.report.trace =
+                    (self.report.trace ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+
     fn handle(&mut self, ev: Ev) {
+        let words = match &ev {
+            Ev::Tick(id, inc) => [0, *id, *inc],
+            Ev::Deliver(from, to, _) => [1, *from, *to],
+            Ev::Job(id, inc) => [2, *id, *inc],
+            Ev::Client(c) => [3, *c as u64, 0],
+            Ev::Nemesis => [4, 0, 0],
+            Ev::Admin => [5, 0, 0],
+        };
+        self.trace(&[self.now, words[0], words[1], words[2]]);
         match ev {
             Ev::Tick(id, inc) => {
                 if self.nodes[&id].incarnation != inc || self.nodes[&id].node.is_none() {
@@ -580,6 +713,8 @@ impl Sim {
 
     // ---- membership ----
 
+    /// The operator: one membership step at a time, every 300–900 ms while the faults last.
+    /// Each kind of change is counted in the report when the cluster applies it.
     fn admin_act(&mut self) {
         let next = self.rng.range(300, 900);
         if let Some(op) = &self.admin {
@@ -589,14 +724,17 @@ impl Sim {
                     return;
                 }
                 Ok(Ok(_)) => {
-                    self.report.membership_changes += 1;
-                    if let Some(learner) = op.promote {
-                        self.admin = None;
-                        self.promote_later(learner);
-                        self.schedule(next, Ev::Admin);
-                        return;
-                    }
+                    let kind = op.kind;
                     self.admin = None;
+                    self.report.membership_changes += 1;
+                    let r = &mut self.report;
+                    match kind {
+                        AdminKind::JoinYoung => r.joins_young += 1,
+                        AdminKind::JoinOld => r.joins_old += 1,
+                        AdminKind::Promote => r.promotions += 1,
+                        AdminKind::RemoveFollower => r.follower_removals += 1,
+                        AdminKind::RemoveLeader => r.leader_removals += 1,
+                    }
                 }
                 Ok(Err(_)) | Err(TryRecvError::Disconnected) => self.admin = None,
             }
@@ -616,65 +754,155 @@ impl Sim {
             self.schedule(next, Ev::Admin);
             return;
         }
-        let choice = self.rng.below(4);
-        if choice == 0 {
-            // Add a node that never was a member: it starts empty, joins as a learner.
-            let spare = self
-                .nodes
-                .iter()
-                .find(|(id, n)| !n.founder && n.incarnation == 0 && !st.learners.contains(id))
-                .map(|(id, _)| *id);
-            if let Some(id) = spare {
-                self.start(id);
-                self.conf_change(leader, ConfChangeType::AddLearnerNode, id, Some(id));
-            }
-        } else if choice == 1 {
-            // Promote a caught-up learner.
-            if let Some(&l) = st.learners.first()
-                && st
-                    .progress
-                    .get(&l)
-                    .is_some_and(|p| p.matched + 2 >= st.commit && p.matched > 0)
-            {
-                self.conf_change(leader, ConfChangeType::AddNode, l, None);
-            }
-        } else if choice == 2 && st.voters.len() > 3 {
-            // Remove a follower voter.
-            let followers: Vec<NodeId> =
-                st.voters.iter().copied().filter(|&v| v != leader).collect();
-            if let Some(v) = self.rng.pick(&followers) {
-                self.conf_change(leader, ConfChangeType::RemoveNode, v, None);
-            }
-        } else if choice == 3 && st.voters.len() > 1 {
-            let others: Vec<NodeId> = st.voters.iter().copied().filter(|&v| v != leader).collect();
-            if let Some(to) = self.rng.pick(&others) {
-                let (tx, _rx) = crossbeam_channel::bounded(1);
-                self.step(
-                    leader,
-                    Input::Request(Request::TransferLeader { to, reply: tx }),
-                );
-                self.report.transfers += 1;
+        if let Some((old, since)) = self.removing_leader {
+            self.remove_old_leader(&st, old, since);
+        } else {
+            // A learner waiting is promoted more often than the other changes are made.
+            let choice = if !st.learners.is_empty() && self.rng.chance(500) {
+                1
+            } else {
+                self.rng.below(5)
+            };
+            match choice {
+                0 => self.admin_join(&st),
+                1 => self.admin_promote(&st),
+                2 => self.admin_remove_follower(&st),
+                3 => self.admin_remove_leader(&st),
+                _ => self.admin_transfer(&st),
             }
         }
         self.schedule(next, Ev::Admin);
     }
 
-    fn promote_later(&mut self, _learner: NodeId) {
-        // The next admin turn's "promote" choice picks it up once it is caught up.
+    /// Adds a node that never was a member: it starts empty and joins as a learner. The cluster
+    /// is young when the leader's log still starts at the bootstrap entry (the joiner may catch
+    /// up from the log), old once it was compacted (the joiner needs a snapshot).
+    fn admin_join(&mut self, st: &NodeStatus) {
+        let spare = self
+            .nodes
+            .iter()
+            .find(|(id, n)| !n.founder && n.incarnation == 0 && !st.learners.contains(id))
+            .map(|(id, _)| *id);
+        if let Some(id) = spare {
+            let kind = if st.first_index <= 2 {
+                AdminKind::JoinYoung
+            } else {
+                AdminKind::JoinOld
+            };
+            self.start(id);
+            self.conf_change(st.id, ConfChangeType::AddLearnerNode, id, kind);
+        }
     }
 
-    fn conf_change(
-        &mut self,
-        leader: NodeId,
-        t: ConfChangeType,
-        node: NodeId,
-        promote: Option<NodeId>,
-    ) {
-        let mut s = ConfChangeSingle::default();
-        s.set_change_type(t);
-        s.node_id = node;
-        let mut cc = ConfChangeV2::default();
-        cc.set_changes(vec![s].into());
+    /// Promotes a learner the leader sees caught up.
+    fn admin_promote(&mut self, st: &NodeStatus) {
+        let ready = st.learners.iter().copied().find(|l| {
+            st.progress
+                .get(l)
+                .is_some_and(|p| p.matched + 2 >= st.commit && p.matched > 0)
+        });
+        if let Some(l) = ready {
+            self.conf_change(st.id, ConfChangeType::AddNode, l, AdminKind::Promote);
+        }
+    }
+
+    /// Removes a follower voter (keeping at least two voters).
+    fn admin_remove_follower(&mut self, st: &NodeStatus) {
+        if st.voters.len() < 3 {
+            return;
+        }
+        let followers: Vec<NodeId> = st.voters.iter().copied().filter(|&v| v != st.id).collect();
+        if let Some(v) = self.rng.pick(&followers) {
+            self.conf_change(
+                st.id,
+                ConfChangeType::RemoveNode,
+                v,
+                AdminKind::RemoveFollower,
+            );
+        }
+    }
+
+    /// Removes the leader, as an operator must: the leader refuses its own removal (raft-rs
+    /// would keep a removed leader leading and drop every proposal), so hand the leadership to
+    /// another voter first, then remove the old leader from the new one.
+    fn admin_remove_leader(&mut self, st: &NodeStatus) {
+        if st.voters.len() < 2 {
+            return;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let id = RequestId {
+            client: 1 << 40,
+            seq: self.seq,
+        };
+        self.step(
+            st.id,
+            Input::Request(Request::ConfChange {
+                id,
+                cc: single_change(ConfChangeType::RemoveNode, st.id),
+                reply: tx,
+            }),
+        );
+        match rx.try_recv() {
+            Ok(Err(
+                NeedleError::InvalidConfig { .. }
+                | NeedleError::NotLeader { .. }
+                | NeedleError::ProposalDropped { .. },
+            )) => self.report.leader_removals_refused += 1,
+            // A crashed or stopped node answers nothing; anything else is a leader that took
+            // its own removal into its log.
+            Err(TryRecvError::Disconnected) => return,
+            other => panic!("leader {} did not refuse its own removal: {other:?}", st.id),
+        }
+        self.removing_leader = Some((st.id, self.now));
+        self.admin_transfer_from(st, st.id);
+    }
+
+    /// The second half of removing a leader: once another node leads, remove the old one; while
+    /// it still leads, ask it again to hand over; give up after 3 s.
+    fn remove_old_leader(&mut self, st: &NodeStatus, old: NodeId, since: u64) {
+        if !st.voters.contains(&old) || self.now > since + 3_000 {
+            self.removing_leader = None;
+        } else if st.id == old {
+            self.admin_transfer_from(st, old);
+        } else {
+            self.removing_leader = None;
+            self.conf_change(
+                st.id,
+                ConfChangeType::RemoveNode,
+                old,
+                AdminKind::RemoveLeader,
+            );
+        }
+    }
+
+    fn admin_transfer(&mut self, st: &NodeStatus) {
+        self.admin_transfer_from(st, st.id);
+    }
+
+    /// Asks leader `st.id` to hand its leadership to another voter, a caught-up one if any.
+    fn admin_transfer_from(&mut self, st: &NodeStatus, leader: NodeId) {
+        let others: Vec<NodeId> = st.voters.iter().copied().filter(|&v| v != leader).collect();
+        let caught_up: Vec<NodeId> = others
+            .iter()
+            .copied()
+            .filter(|v| {
+                st.progress
+                    .get(v)
+                    .is_some_and(|p| p.matched + 2 >= st.commit)
+            })
+            .collect();
+        let pick = self.rng.pick(&caught_up).or_else(|| self.rng.pick(&others));
+        if let Some(to) = pick {
+            let (tx, _rx) = crossbeam_channel::bounded(1);
+            self.step(
+                leader,
+                Input::Request(Request::TransferLeader { to, reply: tx }),
+            );
+            self.report.transfers += 1;
+        }
+    }
+
+    fn conf_change(&mut self, leader: NodeId, t: ConfChangeType, node: NodeId, kind: AdminKind) {
         let id = RequestId {
             client: 1 << 40,
             seq: self.seq,
@@ -682,9 +910,13 @@ impl Sim {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.step(
             leader,
-            Input::Request(Request::ConfChange { id, cc, reply: tx }),
+            Input::Request(Request::ConfChange {
+                id,
+                cc: single_change(t, node),
+                reply: tx,
+            }),
         );
-        self.admin = Some(AdminOp { rx, promote });
+        self.admin = Some(AdminOp { rx, kind });
     }
 
     // ---- clients ----
@@ -1161,21 +1393,35 @@ mod tests {
         let base = env_u64("NEEDLE_SIM_BASE").unwrap_or_else(rand::random::<u64>);
         eprintln!("simulation: {n} seeds from {base} (re-run with NEEDLE_SIM_BASE={base})");
         let t0 = Instant::now();
-        let mut total = Report::default();
+        let mut summary = Summary::default();
         for i in 0..n {
-            let r = run_seed(base.wrapping_add(i));
-            total.acked_writes += r.acked_writes;
-            total.lin_reads += r.lin_reads;
-            total.crashes += r.crashes;
-            total.membership_changes += r.membership_changes;
-            total.transfers += r.transfers;
-            total.messages += r.messages;
+            summary.add(&run_seed(base.wrapping_add(i)));
         }
         let secs = t0.elapsed().as_secs_f64();
         eprintln!(
-            "simulation: {n} seeds in {secs:.1} s ({:.0} seeds/minute): {total:?}",
+            "simulation: {n} seeds in {secs:.1} s ({:.0} seeds/minute)\n{summary}",
             n as f64 * 60.0 / secs
         );
+        // No scenario may silently stop happening: over a CI-sized run, each kind of fault and
+        // membership change happens in at least 1 % of the seeds (they happen in 10–60 %).
+        if n >= 200 {
+            for kind in [
+                "crashes",
+                "joins of a young cluster",
+                "joins of an old cluster",
+                "learners promoted",
+                "followers removed",
+                "leaders removed (after handing over)",
+                "leader's own removal refused",
+                "leadership transfers",
+            ] {
+                assert!(
+                    summary.seeds_with(kind) * 100 >= n,
+                    "'{kind}' happened in only {} of {n} seeds",
+                    summary.seeds_with(kind)
+                );
+            }
+        }
     }
 
     /// Replays `NEEDLE_SEED` (what a failing seed prints).
@@ -1329,5 +1575,6 @@ mod tests {
         b.run();
         assert_eq!(format!("{:?}", a.report), format!("{:?}", b.report));
         assert_eq!(a.now, b.now);
+        assert_ne!(a.report.trace, 0, "the trace hash is fed");
     }
 }
