@@ -843,13 +843,14 @@ impl Sim {
             }),
         );
         match rx.try_recv() {
-            Ok(Err(
-                NeedleError::InvalidConfig { .. }
-                | NeedleError::NotLeader { .. }
-                | NeedleError::ProposalDropped { .. },
-            )) => self.report.leader_removals_refused += 1,
-            // A crashed or stopped node answers nothing; anything else is a leader that took
-            // its own removal into its log.
+            Ok(Err(NeedleError::MembershipChangeRefused { reason }))
+                if reason.contains("is the leader") =>
+            {
+                self.report.leader_removals_refused += 1
+            }
+            // No longer leading, or a transfer is already under way: nothing to remove here.
+            Ok(Err(NeedleError::NotLeader { .. } | NeedleError::ProposalDropped { .. })) => return,
+            // A crashed or stopped node answers nothing.
             Err(TryRecvError::Disconnected) => return,
             other => panic!("leader {} did not refuse its own removal: {other:?}", st.id),
         }
