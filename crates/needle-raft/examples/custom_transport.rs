@@ -88,15 +88,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             dir.path().join(format!("node-{id}.needle")),
             DatabaseOptions { wal: WalMode::Off },
         )?;
-        let config = ReplicatedDatabaseConfig {
-            data_dir: dir.path().join(format!("node-{id}-raft")),
-            initial_members: vec![1, 2, 3],
-            tick_interval: Duration::from_millis(10),
-            heartbeat_interval: 30,
-            election_timeout_min: 150,
-            election_timeout_max: 300,
-            ..ReplicatedDatabaseConfig::default()
-        };
+        let config = ReplicatedDatabaseConfig::default()
+            .data_dir(dir.path().join(format!("node-{id}-raft")))
+            .initial_members(vec![1, 2, 3])
+            .tick_interval(Duration::from_millis(10))
+            .heartbeat_interval(Duration::from_millis(30))
+            .election_timeout_min(Duration::from_millis(150))
+            .election_timeout_max(Duration::from_millis(300));
         nodes.push(ReplicatedDatabase::new(id, db, Box::new(handler), config)?);
     }
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -26,16 +26,11 @@ fn start(
         dir.join(format!("node-{id}.needle")),
         DatabaseOptions { wal: WalMode::Off },
     )?;
-    let config = ReplicatedDatabaseConfig {
-        data_dir: dir.join(format!("node-{id}-raft")),
-        initial_members: vec![1, 2, 3],
-        // Quick elections for a demo: 10 ms ticks, elections after 150–300 ms.
-        tick_interval: Duration::from_millis(10),
-        heartbeat_interval: 30,
-        election_timeout_min: 150,
-        election_timeout_max: 300,
-        ..ReplicatedDatabaseConfig::default()
-    };
+    // Quick elections for a demo: 10 ms ticks, elections after 150–300 ms.
+    let config = ReplicatedDatabaseConfig::new(dir.join(format!("node-{id}-raft")), [1, 2, 3])
+        .tick_interval(Duration::from_millis(10))
+        .heartbeat_interval(Duration::from_millis(30))
+        .election_timeout(Duration::from_millis(150), Duration::from_millis(300));
     Ok(ReplicatedDatabase::new(
         id,
         db,

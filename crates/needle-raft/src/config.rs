@@ -1,6 +1,8 @@
 //! [`ReplicatedDatabaseConfig`]: the seed's fields, what a node needs to survive a restart (its
-//! data directory and the founding members), and the knobs of the Raft thread. Validated once,
-//! at the edge, and turned into a raft-rs `Config` here.
+//! data directory and the founding members), and the knobs of the Raft thread. Built with
+//! `Default` (or [`ReplicatedDatabaseConfig::new`]) and chained setters, validated once at the
+//! edge ([`ReplicatedDatabaseConfig::validate`], called by `ReplicatedDatabase::new`), and turned
+//! into a raft-rs `Config` here.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,20 +14,65 @@ use crate::command::MAX_ENTRY_BYTES_CAP;
 use crate::error::{NeedleError, Result};
 use crate::message::NodeId;
 
-/// How a [`crate::ReplicatedDatabase`] runs. Durations in the seed's fields are milliseconds.
+/// How a [`crate::ReplicatedDatabase`] runs.
+///
+/// Build it from `Default` (or [`ReplicatedDatabaseConfig::new`]) with the chained setters; the
+/// struct is `#[non_exhaustive]`, so it cannot be written as a literal (nor with `..Default::default()`)
+/// outside this crate, and new knobs can be added without breaking callers. The fields stay
+/// public for reading. The ADR's timing fields (`election_timeout_min`, `election_timeout_max`,
+/// `heartbeat_interval`) hold **milliseconds** as `u64`, as the ADR documents them; their setters
+/// take a [`Duration`] (a fraction of a millisecond is refused by `validate`). Every other timing
+/// is a `Duration`.
+///
+/// | setting | default | meaning |
+/// |---|---|---|
+/// | `allow_follower_reads` | `false` | the plain reads (`search`, `get`, `count`, `list_collections`) run on a follower at [`crate::ReadConsistency::BoundedStaleness`]`(max_staleness)` instead of answering `NotLeader` |
+/// | `election_timeout_min` / `_max` | 1000 / 2000 ms | a follower that hears no leader for a random time in `[min, max)` campaigns; a leader that has not heard from a quorum for `min` steps down |
+/// | `heartbeat_interval` | 100 ms | how often a leader sends heartbeats; less than `election_timeout_min` |
+/// | `snapshot_threshold` | 10 000 entries | take a snapshot every this many applied entries |
+/// | `tick_interval` | 50 ms | the Raft clock; the three timings above are whole multiples of it |
+/// | `max_staleness` | 2 s | the bound of the plain reads on a follower (see `allow_follower_reads`) |
+/// | `proposal_timeout` | 5 s | how long a write waits to be applied before `Timeout` |
+/// | `read_timeout` | 5 s | how long a linearizable read waits for its ReadIndex before `Timeout` |
+/// | `data_dir` | `needle-raft` | where the Raft log and snapshots live |
+/// | `initial_members` | empty | the founding voters (empty: a node that joins later) |
+/// | `max_size_per_msg` | 1 MiB | bytes of entries per append message |
+/// | `max_inflight_msgs` | 256 | unacknowledged append messages per follower |
+/// | `max_uncommitted_size` | 64 MiB | proposals past this many uncommitted bytes are dropped |
+/// | `max_committed_size_per_ready` | 16 MiB | bytes of committed entries applied per Ready |
+/// | `log_retain_entries` | 1024 | entries kept below a snapshot at compaction |
+/// | `snapshot_chunk_size` | 1 MiB | bytes per snapshot chunk on the wire |
+/// | `log_segment_size` | 64 MiB | Raft log segment size |
+/// | `dedup_window` | 100 000 entries | a retried request id within this many entries is not applied twice |
+/// | `max_entry_bytes` | 32 MiB | the largest write (one Raft entry) |
 ///
 /// ```
+/// use std::time::Duration;
 /// use needle_raft::ReplicatedDatabaseConfig;
-/// let config = ReplicatedDatabaseConfig {
-///     data_dir: "/tmp/node1-raft".into(),
-///     initial_members: vec![1, 2, 3],
-///     ..Default::default()
-/// };
-/// config.validate().unwrap();
+///
+/// let config = ReplicatedDatabaseConfig::new("/tmp/node1-raft", [1, 2, 3])
+///     .tick_interval(Duration::from_millis(10))
+///     .heartbeat_interval(Duration::from_millis(30))
+///     .election_timeout(Duration::from_millis(300), Duration::from_millis(600))
+///     .allow_follower_reads(true);
+/// config.validate()?;
+/// assert_eq!(config.heartbeat_interval, 30); // the ADR's field: milliseconds
+///
+/// // Misuse is a typed error that names the field.
+/// let bad = config.clone().heartbeat_interval(Duration::from_millis(300));
+/// match bad.validate() {
+///     Err(needle_raft::NeedleError::InvalidConfig { field, .. }) => {
+///         assert_eq!(field, "heartbeat_interval")
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), needle_raft::NeedleError>(())
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ReplicatedDatabaseConfig {
-    /// Serve reads locally on a follower (bounded staleness: see `max_staleness`).
+    /// Serve the plain reads on a follower at bounded staleness (`max_staleness`); without it a
+    /// follower answers them with `NotLeader`. Explicit consistency levels ignore it.
     pub allow_follower_reads: bool,
     /// Election timeout range, in milliseconds; each election picks a random value in it.
     pub election_timeout_min: u64,
@@ -37,7 +84,8 @@ pub struct ReplicatedDatabaseConfig {
     pub snapshot_threshold: u64,
     /// The Raft clock: one raft-rs tick per interval. The three timings above are whole multiples.
     pub tick_interval: Duration,
-    /// A follower refuses local reads when it has not heard from a leader for this long.
+    /// The staleness bound of the plain reads on a follower when `allow_follower_reads` is on
+    /// (see [`crate::ReadConsistency::BoundedStaleness`] for what the bound means).
     pub max_staleness: Duration,
     /// How long a write waits to be committed and applied before `Timeout`.
     pub proposal_timeout: Duration,
@@ -73,6 +121,8 @@ pub struct ReplicatedDatabaseConfig {
     /// below the transport's frame limit (`needle-transport-tcp`: `max_frame_size`, 64 MiB by
     /// default). At most 256 MiB, and at most `max_uncommitted_size`.
     pub max_entry_bytes: u64,
+    /// The first millisecond field a setter was given a fraction of a millisecond for.
+    pub(crate) sub_millisecond: Option<&'static str>,
 }
 
 impl Default for ReplicatedDatabaseConfig {
@@ -98,17 +148,139 @@ impl Default for ReplicatedDatabaseConfig {
             log_segment_size: 64 << 20,
             dedup_window: 100_000,
             max_entry_bytes: 32 << 20,
+            sub_millisecond: None,
         }
     }
 }
 
+/// A setter per field: `fn name(mut self, value) -> Self`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.$name = value;
+                self
+            }
+        )*
+    };
+}
+
 impl ReplicatedDatabaseConfig {
-    /// Checks that the values can run a node.
+    /// The defaults, with this node's Raft directory and the founding voters (empty for a node
+    /// that joins a running cluster later).
+    pub fn new(
+        data_dir: impl Into<PathBuf>,
+        initial_members: impl IntoIterator<Item = NodeId>,
+    ) -> Self {
+        ReplicatedDatabaseConfig::default()
+            .data_dir(data_dir)
+            .initial_members(initial_members)
+    }
+
+    /// Sets `initial_members`, the founding voters.
+    #[must_use]
+    pub fn initial_members(mut self, members: impl IntoIterator<Item = NodeId>) -> Self {
+        self.initial_members = members.into_iter().collect();
+        self
+    }
+
+    /// Sets `data_dir`, where the Raft log and snapshots live.
+    #[must_use]
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = dir.into();
+        self
+    }
+
+    setters! {
+        /// Sets `allow_follower_reads` (see the field).
+        allow_follower_reads: bool;
+        /// Sets `snapshot_threshold`, in applied entries.
+        snapshot_threshold: u64;
+        /// Sets `tick_interval`, the Raft clock (whole milliseconds).
+        tick_interval: Duration;
+        /// Sets `max_staleness`, the bound of the plain reads on a follower.
+        max_staleness: Duration;
+        /// Sets `proposal_timeout`.
+        proposal_timeout: Duration;
+        /// Sets `read_timeout`.
+        read_timeout: Duration;
+        /// Sets `max_size_per_msg`, in bytes.
+        max_size_per_msg: u64;
+        /// Sets `max_inflight_msgs`.
+        max_inflight_msgs: usize;
+        /// Sets `max_uncommitted_size`, in bytes.
+        max_uncommitted_size: u64;
+        /// Sets `max_committed_size_per_ready`, in bytes.
+        max_committed_size_per_ready: u64;
+        /// Sets `log_retain_entries`.
+        log_retain_entries: u64;
+        /// Sets `snapshot_chunk_size`, in bytes.
+        snapshot_chunk_size: usize;
+        /// Sets `log_segment_size`, in bytes.
+        log_segment_size: u64;
+        /// Sets `dedup_window`, in log entries.
+        dedup_window: u64;
+        /// Sets `max_entry_bytes`.
+        max_entry_bytes: u64;
+    }
+
+    /// Sets `heartbeat_interval` (stored in whole milliseconds).
+    #[must_use]
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = self.millis("heartbeat_interval", interval);
+        self
+    }
+
+    /// Sets `election_timeout_min` (stored in whole milliseconds).
+    #[must_use]
+    pub fn election_timeout_min(mut self, timeout: Duration) -> Self {
+        self.election_timeout_min = self.millis("election_timeout_min", timeout);
+        self
+    }
+
+    /// Sets `election_timeout_max` (stored in whole milliseconds; exclusive).
+    #[must_use]
+    pub fn election_timeout_max(mut self, timeout: Duration) -> Self {
+        self.election_timeout_max = self.millis("election_timeout_max", timeout);
+        self
+    }
+
+    /// Sets the election timeout range `[min, max)`.
+    #[must_use]
+    pub fn election_timeout(self, min: Duration, max: Duration) -> Self {
+        self.election_timeout_min(min).election_timeout_max(max)
+    }
+
+    fn millis(&mut self, field: &'static str, d: Duration) -> u64 {
+        if !d.subsec_nanos().is_multiple_of(1_000_000) && self.sub_millisecond.is_none() {
+            self.sub_millisecond = Some(field);
+        }
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Checks that the values can run a node. The error is
+    /// [`NeedleError::InvalidConfig`] naming the first field that cannot work.
     pub fn validate(&self) -> Result<()> {
-        let bad = |reason: String| Err(NeedleError::InvalidConfig { reason });
-        let tick = self.tick_interval.as_millis() as u64;
+        fn bad(field: &'static str, reason: String) -> Result<()> {
+            Err(NeedleError::InvalidConfig { field, reason })
+        }
+        if let Some(field) = self.sub_millisecond {
+            return bad(field, "must be a whole number of milliseconds".into());
+        }
+        if !self.tick_interval.subsec_nanos().is_multiple_of(1_000_000) {
+            return bad(
+                "tick_interval",
+                format!(
+                    "must be a whole number of milliseconds (got {:?})",
+                    self.tick_interval
+                ),
+            );
+        }
+        let tick = u64::try_from(self.tick_interval.as_millis()).unwrap_or(u64::MAX);
         if tick == 0 {
-            return bad("tick_interval must be at least 1 ms".into());
+            return bad("tick_interval", "must be at least 1 ms".into());
         }
         for (name, v) in [
             ("heartbeat_interval", self.heartbeat_interval),
@@ -116,58 +288,97 @@ impl ReplicatedDatabaseConfig {
             ("election_timeout_max", self.election_timeout_max),
         ] {
             if v == 0 || v % tick != 0 {
-                return bad(format!(
-                    "{name} ({v} ms) must be a positive multiple of tick_interval ({tick} ms)"
-                ));
+                return bad(
+                    name,
+                    format!("{v} ms must be a positive multiple of tick_interval ({tick} ms)"),
+                );
             }
         }
-        if self.election_timeout_min <= self.heartbeat_interval {
-            return bad(format!(
-                "election_timeout_min ({} ms) must exceed heartbeat_interval ({} ms)",
-                self.election_timeout_min, self.heartbeat_interval
-            ));
-        }
-        if self.election_timeout_max <= self.election_timeout_min {
-            return bad(format!(
-                "election_timeout_max ({} ms) must exceed election_timeout_min ({} ms)",
-                self.election_timeout_max, self.election_timeout_min
-            ));
-        }
-        if self.snapshot_threshold == 0 {
-            return bad("snapshot_threshold must be at least 1".into());
-        }
-        if self.max_staleness.is_zero()
-            || self.proposal_timeout.is_zero()
-            || self.read_timeout.is_zero()
-        {
-            return bad("max_staleness, proposal_timeout and read_timeout must be positive".into());
-        }
-        if self.data_dir.as_os_str().is_empty() {
-            return bad("data_dir must be set".into());
-        }
-        if self.initial_members.contains(&0) {
-            return bad("node id 0 is reserved".into());
-        }
-        if self.max_size_per_msg == 0 || self.max_uncommitted_size < self.max_size_per_msg {
+        if self.heartbeat_interval >= self.election_timeout_min {
             return bad(
-                "max_uncommitted_size must be at least max_size_per_msg, which must be positive"
-                    .into(),
+                "heartbeat_interval",
+                format!(
+                    "{} ms must be less than election_timeout_min ({} ms)",
+                    self.heartbeat_interval, self.election_timeout_min
+                ),
             );
         }
-        if self.max_inflight_msgs == 0
-            || self.snapshot_chunk_size == 0
-            || self.log_segment_size < 4096
-        {
-            return bad("max_inflight_msgs and snapshot_chunk_size must be positive, log_segment_size ≥ 4096".into());
+        if self.election_timeout_max <= self.election_timeout_min {
+            return bad(
+                "election_timeout_max",
+                format!(
+                    "{} ms must exceed election_timeout_min ({} ms)",
+                    self.election_timeout_max, self.election_timeout_min
+                ),
+            );
+        }
+        if self.snapshot_threshold == 0 {
+            return bad("snapshot_threshold", "must be at least 1".into());
+        }
+        for (name, d) in [
+            ("max_staleness", self.max_staleness),
+            ("proposal_timeout", self.proposal_timeout),
+            ("read_timeout", self.read_timeout),
+        ] {
+            if d.is_zero() {
+                return bad(name, "must be positive".into());
+            }
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir", "must be set".into());
+        }
+        if self.initial_members.contains(&0) {
+            return bad("initial_members", "node id 0 is reserved".into());
+        }
+        let mut members = self.initial_members.clone();
+        members.sort_unstable();
+        if members.windows(2).any(|w| w[0] == w[1]) {
+            return bad(
+                "initial_members",
+                format!("{:?} lists a node twice", self.initial_members),
+            );
+        }
+        if self.max_size_per_msg == 0 {
+            return bad("max_size_per_msg", "must be positive".into());
+        }
+        if self.max_uncommitted_size < self.max_size_per_msg {
+            return bad(
+                "max_uncommitted_size",
+                format!(
+                    "{} must be at least max_size_per_msg ({})",
+                    self.max_uncommitted_size, self.max_size_per_msg
+                ),
+            );
+        }
+        if self.max_committed_size_per_ready == 0 {
+            return bad("max_committed_size_per_ready", "must be positive".into());
+        }
+        if self.max_inflight_msgs == 0 {
+            return bad("max_inflight_msgs", "must be positive".into());
+        }
+        if self.snapshot_chunk_size == 0 {
+            return bad("snapshot_chunk_size", "must be positive".into());
+        }
+        if self.log_segment_size < 4096 {
+            return bad(
+                "log_segment_size",
+                format!("{} must be at least 4096 bytes", self.log_segment_size),
+            );
+        }
+        if self.dedup_window == 0 {
+            return bad("dedup_window", "must be at least 1".into());
         }
         if self.max_entry_bytes < 1024
             || self.max_entry_bytes > MAX_ENTRY_BYTES_CAP
             || self.max_entry_bytes > self.max_uncommitted_size
         {
-            return bad(format!(
-                "max_entry_bytes ({}) must be between 1024 and {MAX_ENTRY_BYTES_CAP} bytes, and at most max_uncommitted_size ({})",
-                self.max_entry_bytes, self.max_uncommitted_size
-            ));
+            return bad(
+                "max_entry_bytes",
+                format!(
+                    "{} must be between 1024 and {MAX_ENTRY_BYTES_CAP} bytes, and at most max_uncommitted_size ({})",
+                    self.max_entry_bytes, self.max_uncommitted_size
+                ),
+            );
         }
         Ok(())
     }
@@ -198,6 +409,13 @@ impl ReplicatedDatabaseConfig {
 mod tests {
     use super::*;
 
+    fn field_of(c: &ReplicatedDatabaseConfig) -> &'static str {
+        match c.validate() {
+            Err(NeedleError::InvalidConfig { field, .. }) => field,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
     #[test]
     fn default_is_valid_and_maps_to_a_valid_raft_config() {
         let c = ReplicatedDatabaseConfig::default();
@@ -211,29 +429,73 @@ mod tests {
     }
 
     #[test]
-    fn rejects_inconsistent_timings() {
-        let c = ReplicatedDatabaseConfig {
-            heartbeat_interval: 75,
-            ..Default::default()
-        };
-        assert!(c.validate().is_err());
-        let c = ReplicatedDatabaseConfig {
-            election_timeout_max: 1000,
-            ..Default::default()
-        };
-        assert!(c.validate().is_err());
+    fn setters_take_durations_and_store_the_adr_milliseconds() {
+        let c = ReplicatedDatabaseConfig::new("/tmp/x", [1, 2, 3])
+            .tick_interval(Duration::from_millis(10))
+            .heartbeat_interval(Duration::from_millis(30))
+            .election_timeout(Duration::from_millis(300), Duration::from_millis(600));
+        c.validate().unwrap();
+        assert_eq!(
+            (
+                c.heartbeat_interval,
+                c.election_timeout_min,
+                c.election_timeout_max
+            ),
+            (30, 300, 600)
+        );
+        assert_eq!(c.initial_members, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn misuse_names_the_field() {
+        let d = ReplicatedDatabaseConfig::default;
+        let ms = Duration::from_millis;
+        assert_eq!(
+            field_of(&d().heartbeat_interval(ms(1000))),
+            "heartbeat_interval"
+        );
+        assert_eq!(
+            field_of(&d().heartbeat_interval(ms(75))),
+            "heartbeat_interval"
+        );
+        assert_eq!(
+            field_of(&d().heartbeat_interval(Duration::from_micros(100_500))),
+            "heartbeat_interval"
+        );
+        assert_eq!(
+            field_of(&d().election_timeout_max(ms(1000))),
+            "election_timeout_max"
+        );
+        assert_eq!(
+            field_of(&d().election_timeout_min(ms(0))),
+            "election_timeout_min"
+        );
+        assert_eq!(field_of(&d().tick_interval(ms(0))), "tick_interval");
+        assert_eq!(
+            field_of(&d().tick_interval(Duration::from_micros(1500))),
+            "tick_interval"
+        );
+        assert_eq!(field_of(&d().snapshot_threshold(0)), "snapshot_threshold");
+        assert_eq!(field_of(&d().max_staleness(ms(0))), "max_staleness");
+        assert_eq!(field_of(&d().proposal_timeout(ms(0))), "proposal_timeout");
+        assert_eq!(field_of(&d().read_timeout(ms(0))), "read_timeout");
+        assert_eq!(field_of(&d().data_dir("")), "data_dir");
+        assert_eq!(field_of(&d().initial_members([1, 0])), "initial_members");
+        assert_eq!(field_of(&d().initial_members([1, 2, 1])), "initial_members");
+        assert_eq!(field_of(&d().max_size_per_msg(0)), "max_size_per_msg");
+        assert_eq!(field_of(&d().max_inflight_msgs(0)), "max_inflight_msgs");
+        assert_eq!(field_of(&d().snapshot_chunk_size(0)), "snapshot_chunk_size");
+        assert_eq!(field_of(&d().log_segment_size(100)), "log_segment_size");
+        assert_eq!(field_of(&d().dedup_window(0)), "dedup_window");
         for max_entry_bytes in [0, 100, 1 << 30] {
-            let c = ReplicatedDatabaseConfig {
-                max_entry_bytes,
-                ..Default::default()
-            };
-            assert!(c.validate().is_err(), "{max_entry_bytes}");
+            assert_eq!(
+                field_of(&d().max_entry_bytes(max_entry_bytes)),
+                "max_entry_bytes"
+            );
         }
-        let c = ReplicatedDatabaseConfig {
-            max_uncommitted_size: 8 << 20,
-            max_entry_bytes: 16 << 20,
-            ..Default::default()
-        };
-        assert!(c.validate().is_err());
+        assert_eq!(
+            field_of(&d().max_uncommitted_size(8 << 20).max_entry_bytes(16 << 20)),
+            "max_entry_bytes"
+        );
     }
 }

@@ -21,18 +21,28 @@ use crate::message::{MessageHandler, NodeId};
 use crate::node::{Background, Node, Request, Shared};
 use crate::status::{NodeStatus, Role};
 
-/// How fresh a read must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How fresh a read must be: each level means one thing on every node, whatever the
+/// configuration. (The plain reads — `search`, `get`, `count`, `list_collections` — pick a level
+/// by the ADR's table instead: see [`ReplicatedDatabase::search`].)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReadConsistency {
-    /// The seed's table: linearizable on the leader; on a follower a local read when
-    /// `allow_follower_reads` is on (refused past `max_staleness`), `NotLeader` otherwise.
-    #[default]
-    Default,
-    /// Linearizable on any node: a ReadIndex round through the leader, then a wait until this
-    /// node has applied that index.
+    /// Linearizable on any node: a ReadIndex round through the leader (which confirms with a
+    /// quorum that it still leads), then a wait until this node has applied that index. Sees
+    /// every write acknowledged before the read began. Costs a round trip to the leader and a
+    /// quorum; `Timeout` after `read_timeout` when there is no leader or quorum.
     Linearizable,
-    /// A local read, refused when this node has not heard from a leader within `max_staleness`.
-    BoundedStaleness,
+    /// A local read on the node that believes it is the leader, with no round trip; any other
+    /// node answers `NotLeader`. **Risk:** a leader cut off from the others keeps believing it
+    /// leads until check-quorum steps it down (up to about two `election_timeout_min`, longer
+    /// if its Raft thread stalls), while the majority may already have elected a new leader and
+    /// acknowledged writes: such a read can miss them, with no bound. Use it when a fast read of
+    /// the leader's state is worth that.
+    Leader,
+    /// A local read that sees every write acknowledged more than the given duration before the
+    /// read began, on any node, or is refused with `StaleRead` (see `docs/replication.md`,
+    /// "Bounded-staleness reads", for how the bound is kept and the clock assumption).
+    BoundedStaleness(Duration),
 }
 
 /// A node of a replicated Needle database: an unchanged [`Database`] driven by Raft.
@@ -43,11 +53,7 @@ pub enum ReadConsistency {
 /// use needle_raft::{ReplicatedDatabase, ReplicatedDatabaseConfig};
 ///
 /// let db = Database::open_with("node1.needle", DatabaseOptions { wal: WalMode::Off })?;
-/// let config = ReplicatedDatabaseConfig {
-///     data_dir: "node1-raft".into(),
-///     initial_members: vec![1, 2, 3],
-///     ..Default::default()
-/// };
+/// let config = ReplicatedDatabaseConfig::new("node1-raft", [1, 2, 3]);
 /// let node = ReplicatedDatabase::new(1, db, handler(), config)?;
 /// node.create_collection("docs", 3)?;
 /// node.insert("docs", "a", vec![1.0, 0.0, 0.0], None)?;
@@ -89,6 +95,7 @@ impl ReplicatedDatabase {
         config.validate()?;
         if node_id == 0 {
             return Err(NeedleError::InvalidConfig {
+                field: "node_id",
                 reason: "node id 0 is reserved".into(),
             });
         }
@@ -352,18 +359,33 @@ impl ReplicatedDatabase {
     pub fn read_barrier(&self, consistency: ReadConsistency) -> Result<()> {
         match consistency {
             ReadConsistency::Linearizable => self.read_index(),
-            ReadConsistency::BoundedStaleness => self.check_fresh(),
-            ReadConsistency::Default => {
+            ReadConsistency::Leader => {
+                if self.shared.stopped.load(Ordering::Acquire) {
+                    return Err(self.stopped_error());
+                }
                 if self.shared.role() == Role::Leader {
-                    self.read_index()
-                } else if self.config.allow_follower_reads {
-                    self.check_fresh()
+                    Ok(())
                 } else {
                     Err(NeedleError::NotLeader {
                         leader: self.shared.leader(),
                     })
                 }
             }
+            ReadConsistency::BoundedStaleness(bound) => self.check_fresh(bound),
+        }
+    }
+
+    /// The level of the plain reads, by the ADR's table: linearizable on the leader; on a
+    /// follower bounded by `max_staleness` when `allow_follower_reads` is on, else `NotLeader`.
+    fn plain_read_barrier(&self) -> Result<()> {
+        if self.shared.role() == Role::Leader {
+            self.read_index()
+        } else if self.config.allow_follower_reads {
+            self.check_fresh(self.config.max_staleness)
+        } else {
+            Err(NeedleError::NotLeader {
+                leader: self.shared.leader(),
+            })
         }
     }
 
@@ -378,7 +400,7 @@ impl ReplicatedDatabase {
         )
     }
 
-    fn check_fresh(&self) -> Result<()> {
+    fn check_fresh(&self, max_staleness: Duration) -> Result<()> {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Err(self.stopped_error());
         }
@@ -387,23 +409,23 @@ impl ReplicatedDatabase {
         }
         let since = self.shared.since_leader_contact();
         match since {
-            Some(d) if d <= self.config.max_staleness => Ok(()),
+            Some(d) if d <= max_staleness => Ok(()),
             _ => Err(NeedleError::StaleRead {
                 since,
-                max_staleness: self.config.max_staleness,
+                max_staleness,
             }),
         }
     }
 
-    /// The `k` nearest records, at the default consistency.
+    /// The `k` nearest records, at the ADR's consistency for plain reads: on the leader
+    /// linearizable ([`ReadConsistency::Linearizable`]); on a follower, when
+    /// `allow_follower_reads` is on, [`ReadConsistency::BoundedStaleness`]`(max_staleness)`,
+    /// else [`NeedleError::NotLeader`]. `get`, `count` and `list_collections` do the same.
     pub fn search(&self, collection: &str, query: &[f32], k: usize) -> Result<Vec<SearchResult>> {
-        self.search_with(
-            collection,
-            query,
-            k,
-            &SearchOptions::new(),
-            ReadConsistency::Default,
-        )
+        self.plain_read_barrier()?;
+        Ok(self
+            .db
+            .search_with(collection, query, k, &SearchOptions::new())?)
     }
 
     /// The `k` nearest records with search options, at `consistency`.
@@ -419,9 +441,10 @@ impl ReplicatedDatabase {
         Ok(self.db.search_with(collection, query, k, opts)?)
     }
 
-    /// One record, at the default consistency.
+    /// One record, at the consistency of plain reads (see [`ReplicatedDatabase::search`]).
     pub fn get(&self, collection: &str, id: &str) -> Result<Option<Record>> {
-        self.get_with(collection, id, ReadConsistency::Default)
+        self.plain_read_barrier()?;
+        Ok(self.db.get(collection, id)?)
     }
 
     /// One record, at `consistency`.
@@ -435,9 +458,11 @@ impl ReplicatedDatabase {
         Ok(self.db.get(collection, id)?)
     }
 
-    /// The number of records in a collection, at the default consistency.
+    /// The number of records in a collection, at the consistency of plain reads (see
+    /// [`ReplicatedDatabase::search`]).
     pub fn count(&self, collection: &str) -> Result<usize> {
-        self.count_with(collection, ReadConsistency::Default)
+        self.plain_read_barrier()?;
+        Ok(self.db.count(collection)?)
     }
 
     /// The number of records in a collection, at `consistency`.
@@ -492,9 +517,11 @@ impl ReplicatedDatabase {
         Ok(self.db.collection_info(collection)?)
     }
 
-    /// The collections' names, sorted, at the default consistency.
+    /// The collections' names, sorted, at the consistency of plain reads (see
+    /// [`ReplicatedDatabase::search`]).
     pub fn list_collections(&self) -> Result<Vec<String>> {
-        self.list_collections_with(ReadConsistency::Default)
+        self.plain_read_barrier()?;
+        Ok(self.db.list_collections())
     }
 
     /// The collections' names, sorted, at `consistency`.
@@ -621,6 +648,11 @@ impl ReplicatedDatabase {
             Duration::from_secs(60),
             WriteOutcome::NotApplied,
         )
+    }
+
+    /// The configuration this node runs with.
+    pub fn config(&self) -> &ReplicatedDatabaseConfig {
+        &self.config
     }
 
     /// This node's id.

@@ -80,17 +80,19 @@ pub enum NeedleError {
     /// Bytes from the network that do not decode, or a message that would be unsafe to step.
     #[error("invalid message: {reason}")]
     InvalidMessage { reason: String },
-    /// A configuration that cannot work ([`crate::ReplicatedDatabaseConfig`], a node id, or the
-    /// database handed to [`crate::ReplicatedDatabase::new`]). Nothing was started.
-    #[error("invalid configuration: {reason}")]
-    InvalidConfig { reason: String },
+    /// A configuration that cannot work: `field` names the setting of
+    /// [`crate::ReplicatedDatabaseConfig`] (or `node_id`, or `db` for the database handed to
+    /// [`crate::ReplicatedDatabase::new`], or `transport`), `reason` what is wrong with it.
+    /// Nothing was started.
+    #[error("invalid configuration: {field}: {reason}")]
+    InvalidConfig { field: &'static str, reason: String },
     /// A membership change that was refused before it entered the log: it would remove the
     /// current leader (transfer the leadership first), or it cannot apply to the current
     /// configuration. Nothing was proposed.
     #[error("membership change refused: {reason}")]
     MembershipChangeRefused { reason: String },
     /// Making, sending or installing a snapshot failed; the node keeps serving and tries again
-    /// at the next threshold (or on the next [`crate::ReplicatedDatabase::snapshot`]).
+    /// at the next threshold (or on the next [`crate::ReplicatedDatabase::trigger_snapshot`]).
     #[error("snapshot failed: {reason}")]
     Snapshot { reason: String },
     /// An invariant of needle-raft itself did not hold: a bug in Needle, not in the caller's

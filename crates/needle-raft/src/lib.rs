@@ -27,15 +27,10 @@
 //!         dir.path().join(format!("node-{id}.needle")),
 //!         DatabaseOptions { wal: WalMode::Off },
 //!     )?;
-//!     let config = ReplicatedDatabaseConfig {
-//!         data_dir: dir.path().join(format!("node-{id}-raft")),
-//!         initial_members: vec![1, 2, 3],
-//!         tick_interval: Duration::from_millis(10),
-//!         heartbeat_interval: 30,   // milliseconds
-//!         election_timeout_min: 150,
-//!         election_timeout_max: 300,
-//!         ..ReplicatedDatabaseConfig::default()
-//!     };
+//!     let config = ReplicatedDatabaseConfig::new(dir.path().join(format!("node-{id}-raft")), [1, 2, 3])
+//!         .tick_interval(Duration::from_millis(10))
+//!         .heartbeat_interval(Duration::from_millis(30))
+//!         .election_timeout(Duration::from_millis(150), Duration::from_millis(300));
 //!     nodes.push(ReplicatedDatabase::new(id, db, Box::new(net.handler(id)), config)?);
 //! }
 //! // Wait for an election, then write through the leader.

@@ -53,11 +53,10 @@ fn leader_crash_and_restart() {
 
 #[test]
 fn full_cluster_restart_keeps_every_acknowledged_write_once() {
-    let config = needle_raft::ReplicatedDatabaseConfig {
-        snapshot_threshold: 40, // some state comes back from checkpoints, the rest from log replay
-        log_retain_entries: 5,
-        ..common::test_config()
-    };
+    let config = common::test_config()
+        // Some state comes back from checkpoints, the rest from log replay.
+        .snapshot_threshold(40)
+        .log_retain_entries(5);
     let seed = common::seed("full_cluster_restart_keeps_every_acknowledged_write_once");
     let c = Cluster::with_config(3, seed, config);
     c.wait_leader(Duration::from_secs(10));

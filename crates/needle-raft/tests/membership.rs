@@ -8,14 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Cluster, test_config};
-use needle_raft::{NeedleError, ReadConsistency, ReplicatedDatabaseConfig};
+use needle_raft::{NeedleError, ReadConsistency};
 
 #[test]
 fn add_transfer_remove_under_load() {
-    let config = ReplicatedDatabaseConfig {
-        snapshot_threshold: 100,
-        ..test_config()
-    };
+    let config = test_config().snapshot_threshold(100);
     let seed = common::seed("add_transfer_remove_under_load");
     let c = Cluster::with_config(3, seed, config);
     c.wait_leader(Duration::from_secs(10));
@@ -110,10 +107,10 @@ fn removing_the_leader_is_refused_and_a_removed_node_stops_serving() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    match c
-        .node(leader)
-        .count_with("c", ReadConsistency::BoundedStaleness)
-    {
+    match c.node(leader).count_with(
+        "c",
+        ReadConsistency::BoundedStaleness(Duration::from_secs(1)),
+    ) {
         Err(NeedleError::Stopped { reason }) => assert!(reason.contains("removed"), "{reason}"),
         other => panic!("a removed node answered a read: {other:?}"),
     }

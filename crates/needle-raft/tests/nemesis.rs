@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::linearizability::{Event, Op, check_register};
 use common::{Cluster, test_config};
-use needle_raft::{ReadConsistency, ReplicatedDatabaseConfig};
+use needle_raft::ReadConsistency;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -42,12 +42,10 @@ fn env_u64(name: &str) -> Option<u64> {
 
 fn run(seed: u64, duration: Duration) -> RunReport {
     let n = 3 + 2 * (seed % 2); // 3 or 5 nodes
-    let config = ReplicatedDatabaseConfig {
-        snapshot_threshold: 150,
-        log_retain_entries: 20,
-        snapshot_chunk_size: 4096,
-        ..test_config()
-    };
+    let config = test_config()
+        .snapshot_threshold(150)
+        .log_retain_entries(20)
+        .snapshot_chunk_size(4096);
     let c = Cluster::with_config(n, seed, config);
     let start = Instant::now();
     let now = || start.elapsed().as_micros() as u64;

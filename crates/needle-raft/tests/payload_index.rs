@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{Cluster, test_config};
 use needle_core::{Filter, IndexKind, Record};
-use needle_raft::{NeedleError, ReadConsistency, ReplicatedDatabaseConfig};
+use needle_raft::{NeedleError, ReadConsistency};
 use serde_json::json;
 
 const LANGS: [&str; 3] = ["en", "de", "fr"];
@@ -28,11 +28,7 @@ fn records(batch: usize) -> Vec<Record> {
 
 #[test]
 fn indexes_and_deletes_by_filter_replicate_identically() {
-    let config = ReplicatedDatabaseConfig {
-        snapshot_threshold: 40,
-        log_retain_entries: 0,
-        ..test_config()
-    };
+    let config = test_config().snapshot_threshold(40).log_retain_entries(0);
     let seed = common::seed("indexes_and_deletes_by_filter_replicate_identically");
     let c = Cluster::with_config(3, seed, config);
     let leader = c.wait_leader(Duration::from_secs(10));

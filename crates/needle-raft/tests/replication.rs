@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Cluster, test_config};
-use needle_raft::{NeedleError, ReadConsistency, ReplicatedDatabaseConfig};
+use needle_raft::{NeedleError, ReadConsistency};
 use serde_json::json;
 
 #[test]
@@ -81,10 +81,7 @@ fn follower_write_gets_not_leader_with_hint() {
 
 #[test]
 fn follower_reads_are_bounded_by_max_staleness() {
-    let config = ReplicatedDatabaseConfig {
-        allow_follower_reads: true,
-        ..test_config()
-    };
+    let config = test_config().allow_follower_reads(true);
     let c = Cluster::with_config(
         3,
         common::seed("follower_reads_are_bounded_by_max_staleness"),
@@ -137,10 +134,7 @@ fn follower_reads_are_bounded_by_max_staleness() {
 
 #[test]
 fn a_write_over_max_entry_bytes_is_refused_unapplied_and_later_writes_go_on() {
-    let config = ReplicatedDatabaseConfig {
-        max_entry_bytes: 64 * 1024,
-        ..test_config()
-    };
+    let config = test_config().max_entry_bytes(64 * 1024);
     let c = common::Cluster::with_config(3, common::seed("max_entry_bytes"), config);
     let leader = c.wait_leader(Duration::from_secs(10));
     let l = c.node(leader);

@@ -8,18 +8,15 @@ use std::time::{Duration, Instant};
 
 use common::{Cluster, test_config};
 use needle_core::{CollectionConfig, Record};
-use needle_raft::ReplicatedDatabaseConfig;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 #[test]
 fn follower_catches_up_by_snapshot_after_compaction() {
-    let config = ReplicatedDatabaseConfig {
-        snapshot_threshold: 50,
-        log_retain_entries: 0,
-        snapshot_chunk_size: 1024, // many chunks per snapshot
-        ..test_config()
-    };
+    let config = test_config()
+        .snapshot_threshold(50)
+        .log_retain_entries(0)
+        .snapshot_chunk_size(1024); // many chunks per snapshot
     let seed = common::seed("follower_catches_up_by_snapshot_after_compaction");
     let c = Cluster::with_config(3, seed, config);
     let leader = c.wait_leader(Duration::from_secs(10));
@@ -77,13 +74,11 @@ fn follower_catches_up_by_a_20_mb_snapshot() {
     const DIM: usize = 256;
     const RECORDS: usize = 20_000;
     const BATCH: usize = 500;
-    let config = ReplicatedDatabaseConfig {
-        snapshot_threshold: 10,
-        log_retain_entries: 0,
-        snapshot_chunk_size: 256 * 1024,
-        proposal_timeout: Duration::from_secs(10),
-        ..test_config()
-    };
+    let config = test_config()
+        .snapshot_threshold(10)
+        .log_retain_entries(0)
+        .snapshot_chunk_size(256 * 1024)
+        .proposal_timeout(Duration::from_secs(10));
     let seed = common::seed("follower_catches_up_by_a_20_mb_snapshot");
     let mut rng = StdRng::seed_from_u64(seed);
     let c = Cluster::with_config(3, seed, config);

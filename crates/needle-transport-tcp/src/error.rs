@@ -47,7 +47,10 @@ impl From<TcpError> for NeedleError {
     fn from(e: TcpError) -> Self {
         match e {
             TcpError::Shutdown => NeedleError::Shutdown,
-            TcpError::InvalidConfig { reason } => NeedleError::InvalidConfig { reason },
+            TcpError::InvalidConfig { reason } => NeedleError::InvalidConfig {
+                field: "transport",
+                reason,
+            },
             other => NeedleError::Transport {
                 reason: other.to_string(),
             },

@@ -18,17 +18,15 @@ use needle_transport_tcp::TcpMessageHandler;
 
 /// Short Raft timings (10 ms ticks) so that the test runs in seconds.
 fn raft_config() -> ReplicatedDatabaseConfig {
-    ReplicatedDatabaseConfig {
-        tick_interval: Duration::from_millis(10),
-        heartbeat_interval: 30,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        max_staleness: Duration::from_millis(500),
-        proposal_timeout: Duration::from_secs(3),
-        read_timeout: Duration::from_secs(2),
-        log_segment_size: 256 * 1024,
-        ..Default::default()
-    }
+    ReplicatedDatabaseConfig::default()
+        .tick_interval(Duration::from_millis(10))
+        .heartbeat_interval(Duration::from_millis(30))
+        .election_timeout_min(Duration::from_millis(300))
+        .election_timeout_max(Duration::from_millis(600))
+        .max_staleness(Duration::from_millis(500))
+        .proposal_timeout(Duration::from_secs(3))
+        .read_timeout(Duration::from_secs(2))
+        .log_segment_size(256 * 1024)
 }
 
 struct Node {
@@ -83,11 +81,11 @@ impl TcpCluster {
             DatabaseOptions { wal: WalMode::Off },
         )
         .unwrap();
-        let config = ReplicatedDatabaseConfig {
-            data_dir: self.raft_dir(id),
-            initial_members: self.nodes.keys().copied().collect(),
-            ..self.config.clone()
-        };
+        let config = self
+            .config
+            .clone()
+            .data_dir(self.raft_dir(id))
+            .initial_members(self.nodes.keys().copied());
         let node = self.nodes.get_mut(&id).unwrap();
         let handler = node.handler.clone().expect("a handler");
         node.db = Some(ReplicatedDatabase::new(id, db, Box::new(handler), config).unwrap());
@@ -271,12 +269,10 @@ fn three_nodes_elect_replicate_and_survive_a_leader_kill() {
 
 #[test]
 fn a_lagging_node_catches_up_by_a_snapshot_in_chunks_over_tcp() {
-    let config = ReplicatedDatabaseConfig {
-        snapshot_threshold: 20,
-        log_retain_entries: 0,
-        snapshot_chunk_size: 16 * 1024,
-        ..raft_config()
-    };
+    let config = raft_config()
+        .snapshot_threshold(20)
+        .log_retain_entries(0)
+        .snapshot_chunk_size(16 * 1024);
     let mut c = TcpCluster::new(3, config);
     let leader = c.wait_leader(Duration::from_secs(20));
     let lagger = (1..=3).find(|&i| i != leader).unwrap();

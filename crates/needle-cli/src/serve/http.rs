@@ -389,11 +389,14 @@ enum Consistency {
     Follower,
 }
 
-impl From<Consistency> for ReadConsistency {
-    fn from(c: Consistency) -> Self {
-        match c {
+impl Consistency {
+    /// needle-raft's level: `follower` is bounded by this node's `--max-staleness-ms`.
+    fn level(self, app: &App) -> ReadConsistency {
+        match self {
             Consistency::Linearizable => ReadConsistency::Linearizable,
-            Consistency::Follower => ReadConsistency::BoundedStaleness,
+            Consistency::Follower => {
+                ReadConsistency::BoundedStaleness(app.node.config().max_staleness)
+            }
         }
     }
 }
@@ -409,7 +412,7 @@ struct ReadParams {
 
 fn barrier(app: &App, c: Consistency) -> std::result::Result<(), ApiError> {
     app.node
-        .read_barrier(c.into())
+        .read_barrier(c.level(app))
         .map_err(|e| raft_error(app, e))
 }
 

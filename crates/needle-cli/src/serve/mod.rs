@@ -132,22 +132,20 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             args.id
         )));
     }
-    let raft_config = ReplicatedDatabaseConfig {
-        tick_interval: Duration::from_millis(args.tick_ms),
-        heartbeat_interval: args.heartbeat_ms,
-        election_timeout_min: args.election_timeout_ms,
-        election_timeout_max: args.election_timeout_ms * 2,
-        max_staleness: Duration::from_millis(args.max_staleness_ms),
-        data_dir: args.data.join("raft"),
-        initial_members: if args.join {
+    let raft_config = ReplicatedDatabaseConfig::default()
+        .tick_interval(Duration::from_millis(args.tick_ms))
+        .heartbeat_interval(Duration::from_millis(args.heartbeat_ms))
+        .election_timeout_min(Duration::from_millis(args.election_timeout_ms))
+        .election_timeout_max(Duration::from_millis(args.election_timeout_ms * 2))
+        .max_staleness(Duration::from_millis(args.max_staleness_ms))
+        .data_dir(args.data.join("raft"))
+        .initial_members(if args.join {
             Vec::new()
         } else {
             std::iter::once(args.id)
                 .chain(args.peers.iter().map(|(id, _)| *id))
                 .collect()
-        },
-        ..Default::default()
-    };
+        });
     raft_config.validate()?;
     let mut tcp_config = TcpConfig::new(args.cluster_id, secret);
     let (http_tls, client_tls) = match (&args.tls_cert, &args.tls_key, &args.tls_ca) {

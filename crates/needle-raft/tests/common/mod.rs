@@ -25,20 +25,18 @@ pub fn seed(test: &str) -> u64 {
 
 /// Short timings so that tests run fast: 10 ms ticks.
 pub fn test_config() -> ReplicatedDatabaseConfig {
-    ReplicatedDatabaseConfig {
-        tick_interval: Duration::from_millis(10),
-        heartbeat_interval: 30,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        max_staleness: Duration::from_millis(500),
-        proposal_timeout: Duration::from_secs(3),
-        read_timeout: Duration::from_secs(2),
-        snapshot_threshold: 1_000,
-        log_retain_entries: 50,
-        snapshot_chunk_size: 16 * 1024,
-        log_segment_size: 256 * 1024,
-        ..Default::default()
-    }
+    ReplicatedDatabaseConfig::default()
+        .tick_interval(Duration::from_millis(10))
+        .heartbeat_interval(Duration::from_millis(30))
+        .election_timeout_min(Duration::from_millis(300))
+        .election_timeout_max(Duration::from_millis(600))
+        .max_staleness(Duration::from_millis(500))
+        .proposal_timeout(Duration::from_secs(3))
+        .read_timeout(Duration::from_secs(2))
+        .snapshot_threshold(1_000)
+        .log_retain_entries(50)
+        .snapshot_chunk_size(16 * 1024)
+        .log_segment_size(256 * 1024)
 }
 
 /// The size of node `id`'s latest snapshot as streamed to a peer: its header file
@@ -112,15 +110,13 @@ impl Cluster {
                 }
             }
         };
-        let config = ReplicatedDatabaseConfig {
-            data_dir: raft_dir,
-            initial_members: if self.founders.contains(&id) {
+        let config = self.config.clone().data_dir(raft_dir).initial_members(
+            if self.founders.contains(&id) {
                 self.founders.clone()
             } else {
                 vec![]
             },
-            ..self.config.clone()
-        };
+        );
         let handler = self.net.handler(id);
         let node = ReplicatedDatabase::new(id, db, Box::new(handler), config).expect("start node");
         self.nodes.write().unwrap().insert(id, Arc::new(node));
