@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
+use needle_core::disk::{Disk, OsDisk};
 use needle_core::{
     CollectionConfig, CollectionInfo, Database, Filter, IndexKind, Record, ScrollPage,
     SearchOptions, SearchResult,
@@ -92,6 +93,39 @@ impl ReplicatedDatabase {
         handler: Box<dyn MessageHandler>,
         config: ReplicatedDatabaseConfig,
     ) -> Result<Self> {
+        Self::open_on(Arc::new(OsDisk), node_id, db, handler, config)
+    }
+
+    /// [`ReplicatedDatabase::new`] with the Raft log and snapshot files of `config.data_dir` on
+    /// `disk` rather than the file system: a [`needle_core::disk::SimDisk`] in tests (crashes
+    /// that lose unsynced bytes, I/O errors), or any other [`Disk`]. The database keeps its own
+    /// disk (the one it was opened on, see `Database::open_on`); both may be the same.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use needle_core::Database;
+    /// use needle_core::disk::MemDisk;
+    /// use needle_raft::{ReplicatedDatabase, ReplicatedDatabaseConfig};
+    /// use needle_transport_mem::MemNetwork;
+    ///
+    /// let net = MemNetwork::new(7);
+    /// let config = ReplicatedDatabaseConfig {
+    ///     data_dir: "/node1-raft".into(),
+    ///     initial_members: vec![1],
+    ///     ..Default::default()
+    /// };
+    /// let disk = Arc::new(MemDisk::new());
+    /// let node = ReplicatedDatabase::open_on(disk, 1, Database::in_memory(), Box::new(net.handler(1)), config)?;
+    /// node.shutdown()?;
+    /// # Ok::<(), needle_raft::NeedleError>(())
+    /// ```
+    pub fn open_on(
+        disk: Arc<dyn Disk>,
+        node_id: NodeId,
+        db: Database,
+        handler: Box<dyn MessageHandler>,
+        config: ReplicatedDatabaseConfig,
+    ) -> Result<Self> {
         config.validate()?;
         if node_id == 0 {
             return Err(NeedleError::InvalidConfig {
@@ -111,6 +145,7 @@ impl ReplicatedDatabase {
             fatal: Mutex::new(None),
         });
         let node = Node::open(
+            disk,
             node_id,
             db.clone(),
             handler.clone(),

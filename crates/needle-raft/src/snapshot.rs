@@ -15,13 +15,12 @@
 //! CRC of the whole stream checks (the file is then fsynced and renamed to `.snap`).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use needle_core::Database;
+use needle_core::disk::{Disk, DiskFile, FileReader, OpenMode};
 use protobuf::Message as PbMessage;
 use raft::prelude::Message;
 
@@ -154,18 +153,29 @@ fn io_err(what: &str, path: &Path) -> impl Fn(std::io::Error) -> NeedleError {
     move |e| NeedleError::io(context.clone(), e)
 }
 
-fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .expect("snapshot paths live in the raft directory");
+fn write_file_durably(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = needle_core::disk::parent_dir(path);
     let tmp = path.with_extension("tmp");
     let io = io_err("writing", path);
-    let mut f = File::create(&tmp).map_err(&io)?;
-    f.write_all(bytes).map_err(&io)?;
-    f.sync_all().map_err(&io)?;
+    let f = disk.open(&tmp, OpenMode::CreateTruncate).map_err(&io)?;
+    f.write_all_at(0, bytes).map_err(&io)?;
+    f.sync().map_err(&io)?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(&io)?;
-    sync_dir(dir)
+    disk.rename(&tmp, path).map_err(&io)?;
+    sync_dir(disk, &dir)
+}
+
+/// The names of the files in `dir` (none if it does not exist).
+fn list_names(disk: &dyn Disk, dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    if !disk.exists(dir).map_err(io_err("listing", dir))? {
+        return Ok(Vec::new());
+    }
+    Ok(disk
+        .list(dir)
+        .map_err(io_err("listing", dir))?
+        .into_iter()
+        .filter_map(|p| Some((p.file_name()?.to_string_lossy().into_owned(), p)))
+        .collect())
 }
 
 /// The header of a snapshot: what it is, and the dedup window at its index.
@@ -187,25 +197,31 @@ fn encode_header(index: u64, term: u64, window: &DedupWindow) -> Vec<u8> {
     b
 }
 
-/// Reads the header at the start of `file` (a `.meta`, `.snap` or incoming file), leaving the
-/// file positioned at the database bytes.
-fn read_header(file: &mut File, path: &Path, window_span: u64) -> Result<SnapshotHeader> {
+/// Reads the header at the start of `file` (a `.meta`, `.snap` or incoming file); returns it
+/// and the offset of the database bytes after it.
+fn read_header(
+    file: &dyn DiskFile,
+    path: &Path,
+    window_span: u64,
+) -> Result<(SnapshotHeader, u64)> {
     let bad = |off: u64, why: &str| NeedleError::corrupted(path, off, why);
+    let file_len = file.len().map_err(io_err("reading", path))?;
+    if file_len < 12 {
+        return Err(bad(0, "shorter than a snapshot header"));
+    }
     let mut fixed = [0u8; 12];
-    file.seek(SeekFrom::Start(0))
-        .and_then(|_| file.read_exact(&mut fixed))
-        .map_err(|_| bad(0, "shorter than a snapshot header"))?;
+    file.read_exact_at(0, &mut fixed)
+        .map_err(io_err("reading", path))?;
     if &fixed[..8] != HEADER_MAGIC {
         return Err(bad(0, "not a needle-raft snapshot"));
     }
     let body_len = u32::from_le_bytes(fixed[8..].try_into().expect("4 bytes"));
-    let mut body = Vec::new();
-    file.take(u64::from(body_len))
-        .read_to_end(&mut body)
-        .map_err(io_err("reading", path))?;
-    if body.len() != body_len as usize {
-        return Err(bad(12, "snapshot header cut short"));
+    if 12 + u64::from(body_len) > file_len {
+        return Err(bad(8, "snapshot header cut short (its length runs past the file)"));
     }
+    let mut body = vec![0u8; body_len as usize];
+    file.read_exact_at(12, &mut body)
+        .map_err(io_err("reading", path))?;
     let mut r = Reader::new(&body);
     let index = r.u64().ok_or_else(|| bad(12, "short header"))?;
     r.u64().ok_or_else(|| bad(20, "short header"))?; // the term: raft-rs's metadata has it
@@ -218,7 +234,7 @@ fn read_header(file: &mut File, path: &Path, window_span: u64) -> Result<Snapsho
             .filter(|_| r.is_empty())
             .ok_or_else(|| bad(28, "bad dedup window outcomes"))?;
     }
-    Ok(SnapshotHeader { index, window })
+    Ok((SnapshotHeader { index, window }, 12 + u64::from(body_len)))
 }
 
 /// This node's snapshot, ready to stream: the header in memory, the database bytes behind an
@@ -226,7 +242,7 @@ fn read_header(file: &mut File, path: &Path, window_span: u64) -> Result<Snapsho
 pub(crate) struct SnapshotSource {
     pub desc: SnapshotDescriptor,
     header: Vec<u8>,
-    file: Mutex<File>,
+    file: Arc<dyn DiskFile>,
     db_offset: u64,
 }
 
@@ -240,9 +256,15 @@ impl std::fmt::Debug for SnapshotSource {
 
 impl SnapshotSource {
     /// Wraps `file` (database bytes from `db_offset` to its end) and CRCs the whole stream.
-    fn new(index: u64, term: u64, header: Vec<u8>, file: File, db_offset: u64) -> Result<Self> {
+    fn new(
+        index: u64,
+        term: u64,
+        header: Vec<u8>,
+        file: Arc<dyn DiskFile>,
+        db_offset: u64,
+    ) -> Result<Self> {
         let io = |e| NeedleError::io("reading a snapshot's database bytes", e);
-        let db_len = file.metadata().map_err(io)?.len().saturating_sub(db_offset);
+        let db_len = file.len().map_err(io)?.saturating_sub(db_offset);
         let mut src = SnapshotSource {
             desc: SnapshotDescriptor {
                 index,
@@ -251,7 +273,7 @@ impl SnapshotSource {
                 crc: 0,
             },
             header,
-            file: Mutex::new(file),
+            file,
             db_offset,
         };
         let mut crc = crc32c::crc32c(&src.header);
@@ -278,9 +300,8 @@ impl SnapshotSource {
         if db_to > db_from {
             let at = buf.len();
             buf.resize(at + (db_to - db_from) as usize, 0);
-            let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-            f.seek(SeekFrom::Start(self.db_offset + db_from))?;
-            f.read_exact(&mut buf[at..])?;
+            self.file
+                .read_exact_at(self.db_offset + db_from, &mut buf[at..])?;
         }
         Ok(buf)
     }
@@ -291,6 +312,7 @@ impl SnapshotSource {
 /// up to `index`. With `checkpoint` false the database's checkpoint is already at `index` (at
 /// restart, or right after installing a snapshot) and is only described.
 pub(crate) fn prepare(
+    disk: &dyn Disk,
     dir: &Path,
     db: &Database,
     index: u64,
@@ -305,18 +327,24 @@ pub(crate) fn prepare(
                 db.checkpoint_with_tag(index)?;
             }
             // Open before anything else can checkpoint: this handle pins the inode at `index`.
-            let file = File::open(path).map_err(io_err("opening", path))?;
-            write_file_durably(&meta_path(dir, index), &header)?;
+            // The database's file is on the database's disk.
+            let file = db
+                .disk()
+                .open(path, OpenMode::Read)
+                .map_err(io_err("opening", path))?;
+            write_file_durably(disk, &meta_path(dir, index), &header)?;
             SnapshotSource::new(index, term, header, file, 0)
         }
         None => {
             let path = full_path(dir, index);
-            if checkpoint || !path.exists() {
+            if checkpoint || !disk.exists(&path).map_err(io_err("looking for", &path))? {
                 let mut bytes = header.clone();
                 db.write_snapshot(&mut bytes, index)?;
-                write_file_durably(&path, &bytes)?;
+                write_file_durably(disk, &path, &bytes)?;
             }
-            let file = File::open(&path).map_err(io_err("opening", &path))?;
+            let file = disk
+                .open(&path, OpenMode::Read)
+                .map_err(io_err("opening", &path))?;
             let db_offset = header.len() as u64;
             SnapshotSource::new(index, term, header, file, db_offset)
         }
@@ -350,56 +378,59 @@ fn snapshot_file_index(name: &str, incoming: bool) -> Option<u64> {
 /// (the log's entries before that index are gone). Every header at an index holds the same dedup
 /// window, since the window is derived from the log alone.
 pub(crate) fn latest_header(
+    disk: &dyn Disk,
     dir: &Path,
     max_index: u64,
     window_span: u64,
 ) -> Result<Option<SnapshotHeader>> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Ok(None);
-    };
-    let newest = rd
-        .flatten()
-        .filter_map(|ent| {
-            let name = ent.file_name().to_string_lossy().into_owned();
-            Some((snapshot_file_index(&name, true)?, ent.path()))
-        })
+    let newest = list_names(disk, dir)?
+        .into_iter()
+        .filter_map(|(name, path)| Some((snapshot_file_index(&name, true)?, path)))
         .filter(|(i, _)| *i <= max_index)
         .max_by_key(|(i, _)| *i);
     let Some((_, path)) = newest else {
         return Ok(None);
     };
-    let mut f = File::open(&path).map_err(io_err("opening", &path))?;
-    read_header(&mut f, &path, window_span).map(Some)
+    let f = disk
+        .open(&path, OpenMode::Read)
+        .map_err(io_err("opening", &path))?;
+    read_header(&*f, &path, window_span).map(|(h, _)| Some(h))
 }
 
 /// The newest complete snapshot stream on this node (an in-memory database's own, or one
 /// received whole and CRC-checked) with an index in `min..=max`, to restore the database from at
 /// restart. Pass `min == max` for the exact snapshot the log names.
-pub(crate) fn newest_stream(dir: &Path, min: u64, max: u64) -> Option<(u64, PathBuf)> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|ent| {
-            let name = ent.file_name().to_string_lossy().into_owned();
+pub(crate) fn newest_stream(
+    disk: &dyn Disk,
+    dir: &Path,
+    min: u64,
+    max: u64,
+) -> Result<Option<(u64, PathBuf)>> {
+    Ok(list_names(disk, dir)?
+        .into_iter()
+        .filter_map(|(name, path)| {
             name.ends_with(".snap")
                 .then(|| snapshot_file_index(&name, true))
                 .flatten()
-                .map(|i| (i, ent.path()))
+                .map(|i| (i, path))
         })
         .filter(|(i, _)| (min..=max).contains(i))
-        .max_by_key(|(i, _)| *i)
+        .max_by_key(|(i, _)| *i))
 }
 
 /// Replaces the database's contents with the snapshot stream at `path`, which must be the
 /// snapshot at `index`; returns its header.
 pub(crate) fn restore(
+    disk: &dyn Disk,
     path: &Path,
     db: &Database,
     window_span: u64,
     index: u64,
 ) -> Result<SnapshotHeader> {
-    let mut f = File::open(path).map_err(io_err("opening", path))?;
-    let header = read_header(&mut f, path, window_span)?;
+    let f = disk
+        .open(path, OpenMode::Read)
+        .map_err(io_err("opening", path))?;
+    let (header, db_offset) = read_header(&*f, path, window_span)?;
     if header.index != index {
         return Err(NeedleError::corrupted(
             path,
@@ -407,17 +438,24 @@ pub(crate) fn restore(
             format!("holds the snapshot at {}, not at {index}", header.index),
         ));
     }
-    db.restore_snapshot(&mut f)?;
+    let mut reader = FileReader::new(f, db_offset).map_err(io_err("reading", path))?;
+    db.restore_snapshot(&mut reader)?;
     Ok(header)
 }
 
 /// After installing a received snapshot at `index`: an in-memory database keeps the stream as
 /// its own snapshot file; a file-backed one has it as its checkpoint already.
-pub(crate) fn keep_installed(dir: &Path, from: &Path, db: &Database, index: u64) -> Result<()> {
+pub(crate) fn keep_installed(
+    disk: &dyn Disk,
+    dir: &Path,
+    from: &Path,
+    db: &Database,
+    index: u64,
+) -> Result<()> {
     if db.path().is_none() {
         let to = full_path(dir, index);
-        std::fs::rename(from, &to).map_err(io_err("renaming", from))?;
-        sync_dir(dir)?;
+        disk.rename(from, &to).map_err(io_err("renaming", from))?;
+        sync_dir(disk, dir)?;
     }
     Ok(())
 }
@@ -425,22 +463,20 @@ pub(crate) fn keep_installed(dir: &Path, from: &Path, db: &Database, index: u64)
 /// Deletes every snapshot file in `dir` except those of `keep`, chunks still arriving, and
 /// received streams above `keep`: one of those may have been stepped into raft-rs already and be
 /// about to be installed (it is deleted once a snapshot at or above its index is this node's).
-pub(crate) fn remove_other_snapshots(dir: &Path, keep: u64) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
+/// Best effort: a file left behind by a failed removal is removed by a later call.
+pub(crate) fn remove_other_snapshots(disk: &dyn Disk, dir: &Path, keep: u64) {
+    let Ok(names) = list_names(disk, dir) else {
         return;
     };
     let kept = [meta_path(dir, keep), full_path(dir, keep)];
-    for ent in rd.flatten() {
-        let p = ent.path();
-        let name = ent.file_name();
-        let name = name.to_string_lossy();
+    for (name, p) in names {
         let delete = if name.starts_with("incoming-") {
             snapshot_file_index(&name, true).is_some_and(|i| i <= keep)
         } else {
             snapshot_file_index(&name, false).is_some() && !kept.contains(&p)
         };
         if delete {
-            let _ = std::fs::remove_file(p);
+            let _ = disk.remove(&p);
         }
     }
 }
@@ -495,7 +531,7 @@ struct Assembly {
     message: Option<Message>,
     /// When the last chunk of this stream arrived (the node's time).
     last_chunk: Duration,
-    file: File,
+    file: Arc<dyn DiskFile>,
     path: PathBuf,
 }
 
@@ -522,6 +558,7 @@ impl Assembler {
     /// Each sender's stream goes to a part file of its own.
     pub(crate) fn add(
         &mut self,
+        disk: &dyn Disk,
         dir: &Path,
         from: NodeId,
         c: SnapshotChunk,
@@ -531,22 +568,23 @@ impl Assembler {
         self.pending.retain(|_, a| {
             let fresh = now.saturating_sub(a.last_chunk) < max_idle;
             if !fresh {
-                let _ = std::fs::remove_file(&a.path);
+                let _ = disk.remove(&a.path);
             }
             fresh
         });
         let key = (from, c.index, c.term);
-        let res = self.add_inner(dir, key, c, now);
+        let res = self.add_inner(disk, dir, key, c, now);
         if res.is_err()
             && let Some(a) = self.pending.remove(&key)
         {
-            let _ = std::fs::remove_file(&a.path);
+            let _ = disk.remove(&a.path);
         }
         res
     }
 
     fn add_inner(
         &mut self,
+        disk: &dyn Disk,
         dir: &Path,
         key: (NodeId, u64, u64),
         c: SnapshotChunk,
@@ -556,12 +594,8 @@ impl Assembler {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 let path = incoming_path(dir, c.index, c.term, &format!("from-{}.part", key.0));
-                let file = OpenOptions::new()
-                    .create(true)
-                    .truncate(true)
-                    .read(true)
-                    .write(true)
-                    .open(&path)
+                let file = disk
+                    .open(&path, OpenMode::CreateTruncate)
                     .map_err(io_err("creating", &path))?;
                 e.insert(Assembly {
                     count: c.count,
@@ -602,8 +636,7 @@ impl Assembler {
         }
         if a.have.insert(c.seq) {
             a.file
-                .seek(SeekFrom::Start(off))
-                .and_then(|_| a.file.write_all(&c.data))
+                .write_all_at(off, &c.data)
                 .map_err(io_err("writing", &a.path))?;
         }
         if c.message.is_some() {
@@ -622,9 +655,9 @@ impl Assembler {
                 a.chunk_len.unwrap_or(0) * u64::from(n - 1) + a.last_len.unwrap_or(0) == a.total_len
             }
         };
-        let done = Assembly::finish(&a, dir, key, covered);
+        let done = Assembly::finish(&a, disk, dir, key, covered);
         if done.is_err() {
-            let _ = std::fs::remove_file(&a.path);
+            let _ = disk.remove(&a.path);
         }
         done?;
         Ok(a.message)
@@ -632,31 +665,43 @@ impl Assembler {
 }
 
 impl Assembly {
-    fn finish(&self, dir: &Path, key: (NodeId, u64, u64), covered: bool) -> Result<()> {
+    fn finish(
+        &self,
+        disk: &dyn Disk,
+        dir: &Path,
+        key: (NodeId, u64, u64),
+        covered: bool,
+    ) -> Result<()> {
         if !covered {
             return Err(NeedleError::invalid_message(
                 "snapshot chunks do not cover the stream",
             ));
         }
         let io = io_err("checking", &self.path);
-        let mut f = &self.file;
-        f.seek(SeekFrom::Start(0)).map_err(&io)?;
+        let len = self.file.len().map_err(&io)?;
+        if len != self.total_len {
+            return Err(NeedleError::invalid_message(
+                "snapshot chunks do not cover the stream",
+            ));
+        }
         let mut crc = 0;
         let mut buf = vec![0u8; IO_PIECE];
-        loop {
-            let n = f.read(&mut buf).map_err(&io)?;
-            if n == 0 {
-                break;
-            }
+        let mut off = 0u64;
+        while off < len {
+            let n = (len - off).min(IO_PIECE as u64) as usize;
+            self.file
+                .read_exact_at(off, &mut buf[..n])
+                .map_err(&io)?;
             crc = crc32c::crc32c_append(crc, &buf[..n]);
+            off += n as u64;
         }
         if crc != self.crc {
             return Err(NeedleError::invalid_message("snapshot stream CRC mismatch"));
         }
-        self.file.sync_all().map_err(&io)?;
+        self.file.sync().map_err(&io)?;
         let to = incoming_path(dir, key.1, key.2, "snap");
-        std::fs::rename(&self.path, &to).map_err(&io)?;
-        sync_dir(dir)
+        disk.rename(&self.path, &to).map_err(&io)?;
+        sync_dir(disk, dir)
     }
 }
 
@@ -669,6 +714,7 @@ pub(crate) fn incoming_file(dir: &Path, index: u64, term: u64) -> PathBuf {
 mod tests {
     use super::*;
     use crate::command::RequestId;
+    use needle_core::disk::OsDisk;
     use needle_core::{DatabaseOptions, WalMode};
 
     fn fill(db: &Database, from: usize, n: usize) {
@@ -696,7 +742,7 @@ mod tests {
         let mut asm = Assembler::default();
         let mut got = None;
         for c in chunks {
-            if let Some(m) = asm.add(dir, 1, c, Duration::from_secs(60), Duration::ZERO)? {
+            if let Some(m) = asm.add(&OsDisk, dir, 1, c, Duration::from_secs(60), Duration::ZERO)? {
                 got = Some(m);
             }
         }
@@ -716,7 +762,7 @@ mod tests {
         fill(&a, 0, 200);
         let mut window = DedupWindow::new(100);
         window.record(7, RequestId { client: 1, seq: 2 });
-        let src = prepare(&dir_a, &a, 7, 3, &window, true).unwrap();
+        let src = prepare(&OsDisk, &dir_a, &a, 7, 3, &window, true).unwrap();
         let at_snapshot = a.state_checksum();
         // Later writes and a later checkpoint rename a new file over the path: the handle still
         // reads the checkpoint at index 7.
@@ -725,12 +771,12 @@ mod tests {
         assert_ne!(a.state_checksum(), at_snapshot);
         deliver(&src, &dir_b, 1000, false).unwrap();
         let b = Database::open_with(tmp.path().join("b.needle"), off).unwrap();
-        let h = restore(&incoming_file(&dir_b, 7, 3), &b, 100, 7).unwrap();
+        let h = restore(&OsDisk, &incoming_file(&dir_b, 7, 3), &b, 100, 7).unwrap();
         assert_eq!(b.state_checksum(), at_snapshot);
         assert_eq!(b.checkpoint_tag(), 7);
         assert!(h.window.contains(&RequestId { client: 1, seq: 2 }));
         // The header on disk describes the snapshot too.
-        let h = latest_header(&dir_a, 100, 100).unwrap().unwrap();
+        let h = latest_header(&OsDisk, &dir_a, 100, 100).unwrap().unwrap();
         assert_eq!(h.index, 7);
     }
 
@@ -740,20 +786,20 @@ mod tests {
         let db = Database::in_memory();
         db.create_collection("c", 4).unwrap();
         fill(&db, 0, 100);
-        let src = prepare(tmp.path(), &db, 5, 2, &DedupWindow::new(10), true).unwrap();
+        let src = prepare(&OsDisk, tmp.path(), &db, 5, 2, &DedupWindow::new(10), true).unwrap();
         let recv = tmp.path().join("recv");
         std::fs::create_dir_all(&recv).unwrap();
         assert!(deliver(&src, &recv, 512, true).is_err());
         assert!(!incoming_file(&recv, 5, 2).exists());
         deliver(&src, &recv, 512, false).unwrap();
         let other = Database::in_memory();
-        restore(&incoming_file(&recv, 5, 2), &other, 10, 5).unwrap();
+        restore(&OsDisk, &incoming_file(&recv, 5, 2), &other, 10, 5).unwrap();
         assert_eq!(other.state_checksum(), db.state_checksum());
-        assert!(restore(&incoming_file(&recv, 5, 2), &other, 10, 6).is_err());
-        assert_eq!(newest_stream(tmp.path(), 0, 10).map(|(i, _)| i), Some(5));
-        assert_eq!(newest_stream(tmp.path(), 5, 5).map(|(i, _)| i), Some(5));
-        assert_eq!(newest_stream(tmp.path(), 6, 10), None);
-        assert_eq!(newest_stream(tmp.path(), 0, 4), None);
+        assert!(restore(&OsDisk, &incoming_file(&recv, 5, 2), &other, 10, 6).is_err());
+        assert_eq!(newest_stream(&OsDisk, tmp.path(), 0, 10).unwrap().map(|(i, _)| i), Some(5));
+        assert_eq!(newest_stream(&OsDisk, tmp.path(), 5, 5).unwrap().map(|(i, _)| i), Some(5));
+        assert_eq!(newest_stream(&OsDisk, tmp.path(), 6, 10).unwrap(), None);
+        assert_eq!(newest_stream(&OsDisk, tmp.path(), 0, 4).unwrap(), None);
     }
 
     #[test]
@@ -767,25 +813,25 @@ mod tests {
         fill(&db, 0, 100);
         let mut window = DedupWindow::new(100);
         window.record(9, RequestId { client: 4, seq: 4 });
-        let src = prepare(&dir_a, &db, 9, 2, &window, true).unwrap();
+        let src = prepare(&OsDisk, &dir_a, &db, 9, 2, &window, true).unwrap();
         deliver(&src, &dir_b, 512, false).unwrap();
         // The receiver has an older snapshot of its own at 5.
         let own = Database::in_memory();
         own.create_collection("c", 4).unwrap();
-        prepare(&dir_b, &own, 5, 1, &DedupWindow::new(100), true).unwrap();
+        prepare(&OsDisk, &dir_b, &own, 5, 1, &DedupWindow::new(100), true).unwrap();
         // Making its own snapshot at 5 must not delete the received one at 9, which raft-rs
         // may already be about to install.
-        remove_other_snapshots(&dir_b, 5);
+        remove_other_snapshots(&OsDisk, &dir_b, 5);
         assert!(incoming_file(&dir_b, 9, 2).exists());
         assert!(full_path(&dir_b, 5).exists());
         // A crash after restoring from the stream but before the installed snapshot's header
         // is written: the received stream's header gives the dedup window at 9.
-        let h = latest_header(&dir_b, 9, 100).unwrap().unwrap();
+        let h = latest_header(&OsDisk, &dir_b, 9, 100).unwrap().unwrap();
         assert_eq!(h.index, 9);
         assert!(h.window.contains(&RequestId { client: 4, seq: 4 }));
-        assert_eq!(latest_header(&dir_b, 8, 100).unwrap().unwrap().index, 5);
+        assert_eq!(latest_header(&OsDisk, &dir_b, 8, 100).unwrap().unwrap().index, 5);
         // Once a snapshot at or above it is kept, the received stream goes.
-        remove_other_snapshots(&dir_b, 9);
+        remove_other_snapshots(&OsDisk, &dir_b, 9);
         assert!(!incoming_file(&dir_b, 9, 2).exists());
         assert!(!full_path(&dir_b, 5).exists());
     }

@@ -3,17 +3,23 @@
 //! reads is served from memory; the disk is written only from the Ready loop, with one `sync`
 //! (and at most one fsync) per Ready. Owns no database and knows no network.
 //!
-//! Frame: `len: u32 LE | crc32c(body): u32 LE | body`, body = `kind: u8 | payload`.
-//! Recovery replays every segment in order. A bad frame in the last segment (short, zeros, bad
-//! CRC, undecodable) with no valid frame after it is a torn write and is truncated; a bad frame
-//! followed by a valid one, or in an older segment, is `Corrupted`.
+//! Every byte goes through a [`Disk`] (the real file system by default; a simulated faulty disk
+//! in tests), and the framing and the torn-versus-corrupted scan are needle-core's
+//! ([`needle_core::disk::frame`]), shared with the database's log: a frame is
+//! `len: u32 LE | crc32c(body): u32 LE | body`, body = `kind: u8 | payload`.
+//! Recovery replays every segment in order. In the last segment, a bad frame (short, zeros, bad
+//! CRC) with no valid frame anywhere after it is a torn write and is cut; a bad frame followed by
+//! a valid one, a whole frame (its CRC matches) that does not decode, or any bad frame in an
+//! older segment, is `Corrupted { file, offset }` and nothing is cut.
 //! Each segment starts with a `Base` record holding the whole non-entry state, so the oldest
 //! segments can be deleted once all their entries are below the compaction point.
 
 use std::cell::Cell;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use needle_core::disk::frame::{self, End};
+use needle_core::disk::{Disk, DiskFile, OpenMode};
 
 use protobuf::Message as PbMessage;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
@@ -100,12 +106,17 @@ struct Segment {
 /// `persist_*` methods and reach the disk at [`LogStore::sync`].
 #[derive(Debug)]
 pub(crate) struct LogStore {
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
     segment_size: u64,
     segments: Vec<Segment>,
-    active: File,
+    active: Arc<dyn DiskFile>,
     active_len: u64,
     buf: Vec<u8>,
+    /// A write or fsync of the log failed: what is on disk after `active_len` is unknown (and
+    /// after a failed fsync, the page cache may no longer hold what was written). Every later
+    /// write is refused with this reason; a restart recovers from what is durable.
+    failed: Option<String>,
     /// Entries `snap_index + 1 ..= last_index`.
     entries: Vec<Entry>,
     snap_index: u64,
@@ -127,33 +138,35 @@ fn segment_path(dir: &Path, seq: u64) -> PathBuf {
 }
 
 /// Opens (creating it if needed) a segment for appending.
-fn open_segment(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(path)
+fn open_segment(disk: &dyn Disk, path: &Path) -> Result<Arc<dyn DiskFile>> {
+    disk.open(path, OpenMode::Create)
         .map_err(|e| NeedleError::io(format!("opening {}", path.display()), e))
 }
 
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<()> {
+    disk.sync_dir(dir)
         .map_err(|e| NeedleError::io(format!("syncing directory {}", dir.display()), e))
 }
 
 impl LogStore {
     /// Opens the log in `dir`, creating it when there is none. A new log starts with `founders`
     /// as its voters (empty for a node that will join an existing cluster).
-    pub(crate) fn open(dir: &Path, segment_size: u64, founders: &[u64]) -> Result<LogStore> {
-        std::fs::create_dir_all(dir)
+    pub(crate) fn open(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        segment_size: u64,
+        founders: &[u64],
+    ) -> Result<LogStore> {
+        disk.create_dir_all(dir)
             .map_err(|e| NeedleError::io(format!("creating {}", dir.display()), e))?;
         let mut seqs = Vec::new();
-        let rd = std::fs::read_dir(dir)
+        let listed = disk
+            .list(dir)
             .map_err(|e| NeedleError::io(format!("listing {}", dir.display()), e))?;
-        for ent in rd {
-            let ent = ent.map_err(|e| NeedleError::io(format!("listing {}", dir.display()), e))?;
-            let name = ent.file_name();
+        for path in listed {
+            let Some(name) = path.file_name() else {
+                continue;
+            };
             let name = name.to_string_lossy();
             if let Some(seq) = name
                 .strip_prefix("log-")
@@ -170,26 +183,31 @@ impl LogStore {
         // rename). Nothing in it was ever acknowledged: create it anew.
         if let [only] = seqs[..] {
             let path = segment_path(dir, only);
-            let (records, _, _) = read_segment(&path, true)?;
+            let (records, _, _) = read_segment(&*disk, &path, true)?;
             if records.is_empty() {
-                std::fs::remove_file(&path)
+                disk.remove(&path)
                     .map_err(|e| NeedleError::io(format!("removing {}", path.display()), e))?;
+                sync_dir(&*disk, dir)?;
                 seqs.clear();
             }
         }
         if seqs.is_empty() {
-            return LogStore::create(dir, segment_size, founders);
+            return LogStore::create(disk, dir, segment_size, founders);
         }
         let first_seq = seqs[0];
         let last_seq = seqs[seqs.len() - 1];
         let path = segment_path(dir, last_seq);
-        let active = open_segment(&path)?;
-        let mut store = LogStore::empty(dir, segment_size, active);
+        let active = open_segment(&*disk, &path)?;
+        let mut store = LogStore::empty(disk, dir, segment_size, active);
         let mut term_known = true;
+        let mut last_is_empty = false;
         for &seq in &seqs {
             let path = segment_path(dir, seq);
             let is_last = seq == last_seq;
-            let (records, valid_len, file_len) = read_segment(&path, is_last)?;
+            let (records, valid_len, file_len) = read_segment(&*store.disk, &path, is_last)?;
+            if is_last {
+                last_is_empty = records.is_empty();
+            }
             let mut max_index = 0;
             for rec in records {
                 if let Record::Entries(ents) = &rec
@@ -203,7 +221,7 @@ impl LogStore {
                 store
                     .active
                     .set_len(valid_len)
-                    .and_then(|_| store.active.sync_all())
+                    .and_then(|_| store.active.sync())
                     .map_err(|e| {
                         NeedleError::io(format!("truncating torn tail of {}", path.display()), e)
                     })?;
@@ -224,11 +242,25 @@ impl LogStore {
                 "log has a gap that no compaction record covers",
             ));
         }
+        if last_is_empty && seqs.len() > 1 {
+            // A crash cut a roll between the new segment's creation and its `Base` record: give
+            // it one now, so that it stands alone once the older segments are deleted.
+            let base = store.base_record();
+            store.push(&base);
+            store.sync_inner(true)?;
+        }
         Ok(store)
     }
 
-    fn empty(dir: &Path, segment_size: u64, active: File) -> LogStore {
+    fn empty(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        segment_size: u64,
+        active: Arc<dyn DiskFile>,
+    ) -> LogStore {
         LogStore {
+            disk,
+            failed: None,
             dir: dir.to_path_buf(),
             segment_size,
             segments: Vec::new(),
@@ -254,7 +286,12 @@ impl LogStore {
     /// joins later can only be caught up by a snapshot carrying it, never by replaying entries
     /// from an empty configuration (raft-rs's own examples bootstrap the same way). A joiner
     /// (no founders) starts at index 0 with no configuration and waits for that snapshot.
-    fn create(dir: &Path, segment_size: u64, founders: &[u64]) -> Result<LogStore> {
+    fn create(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        segment_size: u64,
+        founders: &[u64],
+    ) -> Result<LogStore> {
         let path = segment_path(dir, 1);
         let tmp = path.with_extension("seg.tmp");
         let base = if founders.is_empty() {
@@ -281,17 +318,17 @@ impl LogStore {
         };
         let mut bytes = Vec::new();
         encode_record(&base, &mut bytes);
-        File::create(&tmp)
-            .and_then(|mut f| {
-                f.write_all(&bytes)?;
-                f.sync_all()
+        disk.open(&tmp, OpenMode::CreateTruncate)
+            .and_then(|f| {
+                f.write_all_at(0, &bytes)?;
+                f.sync()
             })
             .map_err(|e| NeedleError::io(format!("creating {}", tmp.display()), e))?;
-        std::fs::rename(&tmp, &path)
+        disk.rename(&tmp, &path)
             .map_err(|e| NeedleError::io(format!("renaming {}", tmp.display()), e))?;
-        sync_dir(dir)?;
-        let active = open_segment(&path)?;
-        let mut store = LogStore::empty(dir, segment_size, active);
+        sync_dir(&*disk, dir)?;
+        let active = open_segment(&*disk, &path)?;
+        let mut store = LogStore::empty(disk, dir, segment_size, active);
         store.active_len = bytes.len() as u64;
         store.apply(base);
         store.segments.push(Segment {
@@ -461,10 +498,11 @@ impl LogStore {
         if deletable > 0 {
             self.roll()?;
             for seg in self.segments.drain(..deletable) {
-                std::fs::remove_file(&seg.path)
+                self.disk
+                    .remove(&seg.path)
                     .map_err(|e| NeedleError::io(format!("deleting {}", seg.path.display()), e))?;
             }
-            sync_dir(&self.dir)?;
+            sync_dir(&*self.disk, &self.dir)?;
         } else {
             self.sync(false)?;
         }
@@ -473,24 +511,30 @@ impl LogStore {
 
     /// Writes the queued records; fsyncs when `fsync` is true. Rolls to a new segment when the
     /// active one is full.
+    ///
+    /// After a failed write or fsync every later call fails too (the log's tail on disk is
+    /// unknown, and a failed fsync may have dropped written pages from the cache: retrying it
+    /// could report success for bytes that are gone). The node stops; a restart recovers from
+    /// what is durable.
     pub(crate) fn sync(&mut self, fsync: bool) -> Result<()> {
+        if let Some(why) = &self.failed {
+            return Err(NeedleError::io(
+                format!(
+                    "the raft log in {} refuses writes after an earlier failure ({why})",
+                    self.dir.display()
+                ),
+                std::io::Error::other("raft log failed earlier"),
+            ));
+        }
         if !self.buf.is_empty() {
-            self.active.write_all(&self.buf).map_err(|e| {
-                NeedleError::io(
-                    format!("appending to the raft log in {}", self.dir.display()),
-                    e,
-                )
-            })?;
+            if let Err(e) = self.active.write_all_at(self.active_len, &self.buf) {
+                return Err(self.fail(format!("appending to the raft log in {}", self.dir.display()), e));
+            }
             self.active_len += self.buf.len() as u64;
             self.buf.clear();
         }
-        if fsync {
-            self.active.sync_data().map_err(|e| {
-                NeedleError::io(
-                    format!("fsyncing the raft log in {}", self.dir.display()),
-                    e,
-                )
-            })?;
+        if fsync && let Err(e) = self.active.sync() {
+            return Err(self.fail(format!("fsyncing the raft log in {}", self.dir.display()), e));
         }
         if self.active_len >= self.segment_size {
             self.roll()?;
@@ -498,27 +542,47 @@ impl LogStore {
         Ok(())
     }
 
+    fn fail(&mut self, what: String, e: std::io::Error) -> NeedleError {
+        self.failed = Some(format!("{what}: {e}"));
+        NeedleError::io(what, e)
+    }
+
+    fn base_record(&self) -> Record {
+        Record::Base {
+            hs: self.hs.clone(),
+            snap_index: self.snap_index,
+            snap_term: self.snap_term,
+            confs: self.confs.clone(),
+        }
+    }
+
     /// Starts a new segment with a `Base` record holding the current non-entry state.
     fn roll(&mut self) -> Result<()> {
         self.sync_inner(true)?;
         let seq = self.segments.last().map_or(1, |s| s.seq + 1);
         let path = segment_path(&self.dir, seq);
-        self.active = open_segment(&path)?;
+        let active = match open_segment(&*self.disk, &path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.failed = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        self.active = active;
         self.active_len = 0;
         self.segments.push(Segment {
             seq,
             path,
             max_index: 0,
         });
-        let base = Record::Base {
-            hs: self.hs.clone(),
-            snap_index: self.snap_index,
-            snap_term: self.snap_term,
-            confs: self.confs.clone(),
-        };
+        let base = self.base_record();
         self.push(&base);
         self.sync_inner(true)?;
-        sync_dir(&self.dir)
+        let synced = sync_dir(&*self.disk, &self.dir);
+        if let Err(e) = &synced {
+            self.failed = Some(e.to_string());
+        }
+        synced
     }
 
     fn sync_inner(&mut self, fsync: bool) -> Result<()> {
@@ -834,94 +898,55 @@ fn decode_record(body: &[u8]) -> Option<Record> {
     r.is_empty().then_some(rec)
 }
 
-/// Parses the frame at `off`: its record and where the next frame starts. `Err` says why the
-/// bytes there are not a frame.
-fn frame_at(data: &[u8], off: usize) -> std::result::Result<(Record, usize), &'static str> {
-    let header = data.get(off..off + 8).ok_or("short frame header")?;
-    let body_len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-    let body = data
-        .get(off + 8..)
-        .and_then(|rest| rest.get(..body_len))
-        .ok_or("frame runs past the end of the segment")?;
-    if body.is_empty() {
-        return Err("empty frame"); // zeros: the CRC of nothing is 0
-    }
-    if crc32c::crc32c(body) != crc {
-        return Err("bad CRC");
-    }
-    let rec = decode_record(body).ok_or("a frame with a valid CRC does not decode")?;
-    Ok((rec, off + 8 + body_len))
-}
-
-/// Is there a valid frame anywhere after a bad one at `off`? Checked at every later byte (the
-/// bad frame's length field may be the damaged part), within a budget of CRC'd bytes so a huge
-/// torn tail cannot make opening take hours (past the budget the tail counts as torn).
-fn valid_frame_after(data: &[u8], off: usize) -> bool {
-    let mut budget: usize = 1 << 30;
-    for p in off + 1..data.len().saturating_sub(8) {
-        let body_len = u32::from_le_bytes(data[p..p + 4].try_into().expect("4 bytes")) as usize;
-        if body_len == 0 || body_len > data.len() - p - 8 {
-            continue;
-        }
-        if body_len > budget {
-            return false;
-        }
-        budget -= body_len;
-        if frame_at(data, p).is_ok() {
-            return true;
-        }
-    }
-    false
-}
-
 /// Reads one segment: its records, the length of its valid prefix, and the file length.
 ///
-/// The last segment may end in a torn write: a bad frame (cut short, zeros, a bad CRC or a body
-/// that does not decode) with no valid frame after it is truncated. A bad frame followed by a
-/// valid one, or any bad frame in a sealed segment, is `Corrupted`.
-fn read_segment(path: &Path, is_last: bool) -> Result<(Vec<Record>, u64, u64)> {
-    let mut file =
-        File::open(path).map_err(|e| NeedleError::io(format!("opening {}", path.display()), e))?;
-    let mut data = Vec::new();
-    file.seek(SeekFrom::Start(0))
-        .and_then(|_| file.read_to_end(&mut data))
+/// The last segment may end in a torn write (see [`frame::scan`]): a bad frame with no valid
+/// frame anywhere after it, which the caller cuts. A bad frame followed by a valid one, a whole
+/// frame that does not decode, or any bad frame in a sealed segment, is `Corrupted`.
+fn read_segment(disk: &dyn Disk, path: &Path, is_last: bool) -> Result<(Vec<Record>, u64, u64)> {
+    let data = disk
+        .open(path, OpenMode::Read)
+        .and_then(|f| f.read_all())
         .map_err(|e| NeedleError::io(format!("reading {}", path.display()), e))?;
     let len = data.len() as u64;
-    let mut records = Vec::new();
-    let mut off = 0usize;
-    while off < data.len() {
-        match frame_at(&data, off) {
-            Ok((rec, next)) => {
-                records.push(rec);
-                off = next;
-            }
-            Err(why) => {
-                if !is_last {
-                    return Err(NeedleError::corrupted(
-                        path,
-                        off as u64,
-                        format!("{why} in a sealed segment"),
-                    ));
-                }
-                if valid_frame_after(&data, off) {
-                    return Err(NeedleError::corrupted(
-                        path,
-                        off as u64,
-                        format!("{why}, followed by a valid frame"),
-                    ));
-                }
-                break;
-            }
+    let scan = frame::scan(&data, decode_record);
+    let valid_len = scan.valid_len();
+    let records = scan.records.into_iter().map(|r| r.value).collect();
+    match scan.end {
+        End::Clean => {}
+        End::Torn { offset, .. } if !is_last => {
+            return Err(NeedleError::corrupted(
+                path,
+                offset,
+                "a bad frame in a sealed segment (only the last segment may end in a torn write)",
+            ));
+        }
+        End::Torn { .. } => {}
+        End::Corrupted {
+            offset,
+            next_valid,
+            reason,
+        } => {
+            let reason = if reason == frame::UNDECODABLE {
+                reason.to_string()
+            } else {
+                format!("{reason}, followed by a valid frame at offset {next_valid}")
+            };
+            return Err(NeedleError::corrupted(path, offset, reason));
         }
     }
-    Ok((records, off as u64, len))
+    Ok((records, valid_len, len))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use needle_core::disk::OsDisk;
     use raft::Storage;
+
+    fn os() -> Arc<dyn Disk> {
+        Arc::new(OsDisk)
+    }
 
     fn ent(index: u64, term: u64) -> Entry {
         Entry {
@@ -935,7 +960,7 @@ mod tests {
     #[test]
     fn fresh_log_answers_like_raft_expects() {
         let dir = tempfile::tempdir().unwrap();
-        let s = LogStore::open(dir.path(), 1 << 20, &[1, 2, 3]).unwrap();
+        let s = LogStore::open(os(), dir.path(), 1 << 20, &[1, 2, 3]).unwrap();
         // The founders' bootstrap point: as if a snapshot at (1, 1) had been installed.
         assert_eq!(s.first_index().unwrap(), 2);
         assert_eq!(Storage::last_index(&s).unwrap(), 1);
@@ -945,7 +970,7 @@ mod tests {
         assert_eq!(s.conf_state_at(1).voters, vec![1, 2, 3]);
         // A joiner knows nothing: it waits for a snapshot.
         let dir = tempfile::tempdir().unwrap();
-        let s = LogStore::open(dir.path(), 1 << 20, &[]).unwrap();
+        let s = LogStore::open(os(), dir.path(), 1 << 20, &[]).unwrap();
         assert_eq!(s.first_index().unwrap(), 1);
         assert_eq!(Storage::last_index(&s).unwrap(), 0);
         assert_eq!(s.term(0).unwrap(), 0);
@@ -959,10 +984,10 @@ mod tests {
         for leftover in [&b""[..], &[0u8; 7][..], &[9u8, 0, 0, 0, 1, 2][..]] {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(segment_path(dir.path(), 1), leftover).unwrap();
-            let s = LogStore::open(dir.path(), 1 << 20, &[1, 2, 3]).unwrap();
+            let s = LogStore::open(os(), dir.path(), 1 << 20, &[1, 2, 3]).unwrap();
             assert_eq!(s.conf_state_at(1).voters, vec![1, 2, 3], "{leftover:?}");
             drop(s);
-            let s = LogStore::open(dir.path(), 1 << 20, &[1, 2, 3]).unwrap();
+            let s = LogStore::open(os(), dir.path(), 1 << 20, &[1, 2, 3]).unwrap();
             assert_eq!(s.conf_state_at(1).voters, vec![1, 2, 3]);
         }
     }
@@ -971,7 +996,7 @@ mod tests {
     fn append_truncate_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut s = LogStore::open(dir.path(), 1 << 20, &[1]).unwrap();
+            let mut s = LogStore::open(os(), dir.path(), 1 << 20, &[1]).unwrap();
             s.persist_entries(&(1..=5).map(|i| ent(i, 1)).collect::<Vec<_>>());
             s.persist_entries(&[ent(4, 2), ent(5, 2), ent(6, 2)]);
             let hs = HardState {
@@ -983,7 +1008,7 @@ mod tests {
             s.persist_hard_state(&hs);
             s.sync(true).unwrap();
         }
-        let s = LogStore::open(dir.path(), 1 << 20, &[]).unwrap();
+        let s = LogStore::open(os(), dir.path(), 1 << 20, &[]).unwrap();
         assert_eq!(Storage::last_index(&s).unwrap(), 6);
         assert_eq!(s.term(3).unwrap(), 1);
         assert_eq!(s.term(4).unwrap(), 2);
@@ -1002,7 +1027,7 @@ mod tests {
     fn torn_tail_is_truncated_and_middle_corruption_reported() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut s = LogStore::open(dir.path(), 1 << 20, &[1]).unwrap();
+            let mut s = LogStore::open(os(), dir.path(), 1 << 20, &[1]).unwrap();
             s.persist_entries(&(1..=3).map(|i| ent(i, 1)).collect::<Vec<_>>());
             s.sync(true).unwrap();
             s.persist_entries(&[ent(4, 1)]);
@@ -1012,40 +1037,40 @@ mod tests {
         let full = std::fs::read(&seg).unwrap();
         // Tear the last frame: keep all but 3 bytes.
         std::fs::write(&seg, &full[..full.len() - 3]).unwrap();
-        let s = LogStore::open(dir.path(), 1 << 20, &[]).unwrap();
+        let s = LogStore::open(os(), dir.path(), 1 << 20, &[]).unwrap();
         assert_eq!(LogStore::last_index(&s), 3);
         drop(s);
         // Appending after the truncation works.
         {
-            let mut s = LogStore::open(dir.path(), 1 << 20, &[]).unwrap();
+            let mut s = LogStore::open(os(), dir.path(), 1 << 20, &[]).unwrap();
             s.persist_entries(&[ent(4, 1)]);
             s.sync(true).unwrap();
         }
         assert_eq!(
-            LogStore::last_index(&LogStore::open(dir.path(), 1 << 20, &[]).unwrap()),
+            LogStore::last_index(&LogStore::open(os(), dir.path(), 1 << 20, &[]).unwrap()),
             4
         );
         // Flip a byte inside an early frame: corruption, not a torn tail.
         let mut bytes = std::fs::read(&seg).unwrap();
         bytes[30] ^= 0xff;
         std::fs::write(&seg, &bytes).unwrap();
-        match LogStore::open(dir.path(), 1 << 20, &[]) {
+        match LogStore::open(os(), dir.path(), 1 << 20, &[]) {
             Err(NeedleError::Corrupted { .. }) => {}
             other => panic!("expected Corrupted, got {other:?}"),
         }
     }
 
     #[test]
-    fn a_zeroed_or_undecodable_tail_is_torn_unless_a_valid_frame_follows() {
+    fn a_zeroed_tail_is_torn_unless_a_valid_frame_follows_and_an_undecodable_frame_is_corruption() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut s = LogStore::open(dir.path(), 1 << 20, &[1]).unwrap();
+            let mut s = LogStore::open(os(), dir.path(), 1 << 20, &[1]).unwrap();
             s.persist_entries(&(1..=3).map(|i| ent(i, 1)).collect::<Vec<_>>());
             s.sync(true).unwrap();
         }
         let seg = segment_path(dir.path(), 1);
         let good = std::fs::read(&seg).unwrap();
-        let reopen = || LogStore::open(dir.path(), 1 << 20, &[]);
+        let reopen = || LogStore::open(os(), dir.path(), 1 << 20, &[]);
         // Zeros after the last frame (a file extended but never written): the CRC of an empty
         // body is 0, so each 8 zero bytes look like a frame with a valid CRC.
         let mut zeros = good.clone();
@@ -1053,7 +1078,9 @@ mod tests {
         std::fs::write(&seg, &zeros).unwrap();
         assert_eq!(LogStore::last_index(&reopen().unwrap()), 3);
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), good.len() as u64);
-        // A frame whose CRC checks but whose body does not decode, then garbage.
+        // A frame whose CRC checks but whose body does not decode, then garbage: a whole write
+        // (no tear makes a CRC match), so corruption even last, and nothing is cut (the rule of
+        // needle-core's log, `frame::UNDECODABLE`).
         let mut junk = good.clone();
         let body = [0xeeu8; 5];
         junk.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -1061,7 +1088,11 @@ mod tests {
         junk.extend_from_slice(&body);
         junk.extend_from_slice(&[0xab; 37]);
         std::fs::write(&seg, &junk).unwrap();
-        assert_eq!(LogStore::last_index(&reopen().unwrap()), 3);
+        match reopen() {
+            Err(NeedleError::Corrupted { offset, .. }) => assert_eq!(offset, good.len() as u64),
+            other => panic!("expected Corrupted, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(&seg).unwrap(), junk, "nothing cut");
         // A bad-CRC frame followed by more (invalid) bytes: torn, too.
         let mut frame = Vec::new();
         encode_record(&Record::Entries(vec![ent(4, 1)]), &mut frame);
@@ -1087,7 +1118,7 @@ mod tests {
     fn compaction_rolls_and_deletes_segments() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut s = LogStore::open(dir.path(), 256, &[1, 2]).unwrap();
+            let mut s = LogStore::open(os(), dir.path(), 256, &[1, 2]).unwrap();
             for i in 1..=100 {
                 s.persist_entries(&[ent(i, 1 + i / 50)]);
                 s.persist_commit(i);
@@ -1105,7 +1136,7 @@ mod tests {
                 Err(raft::Error::Store(StorageError::Compacted))
             ));
         }
-        let s = LogStore::open(dir.path(), 256, &[]).unwrap();
+        let s = LogStore::open(os(), dir.path(), 256, &[]).unwrap();
         assert_eq!(s.first_index().unwrap(), 91);
         assert_eq!(LogStore::last_index(&s), 100);
         assert_eq!(s.term(90).unwrap(), 2);
@@ -1117,7 +1148,7 @@ mod tests {
     fn snapshot_install_resets_the_log() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut s = LogStore::open(dir.path(), 1 << 20, &[]).unwrap();
+            let mut s = LogStore::open(os(), dir.path(), 1 << 20, &[]).unwrap();
             s.persist_entries(&[ent(1, 1)]);
             let mut meta = SnapshotMetadata {
                 index: 10,
@@ -1131,7 +1162,7 @@ mod tests {
             s.persist_snapshot(&meta);
             s.sync(true).unwrap();
         }
-        let mut s = LogStore::open(dir.path(), 1 << 20, &[]).unwrap();
+        let mut s = LogStore::open(os(), dir.path(), 1 << 20, &[]).unwrap();
         s.set_initial_applied(10);
         assert_eq!(s.first_index().unwrap(), 11);
         assert_eq!(Storage::last_index(&s).unwrap(), 10);
@@ -1145,7 +1176,7 @@ mod tests {
     #[test]
     fn snapshot_is_temporarily_unavailable_while_one_is_prepared() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = LogStore::open(dir.path(), 1 << 20, &[1, 2]).unwrap();
+        let mut s = LogStore::open(os(), dir.path(), 1 << 20, &[1, 2]).unwrap();
         s.persist_entries(&(1..=5).map(|i| ent(i, 1)).collect::<Vec<_>>());
         s.set_snapshot(Some(SnapshotDescriptor {
             index: 5,

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use needle_core::Database;
+use needle_core::disk::Disk;
 use protobuf::Message as PbMessage;
 use raft::prelude::{
     ConfChange, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
@@ -202,6 +203,8 @@ pub(crate) struct Node {
     db: Database,
     handler: Arc<dyn MessageHandler>,
     cfg: ReplicatedDatabaseConfig,
+    /// Where the log and the snapshot files live (the file system, or a simulated disk).
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
     shared: Arc<Shared>,
     applied: u64,
@@ -252,7 +255,9 @@ fn role_of(r: StateRole) -> Role {
 impl Node {
     /// Opens the log, brings the database up to the log's compaction point when needed, and
     /// builds the `RawNode` with `applied` = the database's checkpoint tag.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
+        disk: Arc<dyn Disk>,
         id: NodeId,
         db: Database,
         handler: Arc<dyn MessageHandler>,
@@ -262,7 +267,12 @@ impl Node {
         read_nonce: u64,
     ) -> Result<Node> {
         let dir = cfg.data_dir.clone();
-        let mut store = LogStore::open(&dir, cfg.log_segment_size, &cfg.initial_members)?;
+        let mut store = LogStore::open(
+            disk.clone(),
+            &dir,
+            cfg.log_segment_size,
+            &cfg.initial_members,
+        )?;
         // The state machine at the founders' bootstrap point is empty: a database never
         // checkpointed is at that point.
         let mut applied = db.checkpoint_tag();
@@ -276,14 +286,20 @@ impl Node {
         // in-memory database: from its newest stream at or after the compaction point.
         let snap_index = store.snap_index();
         let stream = if db.path().is_none() {
-            snapshot::newest_stream(&dir, snap_index.max(applied + 1), commit)
+            snapshot::newest_stream(&*disk, &dir, snap_index.max(applied + 1), commit)?
         } else if applied < snap_index {
-            snapshot::newest_stream(&dir, snap_index, snap_index)
+            snapshot::newest_stream(&*disk, &dir, snap_index, snap_index)?
         } else {
             None
         };
         if let Some((idx, path)) = stream {
-            restored = Some(snapshot::restore(&path, &db, cfg.dedup_window, idx)?);
+            restored = Some(snapshot::restore(
+                &*disk,
+                &path,
+                &db,
+                cfg.dedup_window,
+                idx,
+            )?);
             applied = idx;
         }
         if applied < store.snap_index() {
@@ -309,7 +325,7 @@ impl Node {
         // The dedup window at `applied`: from the newest snapshot at or below it, then the log.
         let header = match restored {
             Some(h) => Some(h),
-            None => snapshot::latest_header(&dir, applied, cfg.dedup_window)?,
+            None => snapshot::latest_header(&*disk, &dir, applied, cfg.dedup_window)?,
         };
         let (mut window, window_from) = match header {
             Some(h) => (h.window, h.index),
@@ -330,9 +346,9 @@ impl Node {
             let term = store
                 .term_of(applied)
                 .expect("the applied index is in the log or is its compaction point");
-            let src = snapshot::prepare(&dir, &db, applied, term, &window, false)?;
+            let src = snapshot::prepare(&*disk, &dir, &db, applied, term, &window, false)?;
             store.set_snapshot(Some(src.desc));
-            snapshot::remove_other_snapshots(&dir, applied);
+            snapshot::remove_other_snapshots(&*disk, &dir, applied);
             snapshot_src = Some(Arc::new(src));
         }
         let logger = slog::Logger::root(slog::Discard, slog::o!());
@@ -344,6 +360,7 @@ impl Node {
             rn,
             db,
             handler,
+            disk,
             dir,
             shared,
             applied,
@@ -566,7 +583,7 @@ impl Node {
             RaftMessage::SnapshotChunk(c) => {
                 let max_idle = Duration::from_millis(self.cfg.election_timeout_max * 10);
                 let (index, term) = (c.index, c.term);
-                match self.assembler.add(&self.dir, from, c, max_idle, self.now) {
+                match self.assembler.add(&*self.disk, &self.dir, from, c, max_idle, self.now) {
                     Ok(Some(m)) if snapshot_matches_stream(&m, index, term) => {
                         self.step_raft(from, m)
                     }
@@ -928,14 +945,21 @@ impl Node {
     fn install_snapshot(&mut self, snap: &Snapshot) -> Result<()> {
         let meta = snap.get_metadata();
         let path = snapshot::incoming_file(&self.dir, meta.index, meta.term);
-        let header = snapshot::restore(&path, &self.db, self.cfg.dedup_window, meta.index)?;
+        let header = snapshot::restore(
+            &*self.disk,
+            &path,
+            &self.db,
+            self.cfg.dedup_window,
+            meta.index,
+        )?;
         self.window = header.window;
         self.applied = meta.index;
         self.last_snapshot = meta.index;
         self.conf_state = meta.get_conf_state().clone();
         self.unapplied.retain(|e| e.index > meta.index);
-        snapshot::keep_installed(&self.dir, &path, &self.db, meta.index)?;
+        snapshot::keep_installed(&*self.disk, &self.dir, &path, &self.db, meta.index)?;
         let src = snapshot::prepare(
+            &*self.disk,
             &self.dir,
             &self.db,
             meta.index,
@@ -945,7 +969,7 @@ impl Node {
         )?;
         self.rn.mut_store().set_snapshot(Some(src.desc));
         self.snapshot_src = Some(Arc::new(src));
-        snapshot::remove_other_snapshots(&self.dir, meta.index);
+        snapshot::remove_other_snapshots(&*self.disk, &self.dir, meta.index);
         self.shared.applied.store(self.applied, Ordering::Release);
         Ok(())
     }
@@ -1170,14 +1194,19 @@ impl Node {
         // The persisted commit must cover what the checkpoint will hold.
         self.rn.mut_store().sync(true)?;
         self.rn.mut_store().set_preparing(true);
-        let (dir, db, window) = (self.dir.clone(), self.db.clone(), self.window.clone());
+        let (disk, dir, db, window) = (
+            self.disk.clone(),
+            self.dir.clone(),
+            self.db.clone(),
+            self.window.clone(),
+        );
         let events = self.events_tx.clone();
         // Marked first: an inline job has sent its event by the time `spawn` returns.
         self.preparing = Some((index, None));
         let job = self.spawn(format!("needle-raft-{}-snapshot", self.id), move || {
             // A panic in the job is an error the node recovers from, not a stalled apply.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                snapshot::prepare(&dir, &db, index, term, &window, true)
+                snapshot::prepare(&*disk, &dir, &db, index, term, &window, true)
             }))
             .unwrap_or_else(|_| {
                 Err(NeedleError::Snapshot {
@@ -1212,7 +1241,7 @@ impl Node {
             if compact_to > store.snap_index() {
                 store.compact(compact_to)?;
             }
-            snapshot::remove_other_snapshots(&self.dir, index);
+            snapshot::remove_other_snapshots(&*self.disk, &self.dir, index);
             Ok(())
         });
         for w in self.snapshot_waiters.drain(..) {

@@ -466,6 +466,7 @@ impl Sim {
         });
         let nonce = self.rng.next();
         let node = Node::open(
+            Arc::new(needle_core::disk::OsDisk),
             id,
             n.db.clone(),
             handler,
@@ -1450,6 +1451,7 @@ mod tests {
             out: Outbox::default(),
         });
         let mut node = Node::open(
+            Arc::new(needle_core::disk::OsDisk),
             1,
             Database::in_memory(),
             handler,
@@ -1522,6 +1524,7 @@ mod tests {
             out: Outbox::default(),
         });
         let mut node = Node::open(
+            Arc::new(needle_core::disk::OsDisk),
             1,
             Database::in_memory(),
             handler,
