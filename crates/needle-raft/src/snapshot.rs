@@ -217,7 +217,10 @@ fn read_header(
     }
     let body_len = u32::from_le_bytes(fixed[8..].try_into().expect("4 bytes"));
     if 12 + u64::from(body_len) > file_len {
-        return Err(bad(8, "snapshot header cut short (its length runs past the file)"));
+        return Err(bad(
+            8,
+            "snapshot header cut short (its length runs past the file)",
+        ));
     }
     let mut body = vec![0u8; body_len as usize];
     file.read_exact_at(12, &mut body)
@@ -689,9 +692,7 @@ impl Assembly {
         let mut off = 0u64;
         while off < len {
             let n = (len - off).min(IO_PIECE as u64) as usize;
-            self.file
-                .read_exact_at(off, &mut buf[..n])
-                .map_err(&io)?;
+            self.file.read_exact_at(off, &mut buf[..n]).map_err(&io)?;
             crc = crc32c::crc32c_append(crc, &buf[..n]);
             off += n as u64;
         }
@@ -796,8 +797,18 @@ mod tests {
         restore(&OsDisk, &incoming_file(&recv, 5, 2), &other, 10, 5).unwrap();
         assert_eq!(other.state_checksum(), db.state_checksum());
         assert!(restore(&OsDisk, &incoming_file(&recv, 5, 2), &other, 10, 6).is_err());
-        assert_eq!(newest_stream(&OsDisk, tmp.path(), 0, 10).unwrap().map(|(i, _)| i), Some(5));
-        assert_eq!(newest_stream(&OsDisk, tmp.path(), 5, 5).unwrap().map(|(i, _)| i), Some(5));
+        assert_eq!(
+            newest_stream(&OsDisk, tmp.path(), 0, 10)
+                .unwrap()
+                .map(|(i, _)| i),
+            Some(5)
+        );
+        assert_eq!(
+            newest_stream(&OsDisk, tmp.path(), 5, 5)
+                .unwrap()
+                .map(|(i, _)| i),
+            Some(5)
+        );
         assert_eq!(newest_stream(&OsDisk, tmp.path(), 6, 10).unwrap(), None);
         assert_eq!(newest_stream(&OsDisk, tmp.path(), 0, 4).unwrap(), None);
     }
@@ -829,7 +840,13 @@ mod tests {
         let h = latest_header(&OsDisk, &dir_b, 9, 100).unwrap().unwrap();
         assert_eq!(h.index, 9);
         assert!(h.window.contains(&RequestId { client: 4, seq: 4 }));
-        assert_eq!(latest_header(&OsDisk, &dir_b, 8, 100).unwrap().unwrap().index, 5);
+        assert_eq!(
+            latest_header(&OsDisk, &dir_b, 8, 100)
+                .unwrap()
+                .unwrap()
+                .index,
+            5
+        );
         // Once a snapshot at or above it is kept, the received stream goes.
         remove_other_snapshots(&OsDisk, &dir_b, 9);
         assert!(!incoming_file(&dir_b, 9, 2).exists());

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use needle_core::disk::frame::{self, End};
-use needle_core::disk::{Disk, DiskFile, OpenMode};
+use needle_core::disk::{Disk, DiskFile, DiskLock, OpenMode};
 
 use protobuf::Message as PbMessage;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
@@ -106,6 +106,8 @@ struct Segment {
 /// `persist_*` methods and reach the disk at [`LogStore::sync`].
 #[derive(Debug)]
 pub(crate) struct LogStore {
+    /// Held while the log is open: one node per `data_dir` (`<data_dir>/LOCK`).
+    _lock: Arc<dyn DiskLock>,
     disk: Arc<dyn Disk>,
     dir: PathBuf,
     segment_size: u64,
@@ -159,6 +161,19 @@ impl LogStore {
     ) -> Result<LogStore> {
         disk.create_dir_all(dir)
             .map_err(|e| NeedleError::io(format!("creating {}", dir.display()), e))?;
+        let lock_path = dir.join("LOCK");
+        let lock: Arc<dyn DiskLock> = match disk.lock(&lock_path) {
+            Ok(l) => Arc::from(l),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(needle_core::NeedleError::Locked { path: lock_path }.into());
+            }
+            Err(e) => {
+                return Err(NeedleError::io(
+                    format!("locking {}", lock_path.display()),
+                    e,
+                ));
+            }
+        };
         let mut seqs = Vec::new();
         let listed = disk
             .list(dir)
@@ -192,13 +207,13 @@ impl LogStore {
             }
         }
         if seqs.is_empty() {
-            return LogStore::create(disk, dir, segment_size, founders);
+            return LogStore::create(lock, disk, dir, segment_size, founders);
         }
         let first_seq = seqs[0];
         let last_seq = seqs[seqs.len() - 1];
         let path = segment_path(dir, last_seq);
         let active = open_segment(&*disk, &path)?;
-        let mut store = LogStore::empty(disk, dir, segment_size, active);
+        let mut store = LogStore::empty(lock, disk, dir, segment_size, active);
         let mut term_known = true;
         let mut last_is_empty = false;
         for &seq in &seqs {
@@ -253,12 +268,14 @@ impl LogStore {
     }
 
     fn empty(
+        lock: Arc<dyn DiskLock>,
         disk: Arc<dyn Disk>,
         dir: &Path,
         segment_size: u64,
         active: Arc<dyn DiskFile>,
     ) -> LogStore {
         LogStore {
+            _lock: lock,
             disk,
             failed: None,
             dir: dir.to_path_buf(),
@@ -287,6 +304,7 @@ impl LogStore {
     /// from an empty configuration (raft-rs's own examples bootstrap the same way). A joiner
     /// (no founders) starts at index 0 with no configuration and waits for that snapshot.
     fn create(
+        lock: Arc<dyn DiskLock>,
         disk: Arc<dyn Disk>,
         dir: &Path,
         segment_size: u64,
@@ -328,7 +346,7 @@ impl LogStore {
             .map_err(|e| NeedleError::io(format!("renaming {}", tmp.display()), e))?;
         sync_dir(&*disk, dir)?;
         let active = open_segment(&*disk, &path)?;
-        let mut store = LogStore::empty(disk, dir, segment_size, active);
+        let mut store = LogStore::empty(lock, disk, dir, segment_size, active);
         store.active_len = bytes.len() as u64;
         store.apply(base);
         store.segments.push(Segment {
@@ -528,13 +546,19 @@ impl LogStore {
         }
         if !self.buf.is_empty() {
             if let Err(e) = self.active.write_all_at(self.active_len, &self.buf) {
-                return Err(self.fail(format!("appending to the raft log in {}", self.dir.display()), e));
+                return Err(self.fail(
+                    format!("appending to the raft log in {}", self.dir.display()),
+                    e,
+                ));
             }
             self.active_len += self.buf.len() as u64;
             self.buf.clear();
         }
         if fsync && let Err(e) = self.active.sync() {
-            return Err(self.fail(format!("fsyncing the raft log in {}", self.dir.display()), e));
+            return Err(self.fail(
+                format!("fsyncing the raft log in {}", self.dir.display()),
+                e,
+            ));
         }
         if self.active_len >= self.segment_size {
             self.roll()?;
@@ -990,6 +1014,20 @@ mod tests {
             let s = LogStore::open(os(), dir.path(), 1 << 20, &[1, 2, 3]).unwrap();
             assert_eq!(s.conf_state_at(1).voters, vec![1, 2, 3]);
         }
+    }
+
+    #[test]
+    fn a_second_opener_of_one_data_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LogStore::open(os(), dir.path(), 1 << 20, &[1]).unwrap();
+        match LogStore::open(os(), dir.path(), 1 << 20, &[1]) {
+            Err(NeedleError::Core(needle_core::NeedleError::Locked { path })) => {
+                assert_eq!(path, dir.path().join("LOCK"));
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(s);
+        LogStore::open(os(), dir.path(), 1 << 20, &[1]).unwrap();
     }
 
     #[test]

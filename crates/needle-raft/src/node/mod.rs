@@ -583,7 +583,10 @@ impl Node {
             RaftMessage::SnapshotChunk(c) => {
                 let max_idle = Duration::from_millis(self.cfg.election_timeout_max * 10);
                 let (index, term) = (c.index, c.term);
-                match self.assembler.add(&*self.disk, &self.dir, from, c, max_idle, self.now) {
+                match self
+                    .assembler
+                    .add(&*self.disk, &self.dir, from, c, max_idle, self.now)
+                {
                     Ok(Some(m)) if snapshot_matches_stream(&m, index, term) => {
                         self.step_raft(from, m)
                     }
