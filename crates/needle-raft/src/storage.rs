@@ -165,7 +165,7 @@ impl LogStore {
         let lock: Arc<dyn DiskLock> = match disk.lock(&lock_path) {
             Ok(l) => Arc::from(l),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                return Err(needle_core::NeedleError::Locked { path: lock_path }.into());
+                return Err(needle_core::Error::Locked { path: lock_path }.into());
             }
             Err(e) => {
                 return Err(NeedleError::io(
@@ -1021,7 +1021,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = LogStore::open(os(), dir.path(), 1 << 20, &[1]).unwrap();
         match LogStore::open(os(), dir.path(), 1 << 20, &[1]) {
-            Err(NeedleError::Core(needle_core::NeedleError::Locked { path })) => {
+            Err(NeedleError::Core(needle_core::Error::Locked { path })) => {
                 assert_eq!(path, dir.path().join("LOCK"));
             }
             other => panic!("expected Locked, got {other:?}"),
