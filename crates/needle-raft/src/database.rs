@@ -109,13 +109,10 @@ impl ReplicatedDatabase {
     /// use needle_transport_mem::MemNetwork;
     ///
     /// let net = MemNetwork::new(7);
-    /// let config = ReplicatedDatabaseConfig {
-    ///     data_dir: "/node1-raft".into(),
-    ///     initial_members: vec![1],
-    ///     ..Default::default()
-    /// };
+    /// let config = ReplicatedDatabaseConfig::new("/node1-raft", [1]);
     /// let disk = Arc::new(MemDisk::new());
-    /// let node = ReplicatedDatabase::open_on(disk, 1, Database::in_memory(), Box::new(net.handler(1)), config)?;
+    /// let handler = Box::new(net.handler(1));
+    /// let node = ReplicatedDatabase::open_on(disk, 1, Database::in_memory(), handler, config)?;
     /// node.shutdown()?;
     /// # Ok::<(), needle_raft::NeedleError>(())
     /// ```
