@@ -515,26 +515,40 @@ impl LogStore {
             .count();
         if deletable > 0 {
             self.roll()?;
-            for seg in self.segments.drain(..deletable) {
-                self.disk
-                    .remove(&seg.path)
-                    .map_err(|e| NeedleError::io(format!("deleting {}", seg.path.display()), e))?;
+            for seg in self.segments.drain(..deletable).collect::<Vec<_>>() {
+                if let Err(e) = self.disk.remove(&seg.path) {
+                    return Err(self.fail(format!("deleting {}", seg.path.display()), e));
+                }
             }
-            sync_dir(&*self.disk, &self.dir)?;
+            if let Err(e) = self.disk.sync_dir(&self.dir) {
+                return Err(self.fail(format!("syncing directory {}", self.dir.display()), e));
+            }
         } else {
             self.sync(false)?;
         }
         Ok(())
     }
 
-    /// Writes the queued records; fsyncs when `fsync` is true. Rolls to a new segment when the
-    /// active one is full.
+    /// With `fsync`, writes the queued records in one write and fsyncs them; without, keeps
+    /// them queued for the next fsync. Rolls to a new segment when the active one is full.
+    ///
+    /// Records that need no fsync (a commit index alone, a compaction point) are not written on
+    /// their own: two unsynced appends can reach the disk out of order, and a power loss that
+    /// keeps the second and drops the first leaves a hole followed by a valid frame — which
+    /// recovery must call corruption. So every write of the log is followed by its fsync, and a
+    /// power loss can only tear the last write (a torn tail). Losing a queued commit index is
+    /// harmless: the database's checkpoint (what a restart applies from) is taken only after an
+    /// fsync, so the persisted commit always covers it.
     ///
     /// After a failed write or fsync every later call fails too (the log's tail on disk is
     /// unknown, and a failed fsync may have dropped written pages from the cache: retrying it
     /// could report success for bytes that are gone). The node stops; a restart recovers from
     /// what is durable.
     pub(crate) fn sync(&mut self, fsync: bool) -> Result<()> {
+        if (!fsync || self.buf.is_empty()) && self.failed.is_none() {
+            // Nothing written is unsynced: every write is followed by its fsync.
+            return Ok(());
+        }
         if let Some(why) = &self.failed {
             return Err(NeedleError::io(
                 format!(
@@ -544,17 +558,15 @@ impl LogStore {
                 std::io::Error::other("raft log failed earlier"),
             ));
         }
-        if !self.buf.is_empty() {
-            if let Err(e) = self.active.write_all_at(self.active_len, &self.buf) {
-                return Err(self.fail(
-                    format!("appending to the raft log in {}", self.dir.display()),
-                    e,
-                ));
-            }
-            self.active_len += self.buf.len() as u64;
-            self.buf.clear();
+        if let Err(e) = self.active.write_all_at(self.active_len, &self.buf) {
+            return Err(self.fail(
+                format!("appending to the raft log in {}", self.dir.display()),
+                e,
+            ));
         }
-        if fsync && let Err(e) = self.active.sync() {
+        self.active_len += self.buf.len() as u64;
+        self.buf.clear();
+        if let Err(e) = self.active.sync() {
             return Err(self.fail(
                 format!("fsyncing the raft log in {}", self.dir.display()),
                 e,
@@ -961,6 +973,9 @@ fn read_segment(disk: &dyn Disk, path: &Path, is_last: bool) -> Result<(Vec<Reco
     }
     Ok((records, valid_len, len))
 }
+
+#[cfg(test)]
+mod sim_tests;
 
 #[cfg(test)]
 mod tests {
