@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use needle_core::disk::{Disk, FaultKind, SimDisk};
+use needle_core::disk::{FaultKind, SimDisk};
 use raft::prelude::{ConfState, HardState, SnapshotMetadata};
 
 use super::*;
