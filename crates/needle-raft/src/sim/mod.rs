@@ -21,13 +21,14 @@ mod linearizability;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use needle_core::Database;
+use needle_core::disk::{FaultConfig, SimDisk};
+use needle_core::{Database, DatabaseOptions, WalMode};
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 
 use crate::command::{ReplicatedCommand, RequestId, encode_entry};
@@ -120,6 +121,8 @@ enum Ev {
 struct SimNode {
     node: Option<Node>,
     db: Database,
+    /// The node's own disk: its Raft log, snapshots and (for `Shape::file_db`) database file.
+    disk: SimDisk,
     shared: Arc<Shared>,
     dir: PathBuf,
     incarnation: u64,
@@ -145,6 +148,13 @@ pub(crate) struct Shape {
     pub partitions: bool,
     pub membership: bool,
     pub snapshot_threshold: u64,
+    /// The database is a file on the node's disk (`WalMode::Off`, as `needle serve` runs it),
+    /// else in memory (rebuilt from the newest snapshot at restart).
+    pub file_db: bool,
+    /// Random disk faults during the chaos (parts per million of calls): EIO on any call,
+    /// ENOSPC on writes. A node that hits one stops, and is crashed and restarted.
+    pub eio_ppm: u32,
+    pub enospc_ppm: u32,
 }
 
 impl Shape {
@@ -164,6 +174,9 @@ impl Shape {
             partitions: nodes > 1 && rng.chance(600),
             membership: rng.chance(700),
             snapshot_threshold: [5, 20, 1_000][rng.below(3) as usize],
+            file_db: rng.chance(500),
+            eio_ppm: [0, 0, 200, 1_000][rng.below(4) as usize],
+            enospc_ppm: [0, 0, 200][rng.below(3) as usize],
         }
     }
 }
@@ -219,13 +232,15 @@ pub(crate) struct Report {
     pub leader_removals_refused: u64,
     pub transfers: u64,
     pub messages: u64,
+    /// Nodes stopped (or not started) by an injected disk error.
+    pub disk_faults: u64,
     /// A hash of every event's time and kind, and of each node's applied index as it answers.
     pub trace: u64,
 }
 
 impl Report {
     /// Every counter, named.
-    fn counters(&self) -> [(&'static str, u64); 13] {
+    fn counters(&self) -> [(&'static str, u64); 14] {
         [
             ("acknowledged writes", self.acked_writes),
             ("linearizable reads", self.lin_reads),
@@ -240,6 +255,7 @@ impl Report {
             ("leader's own removal refused", self.leader_removals_refused),
             ("leadership transfers", self.transfers),
             ("messages", self.messages),
+            ("nodes stopped by a disk error", self.disk_faults),
         ]
     }
 }
@@ -308,7 +324,6 @@ pub(crate) struct Sim {
     out: Outbox,
     shape: Shape,
     cfg: ReplicatedDatabaseConfig,
-    _root: tempfile::TempDir,
     clients: Vec<Client>,
     /// Per key, the register history.
     history: BTreeMap<u64, Vec<HEvent>>,
@@ -372,24 +387,11 @@ fn sim_config(shape: &Shape) -> ReplicatedDatabaseConfig {
     }
 }
 
-fn temp_root() -> tempfile::TempDir {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir()
-        && let Ok(d) = tempfile::Builder::new()
-            .prefix("needle-sim-")
-            .tempdir_in(shm)
-    {
-        return d;
-    }
-    tempfile::tempdir().expect("a temporary directory")
-}
-
 impl Sim {
     pub(crate) fn new(seed: u64) -> Sim {
         let mut rng = Rng::new(seed);
         let shape = Shape::draw(&mut rng);
         let cfg = sim_config(&shape);
-        let root = temp_root();
         let mut sim = Sim {
             rng,
             now: 0,
@@ -399,7 +401,6 @@ impl Sim {
             nodes: BTreeMap::new(),
             out: Arc::new(Mutex::new(Vec::new())),
             cfg,
-            _root: root,
             clients: Vec::new(),
             history: BTreeMap::new(),
             next_value: 1,
@@ -415,12 +416,14 @@ impl Sim {
             shape,
         };
         for id in 1..=sim.shape.nodes + sim.shape.spares {
-            let dir = sim._root.path().join(format!("node-{id}"));
+            let dir = PathBuf::from(format!("/sim/node-{id}"));
+            let disk = SimDisk::new(sim.rng.next());
             sim.nodes.insert(
                 id,
                 SimNode {
                     node: None,
                     db: Database::in_memory(),
+                    disk,
                     shared: new_shared(),
                     dir,
                     incarnation: 0,
@@ -448,6 +451,9 @@ impl Sim {
         self.events.insert(self.seq, ev);
     }
 
+    /// Starts node `id` from what its disk holds. A start that hits an injected disk fault
+    /// leaves the node down (its process died: the disk crashes); any other failure to start
+    /// fails the run.
     fn start(&mut self, id: NodeId) {
         let n = self.nodes.get_mut(&id).expect("a known node");
         let founders: Vec<NodeId> = (1..=self.shape.nodes).collect();
@@ -456,8 +462,6 @@ impl Sim {
             initial_members: if n.founder { founders } else { vec![] },
             ..self.cfg.clone()
         };
-        // A crash loses the in-memory database: it comes back from snapshots and the log.
-        n.db = Database::in_memory();
         n.shared = new_shared();
         n.incarnation += 1;
         let handler = Arc::new(SimHandler {
@@ -465,27 +469,66 @@ impl Sim {
             out: self.out.clone(),
         });
         let nonce = self.rng.next();
-        let node = Node::open(
-            Arc::new(needle_core::disk::OsDisk),
-            id,
-            n.db.clone(),
-            handler,
-            cfg,
-            n.shared.clone(),
-            Background::Inline,
-            nonce,
-        )
-        .unwrap_or_else(|e| panic!("node {id} does not start: {e}"));
-        n.node = Some(node);
-        let inc = n.incarnation;
-        let first = self.rng.range(1, TICK_MS);
-        self.schedule(first, Ev::Tick(id, inc));
+        let disk = n.disk.shared();
+        // An in-memory database comes back from snapshots and the log; a file database from
+        // its last checkpoint, then the log.
+        let opened = if self.shape.file_db {
+            disk.create_dir_all(Path::new("/sim"))
+                .map_err(|source| NeedleError::Io {
+                    context: "creating /sim".into(),
+                    source,
+                })
+                .and_then(|()| {
+                    Database::open_on(
+                        disk.clone(),
+                        format!("/sim/node-{id}.needle"),
+                        DatabaseOptions { wal: WalMode::Off },
+                    )
+                    .map_err(NeedleError::Core)
+                })
+        } else {
+            Ok(Database::in_memory())
+        };
+        let node = opened.and_then(|db| {
+            n.db = db.clone();
+            Node::open(
+                disk,
+                id,
+                db,
+                handler,
+                cfg,
+                n.shared.clone(),
+                Background::Inline,
+                nonce,
+            )
+        });
+        match node {
+            Ok(node) => {
+                n.node = Some(node);
+                let inc = n.incarnation;
+                let first = self.rng.range(1, TICK_MS);
+                self.schedule(first, Ev::Tick(id, inc));
+            }
+            Err(e) if is_disk_fault(&e.to_string()) => {
+                self.report.disk_faults += 1;
+                self.power_loss(id);
+            }
+            Err(e) => panic!("node {id} does not start at {} ms: {e}", self.now),
+        }
+    }
+
+    /// Node `id`'s process is gone (dropped without any shutdown work: pending callers see a
+    /// disconnect) and its machine loses power: unsynced bytes and names are lost, torn or
+    /// zeroed.
+    fn power_loss(&mut self, id: NodeId) {
+        let n = self.nodes.get_mut(&id).expect("a known node");
+        n.node = None;
+        n.db = Database::in_memory();
+        n.disk.crash();
     }
 
     fn crash(&mut self, id: NodeId) {
-        let n = self.nodes.get_mut(&id).expect("a known node");
-        // Dropped without `finish`: nothing more is written, pending callers see a disconnect.
-        n.node = None;
+        self.power_loss(id);
         self.report.crashes += 1;
     }
 
@@ -511,9 +554,14 @@ impl Sim {
             let node = n.node.take().expect("the node was running");
             let removal =
                 matches!(&e, NeedleError::Stopped { reason } if reason.contains("was removed"));
+            let fault = is_disk_fault(&e.to_string());
             node.finish(Err(e));
             if removal {
                 n.removed = true;
+            } else if fault {
+                // The node stopped loudly on a disk error, as it must: its process exits.
+                self.report.disk_faults += 1;
+                self.power_loss(id);
             } else {
                 panic!(
                     "node {id} stopped at {} ms: {}",
@@ -654,7 +702,7 @@ impl Sim {
         let ids: Vec<NodeId> = self
             .nodes
             .iter()
-            .filter(|(_, n)| !n.removed && (n.founder || n.node.is_some()))
+            .filter(|(_, n)| !n.removed && n.incarnation > 0)
             .map(|(id, _)| *id)
             .collect();
         match self.rng.below(6) {
@@ -699,6 +747,10 @@ impl Sim {
 
     fn heal(&mut self) {
         self.chaos = false;
+        for n in self.nodes.values() {
+            n.disk.set_faults(FaultConfig::default());
+            n.disk.clear_faults();
+        }
         self.blocked.clear();
         let down: Vec<NodeId> = self
             .nodes
@@ -1213,6 +1265,14 @@ impl Sim {
             }
         }
         assert!(created, "no leader created the collection");
+        let faults = FaultConfig {
+            eio_ppm: self.shape.eio_ppm,
+            read_eio_ppm: self.shape.eio_ppm,
+            enospc_ppm: self.shape.enospc_ppm,
+        };
+        for n in self.nodes.values() {
+            n.disk.set_faults(faults);
+        }
         for c in 0..self.clients.len() {
             let at = self.rng.range(1, 50);
             self.schedule(at, Ev::Client(c));
@@ -1342,6 +1402,11 @@ fn value_of(r: &needle_core::Record) -> Option<u64> {
     r.metadata.as_ref()?.get("v")?.as_u64()
 }
 
+/// An error the simulated disk injected (EIO or ENOSPC), as opposed to a bug.
+fn is_disk_fault(msg: &str) -> bool {
+    msg.contains("simulated EIO") || msg.contains("simulated ENOSPC")
+}
+
 fn new_shared() -> Arc<Shared> {
     Arc::new(Shared {
         role: AtomicU8::new(Role::Follower as u8),
@@ -1416,6 +1481,7 @@ mod tests {
                 "leaders removed (after handing over)",
                 "leader's own removal refused",
                 "leadership transfers",
+                "nodes stopped by a disk error",
             ] {
                 assert!(
                     summary.seeds_with(kind) * 100 >= n,
@@ -1439,10 +1505,9 @@ mod tests {
     /// the first caller `ProposalDropped` (not applied), although its entry was in the log.
     #[test]
     fn a_retry_while_the_first_attempt_is_pending_shares_its_outcome() {
-        let root = temp_root();
         let shared = new_shared();
         let cfg = ReplicatedDatabaseConfig {
-            data_dir: root.path().join("node-1"),
+            data_dir: PathBuf::from("/node-1"),
             initial_members: vec![1],
             ..sim_config(&Shape::draw(&mut Rng::new(1)))
         };
@@ -1451,7 +1516,7 @@ mod tests {
             out: Outbox::default(),
         });
         let mut node = Node::open(
-            Arc::new(needle_core::disk::OsDisk),
+            SimDisk::new(1).shared(),
             1,
             Database::in_memory(),
             handler,
@@ -1512,10 +1577,9 @@ mod tests {
     /// Issue 10, item 2: a retry of a request id whose first apply failed was answered `Ok`.
     #[test]
     fn a_retry_of_a_rejected_command_gets_the_rejection() {
-        let root = temp_root();
         let shared = new_shared();
         let cfg = ReplicatedDatabaseConfig {
-            data_dir: root.path().join("node-1"),
+            data_dir: PathBuf::from("/node-1"),
             initial_members: vec![1],
             ..sim_config(&Shape::draw(&mut Rng::new(1)))
         };
@@ -1524,7 +1588,7 @@ mod tests {
             out: Outbox::default(),
         });
         let mut node = Node::open(
-            Arc::new(needle_core::disk::OsDisk),
+            SimDisk::new(1).shared(),
             1,
             Database::in_memory(),
             handler,
