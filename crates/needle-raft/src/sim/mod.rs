@@ -562,6 +562,11 @@ impl Sim {
                 // The node stopped loudly on a disk error, as it must: its process exits.
                 self.report.disk_faults += 1;
                 self.power_loss(id);
+                if !self.chaos {
+                    // A fault injected before the healing (an inline job's failure, answered
+                    // later): the healing restarts what is down, this one too.
+                    self.start(id);
+                }
             } else {
                 panic!(
                     "node {id} stopped at {} ms: {}",
