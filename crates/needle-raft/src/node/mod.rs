@@ -41,6 +41,9 @@ use crate::status::{NodeStatus, PeerProgress, Role};
 use crate::storage::{BOOTSTRAP_INDEX, LogStore, SnapshotDescriptor, conf_has};
 
 pub(crate) type Reply = Sender<Result<()>>;
+
+/// Ticks to wait after a failed snapshot job before an automatic retry.
+const SNAPSHOT_RETRY_TICKS: u64 = 20;
 /// A write's answer: for a delete, whether the record was there when it was applied.
 pub(crate) type WriteReply = Sender<Result<bool>>;
 
@@ -221,6 +224,8 @@ pub(crate) struct Node {
     assembler: Assembler,
     conf_state: ConfState,
     last_snapshot: u64,
+    /// After a failed snapshot job, the tick before which no automatic attempt is made.
+    snapshot_retry_tick: u64,
     /// This node's latest snapshot, what a MsgSnapshot streams.
     snapshot_src: Option<Arc<SnapshotSource>>,
     /// The snapshot being made in the background: its index and thread.
@@ -374,6 +379,7 @@ impl Node {
             assembler: Assembler::default(),
             conf_state,
             last_snapshot: if snapshot_src.is_some() { applied } else { 0 },
+            snapshot_retry_tick: 0,
             snapshot_src,
             preparing: None,
             unapplied: VecDeque::new(),
@@ -1158,12 +1164,9 @@ impl Node {
             let _ = reply.send(Ok(()));
         }
         let wanted = self.rn.store().take_snapshot_wanted();
-        if (self.force_snapshot
-            || wanted
-            || applied >= self.last_snapshot + self.cfg.snapshot_threshold)
-            && applied > 0
-            && self.preparing.is_none()
-        {
+        let automatic = (wanted || applied >= self.last_snapshot + self.cfg.snapshot_threshold)
+            && self.ticks >= self.snapshot_retry_tick;
+        if (self.force_snapshot || automatic) && applied > 0 && self.preparing.is_none() {
             self.force_snapshot = false;
             self.start_snapshot()?;
         }
@@ -1235,6 +1238,22 @@ impl Node {
             let _ = job.join();
         }
         self.rn.mut_store().set_preparing(false);
+        let result: Result<SnapshotSource> = match result {
+            Ok(src) => Ok(src),
+            Err(e) => {
+                // A failed job (an I/O error writing the snapshot, a panic) is not fatal: the
+                // queued entries are applied now, and the snapshot is tried again after a while
+                // (a waiter of `trigger_snapshot` gets the error). Nothing was compacted, so the
+                // log still holds everything after the previous snapshot.
+                self.snapshot_retry_tick = self.ticks + SNAPSHOT_RETRY_TICKS;
+                for w in self.snapshot_waiters.drain(..) {
+                    let _ = w.send(Err(NeedleError::Snapshot {
+                        reason: e.to_string(),
+                    }));
+                }
+                return Ok(());
+            }
+        };
         let res = result.and_then(|src| {
             self.last_snapshot = index;
             let store = self.rn.mut_store();
