@@ -1006,7 +1006,7 @@ impl Node {
                 continue;
             }
             let id = match e.get_entry_type() {
-                EntryType::EntryNormal => self.apply_normal(&e),
+                EntryType::EntryNormal => self.apply_normal(&e)?,
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                     self.apply_conf_change(&e)?
                 }
@@ -1031,9 +1031,9 @@ impl Node {
         Ok(())
     }
 
-    fn apply_normal(&mut self, e: &Entry) -> Option<RequestId> {
+    fn apply_normal(&mut self, e: &Entry) -> Result<Option<RequestId>> {
         if e.data.is_empty() {
-            return None; // a new leader's no-op, or a refused conf change
+            return Ok(None); // a new leader's no-op, or a refused conf change
         }
         let (id, result) = match decode_entry(&e.data) {
             Ok((id, cmd)) => {
@@ -1054,16 +1054,35 @@ impl Node {
             }
             Err(err) => match entry_request_id(&e.data) {
                 Some(id) => (id, Err(err)),
-                None => return None,
+                None => return Ok(None),
             },
         };
+        // A failure of this node's database (an I/O error, a database that refuses writes
+        // after one, corruption) is not the command's outcome: recorded as a rejection, it
+        // would make this replica differ from the others. The node stops instead; a restart
+        // recovers from the checkpoint and the log.
+        if let Err(NeedleError::Core(
+            err @ (needle_core::Error::Io { .. }
+            | needle_core::Error::Corrupted { .. }
+            | needle_core::Error::UnsupportedVersion { .. }
+            | needle_core::Error::Locked { .. }
+            | needle_core::Error::Internal { .. }),
+        )) = &result
+        {
+            return Err(NeedleError::Stopped {
+                reason: format!(
+                    "the database failed applying the entry at index {}: {err}",
+                    e.index
+                ),
+            });
+        }
         let outcome = match &result {
             Ok(b) => Outcome::Applied(*b),
             Err(err) => Outcome::Rejected(err.to_string()),
         };
         self.window.record_outcome(e.index, id, outcome);
         self.answer(id, result);
-        Some(id)
+        Ok(Some(id))
     }
 
     fn answer(&mut self, id: RequestId, result: Result<bool>) {
