@@ -408,6 +408,17 @@ impl Database {
         (!self.inner.in_memory).then_some(self.inner.path.as_path())
     }
 
+    /// The log mode this database was opened with.
+    pub fn wal_mode(&self) -> WalMode {
+        self.inner.options.wal
+    }
+
+    /// How many `Database` handles (this one and its clones) share this database now: a
+    /// wrapper that must be the only writer (needle-raft) checks that it holds the only one.
+    pub fn handle_count(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
     /// The disk this database reads and writes through.
     pub fn disk(&self) -> &Arc<dyn Disk> {
         &self.inner.disk

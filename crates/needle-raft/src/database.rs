@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use needle_core::disk::{Disk, OsDisk};
 use needle_core::{
-    CollectionConfig, CollectionInfo, Database, Filter, IndexKind, Record, ScrollPage,
-    SearchOptions, SearchResult,
+    CollectionConfig, CollectionInfo, Database, DatabaseOptions, Filter, IndexKind, Record,
+    ScrollPage, SearchOptions, SearchResult, WalMode,
 };
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 
@@ -84,7 +84,30 @@ impl std::fmt::Debug for ReplicatedDatabase {
 }
 
 impl ReplicatedDatabase {
-    /// Starts node `node_id` over `db` (open it with `WalMode::Off`: the Raft log is the log).
+    /// Opens (or creates) the database file at `path` with its own log off, as replication
+    /// needs, and starts node `node_id` over it (see [`ReplicatedDatabase::new`]).
+    pub fn open(
+        node_id: NodeId,
+        path: impl AsRef<std::path::Path>,
+        handler: Box<dyn MessageHandler>,
+        config: ReplicatedDatabaseConfig,
+    ) -> Result<Self> {
+        let db = Database::open_with(path, DatabaseOptions { wal: WalMode::Off })?;
+        Self::new(node_id, db, handler, config)
+    }
+
+    /// A read-only view of this node's local database: what it has applied, with no
+    /// consistency check (see [`DatabaseReader`]). Writes go through the `ReplicatedDatabase`.
+    pub fn reader(&self) -> DatabaseReader {
+        DatabaseReader {
+            db: self.db.clone(),
+        }
+    }
+
+    /// Starts node `node_id` over `db`, which must be opened with `WalMode::Off` (the Raft log
+    /// is the log) and be the only handle to its database (no clones: every write must go
+    /// through Raft); either misuse is refused with `InvalidConfig { field: "db" }`, saying
+    /// what to do. [`ReplicatedDatabase::open`] opens the file the right way.
     /// Recovers from `config.data_dir` when it holds a log: the database is brought to its
     /// checkpoint's index (or to the latest snapshot), and the log is replayed from there.
     pub fn new(
@@ -124,6 +147,28 @@ impl ReplicatedDatabase {
         config: ReplicatedDatabaseConfig,
     ) -> Result<Self> {
         config.validate()?;
+        if db.wal_mode() != WalMode::Off {
+            return Err(NeedleError::InvalidConfig {
+                field: "db",
+                reason: format!(
+                    "the database was opened with {:?}: open it with WalMode::Off (the Raft log is \
+                     its log; with its own log, a restart would replay the writes and Raft would \
+                     apply them again), or use ReplicatedDatabase::open",
+                    db.wal_mode()
+                ),
+            });
+        }
+        if db.handle_count() > 1 {
+            return Err(NeedleError::InvalidConfig {
+                field: "db",
+                reason: format!(
+                    "{} other handles (clones) of this Database exist: a write through one would \
+                     bypass Raft. Hand over the only handle and read through \
+                     ReplicatedDatabase::reader()",
+                    db.handle_count() - 1
+                ),
+            });
+        }
         if node_id == 0 {
             return Err(NeedleError::InvalidConfig {
                 field: "node_id",
@@ -140,6 +185,7 @@ impl ReplicatedDatabase {
             leader_contact_ms: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             fatal: Mutex::new(None),
+            fresh: Mutex::new(None),
         });
         let node = Node::open(
             disk,
@@ -432,20 +478,40 @@ impl ReplicatedDatabase {
         )
     }
 
-    fn check_fresh(&self, max_staleness: Duration) -> Result<()> {
+    /// A bounded-staleness barrier, the same on a leader and a follower: the local database
+    /// must have applied an index that a ReadIndex round (the leader confirming its leadership
+    /// with a quorum) answered for a request this node issued within `bound`. Otherwise one such
+    /// round is made now, waiting at most `bound` (and `read_timeout`), else `StaleRead`.
+    fn check_fresh(&self, bound: Duration) -> Result<()> {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Err(self.stopped_error());
         }
-        if self.shared.role() == Role::Leader {
-            return Ok(()); // check_quorum steps a cut-off leader down within an election timeout
-        }
-        let since = self.shared.since_leader_contact();
-        match since {
-            Some(d) if d <= max_staleness => Ok(()),
-            _ => Err(NeedleError::StaleRead {
+        let now = self.shared.started.elapsed();
+        let since = match self.shared.fresh_within(bound, now) {
+            Ok(age) => {
+                // Refresh in the background before the bound runs out, so that steady readers
+                // keep reading locally.
+                if age > bound / 2 {
+                    let _ = self.requests.send(Request::Probe);
+                }
+                return Ok(());
+            }
+            Err(since) => since,
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let timeout = bound.min(self.config.read_timeout);
+        self.send(Request::ReadWithin { reply: tx, timeout })?;
+        match self.wait(
+            rx,
+            "bounded-staleness read",
+            timeout,
+            WriteOutcome::NotApplied,
+        ) {
+            Err(NeedleError::Timeout { .. }) => Err(NeedleError::StaleRead {
                 since,
-                max_staleness,
+                max_staleness: bound,
             }),
+            other => other,
         }
     }
 
@@ -819,5 +885,107 @@ fn receive_loop(
             Ok(None) => {}
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
+    }
+}
+
+/// A read-only view of a node's local database, from [`ReplicatedDatabase::reader`]: searches and
+/// lookups of what this node has applied, with no consistency check of their own (call
+/// [`ReplicatedDatabase::read_barrier`] first for one) and no way to write around Raft.
+#[derive(Clone)]
+pub struct DatabaseReader {
+    db: Database,
+}
+
+impl std::fmt::Debug for DatabaseReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DatabaseReader").field(&self.db).finish()
+    }
+}
+
+impl DatabaseReader {
+    /// See `needle_core::Database::search`.
+    pub fn search(
+        &self,
+        collection: &str,
+        query: &[f32],
+        k: usize,
+    ) -> needle_core::Result<Vec<SearchResult>> {
+        self.db.search(collection, query, k)
+    }
+
+    /// See `needle_core::Database::search_with`.
+    pub fn search_with(
+        &self,
+        collection: &str,
+        query: &[f32],
+        k: usize,
+        opts: &SearchOptions,
+    ) -> needle_core::Result<Vec<SearchResult>> {
+        self.db.search_with(collection, query, k, opts)
+    }
+
+    /// See `needle_core::Database::get`.
+    pub fn get(&self, collection: &str, id: &str) -> needle_core::Result<Option<Record>> {
+        self.db.get(collection, id)
+    }
+
+    /// See `needle_core::Database::get_many`.
+    pub fn get_many(
+        &self,
+        collection: &str,
+        ids: &[String],
+    ) -> needle_core::Result<Vec<Option<Record>>> {
+        self.db.get_many(collection, ids)
+    }
+
+    /// See `needle_core::Database::ids`.
+    pub fn ids(&self, collection: &str) -> needle_core::Result<Vec<String>> {
+        self.db.ids(collection)
+    }
+
+    /// See `needle_core::Database::count`.
+    pub fn count(&self, collection: &str) -> needle_core::Result<usize> {
+        self.db.count(collection)
+    }
+
+    /// See `needle_core::Database::count_matching`.
+    pub fn count_matching(
+        &self,
+        collection: &str,
+        filter: Option<&Filter>,
+    ) -> needle_core::Result<usize> {
+        self.db.count_matching(collection, filter)
+    }
+
+    /// See `needle_core::Database::scroll`.
+    pub fn scroll(
+        &self,
+        collection: &str,
+        filter: Option<&Filter>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> needle_core::Result<ScrollPage> {
+        self.db.scroll(collection, filter, cursor, limit)
+    }
+
+    /// See `needle_core::Database::collection_info`.
+    pub fn collection_info(&self, name: &str) -> needle_core::Result<CollectionInfo> {
+        self.db.collection_info(name)
+    }
+
+    /// See `needle_core::Database::list_collections`.
+    pub fn list_collections(&self) -> Vec<String> {
+        self.db.list_collections()
+    }
+
+    /// Writes a consistent snapshot of the local database to `w` (see
+    /// `needle_core::Database::write_snapshot`); the database itself is not changed.
+    pub fn write_snapshot(&self, w: &mut dyn std::io::Write, tag: u64) -> needle_core::Result<u64> {
+        self.db.write_snapshot(w, tag)
+    }
+
+    /// See `needle_core::Database::state_checksum`.
+    pub fn state_checksum(&self) -> u64 {
+        self.db.state_checksum()
     }
 }

@@ -49,9 +49,11 @@ pub enum NeedleError {
         "write too large: its entry is {size} bytes, over max_entry_bytes ({max}); nothing was applied: split the batch into smaller ones"
     )]
     EntryTooLarge { size: u64, max: u64 },
-    /// A follower read was refused: no word from a leader within `max_staleness`.
+    /// A bounded-staleness read was refused: this node could not confirm, within the bound
+    /// `max_staleness`, that it has applied every write acknowledged more than `max_staleness`
+    /// ago. `since` is the age of its latest confirmation (a ReadIndex answer; `None`: never).
     #[error(
-        "stale read refused: last heard from a leader {since:?} ago (max_staleness {max_staleness:?})"
+        "stale read refused: cannot confirm this node is within {max_staleness:?} of the leader (latest confirmation {since:?} old)"
     )]
     StaleRead {
         since: Option<Duration>,

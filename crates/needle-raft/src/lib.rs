@@ -68,7 +68,7 @@ mod storage;
 
 pub use command::{BatchRecord, ReplicatedCommand, RequestId};
 pub use config::ReplicatedDatabaseConfig;
-pub use database::{ReadConsistency, ReplicatedDatabase};
+pub use database::{DatabaseReader, ReadConsistency, ReplicatedDatabase};
 pub use error::{NeedleError, Result, WriteOutcome};
 pub use message::{MessageHandler, NodeId, RaftMessage};
 pub use snapshot::SnapshotChunk;

@@ -89,7 +89,11 @@ struct State {
     link_last: HashMap<(NodeId, NodeId), Instant>,
     seq: u64,
     stats: NetStats,
+    filter: Option<Filter>,
 }
+
+/// A test's message filter: `(from, to, message)` → deliver?
+type Filter = Arc<dyn Fn(NodeId, NodeId, &RaftMessage) -> bool + Send + Sync>;
 
 impl State {
     fn connected(&self, a: NodeId, b: NodeId) -> bool {
@@ -146,6 +150,7 @@ impl MemNetwork {
                     link_last: HashMap::new(),
                     seq: 0,
                     stats: NetStats::default(),
+                    filter: None,
                 }),
                 cv: Condvar::new(),
             }),
@@ -255,6 +260,21 @@ impl MemNetwork {
         self.set_faults(Faults::default());
     }
 
+    /// Drops every message for which `keep(from, to, &message)` is false (on top of the other
+    /// faults): e.g. starve one node of log entries and snapshot chunks while its heartbeats
+    /// still arrive. Replaces any filter set before.
+    pub fn set_filter(
+        &self,
+        keep: impl Fn(NodeId, NodeId, &RaftMessage) -> bool + Send + Sync + 'static,
+    ) {
+        self.inner.lock().filter = Some(Arc::new(keep));
+    }
+
+    /// Removes the message filter.
+    pub fn clear_filter(&self) {
+        self.inner.lock().filter = None;
+    }
+
     /// What the network has done so far.
     pub fn stats(&self) -> NetStats {
         self.inner.lock().stats
@@ -306,7 +326,11 @@ impl MessageHandler for MemHandler {
             }
             Some(_) => {}
         }
-        if !s.connected(self.id, to) || s.rng.random::<f64>() < s.faults.drop_rate {
+        let filtered = s
+            .filter
+            .as_ref()
+            .is_some_and(|keep| !keep(self.id, to, &message));
+        if filtered || !s.connected(self.id, to) || s.rng.random::<f64>() < s.faults.drop_rate {
             s.stats.dropped += 1;
             return Ok(());
         }

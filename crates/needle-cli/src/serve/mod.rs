@@ -20,8 +20,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use needle_core::{Database, DatabaseOptions, WalMode};
-use needle_raft::{NodeId, ReplicatedDatabase, ReplicatedDatabaseConfig, Role};
+use needle_raft::{DatabaseReader, NodeId, ReplicatedDatabase, ReplicatedDatabaseConfig, Role};
 use needle_transport_tcp::{TcpConfig, TcpMessageHandler, TlsConfig};
 
 use crate::cli::ServeArgs;
@@ -35,7 +34,7 @@ pub struct App {
     pub id: NodeId,
     pub node: ReplicatedDatabase,
     /// The same database the node drives, for local reads after a read barrier.
-    pub db: Database,
+    pub db: DatabaseReader,
     pub transport: TcpMessageHandler,
     pub http_addr: SocketAddr,
     pub raft_addr: SocketAddr,
@@ -183,16 +182,13 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let transport = TcpMessageHandler::new(args.id, args.raft, args.peers.clone(), tcp_config)?;
     std::fs::create_dir_all(&args.data)
         .map_err(|e| CliError::io(format!("creating {}", args.data.display()), e))?;
-    let db = Database::open_with(
-        args.data.join("node.needle"),
-        DatabaseOptions { wal: WalMode::Off },
-    )?;
-    let node = ReplicatedDatabase::new(
+    let node = ReplicatedDatabase::open(
         args.id,
-        db.clone(),
+        args.data.join("node.needle"),
         Box::new(transport.clone()),
         raft_config,
     )?;
+    let db = node.reader();
 
     let mut http_peers: BTreeMap<NodeId, SocketAddr> = args.peer_http.iter().copied().collect();
     http_peers.insert(args.id, http_addr);

@@ -62,6 +62,13 @@ pub(crate) enum Request {
     Read {
         reply: Reply,
     },
+    /// A ReadIndex read that gives up after `timeout` (a bounded-staleness read confirming it).
+    ReadWithin {
+        reply: Reply,
+        timeout: Duration,
+    },
+    /// Refresh this node's freshness (a ReadIndex round with no caller), unless one is pending.
+    Probe,
     TransferLeader {
         to: NodeId,
         reply: Reply,
@@ -121,9 +128,42 @@ pub(crate) struct Shared {
     pub leader_contact_ms: AtomicU64,
     pub stopped: AtomicBool,
     pub fatal: Mutex<Option<String>>,
+    /// The latest ReadIndex answer: `index` answered a request this node first issued at `at`
+    /// (time since `started`, on this node's monotonic clock), so every write committed before
+    /// `at` has an index ≤ `index`. `None` before the first answer.
+    pub fresh: Mutex<Option<(u64, Duration)>>,
 }
 
 impl Shared {
+    /// Whether a local read at `now` sees every write acknowledged before `now - bound`: some
+    /// ReadIndex answer `(index, at)` with `now - at ≤ bound` and `applied ≥ index`. `Err` gives
+    /// the age of the latest answer (`None`: never answered).
+    pub(crate) fn fresh_within(
+        &self,
+        bound: Duration,
+        now: Duration,
+    ) -> std::result::Result<Duration, Option<Duration>> {
+        let fresh = *self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((index, at)) = fresh else {
+            return Err(None);
+        };
+        let age = now.saturating_sub(at);
+        if age <= bound && self.applied.load(Ordering::Acquire) >= index {
+            Ok(age)
+        } else {
+            Err(Some(age))
+        }
+    }
+
+    /// Records a ReadIndex answer: `index` for a request issued at `at`.
+    fn note_fresh(&self, index: u64, at: Duration) {
+        let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        match *fresh {
+            Some((i, t)) if t > at || (t == at && i >= index) => {}
+            _ => *fresh = Some((index, at)),
+        }
+    }
+
     pub(crate) fn role(&self) -> Role {
         Role::from_u8(self.role.load(Ordering::Acquire))
     }
@@ -132,18 +172,6 @@ impl Shared {
         match self.leader.load(Ordering::Acquire) {
             0 => None,
             id => Some(id),
-        }
-    }
-
-    /// How long since a leader last spoke to this node; `None` if never.
-    pub(crate) fn since_leader_contact(&self) -> Option<Duration> {
-        match self.leader_contact_ms.load(Ordering::Acquire) {
-            0 => None,
-            ms => Some(
-                self.started
-                    .elapsed()
-                    .saturating_sub(Duration::from_millis(ms)),
-            ),
         }
     }
 }
@@ -194,10 +222,13 @@ fn copy_result(r: &Result<bool>) -> Result<bool> {
 }
 
 struct PendingRead {
-    reply: Reply,
+    /// `None` for a freshness probe, which no caller waits on.
+    reply: Option<Reply>,
     deadline: Duration,
     index: Option<u64>,
     issued_tick: Option<u64>,
+    /// When it was first handed to raft-rs: its answer covers every write committed before.
+    first_issued: Option<Duration>,
 }
 
 pub(crate) struct Node {
@@ -492,7 +523,9 @@ impl Node {
         }
         self.by_index.clear();
         for (_, r) in std::mem::take(&mut self.reads) {
-            let _ = r.reply.send(Err(err()));
+            if let Some(reply) = r.reply {
+                let _ = reply.send(Err(err()));
+            }
         }
         for w in self.snapshot_waiters.drain(..) {
             let _ = w.send(Err(err()));
@@ -535,11 +568,13 @@ impl Node {
         let read_timeout = self.cfg.read_timeout;
         self.reads.retain(|_, r| {
             if r.deadline <= now {
-                let _ = r.reply.send(Err(NeedleError::Timeout {
-                    operation: "linearizable read",
-                    after: read_timeout,
-                    outcome: WriteOutcome::NotApplied,
-                }));
+                if let Some(reply) = &r.reply {
+                    let _ = reply.send(Err(NeedleError::Timeout {
+                        operation: "linearizable read",
+                        after: read_timeout,
+                        outcome: WriteOutcome::NotApplied,
+                    }));
+                }
                 return false;
             }
             true
@@ -565,17 +600,39 @@ impl Node {
         if !can_issue {
             return;
         }
-        let ticks = self.ticks;
+        let (ticks, now) = (self.ticks, self.now);
         let mut to_issue = Vec::new();
         for (ctx, r) in self.reads.iter_mut() {
             if r.index.is_none() && r.issued_tick.is_none_or(|t| ticks >= t + reissue) {
                 r.issued_tick = Some(ticks);
+                // The first issue, not a re-issue: an answer to any of them covers every
+                // write committed before the first (the earlier time is the safe one).
+                r.first_issued.get_or_insert(now);
                 to_issue.push(ctx.clone());
             }
         }
         for ctx in to_issue {
             self.rn.read_index(ctx);
         }
+    }
+
+    /// A ReadIndex read: answered once applied reaches the index, or `Timeout` after `timeout`.
+    fn start_read(&mut self, reply: Option<Reply>, timeout: Duration) {
+        self.read_seq += 1;
+        let mut ctx = self.id.to_le_bytes().to_vec();
+        ctx.extend_from_slice(&self.read_nonce.to_le_bytes());
+        ctx.extend_from_slice(&self.read_seq.to_le_bytes());
+        self.reads.insert(
+            ctx,
+            PendingRead {
+                reply,
+                deadline: self.now + timeout,
+                index: None,
+                issued_tick: None,
+                first_issued: None,
+            },
+        );
+        self.issue_reads();
     }
 
     fn on_message(&mut self, from: NodeId, msg: RaftMessage) {
@@ -674,21 +731,16 @@ impl Node {
                 let res = self.rn.propose_conf_change(ctx, cc);
                 self.track_proposal(id, before, res, reply);
             }
-            Request::Read { reply } => {
-                self.read_seq += 1;
-                let mut ctx = self.id.to_le_bytes().to_vec();
-                ctx.extend_from_slice(&self.read_nonce.to_le_bytes());
-                ctx.extend_from_slice(&self.read_seq.to_le_bytes());
-                self.reads.insert(
-                    ctx,
-                    PendingRead {
-                        reply,
-                        deadline: self.now + self.cfg.read_timeout,
-                        index: None,
-                        issued_tick: None,
-                    },
-                );
-                self.issue_reads();
+            Request::Read { reply } => self.start_read(Some(reply), self.cfg.read_timeout),
+            Request::ReadWithin { reply, timeout } => self.start_read(Some(reply), timeout),
+            Request::Probe => {
+                if !self
+                    .reads
+                    .values()
+                    .any(|r| r.reply.is_none() && r.index.is_none())
+                {
+                    self.start_read(None, self.cfg.read_timeout);
+                }
             }
             Request::TransferLeader { to, reply } => {
                 if !self.is_leader() {
@@ -846,6 +898,9 @@ impl Node {
         for rs in rd.take_read_states() {
             if let Some(r) = self.reads.get_mut(&rs.request_ctx) {
                 r.index = Some(rs.index);
+                if let Some(at) = r.first_issued {
+                    self.shared.note_fresh(rs.index, at);
+                }
             }
         }
         // 4. Entries and hard state, one write, fsynced when raft says it must be.
@@ -1173,7 +1228,7 @@ impl Node {
         let mut done = Vec::new();
         self.reads.retain(|_, r| {
             if r.index.is_some_and(|i| i <= applied) {
-                done.push(r.reply.clone());
+                done.extend(r.reply.clone());
                 false
             } else {
                 true

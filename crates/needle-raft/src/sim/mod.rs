@@ -1422,6 +1422,7 @@ fn new_shared() -> Arc<Shared> {
         leader_contact_ms: AtomicU64::new(0),
         stopped: AtomicBool::new(false),
         fatal: Mutex::new(None),
+        fresh: Mutex::new(None),
     })
 }
 

@@ -94,6 +94,12 @@ impl Cluster {
     /// Starts (or restarts) node `id` from its files. A node that is not a founder starts empty
     /// and waits to be added.
     pub fn start(&self, id: NodeId) {
+        self.start_with(id, self.config.clone());
+    }
+
+    /// As `start`, with a configuration of its own (its data directory and founders are set
+    /// here).
+    pub fn start_with(&self, id: NodeId, config: ReplicatedDatabaseConfig) {
         let (db_path, raft_dir) = self.paths(id);
         // A client thread may still hold the crashed node for a moment (and so its file lock).
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -110,13 +116,13 @@ impl Cluster {
                 }
             }
         };
-        let config = self.config.clone().data_dir(raft_dir).initial_members(
-            if self.founders.contains(&id) {
+        let config = config
+            .data_dir(raft_dir)
+            .initial_members(if self.founders.contains(&id) {
                 self.founders.clone()
             } else {
                 vec![]
-            },
-        );
+            });
         let handler = self.net.handler(id);
         let node = ReplicatedDatabase::new(id, db, Box::new(handler), config).expect("start node");
         self.nodes.write().unwrap().insert(id, Arc::new(node));
