@@ -9,6 +9,7 @@
 //! - [`truth`]: recall@k, and exact ground truth by brute force for small sets;
 //! - [`collection`]: a Needle collection whose ids are row numbers;
 //! - [`timing`]: timed search passes;
+//! - [`concurrent`]: `needle-ann concurrent`, searches while batches are inserted;
 //! - [`filtered`]: `needle-ann filtered`, the engine protocol of `../shared/bench/filtered.py`;
 //! - [`rss`]: the process's resident memory;
 //! - [`synthetic`]: generated vectors when no data set is at hand.
@@ -23,6 +24,7 @@
 //! ```
 
 pub mod collection;
+pub mod concurrent;
 pub mod dataset;
 pub mod error;
 pub mod filtered;

@@ -8,8 +8,12 @@
 //! - with exactly nine positional arguments, `BASE QUERY GT M EFC EF_LIST K REPEATS STOP_RECALL`:
 //!   an external engine for `../shared/bench/peers.py` (see its docstring): one thread, a JSON
 //!   list of rows as the last line of stdout, everything else on stderr.
+//! - `needle-ann sq8 BASE QUERY GT M EFC EF_LIST K REPEATS STOP_RECALL`: the same engine with
+//!   `quantization: sq8` (peers.py: `--engine "needle-sq8=target/release/needle-ann sq8"`).
 //! - `needle-ann filtered BASE QUERY META CASES M EFC K`: an external engine for
 //!   `../shared/bench/filtered.py` (see `needle_benches::filtered`).
+//! - `needle-ann concurrent [--n 20000 --dim 128 --batch 5000 --batches 4]`: search latency
+//!   idle and during batch inserts, and insert throughput (see `needle_benches::concurrent`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -23,7 +27,7 @@ use needle_benches::vecs::write_ivecs_rows;
 use needle_benches::{
     BenchError, Dataset, Result, Threads, Vecs, recall_at_k, rss_bytes, timed_search,
 };
-use needle_core::{Database, DatabaseOptions, WalMode};
+use needle_core::{CollectionConfig, Database, DatabaseOptions, Quantization, WalMode};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use serde::Serialize;
 
@@ -70,10 +74,14 @@ struct Cli {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    let outcome = if needle_benches::filtered::is_filtered_call(&args) {
+    let outcome = if needle_benches::concurrent::is_concurrent_call(&args) {
+        needle_benches::concurrent::run(&args[2..])
+    } else if needle_benches::filtered::is_filtered_call(&args) {
         needle_benches::filtered::run(&args[2..])
     } else if is_protocol_call(&args) {
-        ProtocolArgs::parse(&args[1..]).and_then(|p| run_protocol(&p))
+        ProtocolArgs::parse(&args[1..]).and_then(|p| run_protocol(&p, Quantization::None))
+    } else if args.len() == 11 && args[1] == "sq8" && is_protocol_call(&args[1..]) {
+        ProtocolArgs::parse(&args[2..]).and_then(|p| run_protocol(&p, Quantization::Sq8))
     } else {
         run_friendly(&Cli::parse())
     };
@@ -128,12 +136,17 @@ fn build_in_memory(
     efc: usize,
     chunk: usize,
     pool: &ThreadPool,
+    quantization: Quantization,
 ) -> Result<(Database, f64, u64)> {
     let db = Database::in_memory();
     let rss_before = rss_bytes()?;
     let start = Instant::now();
     pool.install(|| -> Result<()> {
-        db.create_collection_with_config(COLLECTION, ds.base.dim(), config(ds.metric, m, efc))?;
+        let config = CollectionConfig {
+            quantization,
+            ..config(ds.metric, m, efc)
+        };
+        db.create_collection_with_config(COLLECTION, ds.base.dim(), config)?;
         insert_rows(&db, COLLECTION, &ds.base, chunk)
     })?;
     let build_s = start.elapsed().as_secs_f64();
@@ -216,7 +229,7 @@ struct ProtocolRow {
     info: String,
 }
 
-fn run_protocol(p: &ProtocolArgs) -> Result<()> {
+fn run_protocol(p: &ProtocolArgs, quantization: Quantization) -> Result<()> {
     let metric = metric_for_base(&p.base)?;
     let ds = Dataset::from_files(&p.base, &p.query, &p.gt, metric)?;
     let gt = truth_top_k(&ds, p.k)?;
@@ -225,7 +238,7 @@ fn run_protocol(p: &ProtocolArgs) -> Result<()> {
         .map(PathBuf::from);
     let one = pool(1)?;
 
-    let (db, build_s, mem_bytes) = build_in_memory(&ds, p.m, p.efc, CHUNK, &one)?;
+    let (db, build_s, mem_bytes) = build_in_memory(&ds, p.m, p.efc, CHUNK, &one, quantization)?;
     log(format!(
         "built n={} d={} metric={} M={} efc={} in {build_s:.2} s on 1 thread, RSS +{:.1} MB",
         ds.base.len(),
@@ -236,9 +249,10 @@ fn run_protocol(p: &ProtocolArgs) -> Result<()> {
         mb(mem_bytes)
     ));
     let info = format!(
-        "needle {}, distance {:?}, insert_batch of {CHUNK} on 1 thread",
+        "needle {}, distance {:?}, quantization {}, insert_batch of {CHUNK} on 1 thread",
         env!("CARGO_PKG_VERSION"),
-        metric.distance()
+        metric.distance(),
+        quantization.name()
     );
 
     let mut rows = Vec::new();
@@ -339,7 +353,7 @@ fn run_friendly(cli: &Cli) -> Result<()> {
     ));
 
     // One thread: build, memory, the ef sweep.
-    let (db, build_1, mem) = build_in_memory(&ds, cli.m, cli.efc, CHUNK, &one)?;
+    let (db, build_1, mem) = build_in_memory(&ds, cli.m, cli.efc, CHUNK, &one, Quantization::None)?;
     log(format!(
         "built on 1 thread in {build_1:.2} s, RSS +{:.1} MB",
         mb(mem)

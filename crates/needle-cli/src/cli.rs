@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use needle_core::{CollectionConfig, Distance};
+use needle_core::{CollectionConfig, Distance, Quantization};
 
 /// Needle: an embedded vector database in one `.needle` file.
 ///
@@ -140,6 +140,26 @@ pub struct CollectionParams {
     /// HNSW `ef`: the default candidates kept while searching. Default 64.
     #[arg(long)]
     pub ef_search: Option<usize>,
+    /// A quantized copy of the vectors for searching: `sq8` (int8 codes walked, the best
+    /// `max(k, ef)` re-ranked exactly) or `none`. Default none.
+    #[arg(long, value_enum)]
+    pub quantization: Option<QuantizationArg>,
+}
+
+/// The quantization flag's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QuantizationArg {
+    None,
+    Sq8,
+}
+
+impl From<QuantizationArg> for Quantization {
+    fn from(q: QuantizationArg) -> Quantization {
+        match q {
+            QuantizationArg::None => Quantization::None,
+            QuantizationArg::Sq8 => Quantization::Sq8,
+        }
+    }
 }
 
 impl CollectionParams {
@@ -151,6 +171,9 @@ impl CollectionParams {
             m: self.m.unwrap_or(default.m),
             ef_construction: self.ef_construction.unwrap_or(default.ef_construction),
             ef_search: self.ef_search.unwrap_or(default.ef_search),
+            quantization: self
+                .quantization
+                .map_or(default.quantization, Quantization::from),
             ..default
         }
     }
@@ -161,6 +184,15 @@ impl CollectionParams {
             && Distance::from(d) != config.distance
         {
             return Some(format!("--distance {d:?} (it has {:?})", config.distance));
+        }
+        if let Some(q) = self.quantization
+            && Quantization::from(q) != config.quantization
+        {
+            return Some(format!(
+                "--quantization {} (it has {})",
+                Quantization::from(q).name(),
+                config.quantization.name()
+            ));
         }
         let pairs = [
             ("--m", self.m, config.m),

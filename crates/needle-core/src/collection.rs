@@ -5,16 +5,18 @@
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
+use parking_lot::RwLock;
 use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::config::{CollectionConfig, Distance, SearchOptions};
+use crate::config::{CollectionConfig, Distance, Quantization, SearchOptions};
 use crate::distance::{Kernel, kernel_for, normalize};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::hnsw::{Cand, Flat, Graph, Space};
+use crate::hnsw::{Cand, Exact, Flat, Graph, Space};
 use crate::payload::plan::Pred;
 use crate::payload::{IndexKind, PayloadIndex};
+use crate::sq8::{Sq8, Sq8Ranges};
 
 /// Longest id accepted, in bytes.
 pub(crate) const MAX_ID_BYTES: usize = 1024;
@@ -26,6 +28,9 @@ pub(crate) const MAX_DIMENSIONS: usize = 65_536;
 /// before the chunk, then linked in order. Fixed (not tied to the thread count) so the graph is
 /// the same however many threads build it.
 const BATCH_CHUNK: usize = 128;
+/// Records linked per hold of the collection's write lock when a batch is applied while
+/// searches may run (`apply_batch_shared`): a few milliseconds at most.
+const LINK_STEP: usize = 16;
 /// Below this many live records a filtered search simply scans.
 const SCAN_ALWAYS_BELOW: usize = 4096;
 /// A filter estimated to match less than this fraction of records is answered by an exact scan.
@@ -37,6 +42,10 @@ const TWO_HOP_BELOW: f64 = 0.12;
 /// resolved to its exact matches first (cost in proportion to the bound), and the plan chosen
 /// on their number.
 const GATHER_BELOW: f64 = 0.3;
+/// Under `quantization: sq8`, ranges are first trained once the collection holds this many
+/// slots (searches use the f32 vectors until then), and trained again, from every slot's
+/// vector, whenever the slots have doubled since (and from the live records at compaction).
+pub(crate) const SQ8_TRAIN_MIN: usize = 1_000;
 /// Records sampled to estimate a filter's selectivity.
 const SELECTIVITY_SAMPLE: usize = 256;
 
@@ -86,6 +95,9 @@ pub(crate) struct Collection {
     pub index: HashMap<String, u32>,
     /// Payload indexes by dotted path, kept exact by every write.
     pub indexes: BTreeMap<String, PayloadIndex>,
+    /// Under `quantization: sq8`, the int8 codes of every slot, once trained (see
+    /// [`Collection::sq8_due`]); `None` otherwise.
+    pub sq8: Option<Sq8>,
 }
 
 pub(crate) fn validate_collection_name(name: &str) -> Result<()> {
@@ -138,6 +150,7 @@ impl Collection {
             live: 0,
             index: HashMap::new(),
             indexes: BTreeMap::new(),
+            sq8: None,
         }
     }
 
@@ -261,6 +274,9 @@ impl Collection {
         let level = Graph::level_for(self.config.seed, &rec.id, self.config.m);
         let slot = self.graph.push_node(level);
         self.vectors.extend_from_slice(&rec.vector);
+        if let Some(sq8) = &mut self.sq8 {
+            sq8.push(&rec.vector);
+        }
         self.index.insert(rec.id.clone(), slot);
         self.ids.push(rec.id);
         for idx in self.indexes.values_mut() {
@@ -281,29 +297,67 @@ impl Collection {
     pub fn apply_batch(&mut self, records: Vec<Prepared>) {
         let mut records = records.into_iter().peekable();
         while records.peek().is_some() {
-            let chunk: Vec<u32> = records
-                .by_ref()
-                .take(BATCH_CHUNK)
-                .map(|r| self.push_record(r))
-                .collect();
-            self.link_chunk(&chunk);
+            let chunk: Vec<Prepared> = records.by_ref().take(BATCH_CHUNK).collect();
+            let planned = self.plan_chunk(chunk);
+            self.link_chunk(planned);
+            if let Some(sq8) = self.sq8_due() {
+                self.sq8 = Some(sq8);
+            }
         }
     }
 
-    fn link_chunk(&mut self, chunk: &[u32]) {
-        let space = Space {
-            data: &self.vectors,
-            dim: self.dim,
-            kernel: self.kernel,
-        };
+    /// Under `quantization: sq8`, freshly trained codes when training is due: the first time
+    /// the collection holds [`SQ8_TRAIN_MIN`] slots, then whenever the slots have doubled since
+    /// the last training. Ranges come from every slot's vector (tombstoned ones too: they
+    /// still route searches). Read-only, so it can run under a read lock; a function of the
+    /// state alone, so replicas and replays train alike.
+    fn sq8_due(&self) -> Option<Sq8> {
+        if self.config.quantization != Quantization::Sq8 || self.slots() < SQ8_TRAIN_MIN {
+            return None;
+        }
+        let due = self
+            .sq8
+            .as_ref()
+            .is_none_or(|q| (self.slots() as u64) >= q.trained_slots.saturating_mul(2));
+        if !due {
+            return None;
+        }
+        Sq8::build(&self.vectors, self.dim)
+    }
+
+    /// [`apply_batch`](Self::apply_batch) on a shared collection, holding its write lock only in
+    /// short steps: each chunk's candidates are searched under a read lock, then its records
+    /// are stored and linked [`LINK_STEP`] at a time under the write lock, so searches go on
+    /// meanwhile. The caller must be the only writer (the database's writer lock): then nothing
+    /// changes between a chunk's planning and its linking, and the graph is the one
+    /// `apply_batch` builds. Readers see the batch appear a few records at a time, each record
+    /// only once it is linked (and an upserted id's old version only until then).
+    pub fn apply_batch_shared(shared: &RwLock<Collection>, records: Vec<Prepared>) {
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let chunk: Vec<Prepared> = records.by_ref().take(BATCH_CHUNK).collect();
+            let mut planned = shared.read().plan_chunk(chunk);
+            while shared.write().link_some(&mut planned, LINK_STEP) {}
+            let retrained = shared.read().sq8_due();
+            if let Some(sq8) = retrained {
+                shared.write().sq8 = Some(sq8);
+            }
+        }
+    }
+
+    /// The read-only half of inserting a chunk: the candidate neighbours of each record, found
+    /// in parallel against the graph as it is, plus the chunk's earlier records (which cannot
+    /// be found through the graph, as they are not in it yet) on the layers they share.
+    fn plan_chunk(&self, records: Vec<Prepared>) -> PlannedChunk {
+        let space = self.space();
         let graph = &self.graph;
-        let plan_all = || {
-            chunk
-                .par_iter()
-                .map(|&slot| graph.plan_insert(&space, slot))
-                .collect()
-        };
-        let mut plans: Vec<Vec<Vec<Cand>>> = if chunk.len() > 1
+        let levels: Vec<u8> = records
+            .iter()
+            .map(|r| Graph::level_for(self.config.seed, &r.id, self.config.m))
+            .collect();
+        let plan_one = |i: usize| graph.plan_for(&space, &records[i].vector, levels[i]);
+        let plan_all = || (0..records.len()).into_par_iter().map(plan_one).collect();
+        let mut plans: Vec<Vec<Vec<Cand>>> = if records.len() > 1
             && let Some(pool) = build_pool()
         {
             if rayon::current_thread_index().is_some() {
@@ -314,47 +368,87 @@ impl Collection {
                 std::thread::scope(
                     |s| match spawned.spawn_scoped(s, || pool.install(plan_all)) {
                         Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                        Err(_) => chunk
-                            .iter()
-                            .map(|&slot| graph.plan_insert(&space, slot))
-                            .collect(),
+                        Err(_) => (0..records.len()).map(plan_one).collect(),
                     },
                 )
             } else {
                 pool.install(plan_all)
             }
         } else {
-            chunk
-                .iter()
-                .map(|&slot| graph.plan_insert(&space, slot))
-                .collect()
+            (0..records.len()).map(plan_one).collect()
         };
-        // Nodes of one chunk cannot find each other through the graph: offer each node the
-        // earlier nodes of its chunk as candidates on the layers they share.
-        for (i, &slot) in chunk.iter().enumerate() {
-            let level = graph.levels[slot as usize] as usize;
-            for &other in &chunk[..i] {
-                let shared = level.min(graph.levels[other as usize] as usize);
-                let d = (space.kernel)(space.vector(slot), space.vector(other));
+        // The slots the records will get: nothing else writes between planning and linking.
+        let first = self.slots() as u32;
+        for i in 1..records.len() {
+            let level = levels[i] as usize;
+            for j in 0..i {
+                let shared = level.min(levels[j] as usize);
+                let d = (space.kernel)(&records[i].vector, &records[j].vector);
                 let plan = &mut plans[i];
                 if plan.len() <= shared {
                     plan.resize(shared + 1, Vec::new());
                 }
                 for layer in plan.iter_mut().take(shared + 1) {
-                    layer.push(Cand { d, id: other });
+                    layer.push(Cand {
+                        d,
+                        id: first + j as u32,
+                    });
                 }
             }
-            if i > 0 {
-                for layer in plans[i].iter_mut() {
-                    layer.sort();
-                }
+            for layer in plans[i].iter_mut() {
+                layer.sort();
             }
         }
-        let deleted = &self.deleted;
-        for (slot, plan) in chunk.iter().zip(plans) {
-            self.graph
-                .apply_insert(&space, *slot, &plan, |n| deleted[n as usize]);
+        // The slots the chunk tombstones: older versions of its ids, in the collection or
+        // earlier in the chunk. Every record is linked as if all of them were tombstoned
+        // already, as when the whole chunk is stored before its first record is linked.
+        let mut doomed: Vec<u32> = Vec::new();
+        let mut seen: HashMap<&str, u32> = HashMap::new();
+        for (j, r) in records.iter().enumerate() {
+            let slot = first + j as u32;
+            if let Some(old) = seen.insert(&r.id, slot) {
+                doomed.push(old);
+            } else if let Some(&old) = self.index.get(&r.id) {
+                doomed.push(old);
+            }
         }
+        doomed.sort_unstable();
+        PlannedChunk {
+            first,
+            linked: 0,
+            doomed,
+            records: records.into_iter().zip(plans).collect(),
+        }
+    }
+
+    /// The mutating half: stores and links up to `step` more records of the chunk, in order.
+    /// Returns whether some are left.
+    fn link_some(&mut self, planned: &mut PlannedChunk, step: usize) -> bool {
+        if planned.first as usize + planned.linked != self.slots() {
+            // Only a second writer could cause this; plan the rest again rather than link wrongly.
+            debug_assert!(false, "collection changed between planning and linking");
+            let rest: Vec<Prepared> = planned.records.drain(..).map(|(r, _)| r).collect();
+            *planned = self.plan_chunk(rest);
+        }
+        for (rec, plan) in planned.records.drain(..step.min(planned.records.len())) {
+            let slot = self.push_record(rec);
+            let space = Space {
+                data: &self.vectors,
+                dim: self.dim,
+                kernel: self.kernel,
+            };
+            let (deleted, doomed) = (&self.deleted, &planned.doomed);
+            self.graph.apply_insert(&space, slot, &plan, |n| {
+                deleted[n as usize] || doomed.binary_search(&n).is_ok()
+            });
+            planned.linked += 1;
+        }
+        !planned.records.is_empty()
+    }
+
+    /// Stores and links a whole planned chunk.
+    fn link_chunk(&mut self, mut planned: PlannedChunk) {
+        self.link_some(&mut planned, usize::MAX);
     }
 
     /// Replaces a record's vector and/or metadata. A new vector gets a new slot (the old one is
@@ -413,7 +507,16 @@ impl Collection {
         self.graph
             .links0
             .try_reserve(slots.saturating_mul(stride0))
-            .map_err(|e| no_memory("layer-0 links", e))
+            .map_err(|e| no_memory("layer-0 links", e))?;
+        if let Some(sq8) = &mut self.sq8 {
+            sq8.codes
+                .try_reserve(slots.saturating_mul(self.dim))
+                .map_err(|e| no_memory("sq8 codes", std::io::Error::other(e)))?;
+            sq8.sums
+                .try_reserve(slots)
+                .map_err(|e| no_memory("sq8 sums", std::io::Error::other(e)))?;
+        }
+        Ok(())
     }
 
     /// A copy holding only live records, densely, with a freshly built graph.
@@ -433,6 +536,15 @@ impl Collection {
                 metadata: self.metadata[s].clone(),
             })
             .collect();
+        if self.config.quantization == Quantization::Sq8 && records.len() >= SQ8_TRAIN_MIN {
+            // Compaction trains the ranges again, on the live records only.
+            let live: Vec<f32> = records
+                .iter()
+                .flat_map(|r| r.vector.iter().copied())
+                .collect();
+            fresh.sq8 = Sq8Ranges::train(&live, self.dim)
+                .map(|ranges| Sq8::reencoded(ranges, &[], self.dim, records.len() as u64));
+        }
         fresh.apply_batch(records);
         Ok(fresh)
     }
@@ -484,12 +596,26 @@ impl Collection {
             None if k >= self.live || self.slots() <= ef.max(k) => {
                 self.scan(&space, &q, k, |s| !self.deleted[s])
             }
+            // Quantized: walk on the int8 codes, keep the whole beam, re-rank it exactly.
+            None if self.sq8.is_some() => {
+                let sq8 = self.sq8.as_ref().expect("matched Some");
+                let query = sq8.query(&q, self.config.distance);
+                let wide = ef.max(k);
+                let beam = if self.live == self.slots() {
+                    self.graph.search(&query, wide, ef)
+                } else {
+                    let deleted = &self.deleted;
+                    self.graph
+                        .search_filtered(&query, wide, ef, |s| !deleted[s as usize])
+                };
+                rerank(&space, &q, beam, k)
+            }
             // No tombstones: every node may be returned, so the faster unfiltered walk applies.
-            None if self.live == self.slots() => self.graph.search(&space, &q, k, ef),
+            None if self.live == self.slots() => self.graph.search(&Exact { space, q: &q }, k, ef),
             None => {
                 let deleted = &self.deleted;
                 self.graph
-                    .search_filtered(&space, &q, k, ef, |s| !deleted[s as usize])
+                    .search_filtered(&Exact { space, q: &q }, k, ef, |s| !deleted[s as usize])
             }
             Some(filter) => self.filtered_search(&space, &q, k, ef, filter),
         };
@@ -529,7 +655,9 @@ impl Collection {
         }
         let found = self
             .graph
-            .search_filtered(space, q, k, ef, |s| self.matches(filter, s as usize));
+            .search_filtered(&Exact { space: *space, q }, k, ef, |s| {
+                self.matches(filter, s as usize)
+            });
         if found.len() < k {
             // The walk ran out before finding k matches: an exact scan finds them if they exist.
             return self.scan(space, q, k, |s| self.matches(filter, s));
@@ -583,9 +711,11 @@ impl Collection {
             }
             let in_bits = |s: u32| bits[s as usize / 64] & (1 << (s % 64)) != 0;
             if (matches.len() as f64) < TWO_HOP_BELOW * self.live as f64 {
-                self.graph.search_two_hop(space, q, k, ef, in_bits)
+                self.graph
+                    .search_two_hop(&Exact { space: *space, q }, k, ef, in_bits)
             } else {
-                self.graph.search_filtered(space, q, k, ef, in_bits)
+                self.graph
+                    .search_filtered(&Exact { space: *space, q }, k, ef, in_bits)
             }
         } else {
             if small {
@@ -600,10 +730,14 @@ impl Collection {
             }
             if selectivity < TWO_HOP_BELOW {
                 self.graph
-                    .search_two_hop(space, q, k, ef, |s| self.pred_matches(pred, s as usize))
+                    .search_two_hop(&Exact { space: *space, q }, k, ef, |s| {
+                        self.pred_matches(pred, s as usize)
+                    })
             } else {
                 self.graph
-                    .search_filtered(space, q, k, ef, |s| self.pred_matches(pred, s as usize))
+                    .search_filtered(&Exact { space: *space, q }, k, ef, |s| {
+                        self.pred_matches(pred, s as usize)
+                    })
             }
         };
         if found.len() < k {
@@ -773,6 +907,32 @@ impl Collection {
     }
 }
 
+/// The `k` nearest of `cands` by their exact distance to `q`, prefetching ahead.
+fn rerank(space: &Space, q: &[f32], mut cands: Vec<Cand>, k: usize) -> Vec<Cand> {
+    const AHEAD: usize = 4;
+    for i in 0..cands.len() {
+        if let Some(c) = cands.get(i + AHEAD) {
+            space.prefetch(c.id);
+        }
+        cands[i].d = (space.kernel)(q, space.vector(cands[i].id));
+    }
+    cands.sort_unstable();
+    cands.truncate(k);
+    cands
+}
+
+/// A chunk of a batch with its planned candidates, ready to be linked.
+struct PlannedChunk {
+    /// The slot the chunk's first record gets.
+    first: u32,
+    /// Records of the chunk linked so far.
+    linked: usize,
+    /// The slots the chunk tombstones, sorted.
+    doomed: Vec<u32>,
+    /// The records not linked yet, each with its candidates per layer, nearest first.
+    records: std::collections::VecDeque<(Prepared, Vec<Vec<Cand>>)>,
+}
+
 /// A search result by slot; the database turns it into a `SearchResult`.
 pub(crate) struct Hit {
     pub slot: u32,
@@ -787,5 +947,84 @@ fn json_kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(n: usize, dim: usize, seed: u64, ids: impl Fn(usize) -> String) -> Vec<Prepared> {
+        let mut x = seed;
+        (0..n)
+            .map(|i| {
+                let vector = (0..dim)
+                    .map(|_| {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        (x >> 40) as f32 / (1u64 << 24) as f32
+                    })
+                    .collect();
+                Prepared {
+                    id: ids(i),
+                    vector,
+                    metadata: None,
+                }
+            })
+            .collect()
+    }
+
+    /// The reference: each chunk stored whole, then linked, every tombstone already in place.
+    fn whole_chunks(c: &mut Collection, records: Vec<Prepared>) {
+        for chunk in records.chunks(BATCH_CHUNK) {
+            let planned = c.plan_chunk(chunk.to_vec());
+            let (recs, plans): (Vec<Prepared>, Vec<Vec<Vec<Cand>>>) =
+                planned.records.into_iter().unzip();
+            let slots: Vec<u32> = recs.into_iter().map(|r| c.push_record(r)).collect();
+            let space = Space {
+                data: &c.vectors,
+                dim: c.dim,
+                kernel: c.kernel,
+            };
+            let deleted = &c.deleted;
+            for (slot, plan) in slots.iter().zip(plans) {
+                c.graph
+                    .apply_insert(&space, *slot, &plan, |n| deleted[n as usize]);
+            }
+        }
+    }
+
+    /// Linking a batch record by record in short locked steps (what the database does, so
+    /// searches go on) builds the same graph as storing each chunk whole and then linking it —
+    /// also when the batch replaces records of
+    /// the collection and repeats its own ids, whose old slots every record of the chunk must
+    /// see as tombstoned.
+    #[test]
+    fn stepwise_linking_builds_the_same_graph_as_whole_chunks() {
+        let seed = std::env::var("NEEDLE_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(7u64);
+        println!("NEEDLE_SEED={seed}");
+        let config = CollectionConfig {
+            distance: Distance::Euclidean,
+            m: 4,
+            ef_construction: 16,
+            ..CollectionConfig::default()
+        };
+        let first = records(300, 4, seed, |i| format!("r{i}"));
+        // Replaces every third record, and repeats some ids inside a chunk.
+        let second = records(400, 4, seed ^ 0xabc, |i| format!("r{}", i % 100 * 2));
+        let mut whole = Collection::new("c", 4, config.clone());
+        whole_chunks(&mut whole, first.clone());
+        whole_chunks(&mut whole, second.clone());
+        let shared = RwLock::new(Collection::new("c", 4, config));
+        Collection::apply_batch_shared(&shared, first);
+        Collection::apply_batch_shared(&shared, second);
+        let stepwise = shared.into_inner();
+        assert_eq!(stepwise.deleted, whole.deleted);
+        assert_eq!(stepwise.ids, whole.ids);
+        assert_eq!(stepwise.graph, whole.graph, "seed {seed}");
     }
 }

@@ -39,6 +39,53 @@ impl Distance {
     }
 }
 
+/// How a collection keeps a second, compact copy of its vectors for the graph walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantization {
+    /// Searches use the f32 vectors only.
+    #[default]
+    None,
+    /// 8-bit scalar quantization: one `i8` per component, with ranges trained from the data.
+    /// The graph walk compares int8 codes, and the best `max(k, ef)` candidates it finds are
+    /// re-ranked by their exact f32 distances. See `docs/benchmarks.md` for recall and speed.
+    Sq8,
+}
+
+impl Quantization {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Quantization::None => 0,
+            Quantization::Sq8 => 1,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Quantization::None),
+            1 => Some(Quantization::Sq8),
+            _ => None,
+        }
+    }
+
+    /// The name used by the CLI and the HTTP API: `none` or `sq8`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Quantization::None => "none",
+            Quantization::Sq8 => "sq8",
+        }
+    }
+
+    /// Parses [`Quantization::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "none" => Some(Quantization::None),
+            "sq8" => Some(Quantization::Sq8),
+            _ => None,
+        }
+    }
+}
+
 /// The parameters of one collection, named after Malkov & Yashunin's HNSW paper.
 ///
 /// ```
@@ -59,6 +106,8 @@ pub struct CollectionConfig {
     pub ef_search: usize,
     /// Seeds the level of each record (a hash of the seed and the id), so graphs are reproducible.
     pub seed: u64,
+    /// A quantized copy of the vectors for searching ([`Quantization::None`] by default).
+    pub quantization: Quantization,
 }
 
 impl Default for CollectionConfig {
@@ -69,6 +118,7 @@ impl Default for CollectionConfig {
             ef_construction: 200,
             ef_search: 64,
             seed: 0x6e65_6564_6c65, // "needle"
+            quantization: Quantization::None,
         }
     }
 }

@@ -17,7 +17,7 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
 use crate::collection::{Collection, Prepared, validate_collection_name, validate_dimensions};
-use crate::config::{CollectionConfig, DatabaseOptions, SearchOptions, WalMode};
+use crate::config::{CollectionConfig, DatabaseOptions, Quantization, SearchOptions, WalMode};
 use crate::disk::{Disk, DiskLock, FileWriter, MemDisk, OpenMode, OsDisk};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
@@ -443,12 +443,8 @@ impl Database {
         dimensions: usize,
         config: CollectionConfig,
     ) -> Result<()> {
-        self.execute(Op::CreateCollection {
-            name: name.to_string(),
-            dimensions: dimensions as u64,
-            config,
-        })
-        .map(|_| ())
+        self.execute(Op::create_collection(name, dimensions as u64, &config))
+            .map(|_| ())
     }
 
     /// Drops a collection and all its records.
@@ -646,11 +642,29 @@ impl Database {
     /// Checks an op against the current state and prepares everything it needs.
     pub(crate) fn plan(&self, op: &Op) -> Result<Plan> {
         Ok(match op {
-            Op::CreateCollection {
-                name,
-                dimensions,
-                config,
-            } => {
+            Op::CreateCollection { .. } | Op::CreateCollectionV2 { .. } => {
+                let (name, dimensions, config) = match op {
+                    Op::CreateCollectionV2 {
+                        name,
+                        dimensions,
+                        config,
+                        quantization,
+                    } => {
+                        let q = Quantization::from_code(*quantization).ok_or_else(|| {
+                            NeedleError::InvalidConfig {
+                                reason: format!("unknown quantization code {quantization}"),
+                            }
+                        })?;
+                        (name, dimensions, config.with(q))
+                    }
+                    Op::CreateCollection {
+                        name,
+                        dimensions,
+                        config,
+                    } => (name, dimensions, config.with(Quantization::None)),
+                    _ => unreachable!("matched above"),
+                };
+                let config = &config;
                 validate_collection_name(name)?;
                 let dim = usize::try_from(*dimensions).unwrap_or(usize::MAX);
                 validate_dimensions(dim)?;
@@ -811,7 +825,7 @@ impl Database {
             }
             Plan::Upsert(shared, records) => {
                 let n = records.len();
-                shared.write().apply_batch(records);
+                Collection::apply_batch_shared(&shared, records);
                 return n;
             }
             Plan::Update(shared, id, vector, metadata) => {

@@ -30,11 +30,14 @@ mod error;
 mod filter;
 mod hnsw;
 mod payload;
+mod sq8;
 mod storage;
 mod validate;
 
 pub use check::{CheckReport, Cut, LogCheck, RepairReport};
-pub use config::{CollectionConfig, DatabaseOptions, Distance, SearchOptions, WalMode};
+pub use config::{
+    CollectionConfig, DatabaseOptions, Distance, Quantization, SearchOptions, WalMode,
+};
 pub use database::{CollectionInfo, Database, OpenReport, Record, ScrollPage, SearchResult};
 pub use error::{Error, Result};
 pub use filter::Filter;

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use needle_core::{CollectionConfig, Database, Filter, Record};
+use needle_core::{CollectionConfig, Database, Filter, Quantization, Record};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NeedleError, Result};
@@ -36,10 +36,13 @@ pub struct BatchRecord {
 /// metadata travels as JSON bytes (bincode cannot carry a `serde_json::Value` itself).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ReplicatedCommand {
-    /// Creates a collection.
+    /// Creates a collection. A config with a quantization travels as
+    /// [`CreateCollectionQuantized`](Self::CreateCollectionQuantized) (the encoding of this
+    /// variant is frozen, so older entries decode); decoding gives this variant back.
     CreateCollection {
         name: String,
         dimensions: usize,
+        #[serde(with = "config_v1")]
         config: Option<CollectionConfig>,
     },
     /// Inserts (or replaces) one record.
@@ -84,6 +87,62 @@ pub enum ReplicatedCommand {
         collection: String,
         ids: Vec<String>,
     },
+    /// The encoding of a [`CreateCollection`](Self::CreateCollection) whose config names a
+    /// quantization (`"sq8"`); [`ReplicatedCommand::decode`] turns it back into one.
+    CreateCollectionQuantized {
+        name: String,
+        dimensions: usize,
+        #[serde(with = "config_v1")]
+        config: Option<CollectionConfig>,
+        quantization: String,
+    },
+}
+
+/// `CollectionConfig` as entries encoded it before it had `quantization`: the fields and their
+/// order are frozen, so older entries decode. The quantization travels beside it.
+mod config_v1 {
+    use needle_core::{CollectionConfig, Distance, Quantization};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct ConfigV1 {
+        distance: Distance,
+        m: usize,
+        ef_construction: usize,
+        ef_search: usize,
+        seed: u64,
+    }
+
+    pub fn serialize<S: Serializer>(
+        config: &Option<CollectionConfig>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        config
+            .as_ref()
+            .map(|c| ConfigV1 {
+                distance: c.distance,
+                m: c.m,
+                ef_construction: c.ef_construction,
+                ef_search: c.ef_search,
+                seed: c.seed,
+            })
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<CollectionConfig>, D::Error> {
+        Ok(
+            Option::<ConfigV1>::deserialize(d)?.map(|c| CollectionConfig {
+                distance: c.distance,
+                m: c.m,
+                ef_construction: c.ef_construction,
+                ef_search: c.ef_search,
+                seed: c.seed,
+                quantization: Quantization::None,
+            }),
+        )
+    }
 }
 
 fn bincode_config() -> impl bincode::config::Config {
@@ -111,7 +170,22 @@ impl ReplicatedCommand {
 
     /// Encodes the command with bincode 2.
     pub fn encode(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(self, bincode_config())
+        let quantized = match self {
+            ReplicatedCommand::CreateCollection {
+                name,
+                dimensions,
+                config: Some(c),
+            } if c.quantization != Quantization::None => {
+                Some(ReplicatedCommand::CreateCollectionQuantized {
+                    name: name.clone(),
+                    dimensions: *dimensions,
+                    config: Some(c.clone()),
+                    quantization: c.quantization.name().to_string(),
+                })
+            }
+            _ => None,
+        };
+        bincode::serde::encode_to_vec(quantized.as_ref().unwrap_or(self), bincode_config())
             .expect("bincode encoding of a ReplicatedCommand into a Vec cannot fail")
     }
 
@@ -142,6 +216,24 @@ impl ReplicatedCommand {
                 "trailing bytes after a command",
             ));
         }
+        if let ReplicatedCommand::CreateCollectionQuantized {
+            name,
+            dimensions,
+            config,
+            quantization,
+        } = cmd
+        {
+            let q = Quantization::from_name(&quantization).ok_or_else(|| {
+                NeedleError::invalid_message(format!("unknown quantization {quantization:?}"))
+            })?;
+            let mut config = config.unwrap_or_default();
+            config.quantization = q;
+            return Ok(ReplicatedCommand::CreateCollection {
+                name,
+                dimensions,
+                config: Some(config),
+            });
+        }
         Ok(cmd)
     }
 
@@ -158,6 +250,20 @@ impl ReplicatedCommand {
                 Some(c) => db.create_collection_with_config(name, *dimensions, c.clone()),
                 None => db.create_collection(name, *dimensions),
             },
+            ReplicatedCommand::CreateCollectionQuantized {
+                name,
+                dimensions,
+                config,
+                quantization,
+            } => {
+                let mut config = config.clone().unwrap_or_default();
+                config.quantization = Quantization::from_name(quantization).ok_or_else(|| {
+                    needle_core::NeedleError::InvalidConfig {
+                        reason: format!("unknown quantization {quantization:?}"),
+                    }
+                })?;
+                db.create_collection_with_config(name, *dimensions, config)
+            }
             ReplicatedCommand::Insert {
                 collection,
                 id,
@@ -462,6 +568,43 @@ mod tests {
             };
             assert_eq!(ReplicatedCommand::decode(&dims.encode()).unwrap(), dims);
         }
+    }
+
+    /// A quantized config round-trips; a plain one encodes exactly as before `quantization`
+    /// existed (bincode 2's standard varint layout of the five old fields, written out by
+    /// hand), so older entries decode.
+    #[test]
+    fn create_collection_with_quantization_round_trips_and_old_bytes_decode() {
+        let plain = ReplicatedCommand::CreateCollection {
+            name: "c".into(),
+            dimensions: 3,
+            config: Some(CollectionConfig::default()),
+        };
+        let old_bytes: &[u8] = &[
+            // variant 0, name "c", 3 dims, Some, cosine, m 16, efc 200, ef 64, seed (u64 marker 253)
+            0, 1, 99, 3, 1, 0, 16, 200, 64, 253, 101, 108, 100, 101, 101, 110, 0, 0,
+        ];
+        assert_eq!(plain.encode(), old_bytes);
+        assert_eq!(ReplicatedCommand::decode(old_bytes).unwrap(), plain);
+        let sq8 = ReplicatedCommand::CreateCollection {
+            name: "c".into(),
+            dimensions: 3,
+            config: Some(CollectionConfig {
+                quantization: Quantization::Sq8,
+                ..CollectionConfig::default()
+            }),
+        };
+        assert_ne!(sq8.encode(), old_bytes);
+        assert_eq!(ReplicatedCommand::decode(&sq8.encode()).unwrap(), sq8);
+        let db = Database::in_memory();
+        ReplicatedCommand::decode(&sq8.encode())
+            .unwrap()
+            .apply(&db)
+            .unwrap();
+        assert_eq!(
+            db.collection_info("c").unwrap().config.quantization,
+            Quantization::Sq8
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn run(args: &CreateArgs, json: bool) -> Result<()> {
         }));
     }
     output::print(&format!(
-        "created collection '{}' in {}{}: {} dims, {}, m={}, ef_construction={}, ef_search={}\n",
+        "created collection '{}' in {}{}: {} dims, {}, m={}, ef_construction={}, ef_search={}{}\n",
         info.name,
         args.file.display(),
         if new_file { " (new file)" } else { "" },
@@ -38,5 +38,9 @@ pub fn run(args: &CreateArgs, json: bool) -> Result<()> {
         info.config.m,
         info.config.ef_construction,
         info.config.ef_search,
+        match info.config.quantization {
+            needle_core::Quantization::None => String::new(),
+            q => format!(", quantization={}", q.name()),
+        },
     ))
 }

@@ -91,6 +91,7 @@ pub fn config_json(info: &needle_core::CollectionInfo) -> Value {
         "m": info.config.m,
         "ef_construction": info.config.ef_construction,
         "ef_search": info.config.ef_search,
+        "quantization": info.config.quantization.name(),
         "count": info.count,
         "deleted": info.deleted,
     })

@@ -428,6 +428,7 @@ fn info_json(i: &CollectionInfo) -> Value {
         "m": i.config.m,
         "ef_construction": i.config.ef_construction,
         "ef_search": i.config.ef_search,
+        "quantization": i.config.quantization.name(),
         "count": i.count,
         "deleted": i.deleted,
     })
@@ -794,6 +795,16 @@ struct CreateCollection {
     ef_construction: Option<usize>,
     #[serde(default)]
     ef_search: Option<usize>,
+    /// `"none"` (default) or `"sq8"`.
+    #[serde(default)]
+    quantization: Option<QuantizationName>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum QuantizationName {
+    None,
+    Sq8,
 }
 
 async fn create_collection(
@@ -812,6 +823,10 @@ async fn create_collection(
         m: c.m.unwrap_or(default.m),
         ef_construction: c.ef_construction.unwrap_or(default.ef_construction),
         ef_search: c.ef_search.unwrap_or(default.ef_search),
+        quantization: match c.quantization {
+            None | Some(QuantizationName::None) => needle_core::Quantization::None,
+            Some(QuantizationName::Sq8) => needle_core::Quantization::Sq8,
+        },
         ..default
     };
     // Checked by needle-core's own rules first: a bad request never reaches the log.

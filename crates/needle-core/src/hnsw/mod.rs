@@ -96,6 +96,46 @@ impl<'a> Space<'a> {
     }
 }
 
+/// Distances from one query to the graph's nodes: exact ([`Exact`]) or over quantized codes
+/// (`sq8::Sq8Query`). The walks are generic over it, so each is compiled once per kind.
+pub(crate) trait Query {
+    /// The distance from the query to `slot`: smaller is nearer.
+    fn dist(&self, slot: u32) -> f32;
+    /// Hints the CPU to fetch what `dist(slot)` will read.
+    fn prefetch(&self, slot: u32);
+}
+
+/// A query vector against the f32 vectors of a [`Space`].
+#[derive(Clone, Copy)]
+pub(crate) struct Exact<'a> {
+    pub space: Space<'a>,
+    pub q: &'a [f32],
+}
+
+impl Query for Exact<'_> {
+    #[inline(always)]
+    fn dist(&self, slot: u32) -> f32 {
+        self.space.dist(self.q, slot)
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, slot: u32) {
+        self.space.prefetch(slot);
+    }
+}
+
+impl Query for crate::sq8::Sq8Query<'_> {
+    #[inline(always)]
+    fn dist(&self, slot: u32) -> f32 {
+        crate::sq8::Sq8Query::dist(self, slot)
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, slot: u32) {
+        crate::sq8::Sq8Query::prefetch(self, slot);
+    }
+}
+
 /// The links of every node on every layer.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Graph {
@@ -205,9 +245,9 @@ impl Graph {
     /// prefetches the vectors of the first [`LOOKAHEAD`]; returns how many there are. Only
     /// these need a distance, so only their vectors are worth fetching.
     #[inline(always)]
-    fn fresh_neighbors(
+    fn fresh_neighbors<Q: Query>(
         &self,
-        space: &Space,
+        query: &Q,
         visited: &mut VisitedSet,
         slot: u32,
         layer: usize,
@@ -219,7 +259,7 @@ impl Graph {
                 fresh[count] = n;
                 count += 1;
                 if count <= LOOKAHEAD {
-                    space.prefetch(n);
+                    query.prefetch(n);
                 }
             }
         }
@@ -240,11 +280,11 @@ impl Graph {
     }
 
     /// Greedy walk on one upper layer: move to a closer neighbour while there is one.
-    fn greedy(&self, space: &Space, q: &[f32], mut cur: Cand, layer: usize) -> Cand {
+    fn greedy<Q: Query>(&self, query: &Q, mut cur: Cand, layer: usize) -> Cand {
         loop {
             let mut moved = false;
             for &n in self.neighbors(cur.id, layer) {
-                let d = space.dist(q, n);
+                let d = query.dist(n);
                 if d < cur.d {
                     cur = Cand { d, id: n };
                     moved = true;
@@ -258,14 +298,7 @@ impl Graph {
 
     /// Beam search of width `ef` on one layer, every node a possible result. Returns up to `ef`
     /// nodes, nearest first.
-    pub fn beam(
-        &self,
-        space: &Space,
-        q: &[f32],
-        entry: &[Cand],
-        ef: usize,
-        layer: usize,
-    ) -> Vec<Cand> {
+    pub fn beam<Q: Query>(&self, query: &Q, entry: &[Cand], ef: usize, layer: usize) -> Vec<Cand> {
         with_visited(self.len(), |visited| {
             let mut nearest = Nearest::new(ef);
             for &e in entry {
@@ -275,11 +308,11 @@ impl Graph {
             }
             let mut fresh = [0u32; MAX_LINKS];
             while let Some(c) = nearest.next_unexpanded() {
-                let count = self.fresh_neighbors(space, visited, c.id, layer, &mut fresh);
+                let count = self.fresh_neighbors(query, visited, c.id, layer, &mut fresh);
                 if let Some(next) = nearest.peek_unexpanded() {
                     self.prefetch_links(next, layer);
                 }
-                distances(space, q, &fresh[..count], |n, d| {
+                distances(query, &fresh[..count], |n, d| {
                     if d < nearest.bound() {
                         nearest.insert(Cand { d, id: n });
                     }
@@ -291,10 +324,9 @@ impl Graph {
 
     /// Beam search of width `ef` on one layer. Every node is walked through; only nodes that
     /// `accept` are returned. Returns up to `ef` nodes, nearest first.
-    pub fn search_layer<F: Fn(u32) -> bool>(
+    pub fn search_layer<Q: Query, F: Fn(u32) -> bool>(
         &self,
-        space: &Space,
-        q: &[f32],
+        query: &Q,
         entry: &[Cand],
         ef: usize,
         layer: usize,
@@ -324,11 +356,11 @@ impl Graph {
                 if c.d > bound {
                     break;
                 }
-                let count = self.fresh_neighbors(space, visited, c.id, layer, &mut fresh);
+                let count = self.fresh_neighbors(query, visited, c.id, layer, &mut fresh);
                 if let Some(Reverse(next)) = candidates.peek() {
                     self.prefetch_links(next.id, layer);
                 }
-                distances(space, q, &fresh[..count], |n, d| {
+                distances(query, &fresh[..count], |n, d| {
                     if d < bound {
                         let cand = Cand { d, id: n };
                         candidates.push(Reverse(cand));
@@ -349,35 +381,34 @@ impl Graph {
     }
 
     /// Greedy descent through the upper layers to the entry point of layer 0.
-    fn descend(&self, space: &Space, q: &[f32]) -> Cand {
+    fn descend<Q: Query>(&self, query: &Q) -> Cand {
         let mut ep = Cand {
-            d: space.dist(q, self.entry),
+            d: query.dist(self.entry),
             id: self.entry,
         };
         for layer in (1..=self.max_level as usize).rev() {
-            ep = self.greedy(space, q, ep, layer);
+            ep = self.greedy(query, ep, layer);
         }
         ep
     }
 
     /// Searches the whole graph, every node a possible result: greedy descent, then a beam of
     /// `max(ef, k)` on layer 0.
-    pub fn search(&self, space: &Space, q: &[f32], k: usize, ef: usize) -> Vec<Cand> {
+    pub fn search<Q: Query>(&self, query: &Q, k: usize, ef: usize) -> Vec<Cand> {
         if self.entry == NONE {
             return Vec::new();
         }
-        let ep = self.descend(space, q);
-        let mut found = self.beam(space, q, &[ep], ef.max(k), 0);
+        let ep = self.descend(query);
+        let mut found = self.beam(query, &[ep], ef.max(k), 0);
         found.truncate(k);
         found
     }
 
     /// Like [`search`](Self::search), but only nodes that `accept` are returned (all are walked
     /// through).
-    pub fn search_filtered<F: Fn(u32) -> bool>(
+    pub fn search_filtered<Q: Query, F: Fn(u32) -> bool>(
         &self,
-        space: &Space,
-        q: &[f32],
+        query: &Q,
         k: usize,
         ef: usize,
         accept: F,
@@ -385,8 +416,8 @@ impl Graph {
         if self.entry == NONE {
             return Vec::new();
         }
-        let ep = self.descend(space, q);
-        let mut found = self.search_layer(space, q, &[ep], ef.max(k), 0, accept);
+        let ep = self.descend(query);
+        let mut found = self.search_layer(query, &[ep], ef.max(k), 0, accept);
         found.truncate(k);
         found
     }
@@ -397,10 +428,9 @@ impl Graph {
     /// connected when the filter removes most nodes. Distances are computed for accepted nodes
     /// only. Up to `2·m` nodes are taken per expansion; two-hop neighbours are looked at only
     /// when the direct ones give fewer than `m`.
-    pub fn search_two_hop<F: Fn(u32) -> bool>(
+    pub fn search_two_hop<Q: Query, F: Fn(u32) -> bool>(
         &self,
-        space: &Space,
-        q: &[f32],
+        query: &Q,
         k: usize,
         ef: usize,
         accept: F,
@@ -408,7 +438,7 @@ impl Graph {
         if self.entry == NONE {
             return Vec::new();
         }
-        let ep = self.descend(space, q);
+        let ep = self.descend(query);
         let ef = ef.max(k);
         let cap = (2 * self.m).min(MAX_LINKS);
         let mut found = with_visited(self.len(), |visited| {
@@ -435,7 +465,7 @@ impl Graph {
                         fresh[count] = n;
                         count += 1;
                         if count <= LOOKAHEAD {
-                            space.prefetch(n);
+                            query.prefetch(n);
                         }
                     }
                 }
@@ -452,13 +482,13 @@ impl Graph {
                                 fresh[count] = nn;
                                 count += 1;
                                 if count <= LOOKAHEAD {
-                                    space.prefetch(nn);
+                                    query.prefetch(nn);
                                 }
                             }
                         }
                     }
                 }
-                distances(space, q, &fresh[..count], |n, d| {
+                distances(query, &fresh[..count], |n, d| {
                     if d < bound {
                         let cand = Cand { d, id: n };
                         candidates.push(Reverse(cand));
@@ -480,25 +510,31 @@ impl Graph {
 
     /// The read-only half of an insert: the candidate neighbours of `slot` on each of its layers
     /// that exist in the graph now (index = layer), nearest first.
+    #[cfg(test)]
     pub fn plan_insert(&self, space: &Space, slot: u32) -> Vec<Vec<Cand>> {
+        self.plan_for(space, space.vector(slot), self.levels[slot as usize])
+    }
+
+    /// The candidate neighbours, on each layer up to `level` that exists in the graph now
+    /// (index = layer), nearest first, of a vector `q` not (or not yet reachably) in the graph.
+    pub fn plan_for(&self, space: &Space, q: &[f32], level: u8) -> Vec<Vec<Cand>> {
         if self.entry == NONE {
             return Vec::new();
         }
-        let q = space.vector(slot);
-        let level = self.levels[slot as usize];
+        let query = Exact { space: *space, q };
         let mut ep = Cand {
-            d: space.dist(q, self.entry),
+            d: query.dist(self.entry),
             id: self.entry,
         };
         for layer in (level as usize + 1..=self.max_level as usize).rev() {
-            ep = self.greedy(space, q, ep, layer);
+            ep = self.greedy(&query, ep, layer);
         }
         let top = level.min(self.max_level) as usize;
         let mut plan = vec![Vec::new(); top + 1];
         let mut entry = vec![ep];
-        // `slot` has no links yet and is not the entry point, so no walk can reach it.
+        // The new node has no links yet and is not the entry point, so no walk can reach it.
         for layer in (0..=top).rev() {
-            entry = self.beam(space, q, &entry, self.ef_construction, layer);
+            entry = self.beam(&query, &entry, self.ef_construction, layer);
             plan[layer].clone_from(&entry);
         }
         plan
@@ -570,12 +606,12 @@ impl Graph {
 /// Calls `f(n, distance(q, n))` for each node of `fresh` in order, prefetching the vector
 /// [`LOOKAHEAD`] nodes ahead ([`Graph::fresh_neighbors`] prefetched the first ones).
 #[inline(always)]
-fn distances(space: &Space, q: &[f32], fresh: &[u32], mut f: impl FnMut(u32, f32)) {
+fn distances<Q: Query>(query: &Q, fresh: &[u32], mut f: impl FnMut(u32, f32)) {
     for (j, &n) in fresh.iter().enumerate() {
         if let Some(&ahead) = fresh.get(j + LOOKAHEAD) {
-            space.prefetch(ahead);
+            query.prefetch(ahead);
         }
-        f(n, space.dist(q, n));
+        f(n, query.dist(n));
     }
 }
 
@@ -650,7 +686,7 @@ mod tests {
         };
         for target in [0u32, 17, 150, 299] {
             let q = space.vector(target).to_vec();
-            let found = g.search(&space, &q, 1, 32);
+            let found = g.search(&Exact { space, q: &q }, 1, 32);
             assert_eq!(found[0].id, target);
             assert_eq!(found[0].d, 0.0);
         }
@@ -698,7 +734,7 @@ mod tests {
             kernel: kernel_for(Distance::Euclidean),
         };
         let q = [200.0, 3.0];
-        let found = g.search_filtered(&space, &q, 5, 64, |id| id % 2 == 1);
+        let found = g.search_filtered(&Exact { space, q: &q }, 5, 64, |id| id % 2 == 1);
         assert_eq!(found.len(), 5);
         assert!(found.iter().all(|c| c.id % 2 == 1));
     }
@@ -724,7 +760,7 @@ mod tests {
         };
         let accept = |id: u32| id % 5 == 3;
         for q in [[20.0, 30.0], [99.0, 1.0], [50.0, 50.0]] {
-            let found = g.search_two_hop(&space, &q, 5, 32, accept);
+            let found = g.search_two_hop(&Exact { space, q: &q }, 5, 32, accept);
             let mut truth: Vec<Cand> = (0..2000u32)
                 .filter(|&id| accept(id))
                 .map(|id| Cand {

@@ -15,14 +15,16 @@ use serde_json::Value;
 
 use super::Reader;
 use crate::collection::{Collection, validate_collection_name};
-use crate::config::{CollectionConfig, Distance};
+use crate::config::{CollectionConfig, Distance, Quantization};
 use crate::distance::kernel_for;
 use crate::error::{Error, Result};
 use crate::hnsw::{Flat, Graph, MAX_LEVEL, NONE};
+use crate::sq8::{Sq8, Sq8Ranges};
 
 pub(crate) const MAGIC: &[u8; 8] = b"NEEDLEDB";
-pub(crate) const VERSION: u32 = 2;
-/// The oldest version this build reads: version 1 lacks the index section.
+pub(crate) const VERSION: u32 = 3;
+/// The oldest version this build reads: version 1 lacks the index section, version 2 the
+/// quantization byte of the meta section and the sq8 section.
 const OLDEST_VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 64;
 
@@ -34,6 +36,7 @@ const KIND_UPPER_START: u32 = 5;
 const KIND_UPPER: u32 = 6;
 const KIND_RECORDS: u32 = 7;
 const KIND_INDEXES: u32 = 8;
+const KIND_SQ8: u32 = 9;
 const SECTION_HEADER: usize = 16;
 /// Marks "no metadata" in the records section.
 const NO_METADATA: u32 = u32::MAX;
@@ -122,9 +125,20 @@ pub(crate) fn encode<'a>(
     header: Header,
     collections: impl ExactSizeIterator<Item = &'a Collection>,
 ) -> std::io::Result<()> {
+    encode_version(w, header, collections, VERSION)
+}
+
+/// [`encode`] in the layout of an older `version` (for tests of reading old files): what that
+/// version lacks is left out.
+fn encode_version<'a>(
+    w: &mut dyn Write,
+    header: Header,
+    collections: impl ExactSizeIterator<Item = &'a Collection>,
+    version: u32,
+) -> std::io::Result<()> {
     let mut head = [0u8; HEADER_LEN];
     head[0..8].copy_from_slice(MAGIC);
-    head[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    head[8..12].copy_from_slice(&version.to_le_bytes());
     head[16..24].copy_from_slice(&header.tag.to_le_bytes());
     head[24..32].copy_from_slice(&header.generation.to_le_bytes());
     head[32..36].copy_from_slice(&(collections.len() as u32).to_le_bytes());
@@ -132,12 +146,12 @@ pub(crate) fn encode<'a>(
     head[60..64].copy_from_slice(&crc.to_le_bytes());
     w.write_all(&head)?;
     for c in collections {
-        encode_collection(w, c)?;
+        encode_collection(w, c, version)?;
     }
     Ok(())
 }
 
-fn encode_collection(w: &mut dyn Write, c: &Collection) -> std::io::Result<()> {
+fn encode_collection(w: &mut dyn Write, c: &Collection, version: u32) -> std::io::Result<()> {
     let g = &c.graph;
     let mut meta = Vec::new();
     meta.extend_from_slice(&(c.name.len() as u32).to_le_bytes());
@@ -151,6 +165,9 @@ fn encode_collection(w: &mut dyn Write, c: &Collection) -> std::io::Result<()> {
     meta.extend_from_slice(&(c.slots() as u64).to_le_bytes());
     meta.extend_from_slice(&g.entry.to_le_bytes());
     meta.push(g.max_level);
+    if version >= 3 {
+        meta.push(c.config.quantization.code());
+    }
     section(w, KIND_META, meta.len() as u64, |w| w.write_all(&meta))?;
 
     section(w, KIND_VECTORS, c.vectors.len() as u64 * 4, |w| {
@@ -186,10 +203,30 @@ fn encode_collection(w: &mut dyn Write, c: &Collection) -> std::io::Result<()> {
     section(w, KIND_RECORDS, records.len() as u64, |w| {
         w.write_all(&records)
     })?;
+    if version < 2 {
+        return Ok(());
+    }
     let indexes = crate::payload::codec::encode(&c.indexes, c.slots());
     section(w, KIND_INDEXES, indexes.len() as u64, |w| {
         w.write_all(&indexes)
-    })
+    })?;
+    if version < 3 {
+        return Ok(());
+    }
+    // The trained ranges only: the codes are a function of them and the vectors.
+    let mut sq8 = Vec::new();
+    match &c.sq8 {
+        None => sq8.push(0),
+        Some(q) => {
+            sq8.push(1);
+            sq8.extend_from_slice(&q.trained_slots.to_le_bytes());
+            sq8.extend_from_slice(&q.ranges.scale.to_le_bytes());
+            for o in &q.ranges.offsets {
+                sq8.extend_from_slice(&o.to_le_bytes());
+            }
+        }
+    }
+    section(w, KIND_SQ8, sq8.len() as u64, |w| w.write_all(&sq8))
 }
 
 /// Reads and fully checks a checkpoint. Any inconsistency is `Corrupted` with the file and the
@@ -354,12 +391,13 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<Collection> 
     let ef_construction = r.u32().ok_or_else(|| bad_meta("truncated"))? as usize;
     let ef_search = r.u32().ok_or_else(|| bad_meta("truncated"))? as usize;
     let seed = r.u64().ok_or_else(|| bad_meta("truncated"))?;
-    let config = CollectionConfig {
+    let mut config = CollectionConfig {
         distance,
         m,
         ef_construction,
         ef_search,
         seed,
+        quantization: Quantization::None,
     };
     config.validate().map_err(|e| bad_meta(&e.to_string()))?;
     let n = r.u64().ok_or_else(|| bad_meta("truncated"))?;
@@ -369,6 +407,14 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<Collection> 
         .ok_or_else(|| bad_meta("too many slots"))?;
     let entry = r.u32().ok_or_else(|| bad_meta("truncated"))?;
     let max_level = r.u8().ok_or_else(|| bad_meta("truncated"))?;
+    let quantization = if version >= 3 {
+        r.u8()
+            .and_then(Quantization::from_code)
+            .ok_or_else(|| bad_meta("unknown quantization"))?
+    } else {
+        Quantization::None
+    };
+    config.quantization = quantization;
     if r.remaining() != 0 {
         return Err(bad_meta("unexpected trailing bytes"));
     }
@@ -512,7 +558,15 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<Collection> 
     } else {
         std::collections::BTreeMap::new()
     };
+    let sq8 = if version >= 3 {
+        let (qbytes, qat) = s.next(KIND_SQ8)?;
+        decode_sq8(qbytes, dim, n, &config, &vectors)
+            .map_err(|(off, reason)| s.corrupt(qat + off, format!("sq8: {reason}")))?
+    } else {
+        None
+    };
     Ok(Collection {
+        sq8,
         indexes,
         kernel: kernel_for(config.distance),
         graph: Graph {
@@ -535,6 +589,54 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<Collection> 
         live,
         index,
     })
+}
+
+/// The sq8 section: nothing, or the trained ranges, from which the codes are computed again.
+fn decode_sq8(
+    bytes: &[u8],
+    dim: usize,
+    n: usize,
+    config: &CollectionConfig,
+    vectors: &[f32],
+) -> std::result::Result<Option<Sq8>, (usize, String)> {
+    let mut r = Reader::new(bytes);
+    let trained = r.u8().ok_or((0, "truncated".to_string()))?;
+    let sq8 = match trained {
+        0 => None,
+        1 => {
+            if config.quantization != Quantization::Sq8 {
+                return Err((
+                    0,
+                    "ranges stored for a collection that does not quantize".into(),
+                ));
+            }
+            let trained_slots = r.u64().ok_or((1, "truncated".to_string()))?;
+            let scale = r
+                .u32()
+                .map(f32::from_bits)
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .ok_or((9, "scale missing, not finite or not positive".to_string()))?;
+            let mut offsets = Vec::with_capacity(dim);
+            for d in 0..dim {
+                let o = r
+                    .u32()
+                    .map(f32::from_bits)
+                    .filter(|o| o.is_finite())
+                    .ok_or((13 + 4 * d, "offset missing or not finite".to_string()))?;
+                offsets.push(o);
+            }
+            if trained_slots == 0 || trained_slots > n as u64 {
+                return Err((1, format!("trained at {trained_slots} slots of {n}")));
+            }
+            let ranges = Sq8Ranges { offsets, scale };
+            Some(Sq8::reencoded(ranges, vectors, dim, trained_slots))
+        }
+        other => return Err((0, format!("bad flag {other}"))),
+    };
+    if r.remaining() != 0 {
+        return Err((r.pos(), "unexpected trailing bytes".into()));
+    }
+    Ok(sq8)
 }
 
 /// Checks every `[count, targets..]` block: count within the stride, targets within `n`.
@@ -619,20 +721,21 @@ mod tests {
         assert_eq!(back[0].ids, c.ids);
     }
 
-    /// Version 1 files (no index section) still open, with no indexes; version 2 files carry
-    /// the indexes and decode to the same ones.
+    /// Version 1 files (no index section) still open, with no indexes; version 2 files (no
+    /// quantization) open without one; version 3 files carry the indexes and decode to the
+    /// same ones.
     #[test]
-    fn version_1_files_open_and_indexes_round_trip() {
+    fn version_1_and_2_files_open_and_indexes_round_trip() {
         let mut c = collection_with_upper_layers();
-        let mut v1 = encoded(&c);
-        // Without indexes the last section is the index count alone: 16 + 4 + 4 bytes.
-        v1.truncate(v1.len() - 24);
-        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
-        let crc = crc32c::crc32c(&v1[0..60]);
-        v1[60..64].copy_from_slice(&crc.to_le_bytes());
-        let (_, back) = decode(&v1, Path::new("t")).unwrap();
-        assert_eq!(back[0].graph, c.graph);
-        assert!(back[0].indexes.is_empty());
+        for version in [1, 2] {
+            let mut old = Vec::new();
+            encode_version(&mut old, Header::default(), std::iter::once(&c), version).unwrap();
+            let (_, back) = decode(&old, Path::new("t")).unwrap();
+            assert_eq!(back[0].graph, c.graph, "version {version}");
+            assert!(back[0].indexes.is_empty());
+            assert_eq!(back[0].config.quantization, Quantization::None);
+            assert!(back[0].sq8.is_none());
+        }
 
         for (i, m) in c.metadata.iter_mut().enumerate() {
             *m = Some(serde_json::json!({"k": format!("w{}", i % 3), "n": [i % 5, 7]}));

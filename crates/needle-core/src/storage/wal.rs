@@ -29,7 +29,7 @@ pub(crate) enum Op {
     CreateCollection {
         name: String,
         dimensions: u64,
-        config: CollectionConfig,
+        config: ConfigV1,
     },
     DropCollection {
         name: String,
@@ -70,6 +70,70 @@ pub(crate) enum Op {
         collection: String,
         ids: Vec<String>,
     },
+    /// A collection whose config has a field `CreateCollection`'s encoding lacks (quantization).
+    /// A config without one is logged as `CreateCollection`, as before.
+    CreateCollectionV2 {
+        name: String,
+        dimensions: u64,
+        config: ConfigV1,
+        quantization: u8,
+    },
+}
+
+/// `CollectionConfig` as the log encoded it before it had `quantization`: the fields and their
+/// order are frozen, so old logs decode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ConfigV1 {
+    pub distance: crate::config::Distance,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+    pub seed: u64,
+}
+
+impl ConfigV1 {
+    pub fn with(&self, quantization: crate::config::Quantization) -> CollectionConfig {
+        CollectionConfig {
+            distance: self.distance,
+            m: self.m,
+            ef_construction: self.ef_construction,
+            ef_search: self.ef_search,
+            seed: self.seed,
+            quantization,
+        }
+    }
+}
+
+impl From<&CollectionConfig> for ConfigV1 {
+    fn from(c: &CollectionConfig) -> Self {
+        ConfigV1 {
+            distance: c.distance,
+            m: c.m,
+            ef_construction: c.ef_construction,
+            ef_search: c.ef_search,
+            seed: c.seed,
+        }
+    }
+}
+
+impl Op {
+    /// The op that creates a collection, in the oldest encoding that carries its config.
+    pub fn create_collection(name: &str, dimensions: u64, config: &CollectionConfig) -> Op {
+        if config.quantization == crate::config::Quantization::None {
+            Op::CreateCollection {
+                name: name.to_string(),
+                dimensions,
+                config: config.into(),
+            }
+        } else {
+            Op::CreateCollectionV2 {
+                name: name.to_string(),
+                dimensions,
+                config: config.into(),
+                quantization: config.quantization.code(),
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
