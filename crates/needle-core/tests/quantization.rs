@@ -41,7 +41,10 @@ fn recall(db: &Database, queries: &[Vec<f32>], gt: &[Vec<u32>], ef: usize) -> f6
     total / queries.len() as f64
 }
 
-fn load(name: &str) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<u32>>) {
+/// Base vectors, queries, ground truth.
+type Loaded = (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<u32>>);
+
+fn load(name: &str) -> Loaded {
     let dir = testdata(name);
     (
         read_fvecs(&dir.join("base.fvecs")),
