@@ -651,7 +651,7 @@ impl Database {
                         quantization,
                     } => {
                         let q = Quantization::from_code(*quantization).ok_or_else(|| {
-                            NeedleError::InvalidConfig {
+                            Error::InvalidConfig {
                                 reason: format!("unknown quantization code {quantization}"),
                             }
                         })?;

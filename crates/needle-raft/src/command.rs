@@ -258,7 +258,7 @@ impl ReplicatedCommand {
             } => {
                 let mut config = config.clone().unwrap_or_default();
                 config.quantization = Quantization::from_name(quantization).ok_or_else(|| {
-                    needle_core::NeedleError::InvalidConfig {
+                    needle_core::Error::InvalidConfig {
                         reason: format!("unknown quantization {quantization:?}"),
                     }
                 })?;
