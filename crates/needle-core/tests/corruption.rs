@@ -7,7 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use needle_core::disk::{Disk, SimDisk};
-use needle_core::{CollectionConfig, Database, DatabaseOptions, Distance, Error, WalMode};
+use needle_core::{
+    CollectionConfig, Database, DatabaseOptions, Distance, Error, Filter, IndexKind, WalMode,
+};
 
 /// The files of a built database.
 struct Built {
@@ -43,6 +45,21 @@ fn build() -> (Built, u64, u64) {
             .unwrap();
     }
     db.delete("alpha", "a3").unwrap();
+    // Payload indexes (the checkpoint's index section): one value per record, an array of
+    // several (`MANY` slots), a value of another type (an irregular slot), and a float index.
+    db.update(
+        "alpha",
+        "a5",
+        None,
+        Some(json!({"i": 5, "tag": ["x", "y"]})),
+    )
+    .unwrap();
+    db.update("alpha", "a6", None, Some(json!({"i": "six", "tag": 6})))
+        .unwrap();
+    db.create_index("alpha", "i", IndexKind::Integer).unwrap();
+    db.create_index("alpha", "tag", IndexKind::Keyword).unwrap();
+    db.create_index("beta", "late", IndexKind::Bool).unwrap();
+    db.create_index("alpha", "i", IndexKind::Float).unwrap_err();
     db.checkpoint_with_tag(9).unwrap();
     let checkpointed = db.state_checksum();
     for i in 40..45 {
@@ -97,10 +114,22 @@ fn open_edited(
                 wal: WalMode::Synced,
             },
         )?;
-        // Exercise what was loaded: a graph that passed the checks must also be searchable.
+        // Exercise what was loaded: a graph that passed the checks must also be searchable,
+        // and the indexes must answer filters (through the planner) as the JSON does.
         for name in db.list_collections() {
             let dim = db.collection_info(&name)?.dimensions;
             db.search(&name, &vec![1.0; dim], 5)?;
+        }
+        if db.list_collections().contains(&"alpha".to_string()) {
+            let f = Filter::parse(&json!({"$or": [{"tag": "y"}, {"i": {"$lt": 9}}]}))?;
+            let n = db.count_matching("alpha", Some(&f))?;
+            let all = db.search_with(
+                "alpha",
+                &[1.0; 4],
+                100,
+                &needle_core::SearchOptions::new().with_filter(f),
+            )?;
+            assert_eq!(all.len(), n, "search and count agree on the indexed filter");
         }
         Ok(db.state_checksum())
     })
