@@ -34,6 +34,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Show one record.
     Get(GetArgs),
+    /// Insert (or replace) one record.
+    Insert(InsertArgs),
     /// Delete records by id, or every record matching --filter.
     Delete(DeleteArgs),
     /// Count the records matching a filter (all of them without one).
@@ -261,10 +263,10 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("query").required(true).args(["vector", "id"]))]
 pub struct SearchArgs {
-    /// The .needle file.
+    /// The .needle file. With --http there is none: the collection comes first.
     pub file: PathBuf,
     /// The collection.
-    pub collection: String,
+    pub collection: Option<String>,
     /// The query vector as a JSON array, e.g. '[0.1, 0.2, 0.3]'.
     #[arg(long)]
     pub vector: Option<String>,
@@ -280,41 +282,128 @@ pub struct SearchArgs {
     /// A MongoDB-style metadata filter as JSON, e.g. '{"length": {"$gte": 7}}'.
     #[arg(long)]
     pub filter: Option<String>,
+    /// Read without the file's lock, changing nothing on disk, while another process (a running
+    /// `needle serve`, an import) has it open: shows its last checkpoint plus the intact part of
+    /// its log, as of now.
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// The .needle file.
+    /// The .needle file. With --http there is none: the collection comes first.
     pub file: PathBuf,
     /// The collection.
     pub collection: String,
     /// The record's id.
-    pub id: String,
+    pub id: Option<String>,
+    /// Read without the file's lock, changing nothing on disk, while another process (a running
+    /// `needle serve`, an import) has it open: shows its last checkpoint plus the intact part of
+    /// its log, as of now.
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InsertArgs {
+    /// The .needle file. With --http there is none: the collection comes first.
+    pub file: PathBuf,
+    /// The collection.
+    pub collection: String,
+    /// The record's id (a record with this id is replaced).
+    pub id: Option<String>,
+    /// The vector as a JSON array, e.g. '[0.1, 0.2, 0.3]'.
+    #[arg(long)]
+    pub vector: String,
+    /// The metadata as a JSON object, e.g. '{"tag": "x"}'.
+    #[arg(long)]
+    pub metadata: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// Where a command runs: on a cluster through a node's HTTP API with `--http`, else on the file.
+#[derive(Debug, Clone, Args)]
+pub struct RemoteArgs {
+    /// Run the command on a cluster instead of a file: the HTTP address of any node, e.g.
+    /// 127.0.0.1:8001 (give no FILE then). Writes follow the leader and are retried with one
+    /// Idempotency-Key until they have an outcome; reads are linearizable.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// With --http: a file holding the bearer token, if the nodes require one.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// With --http: the cluster's CA certificate (PEM), when the nodes serve HTTPS.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// Resolves the positionals of a command whose first one is FILE: without --http, FILE then
+/// the `names` (each required); with --http no FILE, so what clap took for FILE is the first
+/// of the `names`, and everything moves up one. Returns the file (without --http) and the values.
+pub fn positionals(
+    http: bool,
+    file: &std::path::Path,
+    rest: &[Option<&str>],
+    names: &[&str],
+) -> Result<(Option<PathBuf>, Vec<String>), String> {
+    let given: Vec<Option<String>> = if http {
+        if rest.last().is_some_and(Option::is_some) {
+            return Err(format!(
+                "with --http there is no FILE: give {} only",
+                names.join(" ")
+            ));
+        }
+        std::iter::once(Some(file.to_string_lossy().into_owned()))
+            .chain(rest.iter().map(|v| v.map(str::to_string)))
+            .take(names.len())
+            .collect()
+    } else {
+        rest.iter().map(|v| v.map(str::to_string)).collect()
+    };
+    let values = names
+        .iter()
+        .zip(given)
+        .map(|(name, v)| v.ok_or_else(|| format!("missing {name}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(((!http).then(|| file.to_path_buf()), values))
 }
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// The .needle file.
+    /// The .needle file. With --http there is none: the collection comes first.
     pub file: PathBuf,
     /// The collection.
-    pub collection: String,
+    pub collection: Option<String>,
     /// The ids to delete (ids that are not there are reported, not an error).
-    #[arg(required_unless_present = "filter", conflicts_with = "filter")]
     pub ids: Vec<String>,
     /// Delete every record matching this MongoDB-style filter (JSON) instead, as one write.
     #[arg(long)]
     pub filter: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct CountArgs {
-    /// The .needle file.
+    /// The .needle file. With --http there is none: the collection comes first.
     pub file: PathBuf,
     /// The collection.
-    pub collection: String,
+    pub collection: Option<String>,
     /// A MongoDB-style metadata filter as JSON. Default: count every record.
     #[arg(long)]
     pub filter: Option<String>,
+    /// Read without the file's lock, changing nothing on disk, while another process (a running
+    /// `needle serve`, an import) has it open: shows its last checkpoint plus the intact part of
+    /// its log, as of now.
+    #[arg(long)]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Debug, Args)]
@@ -332,6 +421,11 @@ pub struct ScrollArgs {
     /// Records per page.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub limit: u64,
+    /// Read without the file's lock, changing nothing on disk, while another process (a running
+    /// `needle serve`, an import) has it open: shows its last checkpoint plus the intact part of
+    /// its log, as of now.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -368,6 +462,11 @@ pub struct IndexDropArgs {
 pub struct InfoArgs {
     /// The .needle file.
     pub file: PathBuf,
+    /// Read without the file's lock, changing nothing on disk, while another process (a running
+    /// `needle serve`, an import) has it open: shows its last checkpoint plus the intact part of
+    /// its log, as of now.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -382,6 +481,10 @@ pub struct CompactArgs {
 pub struct CheckArgs {
     /// The .needle file.
     pub file: PathBuf,
+    /// Accepted for symmetry with the other read commands: `check` never takes the lock nor
+    /// writes, with or without it.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -412,6 +515,11 @@ pub struct ExportArgs {
     /// Export only the records matching this MongoDB-style filter (JSON).
     #[arg(long)]
     pub filter: Option<String>,
+    /// Read without the file's lock, changing nothing on disk, while another process (a running
+    /// `needle serve`, an import) has it open: shows its last checkpoint plus the intact part of
+    /// its log, as of now.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Args)]

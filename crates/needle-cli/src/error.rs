@@ -23,6 +23,10 @@ pub enum CliError {
     /// A node's HTTP API answered with an error, or could not be reached.
     #[error("{0}")]
     Http(String),
+    /// A malformed command line that clap could not see (positionals that shift with
+    /// `--http`): exit code 2, like clap's own.
+    #[error("{0} (try --help)")]
+    CommandLine(String),
     /// A flag or argument that parsed but makes no sense (e.g. `--ids` with JSON Lines).
     #[error("{0}")]
     Usage(String),
@@ -39,6 +43,9 @@ pub enum CliError {
     /// A `.needle` file that a command needs but that does not exist.
     #[error("{} does not exist (use `needle create` or `needle import` to make one)", .0.display())]
     NoSuchDatabase(PathBuf),
+    /// A file another process holds open, for a command that could read it with `--read-only`.
+    #[error("{} is open in another process (a running `needle serve`?); add --read-only to read it without its lock", .0.display())]
+    Locked(PathBuf),
     /// A record the command was asked about is not there.
     #[error("no record with id '{id}' in collection '{collection}'")]
     RecordNotFound { collection: String, id: String },

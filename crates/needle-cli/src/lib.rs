@@ -20,6 +20,7 @@ mod error;
 mod input;
 mod output;
 mod progress;
+mod remote;
 mod serve;
 
 use std::process::ExitCode;
@@ -29,7 +30,7 @@ use clap::error::ErrorKind;
 
 use crate::cli::{Cli, Command};
 use crate::commands::{
-    backup, check, compact, create, delete, export, get, import, info, repair, search, sets,
+    backup, check, compact, create, delete, export, get, import, info, insert, repair, search, sets,
 };
 
 /// Parses the command line, runs the command, prints any error as one line on stderr, and
@@ -50,6 +51,7 @@ pub fn run() -> ExitCode {
         Command::Import(a) => import::run(a, json),
         Command::Search(a) => search::run(a, json),
         Command::Get(a) => get::run(a, json),
+        Command::Insert(a) => insert::run(a, json),
         Command::Delete(a) => delete::run(a, json),
         Command::Count(a) => sets::count(a, json),
         Command::Scroll(a) => sets::scroll(a, json),
@@ -63,6 +65,10 @@ pub fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e @ error::CliError::CommandLine(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -130,7 +130,7 @@ impl Database {
         })?;
         let (header, collections) = load_checkpoint_bytes(&bytes, path)?;
         drop(bytes);
-        let db = Database::detached(header.tag, collections)?;
+        let db = Database::detached(header.tag, collections, None)?;
         let wpath = wal_path(path);
         let log_bytes = read_if_exists(&*disk, &wpath)?.unwrap_or_default();
         let file_len = log_bytes.len() as u64;

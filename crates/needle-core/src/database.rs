@@ -152,6 +152,8 @@ struct Writer {
     /// unsynced pages and a retry would "succeed": fsyncgate). No further write or checkpoint is
     /// accepted until the database is reopened, which reads what is really on disk.
     failed: Option<String>,
+    /// Opened by [`Database::open_read_only`]: every write and checkpoint is refused.
+    read_only: Option<PathBuf>,
 }
 
 impl Writer {
@@ -167,6 +169,9 @@ impl Writer {
 
     /// Refuses any write once the files' state is unknown (see `failed`).
     fn check_usable(&self) -> Result<()> {
+        if let Some(path) = &self.read_only {
+            return Err(Error::ReadOnly { path: path.clone() });
+        }
         match &self.failed {
             None => Ok(()),
             Some(reason) => Err(Error::io(
@@ -259,6 +264,7 @@ impl Database {
                     wal: None,
                     generation: header.generation,
                     failed: None,
+                    read_only: None,
                 }),
                 tag: AtomicU64::new(header.tag),
                 report: OpenReport {
@@ -372,15 +378,20 @@ impl Database {
 
     /// An in-memory database holding `collections` as they are, with nothing written anywhere:
     /// what `check` replays a log onto.
-    pub(crate) fn detached(tag: u64, collections: Vec<Collection>) -> Result<Database> {
+    /// With `read_only`, the database names that file as its path and refuses every write.
+    pub(crate) fn detached(
+        tag: u64,
+        collections: Vec<Collection>,
+        read_only: Option<&Path>,
+    ) -> Result<Database> {
         let disk = MemDisk::shared();
-        let path = PathBuf::from("detached.needle");
+        let path = read_only.map_or_else(|| PathBuf::from("detached.needle"), Path::to_path_buf);
         let lock = lock(&*disk, &path)?;
         Ok(Database {
             inner: Arc::new(Inner {
                 disk,
                 path,
-                in_memory: true,
+                in_memory: read_only.is_none(),
                 options: DatabaseOptions { wal: WalMode::Off },
                 catalog: RwLock::new(
                     collections
@@ -392,6 +403,7 @@ impl Database {
                     wal: None,
                     generation: 0,
                     failed: None,
+                    read_only: read_only.map(Path::to_path_buf),
                 }),
                 tag: AtomicU64::new(tag),
                 report: OpenReport {
@@ -400,6 +412,18 @@ impl Database {
                 },
                 _lock: lock,
             }),
+        })
+    }
+
+    /// The same database with `report` as what its open found (the database must not be shared
+    /// yet).
+    pub(crate) fn with_open_report(self, report: OpenReport) -> Result<Database> {
+        let mut inner = Arc::try_unwrap(self.inner).map_err(|_| Error::Internal {
+            reason: "the database was shared while it was being opened".into(),
+        })?;
+        inner.report = report;
+        Ok(Database {
+            inner: Arc::new(inner),
         })
     }
 

@@ -37,6 +37,9 @@ pub enum Error {
     /// Another `Database` (in this process or another) holds the file's lock.
     #[error("database file {} is already open (locked by another Database, in this process or another)", path.display())]
     Locked { path: PathBuf },
+    /// A write to a database opened with [`crate::Database::open_read_only`].
+    #[error("database file {} is open read-only: writes and checkpoints are refused", path.display())]
+    ReadOnly { path: PathBuf },
     /// A vector's length differs from the collection's dimensions.
     #[error("dimension mismatch in collection '{collection}': expected {expected}, got {got}")]
     DimensionMismatch {

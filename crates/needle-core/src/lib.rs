@@ -30,6 +30,7 @@ mod error;
 mod filter;
 mod hnsw;
 mod payload;
+mod read_only;
 mod sq8;
 mod storage;
 mod validate;

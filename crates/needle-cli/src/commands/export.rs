@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
-use super::open_existing;
+use super::open_for_reading;
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::error::{CliError, Result};
 use crate::output::RecordJson;
@@ -13,7 +13,7 @@ use crate::output::RecordJson;
 pub fn run(args: &ExportArgs, _json: bool) -> Result<()> {
     let ExportFormat::Jsonl = args.format;
     let filter = super::sets::filter_flag(args.filter.as_ref())?;
-    let db = open_existing(&args.file)?;
+    let db = open_for_reading(&args.file, args.read_only)?;
     let ids = match &filter {
         None => db.ids(&args.collection)?,
         Some(f) => {

@@ -1,18 +1,54 @@
-//! `needle get FILE COLLECTION ID`: one record.
+//! `needle get FILE COLLECTION ID`: one record. With `--http ADDR` (no FILE): the record from a
+//! cluster (`GET /v1/collections/{c}/records/{id}`, linearizable).
 
-use super::open_existing;
-use crate::cli::GetArgs;
+use needle_core::Record;
+
+use super::open_for_reading;
+use crate::cli::{GetArgs, positionals};
 use crate::error::{CliError, Result};
 use crate::output::{self, RecordJson};
+use crate::remote::{self, Remote};
 
 pub fn run(args: &GetArgs, json: bool) -> Result<()> {
-    let db = open_existing(&args.file)?;
-    let record = db
-        .get(&args.collection, &args.id)?
-        .ok_or_else(|| CliError::RecordNotFound {
-            collection: args.collection.clone(),
-            id: args.id.clone(),
-        })?;
+    let remote = Remote::from_args(&args.remote)?;
+    if remote.is_some() && args.read_only {
+        return Err(CliError::Usage(
+            "--read-only is for a file, not with --http".into(),
+        ));
+    }
+    let (file, values) = positionals(
+        remote.is_some(),
+        &args.file,
+        &[Some(args.collection.as_str()), args.id.as_deref()],
+        &["COLLECTION", "ID"],
+    )
+    .map_err(CliError::CommandLine)?;
+    let (collection, id) = (&values[0], &values[1]);
+    let not_found = || CliError::RecordNotFound {
+        collection: collection.clone(),
+        id: id.clone(),
+    };
+    let record = match (remote, file) {
+        (Some(remote), _) => {
+            let path = format!(
+                "/v1/collections/{}/records/{}",
+                remote::segment(collection),
+                remote::segment(id)
+            );
+            let r = remote.read("GET", &path, None)?;
+            if r.error_code() == Some("record_not_found") {
+                return Err(not_found());
+            }
+            let body = remote::success(r)?;
+            let r: RemoteRecord = serde_json::from_value(body)
+                .map_err(|e| CliError::Http(format!("the node's record: {e}")))?;
+            Record::new(r.id, r.vector, r.metadata)
+        }
+        (None, Some(file)) => open_for_reading(&file, args.read_only)?
+            .get(collection, id)?
+            .ok_or_else(not_found)?,
+        (None, None) => return Err(CliError::CommandLine("missing FILE".into())),
+    };
     if json {
         return output::print_json(&RecordJson {
             id: &record.id,
@@ -26,4 +62,12 @@ pub fn run(args: &GetArgs, json: bool) -> Result<()> {
         output::metadata(record.metadata.as_ref()),
         output::vector_preview(&record.vector),
     ))
+}
+
+/// A record as the HTTP API answers it.
+#[derive(serde::Deserialize)]
+struct RemoteRecord {
+    id: String,
+    vector: Vec<f32>,
+    metadata: Option<serde_json::Value>,
 }

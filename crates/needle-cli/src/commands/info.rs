@@ -2,13 +2,13 @@
 
 use serde_json::json;
 
-use super::{config_json, distance_name, file_sizes, open_existing};
+use super::{config_json, distance_name, file_sizes, open_for_reading};
 use crate::cli::InfoArgs;
 use crate::error::Result;
 use crate::output::{self, Table};
 
 pub fn run(args: &InfoArgs, json: bool) -> Result<()> {
-    let db = open_existing(&args.file)?;
+    let db = open_for_reading(&args.file, args.read_only)?;
     let infos = db
         .list_collections()
         .iter()

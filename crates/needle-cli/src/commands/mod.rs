@@ -11,6 +11,7 @@ pub mod export;
 pub mod get;
 pub mod import;
 pub mod info;
+pub mod insert;
 pub mod repair;
 pub mod search;
 pub mod sets;
@@ -28,6 +29,23 @@ pub fn open_existing(path: &Path) -> Result<Database> {
         return Err(CliError::NoSuchDatabase(path.to_path_buf()));
     }
     Ok(Database::open(path)?)
+}
+
+/// Opens a database that must already exist for a command that only reads it: with
+/// `read_only`, without its lock and without changing a byte (needle-core's
+/// `Database::open_read_only`); without, an ordinary open whose `Locked` error points at
+/// `--read-only`.
+pub fn open_for_reading(path: &Path, read_only: bool) -> Result<Database> {
+    if !path.is_file() {
+        return Err(CliError::NoSuchDatabase(path.to_path_buf()));
+    }
+    if read_only {
+        return Ok(Database::open_read_only(path)?);
+    }
+    Database::open(path).map_err(|e| match e {
+        needle_core::Error::Locked { path } => CliError::Locked(path),
+        e => e.into(),
+    })
 }
 
 /// The files needle-core keeps beside `data.needle`.

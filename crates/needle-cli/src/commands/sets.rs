@@ -5,10 +5,11 @@
 use needle_core::{Filter, IndexKind};
 use serde_json::json;
 
-use super::{open_existing, parse_json_flag};
-use crate::cli::{CountArgs, IndexCommand, ScrollArgs};
-use crate::error::Result;
+use super::{open_existing, open_for_reading, parse_json_flag};
+use crate::cli::{CountArgs, IndexCommand, ScrollArgs, positionals};
+use crate::error::{CliError, Result};
 use crate::output::{self, RecordJson};
+use crate::remote::{self, Remote};
 
 /// Parses a `--filter` flag.
 pub fn filter_flag(text: Option<&String>) -> Result<Option<Filter>> {
@@ -18,8 +19,38 @@ pub fn filter_flag(text: Option<&String>) -> Result<Option<Filter>> {
 
 pub fn count(args: &CountArgs, json: bool) -> Result<()> {
     let filter = filter_flag(args.filter.as_ref())?;
-    let db = open_existing(&args.file)?;
-    let n = db.count_matching(&args.collection, filter.as_ref())?;
+    let remote = Remote::from_args(&args.remote)?;
+    if remote.is_some() && args.read_only {
+        return Err(CliError::Usage(
+            "--read-only is for a file, not with --http".into(),
+        ));
+    }
+    let (file, values) = positionals(
+        remote.is_some(),
+        &args.file,
+        &[args.collection.as_deref()],
+        &["COLLECTION"],
+    )
+    .map_err(CliError::CommandLine)?;
+    let collection = &values[0];
+    let n = match (remote, file) {
+        (Some(remote), _) => {
+            if filter.is_some() {
+                return Err(CliError::Usage(
+                    "count --filter is not available with --http yet (the HTTP API has no count endpoint)".into(),
+                ));
+            }
+            let path = format!("/v1/collections/{}", remote::segment(collection));
+            let info = remote::success(remote.read("GET", &path, None)?)?;
+            info["count"].as_u64().ok_or_else(|| {
+                CliError::Http(format!("the node's collection has no count: {info}"))
+            })? as usize
+        }
+        (None, Some(file)) => {
+            open_for_reading(&file, args.read_only)?.count_matching(collection, filter.as_ref())?
+        }
+        (None, None) => return Err(CliError::CommandLine("missing FILE".into())),
+    };
     if json {
         return output::print_json(&json!({"count": n}));
     }
@@ -28,7 +59,7 @@ pub fn count(args: &CountArgs, json: bool) -> Result<()> {
 
 pub fn scroll(args: &ScrollArgs, json: bool) -> Result<()> {
     let filter = filter_flag(args.filter.as_ref())?;
-    let db = open_existing(&args.file)?;
+    let db = open_for_reading(&args.file, args.read_only)?;
     let page = db.scroll(
         &args.collection,
         filter.as_ref(),

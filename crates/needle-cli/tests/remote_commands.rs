@@ -1,0 +1,109 @@
+//! The CLI as a client (issue 13): `needle insert|get|search|count|delete --http ADDR` (no
+//! FILE) work on a cluster of `needle serve` processes and print what the same commands print
+//! on a file holding the same records. Writes sent to a follower follow the leader; a write
+//! sent while the leader is dead is retried (one Idempotency-Key) until the new leader takes it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::Cluster;
+use common::needle;
+use serde_json::{Value, json};
+
+/// Runs the same command on the file (`needle CMD FILE REST…`) and on the cluster
+/// (`needle CMD --http ADDR REST…`) and returns both outputs.
+fn both(cmd: &str, file: &str, http: &str, rest: &[&str]) -> (String, String) {
+    let local = needle([cmd, file].into_iter().chain(rest.iter().copied()));
+    let remote = needle(
+        [cmd, "--http", http]
+            .into_iter()
+            .chain(rest.iter().copied()),
+    );
+    (local.ok().to_string(), remote.ok().to_string())
+}
+
+/// `--json` output without the timing.
+fn untimed(text: &str) -> Value {
+    let mut v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    if let Some(o) = v.as_object_mut() {
+        o.remove("took_ms");
+    }
+    v
+}
+
+#[test]
+fn the_commands_on_a_cluster_print_what_they_print_on_a_file() {
+    let mut c = Cluster::start(3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(30));
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let http = c.node(follower).http.to_string();
+    c.write(
+        leader,
+        "/v1/collections",
+        &json!({"name": "items", "dimensions": 2, "distance": "euclidean"}),
+        Duration::from_secs(20),
+    )
+    .expect("collection");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("same.needle");
+    let f = file.to_str().unwrap();
+    needle([
+        "create",
+        f,
+        "items",
+        "--dim",
+        "2",
+        "--distance",
+        "euclidean",
+    ])
+    .ok();
+
+    // Inserts, sent to a follower: the CLI follows `not_leader` to the leader.
+    for i in 0..8 {
+        let id = format!("r {i}/x"); // a space and a slash: the id is percent-encoded
+        let vector = format!("[{i}.0, 1.0]");
+        let meta = format!(r#"{{"i": {i}}}"#);
+        let (l, r) = both(
+            "insert",
+            f,
+            &http,
+            &["items", &id, "--vector", &vector, "--metadata", &meta],
+        );
+        assert_eq!(l, r);
+    }
+    let (l, r) = both("get", f, &http, &["items", "r 3/x"]);
+    assert_eq!(l, r);
+    let (l, r) = both("count", f, &http, &["items"]);
+    assert_eq!((l.as_str(), r.as_str()), ("8\n", "8\n"));
+    let search = ["items", "--vector", "[2.2, 1.0]", "-k", "3", "--json"];
+    let (l, r) = both("search", f, &http, &search);
+    assert_eq!(untimed(&l), untimed(&r));
+    assert_eq!(untimed(&r)["results"][0]["id"], "r 2/x");
+    let (l, r) = both("delete", f, &http, &["items", "r 1/x", "nope"]);
+    assert_eq!(l, r);
+    assert!(r.contains("deleted 1 of 2"), "{r}");
+    needle(["get", "--http", &http, "items", "r 1/x"]).fails(1, &["no record with id 'r 1/x'"]);
+    needle(["count", "--http", &http, "nothing"]).fails(1, &["'nothing' does not exist"]);
+    // A FILE with --http is a usage error, before anything is sent.
+    needle(["count", "--http", &http, f, "items"]).fails(2, &["no FILE"]);
+
+    // The leader dies; an insert sent to the follower right away is retried through the
+    // election and taken by the new leader, once.
+    c.kill(leader);
+    let out = needle([
+        "insert",
+        "--http",
+        &http,
+        "items",
+        "late",
+        "--vector",
+        "[9.0, 9.0]",
+        "--json",
+    ]);
+    assert_eq!(out.json()["inserted"], "late");
+    let got = needle(["--json", "get", "--http", &http, "items", "late"]).json();
+    assert_eq!(got["vector"], json!([9.0, 9.0]));
+    let count = needle(["--json", "count", "--http", &http, "items"]).json();
+    assert_eq!(count["count"], 8);
+}
