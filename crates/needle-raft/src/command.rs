@@ -240,7 +240,7 @@ impl ReplicatedCommand {
     /// Applies the command to `db`; for a delete, returns whether the record was there, for the
     /// deletes of many, whether any was (true for every other command). Deterministic: the same command on the same state gives the same
     /// result and the same bytes on every node.
-    pub(crate) fn apply(&self, db: &Database) -> needle_core::Result<bool> {
+    pub(crate) fn apply(&self, db: &Database) -> needle_core::Result<u64> {
         match self {
             ReplicatedCommand::CreateCollection {
                 name,
@@ -300,7 +300,9 @@ impl ReplicatedCommand {
                 vector.clone(),
                 parse_metadata(collection, id, metadata)?,
             ),
-            ReplicatedCommand::Delete { collection, id } => return db.delete(collection, id),
+            ReplicatedCommand::Delete { collection, id } => {
+                return db.delete(collection, id).map(u64::from);
+            }
             ReplicatedCommand::Compact { collection } => db.compact(collection),
             ReplicatedCommand::DropCollection { name } => db.drop_collection(name),
             ReplicatedCommand::CreateIndex {
@@ -310,13 +312,13 @@ impl ReplicatedCommand {
             } => db.create_index(collection, path, kind.parse()?),
             ReplicatedCommand::DropIndex { collection, path } => db.drop_index(collection, path),
             ReplicatedCommand::DeleteByFilter { collection, filter } => {
-                return Ok(db.delete_by_filter(collection, &parse_filter(filter)?)? > 0);
+                return Ok(db.delete_by_filter(collection, &parse_filter(filter)?)? as u64);
             }
             ReplicatedCommand::DeleteMany { collection, ids } => {
-                return Ok(db.delete_many(collection, ids)? > 0);
+                return Ok(db.delete_many(collection, ids)? as u64);
             }
         }
-        .map(|()| true)
+        .map(|()| 1)
     }
 }
 
@@ -388,8 +390,9 @@ pub(crate) struct DedupWindow {
 /// How the first apply of a request id ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Applied; the apply's answer (for a delete, whether the record was there).
-    Applied(bool),
+    /// Applied; the apply's answer (for a delete, 1 if the record was there, else 0; for a
+    /// delete by filter or by ids, the records deleted; 1 for the other commands).
+    Applied(u64),
     /// The state machine rejected the command: its error, as text.
     Rejected(String),
 }
@@ -447,7 +450,12 @@ impl DedupWindow {
             out.extend_from_slice(&id.client.to_le_bytes());
             out.extend_from_slice(&id.seq.to_le_bytes());
             match o {
-                Outcome::Applied(b) => out.push(u8::from(*b)),
+                // 0 and 1 as one byte (what older nodes wrote), other counts as 3 + a u64.
+                Outcome::Applied(n @ (0 | 1)) => out.push(*n as u8),
+                Outcome::Applied(n) => {
+                    out.push(3);
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
                 Outcome::Rejected(reason) => {
                     out.push(2);
                     out.extend_from_slice(&(reason.len() as u32).to_le_bytes());
@@ -465,8 +473,9 @@ impl DedupWindow {
                 seq: r.u64()?,
             };
             let o = match r.u8()? {
-                0 => Outcome::Applied(false),
-                1 => Outcome::Applied(true),
+                0 => Outcome::Applied(0),
+                1 => Outcome::Applied(1),
+                3 => Outcome::Applied(r.u64()?),
                 2 => Outcome::Rejected(String::from_utf8(r.bytes()?.to_vec()).ok()?),
                 _ => return None,
             };
@@ -505,6 +514,32 @@ impl DedupWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The outcomes a snapshot header carries: 0 and 1 as the one byte older nodes wrote, a
+    /// larger count (a delete by filter) whole.
+    #[test]
+    fn applied_counts_round_trip_in_the_outcome_section() {
+        let mut w = DedupWindow::new(100);
+        let ids: Vec<RequestId> = (0..4).map(|seq| RequestId { client: 9, seq }).collect();
+        let outcomes = [
+            Outcome::Applied(0),
+            Outcome::Applied(1),
+            Outcome::Applied(12_487),
+            Outcome::Rejected("no".into()),
+        ];
+        for (i, (id, o)) in ids.iter().zip(&outcomes).enumerate() {
+            w.record_outcome(i as u64 + 1, *id, o.clone());
+        }
+        let mut b = Vec::new();
+        w.encode(&mut b);
+        w.encode_outcomes(&mut b);
+        let mut r = Reader::new(&b);
+        let mut back = DedupWindow::decode(100, &mut r).unwrap();
+        back.decode_outcomes(&mut r).unwrap();
+        for (id, o) in ids.iter().zip(&outcomes) {
+            assert_eq!(back.outcome(id), Some(o));
+        }
+    }
 
     #[test]
     fn command_round_trips_with_metadata_bytes() {

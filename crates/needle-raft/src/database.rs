@@ -249,7 +249,7 @@ impl ReplicatedDatabase {
 
     /// Proposes `cmd`, waits for it, and returns what its apply returned (for a delete, whether
     /// the record was there).
-    fn execute_applied(&self, id: RequestId, cmd: ReplicatedCommand) -> Result<bool> {
+    fn execute_applied(&self, id: RequestId, cmd: ReplicatedCommand) -> Result<u64> {
         let data = encode_entry(id, &cmd);
         // A bigger entry might never fit a transport frame: it would never commit, and every
         // later write would queue behind it.
@@ -362,6 +362,7 @@ impl ReplicatedDatabase {
                 id: id.to_string(),
             },
         )
+        .map(|n| n > 0)
     }
 
     /// Declares a payload index on every node (see `needle_core::Database::create_index`).
@@ -382,10 +383,10 @@ impl ReplicatedDatabase {
     }
 
     /// Deletes every record matching `filter`, as one replicated command evaluated at apply
-    /// time (the same records on every node); returns whether any was deleted. The number is
-    /// not carried back through Raft: count first (`count_matching_with`, linearizable) if it
-    /// is needed.
-    pub fn delete_by_filter(&self, collection: &str, filter: &Filter) -> Result<bool> {
+    /// time (the same records on every node); returns how many were deleted, as counted by the
+    /// apply (the same number on every node). A retry with the same [`RequestId`] gets the
+    /// first apply's count when this node kept it (the dedup window), else 0.
+    pub fn delete_by_filter(&self, collection: &str, filter: &Filter) -> Result<usize> {
         self.delete_by_filter_with_id(self.next_request_id(), collection, filter)
     }
 
@@ -395,7 +396,7 @@ impl ReplicatedDatabase {
         request: RequestId,
         collection: &str,
         filter: &Filter,
-    ) -> Result<bool> {
+    ) -> Result<usize> {
         self.execute_applied(
             request,
             ReplicatedCommand::DeleteByFilter {
@@ -403,18 +404,30 @@ impl ReplicatedDatabase {
                 filter: ReplicatedCommand::json(filter.to_json()),
             },
         )
+        .map(|n| n as usize)
     }
 
-    /// Deletes the records with these ids as one replicated command; returns whether any was
-    /// there.
-    pub fn delete_many(&self, collection: &str, ids: &[String]) -> Result<bool> {
+    /// Deletes the records with these ids as one replicated command; returns how many were
+    /// there (counted by the apply, the same on every node).
+    pub fn delete_many(&self, collection: &str, ids: &[String]) -> Result<usize> {
+        self.delete_many_with_id(self.next_request_id(), collection, ids)
+    }
+
+    /// As [`ReplicatedDatabase::delete_many`], with the caller's request id.
+    pub fn delete_many_with_id(
+        &self,
+        request: RequestId,
+        collection: &str,
+        ids: &[String],
+    ) -> Result<usize> {
         self.execute_applied(
-            self.next_request_id(),
+            request,
             ReplicatedCommand::DeleteMany {
                 collection: collection.to_string(),
                 ids: ids.to_vec(),
             },
         )
+        .map(|n| n as usize)
     }
 
     /// Compacts a collection on every node.

@@ -45,7 +45,7 @@ pub(crate) type Reply = Sender<Result<()>>;
 /// Ticks to wait after a failed snapshot job before an automatic retry.
 const SNAPSHOT_RETRY_TICKS: u64 = 20;
 /// A write's answer: for a delete, whether the record was there when it was applied.
-pub(crate) type WriteReply = Sender<Result<bool>>;
+pub(crate) type WriteReply = Sender<Result<u64>>;
 
 /// What callers ask of the Raft thread.
 pub(crate) enum Request {
@@ -186,7 +186,7 @@ struct PendingWrite {
 }
 
 impl PendingWrite {
-    fn send(self, result: Result<bool>) {
+    fn send(self, result: Result<u64>) {
         let mut replies = self.replies;
         let last = replies.pop();
         for r in replies {
@@ -200,7 +200,7 @@ impl PendingWrite {
 }
 
 /// An equal answer for another caller of the same request id.
-fn copy_result(r: &Result<bool>) -> Result<bool> {
+fn copy_result(r: &Result<u64>) -> Result<u64> {
     match r {
         Ok(b) => Ok(*b),
         Err(NeedleError::Timeout {
@@ -1100,7 +1100,7 @@ impl Node {
                             reason: reason.clone(),
                         }),
                         // Applied before this node's last restart, outcome not kept.
-                        None => Ok(false),
+                        None => Ok(0),
                     }
                 } else {
                     cmd.apply(&self.db).map_err(NeedleError::from)
@@ -1140,7 +1140,7 @@ impl Node {
         Ok(Some(id))
     }
 
-    fn answer(&mut self, id: RequestId, result: Result<bool>) {
+    fn answer(&mut self, id: RequestId, result: Result<u64>) {
         if let Some(w) = self.writes.remove(&id) {
             self.by_index.remove(&w.index);
             w.send(result);
@@ -1214,7 +1214,7 @@ impl Node {
                     // A joiner catches up by snapshot, and ignores one that lacks it (raft.rs restore).
                     self.force_snapshot = true;
                 }
-                Ok(true)
+                Ok(1)
             }
         };
         if let Some(id) = id {

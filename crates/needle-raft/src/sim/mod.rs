@@ -199,7 +199,7 @@ enum OpKind {
         attempts: u32,
         /// Some attempt may have been applied.
         maybe: bool,
-        rx: Receiver<Result<bool>>,
+        rx: Receiver<Result<u64>>,
     },
     LinRead {
         call: u64,
@@ -344,7 +344,7 @@ pub(crate) struct Sim {
 }
 
 struct AdminOp {
-    rx: Receiver<Result<bool>>,
+    rx: Receiver<Result<u64>>,
     kind: AdminKind,
 }
 
