@@ -289,6 +289,9 @@ pub struct SearchArgs {
     pub read_only: bool,
     #[command(flatten)]
     pub remote: RemoteArgs,
+    /// Drop results whose distance is above this (cosine: 1 - similarity).
+    #[arg(long)]
+    pub score_threshold: Option<f32>,
 }
 
 #[derive(Debug, Args)]

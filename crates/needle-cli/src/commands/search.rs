@@ -78,6 +78,16 @@ const MAX_K: usize = 10_000;
 
 fn run_local(args: &SearchArgs, file: &Path, collection: &str, json: bool) -> Result<()> {
     let mut opts = SearchOptions::new();
+    if let Some(t) = args.score_threshold {
+        if t.is_nan() {
+            return Err(needle_core::NeedleError::InvalidArgument {
+                what: "--score-threshold".into(),
+                reason: "is not a number".into(),
+            }
+            .into());
+        }
+        opts = opts.with_score_threshold(t);
+    }
     if let Some(text) = &args.filter {
         opts = opts.with_filter(Filter::parse(&parse_json_flag("--filter", text)?)?);
     }

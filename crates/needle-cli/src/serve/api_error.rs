@@ -94,6 +94,8 @@ pub fn from_core(e: needle_core::Error) -> ApiError {
         E::CollectionNotFound { .. } => (StatusCode::NOT_FOUND, "collection_not_found"),
         E::RecordNotFound { .. } => (StatusCode::NOT_FOUND, "record_not_found"),
         E::CollectionExists { .. } => (StatusCode::CONFLICT, "collection_exists"),
+        E::IndexNotFound { .. } => (StatusCode::NOT_FOUND, "index_not_found"),
+        E::IndexExists { .. } => (StatusCode::CONFLICT, "index_exists"),
         E::Corrupted { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupted"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };

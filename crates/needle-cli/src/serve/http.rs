@@ -54,6 +54,25 @@ pub async fn serve(app: Arc<App>, listener: std::net::TcpListener, max_body: usi
             get(get_record).patch(update).delete(delete_record),
         )
         .route("/v1/collections/{collection}/ids", get(list_ids))
+        .route("/v1/collections/{collection}/count", post(count))
+        .route("/v1/collections/{collection}/scroll", post(scroll))
+        .route("/v1/collections/{collection}/records/get", post(get_many))
+        .route(
+            "/v1/collections/{collection}/records/delete",
+            post(delete_many),
+        )
+        .route(
+            "/v1/collections/{collection}/delete-by-filter",
+            post(delete_by_filter),
+        )
+        .route(
+            "/v1/collections/{collection}/indexes",
+            get(list_indexes).post(create_index),
+        )
+        .route(
+            "/v1/collections/{collection}/indexes/{path}",
+            delete(drop_index),
+        )
         .route("/v1/collections/{collection}/search", post(search))
         .route("/v1/collections/{collection}/compact", post(compact))
         .route("/v1/cluster/nodes", post(add_node))
@@ -149,9 +168,16 @@ fn is_forwardable(method: &axum::http::Method, path: &str) -> bool {
     if !matches!(*method, Method::POST | Method::PATCH | Method::DELETE) {
         return false;
     }
-    (path.starts_with("/v1/collections") && !path.ends_with("/search"))
+    (path.starts_with("/v1/collections") && !is_read_by_post(path))
         || path.starts_with("/v1/cluster/nodes")
         || path == "/v1/cluster/leader"
+}
+
+/// The reads that take their arguments in a POST body.
+fn is_read_by_post(path: &str) -> bool {
+    ["/search", "/count", "/scroll", "/records/get"]
+        .iter()
+        .any(|end| path.ends_with(end))
 }
 
 /// With `--forward-writes`, a follower that knows the leader's HTTP address sends a write on to
@@ -1107,6 +1133,9 @@ struct SearchIn {
     consistency: Consistency,
     #[serde(default)]
     include_vectors: bool,
+    /// Drop results farther than this (the collection's distance, as reported).
+    #[serde(default)]
+    score_threshold: Option<f32>,
 }
 
 fn default_k() -> usize {
@@ -1151,6 +1180,15 @@ async fn search(
     }
     if let Some(ef) = s.ef {
         opts = opts.with_ef_search(ef);
+    }
+    if let Some(t) = s.score_threshold {
+        if t.is_nan() {
+            return Err(
+                ApiError::bad_request("\"score_threshold\" must be a number")
+                    .with("field", json!("score_threshold")),
+            );
+        }
+        opts = opts.with_score_threshold(t);
     }
     let body = blocking(move || {
         barrier(&app, s.consistency)?;
@@ -1214,4 +1252,314 @@ struct SearchAnswer {
     results: Vec<Hit>,
     took_ms: f64,
     node: u64,
+}
+
+// ---- set operations and payload indexes ---------------------------------------------------------
+
+/// The most records one `scroll` page or `records/get` / `records/delete` request may name.
+pub const MAX_PAGE: usize = 10_000;
+
+fn parse_filter(f: Option<&Value>) -> std::result::Result<Option<Filter>, ApiError> {
+    f.map(|f| Filter::parse(f).map_err(|e| from_core(e).with("field", json!("filter"))))
+        .transpose()
+}
+
+fn check_ids(ids: &[String]) -> std::result::Result<(), ApiError> {
+    if ids.len() > MAX_PAGE {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!(
+                "\"ids\" names {} records; the most is {MAX_PAGE}",
+                ids.len()
+            ),
+        )
+        .with("field", json!("ids"))
+        .with("max", json!(MAX_PAGE)));
+    }
+    Ok(())
+}
+
+fn record_json(r: &Record, with_vector: bool) -> Value {
+    let mut v = json!({"id": r.id, "metadata": r.metadata});
+    if with_vector {
+        v["vector"] = json!(r.vector);
+    }
+    v
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountIn {
+    #[serde(default)]
+    filter: Option<Value>,
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+async fn count(
+    State(app): Shared,
+    Path(collection): Path<String>,
+    Body(c): Body<CountIn>,
+) -> Answer {
+    let filter = parse_filter(c.filter.as_ref())?;
+    let body = blocking(move || {
+        barrier(&app, c.consistency)?;
+        let n = app
+            .db
+            .count_matching(&collection, filter.as_ref())
+            .map_err(from_core)?;
+        Ok(json!({"count": n, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScrollIn {
+    #[serde(default)]
+    filter: Option<Value>,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: usize,
+    #[serde(default)]
+    include_vectors: bool,
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+async fn scroll(
+    State(app): Shared,
+    Path(collection): Path<String>,
+    Body(s): Body<ScrollIn>,
+) -> Answer {
+    if s.limit == 0 || s.limit > MAX_PAGE {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!("\"limit\" is {}; it must be 1 to {MAX_PAGE}", s.limit),
+        )
+        .with("field", json!("limit"))
+        .with("max", json!(MAX_PAGE)));
+    }
+    let filter = parse_filter(s.filter.as_ref())?;
+    let body = blocking(move || {
+        barrier(&app, s.consistency)?;
+        let page = app
+            .db
+            .scroll(&collection, filter.as_ref(), s.cursor.as_deref(), s.limit)
+            .map_err(from_core)?;
+        let records: Vec<Value> = page
+            .records
+            .iter()
+            .map(|r| record_json(r, s.include_vectors))
+            .collect();
+        Ok(json!({
+            "records": records,
+            "next_cursor": page.next_cursor,
+            "applied_index": app.node.applied_index(),
+        }))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdsIn {
+    ids: Vec<String>,
+    #[serde(default)]
+    include_vectors: bool,
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+async fn get_many(
+    State(app): Shared,
+    Path(collection): Path<String>,
+    Body(g): Body<IdsIn>,
+) -> Answer {
+    check_ids(&g.ids)?;
+    let body = blocking(move || {
+        barrier(&app, g.consistency)?;
+        let found = app.db.get_many(&collection, &g.ids).map_err(from_core)?;
+        let records: Vec<Value> = found
+            .iter()
+            .map(|r| {
+                r.as_ref()
+                    .map_or(Value::Null, |r| record_json(r, g.include_vectors))
+            })
+            .collect();
+        Ok(json!({"records": records, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteIdsIn {
+    ids: Vec<String>,
+}
+
+async fn delete_many(
+    State(app): Shared,
+    key: WriteId,
+    Path(collection): Path<String>,
+    Body(d): Body<DeleteIdsIn>,
+) -> Answer {
+    check_ids(&d.ids)?;
+    require_leader(&app)?;
+    let body = blocking(move || {
+        if !key.keyed() {
+            app.db.collection_info(&collection).map_err(from_core)?;
+        }
+        let n = app
+            .node
+            .delete_many_with_id(key.get(&app), &collection, &d.ids)
+            .map_err(|e| raft_error(&app, e))?;
+        Ok(json!({"ok": true, "deleted_count": n, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteByFilterIn {
+    filter: Value,
+}
+
+async fn delete_by_filter(
+    State(app): Shared,
+    key: WriteId,
+    Path(collection): Path<String>,
+    Body(d): Body<DeleteByFilterIn>,
+) -> Answer {
+    let filter =
+        Filter::parse(&d.filter).map_err(|e| from_core(e).with("field", json!("filter")))?;
+    require_leader(&app)?;
+    let body = blocking(move || {
+        if !key.keyed() {
+            app.db.collection_info(&collection).map_err(from_core)?;
+        }
+        let n = app
+            .node
+            .delete_by_filter_with_id(key.get(&app), &collection, &filter)
+            .map_err(|e| raft_error(&app, e))?;
+        Ok(json!({"ok": true, "deleted_count": n, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+fn index_json(i: &needle_core::IndexInfo) -> Value {
+    json!({
+        "path": i.path,
+        "kind": i.kind.name(),
+        "values": i.values,
+        "indexed": i.indexed,
+        "irregular": i.irregular,
+        "memory_bytes": i.memory_bytes,
+    })
+}
+
+async fn list_indexes(
+    State(app): Shared,
+    Path(collection): Path<String>,
+    Query(p): Query<ReadParams>,
+) -> Answer {
+    let body = blocking(move || {
+        barrier(&app, p.consistency)?;
+        let info = app.db.collection_info(&collection).map_err(from_core)?;
+        let indexes: Vec<Value> = info.indexes.iter().map(index_json).collect();
+        Ok(json!({"indexes": indexes, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexIn {
+    path: String,
+    kind: String,
+}
+
+async fn create_index(
+    State(app): Shared,
+    key: WriteId,
+    Path(collection): Path<String>,
+    Body(i): Body<IndexIn>,
+) -> Answer {
+    let kind: needle_core::IndexKind = i
+        .kind
+        .parse()
+        .map_err(|e| from_core(e).with("field", json!("kind")))?;
+    require_leader(&app)?;
+    let body = blocking(move || {
+        if !key.keyed() {
+            // Refused here with the state machine's own typed error, before a Raft round.
+            let c = app.db.collection_info(&collection).map_err(from_core)?;
+            if let Some(existing) = c.indexes.iter().find(|x| x.path == i.path) {
+                return Err(from_core(needle_core::NeedleError::IndexExists {
+                    collection: collection.clone(),
+                    path: existing.path.clone(),
+                    kind: existing.kind.name().to_string(),
+                }));
+            }
+        }
+        let cmd = ReplicatedCommand::CreateIndex {
+            collection: collection.clone(),
+            path: i.path.clone(),
+            kind: kind.name().to_string(),
+        };
+        app.node
+            .execute_with_id(key.get(&app), cmd)
+            .map_err(|e| raft_error(&app, e))?;
+        let info = app.db.collection_info(&collection).map_err(from_core)?;
+        let index = info
+            .indexes
+            .iter()
+            .find(|x| x.path == i.path)
+            .map(index_json);
+        Ok(json!({"ok": true, "index": index, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::CREATED, body)
+}
+
+async fn drop_index(
+    State(app): Shared,
+    key: WriteId,
+    Path((collection, path)): Path<(String, String)>,
+) -> Answer {
+    require_leader(&app)?;
+    let body = blocking(move || {
+        if !key.keyed() {
+            let c = app.db.collection_info(&collection).map_err(from_core)?;
+            if !c.indexes.iter().any(|x| x.path == path) {
+                return Err(from_core(needle_core::NeedleError::IndexNotFound {
+                    collection: collection.clone(),
+                    path: path.clone(),
+                }));
+            }
+        }
+        let cmd = ReplicatedCommand::DropIndex {
+            collection: collection.clone(),
+            path: path.clone(),
+        };
+        app.node
+            .execute_with_id(key.get(&app), cmd)
+            .map_err(|e| raft_error(&app, e))?;
+        Ok(json!({"ok": true, "dropped": path, "applied_index": app.node.applied_index()}))
+    })
+    .await?;
+    ok(StatusCode::OK, body)
 }
