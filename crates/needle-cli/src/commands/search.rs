@@ -80,7 +80,7 @@ fn run_local(args: &SearchArgs, file: &Path, collection: &str, json: bool) -> Re
     let mut opts = SearchOptions::new();
     if let Some(t) = args.score_threshold {
         if t.is_nan() {
-            return Err(needle_core::NeedleError::InvalidArgument {
+            return Err(needle_core::Error::InvalidArgument {
                 what: "--score-threshold".into(),
                 reason: "is not a number".into(),
             }

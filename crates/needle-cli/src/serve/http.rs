@@ -1508,7 +1508,7 @@ async fn create_index(
             // Refused here with the state machine's own typed error, before a Raft round.
             let c = app.db.collection_info(&collection).map_err(from_core)?;
             if let Some(existing) = c.indexes.iter().find(|x| x.path == i.path) {
-                return Err(from_core(needle_core::NeedleError::IndexExists {
+                return Err(from_core(needle_core::Error::IndexExists {
                     collection: collection.clone(),
                     path: existing.path.clone(),
                     kind: existing.kind.name().to_string(),
@@ -1545,7 +1545,7 @@ async fn drop_index(
         if !key.keyed() {
             let c = app.db.collection_info(&collection).map_err(from_core)?;
             if !c.indexes.iter().any(|x| x.path == path) {
-                return Err(from_core(needle_core::NeedleError::IndexNotFound {
+                return Err(from_core(needle_core::Error::IndexNotFound {
                     collection: collection.clone(),
                     path: path.clone(),
                 }));
