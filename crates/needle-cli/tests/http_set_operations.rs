@@ -186,14 +186,14 @@ fn set_operations_and_indexes_over_http() {
     let r = n
         .post(
             "/v1/collections/items/search",
-            &json!({"vector": [1.0, 50.0], "k": 100, "score_threshold": 2.5}),
+            &json!({"vector": [1.0, 50.0], "k": 100, "score_threshold": 0.01}),
         )
         .unwrap();
     assert!(r.is_success(), "{r:?}");
     let hits = r.body["results"].as_array().unwrap();
     assert!(!hits.is_empty() && hits.len() < 100, "{r:?}");
     assert!(
-        hits.iter().all(|h| h["distance"].as_f64().unwrap() <= 2.5),
+        hits.iter().all(|h| h["distance"].as_f64().unwrap() <= 0.01),
         "{r:?}"
     );
     let r = n
