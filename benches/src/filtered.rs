@@ -188,6 +188,42 @@ pub fn run(args: &[OsString]) -> Result<()> {
         BTreeMap::new()
     };
 
+    // A cache of the built database (a snapshot file) to measure search changes without a
+    // rebuild: `NEEDLE_FILTERED_CACHE=FILE` opens FILE when it exists, else writes it after the
+    // build. Only for the developer's loop: a reused file must come from the same data.
+    let cache = std::env::var_os("NEEDLE_FILTERED_CACHE")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    if let Some(file) = cache.as_ref().filter(|f| f.exists()) {
+        let start = Instant::now();
+        // Open a copy: the run ends by dropping the indexes, which an open file would log.
+        let copy = file.with_extension("open");
+        for suffix in ["", "-wal", "-lock"] {
+            let mut name = copy.clone().into_os_string();
+            name.push(suffix);
+            let _ = std::fs::remove_file(name);
+        }
+        std::fs::copy(file, &copy).map_err(|e| BenchError::Io {
+            what: format!("copying {}", file.display()),
+            source: e,
+        })?;
+        let db = Database::open(&copy)?;
+        log(format!(
+            "opened the cached build {} in {:.2} s",
+            file.display(),
+            start.elapsed().as_secs_f64()
+        ));
+        return search_cases(
+            &db,
+            &raw_cases,
+            &queries,
+            k,
+            repeats,
+            results_dir.as_deref(),
+            0.0,
+            &indexes,
+        );
+    }
     let db = Database::in_memory();
     let start = Instant::now();
     db.create_collection_with_config(COLLECTION, base.dim(), config(metric, m, efc))?;
@@ -205,7 +241,6 @@ pub fn run(args: &[OsString]) -> Result<()> {
     }
     let build_s = start.elapsed().as_secs_f64();
     let info = db.collection_info(COLLECTION)?;
-    let index_mem: usize = info.indexes.iter().map(|i| i.memory_bytes).sum();
     log(format!(
         "built n={} d={} metric={} M={m} efc={efc} in {build_s:.2} s; indexes: {}",
         base.len(),
@@ -218,8 +253,41 @@ pub fn run(args: &[OsString]) -> Result<()> {
             .join(",")
     ));
 
+    if let Some(file) = &cache {
+        let mut out = std::fs::File::create(file).map_err(|e| BenchError::Io {
+            what: format!("creating {}", file.display()),
+            source: e,
+        })?;
+        db.write_snapshot(&mut out, 0)?;
+    }
+    search_cases(
+        &db,
+        &raw_cases,
+        &queries,
+        k,
+        repeats,
+        results_dir.as_deref(),
+        build_s,
+        &indexes,
+    )
+}
+
+/// Searches every case, writes the ids and prints the rows (the protocol's second half).
+#[allow(clippy::too_many_arguments)]
+fn search_cases(
+    db: &Database,
+    raw_cases: &[Value],
+    queries: &crate::vecs::Vecs<f32>,
+    k: usize,
+    repeats: usize,
+    results_dir: Option<&Path>,
+    build_s: f64,
+    indexes: &BTreeMap<String, IndexKind>,
+) -> Result<()> {
+    let info = db.collection_info(COLLECTION)?;
+    let index_mem: usize = info.indexes.iter().map(|i| i.memory_bytes).sum();
     let mut rows = Vec::new();
-    for c in &raw_cases {
+    for c in raw_cases {
         let name = c
             .get("name")
             .and_then(Value::as_str)
@@ -257,7 +325,7 @@ pub fn run(args: &[OsString]) -> Result<()> {
             .iter()
             .map(|h| result_rows(h))
             .collect::<Result<Vec<_>>>()?;
-        if let Some(dir) = &results_dir {
+        if let Some(dir) = results_dir {
             write_ivecs_rows(dir.join(format!("{}.ivecs", case.name)), &ids)?;
         }
         let qps = queries.len() as f64 / best.max(1e-9);
@@ -272,11 +340,11 @@ pub fn run(args: &[OsString]) -> Result<()> {
     }
 
     // The indexes' share of the file: a snapshot (the checkpoint format) with and without them.
-    let with = snapshot_bytes(&db)?;
+    let with = snapshot_bytes(db)?;
     for path in indexes.keys() {
         db.drop_index(COLLECTION, path)?;
     }
-    let without = snapshot_bytes(&db)?;
+    let without = snapshot_bytes(db)?;
     let summary = format!(
         "needle {}, {} payload indexes ({}), index memory {:.1} MB, index bytes in the file {:.1} MB (file {:.1} MB)",
         env!("CARGO_PKG_VERSION"),

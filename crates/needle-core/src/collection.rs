@@ -4,6 +4,7 @@
 //! work only on prepared (valid) values and cannot fail, so a write is all or nothing.
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::ops::Bound::{Excluded, Unbounded};
 
 use parking_lot::RwLock;
 use rayon::prelude::*;
@@ -35,9 +36,17 @@ const LINK_STEP: usize = 16;
 const SCAN_ALWAYS_BELOW: usize = 4096;
 /// A filter estimated to match less than this fraction of records is answered by an exact scan.
 const SCAN_SELECTIVITY: f64 = 0.05;
-/// Below this share of matches an indexed filter walks the graph through matches only, two
-/// hops at a time; above it through every node (non-matches route but are never returned).
+/// Below this share of matches an indexed filter may walk the graph through matches only, two
+/// hops at a time (when the cost model prefers it); above it through every node (non-matches
+/// route but are never returned).
 const TWO_HOP_BELOW: f64 = 0.12;
+/// The planner's costs, in unfiltered walks (about `WALK_DISTANCES · ef · m` distances each):
+/// an exact pass costs one distance per match, streamed; a filtered walk whose beam keeps
+/// `ef · sqrt(selectivity)` matches costs about `1 / sqrt(selectivity)` walks; a two-hop walk
+/// about `TWO_HOP_WALKS` whatever the selectivity (distances to matches only, more links read).
+/// Measured on words-minilm (docs/benchmarks.md, "Filtered search").
+const WALK_DISTANCES: f64 = 1.75;
+const TWO_HOP_WALKS: f64 = 2.6;
 /// An indexed filter whose posting lists bound its matches below this share of the records is
 /// resolved to its exact matches first (cost in proportion to the bound), and the plan chosen
 /// on their number.
@@ -48,6 +57,8 @@ const GATHER_BELOW: f64 = 0.3;
 pub(crate) const SQ8_TRAIN_MIN: usize = 1_000;
 /// Records sampled to estimate a filter's selectivity.
 const SELECTIVITY_SAMPLE: usize = 256;
+/// How many posting-list entries a bitmap may read per node a filtered walk is expected to test.
+const BITMAP_PER_VISIT: f64 = 8.0;
 
 /// The threads that plan batch inserts. Needle's own pool, not rayon's global one: the planning
 /// runs while the database's writer lock and the collection's write lock are held, and if it
@@ -91,8 +102,8 @@ pub(crate) struct Collection {
     pub deleted: Vec<bool>,
     pub live: usize,
     pub graph: Graph,
-    /// Live ids only.
-    pub index: HashMap<String, u32>,
+    /// Live ids only, in id order (bytes): a scroll page starts with a range lookup.
+    pub index: BTreeMap<String, u32>,
     /// Payload indexes by dotted path, kept exact by every write.
     pub indexes: BTreeMap<String, PayloadIndex>,
     /// Under `quantization: sq8`, the int8 codes of every slot, once trained (see
@@ -148,7 +159,7 @@ impl Collection {
             metadata: Vec::new(),
             deleted: Vec::new(),
             live: 0,
-            index: HashMap::new(),
+            index: BTreeMap::new(),
             indexes: BTreeMap::new(),
             sq8: None,
         }
@@ -671,15 +682,6 @@ impl Collection {
         !self.deleted[slot] && pred.matches(slot as u32, &self.metadata)
     }
 
-    /// The most candidates answered by exact distances rather than a graph walk. An unfiltered
-    /// walk computes roughly `ef · m` distances, a filtered one that many over the selectivity
-    /// (`ef · m · live / matches`), an exact pass one per candidate: they cost the same near
-    /// `matches = sqrt(ef · m · live)`.
-    fn gather_limit(&self, ef: usize) -> usize {
-        let walk = (ef.max(16) * self.config.m) as f64 * self.live as f64;
-        walk.sqrt() as usize
-    }
-
     /// Filtered search with payload indexes: candidates from the posting lists and exact
     /// distances when few may match; else a graph walk with a membership test on typed columns
     /// (or on a bitmap of the matches), moving through matches only and two hops at a time when
@@ -694,28 +696,73 @@ impl Collection {
     ) -> Vec<Cand> {
         let estimate = pred.estimate();
         let small = self.live <= SCAN_ALWAYS_BELOW;
+        let words = self.slots().div_ceil(64);
         let gatherable =
             estimate.is_some_and(|e| small || e as f64 <= GATHER_BELOW * self.live as f64);
-        let found = if let Some(cands) = gatherable.then(|| pred.gather()).flatten() {
-            // The exact matches, from the posting lists' candidates.
-            let matches: Vec<u32> = cands
-                .into_iter()
-                .filter(|&s| self.pred_matches(pred, s as usize))
-                .collect();
-            if small || matches.len() <= self.gather_limit(ef) {
+        let mut bits: Option<(Vec<u64>, usize)> = None;
+        // The exact matches, by the cheapest of: the posting lists when they name exactly the
+        // matches; a bitmap combining several lists (an `$and` or `$or` of indexed parts); the
+        // lists' candidates tested one by one.
+        let exact_gather = gatherable && pred.gather_is_exact();
+        let bitmap_cost = (!exact_gather && !small)
+            .then(|| pred.bitmap_cost())
+            .flatten()
+            .filter(|&c| c <= self.bitmap_limit(ef, estimate.unwrap_or(self.live)));
+        if let Some(b) = bitmap_cost
+            .is_some()
+            .then(|| pred.bitmap(&|| self.live_bits(), words))
+            .flatten()
+        {
+            let n = b.iter().map(|w| w.count_ones() as usize).sum();
+            bits = Some((b, n));
+        } else if let Some(cands) = gatherable.then(|| pred.gather()).flatten() {
+            let matches: Vec<u32> = if exact_gather {
+                cands
+            } else {
+                cands
+                    .into_iter()
+                    .filter(|&s| self.pred_matches(pred, s as usize))
+                    .collect()
+            };
+            let selectivity = matches.len() as f64 / self.live.max(1) as f64;
+            if small || self.cheapest_plan(ef, matches.len(), selectivity) == Plan::Exact {
                 return self.exact(space, q, k, matches.into_iter());
             }
-            let mut bits = vec![0u64; self.slots().div_ceil(64)];
+            let mut b = vec![0u64; words];
             for &s in &matches {
-                bits[s as usize / 64] |= 1 << (s % 64);
+                b[s as usize / 64] |= 1 << (s % 64);
             }
-            let in_bits = |s: u32| bits[s as usize / 64] & (1 << (s % 64)) != 0;
-            if (matches.len() as f64) < TWO_HOP_BELOW * self.live as f64 {
-                self.graph
-                    .search_two_hop(&Exact { space: *space, q }, k, ef, in_bits)
-            } else {
-                self.graph
-                    .search_filtered(&Exact { space: *space, q }, k, ef, in_bits)
+            bits = Some((b, matches.len()));
+        }
+        let found = if let Some((bits, n)) = bits {
+            let selectivity = n as f64 / self.live.max(1) as f64;
+            match self.cheapest_plan(ef, n, selectivity) {
+                Plan::Exact => {
+                    let slots = (0..words).flat_map(|w| {
+                        let mut word = bits[w];
+                        std::iter::from_fn(move || {
+                            (word != 0).then(|| {
+                                let b = word.trailing_zeros();
+                                word &= word - 1;
+                                (w * 64) as u32 + b
+                            })
+                        })
+                    });
+                    return self.exact(space, q, k, slots);
+                }
+                Plan::TwoHop => {
+                    self.graph
+                        .search_two_hop(&Exact { space: *space, q }, k, ef, |s| {
+                            bits[s as usize / 64] & (1 << (s % 64)) != 0
+                        })
+                }
+                Plan::Walk => {
+                    let ef = walk_ef(ef, k, selectivity);
+                    self.graph
+                        .search_filtered(&Exact { space: *space, q }, k, ef, |s| {
+                            bits[s as usize / 64] & (1 << (s % 64)) != 0
+                        })
+                }
             }
         } else {
             if small {
@@ -734,6 +781,7 @@ impl Collection {
                         self.pred_matches(pred, s as usize)
                     })
             } else {
+                let ef = walk_ef(ef, k, selectivity);
                 self.graph
                     .search_filtered(&Exact { space: *space, q }, k, ef, |s| {
                         self.pred_matches(pred, s as usize)
@@ -744,6 +792,43 @@ impl Collection {
             return self.scan(space, q, k, |s| self.pred_matches(pred, s));
         }
         found
+    }
+
+    /// The live slots as a bitmap.
+    fn live_bits(&self) -> Vec<u64> {
+        let mut b = vec![0u64; self.slots().div_ceil(64)];
+        for (s, _) in self.deleted.iter().enumerate().filter(|(_, d)| !**d) {
+            b[s / 64] |= 1 << (s % 64);
+        }
+        b
+    }
+
+    /// The most posting-list entries worth reading into a bitmap for a walk expected to test
+    /// about `ef · 2m / selectivity` nodes (a bit set costs a few times less than a test on
+    /// the typed columns).
+    fn bitmap_limit(&self, ef: usize, estimate: usize) -> usize {
+        let visits =
+            (ef.max(16) * 2 * self.config.m) as f64 * self.live as f64 / estimate.max(1) as f64;
+        (BITMAP_PER_VISIT * visits) as usize
+    }
+
+    /// The plan of least modelled cost for `matches` known matches (see [`WALK_DISTANCES`]).
+    fn cheapest_plan(&self, ef: usize, matches: usize, selectivity: f64) -> Plan {
+        let walk_distances = WALK_DISTANCES * (ef.max(16) * self.config.m) as f64;
+        let exact = matches as f64 / walk_distances;
+        let walk = 1.0 / selectivity.max(1e-9).sqrt();
+        let two_hop = if selectivity < TWO_HOP_BELOW {
+            TWO_HOP_WALKS
+        } else {
+            f64::INFINITY
+        };
+        if exact <= walk.min(two_hop) {
+            Plan::Exact
+        } else if two_hop < walk {
+            Plan::TwoHop
+        } else {
+            Plan::Walk
+        }
     }
 
     /// The share of live records a sample of evenly spaced slots says pass `test`.
@@ -776,7 +861,7 @@ impl Collection {
         k: usize,
         slots: impl Iterator<Item = u32>,
     ) -> Vec<Cand> {
-        const AHEAD: usize = 4;
+        const AHEAD: usize = 8;
         let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
         let mut window = [0u32; AHEAD];
         let (mut head, mut len) = (0usize, 0usize);
@@ -793,7 +878,7 @@ impl Collection {
             }
         };
         for s in slots {
-            space.prefetch(s);
+            space.prefetch_all(s);
             if len == AHEAD {
                 consider(window[head], &mut best);
                 window[head] = s;
@@ -856,26 +941,53 @@ impl Collection {
     }
 
     /// Up to `limit` live records matching `filter` whose ids sort after `after`, in id order
-    /// (bytes), as `(id, slot)`.
+    /// (bytes), as `(id, slot)`. Walks the ids in order from `after` (a range lookup), testing
+    /// each against the filter (typed columns for indexed paths) until `limit` match: a page
+    /// costs `O(log n + limit / selectivity)`, `O(log n + limit)` unfiltered. When the posting
+    /// lists bound the matches to fewer than that walk would test, they are gathered and
+    /// sorted instead (`O(matches · log matches)`).
     pub fn scroll(
         &self,
         filter: Option<&Filter>,
         after: Option<&str>,
         limit: usize,
     ) -> Vec<(String, u32)> {
-        let mut page: Vec<(&str, u32)> = self
-            .matching_slots(filter)
-            .into_iter()
-            .map(|s| (self.ids[s as usize].as_str(), s))
-            .filter(|(id, _)| after.is_none_or(|a| *id > a))
-            .collect();
-        if page.len() > limit {
-            page.select_nth_unstable(limit);
-            page.truncate(limit);
+        let ordered = match after {
+            Some(a) => self.index.range::<str, _>((Excluded(a), Unbounded)),
+            None => self.index.range::<str, _>((Unbounded, Unbounded)),
+        };
+        let Some(filter) = filter else {
+            return ordered
+                .take(limit)
+                .map(|(id, &s)| (id.clone(), s))
+                .collect();
+        };
+        let pred = Pred::compile(filter, &self.indexes);
+        if let Some(e) = pred.estimate()
+            && (e as f64) * (e as f64) <= limit as f64 * self.live.max(1) as f64
+            && let Some(cands) = pred.gather()
+        {
+            let mut page: Vec<(&str, u32)> = cands
+                .into_iter()
+                .filter(|&s| self.pred_matches(&pred, s as usize))
+                .map(|s| (self.ids[s as usize].as_str(), s))
+                .filter(|(id, _)| after.is_none_or(|a| *id > a))
+                .collect();
+            if page.len() > limit {
+                page.select_nth_unstable(limit);
+                page.truncate(limit);
+            }
+            page.sort_unstable();
+            return page
+                .into_iter()
+                .map(|(id, s)| (id.to_string(), s))
+                .collect();
         }
-        page.sort_unstable();
-        page.into_iter()
-            .map(|(id, s)| (id.to_string(), s))
+        // `index` holds live slots only.
+        ordered
+            .filter(|&(_, &s)| pred.matches(s, &self.metadata))
+            .take(limit)
+            .map(|(id, &s)| (id.clone(), s))
             .collect()
     }
 
@@ -931,6 +1043,27 @@ struct PlannedChunk {
     doomed: Vec<u32>,
     /// The records not linked yet, each with its candidates per layer, nearest first.
     records: std::collections::VecDeque<(Prepared, Vec<Vec<Cand>>)>,
+}
+
+/// How a filtered search with a bitmap of its matches finds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Exact distances to every match.
+    Exact,
+    /// ACORN-1: through matches only, two hops at a time.
+    TwoHop,
+    /// Through every node, a beam of matches.
+    Walk,
+}
+
+/// The beam of a filtered walk through every node at `selectivity`: the walk explores about
+/// `beam / selectivity` nodes, a neighbourhood wider than an unfiltered walk's for the same
+/// beam, and its recall at `ef` is above the unfiltered one's (words-minilm: 0.996 at 25 %
+/// against 0.985 unfiltered); a beam of `ef · sqrt(selectivity)` keeps recall at the
+/// unfiltered level while the cost grows as `1 / sqrt(selectivity)` instead of
+/// `1 / selectivity`.
+fn walk_ef(ef: usize, k: usize, selectivity: f64) -> usize {
+    ((ef as f64 * selectivity.clamp(0.0, 1.0).sqrt()).ceil() as usize).max(k)
 }
 
 /// A search result by slot; the database turns it into a `SearchResult`.

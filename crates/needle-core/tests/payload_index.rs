@@ -10,7 +10,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::{Rng, seed};
-use needle_core::{Database, Error, Filter, IndexKind, SearchOptions};
+use needle_core::{
+    CollectionConfig, Database, Error, Filter, IndexKind, Quantization, SearchOptions,
+};
 use serde_json::{Value, json};
 
 fn rounds(quick: usize, slow: usize) -> usize {
@@ -266,11 +268,36 @@ fn indexes_never_change_answers() {
 /// whenever k match, and reach high recall against brute force.
 #[test]
 fn planned_search_keeps_recall_at_every_selectivity() {
-    let seed = seed("planned_search_keeps_recall_at_every_selectivity");
+    planned_search_keeps_recall(
+        "planned_search_keeps_recall_at_every_selectivity",
+        Quantization::None,
+    );
+}
+
+/// The same in an sq8 collection (6,000 slots: its codes are trained): the planner's paths
+/// (exact gathers, bitmap walks, two-hop walks) work there too, after deletes as well.
+#[test]
+fn planned_search_keeps_recall_in_sq8_collections() {
+    planned_search_keeps_recall(
+        "planned_search_keeps_recall_in_sq8_collections",
+        Quantization::Sq8,
+    );
+}
+
+fn planned_search_keeps_recall(name: &str, quantization: Quantization) {
+    let seed = seed(name);
     let mut rng = Rng(seed);
     let (n, dim) = (6000, 8);
     let db = Database::in_memory();
-    db.create_collection("c", dim).unwrap();
+    let config = CollectionConfig {
+        quantization,
+        ..CollectionConfig::default()
+    };
+    db.create_collection_with_config("c", dim, config).unwrap();
+    assert_eq!(
+        db.collection_info("c").unwrap().config.quantization,
+        quantization
+    );
     db.create_index("c", "tenant", IndexKind::Integer).unwrap();
     db.create_index("c", "price", IndexKind::Float).unwrap();
     db.create_index("c", "lang", IndexKind::Keyword).unwrap();
@@ -290,6 +317,12 @@ fn planned_search_keeps_recall_at_every_selectivity() {
         })
         .collect();
     db.insert_batch("c", records).unwrap();
+    // Tombstones: every 50th record deleted (the filters must skip them).
+    let mut gone = vec![false; n];
+    for i in (0..n).step_by(50) {
+        assert!(db.delete("c", &i.to_string()).unwrap());
+        gone[i] = true;
+    }
     let cases = [
         json!({"tenant": 7}),
         json!({"tenant": {"$in": [1, 2, 3, 4, 5, 6]}}),
@@ -308,7 +341,8 @@ fn planned_search_keeps_recall_at_every_selectivity() {
         let (mut hit, mut total) = (0usize, 0usize);
         for _ in 0..20 {
             let q = unit_vector(&mut rng, dim);
-            let truth = common::brute_force(&base, &q, 10, |i| f.matches(Some(&metas[i])));
+            let truth =
+                common::brute_force(&base, &q, 10, |i| !gone[i] && f.matches(Some(&metas[i])));
             let got = db.search_with("c", &q, 10, &opts).unwrap();
             assert_eq!(
                 got.len(),
@@ -441,7 +475,14 @@ fn set_operations_match_a_model_while_writing() {
             insert(&db, &mut model, &mut rng);
         }
         // Records written during the scroll (replaced or deleted) may or may not be seen.
-        let f = Filter::parse(&filter_json(&mut rng, 0)).unwrap();
+        // A quarter of the rounds scroll without a filter (the id-ordered range walk).
+        let unfiltered = rng.below(4) == 0;
+        let fj = if unfiltered {
+            json!({})
+        } else {
+            filter_json(&mut rng, 0)
+        };
+        let f = Filter::parse(&fj).unwrap();
         let start: BTreeSet<String> = model
             .iter()
             .filter(|(_, m)| f.matches(m.as_ref()))
@@ -452,7 +493,12 @@ fn set_operations_match_a_model_while_writing() {
         let mut cursor: Option<String> = None;
         loop {
             let page = db
-                .scroll("c", Some(&f), cursor.as_deref(), 1 + rng.below(9) as usize)
+                .scroll(
+                    "c",
+                    (!unfiltered).then_some(&f),
+                    cursor.as_deref(),
+                    1 + rng.below(9) as usize,
+                )
                 .unwrap();
             for r in &page.records {
                 assert!(f.matches(r.metadata.as_ref()), "seed {seed}");
@@ -616,4 +662,58 @@ fn score_threshold_drops_far_results() {
     let opts = SearchOptions::new().with_score_threshold(0.5);
     let hits = db.search_with("c", &[1.0, 0.1], 2, &opts).unwrap();
     assert_eq!(ids(&hits), ["near"]);
+}
+
+/// Filters mixing indexed and unindexed paths, on a collection large enough for the planner
+/// (bitmaps, exact passes, walks): counts equal the JSON model's, every result matches, and a
+/// search returns `min(k, matches)` results, the exact ones when `k` covers every match.
+/// Nothing about the indexes changes what is found, only how.
+#[test]
+fn filters_mixing_indexed_and_unindexed_paths_plan_exactly() {
+    let seed = seed("filters_mixing_indexed_and_unindexed_paths_plan_exactly");
+    let mut rng = Rng(seed);
+    let dim = 4;
+    let db = Database::in_memory();
+    db.create_collection("c", dim).unwrap();
+    // Some paths indexed, the others (f, b, o.x) evaluated from the JSON.
+    for (path, kind) in [
+        ("t", IndexKind::Keyword),
+        ("n", IndexKind::Integer),
+        ("tags", IndexKind::Keyword),
+    ] {
+        db.create_index("c", path, kind).unwrap();
+    }
+    let mut model: Vec<(String, Option<Value>)> = Vec::new();
+    let records: Vec<_> = (0..5000)
+        .map(|i| {
+            let m = metadata(&mut rng);
+            model.push((format!("r{i:04}"), m.clone()));
+            needle_core::Record::new(format!("r{i:04}"), unit_vector(&mut rng, dim), m)
+        })
+        .collect();
+    db.insert_batch("c", records).unwrap();
+    for _ in 0..rounds(40, 400) {
+        let fj = filter_json(&mut rng, 0);
+        let f = Filter::parse(&fj).unwrap();
+        let ctx = format!("seed {seed} filter {fj}");
+        let want: BTreeSet<&String> = model
+            .iter()
+            .filter(|(_, m)| f.matches(m.as_ref()))
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(
+            db.count_matching("c", Some(&f)).unwrap(),
+            want.len(),
+            "{ctx}"
+        );
+        let q = unit_vector(&mut rng, dim);
+        let opts = SearchOptions::new().with_filter(f.clone());
+        let got = db.search_with("c", &q, 10, &opts).unwrap();
+        assert_eq!(got.len(), want.len().min(10), "{ctx}");
+        assert!(got.iter().all(|h| want.contains(&h.id)), "{ctx}");
+        if want.len() <= 10 {
+            let got: BTreeSet<&String> = got.iter().map(|h| &h.id).collect();
+            assert_eq!(got, want, "{ctx}");
+        }
+    }
 }

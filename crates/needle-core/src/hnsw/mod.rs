@@ -136,6 +136,23 @@ impl Query for crate::sq8::Sq8Query<'_> {
     }
 }
 
+impl Space<'_> {
+    /// Hints the CPU to fetch every cache line of a vector (for exact passes, where the next
+    /// vectors are known well ahead).
+    #[inline(always)]
+    pub(crate) fn prefetch_all(&self, slot: u32) {
+        let start = slot as usize * self.dim;
+        if let Some(v) = self.data.get(start..start + self.dim) {
+            let bytes = std::mem::size_of_val(v);
+            let first = v.as_ptr().cast::<u8>();
+            let lines = (first as usize % 64 + bytes).div_ceil(64);
+            for line in 0..lines {
+                prefetch(first.wrapping_add(line * 64));
+            }
+        }
+    }
+}
+
 /// The links of every node on every layer.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Graph {

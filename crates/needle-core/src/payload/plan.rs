@@ -166,6 +166,117 @@ impl<'a> Pred<'a> {
         }
     }
 
+    /// Whether [`gather`](Self::gather) names exactly the matches (live slots only: the posting
+    /// lists hold no tombstone), so that no candidate needs [`matches`](Self::matches).
+    pub fn gather_is_exact(&self) -> bool {
+        match self {
+            Pred::Const(false) => true,
+            Pred::Const(true) | Pred::Json(_) | Pred::Not(_) => false,
+            Pred::And(c) => c.len() == 1 && c[0].gather_is_exact(),
+            Pred::Or(c) => c.iter().all(Pred::gather_is_exact),
+            Pred::Field {
+                index,
+                ops,
+                missing,
+                ..
+            } => !*missing && index.irregular.is_empty() && matches!(ops.as_slice(), [COp::Any(_)]),
+        }
+    }
+
+    /// The posting-list entries [`bitmap`](Self::bitmap) reads (its cost), or `None` when the
+    /// filter has no exact bitmap.
+    pub fn bitmap_cost(&self) -> Option<usize> {
+        match self {
+            Pred::Const(_) => Some(0),
+            Pred::Json(_) | Pred::Not(_) => None,
+            Pred::And(c) | Pred::Or(c) => c
+                .iter()
+                .map(Pred::bitmap_cost)
+                .try_fold(0usize, |sum, e| Some(sum + e?)),
+            Pred::Field {
+                index,
+                ops,
+                missing,
+                ..
+            } => {
+                if *missing || !index.irregular.is_empty() {
+                    return None;
+                }
+                ops.iter()
+                    .map(|op| match op {
+                        COp::Any(set) => Some(set.lists(&index.postings).map(Vec::len).sum()),
+                        _ => None,
+                    })
+                    .try_fold(0usize, |sum, e: Option<usize>| Some(sum + e?))
+            }
+        }
+    }
+
+    /// The matches as a bitmap over `slots` slots (bit `s % 64` of word `s / 64`), built from the
+    /// posting lists alone; `None` where [`bitmap_cost`](Self::bitmap_cost) is `None`.
+    /// `live` is the bitmap of live slots (for `Const(true)`).
+    pub fn bitmap(&self, live: &dyn Fn() -> Vec<u64>, words: usize) -> Option<Vec<u64>> {
+        match self {
+            Pred::Const(false) => Some(vec![0; words]),
+            Pred::Const(true) => Some(live()),
+            Pred::Json(_) | Pred::Not(_) => None,
+            Pred::And(c) => {
+                let mut acc: Option<Vec<u64>> = None;
+                for p in c {
+                    let b = p.bitmap(live, words)?;
+                    acc = Some(match acc {
+                        None => b,
+                        Some(mut a) => {
+                            a.iter_mut().zip(&b).for_each(|(x, y)| *x &= y);
+                            a
+                        }
+                    });
+                }
+                Some(acc.unwrap_or_else(live))
+            }
+            Pred::Or(c) => {
+                let mut acc = vec![0u64; words];
+                for p in c {
+                    let b = p.bitmap(live, words)?;
+                    acc.iter_mut().zip(&b).for_each(|(x, y)| *x |= y);
+                }
+                Some(acc)
+            }
+            Pred::Field {
+                index,
+                ops,
+                missing,
+                ..
+            } => {
+                if *missing || !index.irregular.is_empty() {
+                    return None;
+                }
+                let mut acc: Option<Vec<u64>> = None;
+                for op in ops {
+                    let COp::Any(set) = op else { return None };
+                    let mut b = vec![0u64; words];
+                    for list in set.lists(&index.postings) {
+                        for &s in list {
+                            if let Some(w) = b.get_mut(s as usize / 64) {
+                                *w |= 1 << (s % 64);
+                            }
+                        }
+                    }
+                    acc = Some(match acc {
+                        None => b,
+                        Some(mut a) => {
+                            a.iter_mut().zip(&b).for_each(|(x, y)| *x &= y);
+                            a
+                        }
+                    });
+                }
+                // A field with no operator (`{"f": {}}`) holds wherever the field is present:
+                // not answerable from the lists.
+                acc
+            }
+        }
+    }
+
     /// Every slot that may match (a superset of the matches, each to be tested with
     /// [`matches`](Self::matches)), sorted and distinct; `None` where `estimate` is `None`.
     pub fn gather(&self) -> Option<Vec<u32>> {
@@ -394,6 +505,76 @@ mod tests {
             idx.insert(slot as u32, Some(&json!({ "v": v })));
         }
         idx
+    }
+
+    /// The bitmap and the exact gather name exactly the slots `matches` accepts, whenever they
+    /// exist (the planner uses them without testing the slots again).
+    #[test]
+    fn bitmaps_and_exact_gathers_are_the_matches() {
+        let mut indexes = BTreeMap::new();
+        for (path, kind) in [
+            ("t", IndexKind::Keyword),
+            ("n", IndexKind::Integer),
+            ("p", IndexKind::Float),
+        ] {
+            indexes.insert(
+                path.to_string(),
+                PayloadIndex::new(FieldPath::parse(path).expect("a valid path"), kind),
+            );
+        }
+        let words = ["a", "b", "c"];
+        let metadata: Vec<Option<Value>> = (0..300u32)
+            .map(|i| {
+                let t = if i % 7 == 0 {
+                    json!([words[(i % 3) as usize], words[((i / 3) % 3) as usize]])
+                } else {
+                    json!(words[(i % 3) as usize])
+                };
+                (i % 11 != 0).then(|| json!({"t": t, "n": i % 13, "p": f64::from(i % 17) / 2.0}))
+            })
+            .collect();
+        for idx in indexes.values_mut() {
+            for (slot, m) in metadata.iter().enumerate() {
+                idx.insert(slot as u32, m.as_ref());
+            }
+        }
+        let filters = [
+            json!({"t": "a"}),
+            json!({"t": {"$in": ["a", "c"]}}),
+            json!({"n": {"$lt": 4}}),
+            json!({"n": {"$gte": 4, "$lt": 9}}),
+            json!({"p": {"$gt": 3.5}}),
+            json!({"$and": [{"t": "b"}, {"n": {"$gt": 6}}]}),
+            json!({"$or": [{"t": "c"}, {"p": {"$lte": 1}}]}),
+            json!({"$or": [{"t": "zz"}, {"n": 3}]}),
+            json!({"t": {"$ne": "a"}}),
+            json!({"t": null}),
+            json!({"q": 1}),
+        ];
+        let words_n = 300usize.div_ceil(64);
+        let live = || vec![u64::MAX; words_n];
+        for fj in filters {
+            let f = Filter::parse(&fj).expect("a valid filter");
+            let pred = Pred::compile(&f, &indexes);
+            let want: Vec<u32> = (0..300u32)
+                .filter(|&s| f.matches(metadata[s as usize].as_ref()))
+                .collect();
+            for &s in &want {
+                assert!(pred.matches(s, &metadata), "{fj}: slot {s}");
+            }
+            if let Some(bits) = pred.bitmap(&live, words_n) {
+                let got: Vec<u32> = (0..300u32)
+                    .filter(|&s| bits[s as usize / 64] & (1 << (s % 64)) != 0)
+                    .collect();
+                assert_eq!(got, want, "{fj}: bitmap");
+                assert!(pred.bitmap_cost().is_some(), "{fj}");
+            } else {
+                assert!(pred.bitmap_cost().is_none(), "{fj}");
+            }
+            if pred.gather_is_exact() {
+                assert_eq!(pred.gather(), Some(want.clone()), "{fj}: exact gather");
+            }
+        }
     }
 
     #[test]

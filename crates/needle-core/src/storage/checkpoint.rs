@@ -508,7 +508,7 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<Collection> 
     let mut ids = Vec::with_capacity(n);
     let mut metadata = Vec::with_capacity(n);
     let mut deleted = Vec::with_capacity(n);
-    let mut index = std::collections::HashMap::with_capacity(n);
+    let mut index = std::collections::BTreeMap::new();
     for slot in 0..n {
         let at = rat + r.pos();
         let bad = |reason: &str| s.corrupt(at, format!("record of slot {slot}: {reason}"));
