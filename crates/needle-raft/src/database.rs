@@ -182,7 +182,6 @@ impl ReplicatedDatabase {
             term: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             started: Instant::now(),
-            leader_contact_ms: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             fatal: Mutex::new(None),
             fresh: Mutex::new(None),

@@ -124,8 +124,6 @@ pub(crate) struct Shared {
     pub term: AtomicU64,
     pub applied: AtomicU64,
     pub started: Instant,
-    /// Milliseconds after `started` when a leader last spoke to this node (0 = never).
-    pub leader_contact_ms: AtomicU64,
     pub stopped: AtomicBool,
     pub fatal: Mutex<Option<String>>,
     /// The latest ReadIndex answer: `index` answered a request this node first issued at `at`
@@ -679,15 +677,7 @@ impl Node {
         if !ok {
             return;
         }
-        let from_leader_kind = matches!(
-            t,
-            MessageType::MsgHeartbeat | MessageType::MsgAppend | MessageType::MsgSnapshot
-        );
-        let term = m.term;
         let _ = self.rn.step(m);
-        if from_leader_kind && term == self.rn.raft.term && self.rn.raft.leader_id == from {
-            self.touch_leader_contact();
-        }
     }
 
     /// Whether an entry a peer forwarded in a MsgPropose may enter the log: a normal entry that
@@ -698,13 +688,6 @@ impl Node {
         e.get_entry_type() == EntryType::EntryNormal
             && e.data.len() as u64 <= self.cfg.max_entry_bytes
             && decode_entry(&e.data).is_ok()
-    }
-
-    fn touch_leader_contact(&self) {
-        let ms = self.now.as_millis() as u64;
-        self.shared
-            .leader_contact_ms
-            .store(ms.max(1), Ordering::Release);
     }
 
     fn on_request(&mut self, r: Request) {
@@ -1245,9 +1228,6 @@ impl Node {
             self.start_snapshot()?;
         }
         self.shared.term.store(self.rn.raft.term, Ordering::Release);
-        if self.is_leader() {
-            self.touch_leader_contact();
-        }
         Ok(())
     }
 

@@ -1419,7 +1419,6 @@ fn new_shared() -> Arc<Shared> {
         term: AtomicU64::new(0),
         applied: AtomicU64::new(0),
         started: Instant::now(),
-        leader_contact_ms: AtomicU64::new(0),
         stopped: AtomicBool::new(false),
         fatal: Mutex::new(None),
         fresh: Mutex::new(None),
