@@ -10,7 +10,9 @@
 //!
 //! Checks, after the faults stop and the cluster is quiet: Wing–Gong–Lowe linearizability of the
 //! writes and linearizable reads of every key (an acknowledged write that is lost, or a command
-//! applied twice, shows up there: every write writes a value of its own); one acknowledged write
+//! applied twice, shows up there: every write writes a value of its own); every
+//! bounded-staleness read, as it is served, against its bound (`check_bounded`); no read sees a
+//! value no applied write wrote; one acknowledged write
 //! after healing (liveness); every live member agrees on the voters and learners, has applied the
 //! same index and holds the same `state_checksum`; no node stopped on an error; and a minimum of
 //! acknowledged writes and reads, so that no run passes vacuously.
@@ -155,6 +157,10 @@ pub(crate) struct Shape {
     /// ENOSPC on writes. A node that hits one stops, and is crashed and restarted.
     pub eio_ppm: u32,
     pub enospc_ppm: u32,
+    /// The longest a background job (making a snapshot) takes, in ms: in some seeds a node is
+    /// paused by its own large snapshot for up to half a second (it ticks, votes and answers
+    /// ReadIndex rounds, but applies nothing meanwhile).
+    pub max_job_ms: u64,
 }
 
 impl Shape {
@@ -177,6 +183,7 @@ impl Shape {
             file_db: rng.chance(500),
             eio_ppm: [0, 0, 200, 1_000][rng.below(4) as usize],
             enospc_ppm: [0, 0, 200][rng.below(3) as usize],
+            max_job_ms: [30, 30, 500][rng.below(3) as usize],
         }
     }
 }
@@ -205,6 +212,13 @@ enum OpKind {
         call: u64,
         rx: Receiver<Result<()>>,
     },
+    /// A `BoundedStaleness(bound)` read that was not fresh at `call`: waiting for its ReadIndex
+    /// round (`ReplicatedDatabase::check_fresh`, step by step).
+    BoundedRead {
+        call: u64,
+        bound: u64,
+        rx: Receiver<Result<()>>,
+    },
 }
 
 struct Client {
@@ -219,7 +233,17 @@ struct Client {
 pub(crate) struct Report {
     pub acked_writes: u64,
     pub lin_reads: u64,
-    pub stale_reads: u64,
+    /// Bounded-staleness reads served locally (fresh at once), served after a ReadIndex round,
+    /// and refused with `StaleRead`; each served one is checked against its bound.
+    pub bounded_reads_local: u64,
+    pub bounded_reads_confirmed: u64,
+    pub bounded_reads_refused: u64,
+    /// Bounded-staleness reads asked of a node while it was paused by its own snapshot (its
+    /// snapshot job pending, applying nothing), and how many of those it served.
+    pub bounded_reads_paused: u64,
+    pub bounded_reads_paused_served: u64,
+    /// `Leader` reads served (checked: a value some write wrote, never one that was not applied).
+    pub leader_reads: u64,
     pub crashes: u64,
     pub membership_changes: u64,
     /// Learners added while the leader's log was not yet compacted, and after.
@@ -240,11 +264,31 @@ pub(crate) struct Report {
 
 impl Report {
     /// Every counter, named.
-    fn counters(&self) -> [(&'static str, u64); 14] {
+    fn counters(&self) -> [(&'static str, u64); 19] {
         [
             ("acknowledged writes", self.acked_writes),
             ("linearizable reads", self.lin_reads),
-            ("stale reads", self.stale_reads),
+            (
+                "bounded-staleness reads served locally",
+                self.bounded_reads_local,
+            ),
+            (
+                "bounded-staleness reads after a ReadIndex",
+                self.bounded_reads_confirmed,
+            ),
+            (
+                "bounded-staleness reads refused (StaleRead)",
+                self.bounded_reads_refused,
+            ),
+            (
+                "bounded-staleness reads on a node paused by its snapshot",
+                self.bounded_reads_paused,
+            ),
+            (
+                "  of which served (checked against the bound)",
+                self.bounded_reads_paused_served,
+            ),
+            ("leader reads", self.leader_reads),
             ("crashes", self.crashes),
             ("membership changes", self.membership_changes),
             ("joins of a young cluster", self.joins_young),
@@ -340,6 +384,10 @@ pub(crate) struct Sim {
     stop_clients: bool,
     /// Writes known never to have been applied: left out of the history.
     never_applied: BTreeSet<(u64, usize)>,
+    /// Directed scenarios: per node, how long its background jobs take (else drawn up to
+    /// `max_job_ms`); and the one node every bounded-staleness read goes to.
+    job_ms: BTreeMap<NodeId, u64>,
+    bounded_reads_on: Option<NodeId>,
     pub report: Report,
 }
 
@@ -389,8 +437,14 @@ fn sim_config(shape: &Shape) -> ReplicatedDatabaseConfig {
 
 impl Sim {
     pub(crate) fn new(seed: u64) -> Sim {
+        Sim::with_shape(seed, |_| {})
+    }
+
+    /// A run of `seed` whose drawn shape `adjust` changes first (a directed scenario).
+    pub(crate) fn with_shape(seed: u64, adjust: impl FnOnce(&mut Shape)) -> Sim {
         let mut rng = Rng::new(seed);
-        let shape = Shape::draw(&mut rng);
+        let mut shape = Shape::draw(&mut rng);
+        adjust(&mut shape);
         let cfg = sim_config(&shape);
         let mut sim = Sim {
             rng,
@@ -412,6 +466,8 @@ impl Sim {
             removing_leader: None,
             stop_clients: false,
             never_applied: BTreeSet::new(),
+            job_ms: BTreeMap::new(),
+            bounded_reads_on: None,
             report: Report::default(),
             shape,
         };
@@ -575,7 +631,8 @@ impl Sim {
                 );
             }
         } else if has_job {
-            let d = self.rng.range(1, 30);
+            let drawn = self.rng.range(1, self.shape.max_job_ms);
+            let d = self.job_ms.get(&id).copied().unwrap_or(drawn);
             self.schedule(d, Ev::Job(id, inc));
         }
         self.flush_outbox();
@@ -1013,7 +1070,7 @@ impl Sim {
             });
             let hist = h.len() - 1;
             self.send_write(c, target, id, key, value, hist, 0, false);
-        } else if roll < 9 {
+        } else if roll < 7 {
             let (tx, rx) = crossbeam_channel::bounded(1);
             self.clients[c].pending = Some(PendingOp {
                 kind: OpKind::LinRead { call: self.now, rx },
@@ -1022,12 +1079,110 @@ impl Sim {
                 give_up_at: self.now + 2_000,
             });
             self.step(target, Input::Request(Request::Read { reply: tx }));
+        } else if roll < 9 {
+            self.bounded_read(c, target, key);
         } else {
-            // A local read on any node at bounded staleness: not linearizable, not checked
-            // here beyond not failing; counted.
-            self.report.stale_reads += 1;
-            let d = self.rng.range(5, 50);
-            self.schedule(d, Ev::Client(c));
+            // `ReadConsistency::Leader`: served by a node that believes it leads. It promises no
+            // bound (a deposed leader may not know yet), so only phantoms are checked.
+            let n = &self.nodes[&target];
+            if n.shared.role() == Role::Leader {
+                let got = self.read_local(target, key);
+                self.check_not_phantom(key, got, "leader read", target);
+                self.report.leader_reads += 1;
+            }
+            self.next_turn(c);
+        }
+    }
+
+    /// A `BoundedStaleness(bound)` read on `target`, as `ReplicatedDatabase::check_fresh` makes
+    /// it: served locally when the node's latest ReadIndex answer is within `bound` and applied
+    /// (a probe refreshes it past `bound / 2`), else after one ReadIndex round of at most
+    /// `min(bound, read_timeout)`, else refused. Every served read is checked at once.
+    fn bounded_read(&mut self, c: usize, target: NodeId, key: u64) {
+        let bound = [20, 100, 300][self.rng.below(3) as usize];
+        let target = match self.bounded_reads_on {
+            Some(t) if self.nodes[&t].node.is_some() => t,
+            _ => target,
+        };
+        let paused = self.paused(target);
+        self.report.bounded_reads_paused += u64::from(paused);
+        let now = Duration::from_millis(self.now);
+        let fresh = self.nodes[&target]
+            .shared
+            .fresh_within(Duration::from_millis(bound), now);
+        match fresh {
+            Ok(age) => {
+                if age > Duration::from_millis(bound / 2) {
+                    self.step(target, Input::Request(Request::Probe));
+                }
+                self.report.bounded_reads_local += 1;
+                self.report.bounded_reads_paused_served += u64::from(paused);
+                self.serve_bounded_read(target, key, self.now, bound);
+                self.next_turn(c);
+            }
+            Err(_) => {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                let timeout = Duration::from_millis(bound).min(self.cfg.read_timeout);
+                self.clients[c].pending = Some(PendingOp {
+                    kind: OpKind::BoundedRead {
+                        call: self.now,
+                        bound,
+                        rx,
+                    },
+                    node: target,
+                    key,
+                    give_up_at: self.now + timeout.as_millis() as u64,
+                });
+                self.step(
+                    target,
+                    Input::Request(Request::ReadWithin { reply: tx, timeout }),
+                );
+            }
+        }
+    }
+
+    /// Whether node `id` is paused by its own snapshot: the job is under way (its event not yet
+    /// stepped), and committed entries wait.
+    fn paused(&self, id: NodeId) -> bool {
+        self.nodes[&id].node.as_ref().is_some_and(|n| n.has_event())
+    }
+
+    /// The value of `key` in node `id`'s database (`None` if absent, or the collection is).
+    fn read_local(&self, id: NodeId, key: u64) -> Option<u64> {
+        self.nodes[&id]
+            .db
+            .get("c", &format!("k{key}"))
+            .ok()
+            .flatten()
+            .and_then(|r| value_of(&r))
+    }
+
+    /// A read served by node `id` of `key`, begun at `call` at `BoundedStaleness(bound)`.
+    fn serve_bounded_read(&mut self, id: NodeId, key: u64, call: u64, bound: u64) {
+        let got = self.read_local(id, key);
+        self.check_not_phantom(key, got, "bounded-staleness read", id);
+        let empty = Vec::new();
+        let h = self.history.get(&key).unwrap_or(&empty);
+        if let Err(e) = check_bounded(h, got, call, bound) {
+            panic!(
+                "node {id} served a BoundedStaleness({bound} ms) read of k{key} begun at {call} ms \
+                 (served at {} ms) that misses a write: {e}",
+                self.now
+            );
+        }
+    }
+
+    /// A read returned `got`: some write wrote it, and not one known never to have applied.
+    fn check_not_phantom(&self, key: u64, got: Option<u64>, what: &str, id: NodeId) {
+        let Some(v) = got else { return };
+        let h = self.history.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+        let pos = h
+            .iter()
+            .position(|e| matches!(e.op, Op::Write(w) if w == v));
+        match pos {
+            Some(i) if !self.never_applied.contains(&(key, i)) => {}
+            Some(_) => panic!("node {id}: a {what} of k{key} saw {v}, a write that never applied"),
+            None => panic!("node {id}: a {what} of k{key} saw {v}, which no write wrote"),
         }
     }
 
@@ -1205,6 +1360,29 @@ impl Sim {
                     Err(TryRecvError::Empty) if node_alive && self.now < op.give_up_at => {
                         self.clients[c].pending = Some(PendingOp {
                             kind: OpKind::LinRead { call, rx },
+                            ..op
+                        });
+                    }
+                    Err(_) => self.next_turn(c),
+                },
+                OpKind::BoundedRead { call, bound, rx } => match rx.try_recv() {
+                    Ok(Ok(())) => {
+                        self.report.bounded_reads_confirmed += 1;
+                        let paused = self.paused(op.node);
+                        self.report.bounded_reads_paused_served += u64::from(paused);
+                        self.serve_bounded_read(op.node, op.key, call, bound);
+                        self.next_turn(c);
+                    }
+                    Ok(Err(NeedleError::Timeout { .. })) => {
+                        // `check_fresh` answers `StaleRead`: refused, nothing served.
+                        self.report.bounded_reads_refused += 1;
+                        self.next_turn(c);
+                    }
+                    Ok(Err(_)) => self.next_turn(c),
+                    // The node's own deadline answers; the client waits a little past it.
+                    Err(TryRecvError::Empty) if node_alive && self.now < op.give_up_at + 50 => {
+                        self.clients[c].pending = Some(PendingOp {
+                            kind: OpKind::BoundedRead { call, bound, rx },
                             ..op
                         });
                     }
@@ -1392,6 +1570,43 @@ impl Sim {
     }
 }
 
+/// The bounded-staleness rule, checked on the virtual clock: a read of a register begun at `call`
+/// at `BoundedStaleness(bound)` that returned `got` reflects every write acknowledged before
+/// `call - bound`. With unique values, it fails to when it returned the value of a write `wv`
+/// that was acknowledged before some such write `w` was even called (so `w` follows `wv` in every
+/// order, and `wv`'s value can no longer be read once `w` applied), or nothing while some such
+/// write exists. The real-time order makes the check sound (no false alarms) without knowing
+/// the log order; no clock margin is needed, since every node reads the one virtual clock.
+fn check_bounded(
+    h: &[HEvent],
+    got: Option<u64>,
+    call: u64,
+    bound: u64,
+) -> std::result::Result<(), String> {
+    let Some(horizon) = call.checked_sub(bound) else {
+        return Ok(());
+    };
+    let due = h
+        .iter()
+        .filter(|w| matches!(w.op, Op::Write(_)) && w.ret.is_some_and(|r| r < horizon));
+    let read = got.and_then(|v| h.iter().find(|e| matches!(e.op, Op::Write(x) if x == v)));
+    for w in due {
+        let missed = match (got, read) {
+            (None, _) => true,
+            (Some(_), Some(wv)) => wv.ret.is_some_and(|r| r < w.call),
+            (Some(_), None) => false, // a phantom: reported by `check_not_phantom`
+        };
+        if missed {
+            return Err(format!(
+                "it returned {got:?}, but {:?} (called at {} ms, acknowledged at {:?} ms) was \
+                 acknowledged before {horizon} ms",
+                w.op, w.call, w.ret
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A small graph: the simulator tests replication, not recall, and every write is an HNSW
 /// insert on every replica (the default `ef_construction` of 200 was the largest single cost).
 fn sim_collection_config() -> needle_core::CollectionConfig {
@@ -1487,6 +1702,10 @@ mod tests {
                 "leader's own removal refused",
                 "leadership transfers",
                 "nodes stopped by a disk error",
+                "bounded-staleness reads served locally",
+                "bounded-staleness reads after a ReadIndex",
+                "bounded-staleness reads refused (StaleRead)",
+                "leader reads",
             ] {
                 assert!(
                     summary.seeds_with(kind) * 100 >= n,
@@ -1634,6 +1853,47 @@ mod tests {
         }
         // And a retry of a successful one is still Ok, without applying twice.
         assert!(send(1).is_ok());
+    }
+
+    /// Issue 10, item 4's fourth case: a node paused by its own snapshot (here each of node 2's
+    /// snapshot jobs takes 1.5 s; it ticks, votes and answers ReadIndex rounds meanwhile, but
+    /// applies nothing) must not serve bounded-staleness reads past their bound. Every
+    /// bounded-staleness read goes to node 2; each one served is checked against its bound.
+    #[test]
+    fn a_node_paused_by_its_own_snapshot_serves_no_read_past_its_bound() {
+        let seed = env_u64("NEEDLE_SEED").unwrap_or(11);
+        let mut sim = Sim::with_shape(seed, |s| {
+            *s = Shape {
+                nodes: 3,
+                clients: 4,
+                keys: 2,
+                chaos_ms: 4_000,
+                drop_per_mille: 0,
+                dup_per_mille: 0,
+                max_delay_ms: 5,
+                crashes: false,
+                partitions: false,
+                membership: false,
+                snapshot_threshold: 20,
+                eio_ppm: 0,
+                enospc_ppm: 0,
+                max_job_ms: 5,
+                ..s.clone()
+            }
+        });
+        sim.job_ms.insert(2, 1_500);
+        sim.bounded_reads_on = Some(2);
+        sim.run();
+        let r = &sim.report;
+        eprintln!("seed {seed}: {r:?}");
+        assert!(
+            r.bounded_reads_paused >= 20,
+            "node 2 was asked too few reads while paused: {r:?}"
+        );
+        assert!(
+            r.bounded_reads_refused >= 10,
+            "node 2 refused too few reads while paused: {r:?}"
+        );
     }
 
     #[test]
