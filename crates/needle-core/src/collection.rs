@@ -40,13 +40,22 @@ const SCAN_SELECTIVITY: f64 = 0.05;
 /// hops at a time (when the cost model prefers it); above it through every node (non-matches
 /// route but are never returned).
 const TWO_HOP_BELOW: f64 = 0.12;
-/// The planner's costs, in unfiltered walks (about `WALK_DISTANCES · ef · m` distances each):
-/// an exact pass costs one distance per match, streamed; a filtered walk whose beam keeps
-/// `ef · sqrt(selectivity)` matches costs about `1 / sqrt(selectivity)` walks; a two-hop walk
-/// about `TWO_HOP_WALKS` whatever the selectivity (distances to matches only, more links read).
-/// Measured on words-minilm (docs/benchmarks.md, "Filtered search").
-const WALK_DISTANCES: f64 = 1.75;
-const TWO_HOP_WALKS: f64 = 2.6;
+/// The planner's cost model, in cache lines moved (so that it holds at any dimension, not only
+/// at the one it was measured on). An exact pass streams each match's vector: `L` lines, where
+/// `L = 4 · dim / 64`. A walk visits about `WALK_VISITS · ef · m` nodes, each costing its
+/// vector (`L` lines, fetched at random) and its link block and visited mark (`H = 4 · (2m + 1)
+/// / 64 + 1` lines): at ef 64 and m 16 a walk costs as much as about 4,300 exact distances at 50
+/// dims and 2,400 at 384 — measured on glove50 and words-minilm (docs/benchmarks.md, "Filtered
+/// search"), which `WALK_VISITS` fits within 15 % on both.
+const WALK_VISITS: f64 = 2.1;
+/// A filtered walk whose beam keeps `ef · selectivity^WALK_BEAM_EXP` matches explores about
+/// `beam / selectivity` nodes: it costs `selectivity^(WALK_BEAM_EXP - 1)` unfiltered walks.
+/// 0.4 (not 0.5): at 0.5, glove50's `or_6.9%` had recall 0.947, at 0.4 0.964 (unfiltered 0.956).
+const WALK_BEAM_EXP: f64 = 0.4;
+/// A two-hop walk reads the link blocks of the rejected neighbours to reach accepted ones: it
+/// costs about `TWO_HOP_WALKS · (L + 3H) / (L + H)` unfiltered walks whatever the selectivity
+/// (measured 2.3–2.9 at 384 dims, 3.2–5.5 at 50).
+const TWO_HOP_WALKS: f64 = 2.3;
 /// An indexed filter whose posting lists bound its matches below this share of the records is
 /// resolved to its exact matches first (cost in proportion to the bound), and the plan chosen
 /// on their number.
@@ -700,20 +709,25 @@ impl Collection {
         let gatherable =
             estimate.is_some_and(|e| small || e as f64 <= GATHER_BELOW * self.live as f64);
         let mut bits: Option<(Vec<u64>, usize)> = None;
-        // The exact matches, by the cheapest of: the posting lists when they name exactly the
-        // matches; a bitmap combining several lists (an `$and` or `$or` of indexed parts); the
-        // lists' candidates tested one by one.
+        // The exact matches, by the cheapest of: the posting list when one list names exactly
+        // the matches; a bitmap built from the lists when several do (no sort), or when an
+        // `$and` or `$or` of indexed parts combines several; the lists' candidates tested one
+        // by one.
         let exact_gather = gatherable && pred.gather_is_exact();
-        let bitmap_cost = (!exact_gather && !small)
+        let one_list = exact_gather && pred.is_one_list();
+        let bitmap_cost = (!one_list && (exact_gather || !small))
             .then(|| pred.bitmap_cost())
             .flatten()
-            .filter(|&c| c <= self.bitmap_limit(ef, estimate.unwrap_or(self.live)));
+            .filter(|&c| exact_gather || c <= self.bitmap_limit(ef, estimate.unwrap_or(self.live)));
         if let Some(b) = bitmap_cost
             .is_some()
             .then(|| pred.bitmap(&|| self.live_bits(), words))
             .flatten()
         {
             let n = b.iter().map(|w| w.count_ones() as usize).sum();
+            if small {
+                return self.exact(space, q, k, bit_slots(&b));
+            }
             bits = Some((b, n));
         } else if let Some(cands) = gatherable.then(|| pred.gather()).flatten() {
             let matches: Vec<u32> = if exact_gather {
@@ -737,19 +751,7 @@ impl Collection {
         let found = if let Some((bits, n)) = bits {
             let selectivity = n as f64 / self.live.max(1) as f64;
             match self.cheapest_plan(ef, n, selectivity) {
-                Plan::Exact => {
-                    let slots = (0..words).flat_map(|w| {
-                        let mut word = bits[w];
-                        std::iter::from_fn(move || {
-                            (word != 0).then(|| {
-                                let b = word.trailing_zeros();
-                                word &= word - 1;
-                                (w * 64) as u32 + b
-                            })
-                        })
-                    });
-                    return self.exact(space, q, k, slots);
-                }
+                Plan::Exact => return self.exact(space, q, k, bit_slots(&bits)),
                 Plan::TwoHop => {
                     self.graph
                         .search_two_hop(&Exact { space: *space, q }, k, ef, |s| {
@@ -775,7 +777,8 @@ impl Collection {
             if selectivity < SCAN_SELECTIVITY {
                 return self.scan(space, q, k, |s| self.pred_matches(pred, s));
             }
-            if selectivity < TWO_HOP_BELOW {
+            let (filtered, two_hop) = self.filtered_costs(selectivity);
+            if two_hop < filtered {
                 self.graph
                     .search_two_hop(&Exact { space: *space, q }, k, ef, |s| {
                         self.pred_matches(pred, s as usize)
@@ -812,23 +815,46 @@ impl Collection {
         (BITMAP_PER_VISIT * visits) as usize
     }
 
-    /// The plan of least modelled cost for `matches` known matches (see [`WALK_DISTANCES`]).
+    /// The plan of least modelled cost for `matches` known matches (see [`WALK_VISITS`]).
     fn cheapest_plan(&self, ef: usize, matches: usize, selectivity: f64) -> Plan {
-        let walk_distances = WALK_DISTANCES * (ef.max(16) * self.config.m) as f64;
-        let exact = matches as f64 / walk_distances;
-        let walk = 1.0 / selectivity.max(1e-9).sqrt();
-        let two_hop = if selectivity < TWO_HOP_BELOW {
-            TWO_HOP_WALKS
-        } else {
-            f64::INFINITY
-        };
-        if exact <= walk.min(two_hop) {
+        let (walk, exact_per_match) = self.walk_cost(ef);
+        let exact = matches as f64 * exact_per_match;
+        let (filtered, two_hop) = self.filtered_costs(selectivity);
+        if exact <= walk * filtered.min(two_hop) {
             Plan::Exact
-        } else if two_hop < walk {
+        } else if two_hop < filtered {
             Plan::TwoHop
         } else {
             Plan::Walk
         }
+    }
+
+    /// The modelled cost of an unfiltered walk at `ef`, and of one exact distance, in cache
+    /// lines (see [`WALK_VISITS`]).
+    fn walk_cost(&self, ef: usize) -> (f64, f64) {
+        let (vector, node) = self.line_costs();
+        let walk = WALK_VISITS * (ef.max(16) * self.config.m) as f64 * (vector + node);
+        (walk, vector)
+    }
+
+    /// Cache lines per vector (`L`) and per visited node besides its vector (`H`).
+    fn line_costs(&self) -> (f64, f64) {
+        let vector = (4 * self.dim) as f64 / 64.0;
+        let node = (4 * (2 * self.config.m + 1)) as f64 / 64.0 + 1.0;
+        (vector, node)
+    }
+
+    /// The modelled costs, in unfiltered walks, of a filtered walk (beam
+    /// [`walk_ef`]) and of a two-hop walk (infinite at or above [`TWO_HOP_BELOW`]).
+    fn filtered_costs(&self, selectivity: f64) -> (f64, f64) {
+        let (vector, node) = self.line_costs();
+        let filtered = selectivity.clamp(1e-9, 1.0).powf(WALK_BEAM_EXP - 1.0);
+        let two_hop = if selectivity < TWO_HOP_BELOW {
+            TWO_HOP_WALKS * (vector + 3.0 * node) / (vector + node)
+        } else {
+            f64::INFINITY
+        };
+        (filtered, two_hop)
     }
 
     /// The share of live records a sample of evenly spaced slots says pass `test`.
@@ -1059,11 +1085,25 @@ enum Plan {
 /// The beam of a filtered walk through every node at `selectivity`: the walk explores about
 /// `beam / selectivity` nodes, a neighbourhood wider than an unfiltered walk's for the same
 /// beam, and its recall at `ef` is above the unfiltered one's (words-minilm: 0.996 at 25 %
-/// against 0.985 unfiltered); a beam of `ef · sqrt(selectivity)` keeps recall at the
-/// unfiltered level while the cost grows as `1 / sqrt(selectivity)` instead of
-/// `1 / selectivity`.
+/// against 0.985 unfiltered); a beam of `ef · selectivity^0.4` ([`WALK_BEAM_EXP`]) keeps recall
+/// at the unfiltered level (glove50: 0.964–0.975 at 5–25 % against 0.956 unfiltered) while the
+/// cost grows as `selectivity^-0.6` instead of `1 / selectivity`.
 fn walk_ef(ef: usize, k: usize, selectivity: f64) -> usize {
-    ((ef as f64 * selectivity.clamp(0.0, 1.0).sqrt()).ceil() as usize).max(k)
+    ((ef as f64 * selectivity.clamp(0.0, 1.0).powf(WALK_BEAM_EXP)).ceil() as usize).max(k)
+}
+
+/// The slots whose bits are set, ascending.
+fn bit_slots(bits: &[u64]) -> impl Iterator<Item = u32> + '_ {
+    bits.iter().enumerate().flat_map(|(w, &word)| {
+        let mut word = word;
+        std::iter::from_fn(move || {
+            (word != 0).then(|| {
+                let b = word.trailing_zeros();
+                word &= word - 1;
+                (w * 64) as u32 + b
+            })
+        })
+    })
 }
 
 /// A search result by slot; the database turns it into a `SearchResult`.

@@ -183,6 +183,20 @@ impl<'a> Pred<'a> {
         }
     }
 
+    /// Whether [`gather`](Self::gather) returns one posting list as it is (no merge, no sort).
+    pub fn is_one_list(&self) -> bool {
+        match self {
+            Pred::And(c) => c.len() == 1 && c[0].is_one_list(),
+            Pred::Field { index, ops, .. } => match ops.as_slice() {
+                [COp::Any(set)] => {
+                    index.irregular.is_empty() && set.lists(&index.postings).nth(1).is_none()
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// The posting-list entries [`bitmap`](Self::bitmap) reads (its cost), or `None` when the
     /// filter has no exact bitmap.
     pub fn bitmap_cost(&self) -> Option<usize> {
