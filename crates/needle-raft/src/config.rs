@@ -42,6 +42,7 @@ use crate::message::NodeId;
 /// | `max_committed_size_per_ready` | 16 MiB | bytes of committed entries applied per Ready |
 /// | `log_retain_entries` | 1024 | entries kept below a snapshot at compaction |
 /// | `snapshot_chunk_size` | 1 MiB | bytes per snapshot chunk on the wire |
+/// | `snapshot_window_bytes` | 8 MiB | snapshot bytes sent to a peer and not yet acknowledged |
 /// | `log_segment_size` | 64 MiB | Raft log segment size |
 /// | `dedup_window` | 100 000 entries | a retried request id within this many entries is not applied twice |
 /// | `max_entry_bytes` | 32 MiB | the largest write (one Raft entry) |
@@ -110,6 +111,10 @@ pub struct ReplicatedDatabaseConfig {
     pub log_retain_entries: u64,
     /// Bytes per snapshot chunk on the wire.
     pub snapshot_chunk_size: usize,
+    /// Flow control of a snapshot transfer: at most this many bytes of chunks are sent to a peer
+    /// and not yet acknowledged by it (at least one chunk). Keep it well below the transport's
+    /// queue limit (`needle-transport-tcp`: `queue_max_bytes`), which refuses what does not fit.
+    pub snapshot_window_bytes: u64,
     /// Raft log segment files roll over at about this size.
     pub log_segment_size: u64,
     /// A retried write (same request id) within this many log entries is not applied twice.
@@ -145,6 +150,7 @@ impl Default for ReplicatedDatabaseConfig {
             max_committed_size_per_ready: 16 << 20,
             log_retain_entries: 1024,
             snapshot_chunk_size: 1 << 20,
+            snapshot_window_bytes: 8 << 20,
             log_segment_size: 64 << 20,
             dedup_window: 100_000,
             max_entry_bytes: 32 << 20,
@@ -218,6 +224,8 @@ impl ReplicatedDatabaseConfig {
         log_retain_entries: u64;
         /// Sets `snapshot_chunk_size`, in bytes.
         snapshot_chunk_size: usize;
+        /// Sets `snapshot_window_bytes`, in bytes.
+        snapshot_window_bytes: u64;
         /// Sets `log_segment_size`, in bytes.
         log_segment_size: u64;
         /// Sets `dedup_window`, in log entries.
@@ -359,6 +367,15 @@ impl ReplicatedDatabaseConfig {
         if self.snapshot_chunk_size == 0 {
             return bad("snapshot_chunk_size", "must be positive".into());
         }
+        if self.snapshot_window_bytes < self.snapshot_chunk_size as u64 {
+            return bad(
+                "snapshot_window_bytes",
+                format!(
+                    "{} must be at least snapshot_chunk_size ({})",
+                    self.snapshot_window_bytes, self.snapshot_chunk_size
+                ),
+            );
+        }
         if self.log_segment_size < 4096 {
             return bad(
                 "log_segment_size",
@@ -485,6 +502,10 @@ mod tests {
         assert_eq!(field_of(&d().max_size_per_msg(0)), "max_size_per_msg");
         assert_eq!(field_of(&d().max_inflight_msgs(0)), "max_inflight_msgs");
         assert_eq!(field_of(&d().snapshot_chunk_size(0)), "snapshot_chunk_size");
+        assert_eq!(
+            field_of(&d().snapshot_window_bytes(1000)),
+            "snapshot_window_bytes"
+        );
         assert_eq!(field_of(&d().log_segment_size(100)), "log_segment_size");
         assert_eq!(field_of(&d().dedup_window(0)), "dedup_window");
         for max_entry_bytes in [0, 100, 1 << 30] {

@@ -71,7 +71,7 @@ pub use config::ReplicatedDatabaseConfig;
 pub use database::{DatabaseReader, ReadConsistency, ReplicatedDatabase};
 pub use error::{NeedleError, Result, WriteOutcome};
 pub use message::{MessageHandler, NodeId, RaftMessage};
-pub use snapshot::SnapshotChunk;
+pub use snapshot::{SnapshotAck, SnapshotChunk};
 pub use status::{NodeStatus, PeerProgress, Role};
 
 /// The raft-rs message type carried by [`RaftMessage::Raft`], re-exported for transports.

@@ -16,6 +16,8 @@ pub enum RaftMessage {
     Raft(raft::prelude::Message),
     /// A piece of a database snapshot, streamed before the (small) MsgSnapshot that refers to it.
     SnapshotChunk(crate::snapshot::SnapshotChunk),
+    /// A receiver's acknowledgement of snapshot chunks: the sender's flow control.
+    SnapshotAck(crate::snapshot::SnapshotAck),
 }
 
 impl RaftMessage {

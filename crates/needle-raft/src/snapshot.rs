@@ -11,8 +11,15 @@
 //! raft-rs only ever sees a small descriptor (index, term, length, crc) in `Snapshot.data`; the
 //! stream travels as [`SnapshotChunk`]s read piecewise from the handle, and the last chunk
 //! carries the MsgSnapshot. The receiver writes each chunk at its offset in
-//! `incoming-<i>-<term>.part`, and steps the MsgSnapshot only once every chunk is there and the
-//! CRC of the whole stream checks (the file is then fsynced and renamed to `.snap`).
+//! `incoming-<i>-<term>.from-<sender>.part`, and steps the MsgSnapshot only once every chunk is
+//! there and the CRC of the whole stream checks (the file is then fsynced and renamed to `.snap`).
+//!
+//! **Flow control by acknowledgement** ([`Outgoing`]): the receiver answers every chunk with a
+//! [`SnapshotAck`] (how many chunks from the start it holds); the sender keeps at most
+//! `snapshot_window_bytes` of chunks unacknowledged and sends more only as acks arrive, so a
+//! transport's bounded queue is never flooded. Chunks lost on the way are sent again from the
+//! first unacknowledged one (go-back-N) when no ack has come for a while; a transfer with no
+//! ack at all for `max_idle` is abandoned (raft-rs hears `Failure` and sends a new snapshot).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -32,6 +39,19 @@ use crate::storage::{Reader, SnapshotDescriptor, sync_dir};
 const HEADER_MAGIC: &[u8; 8] = b"NDLRSNP2";
 const WIRE_RAFT: u8 = 1;
 const WIRE_CHUNK: u8 = 2;
+const WIRE_ACK: u8 = 3;
+
+/// A receiver's acknowledgement of a snapshot stream: it holds every chunk below `received`
+/// (the whole stream, and has stepped its MsgSnapshot, when `received` is the chunk count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotAck {
+    /// The snapshot's Raft index.
+    pub index: u64,
+    /// The snapshot's Raft term.
+    pub term: u64,
+    /// How many chunks, from the first, the receiver holds.
+    pub received: u32,
+}
 
 /// A piece of a snapshot file on its way from the leader to a follower.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +83,12 @@ pub(crate) fn encode_message(m: &RaftMessage) -> Vec<u8> {
                 &msg.write_to_bytes()
                     .expect("protobuf encoding into a Vec cannot fail"),
             );
+        }
+        RaftMessage::SnapshotAck(a) => {
+            b.push(WIRE_ACK);
+            b.extend_from_slice(&a.index.to_le_bytes());
+            b.extend_from_slice(&a.term.to_le_bytes());
+            b.extend_from_slice(&a.received.to_le_bytes());
         }
         RaftMessage::SnapshotChunk(c) => {
             b.push(WIRE_CHUNK);
@@ -126,6 +152,21 @@ pub(crate) fn decode_message(bytes: &[u8]) -> Result<RaftMessage> {
                 crc,
                 data,
                 message,
+            }))
+        }
+        WIRE_ACK => {
+            let mut r = Reader::new(rest);
+            let short = || bad("snapshot ack too short");
+            let index = r.u64().ok_or_else(short)?;
+            let term = r.u64().ok_or_else(short)?;
+            let received = r.u32().ok_or_else(short)?;
+            if !r.is_empty() {
+                return Err(bad("snapshot ack too long"));
+            }
+            Ok(RaftMessage::SnapshotAck(SnapshotAck {
+                index,
+                term,
+                received,
             }))
         }
         _ => Err(bad("unknown message tag")),
@@ -484,8 +525,43 @@ pub(crate) fn remove_other_snapshots(disk: &dyn Disk, dir: &Path, keep: u64) {
     }
 }
 
-/// Streams `src` to a peer as chunks of `chunk_size` bytes, read piecewise from disk; the last
-/// chunk carries `msg`.
+/// How many chunks of `chunk_size` bytes carry a stream of `len` bytes.
+fn chunk_count(len: u64, index: u64, chunk_size: usize) -> Result<u32> {
+    u32::try_from(len.div_ceil(chunk_size as u64).max(1)).map_err(|_| NeedleError::Snapshot {
+        reason: format!(
+            "the snapshot at index {index} ({len} bytes) needs more than 2^32 chunks of {chunk_size} bytes"
+        ),
+    })
+}
+
+/// Chunk `seq` of `src` (of `count`), read from disk; the last one carries `msg`.
+fn chunk_at(
+    src: &SnapshotSource,
+    msg: &Message,
+    chunk_size: usize,
+    count: u32,
+    seq: u32,
+) -> Result<SnapshotChunk> {
+    let d = src.desc;
+    let off = u64::from(seq) * chunk_size as u64;
+    let data = src
+        .read_range(off, chunk_size)
+        .map_err(|e| NeedleError::io(format!("reading snapshot {} for a peer", d.index), e))?;
+    let last = seq + 1 == count;
+    Ok(SnapshotChunk {
+        index: d.index,
+        term: d.term,
+        seq,
+        count,
+        total_len: d.len,
+        crc: d.crc,
+        data,
+        message: last.then(|| msg.clone()),
+    })
+}
+
+/// Streams all of `src` at once as chunks of `chunk_size` bytes (tests: no flow control).
+#[cfg(test)]
 pub(crate) fn send_chunks(
     src: &SnapshotSource,
     msg: Message,
@@ -493,34 +569,127 @@ pub(crate) fn send_chunks(
     mut send: impl FnMut(SnapshotChunk) -> Result<()>,
 ) -> Result<()> {
     let chunk_size = chunk_size.max(1);
-    let d = src.desc;
-    let count = u32::try_from(d.len.div_ceil(chunk_size as u64).max(1)).map_err(|_| {
-        NeedleError::Snapshot {
-            reason: format!(
-                "a {} byte snapshot needs more than 2^32 chunks of {chunk_size} bytes",
-                d.len
-            ),
-        }
-    })?;
-    let mut msg = Some(msg);
+    let count = chunk_count(src.desc.len, src.desc.index, chunk_size)?;
     for seq in 0..count {
-        let off = u64::from(seq) * chunk_size as u64;
-        let data = src
-            .read_range(off, chunk_size)
-            .map_err(|e| NeedleError::io(format!("reading snapshot {} for a peer", d.index), e))?;
-        let last = seq + 1 == count;
-        send(SnapshotChunk {
-            index: d.index,
-            term: d.term,
-            seq,
-            count,
-            total_len: d.len,
-            crc: d.crc,
-            data,
-            message: if last { msg.take() } else { None },
-        })?;
+        send(chunk_at(src, &msg, chunk_size, count, seq)?)?;
     }
     Ok(())
+}
+
+/// One snapshot on its way to one peer, paced by the peer's [`SnapshotAck`]s: at most
+/// `window` bytes of chunks are sent and not yet acknowledged. Driven by the node's thread
+/// (no thread of its own): [`Outgoing::pump`] after it starts, on each ack and on each tick.
+pub(crate) struct Outgoing {
+    src: Arc<SnapshotSource>,
+    msg: Message,
+    chunk_size: usize,
+    count: u32,
+    /// The receiver holds every chunk below `acked`.
+    acked: u32,
+    /// The next chunk to send.
+    next: u32,
+    /// The last time `acked` grew (or the transfer started, or went back to `acked`).
+    progress_at: Duration,
+}
+
+/// What a tick decided for a transfer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pace {
+    /// Going on.
+    Going,
+    /// No acknowledgement for too long: abandoned.
+    Abandoned,
+}
+
+impl Outgoing {
+    /// A transfer of `src` (whose MsgSnapshot is `msg`) in chunks of `chunk_size` bytes.
+    pub(crate) fn new(
+        src: Arc<SnapshotSource>,
+        msg: Message,
+        chunk_size: usize,
+        now: Duration,
+    ) -> Result<Outgoing> {
+        let chunk_size = chunk_size.max(1);
+        let count = chunk_count(src.desc.len, src.desc.index, chunk_size)?;
+        Ok(Outgoing {
+            src,
+            msg,
+            chunk_size,
+            count,
+            acked: 0,
+            next: 0,
+            progress_at: now,
+        })
+    }
+
+    /// The snapshot's (index, term).
+    pub(crate) fn id(&self) -> (u64, u64) {
+        (self.src.desc.index, self.src.desc.term)
+    }
+
+    /// Sends chunks while fewer than `window` bytes are unacknowledged (at least one chunk
+    /// may always be in flight). A send the transport refuses stops here; the next pump (an
+    /// ack, a tick) tries again from that chunk.
+    pub(crate) fn pump(
+        &mut self,
+        window: u64,
+        mut send: impl FnMut(SnapshotChunk) -> Result<()>,
+    ) -> Result<()> {
+        let per_window = (window / self.chunk_size as u64).max(1);
+        while self.next < self.count && u64::from(self.next - self.acked) < per_window {
+            let c = chunk_at(&self.src, &self.msg, self.chunk_size, self.count, self.next)?;
+            if send(c).is_err() {
+                break;
+            }
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    /// Takes in an ack; true once the receiver holds the whole stream.
+    pub(crate) fn ack(&mut self, a: &SnapshotAck, now: Duration) -> bool {
+        if (a.index, a.term) != self.id() || a.received > self.count {
+            return false;
+        }
+        if a.received > self.acked {
+            self.acked = a.received;
+            self.next = self.next.max(self.acked);
+            self.progress_at = now;
+        }
+        self.acked == self.count
+    }
+
+    /// On a tick: with no ack for `resend_after`, sends again from the first unacknowledged
+    /// chunk (chunks or acks were lost); with none for `max_idle`, abandons the transfer.
+    pub(crate) fn tick(
+        &mut self,
+        now: Duration,
+        resend_after: Duration,
+        max_idle: Duration,
+    ) -> Pace {
+        let quiet = now.saturating_sub(self.progress_at);
+        if quiet >= max_idle {
+            return Pace::Abandoned;
+        }
+        if quiet >= resend_after && self.next > self.acked {
+            // Go back: whatever was sent past `acked` is sent again (the receiver ignores
+            // duplicates). `progress_at` is not moved, so `max_idle` still counts from the
+            // last real progress.
+            self.next = self.acked;
+        }
+        Pace::Going
+    }
+}
+
+/// What [`Assembler::add`] made of a chunk.
+#[derive(Debug)]
+pub(crate) enum Added {
+    /// The stream is not complete: the receiver holds its chunks below `.0`.
+    Partial(u32),
+    /// The stream is complete, stored and checked: step this MsgSnapshot (`.1` = chunk count).
+    Complete(Message, u32),
+    /// A chunk of a stream completed before: nothing to do but ack the whole (`.0` chunks).
+    AlreadyComplete(u32),
 }
 
 struct Assembly {
@@ -531,6 +700,8 @@ struct Assembly {
     chunk_len: Option<u64>,
     last_len: Option<u64>,
     have: HashSet<u32>,
+    /// Every chunk below it is here.
+    contiguous: u32,
     message: Option<Message>,
     /// When the last chunk of this stream arrived (the node's time).
     last_chunk: Duration,
@@ -543,6 +714,9 @@ struct Assembly {
 #[derive(Default)]
 pub(crate) struct Assembler {
     pending: HashMap<(NodeId, u64, u64), Assembly>,
+    /// Per sender, the last stream completed and its chunk count: a late or resent chunk of it
+    /// is acknowledged whole, not assembled again.
+    completed: HashMap<NodeId, ((u64, u64), u32)>,
 }
 
 impl std::fmt::Debug for Assembler {
@@ -567,7 +741,12 @@ impl Assembler {
         c: SnapshotChunk,
         max_idle: Duration,
         now: Duration,
-    ) -> Result<Option<Message>> {
+    ) -> Result<Added> {
+        if let Some(&(id, count)) = self.completed.get(&from)
+            && id == (c.index, c.term)
+        {
+            return Ok(Added::AlreadyComplete(count));
+        }
         self.pending.retain(|_, a| {
             let fresh = now.saturating_sub(a.last_chunk) < max_idle;
             if !fresh {
@@ -577,10 +756,16 @@ impl Assembler {
         });
         let key = (from, c.index, c.term);
         let res = self.add_inner(disk, dir, key, c, now);
-        if res.is_err()
-            && let Some(a) = self.pending.remove(&key)
-        {
-            let _ = disk.remove(&a.path);
+        match &res {
+            Err(_) => {
+                if let Some(a) = self.pending.remove(&key) {
+                    let _ = disk.remove(&a.path);
+                }
+            }
+            Ok(Added::Complete(_, count)) => {
+                self.completed.insert(from, ((key.1, key.2), *count));
+            }
+            Ok(_) => {}
         }
         res
     }
@@ -592,7 +777,7 @@ impl Assembler {
         key: (NodeId, u64, u64),
         c: SnapshotChunk,
         now: Duration,
-    ) -> Result<Option<Message>> {
+    ) -> Result<Added> {
         let a = match self.pending.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -607,6 +792,7 @@ impl Assembler {
                     chunk_len: None,
                     last_len: None,
                     have: HashSet::new(),
+                    contiguous: 0,
                     message: None,
                     last_chunk: now,
                     file,
@@ -637,16 +823,20 @@ impl Assembler {
         if off + len > a.total_len {
             return Err(NeedleError::invalid_message("snapshot chunk past the end"));
         }
-        if a.have.insert(c.seq) {
+        if !a.have.contains(&c.seq) {
             a.file
                 .write_all_at(off, &c.data)
                 .map_err(io_err("writing", &a.path))?;
+            a.have.insert(c.seq);
+        }
+        while a.have.contains(&a.contiguous) {
+            a.contiguous += 1;
         }
         if c.message.is_some() {
             a.message = c.message;
         }
         if a.have.len() < a.count as usize || a.message.is_none() {
-            return Ok(None);
+            return Ok(Added::Partial(a.contiguous));
         }
         let a = self
             .pending
@@ -663,7 +853,8 @@ impl Assembler {
             let _ = disk.remove(&a.path);
         }
         done?;
-        Ok(a.message)
+        let message = a.message.expect("a complete stream has its message");
+        Ok(Added::Complete(message, a.count))
     }
 }
 
@@ -743,7 +934,9 @@ mod tests {
         let mut asm = Assembler::default();
         let mut got = None;
         for c in chunks {
-            if let Some(m) = asm.add(&OsDisk, dir, 1, c, Duration::from_secs(60), Duration::ZERO)? {
+            if let Added::Complete(m, _) =
+                asm.add(&OsDisk, dir, 1, c, Duration::from_secs(60), Duration::ZERO)?
+            {
                 got = Some(m);
             }
         }

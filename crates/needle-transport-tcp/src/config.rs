@@ -32,8 +32,9 @@ pub struct TcpConfig {
     pub io_timeout: Duration,
     /// Messages waiting per peer; beyond it `send` drops and counts.
     pub queue_capacity: usize,
-    /// Bytes waiting per peer; beyond it `send` drops and counts. Must hold a whole snapshot's
-    /// chunks, which needle-raft sends in one burst.
+    /// Bytes waiting per peer; beyond it `send` drops and counts. Must exceed needle-raft's
+    /// `snapshot_window_bytes` (the snapshot bytes it keeps in flight to one peer) plus the
+    /// largest append message, so that a snapshot transfer never fills it.
     pub queue_max_bytes: usize,
     /// Received messages waiting for `receive`; beyond it incoming messages are dropped and counted.
     pub inbound_capacity: usize,

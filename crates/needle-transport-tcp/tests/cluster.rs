@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{handler, rebind};
+use common::{handler_with, rebind_with};
 use needle_core::{Database, DatabaseOptions, Record, WalMode};
 use needle_raft::{
     NeedleError, NodeId, ReadConsistency, ReplicatedDatabase, ReplicatedDatabaseConfig, Role,
 };
-use needle_transport_tcp::TcpMessageHandler;
+use needle_transport_tcp::{TcpConfig, TcpMessageHandler};
 
 /// Short Raft timings (10 ms ticks) so that the test runs in seconds.
 fn raft_config() -> ReplicatedDatabaseConfig {
@@ -38,15 +38,22 @@ struct Node {
 struct TcpCluster {
     dir: tempfile::TempDir,
     config: ReplicatedDatabaseConfig,
+    tcp: TcpConfig,
     nodes: BTreeMap<NodeId, Node>,
 }
 
 impl TcpCluster {
     fn new(n: u64, config: ReplicatedDatabaseConfig) -> TcpCluster {
+        TcpCluster::with_tcp(n, config, common::config())
+    }
+
+    fn with_tcp(n: u64, config: ReplicatedDatabaseConfig, tcp: TcpConfig) -> TcpCluster {
         let ids: Vec<NodeId> = (1..=n).collect();
         // Bind every port first (port 0), then tell each node where the others are.
-        let handlers: BTreeMap<NodeId, TcpMessageHandler> =
-            ids.iter().map(|&id| (id, handler(id, vec![]))).collect();
+        let handlers: BTreeMap<NodeId, TcpMessageHandler> = ids
+            .iter()
+            .map(|&id| (id, handler_with(id, vec![], tcp.clone())))
+            .collect();
         for (id, h) in &handlers {
             for (other, o) in &handlers {
                 if other != id {
@@ -57,6 +64,7 @@ impl TcpCluster {
         let mut c = TcpCluster {
             dir: tempfile::tempdir().unwrap(),
             config,
+            tcp,
             nodes: BTreeMap::new(),
         };
         for (id, h) in handlers {
@@ -115,7 +123,8 @@ impl TcpCluster {
             .map(|(other, n)| (*other, n.addr))
             .collect();
         let addr = self.nodes[&id].addr;
-        self.nodes.get_mut(&id).unwrap().handler = Some(rebind(id, addr, peers));
+        self.nodes.get_mut(&id).unwrap().handler =
+            Some(rebind_with(id, addr, peers, self.tcp.clone()));
         self.start_db(id);
     }
 
@@ -325,5 +334,89 @@ fn a_lagging_node_catches_up_by_a_snapshot_in_chunks_over_tcp() {
             .count_with("c", ReadConsistency::Linearizable)
             .unwrap(),
         1500
+    );
+}
+
+/// Issue 10, item 7: a snapshot of many megabytes (24 MB by default; `NEEDLE_SNAPSHOT_MB` sets
+/// it) reaches a lagging node through a TCP queue of 2 MiB per peer, which refuses what does not
+/// fit. The leader keeps at most `snapshot_window_bytes` (1 MiB) of chunks unacknowledged, so
+/// the queue never refuses one: not a single message to any peer is dropped for a full queue
+/// during the transfer. (Pushed unpaced, the chunks overflow the queue at once.)
+#[test]
+fn a_snapshot_of_many_megabytes_is_paced_by_acks_through_a_small_tcp_queue() {
+    let mb: usize = std::env::var("NEEDLE_SNAPSHOT_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(24);
+    let chunk = 256 * 1024;
+    let config = raft_config()
+        .snapshot_threshold(1_000)
+        .log_retain_entries(0)
+        .snapshot_chunk_size(chunk)
+        .snapshot_window_bytes(4 * chunk as u64);
+    let tcp = TcpConfig {
+        queue_max_bytes: 2 << 20,
+        ..common::config()
+    };
+    let mut c = TcpCluster::with_tcp(3, config, tcp);
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let lagger = (1..=3).find(|&i| i != leader).unwrap();
+    c.on_leader(|l| l.create_collection("c", 4));
+    c.kill(lagger);
+    // Records of about 4 KiB (their metadata), 200 to a batch (under 1 MiB, one entry).
+    let pad = "p".repeat(4000);
+    let batches = mb * 1024 / 800;
+    for b in 0..batches {
+        let records: Vec<Record> = (0..200)
+            .map(|i| {
+                let x = (b * 200 + i) as f32;
+                Record::new(
+                    format!("r{b}-{i}"),
+                    vec![x, 1.0, -x, 0.5],
+                    Some(serde_json::json!({ "b": b, "pad": pad })),
+                )
+            })
+            .collect();
+        c.on_leader(|l| l.insert_batch("c", records.clone()));
+    }
+    // The leader's snapshot covers every write and its log is compacted: the lagger must take
+    // the whole database as one snapshot.
+    c.on_leader(|l| l.trigger_snapshot());
+    let st = c.on_leader(|l| l.status());
+    assert!(st.first_index > 5, "the leader compacted its log: {st:?}");
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let before = c.nodes[&leader].handler.as_ref().unwrap().metrics();
+    let t0 = Instant::now();
+    c.restart(lagger);
+    let (applied, checksum) = c.wait_converged(Duration::from_secs(120));
+    let took = t0.elapsed();
+    let after = c.nodes[&leader].handler.as_ref().unwrap().metrics();
+    let s = c.db(lagger).status().unwrap();
+    assert!(
+        s.snapshot_index > 0,
+        "the lagger installed a snapshot: {s:?}"
+    );
+    let db_file = c.dir.path().join(format!("node-{lagger}.needle"));
+    let snap_bytes = std::fs::metadata(&db_file).unwrap().len();
+    eprintln!(
+        "paced snapshot over tcp: {snap_bytes} bytes in chunks of 256 KiB, window 1 MiB, queue \
+         2 MiB: caught up in {took:?} at index {applied} (checksum {checksum:#x}); leader's \
+         transport during the transfer: {} messages sent, {} dropped for a full queue",
+        after.messages_sent - before.messages_sent,
+        after.dropped_queue_full - before.dropped_queue_full,
+    );
+    assert!(
+        snap_bytes >= (mb as u64) * 900_000,
+        "the snapshot is about {mb} MB: {snap_bytes} bytes"
+    );
+    assert_eq!(
+        after.dropped_queue_full, before.dropped_queue_full,
+        "the leader overflowed its TCP queue during the transfer: {after:?}"
+    );
+    assert_eq!(
+        c.db(lagger)
+            .count_with("c", ReadConsistency::Linearizable)
+            .unwrap(),
+        batches * 200
     );
 }

@@ -36,7 +36,7 @@ use crate::command::{DedupWindow, Outcome, RequestId, decode_entry, entry_reques
 use crate::config::ReplicatedDatabaseConfig;
 use crate::error::{NeedleError, Result, WriteOutcome};
 use crate::message::{MessageHandler, NodeId, RaftMessage};
-use crate::snapshot::{self, Assembler, SnapshotSource};
+use crate::snapshot::{self, Added, Assembler, Outgoing, Pace, SnapshotAck, SnapshotSource};
 use crate::status::{NodeStatus, PeerProgress, Role};
 use crate::storage::{BOOTSTRAP_INDEX, LogStore, SnapshotDescriptor, conf_has};
 
@@ -89,8 +89,6 @@ pub(crate) enum Event {
         index: u64,
         result: Result<SnapshotSource>,
     },
-    /// A snapshot was streamed to `to` (or a send failed): raft-rs must hear it.
-    SnapshotSent { to: NodeId, status: SnapshotStatus },
 }
 
 /// One thing that happens to a node: what the node is stepped by.
@@ -269,6 +267,8 @@ pub(crate) struct Node {
     ticks: u64,
     unreachable: Vec<NodeId>,
     snapshot_reports: Vec<(NodeId, SnapshotStatus)>,
+    /// Snapshots on their way to peers, paced by the peers' acks (one per peer).
+    outgoing: BTreeMap<NodeId, Outgoing>,
     shutting_down: bool,
     /// The index of the applied membership change that removed this node: it stops serving.
     removed_at: Option<u64>,
@@ -419,6 +419,7 @@ impl Node {
             ticks: 0,
             unreachable: Vec::new(),
             snapshot_reports: Vec::new(),
+            outgoing: BTreeMap::new(),
             shutting_down: false,
             removed_at: None,
             now: Duration::ZERO,
@@ -546,6 +547,7 @@ impl Node {
     fn on_tick(&mut self) {
         self.rn.tick();
         self.ticks += 1;
+        self.pace_snapshots();
         let now = self.now;
         let expired: Vec<RequestId> = self
             .writes
@@ -642,18 +644,83 @@ impl Node {
                 self.step_raft(from, m);
             }
             RaftMessage::SnapshotChunk(c) => {
-                let max_idle = Duration::from_millis(self.cfg.election_timeout_max * 10);
+                let max_idle = self.snapshot_max_idle();
                 let (index, term) = (c.index, c.term);
-                match self
-                    .assembler
-                    .add(&*self.disk, &self.dir, from, c, max_idle, self.now)
-                {
-                    Ok(Some(m)) if snapshot_matches_stream(&m, index, term) => {
-                        self.step_raft(from, m)
+                let received =
+                    match self
+                        .assembler
+                        .add(&*self.disk, &self.dir, from, c, max_idle, self.now)
+                    {
+                        Ok(Added::Complete(m, count)) => {
+                            if snapshot_matches_stream(&m, index, term) {
+                                self.step_raft(from, m);
+                            }
+                            count
+                        }
+                        Ok(Added::Partial(n) | Added::AlreadyComplete(n)) => n,
+                        Err(_) => return, // a bad or stale chunk: the leader resends
+                    };
+                let ack = SnapshotAck {
+                    index,
+                    term,
+                    received,
+                };
+                let _ = self.handler.send(from, RaftMessage::SnapshotAck(ack));
+            }
+            RaftMessage::SnapshotAck(a) => {
+                let window = self.cfg.snapshot_window_bytes;
+                let Some(out) = self.outgoing.get_mut(&from) else {
+                    return;
+                };
+                if out.ack(&a, self.now) {
+                    self.outgoing.remove(&from);
+                    self.rn.report_snapshot(from, SnapshotStatus::Finish);
+                } else {
+                    let handler = &self.handler;
+                    if out
+                        .pump(window, |c| {
+                            handler.send(from, RaftMessage::SnapshotChunk(c))
+                        })
+                        .is_err()
+                    {
+                        self.outgoing.remove(&from);
+                        self.rn.report_snapshot(from, SnapshotStatus::Failure);
                     }
-                    Ok(_) | Err(_) => {} // a bad or stale chunk: the leader resends
                 }
             }
+        }
+    }
+
+    /// A snapshot transfer with no chunk (receiver) or no ack (sender) for this long is dropped.
+    fn snapshot_max_idle(&self) -> Duration {
+        Duration::from_millis(self.cfg.election_timeout_max * 10)
+    }
+
+    /// On a tick: each outgoing snapshot resends what was not acknowledged for an election
+    /// timeout, is abandoned after `snapshot_max_idle` without an ack (raft-rs hears `Failure`
+    /// and sends a new one), and sends what its window allows (a send the transport refused is
+    /// retried here).
+    fn pace_snapshots(&mut self) {
+        let resend = Duration::from_millis(self.cfg.election_timeout_min);
+        let (max_idle, now, window) = (
+            self.snapshot_max_idle(),
+            self.now,
+            self.cfg.snapshot_window_bytes,
+        );
+        let mut failed = Vec::new();
+        for (&to, out) in self.outgoing.iter_mut() {
+            let handler = &self.handler;
+            let going = out.tick(now, resend, max_idle) == Pace::Going
+                && out
+                    .pump(window, |c| handler.send(to, RaftMessage::SnapshotChunk(c)))
+                    .is_ok();
+            if !going {
+                failed.push(to);
+            }
+        }
+        for to in failed {
+            self.outgoing.remove(&to);
+            self.rn.report_snapshot(to, SnapshotStatus::Failure);
         }
     }
 
@@ -748,10 +815,6 @@ impl Node {
 
     fn on_event(&mut self, e: Event) -> Result<()> {
         match e {
-            Event::SnapshotSent { to, status } => {
-                self.rn.report_snapshot(to, status);
-                Ok(())
-            }
             Event::SnapshotMade { index, result } => {
                 self.snapshot_made(index, result)?;
                 self.apply_queued()?;
@@ -858,6 +921,8 @@ impl Node {
                     }));
                 }
                 self.by_index.clear();
+                // Only a leader streams snapshots.
+                self.outgoing.clear();
             }
             for r in self.reads.values_mut() {
                 if r.index.is_none() {
@@ -942,8 +1007,9 @@ impl Node {
         }
     }
 
-    /// Streams this node's snapshot to `m.to` on a thread of its own, which reports the outcome
-    /// back (`Event::SnapshotSent`) for `report_snapshot`.
+    /// Starts streaming this node's snapshot to `m.to`, paced by its acks ([`Outgoing`]): the
+    /// first window of chunks goes now, the rest as acks arrive (`on_message`) and on ticks
+    /// (`pace_snapshots`). A transfer already under way to that peer is replaced.
     fn send_snapshot(&mut self, m: Message) -> Result<()> {
         let d = SnapshotDescriptor::decode(m.get_snapshot().get_data())
             .ok_or_else(|| NeedleError::invalid_message("snapshot descriptor"))?;
@@ -952,20 +1018,14 @@ impl Node {
             .clone()
             .filter(|s| s.desc == d)
             .ok_or_else(|| NeedleError::invalid_message("that snapshot is no longer held"))?;
-        let (to, handler, events) = (m.to, self.handler.clone(), self.events_tx.clone());
-        let chunk_size = self.cfg.snapshot_chunk_size;
-        self.spawn(format!("needle-raft-{}-snap-to-{to}", self.id), move || {
-            let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                snapshot::send_chunks(&src, m, chunk_size, |c| {
-                    handler.send(to, RaftMessage::SnapshotChunk(c))
-                })
-            }));
-            let status = match sent {
-                Ok(Ok(())) => SnapshotStatus::Finish,
-                Ok(Err(_)) | Err(_) => SnapshotStatus::Failure,
-            };
-            let _ = events.send(Event::SnapshotSent { to, status });
+        let to = m.to;
+        self.outgoing.remove(&to);
+        let mut out = Outgoing::new(src, m, self.cfg.snapshot_chunk_size, self.now)?;
+        let handler = &self.handler;
+        out.pump(self.cfg.snapshot_window_bytes, |c| {
+            handler.send(to, RaftMessage::SnapshotChunk(c))
         })?;
+        self.outgoing.insert(to, out);
         Ok(())
     }
 
@@ -1336,7 +1396,6 @@ impl Node {
         while self.preparing.is_some() {
             match self.events_rx.recv() {
                 Ok(Event::SnapshotMade { index, result }) => self.snapshot_made(index, result)?,
-                Ok(Event::SnapshotSent { to, status }) => self.snapshot_reports.push((to, status)),
                 Err(_) => unreachable!("the node holds a sender of its own events"),
             }
         }

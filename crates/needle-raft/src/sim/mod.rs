@@ -256,6 +256,9 @@ pub(crate) struct Report {
     pub leader_removals_refused: u64,
     pub transfers: u64,
     pub messages: u64,
+    /// Snapshot chunks sent, and acknowledgements of them (the transfers' flow control).
+    pub snapshot_chunks: u64,
+    pub snapshot_acks: u64,
     /// Nodes stopped (or not started) by an injected disk error.
     pub disk_faults: u64,
     /// A hash of every event's time and kind, and of each node's applied index as it answers.
@@ -264,7 +267,7 @@ pub(crate) struct Report {
 
 impl Report {
     /// Every counter, named.
-    fn counters(&self) -> [(&'static str, u64); 19] {
+    fn counters(&self) -> [(&'static str, u64); 21] {
         [
             ("acknowledged writes", self.acked_writes),
             ("linearizable reads", self.lin_reads),
@@ -299,6 +302,8 @@ impl Report {
             ("leader's own removal refused", self.leader_removals_refused),
             ("leadership transfers", self.transfers),
             ("messages", self.messages),
+            ("snapshot chunks sent", self.snapshot_chunks),
+            ("snapshot chunk acks sent", self.snapshot_acks),
             ("nodes stopped by a disk error", self.disk_faults),
         ]
     }
@@ -430,6 +435,8 @@ fn sim_config(shape: &Shape) -> ReplicatedDatabaseConfig {
         snapshot_threshold: shape.snapshot_threshold,
         log_retain_entries: 3,
         snapshot_chunk_size: 2048,
+        // Two chunks in flight: the acknowledgements pace every transfer of more than 4 KiB.
+        snapshot_window_bytes: 4096,
         log_segment_size: 16 * 1024,
         ..Default::default()
     }
@@ -642,6 +649,11 @@ impl Sim {
         let msgs = std::mem::take(&mut *self.out.lock().unwrap_or_else(|p| p.into_inner()));
         for (from, to, m) in msgs {
             self.report.messages += 1;
+            match &m {
+                RaftMessage::SnapshotChunk(_) => self.report.snapshot_chunks += 1,
+                RaftMessage::SnapshotAck(_) => self.report.snapshot_acks += 1,
+                RaftMessage::Raft(_) => {}
+            }
             if self.blocked.contains(&(from, to)) {
                 continue;
             }
@@ -1706,6 +1718,7 @@ mod tests {
                 "bounded-staleness reads after a ReadIndex",
                 "bounded-staleness reads refused (StaleRead)",
                 "leader reads",
+                "snapshot chunk acks sent",
             ] {
                 assert!(
                     summary.seeds_with(kind) * 100 >= n,

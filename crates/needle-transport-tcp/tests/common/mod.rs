@@ -42,14 +42,32 @@ pub fn loopback() -> SocketAddr {
 }
 
 pub fn handler(id: NodeId, peers: Vec<(NodeId, SocketAddr)>) -> TcpMessageHandler {
-    TcpMessageHandler::new(id, loopback(), peers, config()).expect("handler on loopback")
+    handler_with(id, peers, config())
+}
+
+pub fn handler_with(
+    id: NodeId,
+    peers: Vec<(NodeId, SocketAddr)>,
+    config: TcpConfig,
+) -> TcpMessageHandler {
+    TcpMessageHandler::new(id, loopback(), peers, config).expect("handler on loopback")
 }
 
 /// Binds `addr` again after a shutdown, retrying briefly.
 pub fn rebind(id: NodeId, addr: SocketAddr, peers: Vec<(NodeId, SocketAddr)>) -> TcpMessageHandler {
+    rebind_with(id, addr, peers, config())
+}
+
+/// Binds `addr` again after a shutdown with `config`, retrying briefly.
+pub fn rebind_with(
+    id: NodeId,
+    addr: SocketAddr,
+    peers: Vec<(NodeId, SocketAddr)>,
+    config: TcpConfig,
+) -> TcpMessageHandler {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match TcpMessageHandler::new(id, addr, peers.clone(), config()) {
+        match TcpMessageHandler::new(id, addr, peers.clone(), config.clone()) {
             Ok(h) => return h,
             Err(e) => {
                 assert!(Instant::now() < deadline, "cannot bind {addr} again: {e}");
@@ -83,6 +101,7 @@ pub fn seq_of(m: &RaftMessage) -> u64 {
     match m {
         RaftMessage::Raft(r) => r.index,
         RaftMessage::SnapshotChunk(c) => u64::from(c.seq),
+        RaftMessage::SnapshotAck(a) => u64::from(a.received),
     }
 }
 
