@@ -302,7 +302,9 @@ impl Database {
         let mut torn = 0u64;
         let mut dropped = 0u64;
         let mut valid_len = None;
+        let mut seal = crate::disk::frame::Seal::Payload;
         if let LogState::Current(rec) = state {
+            seal = rec.seal;
             if let Some(d) = &rec.damage {
                 // A whole record that does not decode is no hole a power loss left, even unsynced.
                 if !unsynced || d.reason == crate::disk::frame::UNDECODABLE {
@@ -343,9 +345,9 @@ impl Database {
                     .ok()
                     .and_then(|len| bytes.get(..len))
                     .expect("recovery's valid length is within the bytes it read");
-                Some(Wal::reopen(disk, &wpath, valid, sync)?)
+                Some(Wal::reopen(&self.inner.disk, &wpath, valid, seal, sync)?)
             }
-            (_, None) => Some(Wal::create(disk, &wpath, generation, sync)?),
+            (_, None) => Some(Wal::create(&self.inner.disk, &wpath, generation, sync)?),
         };
         self.inner.writer.lock().wal = wal;
         if self.inner.options.wal == WalMode::Off && replayed > 0 {

@@ -76,6 +76,13 @@ pub trait Disk: Send + Sync + Debug {
         let _ = (from, to);
         Ok(())
     }
+    /// A fresh random number, the salt of a log file being started (see
+    /// [`frame::Seal::Bound`]): unpredictable, so that no bytes a user writes can spell a frame
+    /// that verifies. From the operating system's random source; the simulated disk draws it
+    /// from its seed, so a run replays.
+    fn new_salt(&self) -> io::Result<u64> {
+        getrandom::u64().map_err(|e| io::Error::other(format!("the random source: {e}")))
+    }
 }
 
 /// An open file. Positional: there is no cursor, so `&self` suffices and handles can be shared.

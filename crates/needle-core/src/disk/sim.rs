@@ -166,6 +166,9 @@ impl NameOp {
 struct SimState {
     seed: u64,
     rng: u64,
+    /// Salts handed out ([`Disk::new_salt`]): from their own sequence, so drawing one changes
+    /// no fault choice of the seed.
+    salts: u64,
     epoch: u64,
     calls: u64,
     next_ino: u64,
@@ -319,6 +322,7 @@ impl SimDisk {
             inner: Arc::new(Mutex::new(SimState {
                 seed,
                 rng: seed ^ 0x5EED_D15C,
+                salts: 0,
                 epoch: 0,
                 calls: 0,
                 next_ino: 0,
@@ -635,6 +639,16 @@ impl DiskFile for SimFile {
 }
 
 impl Disk for SimDisk {
+    fn new_salt(&self) -> io::Result<u64> {
+        let mut s = self.state();
+        s.salts += 1;
+        // splitmix64 of (seed, draw): one seed gives the same salts in the same order.
+        let mut z = (s.seed ^ 0x5A17_5A17_5A17_5A17).wrapping_add(s.salts.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Ok(z ^ (z >> 31))
+    }
+
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn DiskFile>> {
         let mut s = self.state();
         s.enter(SimOp::Open)?;

@@ -1,6 +1,11 @@
-//! The write-ahead log (`.needle-wal`): a 24-byte header naming the checkpoint generation it
-//! follows, then records `len u32 | crc32c u32 | payload` where the payload is a bincode-encoded
-//! [`Op`]. Appends are fsynced before a write is acknowledged (unless the log is unsynced).
+//! The write-ahead log (`.needle-wal`): a header naming the checkpoint generation it follows
+//! (and, from format 2 on, the log's random salt), then records `len u32 | crc u32 | payload`
+//! where the payload is a bincode-encoded [`Op`] and the CRC is bound to the salt and the
+//! record's offset ([`frame::Seal`]). Appends are fsynced before a write is acknowledged (unless
+//! the log is unsynced).
+//!
+//! Format 1 (24-byte header, `crc32c(payload)`) is still read, and a log of format 1 is
+//! appended to in format 1 until the next checkpoint starts the log over in format 2.
 //!
 //! Recovery keeps every record up to the first bad one. A bad record at the tail (cut short, or
 //! failing its checksum with nothing valid after it) is a torn write and is truncated; a bad
@@ -12,13 +17,18 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::config::CollectionConfig;
-use crate::disk::frame::{self, End};
+use crate::disk::frame::{self, End, Seal};
 use crate::disk::{Disk, DiskFile, OpenMode, parent_dir};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"NEEDLWAL";
-const VERSION: u32 = 1;
-pub(crate) const HEADER_LEN: u64 = 24;
+/// The format written: frames bound to the log's salt and their offset.
+const VERSION: u32 = 2;
+/// The first format (read, and appended to until the next reset): frames `crc32c(payload)`.
+const VERSION_1: u32 = 1;
+/// `magic | version u32 | generation u64 | salt u64 | crc32c u32` (format 1: no salt, 24 bytes).
+pub(crate) const HEADER_LEN: u64 = 32;
+const HEADER_LEN_1: u64 = 24;
 /// The largest record (one write or one batch) the log takes.
 pub(crate) const MAX_RECORD: usize = frame::MAX_PAYLOAD;
 
@@ -163,16 +173,33 @@ fn decode_op(bytes: &[u8]) -> Option<Op> {
 /// An open log, positioned at its end.
 #[derive(Debug)]
 pub(crate) struct Wal {
+    disk: Arc<dyn Disk>,
     file: Arc<dyn DiskFile>,
     path: PathBuf,
     len: u64,
+    /// How this file's frames are checksummed (its format and salt).
+    seal: Seal,
     sync: bool,
 }
 
-fn header_bytes(generation: u64) -> [u8; HEADER_LEN as usize] {
+/// The header of a format-2 log.
+fn header_bytes(generation: u64, salt: u64) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
     h[0..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..20].copy_from_slice(&generation.to_le_bytes());
+    h[20..28].copy_from_slice(&salt.to_le_bytes());
+    let crc = crc32c::crc32c(&h[0..28]);
+    h[28..32].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// The header of a format-1 log, as the first format wrote it.
+#[cfg(test)]
+fn header_bytes_v1(generation: u64) -> [u8; HEADER_LEN_1 as usize] {
+    let mut h = [0u8; HEADER_LEN_1 as usize];
+    h[0..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&VERSION_1.to_le_bytes());
     h[12..20].copy_from_slice(&generation.to_le_bytes());
     let crc = crc32c::crc32c(&h[0..20]);
     h[20..24].copy_from_slice(&crc.to_le_bytes());
@@ -181,14 +208,16 @@ fn header_bytes(generation: u64) -> [u8; HEADER_LEN as usize] {
 
 impl Wal {
     /// Creates (or empties) the log for checkpoint `generation`, and makes its name durable.
-    pub fn create(disk: &dyn Disk, path: &Path, generation: u64, sync: bool) -> Result<Wal> {
+    pub fn create(disk: &Arc<dyn Disk>, path: &Path, generation: u64, sync: bool) -> Result<Wal> {
         let file = disk
             .open(path, OpenMode::Create)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let mut wal = Wal {
+            disk: Arc::clone(disk),
             file,
             path: path.to_path_buf(),
             len: 0,
+            seal: Seal::Payload,
             sync,
         };
         wal.reset(generation)?;
@@ -209,7 +238,13 @@ impl Wal {
     /// whole log read as empty). So `valid` is written anew to a temporary file, fsynced, renamed
     /// over the log and the directory fsynced: a crash at any point leaves the old log or the new
     /// one, and the log that writes are appended to is durable as it was read.
-    pub fn reopen(disk: &dyn Disk, path: &Path, valid: &[u8], sync: bool) -> Result<Wal> {
+    pub fn reopen(
+        disk: &Arc<dyn Disk>,
+        path: &Path,
+        valid: &[u8],
+        seal: Seal,
+        sync: bool,
+    ) -> Result<Wal> {
         let tmp = crate::storage::tmp_path(path);
         let io = |what: &str, p: &Path, e| Error::io(format!("{what} {}", p.display()), e);
         let file = disk
@@ -227,9 +262,11 @@ impl Wal {
         disk.sync_dir(&dir)
             .map_err(|e| io("fsyncing directory", &dir, e))?;
         Ok(Wal {
+            disk: Arc::clone(disk),
             file,
             path: path.to_path_buf(),
             len: valid.len() as u64,
+            seal,
             sync,
         })
     }
@@ -238,19 +275,26 @@ impl Wal {
         Error::io(format!("{what} {}", self.path.display()), e)
     }
 
-    /// Empties the log and starts it over for `generation`. The truncation is made durable
-    /// before the new header is written, so a crash in between leaves an empty or zeroed
-    /// (ignored) log, or the old one (stale, ignored) — never old records under a new header.
+    /// Empties the log and starts it over for `generation`, in the current format under a new
+    /// salt (so no frame of the log's earlier lives verifies in the new one). The truncation is
+    /// made durable before the new header is written, so a crash in between leaves an empty or
+    /// zeroed (ignored) log, or the old one (stale, ignored) — never old records under a new
+    /// header.
     pub fn reset(&mut self, generation: u64) -> Result<()> {
+        let salt = self
+            .disk
+            .new_salt()
+            .map_err(|e| self.io_err("drawing a salt for", e))?;
         self.file
             .set_len(0)
             .map_err(|e| self.io_err("truncating", e))?;
         self.file.sync().map_err(|e| self.io_err("fsyncing", e))?;
         self.file
-            .write_all_at(0, &header_bytes(generation))
+            .write_all_at(0, &header_bytes(generation, salt))
             .map_err(|e| self.io_err("writing the header of", e))?;
         self.file.sync().map_err(|e| self.io_err("fsyncing", e))?;
         self.len = HEADER_LEN;
+        self.seal = Seal::Bound { salt };
         Ok(())
     }
 
@@ -258,7 +302,7 @@ impl Wal {
     /// cut back to where it was (best effort: the caller stops all writes anyway, since after
     /// a failed write or fsync the file's durable state is unknown).
     pub fn append(&mut self, payload: &[u8]) -> Result<()> {
-        let buf = frame::encode(payload);
+        let buf = frame::encode(self.seal, self.len, payload);
         let result = self
             .file
             .write_all_at(self.len, &buf)
@@ -292,6 +336,8 @@ pub(crate) enum LogState {
 /// What recovery found in the log of the current checkpoint.
 #[derive(Debug)]
 pub(crate) struct Recovered {
+    /// How the log's frames are checksummed (its format, and its salt).
+    pub seal: Seal,
     /// Each record's offset in the file, and its op.
     pub ops: Vec<(u64, Op)>,
     /// Bytes up to the end of the last good record.
@@ -322,32 +368,52 @@ pub(crate) struct Damage {
 /// the first bad one, and what follows: a torn tail (the caller may cut it) or damage (a bad
 /// record with a valid one after it: the caller decides, see `Recovered::damage`).
 pub(crate) fn recover(bytes: &[u8], path: &Path, generation: u64) -> Result<LogState> {
-    let header = match bytes.get(..HEADER_LEN as usize) {
-        Some(h) if h.iter().any(|&b| b != 0) => h,
-        // Short, or all zeros: a reset or creation cut short by a crash.
-        _ => return Ok(LogState::Empty),
-    };
     let corrupt = |offset: u64, reason: &str| Error::corrupted(path, offset, reason);
-    if &header[0..8] != MAGIC {
+    let head = &bytes[..bytes.len().min(HEADER_LEN as usize)];
+    if head.len() < 12 || head.iter().all(|&b| b == 0) {
+        // Short, or all zeros: a reset or creation cut short by a crash.
+        return Ok(LogState::Empty);
+    }
+    if &head[0..8] != MAGIC {
         return Err(corrupt(0, "not a Needle write-ahead log (bad magic)"));
     }
-    if crc32c::crc32c(&header[0..20])
-        != u32::from_le_bytes([header[20], header[21], header[22], header[23]])
+    let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+    let header_len = match version {
+        VERSION => HEADER_LEN as usize,
+        VERSION_1 => HEADER_LEN_1 as usize,
+        _ => {
+            return Err(Error::UnsupportedVersion {
+                file: path.to_path_buf(),
+                found: version,
+                supported: VERSION,
+            });
+        }
+    };
+    let Some(header) = bytes.get(..header_len) else {
+        // A header cut short by a crash while the log was being created or reset.
+        return Ok(LogState::Empty);
+    };
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&header[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let crc_at = header_len - 4;
+    if crc32c::crc32c(&header[..crc_at])
+        != u32::from_le_bytes([
+            header[crc_at],
+            header[crc_at + 1],
+            header[crc_at + 2],
+            header[crc_at + 3],
+        ])
     {
         return Err(corrupt(0, "log header checksum mismatch"));
     }
-    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    if version != VERSION {
-        return Err(Error::UnsupportedVersion {
-            file: path.to_path_buf(),
-            found: version,
-            supported: VERSION,
-        });
-    }
-    let found = u64::from_le_bytes([
-        header[12], header[13], header[14], header[15], header[16], header[17], header[18],
-        header[19],
-    ]);
+    let found = u64_at(12);
+    let seal = match version {
+        VERSION_1 => Seal::Payload,
+        _ => Seal::Bound { salt: u64_at(20) },
+    };
     if found < generation {
         return Ok(LogState::Stale);
     }
@@ -360,8 +426,9 @@ pub(crate) fn recover(bytes: &[u8], path: &Path, generation: u64) -> Result<LogS
         ));
     }
 
-    let body = &bytes[HEADER_LEN as usize..];
-    let scan = frame::scan(body, decode_op);
+    let body_at = header_len as u64;
+    let body = &bytes[header_len..];
+    let scan = frame::scan(body, seal, body_at, decode_op);
     let damage = match scan.end {
         End::Clean | End::Torn { .. } => None,
         End::Corrupted {
@@ -369,26 +436,27 @@ pub(crate) fn recover(bytes: &[u8], path: &Path, generation: u64) -> Result<LogS
             reason,
             next_valid,
         } => Some(Damage {
-            offset: HEADER_LEN + offset,
+            offset,
             reason,
-            next_valid: HEADER_LEN + next_valid,
-            records_after: count_records_from(body, next_valid as usize),
+            next_valid,
+            records_after: count_records_from(bytes, seal, next_valid),
         }),
     };
-    let valid_len = HEADER_LEN + scan.valid_len();
+    let valid_len = scan.valid_len();
     Ok(LogState::Current(Recovered {
+        seal,
         valid_len,
         file_len: bytes.len() as u64,
         damage,
-        ops: scan
-            .records
-            .into_iter()
-            .map(|r| (HEADER_LEN + r.offset, r.value))
-            .collect(),
+        ops: scan.records.into_iter().map(|r| (r.offset, r.value)).collect(),
     }))
 }
 
-/// How many valid records follow from `at` (for the report of an unsynced hole).
-fn count_records_from(body: &[u8], at: usize) -> u64 {
-    frame::scan(&body[at..], decode_op).records.len() as u64
+/// How many valid records follow from file offset `at` (for the report of an unsynced hole).
+fn count_records_from(bytes: &[u8], seal: Seal, at: u64) -> u64 {
+    let rest = usize::try_from(at)
+        .ok()
+        .and_then(|at| bytes.get(at..))
+        .unwrap_or_default();
+    frame::scan(rest, seal, at, decode_op).records.len() as u64
 }
