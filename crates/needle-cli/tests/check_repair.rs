@@ -44,9 +44,9 @@ fn unfinished_import(db: &Path) -> Vec<u64> {
     drop(d);
     let bytes = std::fs::read(wal_of(db)).unwrap();
     assert!(bytes.len() > 10 << 20, "the log is {} bytes", bytes.len());
-    // The log: a 24-byte header, then `len u32 | crc u32 | payload` records.
+    // The log: a 32-byte header, then `len u32 | crc u32 | payload` records.
     let mut starts = Vec::new();
-    let mut pos = 24usize;
+    let mut pos = 32usize;
     while pos < bytes.len() {
         starts.push(pos as u64);
         let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;

@@ -24,7 +24,7 @@ fn build(disk: Arc<dyn Disk>, batches: usize) {
 
 fn record_offsets(disk: &SimDisk) -> Vec<usize> {
     let wal = &disk.files()[Path::new(WAL)];
-    let mut pos = 24;
+    let mut pos = 32;
     let mut out = Vec::new();
     while pos < wal.len() {
         out.push(pos);

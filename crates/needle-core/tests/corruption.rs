@@ -191,7 +191,7 @@ fn truncated_log_recovers_a_prefix() {
             Ok(Ok(sum)) => {
                 if cut == len {
                     assert_eq!(sum, full);
-                } else if cut <= 24 {
+                } else if cut <= 32 {
                     assert_eq!(
                         sum, checkpointed,
                         "cut inside the log header: the checkpoint alone"
@@ -209,7 +209,7 @@ fn flipped_log_bytes_are_detected_or_torn() {
     let wal = src.wal.clone();
     let len = wal.len();
     // Where the last record starts: a flip there is a torn tail; before it, corruption.
-    let mut pos = 24;
+    let mut pos = 32;
     let mut last = pos;
     while pos < len {
         last = pos;

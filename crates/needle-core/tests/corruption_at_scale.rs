@@ -14,6 +14,15 @@ use needle_core::{CollectionConfig, Database, DatabaseOptions, Error, LogCheck, 
 
 const PATH: &str = "/big/b.needle";
 const WAL: &str = "/big/b.needle-wal";
+/// The log's header (format 2): magic, version, generation, salt, checksum.
+const HEADER: usize = 32;
+
+/// How the log's frames are checksummed: bound to the salt in its header.
+fn seal_of(wal: &[u8]) -> frame::Seal {
+    frame::Seal::Bound {
+        salt: u64::from_le_bytes(wal[20..28].try_into().unwrap()),
+    }
+}
 
 fn build() -> (SimDisk, Vec<u8>, Vec<usize>) {
     let sim = SimDisk::new(11);
@@ -38,7 +47,7 @@ fn build() -> (SimDisk, Vec<u8>, Vec<usize>) {
     drop(db);
     let wal = sim.files()[Path::new(WAL)].clone();
     let mut starts = Vec::new();
-    let mut pos = 24;
+    let mut pos = HEADER;
     while pos < wal.len() {
         starts.push(pos);
         pos += 8 + u32::from_le_bytes(wal[pos..pos + 4].try_into().unwrap()) as usize;
@@ -104,21 +113,24 @@ fn a_bit_flipped_in_any_record_is_found_and_nothing_is_cut() {
 #[test]
 fn truncations_are_a_torn_tail_only_at_the_end() {
     let (sim, wal, starts) = build();
-    let body = &wal[24..];
+    let body = &wal[HEADER..];
+    let seal = seal_of(&wal);
     let mut cuts: Vec<usize> = starts.clone();
     cuts.extend(starts.iter().map(|s| s + 3)); // inside a length field
     cuts.extend(starts.iter().map(|s| s + 100)); // inside a payload
     cuts.push(wal.len() - 1);
     cuts.push(wal.len());
     for cut in cuts {
-        let s = frame::scan(&body[..cut - 24], |p| Some(p.len()));
+        let s = frame::scan(&body[..cut - HEADER], seal, HEADER as u64, |p: &[u8]| {
+            Some(p.len())
+        });
         let whole = starts.iter().filter(|&&st| st < cut).count()
             - usize::from(!starts.contains(&cut) && cut != wal.len());
         assert_eq!(s.records.len(), whole, "cut at {cut}");
         match s.end {
             frame::End::Clean => assert!(starts.contains(&cut) || cut == wal.len()),
             frame::End::Torn { offset, bytes } => {
-                assert_eq!((offset + bytes) as usize, cut - 24, "cut at {cut}");
+                assert_eq!((offset + bytes) as usize, cut, "cut at {cut}");
             }
             frame::End::Corrupted { .. } => panic!("a cut at {cut} read as corruption"),
         }

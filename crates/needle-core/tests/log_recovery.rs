@@ -34,7 +34,7 @@ fn a_corrupt_stale_log_does_not_block_open() {
         db.checkpoint().unwrap();
     }
     let mut stale = old_log.clone();
-    stale[24 + 9] ^= 0x40; // inside the first record's payload; four valid records follow
+    stale[32 + 9] ^= 0x40; // inside the first record's payload; four valid records follow
     std::fs::write(wal_of(&path), &stale).unwrap();
     let db = Database::open(&path).expect("a stale log is ignored, damaged or not");
     assert_eq!(db.count("c").unwrap(), 5);
@@ -98,7 +98,7 @@ fn a_flipped_bit_early_in_a_large_log_is_corruption_and_nothing_is_cut() {
     assert!(wal.len() > 10 << 20, "log of {} bytes", wal.len());
     let mut damaged = wal.clone();
     let third_record = {
-        let mut pos = 24;
+        let mut pos = 32;
         for _ in 0..2 {
             pos += 8 + u32::from_le_bytes(wal[pos..pos + 4].try_into().unwrap()) as usize;
         }

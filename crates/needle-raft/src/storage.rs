@@ -5,8 +5,11 @@
 //!
 //! Every byte goes through a [`Disk`] (the real file system by default; a simulated faulty disk
 //! in tests), and the framing and the torn-versus-corrupted scan are needle-core's
-//! ([`needle_core::disk::frame`]), shared with the database's log: a frame is
-//! `len: u32 LE | crc32c(body): u32 LE | body`, body = `kind: u8 | payload`.
+//! ([`needle_core::disk::frame`]), shared with the database's log: a segment is a 24-byte
+//! header (`magic | version 2 | salt u64 | crc32c`) then frames
+//! `len: u32 LE | crc: u32 LE | body`, body = `kind: u8 | payload`, the CRC bound to the
+//! segment's salt and the frame's offset ([`frame::Seal::Bound`]). Segments of format 1 (no
+//! header, `crc32c(body)`) are still read, and the last one appended to, until the next roll.
 //! Recovery replays every segment in order. In the last segment, a bad frame (short, zeros, bad
 //! CRC) with no valid frame anywhere after it is a torn write and is cut; a bad frame followed by
 //! a valid one, a whole frame (its CRC matches) that does not decode, or any bad frame in an
@@ -18,7 +21,7 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use needle_core::disk::frame::{self, End};
+use needle_core::disk::frame::{self, End, Seal};
 use needle_core::disk::{Disk, DiskFile, DiskLock, OpenMode};
 
 use protobuf::Message as PbMessage;
@@ -33,6 +36,32 @@ const KIND_CONF_STATE: u8 = 3;
 const KIND_COMPACT: u8 = 4;
 const KIND_SNAPSHOT: u8 = 5;
 const KIND_BASE: u8 = 6;
+
+/// A segment of format 2 starts `SEGMENT_MAGIC | version u32 | salt u64 | crc32c u32`. Read as
+/// the length of a format-1 frame, the magic is over `frame::MAX_PAYLOAD` ('D' = 0x44 in its
+/// fourth byte), so no format-1 segment starts with it.
+const SEGMENT_MAGIC: &[u8; 8] = b"NEEDLRFT";
+const SEGMENT_VERSION: u32 = 2;
+const SEGMENT_HEADER: u64 = 24;
+
+fn segment_header(salt: u64) -> [u8; SEGMENT_HEADER as usize] {
+    let mut h = [0u8; SEGMENT_HEADER as usize];
+    h[0..8].copy_from_slice(SEGMENT_MAGIC);
+    h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    h[12..20].copy_from_slice(&salt.to_le_bytes());
+    let crc = crc32c::crc32c(&h[0..20]);
+    h[20..24].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn new_salt(disk: &dyn Disk, dir: &Path) -> Result<u64> {
+    disk.new_salt().map_err(|e| {
+        NeedleError::io(
+            format!("drawing the salt of a new segment in {}", dir.display()),
+            e,
+        )
+    })
+}
 
 /// The founders' log starts as if a snapshot of the empty state machine had been installed at
 /// (index 1, term 1) with the founders as voters. The state machine at index 1 is empty.
@@ -114,6 +143,8 @@ pub(crate) struct LogStore {
     segments: Vec<Segment>,
     active: Arc<dyn DiskFile>,
     active_len: u64,
+    /// How the active segment's frames are checksummed; `None` while it holds no header yet.
+    active_seal: Option<Seal>,
     buf: Vec<u8>,
     /// A write or fsync of the log failed: what is on disk after `active_len` is unknown (and
     /// after a failed fsync, the page cache may no longer hold what was written). Every later
@@ -198,8 +229,7 @@ impl LogStore {
         // rename). Nothing in it was ever acknowledged: create it anew.
         if let [only] = seqs[..] {
             let path = segment_path(dir, only);
-            let (records, _, _) = read_segment(&*disk, &path, true)?;
-            if records.is_empty() {
+            if read_segment(&*disk, &path, true)?.records.is_empty() {
                 disk.remove(&path)
                     .map_err(|e| NeedleError::io(format!("removing {}", path.display()), e))?;
                 sync_dir(&*disk, dir)?;
@@ -219,9 +249,15 @@ impl LogStore {
         for &seq in &seqs {
             let path = segment_path(dir, seq);
             let is_last = seq == last_seq;
-            let (records, valid_len, file_len) = read_segment(&*store.disk, &path, is_last)?;
+            let SegmentRead {
+                records,
+                valid_len,
+                file_len,
+                seal,
+            } = read_segment(&*store.disk, &path, is_last)?;
             if is_last {
                 last_is_empty = records.is_empty();
+                store.active_seal = seal;
             }
             let mut max_index = 0;
             for rec in records {
@@ -257,6 +293,10 @@ impl LogStore {
                 "log has a gap that no compaction record covers",
             ));
         }
+        if store.active_seal.is_none() {
+            // The last segment holds no header (a roll cut short): it gets one before anything.
+            store.start_segment()?;
+        }
         if last_is_empty && seqs.len() > 1 {
             // A crash cut a roll between the new segment's creation and its `Base` record: give
             // it one now, so that it stands alone once the older segments are deleted.
@@ -283,6 +323,7 @@ impl LogStore {
             segments: Vec::new(),
             active,
             active_len: 0,
+            active_seal: None,
             buf: Vec::new(),
             entries: Vec::new(),
             snap_index: 0,
@@ -334,8 +375,10 @@ impl LogStore {
                 confs: vec![(BOOTSTRAP_INDEX, cs)],
             }
         };
-        let mut bytes = Vec::new();
-        encode_record(&base, &mut bytes);
+        let salt = new_salt(&*disk, dir)?;
+        let seal = Seal::Bound { salt };
+        let mut bytes = segment_header(salt).to_vec();
+        encode_record(&base, seal, SEGMENT_HEADER, &mut bytes);
         disk.open(&tmp, OpenMode::CreateTruncate)
             .and_then(|f| {
                 f.write_all_at(0, &bytes)?;
@@ -348,6 +391,7 @@ impl LogStore {
         let active = open_segment(&*disk, &path)?;
         let mut store = LogStore::empty(lock, disk, dir, segment_size, active);
         store.active_len = bytes.len() as u64;
+        store.active_seal = Some(seal);
         store.apply(base);
         store.segments.push(Segment {
             seq: 1,
@@ -443,7 +487,31 @@ impl LogStore {
     }
 
     fn push(&mut self, rec: &Record) {
-        encode_record(rec, &mut self.buf);
+        let seal = self
+            .active_seal
+            .expect("the active segment has its header before any record is queued");
+        let offset = self.active_len + self.buf.len() as u64;
+        encode_record(rec, seal, offset, &mut self.buf);
+    }
+
+    /// Queues the header of the (empty) active segment, under a new salt.
+    fn start_segment(&mut self) -> Result<()> {
+        debug_assert!(self.active_len == 0 && self.buf.is_empty());
+        let salt = match self.disk.new_salt() {
+            Ok(salt) => salt,
+            Err(e) => {
+                return Err(self.fail(
+                    format!(
+                        "drawing the salt of a new segment in {}",
+                        self.dir.display()
+                    ),
+                    e,
+                ));
+            }
+        };
+        self.buf.extend_from_slice(&segment_header(salt));
+        self.active_seal = Some(Seal::Bound { salt });
+        Ok(())
     }
 
     // ---- the write side, called from the Ready loop ----
@@ -611,6 +679,7 @@ impl LogStore {
             path,
             max_index: 0,
         });
+        self.start_segment()?;
         let base = self.base_record();
         self.push(&base);
         self.sync_inner(true)?;
@@ -791,7 +860,8 @@ fn pb<M: PbMessage>(m: &M) -> Vec<u8> {
         .expect("protobuf encoding of a raft type into a Vec cannot fail")
 }
 
-fn encode_record(rec: &Record, out: &mut Vec<u8>) {
+/// Appends the frame of `rec`, to be stored at `offset` of a segment sealed with `seal`.
+fn encode_record(rec: &Record, seal: Seal, offset: u64, out: &mut Vec<u8>) {
     let mut body = Vec::new();
     match rec {
         Record::Entries(ents) => {
@@ -839,7 +909,7 @@ fn encode_record(rec: &Record, out: &mut Vec<u8>) {
         }
     }
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+    out.extend_from_slice(&seal.crc(offset, &body).to_le_bytes());
     out.extend_from_slice(&body);
 }
 
@@ -934,20 +1004,75 @@ fn decode_record(body: &[u8]) -> Option<Record> {
     r.is_empty().then_some(rec)
 }
 
+/// What [`read_segment`] found in one segment.
+struct SegmentRead {
+    records: Vec<Record>,
+    /// Bytes up to the end of the last valid record (the header's end if none; 0 without one).
+    valid_len: u64,
+    file_len: u64,
+    /// How its frames are checksummed; `None` for a segment with neither header nor record
+    /// (a creation or roll cut short), which gets a header before anything is appended.
+    seal: Option<Seal>,
+}
+
 /// Reads one segment: its records, the length of its valid prefix, and the file length.
+///
+/// A segment that starts with [`SEGMENT_MAGIC`] is of format 2 (its header is checked: a bad
+/// one is `Corrupted`, a short one in the last segment is a roll cut short); any other is read
+/// as format 1, exactly as before format 2 existed.
 ///
 /// The last segment may end in a torn write (see [`frame::scan`]): a bad frame with no valid
 /// frame anywhere after it, which the caller cuts. A bad frame followed by a valid one, a whole
 /// frame that does not decode, or any bad frame in a sealed segment, is `Corrupted`.
-fn read_segment(disk: &dyn Disk, path: &Path, is_last: bool) -> Result<(Vec<Record>, u64, u64)> {
+fn read_segment(disk: &dyn Disk, path: &Path, is_last: bool) -> Result<SegmentRead> {
     let data = disk
         .open(path, OpenMode::Read)
         .and_then(|f| f.read_all())
         .map_err(|e| NeedleError::io(format!("reading {}", path.display()), e))?;
     let len = data.len() as u64;
-    let scan = frame::scan(&data, decode_record);
+    let (seal, base) = if data.starts_with(SEGMENT_MAGIC) {
+        let Some(h) = data.get(..SEGMENT_HEADER as usize) else {
+            if is_last {
+                // The header of a new segment, cut short: nothing was ever written after it.
+                return Ok(SegmentRead {
+                    records: Vec::new(),
+                    valid_len: 0,
+                    file_len: len,
+                    seal: None,
+                });
+            }
+            return Err(NeedleError::corrupted(
+                path,
+                0,
+                "a sealed segment cut short inside its header",
+            ));
+        };
+        let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        if crc32c::crc32c(&h[..20]) != u32::from_le_bytes([h[20], h[21], h[22], h[23]]) {
+            return Err(NeedleError::corrupted(
+                path,
+                0,
+                "segment header checksum mismatch",
+            ));
+        }
+        if version != SEGMENT_VERSION {
+            return Err(needle_core::Error::UnsupportedVersion {
+                file: path.to_path_buf(),
+                found: version,
+                supported: SEGMENT_VERSION,
+            }
+            .into());
+        }
+        let mut salt = [0u8; 8];
+        salt.copy_from_slice(&h[12..20]);
+        let salt = u64::from_le_bytes(salt);
+        (Seal::Bound { salt }, SEGMENT_HEADER)
+    } else {
+        (Seal::Payload, 0)
+    };
+    let scan = frame::scan(&data[base as usize..], seal, base, decode_record);
     let valid_len = scan.valid_len();
-    let records = scan.records.into_iter().map(|r| r.value).collect();
+    let records: Vec<Record> = scan.records.into_iter().map(|r| r.value).collect();
     match scan.end {
         End::Clean => {}
         End::Torn { offset, .. } if !is_last => {
@@ -971,7 +1096,14 @@ fn read_segment(disk: &dyn Disk, path: &Path, is_last: bool) -> Result<(Vec<Reco
             return Err(NeedleError::corrupted(path, offset, reason));
         }
     }
-    Ok((records, valid_len, len))
+    // A format-1 segment without a record has nothing to go on: it starts over in format 2.
+    let seal = (seal != Seal::Payload || !records.is_empty()).then_some(seal);
+    Ok(SegmentRead {
+        records,
+        valid_len,
+        file_len: len,
+        seal,
+    })
 }
 
 #[cfg(test)]
@@ -993,6 +1125,129 @@ mod tests {
             term,
             data: vec![index as u8; 10].into(),
             ..Default::default()
+        }
+    }
+
+    /// The seal of a format-2 segment, from its header.
+    fn seal_of(segment: &[u8]) -> Seal {
+        assert!(segment.starts_with(SEGMENT_MAGIC));
+        let salt = u64::from_le_bytes(segment[12..20].try_into().unwrap());
+        Seal::Bound { salt }
+    }
+
+    /// A segment as the first format wrote it: no header, frames `crc32c(body)`.
+    fn first_format_segment(records: &[Record]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for rec in records {
+            let at = out.len();
+            encode_record(rec, Seal::Payload, 0, &mut out);
+            let crc = u32::from_le_bytes(out[at + 4..at + 8].try_into().unwrap());
+            assert_eq!(
+                crc,
+                crc32c::crc32c(&out[at + 8..]),
+                "the first format's CRC"
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn a_first_format_log_opens_is_appended_to_and_rolls_into_the_current_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cs = ConfState::default();
+        cs.set_voters(vec![1, 2, 3]);
+        let hs = HardState {
+            term: 2,
+            vote: 1,
+            commit: 3,
+            ..Default::default()
+        };
+        let mut old = first_format_segment(&[
+            Record::Base {
+                hs: HardState {
+                    term: 1,
+                    commit: 1,
+                    ..Default::default()
+                },
+                snap_index: 1,
+                snap_term: 1,
+                confs: vec![(1, cs)],
+            },
+            Record::Entries((2..=4).map(|i| ent(i, 2)).collect()),
+            Record::HardState(hs.clone()),
+        ]);
+        let whole = old.len() as u64;
+        let torn = first_format_segment(&[Record::Entries(vec![ent(5, 2)])]);
+        old.extend_from_slice(&torn[..torn.len() - 3]);
+        let seg1 = segment_path(dir.path(), 1);
+        std::fs::write(&seg1, &old).unwrap();
+
+        let mut s = LogStore::open(os(), dir.path(), 1 << 20, &[]).unwrap();
+        assert_eq!(LogStore::last_index(&s), 4);
+        assert_eq!(s.hard_state(), &hs);
+        assert_eq!(s.conf_state_at(4).voters, vec![1, 2, 3]);
+        assert_eq!(
+            std::fs::metadata(&seg1).unwrap().len(),
+            whole,
+            "torn tail cut"
+        );
+        // Appended to in its own format.
+        s.persist_entries(&[ent(5, 2)]);
+        s.sync(true).unwrap();
+        drop(s);
+        let bytes = std::fs::read(&seg1).unwrap();
+        assert!(!bytes.starts_with(SEGMENT_MAGIC));
+        let scan = frame::scan(&bytes, Seal::Payload, 0, decode_record);
+        assert_eq!((scan.end, scan.records.len()), (End::Clean, 4));
+        // The next roll starts a segment of the current format; both read back.
+        let mut s = LogStore::open(os(), dir.path(), 1, &[]).unwrap();
+        assert_eq!(LogStore::last_index(&s), 5);
+        s.persist_entries(&[ent(6, 2)]);
+        s.sync(true).unwrap();
+        drop(s);
+        let seg2 = std::fs::read(segment_path(dir.path(), 2)).unwrap();
+        assert!(seg2.starts_with(SEGMENT_MAGIC));
+        let s = LogStore::open(os(), dir.path(), 1 << 20, &[]).unwrap();
+        assert_eq!(LogStore::last_index(&s), 6);
+        assert_eq!(s.term(2).unwrap(), 2);
+        assert_eq!(s.conf_state_at(6).voters, vec![1, 2, 3]);
+    }
+
+    /// A roll cut short leaves a last segment with no header, or half of one: it gets a header
+    /// and a `Base` record; a damaged header of a sealed segment is corruption.
+    #[test]
+    fn a_segment_header_cut_short_is_a_roll_to_finish_and_a_bad_one_is_corruption() {
+        for leftover in [
+            &b""[..],
+            &b"NEEDLRF"[..],
+            &b"NEEDLRFT\x02\0"[..],
+            &[0u8; 24][..],
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let mut s = LogStore::open(os(), dir.path(), 1 << 20, &[1, 2]).unwrap();
+                s.persist_entries(&[ent(2, 1), ent(3, 1)]);
+                s.sync(true).unwrap();
+            }
+            std::fs::write(segment_path(dir.path(), 2), leftover).unwrap();
+            let s = LogStore::open(os(), dir.path(), 1 << 20, &[]).unwrap();
+            assert_eq!(LogStore::last_index(&s), 3, "{leftover:?}");
+            drop(s);
+            let seg2 = std::fs::read(segment_path(dir.path(), 2)).unwrap();
+            assert!(seg2.starts_with(SEGMENT_MAGIC), "{leftover:?}");
+            let s = LogStore::open(os(), dir.path(), 1 << 20, &[]).unwrap();
+            assert_eq!(LogStore::last_index(&s), 3);
+            assert_eq!(s.conf_state_at(3).voters, vec![1, 2]);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        drop(LogStore::open(os(), dir.path(), 1 << 20, &[1]).unwrap());
+        let seg = segment_path(dir.path(), 1);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[14] ^= 1; // the salt: the header's checksum no longer holds
+        std::fs::write(&seg, &bytes).unwrap();
+        match LogStore::open(os(), dir.path(), 1 << 20, &[]) {
+            Err(NeedleError::Corrupted { offset: 0, .. }) => {}
+            other => panic!("expected Corrupted at 0, got {other:?}"),
         }
     }
 
@@ -1134,11 +1389,9 @@ mod tests {
         // A frame whose CRC checks but whose body does not decode, then garbage: a whole write
         // (no tear makes a CRC match), so corruption even last, and nothing is cut (the rule of
         // needle-core's log, `frame::UNDECODABLE`).
+        let seal = seal_of(&good);
         let mut junk = good.clone();
-        let body = [0xeeu8; 5];
-        junk.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        junk.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-        junk.extend_from_slice(&body);
+        junk.extend_from_slice(&frame::encode(seal, good.len() as u64, &[0xeeu8; 5]));
         junk.extend_from_slice(&[0xab; 37]);
         std::fs::write(&seg, &junk).unwrap();
         match reopen() {
@@ -1147,10 +1400,13 @@ mod tests {
         }
         assert_eq!(std::fs::read(&seg).unwrap(), junk, "nothing cut");
         // A bad-CRC frame followed by more (invalid) bytes: torn, too.
+        let mut broken = Vec::new();
+        let at = good.len() as u64;
+        encode_record(&Record::Entries(vec![ent(4, 1)]), seal, at, &mut broken);
         let mut frame = Vec::new();
-        encode_record(&Record::Entries(vec![ent(4, 1)]), &mut frame);
+        let after = at + broken.len() as u64;
+        encode_record(&Record::Entries(vec![ent(4, 1)]), seal, after, &mut frame);
         let mut bad = good.clone();
-        let mut broken = frame.clone();
         broken[10] ^= 0xff;
         bad.extend_from_slice(&broken);
         bad.extend_from_slice(&[0u8; 100]);

@@ -181,7 +181,12 @@ impl<T> Scan<T> {
 /// Reads the frames of `bytes`, which start at offset `base` of a file sealed with `seal`,
 /// decoding each payload with `decode` (`None`: the payload is not a record, which counts as a
 /// bad frame like a CRC mismatch). Every offset in the result is an offset in the file.
-pub fn scan<T>(bytes: &[u8], seal: Seal, base: u64, decode: impl Fn(&[u8]) -> Option<T>) -> Scan<T> {
+pub fn scan<T>(
+    bytes: &[u8],
+    seal: Seal,
+    base: u64,
+    decode: impl Fn(&[u8]) -> Option<T>,
+) -> Scan<T> {
     let at = |pos: usize| base + pos as u64;
     let mut records = Vec::new();
     let mut pos = 0usize;
@@ -575,14 +580,16 @@ mod tests {
     #[test]
     fn a_frame_image_inside_a_torn_payload_is_no_frame() {
         for seal in [Seal::Payload, SEAL] {
-            let mut payload = vec![0x11u8; 64];
-            // Images of frames as they would be written right here, at other offsets, and
-            // under the first format: each could be in user data.
-            let here = 8 + 8 + 11 + 16;
-            let mut images = encode(seal, here, b"decoy");
-            images.extend(encode(seal, 0, b"decoy"));
-            images.extend(encode(Seal::Payload, 0, b"decoy"));
-            payload[16..16 + images.len()].copy_from_slice(&images);
+            let mut payload = vec![0x11u8; 16];
+            // Frame images user data could hold: of the first format; under this salt but
+            // made for another offset; made for exactly the offset where each lies, under a
+            // salt other than the log's (the writer of user data cannot know the log's salt).
+            let at = |payload: &Vec<u8>| 11 + 8 + payload.len() as u64;
+            payload.extend(encode(Seal::Payload, 0, b"decoy"));
+            payload.extend(encode(seal, 0, b"decoy"));
+            let here = at(&payload);
+            payload.extend(encode(Seal::Bound { salt: 42 }, here, b"decoy"));
+            payload.extend([0x22u8; 16]);
             let bytes = log_sealed(seal, &[b"one", &payload]);
             let torn = &bytes[..bytes.len() - 5];
             let end = scan(torn, seal, 0, raw).end;

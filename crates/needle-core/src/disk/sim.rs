@@ -643,7 +643,8 @@ impl Disk for SimDisk {
         let mut s = self.state();
         s.salts += 1;
         // splitmix64 of (seed, draw): one seed gives the same salts in the same order.
-        let mut z = (s.seed ^ 0x5A17_5A17_5A17_5A17).wrapping_add(s.salts.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut z = (s.seed ^ 0x5A17_5A17_5A17_5A17)
+            .wrapping_add(s.salts.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         Ok(z ^ (z >> 31))

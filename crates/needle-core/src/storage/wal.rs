@@ -378,16 +378,25 @@ pub(crate) fn recover(bytes: &[u8], path: &Path, generation: u64) -> Result<LogS
         return Err(corrupt(0, "not a Needle write-ahead log (bad magic)"));
     }
     let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+    let crc_ok = |len: usize| {
+        bytes.get(..len).is_some_and(|h| {
+            crc32c::crc32c(&h[..len - 4])
+                == u32::from_le_bytes([h[len - 4], h[len - 3], h[len - 2], h[len - 1]])
+        })
+    };
     let header_len = match version {
         VERSION => HEADER_LEN as usize,
         VERSION_1 => HEADER_LEN_1 as usize,
-        _ => {
+        // A version this build does not know, in a header whose checksum holds (in either
+        // layout it knows): written by a newer build. Otherwise a damaged version field.
+        _ if crc_ok(HEADER_LEN as usize) || crc_ok(HEADER_LEN_1 as usize) => {
             return Err(Error::UnsupportedVersion {
                 file: path.to_path_buf(),
                 found: version,
                 supported: VERSION,
             });
         }
+        _ => return Err(corrupt(0, "log header checksum mismatch")),
     };
     let Some(header) = bytes.get(..header_len) else {
         // A header cut short by a crash while the log was being created or reset.
@@ -398,15 +407,7 @@ pub(crate) fn recover(bytes: &[u8], path: &Path, generation: u64) -> Result<LogS
         b.copy_from_slice(&header[at..at + 8]);
         u64::from_le_bytes(b)
     };
-    let crc_at = header_len - 4;
-    if crc32c::crc32c(&header[..crc_at])
-        != u32::from_le_bytes([
-            header[crc_at],
-            header[crc_at + 1],
-            header[crc_at + 2],
-            header[crc_at + 3],
-        ])
-    {
+    if !crc_ok(header_len) {
         return Err(corrupt(0, "log header checksum mismatch"));
     }
     let found = u64_at(12);
@@ -448,7 +449,11 @@ pub(crate) fn recover(bytes: &[u8], path: &Path, generation: u64) -> Result<LogS
         valid_len,
         file_len: bytes.len() as u64,
         damage,
-        ops: scan.records.into_iter().map(|r| (r.offset, r.value)).collect(),
+        ops: scan
+            .records
+            .into_iter()
+            .map(|r| (r.offset, r.value))
+            .collect(),
     }))
 }
 
@@ -459,4 +464,81 @@ fn count_records_from(bytes: &[u8], seal: Seal, at: u64) -> u64 {
         .and_then(|at| bytes.get(at..))
         .unwrap_or_default();
     frame::scan(rest, seal, at, decode_op).records.len() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(i: u64) -> Vec<u8> {
+        encode_op(&Op::Delete {
+            collection: "c".into(),
+            id: format!("r{i}"),
+        })
+    }
+
+    /// A log as the first format wrote it: a 24-byte header, frames `crc32c(payload)`.
+    #[test]
+    fn a_first_format_log_reads_with_its_own_checksums() {
+        let mut log = header_bytes_v1(3).to_vec();
+        for i in 0..3 {
+            let payload = op(i);
+            log.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            log.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+            log.extend_from_slice(&payload);
+        }
+        let Ok(LogState::Current(rec)) = recover(&log, Path::new("x"), 3) else {
+            panic!("a current log")
+        };
+        assert_eq!(rec.seal, Seal::Payload);
+        assert_eq!(rec.ops.len(), 3);
+        assert_eq!(rec.ops[0].0, HEADER_LEN_1);
+        assert_eq!(rec.valid_len, log.len() as u64);
+        // Cut short: a torn tail, from the last whole record.
+        let cut = &log[..log.len() - 2];
+        let Ok(LogState::Current(rec)) = recover(cut, Path::new("x"), 3) else {
+            panic!("a current log")
+        };
+        assert_eq!(rec.ops.len(), 2);
+        assert!(rec.damage.is_none());
+    }
+
+    #[test]
+    fn a_current_log_binds_its_frames_to_its_salt() {
+        let salt = 0xfeed_f00d;
+        let mut log = header_bytes(5, salt).to_vec();
+        for i in 0..3 {
+            let at = log.len() as u64;
+            frame::encode_into(&mut log, Seal::Bound { salt }, at, &op(i));
+        }
+        let Ok(LogState::Current(rec)) = recover(&log, Path::new("x"), 5) else {
+            panic!("a current log")
+        };
+        assert_eq!(rec.seal, Seal::Bound { salt });
+        assert_eq!(rec.ops.len(), 3);
+        // The same frames under another salt's header: none verifies (a torn tail of all).
+        let mut other = header_bytes(5, salt + 1).to_vec();
+        other.extend_from_slice(&log[HEADER_LEN as usize..]);
+        let Ok(LogState::Current(rec)) = recover(&other, Path::new("x"), 5) else {
+            panic!("a current log")
+        };
+        assert!(rec.ops.is_empty() && rec.damage.is_none());
+        // A header cut short is an empty log; an unknown version is refused by name.
+        assert!(matches!(
+            recover(&log[..20], Path::new("x"), 5),
+            Ok(LogState::Empty)
+        ));
+        let mut v9 = log.clone();
+        v9[8] = 9;
+        assert!(matches!(
+            recover(&v9, Path::new("x"), 5),
+            Err(Error::Corrupted { offset: 0, .. })
+        ));
+        let crc = crc32c::crc32c(&v9[..28]);
+        v9[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            recover(&v9, Path::new("x"), 5),
+            Err(Error::UnsupportedVersion { found: 9, .. })
+        ));
+    }
 }

@@ -98,3 +98,19 @@ pub fn brute_force(
     all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     all.into_iter().take(k).map(|(_, i)| i).collect()
 }
+
+/// Bytes before the first record of a write-ahead log (format 2): magic, version, generation,
+/// salt, checksum.
+#[allow(dead_code)]
+pub const WAL_HEADER: usize = 32;
+
+/// How the frames of a (format 2) write-ahead log are checksummed: bound to the salt in its
+/// header and each frame's offset.
+#[allow(dead_code)]
+pub fn wal_seal(wal: &[u8]) -> needle_core::disk::frame::Seal {
+    assert_eq!(&wal[..8], b"NEEDLWAL");
+    assert_eq!(wal[8..12], 2u32.to_le_bytes(), "a format-2 log");
+    needle_core::disk::frame::Seal::Bound {
+        salt: u64::from_le_bytes(wal[20..28].try_into().unwrap()),
+    }
+}

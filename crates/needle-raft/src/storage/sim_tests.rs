@@ -433,7 +433,10 @@ fn a_flipped_bit_in_a_large_log_is_corruption_at_its_record_and_changes_nothing(
     let seg = Path::new(DIR).join(format!("log-{:020}.seg", 1));
     let bytes = disk.files()[&seg].clone();
     assert!(bytes.len() > 4 << 20, "{} bytes", bytes.len());
-    let frames = frame::scan(&bytes, |p| Some(p.len()));
+    let salt = u64::from_le_bytes(bytes[12..20].try_into().unwrap());
+    let frames = frame::scan(&bytes[24..], frame::Seal::Bound { salt }, 24, |p| {
+        Some(p.len())
+    });
     assert_eq!(frames.end, End::Clean);
     let n = frames.records.len();
     // Sampled records (never the last: a damaged last record is a torn tail), sampled bits:
