@@ -131,6 +131,11 @@ struct SimNode {
     founder: bool,
     /// Stopped for good (removed from the cluster): never restarted.
     removed: bool,
+    /// A bit of its disk was flipped since it last started.
+    rot_pending: bool,
+    /// Its disk rotted and it refused to open (`Corrupted`): a failed disk, never restarted;
+    /// the operator removes it from the cluster (a spare may join in its place).
+    rotten: bool,
 }
 
 /// How a run is shaped; drawn from the seed.
@@ -161,6 +166,9 @@ pub(crate) struct Shape {
     /// paused by its own large snapshot for up to half a second (it ticks, votes and answers
     /// ReadIndex rounds, but applies nothing meanwhile).
     pub max_job_ms: u64,
+    /// Bits rot at rest: now and then a node is crashed, one bit of its durable bytes flipped,
+    /// and it is restarted (3- and 5-node clusters only: one failed disk leaves a quorum).
+    pub bit_rot: bool,
 }
 
 impl Shape {
@@ -184,6 +192,9 @@ impl Shape {
             eio_ppm: [0, 0, 200, 1_000][rng.below(4) as usize],
             enospc_ppm: [0, 0, 200][rng.below(3) as usize],
             max_job_ms: [30, 30, 500][rng.below(3) as usize],
+            // Drawn in every seed (so a seed runs the same up to the first flip), used only
+            // with NEEDLE_SIM_BIT_ROT=1: see `docs/replication.md` for the open finding.
+            bit_rot: rng.chance(400) && nodes > 1 && bit_rot_enabled(),
         }
     }
 }
@@ -261,13 +272,18 @@ pub(crate) struct Report {
     pub snapshot_acks: u64,
     /// Nodes stopped (or not started) by an injected disk error.
     pub disk_faults: u64,
+    /// Bits flipped at rest; of those, the restarts refused with `Corrupted` (the node is a
+    /// failed disk) and the rotten nodes then removed from the cluster.
+    pub bit_flips: u64,
+    pub rot_detected: u64,
+    pub rotten_removed: u64,
     /// A hash of every event's time and kind, and of each node's applied index as it answers.
     pub trace: u64,
 }
 
 impl Report {
     /// Every counter, named.
-    fn counters(&self) -> [(&'static str, u64); 21] {
+    fn counters(&self) -> [(&'static str, u64); 24] {
         [
             ("acknowledged writes", self.acked_writes),
             ("linearizable reads", self.lin_reads),
@@ -305,6 +321,9 @@ impl Report {
             ("snapshot chunks sent", self.snapshot_chunks),
             ("snapshot chunk acks sent", self.snapshot_acks),
             ("nodes stopped by a disk error", self.disk_faults),
+            ("bits flipped at rest", self.bit_flips),
+            ("restarts refused as Corrupted", self.rot_detected),
+            ("rotten nodes removed", self.rotten_removed),
         ]
     }
 }
@@ -406,6 +425,8 @@ struct AdminOp {
 enum AdminKind {
     JoinYoung,
     JoinOld,
+    /// Removing node `.0`, whose disk rotted.
+    RemoveRotten(NodeId),
     Promote,
     RemoveFollower,
     RemoveLeader,
@@ -492,6 +513,8 @@ impl Sim {
                     incarnation: 0,
                     founder: id <= sim.shape.nodes,
                     removed: false,
+                    rotten: false,
+                    rot_pending: false,
                 },
             );
         }
@@ -568,6 +591,7 @@ impl Sim {
         match node {
             Ok(node) => {
                 n.node = Some(node);
+                n.rot_pending = false;
                 let inc = n.incarnation;
                 let first = self.rng.range(1, TICK_MS);
                 self.schedule(first, Ev::Tick(id, inc));
@@ -575,6 +599,14 @@ impl Sim {
             Err(e) if is_disk_fault(&e.to_string()) => {
                 self.report.disk_faults += 1;
                 self.power_loss(id);
+            }
+            Err(e) if is_corruption(&e) && n.rot_pending => {
+                // Bit rot found at open, as it must be: the disk has failed. The node never
+                // serves again; the operator removes it.
+                n.rotten = true;
+                n.node = None;
+                n.db = Database::in_memory();
+                self.report.rot_detected += 1;
             }
             Err(e) => panic!("node {id} does not start at {} ms: {e}", self.now),
         }
@@ -776,7 +808,7 @@ impl Sim {
         let ids: Vec<NodeId> = self
             .nodes
             .iter()
-            .filter(|(_, n)| !n.removed && n.incarnation > 0)
+            .filter(|(_, n)| !n.removed && !n.rotten && n.incarnation > 0)
             .map(|(id, _)| *id)
             .collect();
         match self.rng.below(6) {
@@ -813,10 +845,70 @@ impl Sim {
                 }
             }
             4 => self.blocked.clear(),
+            5 if self.shape.bit_rot => self.rot_a_disk(),
             _ => {}
         }
         let next = self.rng.range(100, 600);
         self.schedule(next, Ev::Nemesis);
+    }
+
+    /// Bit rot at rest: a member's machine goes down, one bit of its durable bytes (Raft log,
+    /// snapshot files, database file) flips, and it restarts. It must refuse to open with
+    /// `Corrupted` (then it is a failed disk, removed by the operator) or, when the bit was in
+    /// bytes it does not use or a torn tail it cuts, open and keep every check true. Only while
+    /// the leader sees 3 or more voters and no other disk has failed: one failed disk leaves a
+    /// quorum.
+    fn rot_a_disk(&mut self) {
+        if self.nodes.values().any(|n| n.rotten && !n.removed) {
+            return;
+        }
+        let Some(leader) = self.leader() else { return };
+        let Some(st) = self.status(leader) else {
+            return;
+        };
+        if st.voters.len() < 3 {
+            return;
+        }
+        let members: Vec<NodeId> = st
+            .voters
+            .iter()
+            .chain(st.learners.iter())
+            .copied()
+            .filter(|id| self.nodes.get(id).is_some_and(|n| !n.removed && !n.rotten))
+            .collect();
+        let Some(id) = self.rng.pick(&members) else {
+            return;
+        };
+        if self.nodes[&id].node.is_some() {
+            self.crash(id);
+        }
+        let files: Vec<(PathBuf, u64)> = self.nodes[&id]
+            .disk
+            .files()
+            .into_iter()
+            .map(|(p, b)| (p, b.len() as u64))
+            .filter(|(_, len)| *len > 0)
+            .collect();
+        let total: u64 = files.iter().map(|(_, l)| l).sum();
+        if total == 0 {
+            return;
+        }
+        let mut at = self.rng.below(total);
+        for (path, len) in files {
+            if at < len {
+                let bit = at * 8 + self.rng.below(8);
+                let n = self.nodes.get_mut(&id).expect("a known node");
+                n.disk
+                    .flip_bit(&path, bit)
+                    .expect("the file holds that bit");
+                n.rot_pending = true;
+                self.report.bit_flips += 1;
+                self.trace(&[6, id, bit]);
+                break;
+            }
+            at -= len;
+        }
+        self.start(id);
     }
 
     fn heal(&mut self) {
@@ -829,7 +921,7 @@ impl Sim {
         let down: Vec<NodeId> = self
             .nodes
             .iter()
-            .filter(|(_, n)| n.node.is_none() && !n.removed && n.incarnation > 0)
+            .filter(|(_, n)| n.node.is_none() && !n.removed && !n.rotten && n.incarnation > 0)
             .map(|(id, _)| *id)
             .collect();
         for id in down {
@@ -861,13 +953,31 @@ impl Sim {
                         AdminKind::Promote => r.promotions += 1,
                         AdminKind::RemoveFollower => r.follower_removals += 1,
                         AdminKind::RemoveLeader => r.leader_removals += 1,
+                        AdminKind::RemoveRotten(id) => {
+                            r.rotten_removed += 1;
+                            self.nodes.get_mut(&id).expect("a known node").removed = true;
+                        }
                     }
                 }
                 Ok(Err(_)) | Err(TryRecvError::Disconnected) => self.admin = None,
             }
         }
-        if !self.chaos && self.healed_at.is_some_and(|h| self.now > h + 500) {
-            return; // quiet: membership settles
+        let rotten: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.rotten && !n.removed)
+            .map(|(id, _)| *id)
+            .collect();
+        if rotten.is_empty()
+            && (!self.shape.membership
+                || !self.chaos && self.healed_at.is_some_and(|h| self.now > h + 500))
+        {
+            // Quiet (or no membership changes in this run): membership settles. A rotten
+            // member is removed whenever there is one.
+            if self.shape.membership || self.shape.bit_rot {
+                self.schedule(next, Ev::Admin);
+            }
+            return;
         }
         let Some(leader) = self.leader() else {
             self.schedule(next, Ev::Admin);
@@ -878,6 +988,23 @@ impl Sim {
             return;
         };
         if st.role != Role::Leader {
+            self.schedule(next, Ev::Admin);
+            return;
+        }
+        if let Some(&id) = rotten.first() {
+            if self.admin.is_none() {
+                if st.voters.contains(&id) || st.learners.contains(&id) {
+                    self.conf_change(
+                        st.id,
+                        ConfChangeType::RemoveNode,
+                        id,
+                        AdminKind::RemoveRotten(id),
+                    );
+                } else {
+                    // Already out of the configuration (removed as a follower meanwhile).
+                    self.nodes.get_mut(&id).expect("a known node").removed = true;
+                }
+            }
             self.schedule(next, Ev::Admin);
             return;
         }
@@ -1473,7 +1600,7 @@ impl Sim {
             self.schedule(at, Ev::Client(c));
         }
         self.schedule(100, Ev::Nemesis);
-        if self.shape.membership {
+        if self.shape.membership || self.shape.bit_rot {
             self.schedule(300, Ev::Admin);
         }
         let chaos_end = self.now + self.shape.chaos_ms;
@@ -1637,6 +1764,21 @@ fn value_of(r: &needle_core::Record) -> Option<u64> {
 /// An error the simulated disk injected (EIO or ENOSPC), as opposed to a bug.
 fn is_disk_fault(msg: &str) -> bool {
     msg.contains("simulated EIO") || msg.contains("simulated ENOSPC")
+}
+
+/// Bit rot at rest is simulated only with `NEEDLE_SIM_BIT_ROT=1`: a bit flipped in a Raft log's
+/// last record is taken for a torn tail and cut, losing an acknowledged entry (seed 7021 of
+/// `NEEDLE_SIM_BASE=7000`), which is open.
+fn bit_rot_enabled() -> bool {
+    std::env::var("NEEDLE_SIM_BIT_ROT").is_ok_and(|v| v == "1")
+}
+
+/// A typed report of corrupted bytes, from the Raft layer or the database.
+fn is_corruption(e: &NeedleError) -> bool {
+    matches!(
+        e,
+        NeedleError::Corrupted { .. } | NeedleError::Core(needle_core::Error::Corrupted { .. })
+    )
 }
 
 fn new_shared() -> Arc<Shared> {
