@@ -46,11 +46,18 @@ fn plain(lists: &[&Vec<u32>]) -> Vec<u64> {
 }
 
 fn roaring(lists: &[&Vec<u32>]) -> RoaringBitmap {
-    let mut acc = RoaringBitmap::new();
-    for list in lists {
-        acc |= RoaringBitmap::from_sorted_iter(list.iter().copied()).expect("sorted lists");
+    // One list: from its sorted slots; several: inserted one by one (a union of one bitmap per
+    // list is far slower: 17 ms for lt_10%'s thousand lists).
+    match lists {
+        [one] => RoaringBitmap::from_sorted_iter(one.iter().copied()).expect("a sorted list"),
+        _ => {
+            let mut acc = RoaringBitmap::new();
+            for list in lists {
+                acc.extend(list.iter().copied());
+            }
+            acc
+        }
     }
-    acc
 }
 
 fn plain_contains(b: &[u64], s: u32) -> bool {
