@@ -14,10 +14,11 @@ use crate::config::{CollectionConfig, Distance, Quantization, SearchOptions};
 use crate::distance::{Kernel, kernel_for, normalize};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::hnsw::{Cand, Exact, Flat, Graph, Space};
+use crate::hnsw::{Cand, Exact, Graph, Space};
 use crate::payload::plan::Pred;
 use crate::payload::{IndexKind, PayloadIndex};
 use crate::sq8::{Sq8, Sq8Ranges};
+use crate::vectors::Vectors;
 
 /// Longest id accepted, in bytes.
 pub(crate) const MAX_ID_BYTES: usize = 1024;
@@ -104,7 +105,7 @@ pub(crate) struct Collection {
     pub kernel: Kernel,
     /// `dim` floats per slot, including tombstoned slots (they still route searches); on huge
     /// pages where the system allows (see `hnsw::Flat`).
-    pub vectors: Flat<f32>,
+    pub vectors: Vectors,
     /// The id of each slot (tombstoned slots keep theirs until compaction).
     pub ids: Vec<String>,
     pub metadata: Vec<Option<Value>>,
@@ -163,7 +164,7 @@ impl Collection {
             kernel: kernel_for(config.distance),
             graph: Graph::new(config.m, config.ef_construction),
             config,
-            vectors: Flat::new(),
+            vectors: Vectors::new(),
             ids: Vec::new(),
             metadata: Vec::new(),
             deleted: Vec::new(),
@@ -179,11 +180,7 @@ impl Collection {
     }
 
     fn space(&self) -> Space<'_> {
-        Space {
-            data: &self.vectors,
-            dim: self.dim,
-            kernel: self.kernel,
-        }
+        Space::of(&self.vectors, self.dim, self.kernel)
     }
 
     // ---- validation -------------------------------------------------------------------------
@@ -342,7 +339,7 @@ impl Collection {
         if !due {
             return None;
         }
-        Sq8::build(&self.vectors, self.dim)
+        Sq8::build(self.vectors.chunks(self.dim), self.dim)
     }
 
     /// [`apply_batch`](Self::apply_batch) on a shared collection, holding its write lock only in
@@ -452,11 +449,7 @@ impl Collection {
         }
         for (rec, plan) in planned.records.drain(..step.min(planned.records.len())) {
             let slot = self.push_record(rec);
-            let space = Space {
-                data: &self.vectors,
-                dim: self.dim,
-                kernel: self.kernel,
-            };
+            let space = Space::of(&self.vectors, self.dim, self.kernel);
             let (deleted, doomed) = (&self.deleted, &planned.doomed);
             self.graph.apply_insert(&space, slot, &plan, |n| {
                 deleted[n as usize] || doomed.binary_search(&n).is_ok()
@@ -552,7 +545,7 @@ impl Collection {
             .filter(|&s| !self.deleted[s])
             .map(|s| Prepared {
                 id: self.ids[s].clone(),
-                vector: self.vectors[s * self.dim..(s + 1) * self.dim].to_vec(),
+                vector: self.vectors.get(s * self.dim, self.dim).to_vec(),
                 metadata: self.metadata[s].clone(),
             })
             .collect();
@@ -563,7 +556,7 @@ impl Collection {
                 .flat_map(|r| r.vector.iter().copied())
                 .collect();
             fresh.sq8 = Sq8Ranges::train(&live, self.dim)
-                .map(|ranges| Sq8::reencoded(ranges, &[], self.dim, records.len() as u64));
+                .map(|ranges| Sq8::reencoded(ranges, std::iter::empty(), records.len() as u64));
         }
         fresh.apply_batch(records);
         Ok(fresh)
@@ -574,7 +567,7 @@ impl Collection {
     pub fn get(&self, id: &str) -> Option<(Vec<f32>, Option<Value>)> {
         let slot = *self.index.get(id)? as usize;
         Some((
-            self.vectors[slot * self.dim..(slot + 1) * self.dim].to_vec(),
+            self.vectors.get(slot * self.dim, self.dim).to_vec(),
             self.metadata[slot].clone(),
         ))
     }
@@ -1155,11 +1148,7 @@ mod tests {
             let (recs, plans): (Vec<Prepared>, Vec<Vec<Vec<Cand>>>) =
                 planned.records.into_iter().unzip();
             let slots: Vec<u32> = recs.into_iter().map(|r| c.push_record(r)).collect();
-            let space = Space {
-                data: &c.vectors,
-                dim: c.dim,
-                kernel: c.kernel,
-            };
+            let space = Space::of(&c.vectors, c.dim, c.kernel);
             let deleted = &c.deleted;
             for (slot, plan) in slots.iter().zip(plans) {
                 c.graph

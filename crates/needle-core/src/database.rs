@@ -500,6 +500,17 @@ impl Database {
         })
     }
 
+    /// How many of a collection's slots (records, including deleted ones not yet compacted)
+    /// have their f32 vector read from the checkpoint file through a read-only memory map
+    /// rather than held in memory. Non-zero only under `quantization: sq8` once its ranges are
+    /// trained, on a file-backed database, for the slots of the last checkpoint: slots written
+    /// after it are in memory until the next one. See `docs/storage.md`.
+    pub fn mapped_vectors(&self, name: &str) -> Result<usize> {
+        let shared = self.collection(name)?;
+        let c = shared.read();
+        Ok(c.vectors.mapped_len() / c.dim.max(1))
+    }
+
     fn collection(&self, name: &str) -> Result<Shared> {
         self.inner
             .catalog
@@ -981,7 +992,7 @@ impl Database {
                 let s = s as usize;
                 Record {
                     id,
-                    vector: c.vectors[s * c.dim..(s + 1) * c.dim].to_vec(),
+                    vector: c.vectors.get(s * c.dim, c.dim).to_vec(),
                     metadata: c.metadata[s].clone(),
                 }
             })
@@ -1027,7 +1038,7 @@ impl Database {
                     },
                     vector: opts
                         .include_vectors
-                        .then(|| c.vectors[s * c.dim..(s + 1) * c.dim].to_vec()),
+                        .then(|| c.vectors.get(s * c.dim, c.dim).to_vec()),
                 }
             })
             .collect())
@@ -1070,14 +1081,15 @@ impl Database {
         let disk = &*self.inner.disk;
         let path = &self.inner.path;
         let generation = w.generation + 1;
-        match write_checkpoint_file(disk, path, Header { tag, generation }, collections) {
-            Ok(()) => {}
-            Err(Unrenamed::Before(e)) => return (Err(e), false),
-            Err(Unrenamed::Rename(e)) => {
-                w.failed = Some(e.to_string());
-                return (Err(e), false);
-            }
-        }
+        let offsets =
+            match write_checkpoint_file(disk, path, Header { tag, generation }, collections) {
+                Ok(offsets) => offsets,
+                Err(Unrenamed::Before(e)) => return (Err(e), false),
+                Err(Unrenamed::Rename(e)) => {
+                    w.failed = Some(e.to_string());
+                    return (Err(e), false);
+                }
+            };
         let synced = sync_dir(disk, path);
         // The rename happened: the file at `path` holds the new generation.
         w.generation = generation;
@@ -1086,6 +1098,7 @@ impl Database {
             w.failed = Some(e.to_string());
             return (Err(e), true);
         }
+        remap_vectors(disk, path, collections, &offsets);
         (w.reset_wal(generation), true)
     }
 
@@ -1105,6 +1118,7 @@ impl Database {
         let collections = self.snapshot_of_catalog();
         let mut counter = Counting { inner: w, count: 0 };
         encode_shared(&mut counter, Header { tag, generation: 0 }, &collections)
+            .map(|_| ())
             .map_err(|e| Error::io("writing a snapshot", e))?;
         Ok(counter.count)
     }
@@ -1149,6 +1163,7 @@ impl Database {
         let collections = self.snapshot_of_catalog();
         let mut sink = Checksum { crc: 0, count: 0 };
         encode_shared(&mut sink, Header::default(), &collections)
+            .map(|_| ())
             .expect("writing to a checksum never fails");
         (u64::from(sink.crc) << 32) ^ sink.count
     }
@@ -1202,14 +1217,64 @@ pub(crate) fn load_checkpoint_bytes(
     checkpoint::decode(bytes, path)
 }
 
+/// Loads the checkpoint at `path` (none: an empty database), then maps the vectors of its sq8
+/// collections from the same file handle whose bytes were just checked (see [`map_vectors`]).
 fn load_checkpoint(disk: &dyn Disk, path: &Path) -> Result<(Header, Vec<Collection>)> {
-    let Some(bytes) = read_if_exists(disk, path)? else {
-        return Ok((Header::default(), Vec::new()));
+    let file = match disk.open(path, OpenMode::Read) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Header::default(), Vec::new()));
+        }
+        Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
     };
-    load_checkpoint_bytes(&bytes, path)
+    let bytes = file
+        .read_all()
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if bytes.is_empty() {
+        return load_checkpoint_bytes(&bytes, path);
+    }
+    let (header, mut collections, offsets) = checkpoint::decode_with_offsets(&bytes, path)?;
+    drop(bytes);
+    for (c, at) in collections.iter_mut().zip(offsets) {
+        map_vectors(&*file, c, at);
+    }
+    Ok((header, collections))
 }
 
-fn encode_shared(w: &mut dyn Write, header: Header, collections: &[Shared]) -> std::io::Result<()> {
+/// Under `quantization: sq8` (once trained: searches then read f32 vectors only to re-rank),
+/// replaces a collection's in-memory vectors by a read-only map of the same bytes at `at` in
+/// `file`, a checkpoint whose lengths and checksums were checked (read back at open, or just
+/// written). Does nothing where the disk cannot map (`MemDisk`, `SimDisk`) or the map fails:
+/// mapping only saves memory, and the copy in memory stays correct.
+fn map_vectors(file: &dyn crate::disk::DiskFile, c: &mut Collection, at: u64) {
+    if c.sq8.is_none() || c.vectors.len() == 0 {
+        return;
+    }
+    if let Ok(Some(map)) = file.map_read_only(at, c.vectors.len() * 4) {
+        c.vectors.replace_by_map(map);
+    }
+}
+
+/// After a checkpoint was renamed into place at `path`: maps the vectors of its sq8 collections
+/// from it (see [`map_vectors`]), dropping the copies in memory and the maps of the previous
+/// file. The caller holds the writer lock, so the collections are as they were written.
+fn remap_vectors(disk: &dyn Disk, path: &Path, collections: &[Shared], offsets: &[u64]) {
+    if !collections.iter().any(|c| c.read().sq8.is_some()) {
+        return;
+    }
+    let Ok(file) = disk.open(path, OpenMode::Read) else {
+        return;
+    };
+    for (c, &at) in collections.iter().zip(offsets) {
+        map_vectors(&*file, &mut c.write(), at);
+    }
+}
+
+fn encode_shared(
+    w: &mut dyn Write,
+    header: Header,
+    collections: &[Shared],
+) -> std::io::Result<Vec<u64>> {
     let guards: Vec<_> = collections.iter().map(|c| c.read()).collect();
     checkpoint::encode(w, header, guards.iter().map(|g| &**g))
 }
@@ -1230,7 +1295,7 @@ fn write_checkpoint_file(
     path: &Path,
     header: Header,
     collections: &[Shared],
-) -> std::result::Result<(), Unrenamed> {
+) -> std::result::Result<Vec<u64>, Unrenamed> {
     let tmp = tmp_path(path);
     let io = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
     let written = (|| {
@@ -1243,22 +1308,27 @@ fn write_checkpoint_file(
                 .map_err(|e| io("setting the permissions of", e))?;
         }
         let mut out = BufWriter::with_capacity(1 << 20, FileWriter::new(file, 0));
-        encode_shared(&mut out, header, collections).map_err(|e| io("writing", e))?;
+        let offsets = encode_shared(&mut out, header, collections).map_err(|e| io("writing", e))?;
         let writer = out
             .into_inner()
             .map_err(|e| io("writing", e.into_error()))?;
-        writer.file().sync().map_err(|e| io("fsyncing", e))
+        writer.file().sync().map_err(|e| io("fsyncing", e))?;
+        Ok(offsets)
     })();
-    if let Err(e) = written {
-        let _ = disk.remove(&tmp);
-        return Err(Unrenamed::Before(e));
-    }
+    let offsets = match written {
+        Ok(offsets) => offsets,
+        Err(e) => {
+            let _ = disk.remove(&tmp);
+            return Err(Unrenamed::Before(e));
+        }
+    };
     disk.rename(&tmp, path).map_err(|e| {
         Unrenamed::Rename(Error::io(
             format!("renaming {} to {}", tmp.display(), path.display()),
             e,
         ))
-    })
+    })?;
+    Ok(offsets)
 }
 
 struct Counting<'a> {

@@ -34,6 +34,7 @@ mod read_only;
 mod sq8;
 mod storage;
 mod validate;
+mod vectors;
 
 pub use check::{CheckReport, Cut, LogCheck, RepairReport};
 pub use config::{

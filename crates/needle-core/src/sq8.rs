@@ -27,16 +27,26 @@ impl Sq8Ranges {
     /// its minimum and maximum; the scale maps the widest range onto −127..=127. Deterministic:
     /// a function of the values only. `None` when `data` is empty.
     pub fn train(data: &[f32], dim: usize) -> Option<Sq8Ranges> {
-        if dim == 0 || data.len() < dim {
+        if dim == 0 {
             return None;
         }
+        Self::train_on(data.chunks_exact(dim), dim)
+    }
+
+    /// [`Sq8Ranges::train`] over vectors of `dim` floats given one by one.
+    pub fn train_on<'a>(vectors: impl Iterator<Item = &'a [f32]>, dim: usize) -> Option<Sq8Ranges> {
         let mut min = vec![f32::INFINITY; dim];
         let mut max = vec![f32::NEG_INFINITY; dim];
-        for v in data.chunks_exact(dim) {
+        let mut any = false;
+        for v in vectors {
+            any = true;
             for d in 0..dim {
                 min[d] = min[d].min(v[d]);
                 max[d] = max[d].max(v[d]);
             }
+        }
+        if dim == 0 || !any {
+            return None;
         }
         let widest = (0..dim).map(|d| max[d] - min[d]).fold(0.0f32, f32::max);
         let scale = if widest > 0.0 && widest.is_finite() {
@@ -76,15 +86,16 @@ pub(crate) struct Sq8 {
 }
 
 impl Sq8 {
-    /// Trains ranges on `vectors` and encodes every one of them.
-    pub fn build(vectors: &[f32], dim: usize) -> Option<Sq8> {
-        let ranges = Sq8Ranges::train(vectors, dim)?;
-        let n = vectors.len() / dim;
-        let mut codes = Vec::with_capacity(vectors.len());
-        let sums = vectors
-            .chunks_exact(dim)
-            .map(|v| ranges.encode_into(v, &mut codes))
-            .collect();
+    /// Trains ranges on `vectors` (`dim` floats each, given one by one) and encodes every one
+    /// of them.
+    pub fn build<'a, I>(vectors: I, dim: usize) -> Option<Sq8>
+    where
+        I: Iterator<Item = &'a [f32]> + Clone,
+    {
+        let ranges = Sq8Ranges::train_on(vectors.clone(), dim)?;
+        let mut codes = Vec::new();
+        let sums: Vec<f32> = vectors.map(|v| ranges.encode_into(v, &mut codes)).collect();
+        let n = sums.len();
         Some(Sq8 {
             ranges,
             codes,
@@ -99,13 +110,14 @@ impl Sq8 {
         self.sums.push(a);
     }
 
-    /// Codes and sums for the slots of `vectors` (the whole array), with these ranges.
-    pub fn reencoded(ranges: Sq8Ranges, vectors: &[f32], dim: usize, trained_slots: u64) -> Sq8 {
-        let mut codes = Vec::with_capacity(vectors.len());
-        let sums = vectors
-            .chunks_exact(dim)
-            .map(|v| ranges.encode_into(v, &mut codes))
-            .collect();
+    /// Codes and sums for every slot's vector (given one by one), with these ranges.
+    pub fn reencoded<'a>(
+        ranges: Sq8Ranges,
+        vectors: impl Iterator<Item = &'a [f32]>,
+        trained_slots: u64,
+    ) -> Sq8 {
+        let mut codes = Vec::new();
+        let sums = vectors.map(|v| ranges.encode_into(v, &mut codes)).collect();
         Sq8 {
             ranges,
             codes,
@@ -208,7 +220,7 @@ mod tests {
         for v in data.chunks_exact_mut(dim) {
             crate::distance::normalize(v);
         }
-        let sq8 = Sq8::build(&data, dim).expect("data is not empty");
+        let sq8 = Sq8::build(data.chunks_exact(dim), dim).expect("data is not empty");
         for distance in [Distance::Cosine, Distance::Euclidean, Distance::DotProduct] {
             let exact = kernel_for(distance);
             for qi in [0usize, 17, 199] {

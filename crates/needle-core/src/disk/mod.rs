@@ -101,6 +101,18 @@ pub trait DiskFile: Send + Sync + Debug {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes the file's contents and length durable (`fsync`).
     fn sync(&self) -> io::Result<()>;
+    /// Maps `len` bytes from `offset` read-only, if this disk can (`Ok(None)` if it cannot: the
+    /// caller then keeps its own copy in memory). Only [`OsDisk`] maps (on Unix); [`MemDisk`] and
+    /// [`SimDisk`] return `None`, so their fault model stays complete.
+    ///
+    /// The caller must have checked the bytes (lengths, checksums) through
+    /// [`DiskFile::read_exact_at`] first, and must keep the file from being truncated or written
+    /// in place while the map lives (Needle replaces its files by rename, and holds a lock): a
+    /// map of bytes that are later cut off faults (SIGBUS) when read.
+    fn map_read_only(&self, offset: u64, len: usize) -> io::Result<Option<ReadOnlyMap>> {
+        let _ = (offset, len);
+        Ok(None)
+    }
     /// Reads the whole file.
     fn read_all(&self) -> io::Result<Vec<u8>> {
         let len = usize::try_from(self.len()?)
@@ -111,6 +123,25 @@ pub trait DiskFile: Send + Sync + Debug {
         buf.resize(len, 0);
         self.read_exact_at(0, &mut buf)?;
         Ok(buf)
+    }
+}
+
+/// Bytes of a file mapped read-only by [`DiskFile::map_read_only`]; unmapped when dropped. The
+/// map refers to the file (the inode): renaming another file over its name leaves it valid.
+pub struct ReadOnlyMap {
+    map: memmap2::Mmap,
+}
+
+impl ReadOnlyMap {
+    /// The mapped bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl Debug for ReadOnlyMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReadOnlyMap({} bytes)", self.map.len())
     }
 }
 
@@ -244,6 +275,32 @@ mod tests {
     fn os_disk_conforms() {
         let dir = tempfile::tempdir().unwrap();
         conformance(&OsDisk, dir.path());
+    }
+
+    /// `OsDisk` maps a range of a file (past its end: an error, not a fault); the other disks
+    /// cannot map, and say so with `None`.
+    #[test]
+    fn only_the_os_disk_maps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        let f = OsDisk.open(&path, OpenMode::Create).unwrap();
+        f.write_all_at(0, &(0u8..=255).cycle().take(10_000).collect::<Vec<u8>>())
+            .unwrap();
+        let map = f.map_read_only(4100, 8).unwrap();
+        if cfg!(unix) {
+            assert_eq!(map.unwrap().bytes(), &[4, 5, 6, 7, 8, 9, 10, 11]);
+            assert!(f.map_read_only(9_999, 2).is_err());
+        } else {
+            assert!(map.is_none());
+        }
+        let mem = MemDisk::new();
+        let g = mem.open(Path::new("/m"), OpenMode::Create).unwrap();
+        g.write_all_at(0, b"abc").unwrap();
+        assert!(g.map_read_only(0, 3).unwrap().is_none());
+        let sim = SimDisk::new(1);
+        let h = sim.open(Path::new("/m"), OpenMode::Create).unwrap();
+        h.write_all_at(0, b"abc").unwrap();
+        assert!(h.map_read_only(0, 3).unwrap().is_none());
     }
 
     #[test]

@@ -151,6 +151,34 @@ impl DiskFile for OsFile {
         Ok(())
     }
 
+    #[cfg(unix)]
+    fn map_read_only(&self, offset: u64, len: usize) -> io::Result<Option<super::ReadOnlyMap>> {
+        let end = offset
+            .checked_add(len as u64)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "map range overflows"))?;
+        if end > self.len()? {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("map of bytes {offset}..{end} runs past the end of the file"),
+            ));
+        }
+        // SAFETY: memmap2's contract is that the file is not truncated or written in place while
+        // mapped; `DiskFile::map_read_only` passes that duty to the caller, who holds the
+        // database's lock and replaces files only by rename.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map(&self.file)?
+        };
+        #[cfg(target_os = "linux")]
+        {
+            // Re-ranking reads a few vectors at random: read-ahead would only fill memory.
+            let _ = map.advise(memmap2::Advice::Random);
+        }
+        Ok(Some(super::ReadOnlyMap { map }))
+    }
+
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.file.set_len(len)
     }

@@ -60,19 +60,55 @@ impl PartialOrd for Cand {
     }
 }
 
-/// The vectors a graph indexes: one flat array, `dim` floats per slot, and the distance kernel.
+/// The vectors a graph indexes: `dim` floats per slot in two runs (see `crate::vectors`: a
+/// prefix mapped from the file, then the slots in memory; or everything in `head`), and the
+/// distance kernel.
 #[derive(Clone, Copy)]
 pub(crate) struct Space<'a> {
-    pub data: &'a [f32],
+    pub head: &'a [f32],
+    pub tail: &'a [f32],
     pub dim: usize,
     pub kernel: Kernel,
 }
 
 impl<'a> Space<'a> {
+    /// Vectors in one array.
+    #[cfg(test)]
+    pub fn flat(data: &'a [f32], dim: usize, kernel: Kernel) -> Self {
+        Space {
+            head: data,
+            tail: &[],
+            dim,
+            kernel,
+        }
+    }
+
+    /// A collection's vectors.
+    pub fn of(vectors: &'a crate::vectors::Vectors, dim: usize, kernel: Kernel) -> Self {
+        let (head, tail) = vectors.parts();
+        Space {
+            head,
+            tail,
+            dim,
+            kernel,
+        }
+    }
+
+    /// The run holding `slot`'s vector and where it starts in it.
+    #[inline(always)]
+    fn locate(&self, slot: u32) -> (&'a [f32], usize) {
+        let start = slot as usize * self.dim;
+        if start < self.head.len() {
+            (self.head, start)
+        } else {
+            (self.tail, start - self.head.len())
+        }
+    }
+
     #[inline(always)]
     pub fn vector(&self, slot: u32) -> &'a [f32] {
-        let start = slot as usize * self.dim;
-        &self.data[start..start + self.dim]
+        let (run, start) = self.locate(slot);
+        &run[start..start + self.dim]
     }
 
     #[inline(always)]
@@ -83,8 +119,8 @@ impl<'a> Space<'a> {
     /// Hints the CPU to fetch the first [`PREFETCH_LINES`] cache lines of a vector.
     #[inline(always)]
     pub(crate) fn prefetch(&self, slot: u32) {
-        let start = slot as usize * self.dim;
-        if let Some(v) = self.data.get(start..start + self.dim) {
+        let (run, start) = self.locate(slot);
+        if let Some(v) = run.get(start..start + self.dim) {
             let bytes = std::mem::size_of_val(v);
             let first = v.as_ptr().cast::<u8>();
             // The lines the vector touches: it need not start on a line boundary.
@@ -678,11 +714,7 @@ mod tests {
     }
 
     fn build(data: &[f32], m: usize) -> Graph {
-        let space = Space {
-            data,
-            dim: 2,
-            kernel: kernel_for(Distance::Euclidean),
-        };
+        let space = Space::flat(data, 2, kernel_for(Distance::Euclidean));
         let mut g = Graph::new(m, 64);
         for i in 0..data.len() / 2 {
             let slot = g.push_node(Graph::level_for(7, &i.to_string(), m));
@@ -696,11 +728,7 @@ mod tests {
     fn finds_exact_neighbours_on_small_grid() {
         let data = grid(300);
         let g = build(&data, 8);
-        let space = Space {
-            data: &data,
-            dim: 2,
-            kernel: kernel_for(Distance::Euclidean),
-        };
+        let space = Space::flat(&data, 2, kernel_for(Distance::Euclidean));
         for target in [0u32, 17, 150, 299] {
             let q = space.vector(target).to_vec();
             let found = g.search(&Exact { space, q: &q }, 1, 32);
@@ -745,11 +773,7 @@ mod tests {
     fn accept_filters_results_but_not_navigation() {
         let data = grid(400);
         let g = build(&data, 8);
-        let space = Space {
-            data: &data,
-            dim: 2,
-            kernel: kernel_for(Distance::Euclidean),
-        };
+        let space = Space::flat(&data, 2, kernel_for(Distance::Euclidean));
         let q = [200.0, 3.0];
         let found = g.search_filtered(&Exact { space, q: &q }, 5, 64, |id| id % 2 == 1);
         assert_eq!(found.len(), 5);
@@ -770,11 +794,7 @@ mod tests {
         };
         let data: Vec<f32> = (0..4000).map(|_| next()).collect();
         let g = build(&data, 8);
-        let space = Space {
-            data: &data,
-            dim: 2,
-            kernel: kernel_for(Distance::Euclidean),
-        };
+        let space = Space::flat(&data, 2, kernel_for(Distance::Euclidean));
         let accept = |id: u32| id % 5 == 3;
         for q in [[20.0, 30.0], [99.0, 1.0], [50.0, 50.0]] {
             let found = g.search_two_hop(&Exact { space, q: &q }, 5, 32, accept);

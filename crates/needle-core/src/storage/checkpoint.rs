@@ -20,11 +20,13 @@ use crate::distance::kernel_for;
 use crate::error::{Error, Result};
 use crate::hnsw::{Flat, Graph, MAX_LEVEL, NONE};
 use crate::sq8::{Sq8, Sq8Ranges};
+use crate::vectors::Vectors;
 
 pub(crate) const MAGIC: &[u8; 8] = b"NEEDLEDB";
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 /// The oldest version this build reads: version 1 lacks the index section, version 2 the
-/// quantization byte of the meta section and the sq8 section.
+/// quantization byte of the meta section and the sq8 section, version 3 the alignment section
+/// before the vectors.
 const OLDEST_VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 64;
 
@@ -37,6 +39,11 @@ const KIND_UPPER: u32 = 6;
 const KIND_RECORDS: u32 = 7;
 const KIND_INDEXES: u32 = 8;
 const KIND_SQ8: u32 = 9;
+const KIND_ALIGN: u32 = 10;
+/// From version 4 the vectors' payload starts at a multiple of this (a page), preceded by an
+/// alignment section of zeros: the vectors can be mapped page by page, and each vector whose
+/// size is a multiple of 64 bytes lies on whole cache lines.
+pub(crate) const VECTORS_ALIGN: u64 = 4096;
 const SECTION_HEADER: usize = 16;
 /// Marks "no metadata" in the records section.
 const NO_METADATA: u32 = u32::MAX;
@@ -119,13 +126,33 @@ fn write_array<T: Copy, const N: usize>(
     Ok(())
 }
 
-/// Writes a whole checkpoint: header, then the collections in name order.
+/// Writes a whole checkpoint: header, then the collections in name order. Returns where each
+/// collection's vectors start in the bytes written (the payload of its vectors section: the
+/// slots' f32 values, contiguous, little-endian, 8-byte aligned), for `Database::map_vectors`.
 pub(crate) fn encode<'a>(
     w: &mut dyn Write,
     header: Header,
     collections: impl ExactSizeIterator<Item = &'a Collection>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Vec<u64>> {
     encode_version(w, header, collections, VERSION)
+}
+
+/// A `Write` that counts the bytes written through it.
+struct Position<'a> {
+    inner: &'a mut dyn Write,
+    at: u64,
+}
+
+impl Write for Position<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// [`encode`] in the layout of an older `version` (for tests of reading old files): what that
@@ -135,7 +162,8 @@ fn encode_version<'a>(
     header: Header,
     collections: impl ExactSizeIterator<Item = &'a Collection>,
     version: u32,
-) -> std::io::Result<()> {
+) -> std::io::Result<Vec<u64>> {
+    let mut w = Position { inner: w, at: 0 };
     let mut head = [0u8; HEADER_LEN];
     head[0..8].copy_from_slice(MAGIC);
     head[8..12].copy_from_slice(&version.to_le_bytes());
@@ -145,13 +173,15 @@ fn encode_version<'a>(
     let crc = crc32c::crc32c(&head[0..60]);
     head[60..64].copy_from_slice(&crc.to_le_bytes());
     w.write_all(&head)?;
+    let mut offsets = Vec::with_capacity(collections.len());
     for c in collections {
-        encode_collection(w, c, version)?;
+        offsets.push(encode_collection(&mut w, c, version)?);
     }
-    Ok(())
+    Ok(offsets)
 }
 
-fn encode_collection(w: &mut dyn Write, c: &Collection, version: u32) -> std::io::Result<()> {
+/// Writes one collection; returns where its vectors start.
+fn encode_collection(w: &mut Position, c: &Collection, version: u32) -> std::io::Result<u64> {
     let g = &c.graph;
     let mut meta = Vec::new();
     meta.extend_from_slice(&(c.name.len() as u32).to_le_bytes());
@@ -170,8 +200,23 @@ fn encode_collection(w: &mut dyn Write, c: &Collection, version: u32) -> std::io
     }
     section(w, KIND_META, meta.len() as u64, |w| w.write_all(&meta))?;
 
+    if version >= 4 {
+        // A payload of 4 + 8j zero bytes (no padding after its checksum) ending where the
+        // vectors' section header must start.
+        let header = SECTION_HEADER as u64;
+        let after_align = w.at + header + 4 + 4;
+        let j = (VECTORS_ALIGN - (after_align + header) % VECTORS_ALIGN) % VECTORS_ALIGN / 8;
+        let len = 4 + 8 * j;
+        section(w, KIND_ALIGN, len, |w| {
+            w.write_all(&vec![0u8; len as usize])
+        })?;
+        debug_assert_eq!((w.at + header) % VECTORS_ALIGN, 0);
+    }
+    let vectors_at = w.at + SECTION_HEADER as u64;
     section(w, KIND_VECTORS, c.vectors.len() as u64 * 4, |w| {
-        write_array(w, &c.vectors, f32::to_le_bytes)
+        let (head, tail) = c.vectors.parts();
+        write_array(w, head, f32::to_le_bytes)?;
+        write_array(w, tail, f32::to_le_bytes)
     })?;
     section(w, KIND_LEVELS, g.levels.len() as u64, |w| {
         w.write_all(&g.levels)
@@ -204,14 +249,14 @@ fn encode_collection(w: &mut dyn Write, c: &Collection, version: u32) -> std::io
         w.write_all(&records)
     })?;
     if version < 2 {
-        return Ok(());
+        return Ok(vectors_at);
     }
     let indexes = crate::payload::codec::encode(&c.indexes, c.slots());
     section(w, KIND_INDEXES, indexes.len() as u64, |w| {
         w.write_all(&indexes)
     })?;
     if version < 3 {
-        return Ok(());
+        return Ok(vectors_at);
     }
     // The trained ranges only: the codes are a function of them and the vectors.
     let mut sq8 = Vec::new();
@@ -226,12 +271,21 @@ fn encode_collection(w: &mut dyn Write, c: &Collection, version: u32) -> std::io
             }
         }
     }
-    section(w, KIND_SQ8, sq8.len() as u64, |w| w.write_all(&sq8))
+    section(w, KIND_SQ8, sq8.len() as u64, |w| w.write_all(&sq8))?;
+    Ok(vectors_at)
 }
 
 /// Reads and fully checks a checkpoint. Any inconsistency is `Corrupted` with the file and the
 /// offset of the part that is wrong; nothing here can panic on bad bytes.
 pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(Header, Vec<Collection>)> {
+    decode_with_offsets(bytes, file).map(|(header, collections, _)| (header, collections))
+}
+
+/// [`decode`], also returning where each collection's vectors start in `bytes`.
+pub(crate) fn decode_with_offsets(
+    bytes: &[u8],
+    file: &Path,
+) -> Result<(Header, Vec<Collection>, Vec<u64>)> {
     let corrupt = |offset: usize, reason: String| Error::corrupted(file, offset as u64, reason);
     if bytes.len() < HEADER_LEN {
         return Err(corrupt(
@@ -270,8 +324,10 @@ pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(Header, Vec<Collectio
         file,
     };
     let mut collections: Vec<Collection> = Vec::new();
+    let mut offsets = Vec::new();
     for _ in 0..n_collections {
-        let c = decode_collection(&mut sections, version)?;
+        let (c, vectors_at) = decode_collection(&mut sections, version)?;
+        offsets.push(vectors_at as u64);
         if let Some(prev) = collections.last()
             && prev.name >= c.name
         {
@@ -291,7 +347,7 @@ pub(crate) fn decode(bytes: &[u8], file: &Path) -> Result<(Header, Vec<Collectio
             ),
         ));
     }
-    Ok((Header { tag, generation }, collections))
+    Ok((Header { tag, generation }, collections, offsets))
 }
 
 struct SectionReader<'a> {
@@ -368,7 +424,8 @@ fn u32s(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-fn decode_collection(s: &mut SectionReader, version: u32) -> Result<Collection> {
+/// Reads one collection; returns it and where its vectors start.
+fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection, usize)> {
     let (meta, at) = s.next(KIND_META)?;
     let file = s.file;
     let bad_meta =
@@ -419,6 +476,12 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<Collection> 
         return Err(bad_meta("unexpected trailing bytes"));
     }
 
+    if version >= 4 {
+        let (align, aat) = s.next(KIND_ALIGN)?;
+        if align.iter().any(|&b| b != 0) {
+            return Err(s.corrupt(aat, "alignment section: not zeros"));
+        }
+    }
     let (vbytes, vat) = s.next(KIND_VECTORS)?;
     if Some(vbytes.len()) != n.checked_mul(dim).and_then(|x| x.checked_mul(4)) {
         return Err(s.corrupt(
@@ -565,30 +628,33 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<Collection> 
     } else {
         None
     };
-    Ok(Collection {
-        sq8,
-        indexes,
-        kernel: kernel_for(config.distance),
-        graph: Graph {
-            m,
-            ef_construction,
-            levels,
-            links0,
-            upper_start,
-            upper,
-            entry,
-            max_level,
+    Ok((
+        Collection {
+            sq8,
+            indexes,
+            kernel: kernel_for(config.distance),
+            graph: Graph {
+                m,
+                ef_construction,
+                levels,
+                links0,
+                upper_start,
+                upper,
+                entry,
+                max_level,
+            },
+            name,
+            dim,
+            config,
+            vectors: Vectors::from_flat(vectors),
+            ids,
+            metadata,
+            deleted,
+            live,
+            index,
         },
-        name,
-        dim,
-        config,
-        vectors,
-        ids,
-        metadata,
-        deleted,
-        live,
-        index,
-    })
+        vat,
+    ))
 }
 
 /// The sq8 section: nothing, or the trained ranges, from which the codes are computed again.
@@ -629,7 +695,11 @@ fn decode_sq8(
                 return Err((1, format!("trained at {trained_slots} slots of {n}")));
             }
             let ranges = Sq8Ranges { offsets, scale };
-            Some(Sq8::reencoded(ranges, vectors, dim, trained_slots))
+            Some(Sq8::reencoded(
+                ranges,
+                vectors.chunks_exact(dim),
+                trained_slots,
+            ))
         }
         other => return Err((0, format!("bad flag {other}"))),
     };
@@ -717,6 +787,7 @@ mod tests {
     fn round_trip() {
         let c = collection_with_upper_layers();
         let (_, back) = decode(&encoded(&c), Path::new("t")).unwrap();
+        assert_eq!(back[0].vectors, c.vectors);
         assert_eq!(back[0].graph, c.graph);
         assert_eq!(back[0].ids, c.ids);
     }
@@ -727,11 +798,15 @@ mod tests {
     #[test]
     fn version_1_and_2_files_open_and_indexes_round_trip() {
         let mut c = collection_with_upper_layers();
-        for version in [1, 2] {
+        for version in [1, 2, 3] {
             let mut old = Vec::new();
             encode_version(&mut old, Header::default(), std::iter::once(&c), version).unwrap();
             let (_, back) = decode(&old, Path::new("t")).unwrap();
             assert_eq!(back[0].graph, c.graph, "version {version}");
+            assert_eq!(back[0].vectors, c.vectors, "version {version}");
+            if version == 3 {
+                continue;
+            }
             assert!(back[0].indexes.is_empty());
             assert_eq!(back[0].config.quantization, Quantization::None);
             assert!(back[0].sq8.is_none());
@@ -746,6 +821,24 @@ mod tests {
         c.apply_create_index(idx);
         let (_, back) = decode(&encoded(&c), Path::new("t")).unwrap();
         assert_eq!(back[0].indexes, c.indexes);
+    }
+
+    /// From version 4 every collection's vectors start on a page boundary, where `encode` says.
+    #[test]
+    fn vectors_start_on_a_page() {
+        let a = collection_with_upper_layers();
+        let mut b = collection_with_upper_layers();
+        b.name = "second".into();
+        let mut bytes = Vec::new();
+        let written = encode(&mut bytes, Header::default(), [&a, &b].into_iter()).unwrap();
+        let (_, back, read) = decode_with_offsets(&bytes, Path::new("t")).unwrap();
+        assert_eq!(written, read);
+        assert_eq!(written.len(), 2);
+        for (at, c) in written.iter().zip(&back) {
+            assert_eq!(at % VECTORS_ALIGN, 0);
+            let first = f32::from_le_bytes(bytes[*at as usize..*at as usize + 4].try_into().unwrap());
+            assert_eq!(first, c.vectors.get(0, 1)[0]);
+        }
     }
 
     /// Checksums only prove the bytes are the ones written; a file written with a bad link (by a
