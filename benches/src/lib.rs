@@ -36,7 +36,7 @@ pub mod vecs;
 
 pub use dataset::{Dataset, Metric};
 pub use error::{BenchError, Result};
-pub use rss::{peak_rss_bytes, rss_bytes};
+pub use rss::{peak_rss_bytes, rss_bytes, rss_split_bytes};
 pub use synthetic::synthetic_vectors;
 pub use timing::{SearchRun, Threads, timed_search};
 pub use truth::{exact_knn, recall_at_k};

@@ -12,6 +12,16 @@ pub fn peak_rss_bytes() -> Result<u64> {
     status_kib("VmHWM").map(|kib| kib * 1024)
 }
 
+/// Resident memory now, split as the kernel counts it: anonymous (`RssAnon`: heap and anonymous
+/// maps, what only swap can reclaim) and file-backed (`RssFile`: pages of mapped files, which the
+/// kernel can drop and read again), in bytes.
+pub fn rss_split_bytes() -> Result<(u64, u64)> {
+    Ok((
+        status_kib("RssAnon")? * 1024,
+        status_kib("RssFile")? * 1024,
+    ))
+}
+
 fn status_kib(field: &str) -> Result<u64> {
     let path = "/proc/self/status";
     let text = std::fs::read_to_string(path).map_err(|source| BenchError::Io {

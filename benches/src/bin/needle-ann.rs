@@ -25,7 +25,8 @@ use needle_benches::collection::{CHUNK, COLLECTION, config, insert_rows};
 use needle_benches::dataset::metric_for_base;
 use needle_benches::vecs::write_ivecs_rows;
 use needle_benches::{
-    BenchError, Dataset, Result, Threads, Vecs, recall_at_k, rss_bytes, timed_search,
+    BenchError, Dataset, Result, Threads, Vecs, recall_at_k, rss_bytes, rss_split_bytes,
+    timed_search,
 };
 use needle_core::{CollectionConfig, Database, DatabaseOptions, Quantization, WalMode};
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -238,15 +239,46 @@ fn run_protocol(p: &ProtocolArgs, quantization: Quantization) -> Result<()> {
         .map(PathBuf::from);
     let one = pool(1)?;
 
-    let (db, build_s, mem_bytes) = build_in_memory(&ds, p.m, p.efc, CHUNK, &one, quantization)?;
+    // Built into a file-backed database (no log), then checkpointed, so that both modes are
+    // measured as a file user runs them: under sq8 the checkpoint maps the f32 vectors from the
+    // file and drops the copy in memory. The build's time excludes the checkpoint's.
+    let tmp = tempfile::tempdir().map_err(|source| BenchError::Io {
+        what: "creating a temporary folder".into(),
+        source,
+    })?;
+    let file = tmp.path().join("peers.needle");
+    let db = Database::open_with(&file, DatabaseOptions { wal: WalMode::Off })?;
+    let rss_before = rss_bytes()?;
+    let start = Instant::now();
+    one.install(|| -> Result<()> {
+        let config = CollectionConfig {
+            quantization,
+            ..config(ds.metric, p.m, p.efc)
+        };
+        db.create_collection_with_config(COLLECTION, ds.base.dim(), config)?;
+        insert_rows(&db, COLLECTION, &ds.base, CHUNK)
+    })?;
+    let build_s = start.elapsed().as_secs_f64();
+    let built_mem = rss_bytes()?.saturating_sub(rss_before);
+    let start = Instant::now();
+    db.checkpoint()?;
+    let checkpoint_s = start.elapsed().as_secs_f64();
+    let mem_bytes = rss_bytes()?.saturating_sub(rss_before);
+    let (anon, file_pages) = rss_split_bytes()?;
     log(format!(
-        "built n={} d={} metric={} M={} efc={} in {build_s:.2} s on 1 thread, RSS +{:.1} MB",
+        "built n={} d={} metric={} M={} efc={} in {build_s:.2} s on 1 thread, RSS +{:.1} MB; \
+         checkpoint {checkpoint_s:.2} s, then RSS +{:.1} MB over the start \
+         (process: anon {:.1} MB, file {:.1} MB; {} vectors mapped)",
         ds.base.len(),
         ds.base.dim(),
         metric.name(),
         p.m,
         p.efc,
-        mb(mem_bytes)
+        mb(built_mem),
+        mb(mem_bytes),
+        mb(anon),
+        mb(file_pages),
+        db.mapped_vectors(COLLECTION)?
     ));
     let info = format!(
         "needle {}, distance {:?}, quantization {}, insert_batch of {CHUNK} on 1 thread",
@@ -288,6 +320,14 @@ fn run_protocol(p: &ProtocolArgs, quantization: Quantization) -> Result<()> {
             break;
         }
     }
+    let (anon, file_pages) = rss_split_bytes()?;
+    log(format!(
+        "after the searches: RSS {:.1} MB (anon {:.1} MB, file {:.1} MB), peak {:.1} MB",
+        mb(rss_bytes()?),
+        mb(anon),
+        mb(file_pages),
+        mb(needle_benches::peak_rss_bytes()?)
+    ));
     let line = serde_json::to_string(&rows)
         .map_err(|e| BenchError::Invalid(format!("cannot encode the rows: {e}")))?;
     println!("{line}");
