@@ -16,10 +16,7 @@ pub fn peak_rss_bytes() -> Result<u64> {
 /// maps, what only swap can reclaim) and file-backed (`RssFile`: pages of mapped files, which the
 /// kernel can drop and read again), in bytes.
 pub fn rss_split_bytes() -> Result<(u64, u64)> {
-    Ok((
-        status_kib("RssAnon")? * 1024,
-        status_kib("RssFile")? * 1024,
-    ))
+    Ok((status_kib("RssAnon")? * 1024, status_kib("RssFile")? * 1024))
 }
 
 fn status_kib(field: &str) -> Result<u64> {

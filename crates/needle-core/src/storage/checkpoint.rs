@@ -836,7 +836,8 @@ mod tests {
         assert_eq!(written.len(), 2);
         for (at, c) in written.iter().zip(&back) {
             assert_eq!(at % VECTORS_ALIGN, 0);
-            let first = f32::from_le_bytes(bytes[*at as usize..*at as usize + 4].try_into().unwrap());
+            let first =
+                f32::from_le_bytes(bytes[*at as usize..*at as usize + 4].try_into().unwrap());
             assert_eq!(first, c.vectors.get(0, 1)[0]);
         }
     }
