@@ -177,8 +177,8 @@ impl Space<'_> {
     /// vectors are known well ahead).
     #[inline(always)]
     pub(crate) fn prefetch_all(&self, slot: u32) {
-        let start = slot as usize * self.dim;
-        if let Some(v) = self.data.get(start..start + self.dim) {
+        let (run, start) = self.locate(slot);
+        if let Some(v) = run.get(start..start + self.dim) {
             let bytes = std::mem::size_of_val(v);
             let first = v.as_ptr().cast::<u8>();
             let lines = (first as usize % 64 + bytes).div_ceil(64);
