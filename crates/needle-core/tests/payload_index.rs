@@ -726,3 +726,45 @@ fn filters_mixing_indexed_and_unindexed_paths_plan_exactly() {
         }
     }
 }
+
+/// A filter the planner must estimate by sampling (a negation on an indexed path) that matches
+/// only the sampled slots: the sample says 8 %, so at 384 dims it walks two hops through 20
+/// matches scattered among 6,000 records, which cannot reach them all. Asked for 100, the
+/// search must still return every one of the 20 (the exact scan after a short walk).
+#[test]
+fn a_short_filtered_walk_falls_back_to_every_match() {
+    let seed = seed("a_short_filtered_walk_falls_back_to_every_match");
+    let mut rng = Rng(seed);
+    let (n, dim) = (6000, 384);
+    let db = Database::in_memory();
+    let config = CollectionConfig {
+        m: 8,
+        ef_construction: 32,
+        ..CollectionConfig::default()
+    };
+    db.create_collection_with_config("c", dim, config).unwrap();
+    db.create_index("c", "rare", IndexKind::Integer).unwrap();
+    // The planner samples every (n / 256)-th slot; 20 of them match.
+    let step = n / 256;
+    let rare: BTreeSet<usize> = (0..20).map(|i| i * 13 * step).collect();
+    let records: Vec<_> = (0..n)
+        .map(|i| {
+            let m = json!({"rare": u8::from(rare.contains(&i))});
+            needle_core::Record::new(format!("{i}"), unit_vector(&mut rng, dim), Some(m))
+        })
+        .collect();
+    db.insert_batch("c", records).unwrap();
+    let f = Filter::parse(&json!({"rare": {"$ne": 0}})).unwrap();
+    assert_eq!(db.count_matching("c", Some(&f)).unwrap(), rare.len());
+    let opts = SearchOptions::new().with_filter(f);
+    for _ in 0..5 {
+        let q = unit_vector(&mut rng, dim);
+        let got: BTreeSet<usize> = db
+            .search_with("c", &q, 100, &opts)
+            .unwrap()
+            .iter()
+            .map(|h| h.id.parse().unwrap())
+            .collect();
+        assert_eq!(got, rare, "seed {seed}: every match, however the walk went");
+    }
+}
