@@ -46,6 +46,14 @@ pub enum CliError {
     /// A file another process holds open, for a command that could read it with `--read-only`.
     #[error("{} is open in another process (a running `needle serve`?); add --read-only to read it without its lock", .0.display())]
     Locked(PathBuf),
+    /// `needle serve --from` on a data directory that already holds a node: restoring would
+    /// replace a node's state under its Raft log. Nothing was changed.
+    #[error("--from {}: {} already holds a node ({} exists); a restore founds a new cluster in an empty data directory (nothing was changed)", from.display(), data.display(), found.display())]
+    DataDirInUse {
+        from: PathBuf,
+        data: PathBuf,
+        found: PathBuf,
+    },
     /// A record the command was asked about is not there.
     #[error("no record with id '{id}' in collection '{collection}'")]
     RecordNotFound { collection: String, id: String },

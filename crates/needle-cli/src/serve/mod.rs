@@ -12,6 +12,7 @@ mod api_error;
 mod http;
 mod logger;
 mod metrics;
+mod restore;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -167,6 +168,10 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         }
     };
     tcp_config.validate()?;
+    let restore = match &args.from {
+        Some(from) => Some(restore::check(args, from)?),
+        None => None,
+    };
 
     logger::install(args.id);
     // Both addresses are bound before the data directory is touched: a port in use changes
@@ -182,6 +187,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let transport = TcpMessageHandler::new(args.id, args.raft, args.peers.clone(), tcp_config)?;
     std::fs::create_dir_all(&args.data)
         .map_err(|e| CliError::io(format!("creating {}", args.data.display()), e))?;
+    if let Some(r) = &restore {
+        r.install(&args.data)?;
+    }
     let node = ReplicatedDatabase::open(
         args.id,
         args.data.join("node.needle"),
@@ -189,6 +197,25 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         raft_config,
     )?;
     let db = node.reader();
+    if let Some(r) = &restore {
+        let got = db.state_checksum();
+        if got != r.checksum {
+            // Nothing was acknowledged yet: stop before serving a state that is not the file's.
+            let _ = node.shutdown();
+            transport.shutdown();
+            return Err(CliError::Damaged(format!(
+                "the restored node's state checksum is {got:016x}, the file's {:016x}",
+                r.checksum
+            )));
+        }
+        eprintln!(
+            "node {}: founded a new cluster from {} ({} collection{}, state checksum {got:016x})",
+            args.id,
+            args.from.as_deref().unwrap_or(Path::new("")).display(),
+            r.collections,
+            if r.collections == 1 { "" } else { "s" },
+        );
+    }
 
     let mut http_peers: BTreeMap<NodeId, SocketAddr> = args.peer_http.iter().copied().collect();
     http_peers.insert(args.id, http_addr);
