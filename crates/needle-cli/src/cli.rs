@@ -411,17 +411,17 @@ pub struct CountArgs {
 
 #[derive(Debug, Args)]
 pub struct ScrollArgs {
-    /// The .needle file.
+    /// The .needle file. With --http there is none: the collection comes first.
     pub file: PathBuf,
     /// The collection.
-    pub collection: String,
+    pub collection: Option<String>,
     /// A MongoDB-style metadata filter as JSON.
     #[arg(long)]
     pub filter: Option<String>,
     /// Continue after this cursor (the `next_cursor` of the previous page: an id).
     #[arg(long)]
     pub cursor: Option<String>,
-    /// Records per page.
+    /// Records per page (at most 10000 with --http, the API's page limit).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub limit: u64,
     /// Read without the file's lock, changing nothing on disk, while another process (a running
@@ -429,6 +429,8 @@ pub struct ScrollArgs {
     /// its log, as of now.
     #[arg(long)]
     pub read_only: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -505,10 +507,10 @@ pub enum ExportFormat {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The .needle file.
+    /// The .needle file. With --http there is none: the collection comes first.
     pub file: PathBuf,
     /// The collection.
-    pub collection: String,
+    pub collection: Option<String>,
     /// The output format.
     #[arg(long, value_enum, default_value = "jsonl")]
     pub format: ExportFormat,
@@ -523,6 +525,8 @@ pub struct ExportArgs {
     /// its log, as of now.
     #[arg(long)]
     pub read_only: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Debug, Args)]
@@ -545,6 +549,12 @@ pub struct ServeArgs {
     /// to, and the node waits to be added with `POST /v1/cluster/nodes` on the leader.
     #[arg(long)]
     pub join: bool,
+    /// Found a new cluster from a `.needle` file (a `needle backup`, or any database file): the
+    /// node starts as the only voter of a new cluster holding exactly that file's contents; add
+    /// more nodes with `--join`. Refused (nothing changed) when --data already holds a node, with
+    /// --peers, or with --join.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
     /// The other nodes' HTTP addresses, `2=127.0.0.1:8002,…`: a write sent to a follower is
     /// answered with the leader's HTTP address from this list.
     #[arg(long, value_delimiter = ',', value_parser = parse_peer)]

@@ -107,3 +107,110 @@ fn the_commands_on_a_cluster_print_what_they_print_on_a_file() {
     let count = needle(["--json", "count", "--http", &http, "items"]).json();
     assert_eq!(count["count"], 8);
 }
+
+#[test]
+fn count_scroll_export_and_delete_by_filter_on_a_cluster_print_what_they_print_on_a_file() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(30));
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let http = c.node(follower).http.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("same.needle");
+    let f = file.to_str().unwrap();
+    needle([
+        "create",
+        f,
+        "items",
+        "--dim",
+        "2",
+        "--distance",
+        "euclidean",
+    ])
+    .ok();
+    c.write(
+        leader,
+        "/v1/collections",
+        &json!({"name": "items", "dimensions": 2, "distance": "euclidean"}),
+        Duration::from_secs(20),
+    )
+    .expect("collection");
+    // 2500 records: the export crosses pages of 1000.
+    let batch: Vec<Value> = (0..2500)
+        .map(|i| json!({"id": format!("r{i:04}"), "vector": [i as f32 * 0.5, 1.25], "metadata": {"g": i % 5}}))
+        .collect();
+    c.write(
+        leader,
+        "/v1/collections/items/records/batch",
+        &json!({ "records": batch }),
+        Duration::from_secs(60),
+    )
+    .expect("batch on the cluster");
+    let jsonl = dir.path().join("in.jsonl");
+    std::fs::write(
+        &jsonl,
+        batch
+            .iter()
+            .map(|r| r.to_string() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    needle(["import", f, "items", jsonl.to_str().unwrap()]).ok();
+
+    let filter = r#"{"g": {"$in": [1, 3]}}"#;
+    let (l, r) = both("count", f, &http, &["items", "--filter", filter]);
+    assert_eq!((l.as_str(), r.as_str()), ("1000\n", "1000\n"));
+    for rest in [
+        &["items", "--filter", filter, "--limit", "7"][..],
+        &[
+            "items", "--filter", filter, "--limit", "7", "--cursor", "r0100",
+        ],
+        &["items", "--limit", "3", "--json"],
+        &["items", "--cursor", "r2497", "--json"],
+    ] {
+        let (l, r) = both("scroll", f, &http, rest);
+        assert_eq!(l, r, "scroll {rest:?}");
+    }
+    let (l, r) = both("export", f, &http, &["items"]);
+    assert_eq!(l.lines().count(), 2500);
+    assert_eq!(l, r);
+    let (l, r) = both("export", f, &http, &["items", "--filter", filter]);
+    assert_eq!(l.lines().count(), 1000);
+    assert_eq!(l, r);
+    // -o: a new file, the same bytes as on stdout.
+    let out = dir.path().join("remote.jsonl");
+    needle([
+        "export",
+        "--http",
+        &http,
+        "items",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        needle(["export", f, "items"]).ok()
+    );
+
+    // delete --filter, sent to a follower: one keyed write through the leader.
+    let (l, r) = both("delete", f, &http, &["items", "--filter", r#"{"g": 3}"#]);
+    assert_eq!(l, r);
+    assert!(r.contains("deleted 500 records"), "{r}");
+    let (l, r) = both("count", f, &http, &["items", "--filter", filter]);
+    assert_eq!((l.as_str(), r.as_str()), ("500\n", "500\n"));
+    // A bad filter is refused before anything is sent; a missing collection is the node's error.
+    needle([
+        "delete",
+        "--http",
+        &http,
+        "items",
+        "--filter",
+        r#"{"g": {"$nope": 1}}"#,
+    ])
+    .fails(1, &["$nope"]);
+    needle(["scroll", "--http", &http, "nothing"]).fails(1, &["'nothing' does not exist"]);
+    needle(["export", "--http", &http, "nothing"]).fails(1, &["'nothing' does not exist"]);
+    needle(["scroll", "--http", &http, "items", "--limit", "20000"]).fails(1, &["10000"]);
+    let count = needle(["--json", "count", "--http", &http, "items"]).json();
+    assert_eq!(count["count"], 2000);
+}

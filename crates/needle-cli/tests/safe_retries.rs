@@ -165,6 +165,39 @@ fn a_retry_with_the_same_idempotency_key_is_applied_once_and_forwarding_keeps_th
         .unwrap();
     assert_eq!(r.body["node"], followers[1], "{r:?}");
     assert_eq!(r.body["results"][0]["id"], "d");
+
+    // Forwarding cannot loop: a write that was already forwarded once (it carries
+    // `needle-forwarded-by`) and reaches a node that is not the leader — two followers that
+    // each believe the other leads, or a leader that lost its role while the write was on its
+    // way — is not forwarded again: it is answered `not_leader` (one hop at most), and nothing
+    // is applied.
+    for &f in &followers {
+        let r = c
+            .client(f)
+            .request_with_headers(
+                "POST",
+                records,
+                Some(
+                    json!({"id": "looped", "vector": [0.5, 0.5]})
+                        .to_string()
+                        .as_bytes(),
+                ),
+                &[("needle-forwarded-by", "99"), ("Idempotency-Key", "loop")],
+            )
+            .unwrap();
+        assert_eq!(
+            (r.status, r.error_code()),
+            (421, Some("not_leader")),
+            "node {f} forwarded an already forwarded write: {r:?}"
+        );
+        assert_eq!(r.body["error"]["leader_id"], leader, "{r:?}");
+    }
+    assert_eq!(
+        l.get("/v1/collections/items/records/looped")
+            .unwrap()
+            .error_code(),
+        Some("record_not_found")
+    );
 }
 
 #[test]

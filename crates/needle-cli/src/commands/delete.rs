@@ -1,7 +1,8 @@
 //! `needle delete FILE COLLECTION ID...`: ids that are not there are reported, not an error
 //! (deleting is idempotent), so a retried script does not fail. `needle delete FILE COLLECTION
 //! --filter JSON` deletes every record matching the filter as one logged write. With `--http
-//! ADDR` (no FILE): the ids are deleted on a cluster, one keyed write each, through the leader.
+//! ADDR` (no FILE): the ids are deleted on a cluster, one keyed write each, through the leader;
+//! `--filter` there is one keyed `delete-by-filter` write.
 
 use std::path::PathBuf;
 
@@ -55,12 +56,7 @@ pub fn run(args: &DeleteArgs, json: bool) -> Result<()> {
     if let Some(filter) = super::sets::filter_flag(args.filter.as_ref())? {
         let db = open_existing(&file)?;
         let n = db.delete_by_filter(&collection, &filter)?;
-        if json {
-            return output::print_json(&json!({"deleted_count": n}));
-        }
-        return output::print(&format!(
-            "deleted {n} records matching the filter from '{collection}'\n"
-        ));
+        return print_deleted_by_filter(&collection, n as u64, json);
     }
     let db = open_existing(&file)?;
     // Check the collection before deleting anything, so a typo changes nothing.
@@ -86,12 +82,18 @@ fn run_remote(
     args: &DeleteArgs,
     json: bool,
 ) -> Result<()> {
-    if args.filter.is_some() {
-        return Err(CliError::Usage(
-            "delete --filter is not available with --http yet (the HTTP API has no delete-by-filter endpoint)".into(),
-        ));
-    }
     let c = remote::segment(collection);
+    if let Some(text) = &args.filter {
+        // Checked here first: a bad filter sends nothing.
+        super::sets::filter_flag(Some(text))?;
+        let body = json!({"filter": super::parse_json_flag("--filter", text)?});
+        let path = format!("/v1/collections/{c}/delete-by-filter");
+        let answer = remote::success(remote.write("POST", &path, Some(&body))?)?;
+        let n = answer["deleted_count"].as_u64().ok_or_else(|| {
+            CliError::Http(format!("the node's answer has no deleted_count: {answer}"))
+        })?;
+        return print_deleted_by_filter(collection, n, json);
+    }
     remote::success(remote.read("GET", &format!("/v1/collections/{c}"), None)?)?;
     let mut deleted = Vec::new();
     let mut missing = Vec::new();
@@ -105,6 +107,15 @@ fn run_remote(
         }
     }
     print_deleted(collection, ids.len(), deleted, missing, json)
+}
+
+fn print_deleted_by_filter(collection: &str, n: u64, json: bool) -> Result<()> {
+    if json {
+        return output::print_json(&json!({"deleted_count": n}));
+    }
+    output::print(&format!(
+        "deleted {n} records matching the filter from '{collection}'\n"
+    ))
 }
 
 fn print_deleted(
