@@ -504,7 +504,7 @@ impl Database {
     /// have their f32 vector read from the checkpoint file through a read-only memory map
     /// rather than held in memory. Non-zero only under `quantization: sq8` once its ranges are
     /// trained, on a file-backed database, for the slots of the last checkpoint: slots written
-    /// after it are in memory until the next one. See `docs/storage.md`.
+    /// after it are in memory until the next one. See `docs/file-format.md`.
     pub fn mapped_vectors(&self, name: &str) -> Result<usize> {
         let shared = self.collection(name)?;
         let c = shared.read();
