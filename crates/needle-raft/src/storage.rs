@@ -25,7 +25,7 @@ use needle_core::disk::frame::{self, End, Seal};
 use needle_core::disk::{Disk, DiskFile, DiskLock, OpenMode};
 
 use protobuf::Message as PbMessage;
-use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::prelude::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
 use crate::error::{NeedleError, Result};
@@ -164,6 +164,11 @@ pub(crate) struct LogStore {
     /// A new snapshot is being made in the background: raft-rs is told to ask again later.
     preparing: bool,
     snapshot_wanted: Cell<bool>,
+    /// A queued hard state commits a membership change: the next `sync` fsyncs even when raft
+    /// says it need not. A commit index is otherwise written lazily; but a committed removal lets
+    /// the removed node stop, and a leader that then restarts with an older commit index would
+    /// count the stopped node as a voter again and never gather a quorum (simulator seed 1004807).
+    commit_must_sync: bool,
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -334,6 +339,7 @@ impl LogStore {
             snapshot: None,
             preparing: false,
             snapshot_wanted: Cell::new(false),
+            commit_must_sync: false,
         }
     }
 
@@ -529,7 +535,19 @@ impl LogStore {
         self.apply(rec);
     }
 
+    /// Whether raising the commit index to `commit` commits a membership change.
+    pub(crate) fn commits_conf_change(&self, commit: u64) -> bool {
+        commit > self.hs.commit
+            && self
+                .entries_in(self.hs.commit + 1, commit)
+                .iter()
+                .any(|e| e.get_entry_type() != EntryType::EntryNormal)
+    }
+
     pub(crate) fn persist_hard_state(&mut self, hs: &HardState) {
+        if self.commits_conf_change(hs.commit) {
+            self.commit_must_sync = true;
+        }
         let rec = Record::HardState(hs.clone());
         self.push(&rec);
         self.apply(rec);
@@ -613,6 +631,7 @@ impl LogStore {
     /// could report success for bytes that are gone). The node stops; a restart recovers from
     /// what is durable.
     pub(crate) fn sync(&mut self, fsync: bool) -> Result<()> {
+        let fsync = fsync || self.commit_must_sync;
         if (!fsync || self.buf.is_empty()) && self.failed.is_none() {
             // Nothing written is unsynced: every write is followed by its fsync.
             return Ok(());
@@ -640,6 +659,7 @@ impl LogStore {
                 e,
             ));
         }
+        self.commit_must_sync = false;
         if self.active_len >= self.segment_size {
             self.roll()?;
         }

@@ -930,9 +930,20 @@ impl Node {
                 }
             }
         }
-        // 1. A leader's messages may go before its own fsync.
+        // 1. A leader's messages may go before its own fsync — except those of a Ready that
+        //    commits a membership change: they tell the removed node that it may stop, so this
+        //    node's commit of the change must be durable first (else a crash brings it back
+        //    with the removed node still a voter, and no quorum without it).
         let msgs = rd.take_messages();
-        self.send_messages(msgs);
+        let commits_conf_change = rd
+            .hs()
+            .is_some_and(|hs| self.rn.store().commits_conf_change(hs.commit));
+        let held = if commits_conf_change {
+            msgs
+        } else {
+            self.send_messages(msgs);
+            Vec::new()
+        };
         // 2. A snapshot: its point goes into the log first (so a crash before the database is
         //    restored finds the snapshot file and restores it at start).
         let snap = rd.snapshot().clone();
@@ -961,6 +972,7 @@ impl Node {
             }
             store.sync(must_sync)?;
         }
+        self.send_messages(held);
         if has_snapshot {
             self.install_snapshot(&snap)?;
         }
