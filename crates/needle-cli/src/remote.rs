@@ -61,6 +61,30 @@ fn retryable(r: &Response) -> bool {
     )
 }
 
+/// A reading command's target and positional values: a cluster (`--http`, no FILE) or a file.
+/// `--read-only` is refused with `--http`; `rest` and `names` are as for
+/// [`positionals`](crate::cli::positionals).
+pub type Target = (Option<Remote>, Option<PathBuf>, Vec<String>);
+
+/// Resolves a reading command's `--http`/FILE, `--read-only` and positionals in one place.
+pub fn reading_target(
+    remote: &RemoteArgs,
+    read_only: bool,
+    file: &std::path::Path,
+    rest: &[Option<&str>],
+    names: &[&str],
+) -> Result<Target> {
+    let remote = Remote::from_args(remote)?;
+    if remote.is_some() && read_only {
+        return Err(CliError::Usage(
+            "--read-only is for a file, not with --http".into(),
+        ));
+    }
+    let (file, values) = crate::cli::positionals(remote.is_some(), file, rest, names)
+        .map_err(CliError::CommandLine)?;
+    Ok((remote, file, values))
+}
+
 impl Remote {
     /// The `--http`, `--token-file` and `--tls-ca` flags; `None` without `--http`.
     pub fn from_args(args: &RemoteArgs) -> Result<Option<Remote>> {

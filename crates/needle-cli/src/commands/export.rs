@@ -8,10 +8,10 @@ use std::io::{BufWriter, Write};
 
 use super::open_for_reading;
 use super::sets::remote_scroll_page;
-use crate::cli::{ExportArgs, ExportFormat, positionals};
+use crate::cli::{ExportArgs, ExportFormat};
 use crate::error::{CliError, Result};
 use crate::output::RecordJson;
-use crate::remote::Remote;
+use crate::remote::{self, Remote};
 
 /// Where the lines go: a new file (never overwritten) or stdout.
 fn open_sink(args: &ExportArgs) -> Result<(BufWriter<Box<dyn Write>>, String)> {
@@ -38,19 +38,13 @@ fn write_line(out: &mut impl Write, name: &str, r: &RecordJson) -> Result<()> {
 pub fn run(args: &ExportArgs, _json: bool) -> Result<()> {
     let ExportFormat::Jsonl = args.format;
     let filter = super::sets::filter_flag(args.filter.as_ref())?;
-    let remote = Remote::from_args(&args.remote)?;
-    if remote.is_some() && args.read_only {
-        return Err(CliError::Usage(
-            "--read-only is for a file, not with --http".into(),
-        ));
-    }
-    let (file, values) = positionals(
-        remote.is_some(),
+    let (remote, file, values) = remote::reading_target(
+        &args.remote,
+        args.read_only,
         &args.file,
         &[args.collection.as_deref()],
         &["COLLECTION"],
-    )
-    .map_err(CliError::CommandLine)?;
+    )?;
     let collection = &values[0];
     let exported = match (remote, file) {
         (Some(remote), _) => export_remote(&remote, collection, args)?,

@@ -4,25 +4,19 @@
 use needle_core::Record;
 
 use super::open_for_reading;
-use crate::cli::{GetArgs, positionals};
+use crate::cli::GetArgs;
 use crate::error::{CliError, Result};
 use crate::output::{self, RecordJson};
-use crate::remote::{self, Remote};
+use crate::remote;
 
 pub fn run(args: &GetArgs, json: bool) -> Result<()> {
-    let remote = Remote::from_args(&args.remote)?;
-    if remote.is_some() && args.read_only {
-        return Err(CliError::Usage(
-            "--read-only is for a file, not with --http".into(),
-        ));
-    }
-    let (file, values) = positionals(
-        remote.is_some(),
+    let (remote, file, values) = remote::reading_target(
+        &args.remote,
+        args.read_only,
         &args.file,
         &[Some(args.collection.as_str()), args.id.as_deref()],
         &["COLLECTION", "ID"],
-    )
-    .map_err(CliError::CommandLine)?;
+    )?;
     let (collection, id) = (&values[0], &values[1]);
     let not_found = || CliError::RecordNotFound {
         collection: collection.clone(),

@@ -8,25 +8,19 @@ use std::time::{Duration, Instant};
 use needle_core::{Filter, SearchOptions};
 
 use super::{open_for_reading, parse_json_flag};
-use crate::cli::{SearchArgs, positionals};
+use crate::cli::SearchArgs;
 use crate::error::{CliError, Result};
 use crate::output::{self, HitJson, Table};
 use crate::remote::{self, Remote};
 
 pub fn run(args: &SearchArgs, json: bool) -> Result<()> {
-    let remote = Remote::from_args(&args.remote)?;
-    if remote.is_some() && args.read_only {
-        return Err(CliError::Usage(
-            "--read-only is for a file, not with --http".into(),
-        ));
-    }
-    let (file, values) = positionals(
-        remote.is_some(),
+    let (remote, file, values) = remote::reading_target(
+        &args.remote,
+        args.read_only,
         &args.file,
         &[args.collection.as_deref()],
         &["COLLECTION"],
-    )
-    .map_err(CliError::CommandLine)?;
+    )?;
     let collection = &values[0];
     match (remote, file) {
         (Some(remote), _) => run_remote(args, &remote, collection, json),

@@ -7,7 +7,7 @@ use needle_core::{Filter, IndexKind};
 use serde_json::json;
 
 use super::{open_existing, open_for_reading, parse_json_flag};
-use crate::cli::{CountArgs, IndexCommand, ScrollArgs, positionals};
+use crate::cli::{CountArgs, IndexCommand, ScrollArgs};
 use crate::error::{CliError, Result};
 use crate::output::{self, RecordJson};
 use crate::remote::{self, Remote};
@@ -20,19 +20,13 @@ pub fn filter_flag(text: Option<&String>) -> Result<Option<Filter>> {
 
 pub fn count(args: &CountArgs, json: bool) -> Result<()> {
     let filter = filter_flag(args.filter.as_ref())?;
-    let remote = Remote::from_args(&args.remote)?;
-    if remote.is_some() && args.read_only {
-        return Err(CliError::Usage(
-            "--read-only is for a file, not with --http".into(),
-        ));
-    }
-    let (file, values) = positionals(
-        remote.is_some(),
+    let (remote, file, values) = remote::reading_target(
+        &args.remote,
+        args.read_only,
         &args.file,
         &[args.collection.as_deref()],
         &["COLLECTION"],
-    )
-    .map_err(CliError::CommandLine)?;
+    )?;
     let collection = &values[0];
     let n = match (remote, file) {
         (Some(remote), _) => {
@@ -113,19 +107,13 @@ pub fn remote_scroll_page(
 
 pub fn scroll(args: &ScrollArgs, json: bool) -> Result<()> {
     let filter = filter_flag(args.filter.as_ref())?;
-    let remote = Remote::from_args(&args.remote)?;
-    if remote.is_some() && args.read_only {
-        return Err(CliError::Usage(
-            "--read-only is for a file, not with --http".into(),
-        ));
-    }
-    let (file, values) = positionals(
-        remote.is_some(),
+    let (remote, file, values) = remote::reading_target(
+        &args.remote,
+        args.read_only,
         &args.file,
         &[args.collection.as_deref()],
         &["COLLECTION"],
-    )
-    .map_err(CliError::CommandLine)?;
+    )?;
     let collection = &values[0];
     let (records, next_cursor) = match (remote, file) {
         (Some(remote), _) => {
