@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use needle_core::{Database, SearchOptions, SearchResult};
-use rayon::prelude::*;
 
 use crate::collection::result_rows;
 use crate::error::{BenchError, Result};
@@ -15,7 +14,8 @@ use crate::vecs::Vecs;
 pub enum Threads {
     /// One query at a time on the calling thread.
     One,
-    /// Queries spread over the current rayon pool (run inside `pool.install` to choose it).
+    /// Queries spread over the current rayon pool by `Database::search_many` (run inside
+    /// `pool.install` to choose it).
     Pool,
 }
 
@@ -58,6 +58,10 @@ pub fn timed_search(
     }
     let opts = search_options(ef);
     let mut results: Vec<Vec<SearchResult>> = vec![Vec::new(); queries.len()];
+    let rows: Vec<&[f32]> = match threads {
+        Threads::One => Vec::new(),
+        Threads::Pool => queries.rows().collect(),
+    };
     let mut best = f64::INFINITY;
     for _ in 0..repeats.max(1) {
         let start = Instant::now();
@@ -68,13 +72,8 @@ pub fn timed_search(
                 }
             }
             Threads::Pool => {
-                results
-                    .par_iter_mut()
-                    .zip(queries.as_flat().par_chunks_exact(queries.dim()))
-                    .try_for_each(|(slot, q)| -> Result<()> {
-                        *slot = db.search_with(collection, q, k, &opts)?;
-                        Ok(())
-                    })?;
+                // `Database::search_many`: one query per rayon task, answers in query order.
+                results = db.search_many(collection, &rows, k, &opts)?;
             }
         }
         best = best.min(start.elapsed().as_secs_f64());

@@ -1023,6 +1023,46 @@ impl Database {
     ) -> Result<Vec<SearchResult>> {
         let shared = self.collection(collection)?;
         let c = shared.read();
+        Self::search_in(&c, query, k, opts)
+    }
+
+    /// Many searches at once, spread over the current rayon pool (one query per task; run it
+    /// inside `ThreadPool::install` to choose the threads): per query, the same answer as
+    /// [`search_with`](Self::search_with), in the order of `queries`.
+    ///
+    /// Each query takes the collection's read lock on its own, so writes are not held back for
+    /// the whole batch: a write that lands while the batch runs is seen by the queries that
+    /// start after it. An invalid query (wrong dimension, a non-finite component, ...) fails
+    /// the whole call with the error of the first such query in order (an invalid vector's
+    /// reason names its position in `queries`); nothing is returned for the others.
+    pub fn search_many<Q: AsRef<[f32]> + Sync>(
+        &self,
+        collection: &str,
+        queries: &[Q],
+        k: usize,
+        opts: &SearchOptions,
+    ) -> Result<Vec<Vec<SearchResult>>> {
+        use rayon::prelude::*;
+        let shared = self.collection(collection)?;
+        let answers: Vec<Result<Vec<SearchResult>>> = queries
+            .par_iter()
+            .with_max_len(1)
+            .map(|q| Self::search_in(&shared.read(), q.as_ref(), k, opts))
+            .collect();
+        answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, answer)| answer.map_err(|e| e.for_query(i)))
+            .collect()
+    }
+
+    /// One search in a locked collection, its hits turned into results.
+    fn search_in(
+        c: &Collection,
+        query: &[f32],
+        k: usize,
+        opts: &SearchOptions,
+    ) -> Result<Vec<SearchResult>> {
         let hits = c.search(query, k, opts)?;
         Ok(hits
             .into_iter()

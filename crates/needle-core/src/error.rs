@@ -105,6 +105,18 @@ impl Error {
         }
     }
 
+    /// The error of query `index` of a batch ([`crate::Database::search_many`]): an invalid
+    /// vector's reason names its position; other errors are the same for every query.
+    pub(crate) fn for_query(self, index: usize) -> Self {
+        match self {
+            Error::InvalidVector { collection, reason } => Error::InvalidVector {
+                collection,
+                reason: format!("query {index} of the batch: {reason}"),
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn corrupted(
         file: impl Into<PathBuf>,
         offset: u64,

@@ -17,6 +17,11 @@
 //! let fr = SearchOptions::new().with_filter(Filter::parse(&json!({"lang": "fr"}))?);
 //! let hits = db.search_with("docs", &[0.9, 0.1, 0.0], 1, &fr)?;
 //! assert_eq!(hits[0].id, "b");
+//!
+//! // Many queries at once, spread over rayon's pool; answers in query order.
+//! let queries = [[0.9, 0.1, 0.0], [0.1, 0.9, 0.0]];
+//! let answers = db.search_many("docs", &queries, 1, &SearchOptions::new())?;
+//! assert_eq!((answers[0][0].id.as_str(), answers[1][0].id.as_str()), ("a", "b"));
 //! # Ok::<(), needle_core::Error>(())
 //! ```
 
