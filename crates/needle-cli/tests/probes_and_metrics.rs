@@ -134,6 +134,18 @@ fn a_node_is_live_ready_once_caught_up_and_exports_its_metrics() {
         "{text}"
     );
 
+    // The OpenAPI description is served, and names the routes.
+    let r = n.get("/v1/openapi.json").unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.body["openapi"].as_str().unwrap().starts_with("3."),
+        "{r:?}"
+    );
+    assert!(
+        r.body["paths"]["/v1/collections/{collection}/search"]["post"]["requestBody"].is_object(),
+        "{r:?}"
+    );
+
     // A node that waits to be added (--join, no leader yet) is live but not ready.
     let joiner_dir = c.dir.path().to_path_buf();
     c.nodes.push(Node::new(2, free_ports(2), &joiner_dir));

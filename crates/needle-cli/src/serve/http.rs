@@ -8,18 +8,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use needle_core::{CollectionConfig, CollectionInfo, Distance, Filter, Record, SearchOptions};
 use needle_raft::{BatchRecord, ReadConsistency, ReplicatedCommand, RequestId, Role};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::App;
 use super::api_error::{ApiError, from_core, from_raft};
@@ -34,56 +36,8 @@ type Answer = std::result::Result<Response, ApiError>;
 pub async fn serve(app: Arc<App>, listener: std::net::TcpListener, max_body: usize) -> Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| CliError::io("starting the HTTP listener", e))?;
-    let router = Router::new()
-        .route("/v1/status", get(status))
-        .route(
-            "/v1/collections",
-            get(list_collections).post(create_collection),
-        )
-        .route(
-            "/v1/collections/{collection}",
-            get(collection_info).delete(drop_collection),
-        )
-        .route("/v1/collections/{collection}/records", post(insert))
-        .route(
-            "/v1/collections/{collection}/records/batch",
-            post(insert_batch),
-        )
-        .route(
-            "/v1/collections/{collection}/records/{id}",
-            get(get_record).patch(update).delete(delete_record),
-        )
-        .route("/v1/collections/{collection}/ids", get(list_ids))
-        .route("/v1/collections/{collection}/count", post(count))
-        .route("/v1/collections/{collection}/scroll", post(scroll))
-        .route("/v1/collections/{collection}/records/get", post(get_many))
-        .route(
-            "/v1/collections/{collection}/records/delete",
-            post(delete_many),
-        )
-        .route(
-            "/v1/collections/{collection}/delete-by-filter",
-            post(delete_by_filter),
-        )
-        .route(
-            "/v1/collections/{collection}/indexes",
-            get(list_indexes).post(create_index),
-        )
-        .route(
-            "/v1/collections/{collection}/indexes/{path}",
-            delete(drop_index),
-        )
-        .route("/v1/collections/{collection}/search", post(search))
-        .route("/v1/collections/{collection}/compact", post(compact))
-        .route("/v1/cluster/nodes", post(add_node))
-        .route("/v1/cluster/nodes/{id}", delete(remove_node))
-        .route("/v1/cluster/peers", post(register_peer))
-        .route("/v1/cluster/leader", post(transfer_leader))
-        .route("/v1/admin/shutdown", post(shutdown))
-        .route("/v1/snapshot", get(snapshot))
-        .route("/metrics", get(super::metrics::metrics))
-        .route("/livez", get(livez))
-        .route("/readyz", get(readyz))
+    let (router, _) = api_routes().split_for_parts();
+    let router = router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
@@ -108,6 +62,99 @@ pub async fn serve(app: Arc<App>, listener: std::net::TcpListener, max_body: usi
                 .map_err(|e| CliError::io("serving HTTPS", e))
         }
     }
+}
+
+/// Every route of the API with its OpenAPI description: the router and `GET /v1/openapi.json`
+/// are built from this one list (utoipa-axum), from each handler's `#[utoipa::path]` and the
+/// request types' `ToSchema` derives, so a route cannot be served and left out of the description.
+fn api_routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(status))
+        .routes(routes!(list_collections, create_collection))
+        .routes(routes!(collection_info, drop_collection))
+        .routes(routes!(insert))
+        .routes(routes!(insert_batch))
+        .routes(routes!(get_record, update, delete_record))
+        .routes(routes!(list_ids))
+        .routes(routes!(count))
+        .routes(routes!(scroll))
+        .routes(routes!(get_many))
+        .routes(routes!(delete_many))
+        .routes(routes!(delete_by_filter))
+        .routes(routes!(list_indexes, create_index))
+        .routes(routes!(drop_index))
+        .routes(routes!(search))
+        .routes(routes!(compact))
+        .routes(routes!(add_node))
+        .routes(routes!(remove_node))
+        .routes(routes!(register_peer))
+        .routes(routes!(transfer_leader))
+        .routes(routes!(shutdown))
+        .routes(routes!(snapshot))
+        .routes(routes!(super::metrics::metrics))
+        .routes(routes!(livez))
+        .routes(routes!(readyz))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI 3 description of the API, as `GET /v1/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Needle",
+        description = "The HTTP API of a node of a replicated Needle cluster (docs/http-api.md). \
+            Writes go through Raft and are answered by the leader (a follower answers 421 \
+            not_leader, or forwards with --forward-writes); every write may carry an \
+            Idempotency-Key; reads take a consistency level."
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerToken),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// `--token-file`: every request but the probes carries `Authorization: Bearer <token>`.
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The body of every error answer (`docs/http-api.md`, "Errors"); some codes add fields
+/// (`leader_id`, `leader_http`, `may_have_been_applied`, `field`, `max`, `record`).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // only described: `ApiError` writes the body
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // only described: `ApiError` writes the body
+struct ErrorDetail {
+    /// A stable, machine-readable code (`not_leader`, `dimension_mismatch`, …).
+    code: String,
+    /// What went wrong and where, for a person.
+    message: String,
+}
+
+/// `GET /v1/openapi.json`: this API's OpenAPI 3 description.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI description", body = Object)))]
+async fn openapi_json() -> Response {
+    static SPEC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    Json(SPEC.get_or_init(|| serde_json::to_value(openapi()).unwrap_or(Value::Null)))
+        .into_response()
 }
 
 async fn stop_signal(app: &App) {
@@ -404,7 +451,7 @@ fn require_leader(app: &App) -> std::result::Result<(), ApiError> {
 }
 
 /// How fresh a read must be.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum Consistency {
     /// ReadIndex through the leader, then a wait until this node has applied that index.
@@ -427,11 +474,14 @@ impl Consistency {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ReadParams {
+    /// `linearizable` (default) or `follower`.
     #[serde(default)]
     consistency: Consistency,
+    /// `/v1/status` only: add the database's `state_checksum`.
     #[serde(default)]
     checksum: bool,
 }
@@ -493,6 +543,13 @@ pub const SNAPSHOT_CHECKSUM: &str = "needle-state-checksum";
 /// request), with the Raft term, the applied index it reflects and its state checksum in the
 /// headers. The snapshot is consistent with those headers: it is taken between two readings of
 /// the applied index and the checksum that agree (retried a few times under writes).
+#[utoipa::path(
+    get,
+    path = "/v1/snapshot",
+    tag = "admin",
+    summary = "A consistent backup in the .needle file format",
+    responses((status = 200, description = "The snapshot", body = Vec<u8>, content_type = "application/octet-stream", headers(("needle-raft-term" = u64, description = "The Raft term"), ("needle-raft-index" = u64, description = "The applied index the snapshot reflects"), ("needle-state-checksum" = String, description = "The state checksum at that index, 16 hex digits"))), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn snapshot(State(app): Shared) -> Answer {
     let (bytes, term, index, checksum) = blocking(move || {
         barrier(&app, Consistency::Linearizable)?;
@@ -533,6 +590,13 @@ async fn snapshot(State(app): Shared) -> Answer {
 
 /// `GET /livez`: 200 while the process serves HTTP and its Raft thread runs; 503 once the Raft
 /// thread has stopped on an error (restart the process).
+#[utoipa::path(
+    get,
+    path = "/livez",
+    tag = "probes",
+    summary = "Liveness probe (no token)",
+    responses((status = 200, description = "Live", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn livez(State(app): Shared) -> Answer {
     match app.node.fatal_error() {
         None => ok(StatusCode::OK, json!({"live": true, "id": app.id})),
@@ -548,6 +612,13 @@ async fn livez(State(app): Shared) -> Answer {
 /// committed when it started (proved once by a linearizable read barrier: a ReadIndex round
 /// through the leader, then a wait until this node has applied that index); else 503 with the
 /// reason. After that first barrier, ready while a leader is known.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "probes",
+    summary = "Readiness probe (no token)",
+    responses((status = 200, description = "Ready", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn readyz(State(app): Shared) -> Answer {
     blocking(move || {
         let not_ready =
@@ -578,6 +649,14 @@ async fn readyz(State(app): Shared) -> Answer {
 
 // ---- status and cluster ------------------------------------------------------------------------
 
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "cluster",
+    summary = "This node's Raft state",
+    params(ReadParams),
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn status(State(app): Shared, Query(p): Query<ReadParams>) -> Answer {
     let body = blocking(move || {
         let s = app.node.status().map_err(|e| raft_error(&app, e))?;
@@ -660,12 +739,16 @@ async fn status(State(app): Shared, Query(p): Query<ReadParams>) -> Answer {
     ok(StatusCode::OK, body)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NodeAddrs {
     id: u64,
+    /// The node's Raft address, `IP:PORT`.
+    #[schema(value_type = String)]
     raft: SocketAddr,
+    /// The node's HTTP address, `IP:PORT`.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     http: Option<SocketAddr>,
 }
 
@@ -690,6 +773,14 @@ fn remember(app: &App, n: &NodeAddrs) -> std::result::Result<(), ApiError> {
 }
 
 /// Tells this node where another node listens (no membership change).
+#[utoipa::path(
+    post,
+    path = "/v1/cluster/peers",
+    tag = "cluster",
+    summary = "Tell this node where another node listens",
+    request_body = NodeAddrs,
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn register_peer(State(app): Shared, Body(n): Body<NodeAddrs>) -> Answer {
     remember(&app, &n)?;
     ok(StatusCode::OK, json!({"ok": true, "id": n.id}))
@@ -697,6 +788,14 @@ async fn register_peer(State(app): Shared, Body(n): Body<NodeAddrs>) -> Answer {
 
 /// Adds a node to the cluster: every known node learns its addresses, then the leader adds it
 /// as a learner and promotes it once it has caught up.
+#[utoipa::path(
+    post,
+    path = "/v1/cluster/nodes",
+    tag = "cluster",
+    summary = "Add a node (leader)",
+    request_body = NodeAddrs,
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn add_node(State(app): Shared, Body(n): Body<NodeAddrs>) -> Answer {
     require_leader(&app)?;
     remember(&app, &n)?;
@@ -736,6 +835,14 @@ async fn add_node(State(app): Shared, Body(n): Body<NodeAddrs>) -> Answer {
     ok(StatusCode::OK, body)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/cluster/nodes/{id}",
+    tag = "cluster",
+    summary = "Remove a node (leader)",
+    params(("id" = u64, Path, description = "The node's id")),
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn remove_node(State(app): Shared, Path(id): Path<u64>) -> Answer {
     require_leader(&app)?;
     let body = blocking(move || {
@@ -750,12 +857,20 @@ async fn remove_node(State(app): Shared, Path(id): Path<u64>) -> Answer {
     ok(StatusCode::OK, body)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Transfer {
     to: u64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/cluster/leader",
+    tag = "cluster",
+    summary = "Transfer leadership (leader)",
+    request_body = Transfer,
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn transfer_leader(State(app): Shared, Body(t): Body<Transfer>) -> Answer {
     require_leader(&app)?;
     let body = blocking(move || {
@@ -774,6 +889,13 @@ async fn transfer_leader(State(app): Shared, Body(t): Body<Transfer>) -> Answer 
     ok(StatusCode::OK, body)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/shutdown",
+    tag = "admin",
+    summary = "Stop this node",
+    responses((status = 202, description = "Stopping", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn shutdown(State(app): Shared) -> Answer {
     app.shutdown.notify_one();
     ok(
@@ -784,6 +906,14 @@ async fn shutdown(State(app): Shared) -> Answer {
 
 // ---- collections -------------------------------------------------------------------------------
 
+#[utoipa::path(
+    get,
+    path = "/v1/collections",
+    tag = "collections",
+    summary = "List collections",
+    params(ReadParams),
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn list_collections(State(app): Shared, Query(p): Query<ReadParams>) -> Answer {
     let body = blocking(move || {
         barrier(&app, p.consistency)?;
@@ -800,7 +930,7 @@ async fn list_collections(State(app): Shared, Query(p): Query<ReadParams>) -> An
     ok(StatusCode::OK, body)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum DistanceName {
     Cosine,
@@ -808,7 +938,7 @@ enum DistanceName {
     Dot,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateCollection {
     name: String,
@@ -826,13 +956,22 @@ struct CreateCollection {
     quantization: Option<QuantizationName>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum QuantizationName {
     None,
     Sq8,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections",
+    tag = "collections",
+    summary = "Create a collection (leader)",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters; a retry with the same key is applied at most once and answered like the first attempt")),
+    request_body = CreateCollection,
+    responses((status = 201, description = "Created", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn create_collection(
     State(app): Shared,
     key: WriteId,
@@ -873,6 +1012,14 @@ async fn create_collection(
     ok(StatusCode::CREATED, body)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/collections/{collection}",
+    tag = "collections",
+    summary = "One collection",
+    params(("collection" = String, Path, description = "The collection's name"), ReadParams),
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn collection_info(
     State(app): Shared,
     Path(collection): Path<String>,
@@ -887,6 +1034,14 @@ async fn collection_info(
     ok(StatusCode::OK, body)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/collections/{collection}",
+    tag = "collections",
+    summary = "Drop a collection (leader)",
+    params(("collection" = String, Path, description = "The collection's name"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters; a retry with the same key is applied at most once and answered like the first attempt")),
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn drop_collection(
     State(app): Shared,
     key: WriteId,
@@ -909,6 +1064,14 @@ async fn drop_collection(
     ok(StatusCode::OK, body)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/compact",
+    tag = "collections",
+    summary = "Compact a collection on every node (leader)",
+    params(("collection" = String, Path, description = "The collection's name"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters; a retry with the same key is applied at most once and answered like the first attempt")),
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn compact(State(app): Shared, key: WriteId, Path(collection): Path<String>) -> Answer {
     require_leader(&app)?;
     let body = blocking(move || {
@@ -927,7 +1090,7 @@ async fn compact(State(app): Shared, key: WriteId, Path(collection): Path<String
 
 // ---- records -----------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RecordIn {
     id: String,
@@ -942,6 +1105,15 @@ impl From<RecordIn> for Record {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/records",
+    tag = "records",
+    summary = "Insert or replace one record (leader)",
+    params(("collection" = String, Path, description = "The collection's name"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters; a retry with the same key is applied at most once and answered like the first attempt")),
+    request_body = RecordIn,
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn insert(
     State(app): Shared,
     key: WriteId,
@@ -967,12 +1139,21 @@ async fn insert(
     ok(StatusCode::OK, body)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchIn {
     records: Vec<RecordIn>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/records/batch",
+    tag = "records",
+    summary = "Insert many records, all or nothing (leader)",
+    params(("collection" = String, Path, description = "The collection's name"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters; a retry with the same key is applied at most once and answered like the first attempt")),
+    request_body = BatchIn,
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn insert_batch(
     State(app): Shared,
     key: WriteId,
@@ -1015,7 +1196,7 @@ async fn insert_batch(
     ok(StatusCode::OK, body)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateIn {
     #[serde(default)]
@@ -1024,6 +1205,15 @@ struct UpdateIn {
     metadata: Option<Value>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/collections/{collection}/records/{id}",
+    tag = "records",
+    summary = "Update a record's vector and/or metadata (leader)",
+    params(("collection" = String, Path, description = "The collection's name"), ("id" = String, Path, description = "The record's id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters; a retry with the same key is applied at most once and answered like the first attempt")),
+    request_body = UpdateIn,
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn update(
     State(app): Shared,
     key: WriteId,
@@ -1053,6 +1243,14 @@ async fn update(
     ok(StatusCode::OK, body)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/collections/{collection}/records/{id}",
+    tag = "records",
+    summary = "Delete a record (leader)",
+    params(("collection" = String, Path, description = "The collection's name"), ("id" = String, Path, description = "The record's id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters; a retry with the same key is applied at most once and answered like the first attempt")),
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn delete_record(
     State(app): Shared,
     key: WriteId,
@@ -1078,6 +1276,14 @@ async fn delete_record(
     ok(StatusCode::OK, body)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/collections/{collection}/records/{id}",
+    tag = "records",
+    summary = "One record",
+    params(("collection" = String, Path, description = "The collection's name"), ("id" = String, Path, description = "The record's id"), ReadParams),
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn get_record(
     State(app): Shared,
     Path((collection, id)): Path<(String, String)>,
@@ -1102,6 +1308,14 @@ async fn get_record(
     .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/collections/{collection}/ids",
+    tag = "records",
+    summary = "Every live id",
+    params(("collection" = String, Path, description = "The collection's name"), ReadParams),
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn list_ids(
     State(app): Shared,
     Path(collection): Path<String>,
@@ -1116,7 +1330,7 @@ async fn list_ids(
     ok(StatusCode::OK, body)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SearchIn {
     #[serde(default)]
@@ -1168,6 +1382,15 @@ fn check_search_bounds(k: usize, ef: Option<usize>) -> std::result::Result<(), A
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/search",
+    tag = "search",
+    summary = "The k nearest records",
+    params(("collection" = String, Path, description = "The collection's name")),
+    request_body = SearchIn,
+    responses((status = 200, description = "The hits, nearest first", body = SearchAnswer), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn search(
     State(app): Shared,
     Path(collection): Path<String>,
@@ -1238,7 +1461,7 @@ async fn search(
 
 /// Serialised from `f32` directly, so distances and vectors print in their shortest
 /// round-tripping form (`0.0061162710`, not `0.006116271018981934`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Hit {
     id: String,
     distance: f32,
@@ -1247,7 +1470,7 @@ struct Hit {
     vector: Option<Vec<f32>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct SearchAnswer {
     results: Vec<Hit>,
     took_ms: f64,
@@ -1288,7 +1511,7 @@ fn record_json(r: &Record, with_vector: bool) -> Value {
     v
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CountIn {
     #[serde(default)]
@@ -1297,6 +1520,15 @@ struct CountIn {
     consistency: Consistency,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/count",
+    tag = "records",
+    summary = "How many records match a filter",
+    params(("collection" = String, Path, description = "The collection's name")),
+    request_body = CountIn,
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn count(
     State(app): Shared,
     Path(collection): Path<String>,
@@ -1315,7 +1547,7 @@ async fn count(
     ok(StatusCode::OK, body)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ScrollIn {
     #[serde(default)]
@@ -1334,6 +1566,15 @@ fn default_limit() -> usize {
     100
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/scroll",
+    tag = "records",
+    summary = "Page through the matches in id order",
+    params(("collection" = String, Path, description = "The collection's name")),
+    request_body = ScrollIn,
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn scroll(
     State(app): Shared,
     Path(collection): Path<String>,
@@ -1370,7 +1611,7 @@ async fn scroll(
     ok(StatusCode::OK, body)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IdsIn {
     ids: Vec<String>,
@@ -1380,6 +1621,15 @@ struct IdsIn {
     consistency: Consistency,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/records/get",
+    tag = "records",
+    summary = "Many records by id",
+    params(("collection" = String, Path, description = "The collection's name")),
+    request_body = IdsIn,
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn get_many(
     State(app): Shared,
     Path(collection): Path<String>,
@@ -1402,12 +1652,21 @@ async fn get_many(
     ok(StatusCode::OK, body)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeleteIdsIn {
     ids: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/records/delete",
+    tag = "records",
+    summary = "Delete many records by id (leader)",
+    params(("collection" = String, Path, description = "The collection's name"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters; a retry with the same key is applied at most once and answered like the first attempt")),
+    request_body = DeleteIdsIn,
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn delete_many(
     State(app): Shared,
     key: WriteId,
@@ -1430,12 +1689,21 @@ async fn delete_many(
     ok(StatusCode::OK, body)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeleteByFilterIn {
     filter: Value,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/delete-by-filter",
+    tag = "records",
+    summary = "Delete every match of a filter (leader)",
+    params(("collection" = String, Path, description = "The collection's name"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters; a retry with the same key is applied at most once and answered like the first attempt")),
+    request_body = DeleteByFilterIn,
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn delete_by_filter(
     State(app): Shared,
     key: WriteId,
@@ -1470,6 +1738,14 @@ fn index_json(i: &needle_core::IndexInfo) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/collections/{collection}/indexes",
+    tag = "indexes",
+    summary = "The payload indexes",
+    params(("collection" = String, Path, description = "The collection's name"), ReadParams),
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn list_indexes(
     State(app): Shared,
     Path(collection): Path<String>,
@@ -1485,13 +1761,22 @@ async fn list_indexes(
     ok(StatusCode::OK, body)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IndexIn {
     path: String,
     kind: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/collections/{collection}/indexes",
+    tag = "indexes",
+    summary = "Create a payload index (leader)",
+    params(("collection" = String, Path, description = "The collection's name"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters; a retry with the same key is applied at most once and answered like the first attempt")),
+    request_body = IndexIn,
+    responses((status = 201, description = "Created", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn create_index(
     State(app): Shared,
     key: WriteId,
@@ -1535,6 +1820,14 @@ async fn create_index(
     ok(StatusCode::CREATED, body)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/collections/{collection}/indexes/{path}",
+    tag = "indexes",
+    summary = "Drop a payload index (leader)",
+    params(("collection" = String, Path, description = "The collection's name"), ("path" = String, Path, description = "The indexed metadata path"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters; a retry with the same key is applied at most once and answered like the first attempt")),
+    responses((status = 200, description = "Done", body = Object), (status = "4XX", description = "Refused: nothing changed", body = ErrorBody), (status = "5XX", description = "Not served; see the code (a write with may_have_been_applied: true may be retried with its Idempotency-Key)", body = ErrorBody))
+)]
 async fn drop_index(
     State(app): Shared,
     key: WriteId,
@@ -1563,3 +1856,6 @@ async fn drop_index(
     .await?;
     ok(StatusCode::OK, body)
 }
+
+#[cfg(test)]
+mod openapi_tests;

@@ -138,6 +138,10 @@ pub async fn track(State(app): State<Arc<App>>, request: Request, next: Next) ->
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    summary = "Prometheus metrics (OpenMetrics text)",
+    responses((status = 200, description = "The metrics", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     let text = tokio::task::spawn_blocking(move || render(&app)).await;
     match text {
