@@ -232,7 +232,7 @@ struct ProtocolRow {
 
 fn run_protocol(p: &ProtocolArgs, quantization: Quantization) -> Result<()> {
     let metric = metric_for_base(&p.base)?;
-    let ds = Dataset::from_files(&p.base, &p.query, &p.gt, metric)?;
+    let mut ds = Dataset::from_files(&p.base, &p.query, &p.gt, metric)?;
     let gt = truth_top_k(&ds, p.k)?;
     let results_dir = std::env::var_os("PEERS_RESULTS_DIR")
         .filter(|d| !d.is_empty())
@@ -260,17 +260,25 @@ fn run_protocol(p: &ProtocolArgs, quantization: Quantization) -> Result<()> {
     })?;
     let build_s = start.elapsed().as_secs_f64();
     let built_mem = rss_bytes()?.saturating_sub(rss_before);
+    // The base rows are in the database now: free this process's copy, so that the process
+    // RSS reported below is the database's (plus the queries and the ground truth).
+    // `mem_bytes` stays the index's growth over `rss_before`: what freeing the rows gave back
+    // is added again.
+    let (n, dim) = (ds.base.len(), ds.base.dim());
+    let before_free = rss_bytes()?;
+    ds.base = Vecs::from_flat(dim, Vec::new())?;
+    let freed = before_free.saturating_sub(rss_bytes()?);
     let start = Instant::now();
     db.checkpoint()?;
     let checkpoint_s = start.elapsed().as_secs_f64();
-    let mem_bytes = rss_bytes()?.saturating_sub(rss_before);
+    let mem_bytes = (rss_bytes()? + freed).saturating_sub(rss_before);
     let (anon, file_pages) = rss_split_bytes()?;
     log(format!(
         "built n={} d={} metric={} M={} efc={} in {build_s:.2} s on 1 thread, RSS +{:.1} MB; \
-         checkpoint {checkpoint_s:.2} s, then RSS +{:.1} MB over the start \
+         base rows freed, checkpoint {checkpoint_s:.2} s, then RSS +{:.1} MB over the start \
          (process: anon {:.1} MB, file {:.1} MB; {} vectors mapped)",
-        ds.base.len(),
-        ds.base.dim(),
+        n,
+        dim,
         metric.name(),
         p.m,
         p.efc,

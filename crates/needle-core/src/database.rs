@@ -1276,7 +1276,7 @@ fn load_checkpoint(disk: &dyn Disk, path: &Path) -> Result<(Header, Vec<Collecti
     let (header, mut collections, offsets) = checkpoint::decode_with_offsets(&bytes, path)?;
     drop(bytes);
     for (c, at) in collections.iter_mut().zip(offsets) {
-        map_vectors(&*file, c, at);
+        map_vectors(&file, c, at);
     }
     Ok((header, collections))
 }
@@ -1286,12 +1286,12 @@ fn load_checkpoint(disk: &dyn Disk, path: &Path) -> Result<(Header, Vec<Collecti
 /// `file`, a checkpoint whose lengths and checksums were checked (read back at open, or just
 /// written). Does nothing where the disk cannot map (`MemDisk`, `SimDisk`) or the map fails:
 /// mapping only saves memory, and the copy in memory stays correct.
-fn map_vectors(file: &dyn crate::disk::DiskFile, c: &mut Collection, at: u64) {
+fn map_vectors(file: &Arc<dyn crate::disk::DiskFile>, c: &mut Collection, at: u64) {
     if c.sq8.is_none() || c.vectors.len() == 0 {
         return;
     }
     if let Ok(Some(map)) = file.map_read_only(at, c.vectors.len() * 4) {
-        c.vectors.replace_by_map(map);
+        c.vectors.replace_by_map(map, Arc::clone(file), at);
     }
 }
 
@@ -1306,7 +1306,7 @@ fn remap_vectors(disk: &dyn Disk, path: &Path, collections: &[Shared], offsets: 
         return;
     };
     for (c, &at) in collections.iter().zip(offsets) {
-        map_vectors(&*file, &mut c.write(), at);
+        map_vectors(&file, &mut c.write(), at);
     }
 }
 

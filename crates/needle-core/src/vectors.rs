@@ -12,23 +12,26 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::disk::ReadOnlyMap;
+use crate::disk::{DiskFile, ReadOnlyMap};
 use crate::hnsw::Flat;
 
-/// A mapped run of little-endian f32 values.
+/// A mapped run of little-endian f32 values, and the file and offset it maps (for positioned
+/// reads that leave the map's pages alone, see [`Vectors::read_into`]).
 struct Mapped {
     map: ReadOnlyMap,
+    file: Arc<dyn DiskFile>,
+    offset: u64,
 }
 
 impl Mapped {
     /// `None` where the bytes cannot be read as `f32` in place (a big-endian host, a map that
     /// is not 4-byte aligned, or a length that is not a multiple of 4).
-    fn new(map: ReadOnlyMap) -> Option<Mapped> {
+    fn new(map: ReadOnlyMap, file: Arc<dyn DiskFile>, offset: u64) -> Option<Mapped> {
         let bytes = map.bytes();
         let fits = cfg!(target_endian = "little")
             && (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f32>())
             && bytes.len().is_multiple_of(4);
-        fits.then_some(Mapped { map })
+        fits.then_some(Mapped { map, file, offset })
     }
 
     fn floats(&self) -> &[f32] {
@@ -91,6 +94,37 @@ impl Vectors {
         }
     }
 
+    /// Whether the `len` floats from `start` are in the mapped prefix.
+    #[inline(always)]
+    pub fn is_mapped(&self, start: usize, len: usize) -> bool {
+        start + len <= self.mapped_len()
+    }
+
+    /// Copies the `buf.len()` floats from `start` into `buf`: from memory, or, for the mapped
+    /// prefix, by a positioned read of the file (`DiskFile::read_exact_at`), which fills `buf`
+    /// from the page cache without mapping a page into this process: the vectors stay out of
+    /// its resident memory however many are read (a read through the map would map each page
+    /// it touches, and the whole file ends up counted in the process's RSS).
+    pub fn read_into(&self, start: usize, buf: &mut [f32]) -> std::io::Result<()> {
+        match &self.mapped {
+            Some(m) if start + buf.len() <= m.floats().len() => {
+                // SAFETY: any 4 bytes are a valid f32; `Mapped::new` checked the host is
+                // little-endian, the file's byte order.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        buf.as_mut_ptr().cast::<u8>(),
+                        std::mem::size_of_val(buf),
+                    )
+                };
+                m.file.read_exact_at(m.offset + start as u64 * 4, bytes)
+            }
+            _ => {
+                buf.copy_from_slice(self.get(start, buf.len()));
+                Ok(())
+            }
+        }
+    }
+
     /// Every vector of `dim` floats, in slot order.
     pub fn chunks(&self, dim: usize) -> impl Iterator<Item = &[f32]> + Clone {
         let (head, tail) = self.parts();
@@ -105,10 +139,16 @@ impl Vectors {
         self.tail.extend_from_slice(items);
     }
 
-    /// Replaces the whole array by `map`, which must hold exactly the same floats; `false` (and
+    /// Replaces the whole array by `map` (bytes `offset..` of `file`), which must hold exactly
+    /// the same floats; `false` (and
     /// nothing changed) where it cannot be read in place or its length differs.
-    pub fn replace_by_map(&mut self, map: ReadOnlyMap) -> bool {
-        let Some(mapped) = Mapped::new(map) else {
+    pub fn replace_by_map(
+        &mut self,
+        map: ReadOnlyMap,
+        file: Arc<dyn DiskFile>,
+        offset: u64,
+    ) -> bool {
+        let Some(mapped) = Mapped::new(map, file, offset) else {
             return false;
         };
         if mapped.floats().len() != self.len() {
@@ -120,6 +160,9 @@ impl Vectors {
                 .all(|(a, b)| a[0].to_bits() == b.to_bits()),
             "the map holds the vectors it replaces"
         );
+        // Whatever read it so far (the check above, in debug builds), no page of the map need
+        // be resident: re-ranking reads the vectors with positioned reads (`read_into`).
+        mapped.map.release_pages();
         self.mapped = Some(Arc::new(mapped));
         self.tail = Flat::new();
         true

@@ -178,3 +178,57 @@ fn a_cut_or_damaged_checkpoint_is_a_typed_error_at_open() {
     let db = Database::open(&path).unwrap();
     assert_eq!(db.mapped_vectors("c").unwrap(), 1_200);
 }
+
+/// The resident pages (kB) of this process's maps of `path`, from `/proc/self/smaps`.
+#[cfg(target_os = "linux")]
+fn resident_kb_of_maps_of(path: &std::path::Path) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let name = path.to_str().unwrap();
+    let mut inside = false;
+    let mut kb = 0;
+    for line in smaps.lines() {
+        // A map's header line: "start-end perms offset dev inode [path]".
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            inside = line.ends_with(name);
+        } else if inside && let Some(rest) = line.strip_prefix("Rss:") {
+            kb += rest
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap();
+        }
+    }
+    kb
+}
+
+/// Re-ranking reads the mapped vectors with positioned reads, not through the map: searching
+/// leaves none of the map's pages resident in the process (the f32 vectors are not part of
+/// its RSS), and the answers are those of the vectors in memory (test above).
+#[cfg(target_os = "linux")]
+#[test]
+fn searches_leave_the_mapped_vectors_out_of_resident_memory() {
+    let base = read_fvecs(&testdata("words-minilm-4k").join("base.fvecs"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.needle");
+    {
+        let db = Database::open(&path).unwrap();
+        db.create_collection_with_config("c", base[0].len(), sq8())
+            .unwrap();
+        db.insert_batch("c", records(&base, 0, 3_000)).unwrap();
+        db.checkpoint().unwrap();
+    }
+    let db = Database::open(&path).unwrap();
+    assert_eq!(db.mapped_vectors("c").unwrap(), 3_000);
+    let mut answers = 0;
+    for q in base.iter().step_by(7).take(400) {
+        answers += db.search("c", q, 10).unwrap().len();
+    }
+    assert_eq!(answers, 4_000);
+    assert_eq!(
+        resident_kb_of_maps_of(&path),
+        0,
+        "searching mapped pages of the vectors into the process"
+    );
+}

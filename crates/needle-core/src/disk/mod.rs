@@ -137,6 +137,21 @@ impl ReadOnlyMap {
     pub fn bytes(&self) -> &[u8] {
         &self.map
     }
+
+    /// Drops the map's pages from this process's resident memory (`MADV_DONTNEED`; they stay
+    /// in the page cache and are mapped again if read). A hint: does nothing where unsupported.
+    pub fn release_pages(&self) {
+        #[cfg(unix)]
+        {
+            // SAFETY: the map is shared, read-only and backed by a file that is never written in
+            // place while mapped, so a dropped page reads back the same bytes; no reference into
+            // the pages is invalidated (their contents do not change).
+            let _ = unsafe {
+                self.map
+                    .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+            };
+        }
+    }
 }
 
 impl Debug for ReadOnlyMap {
