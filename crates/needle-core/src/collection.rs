@@ -15,7 +15,7 @@ use crate::distance::{Kernel, kernel_for, normalize};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::hnsw::{Cand, Exact, Graph, Space};
-use crate::payload::plan::Pred;
+use crate::payload::plan::{Pred, set_bits};
 use crate::payload::{IndexKind, PayloadIndex};
 use crate::sq8::{Sq8, Sq8Ranges};
 use crate::vectors::Vectors;
@@ -722,6 +722,15 @@ impl Collection {
                 return self.exact(space, q, k, bit_slots(&b));
             }
             bits = Some((b, n));
+        } else if let Some(list) = one_list.then(|| pred.one_list()).flatten() {
+            // One posting list names exactly the matches: read in place.
+            let selectivity = list.len() as f64 / self.live.max(1) as f64;
+            if small || self.cheapest_plan(ef, list.len(), selectivity) == Plan::Exact {
+                return self.exact(space, q, k, list.iter().copied());
+            }
+            let mut b = vec![0u64; words];
+            set_bits(&mut b, list);
+            bits = Some((b, list.len()));
         } else if let Some(cands) = gatherable.then(|| pred.gather()).flatten() {
             let matches: Vec<u32> = if exact_gather {
                 cands
@@ -736,9 +745,7 @@ impl Collection {
                 return self.exact(space, q, k, matches.into_iter());
             }
             let mut b = vec![0u64; words];
-            for &s in &matches {
-                b[s as usize / 64] |= 1 << (s % 64);
-            }
+            set_bits(&mut b, &matches);
             bits = Some((b, matches.len()));
         }
         let found = if let Some((bits, n)) = bits {

@@ -185,15 +185,23 @@ impl<'a> Pred<'a> {
 
     /// Whether [`gather`](Self::gather) returns one posting list as it is (no merge, no sort).
     pub fn is_one_list(&self) -> bool {
+        self.one_list().is_some()
+    }
+
+    /// The posting list [`gather`](Self::gather) would copy when it is one list as it is (no
+    /// merge, no sort): read in place, with no copy.
+    pub fn one_list(&self) -> Option<&[u32]> {
         match self {
-            Pred::And(c) => c.len() == 1 && c[0].is_one_list(),
+            Pred::And(c) if c.len() == 1 => c[0].one_list(),
             Pred::Field { index, ops, .. } => match ops.as_slice() {
-                [COp::Any(set)] => {
-                    index.irregular.is_empty() && set.lists(&index.postings).nth(1).is_none()
+                [COp::Any(set)] if index.irregular.is_empty() => {
+                    let mut lists = set.lists(&index.postings);
+                    let first = lists.next()?;
+                    lists.next().is_none().then_some(first.as_slice())
                 }
-                _ => false,
+                _ => None,
             },
-            _ => false,
+            _ => None,
         }
     }
 
@@ -270,11 +278,7 @@ impl<'a> Pred<'a> {
                     let COp::Any(set) = op else { return None };
                     let mut b = vec![0u64; words];
                     for list in set.lists(&index.postings) {
-                        for &s in list {
-                            if let Some(w) = b.get_mut(s as usize / 64) {
-                                *w |= 1 << (s % 64);
-                            }
-                        }
+                        set_bits(&mut b, list);
                     }
                     acc = Some(match acc {
                         None => b,
@@ -346,6 +350,15 @@ impl<'a> Pred<'a> {
                 }
                 Some(all)
             }
+        }
+    }
+}
+
+/// Sets the bits of `slots` (bit `s % 64` of word `s / 64`; slots past the end are ignored).
+pub(crate) fn set_bits(bits: &mut [u64], slots: &[u32]) {
+    for &s in slots {
+        if let Some(w) = bits.get_mut(s as usize / 64) {
+            *w |= 1 << (s % 64);
         }
     }
 }
