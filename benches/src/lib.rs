@@ -11,7 +11,7 @@
 //! - [`timing`]: timed search passes;
 //! - [`concurrent`]: `needle-ann concurrent`, searches while batches are inserted;
 //! - [`filtered`]: `needle-ann filtered`, the engine protocol of `../shared/bench/filtered.py`;
-//! - [`rss`]: the process's resident memory;
+//! - [`rss`]: the process's resident memory and CPU time;
 //! - [`synthetic`]: generated vectors when no data set is at hand.
 //!
 //! ```
@@ -36,7 +36,7 @@ pub mod vecs;
 
 pub use dataset::{Dataset, Metric};
 pub use error::{BenchError, Result};
-pub use rss::{peak_rss_bytes, rss_bytes, rss_split_bytes};
+pub use rss::{cpu_seconds, peak_rss_bytes, rss_bytes, rss_split_bytes};
 pub use synthetic::synthetic_vectors;
 pub use timing::{SearchRun, Threads, timed_search};
 pub use truth::{exact_knn, recall_at_k};

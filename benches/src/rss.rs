@@ -33,6 +33,31 @@ fn status_kib(field: &str) -> Result<u64> {
         .ok_or_else(|| BenchError::Invalid(format!("{path}: no {field} line in kB")))
 }
 
+/// CPU time this process's threads have run so far, in seconds: the sum over
+/// `/proc/self/task/*/schedstat` (nanoseconds on a CPU, per live thread). Threads that have
+/// exited are not counted, so take both readings while the same threads are alive (a rayon
+/// pool lives as long as its `ThreadPool`).
+pub fn cpu_seconds() -> Result<f64> {
+    let dir = "/proc/self/task";
+    let io = |source| BenchError::Io {
+        what: format!("reading {dir}"),
+        source,
+    };
+    let mut ns: u64 = 0;
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path().join("schedstat");
+        // A thread may exit between the listing and the read: it then counts nothing.
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            ns += text
+                .split_whitespace()
+                .next()
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(ns as f64 / 1e9)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +70,18 @@ mod tests {
         assert!(after >= before + (32 << 20), "{before} -> {after}");
         assert!(peak_rss_bytes().unwrap() >= after);
         drop(std::hint::black_box(block));
+    }
+
+    #[test]
+    fn cpu_seconds_grow_while_this_thread_works() {
+        let before = cpu_seconds().unwrap();
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while cpu_seconds().unwrap() <= before && start.elapsed().as_secs() < 10 {
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
+        assert!(cpu_seconds().unwrap() > before);
     }
 }

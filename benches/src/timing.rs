@@ -26,6 +26,10 @@ pub struct SearchRun {
     pub best_s: f64,
     /// Queries per second of the shortest pass.
     pub qps: f64,
+    /// CPU seconds the process's threads ran during the shortest pass, per query (see
+    /// [`crate::cpu_seconds`]): equal for one thread and for a pool when queries run in
+    /// parallel without contending, whatever else loads the machine.
+    pub cpu_s_per_query: f64,
     /// Per query, the row numbers returned (of the last pass), nearest first.
     pub ids: Vec<Vec<i32>>,
 }
@@ -63,7 +67,9 @@ pub fn timed_search(
         Threads::Pool => queries.rows().collect(),
     };
     let mut best = f64::INFINITY;
+    let mut best_cpu = 0.0;
     for _ in 0..repeats.max(1) {
+        let cpu_start = crate::cpu_seconds()?;
         let start = Instant::now();
         match threads {
             Threads::One => {
@@ -76,7 +82,12 @@ pub fn timed_search(
                 results = db.search_many(collection, &rows, k, &opts)?;
             }
         }
-        best = best.min(start.elapsed().as_secs_f64());
+        let elapsed = start.elapsed().as_secs_f64();
+        let cpu = crate::cpu_seconds()? - cpu_start;
+        if elapsed < best {
+            best = elapsed;
+            best_cpu = cpu;
+        }
     }
     let ids = results
         .iter()
@@ -85,6 +96,7 @@ pub fn timed_search(
     Ok(SearchRun {
         best_s: best,
         qps: queries.len() as f64 / best.max(1e-9),
+        cpu_s_per_query: best_cpu / queries.len() as f64,
         ids,
     })
 }

@@ -377,6 +377,9 @@ struct FriendlyRow {
     recall: f64,
     qps_1_thread: f64,
     qps_all_cores: f64,
+    /// CPU microseconds per query (all the process's threads) on one thread and on all cores.
+    cpu_us_1_thread: f64,
+    cpu_us_all_cores: f64,
 }
 
 fn run_friendly(cli: &Cli) -> Result<()> {
@@ -440,6 +443,8 @@ fn run_friendly(cli: &Cli) -> Result<()> {
             recall,
             qps_1_thread: serial.qps,
             qps_all_cores: parallel.qps,
+            cpu_us_1_thread: serial.cpu_s_per_query * 1e6,
+            cpu_us_all_cores: parallel.cpu_s_per_query * 1e6,
         });
     }
     drop(db);
@@ -559,16 +564,23 @@ fn print_report(r: &Report, data: &Path) {
         r.m, r.ef_construction, r.k, r.threads
     );
     println!(
-        "{:>6}  {:>9}  {:>12}  {:>14}",
+        "{:>6}  {:>9}  {:>12}  {:>14}  {:>18}  {:>19}",
         "ef",
         format!("recall@{}", r.k),
         "QPS 1 thread",
-        "QPS all cores"
+        "QPS all cores",
+        "CPU µs/q 1 thread",
+        "CPU µs/q all cores"
     );
     for row in &r.rows {
         println!(
-            "{:>6}  {:>9.4}  {:>12.0}  {:>14.0}",
-            row.ef, row.recall, row.qps_1_thread, row.qps_all_cores
+            "{:>6}  {:>9.4}  {:>12.0}  {:>14.0}  {:>18.1}  {:>19.1}",
+            row.ef,
+            row.recall,
+            row.qps_1_thread,
+            row.qps_all_cores,
+            row.cpu_us_1_thread,
+            row.cpu_us_all_cores
         );
     }
     println!();
