@@ -33,7 +33,8 @@ pub enum LogCheck {
     /// acknowledged. An open cuts them; so does [`Database::repair`].
     TornTail { offset: u64, bytes: u64 },
     /// The record at `offset` is damaged (or does not apply) and `records_after` valid records
-    /// follow it: acknowledged writes are at stake. An open refuses with
+    /// follow it — or it is the last record, whole and one bit off (rot, not a tear; then
+    /// `records_after` is 0): acknowledged writes are at stake. An open refuses with
     /// [`Error::Corrupted`]; [`Database::repair`] would cut the `bytes` from `offset` on,
     /// dropping those records (keeping a copy of the bytes).
     Corrupted {

@@ -36,7 +36,11 @@ use crate::error::{NeedleError, Result};
 use crate::message::{NodeId, RaftMessage};
 use crate::storage::{Reader, SnapshotDescriptor, sync_dir};
 
-const HEADER_MAGIC: &[u8; 8] = b"NDLRSNP2";
+/// The current header: `NEEDLSN3 | body length u32 | body | crc32c(body) u32`. Its magic is 20
+/// bits away from the previous one, so no rot of a few bits turns one format into the other.
+const HEADER_MAGIC: &[u8; 8] = b"NEEDLSN3";
+/// Headers written before the checksum existed: `NDLRSNP2 | body length u32 | body`. Still read.
+const HEADER_MAGIC_V2: &[u8; 8] = b"NDLRSNP2";
 const WIRE_RAFT: u8 = 1;
 const WIRE_CHUNK: u8 = 2;
 const WIRE_ACK: u8 = 3;
@@ -235,6 +239,7 @@ fn encode_header(index: u64, term: u64, window: &DedupWindow) -> Vec<u8> {
     b.extend_from_slice(HEADER_MAGIC);
     b.extend_from_slice(&(body.len() as u32).to_le_bytes());
     b.extend_from_slice(&body);
+    b.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
     b
 }
 
@@ -253,19 +258,30 @@ fn read_header(
     let mut fixed = [0u8; 12];
     file.read_exact_at(0, &mut fixed)
         .map_err(io_err("reading", path))?;
-    if &fixed[..8] != HEADER_MAGIC {
-        return Err(bad(0, "not a needle-raft snapshot"));
-    }
+    let checked = match &fixed[..8] {
+        m if m == HEADER_MAGIC => true,
+        m if m == HEADER_MAGIC_V2 => false,
+        _ => return Err(bad(0, "not a needle-raft snapshot")),
+    };
     let body_len = u32::from_le_bytes(fixed[8..].try_into().expect("4 bytes"));
-    if 12 + u64::from(body_len) > file_len {
+    let crc_len = if checked { 4 } else { 0 };
+    if 12 + u64::from(body_len) + crc_len > file_len {
         return Err(bad(
             8,
             "snapshot header cut short (its length runs past the file)",
         ));
     }
-    let mut body = vec![0u8; body_len as usize];
+    let mut body = vec![0u8; body_len as usize + crc_len as usize];
     file.read_exact_at(12, &mut body)
         .map_err(io_err("reading", path))?;
+    if checked {
+        let stored = body.split_off(body_len as usize);
+        if crc32c::crc32c(&body).to_le_bytes()[..] != stored[..] {
+            // The dedup window decides what a retried command does: a rotted one would make
+            // this node apply differently from the others.
+            return Err(bad(12, "snapshot header checksum mismatch"));
+        }
+    }
     let mut r = Reader::new(&body);
     let index = r.u64().ok_or_else(|| bad(12, "short header"))?;
     r.u64().ok_or_else(|| bad(20, "short header"))?; // the term: raft-rs's metadata has it
@@ -278,7 +294,10 @@ fn read_header(
             .filter(|_| r.is_empty())
             .ok_or_else(|| bad(28, "bad dedup window outcomes"))?;
     }
-    Ok((SnapshotHeader { index, window }, 12 + u64::from(body_len)))
+    Ok((
+        SnapshotHeader { index, window },
+        12 + u64::from(body_len) + crc_len,
+    ))
 }
 
 /// This node's snapshot, ready to stream: the header in memory, the database bytes behind an
@@ -972,6 +991,44 @@ mod tests {
         // The header on disk describes the snapshot too.
         let h = latest_header(&OsDisk, &dir_a, 100, 100).unwrap().unwrap();
         assert_eq!(h.index, 7);
+    }
+
+    /// The header's dedup window decides what a retried command does, so a header rotted at
+    /// rest must be refused, never read: every bit of a `.meta` flipped is `Corrupted`. A header
+    /// of the format before the checksum still reads.
+    #[test]
+    fn every_flipped_bit_of_a_snapshot_header_is_corruption_and_old_headers_still_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut window = DedupWindow::new(100);
+        for i in 0..20 {
+            window.record(3 + i, RequestId { client: i, seq: 1 });
+        }
+        let header = encode_header(42, 3, &window);
+        let path = meta_path(dir, 42);
+        for bit in 0..header.len() * 8 {
+            let mut h = header.clone();
+            h[bit / 8] ^= 1 << (bit % 8);
+            std::fs::write(&path, &h).unwrap();
+            match latest_header(&OsDisk, dir, 100, 100) {
+                Err(NeedleError::Corrupted { .. }) => {}
+                Err(e) => panic!("bit {bit}: {e}"),
+                Ok(_) => panic!("bit {bit}: a rotted header was read"),
+            }
+        }
+        std::fs::write(&path, &header).unwrap();
+        let h = latest_header(&OsDisk, dir, 100, 100).unwrap().unwrap();
+        assert_eq!(h.index, 42);
+        assert!(h.window.contains(&RequestId { client: 7, seq: 1 }));
+        // The previous format: `NDLRSNP2 | len | body`, no checksum.
+        let body = &header[12..header.len() - 4];
+        let mut old = HEADER_MAGIC_V2.to_vec();
+        old.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        old.extend_from_slice(body);
+        std::fs::write(&path, &old).unwrap();
+        let h = latest_header(&OsDisk, dir, 100, 100).unwrap().unwrap();
+        assert_eq!(h.index, 42);
+        assert!(h.window.contains(&RequestId { client: 7, seq: 1 }));
     }
 
     #[test]

@@ -54,6 +54,16 @@ fn segment_header(salt: u64) -> [u8; SEGMENT_HEADER as usize] {
     h
 }
 
+/// Whether `data` starts with a format-2 segment header whose magic is damaged: the header's
+/// checksum matches once [`SEGMENT_MAGIC`] is put in place of its first 8 bytes.
+fn damaged_magic(data: &[u8]) -> bool {
+    let Some(h) = data.get(..SEGMENT_HEADER as usize) else {
+        return false;
+    };
+    let crc = crc32c::crc32c_append(crc32c::crc32c(SEGMENT_MAGIC), &h[8..20]);
+    crc == u32::from_le_bytes([h[20], h[21], h[22], h[23]])
+}
+
 fn new_salt(disk: &dyn Disk, dir: &Path) -> Result<u64> {
     disk.new_salt().map_err(|e| {
         NeedleError::io(
@@ -1087,6 +1097,14 @@ fn read_segment(disk: &dyn Disk, path: &Path, is_last: bool) -> Result<SegmentRe
         salt.copy_from_slice(&h[12..20]);
         let salt = u64::from_le_bytes(salt);
         (Seal::Bound { salt }, SEGMENT_HEADER)
+    } else if damaged_magic(&data) {
+        // A format-2 header whose checksum holds once the magic is put back: bits of the magic
+        // rotted. Read as format 1 it would be one torn frame — the whole log cut.
+        return Err(NeedleError::corrupted(
+            path,
+            0,
+            "segment magic damaged (the rest of the header is a valid format-2 header)",
+        ));
     } else {
         (Seal::Payload, 0)
     };

@@ -192,8 +192,8 @@ impl Shape {
             eio_ppm: [0, 0, 200, 1_000][rng.below(4) as usize],
             enospc_ppm: [0, 0, 200][rng.below(3) as usize],
             max_job_ms: [30, 30, 500][rng.below(3) as usize],
-            // Drawn in every seed (so a seed runs the same up to the first flip), used only
-            // with NEEDLE_SIM_BIT_ROT=1: see `docs/replication.md` for the open finding.
+            // Drawn in every seed (so a seed runs the same up to the first flip whether rot is
+            // on or not); NEEDLE_SIM_BIT_ROT=0 turns it off.
             bit_rot: rng.chance(400) && nodes > 1 && bit_rot_enabled(),
         }
     }
@@ -860,8 +860,13 @@ impl Sim {
     /// quorum.
     fn rot_a_disk(&mut self) {
         // Not while a membership change is under way: the voters seen now may not be the
-        // voters once it applies (seed 8011 of base 8000 lost its quorum that way).
-        if self.nodes.values().any(|n| n.rotten && !n.removed)
+        // voters once it applies (seed 8011 of base 8000 lost its quorum that way). Nor while
+        // a rotted node has not been opened since (a disk fault kept it down): its disk may
+        // have failed too (seed 10244 of base 10000 rotted two of three that way).
+        if self
+            .nodes
+            .values()
+            .any(|n| n.rotten && !n.removed || n.rot_pending)
             || self.admin.is_some()
             || self.removing_leader.is_some()
         {
@@ -1771,11 +1776,10 @@ fn is_disk_fault(msg: &str) -> bool {
     msg.contains("simulated EIO") || msg.contains("simulated ENOSPC")
 }
 
-/// Bit rot at rest is simulated only with `NEEDLE_SIM_BIT_ROT=1`: a bit flipped in a Raft log's
-/// last record is taken for a torn tail and cut, losing an acknowledged entry (seed 7021 of
-/// `NEEDLE_SIM_BASE=7000`), which is open.
+/// Bit rot at rest is simulated unless `NEEDLE_SIM_BIT_ROT=0` (see `docs/replication.md`: it was
+/// off by default until the three bugs it found were fixed).
 fn bit_rot_enabled() -> bool {
-    std::env::var("NEEDLE_SIM_BIT_ROT").is_ok_and(|v| v == "1")
+    std::env::var("NEEDLE_SIM_BIT_ROT").map_or(true, |v| v != "0")
 }
 
 /// A typed report of corrupted bytes, from the Raft layer or the database.

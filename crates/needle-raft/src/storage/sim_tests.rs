@@ -439,10 +439,14 @@ fn a_flipped_bit_in_a_large_log_is_corruption_at_its_record_and_changes_nothing(
     });
     assert_eq!(frames.end, End::Clean);
     let n = frames.records.len();
-    // Sampled records (never the last: a damaged last record is a torn tail), sampled bits:
-    // the length, the CRC, the payload.
-    for _ in 0..24 {
-        let r = &frames.records[rng.below(n as u64 - 1) as usize];
+    // Sampled records, the last one too (a whole last record one bit off is rot, not a torn
+    // tail: `frame::ONE_BIT`), sampled bits: the length, the CRC, the payload.
+    for i in 0..24 {
+        let r = if i == 0 {
+            &frames.records[n - 1]
+        } else {
+            &frames.records[rng.below(n as u64) as usize]
+        };
         let bit = r.offset * 8 + rng.below((r.end - r.offset) * 8);
         disk.flip_bit(&seg, bit).unwrap();
         let before = disk.files();
@@ -455,6 +459,24 @@ fn a_flipped_bit_in_a_large_log_is_corruption_at_its_record_and_changes_nothing(
             Ok(_) => panic!("bit {bit}: opened a corrupted log"),
         }
         assert!(disk.files() == before, "bit {bit}: open changed a file");
+        disk.flip_bit(&seg, bit).unwrap();
+    }
+    // Every bit of the segment header, the magic included: read as a first-format segment, a
+    // damaged magic would make the whole log one torn frame, and cut it.
+    for bit in 0..24 * 8 {
+        disk.flip_bit(&seg, bit).unwrap();
+        let before = disk.files();
+        match open(&disk, 64 << 20) {
+            Err(NeedleError::Corrupted { file, offset, .. }) => {
+                assert_eq!((file, offset), (seg.clone(), 0), "header bit {bit}");
+            }
+            Err(e) => panic!("header bit {bit}: {e}"),
+            Ok(_) => panic!("header bit {bit}: opened a log with a damaged header"),
+        }
+        assert!(
+            disk.files() == before,
+            "header bit {bit}: open changed a file"
+        );
         disk.flip_bit(&seg, bit).unwrap();
     }
     open(&disk, 64 << 20).unwrap();
