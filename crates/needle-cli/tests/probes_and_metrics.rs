@@ -133,6 +133,47 @@ fn a_node_is_live_ready_once_caught_up_and_exports_its_metrics() {
         text.contains("needle_transport_messages_dropped_total{reason=\"queue_full\"}"),
         "{text}"
     );
+    // Each of the four writes was one Raft proposal, answered ok.
+    assert_eq!(
+        sample(&text, "needle_raft_proposals_total{outcome=\"ok\"}"),
+        Some(4.0),
+        "{text}"
+    );
+    // The Raft log (and the database file) fsync through the timed disk: every write above
+    // waited for at least one.
+    let fsyncs = sample(&text, "needle_fsync_duration_seconds_count{kind=\"file\"}").unwrap();
+    assert!(fsyncs >= 4.0, "{text}");
+    assert!(
+        sample(&text, "needle_fsync_duration_seconds_sum{kind=\"file\"}").unwrap() > 0.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "needle_fsync_duration_seconds_count{kind=\"dir\"}").unwrap() >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "needle_raft_peer_lag{peer=\"1\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    for name in [
+        "needle_raft_snapshots_sent_total",
+        "needle_raft_snapshots_received_total",
+        "needle_raft_snapshot_bytes_sent_total",
+        "needle_raft_snapshot_bytes_received_total",
+        "needle_raft_last_index",
+        "needle_raft_first_index",
+        "needle_raft_snapshot_index",
+        "needle_raft_leader_id",
+        "needle_raft_fatal",
+        "needle_transport_messages_sent_total",
+        "needle_transport_messages_received_total",
+    ] {
+        assert!(
+            sample(&text, &format!("{name} ")).is_some(),
+            "no {name}: {text}"
+        );
+    }
 
     // The OpenAPI description is served, and names the routes.
     let r = n.get("/v1/openapi.json").unwrap();

@@ -141,6 +141,20 @@ fn a_backup_restored_with_serve_from_founds_a_cluster_with_the_same_state() {
     let at1 = checksum_when_applied(&c, 1, applied);
     assert_ne!(at1, want, "the write after the restore changed the state");
     assert_eq!(checksum_when_applied(&c, 2, applied), at1);
+    // The founder streamed its snapshot to the joiner, and /metrics counted it on both sides.
+    let metric = |id: u64, name: &str| -> f64 {
+        let r = c.client(id).get("/metrics").expect("metrics");
+        let text = r.body.as_str().expect("metrics text").to_string();
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} on node {id}: {text}"))
+    };
+    assert!(metric(1, "needle_raft_snapshots_sent_total") >= 1.0);
+    assert!(metric(1, "needle_raft_snapshot_bytes_sent_total") > 0.0);
+    assert!(metric(2, "needle_raft_snapshots_received_total") >= 1.0);
+    assert!(metric(2, "needle_raft_snapshot_bytes_received_total") > 0.0);
+    assert_eq!(metric(2, "needle_raft_snapshots_sent_total"), 0.0);
     let count = c
         .client(2)
         .get("/v1/collections/items/ids")

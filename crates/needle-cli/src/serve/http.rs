@@ -370,6 +370,22 @@ fn raft_error(app: &App, e: needle_raft::NeedleError) -> ApiError {
     from_raft(e, |id| app.http_of(id))
 }
 
+/// A write's Raft proposal, counted in `/metrics` (`needle_raft_proposals_total`) by outcome —
+/// `ok` or the API error code it is answered with — with its error in the API's form.
+fn proposed<T>(app: &App, r: needle_raft::Result<T>) -> std::result::Result<T, ApiError> {
+    match r {
+        Ok(v) => {
+            app.metrics.proposal("ok");
+            Ok(v)
+        }
+        Err(e) => {
+            let e = raft_error(app, e);
+            app.metrics.proposal(e.code);
+            Err(e)
+        }
+    }
+}
+
 fn ok(status: StatusCode, body: Value) -> Answer {
     Ok((status, Json(body)).into_response())
 }
@@ -1002,9 +1018,7 @@ async fn create_collection(
             dimensions: c.dimensions,
             config: Some(config),
         };
-        app.node
-            .execute_with_id(key.get(&app), cmd)
-            .map_err(|e| raft_error(&app, e))?;
+        proposed(&app, app.node.execute_with_id(key.get(&app), cmd))?;
         let info = app.db.collection_info(&c.name).map_err(from_core)?;
         Ok(json!({"ok": true, "collection": info_json(&info), "applied_index": app.node.applied_index()}))
     })
@@ -1055,9 +1069,7 @@ async fn drop_collection(
         let cmd = ReplicatedCommand::DropCollection {
             name: collection.clone(),
         };
-        app.node
-            .execute_with_id(key.get(&app), cmd)
-            .map_err(|e| raft_error(&app, e))?;
+        proposed(&app, app.node.execute_with_id(key.get(&app), cmd))?;
         Ok(json!({"ok": true, "dropped": collection, "applied_index": app.node.applied_index()}))
     })
     .await?;
@@ -1079,9 +1091,7 @@ async fn compact(State(app): Shared, key: WriteId, Path(collection): Path<String
         let cmd = ReplicatedCommand::Compact {
             collection: collection.clone(),
         };
-        app.node
-            .execute_with_id(key.get(&app), cmd)
-            .map_err(|e| raft_error(&app, e))?;
+        proposed(&app, app.node.execute_with_id(key.get(&app), cmd))?;
         Ok(json!({"ok": true, "removed": before.deleted, "applied_index": app.node.applied_index()}))
     })
     .await?;
@@ -1130,9 +1140,7 @@ async fn insert(
             vector: r.vector,
             metadata: r.metadata.as_ref().map(ReplicatedCommand::json),
         };
-        app.node
-            .execute_with_id(key.get(&app), cmd)
-            .map_err(|e| raft_error(&app, e))?;
+        proposed(&app, app.node.execute_with_id(key.get(&app), cmd))?;
         Ok(json!({"ok": true, "inserted": 1, "applied_index": app.node.applied_index()}))
     })
     .await?;
@@ -1187,9 +1195,7 @@ async fn insert_batch(
             collection: collection.clone(),
             records,
         };
-        app.node
-            .execute_with_id(key.get(&app), cmd)
-            .map_err(|e| raft_error(&app, e))?;
+        proposed(&app, app.node.execute_with_id(key.get(&app), cmd))?;
         Ok(json!({"ok": true, "inserted": n, "applied_index": app.node.applied_index()}))
     })
     .await?;
@@ -1234,9 +1240,7 @@ async fn update(
             vector: u.vector,
             metadata: u.metadata.as_ref().map(ReplicatedCommand::json),
         };
-        app.node
-            .execute_with_id(key.get(&app), cmd)
-            .map_err(|e| raft_error(&app, e))?;
+        proposed(&app, app.node.execute_with_id(key.get(&app), cmd))?;
         Ok(json!({"ok": true, "updated": id, "applied_index": app.node.applied_index()}))
     })
     .await?;
@@ -1261,10 +1265,10 @@ async fn delete_record(
         if !key.keyed() {
             app.db.collection_info(&collection).map_err(from_core)?;
         }
-        let existed = app
-            .node
-            .delete_with_id(key.get(&app), &collection, &id)
-            .map_err(|e| raft_error(&app, e))?;
+        let existed = proposed(
+            &app,
+            app.node.delete_with_id(key.get(&app), &collection, &id),
+        )?;
         Ok(json!({
             "ok": true,
             "deleted": id,
@@ -1679,10 +1683,11 @@ async fn delete_many(
         if !key.keyed() {
             app.db.collection_info(&collection).map_err(from_core)?;
         }
-        let n = app
-            .node
-            .delete_many_with_id(key.get(&app), &collection, &d.ids)
-            .map_err(|e| raft_error(&app, e))?;
+        let n = proposed(
+            &app,
+            app.node
+                .delete_many_with_id(key.get(&app), &collection, &d.ids),
+        )?;
         Ok(json!({"ok": true, "deleted_count": n, "applied_index": app.node.applied_index()}))
     })
     .await?;
@@ -1717,10 +1722,11 @@ async fn delete_by_filter(
         if !key.keyed() {
             app.db.collection_info(&collection).map_err(from_core)?;
         }
-        let n = app
-            .node
-            .delete_by_filter_with_id(key.get(&app), &collection, &filter)
-            .map_err(|e| raft_error(&app, e))?;
+        let n = proposed(
+            &app,
+            app.node
+                .delete_by_filter_with_id(key.get(&app), &collection, &filter),
+        )?;
         Ok(json!({"ok": true, "deleted_count": n, "applied_index": app.node.applied_index()}))
     })
     .await?;
@@ -1805,9 +1811,7 @@ async fn create_index(
             path: i.path.clone(),
             kind: kind.name().to_string(),
         };
-        app.node
-            .execute_with_id(key.get(&app), cmd)
-            .map_err(|e| raft_error(&app, e))?;
+        proposed(&app, app.node.execute_with_id(key.get(&app), cmd))?;
         let info = app.db.collection_info(&collection).map_err(from_core)?;
         let index = info
             .indexes
@@ -1848,9 +1852,7 @@ async fn drop_index(
             collection: collection.clone(),
             path: path.clone(),
         };
-        app.node
-            .execute_with_id(key.get(&app), cmd)
-            .map_err(|e| raft_error(&app, e))?;
+        proposed(&app, app.node.execute_with_id(key.get(&app), cmd))?;
         Ok(json!({"ok": true, "dropped": path, "applied_index": app.node.applied_index()}))
     })
     .await?;

@@ -57,6 +57,16 @@ struct ReasonLabels {
     reason: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FsyncLabels {
+    kind: String,
+}
+
+fn fsync_histogram() -> Histogram {
+    // 10 µs to about 0.33 s, doubling.
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 16))
+}
+
 fn latency_histogram() -> Histogram {
     // 0.25 ms to about 8 s, doubling.
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
@@ -69,6 +79,40 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     searches: Family<OutcomeLabels, Counter>,
     writes: Family<OutcomeLabels, Counter>,
+    /// Raft proposals this node made for HTTP writes, by outcome (`ok` or the error code).
+    proposals: Family<OutcomeLabels, Counter>,
+    /// fsync latency of the Raft log and the database file (`kind`: `file` or `dir`).
+    fsync: Family<FsyncLabels, Histogram, fn() -> Histogram>,
+    /// Snapshot chunks through the transport.
+    pub snapshots: Arc<super::observed::SnapshotCounters>,
+}
+
+impl Metrics {
+    /// The disk a node's Raft log and database are opened on: the OS file system with every
+    /// fsync timed.
+    pub fn timed_disk(&self) -> Arc<dyn needle_core::disk::Disk> {
+        let h = |kind: &str| {
+            self.fsync
+                .get_or_create(&FsyncLabels {
+                    kind: kind.to_string(),
+                })
+                .clone()
+        };
+        Arc::new(super::observed::TimedDisk::new(
+            needle_core::disk::OsDisk::shared(),
+            h("file"),
+            h("dir"),
+        ))
+    }
+
+    /// Counts one proposal's outcome: `ok`, or the API error code it was answered with.
+    pub fn proposal(&self, outcome: &str) {
+        self.proposals
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
 }
 
 impl Default for Metrics {
@@ -78,6 +122,9 @@ impl Default for Metrics {
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             searches: Family::default(),
             writes: Family::default(),
+            proposals: Family::default(),
+            fsync: Family::new_with_constructor(fsync_histogram as fn() -> Histogram),
+            snapshots: Arc::default(),
         }
     }
 }
@@ -194,6 +241,44 @@ fn render(app: &App) -> Result<String, String> {
         "Record and collection writes answered, by outcome",
         m.writes.clone(),
     );
+    r.register(
+        "raft_proposals",
+        "Raft proposals made for HTTP writes, by outcome (ok, or the error code: proposal_dropped, timeout, not_leader, leadership_lost, ...)",
+        m.proposals.clone(),
+    );
+    r.register(
+        "fsync_duration_seconds",
+        "fsync latency of the Raft log and the database file (kind: file, or dir for a directory)",
+        m.fsync.clone(),
+    );
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &m.snapshots;
+        counter(
+            &mut r,
+            "raft_snapshots_sent",
+            "Snapshots streamed to a peer (counted at their last chunk)",
+            s.sent.load(Relaxed),
+        );
+        counter(
+            &mut r,
+            "raft_snapshots_received",
+            "Snapshots received from the leader (counted at their last chunk)",
+            s.received.load(Relaxed),
+        );
+        counter(
+            &mut r,
+            "raft_snapshot_bytes_sent",
+            "Snapshot bytes streamed to peers",
+            s.bytes_sent.load(Relaxed),
+        );
+        counter(
+            &mut r,
+            "raft_snapshot_bytes_received",
+            "Snapshot bytes received",
+            s.bytes_received.load(Relaxed),
+        );
+    }
 
     let node = &app.node;
     gauge(

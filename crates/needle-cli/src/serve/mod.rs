@@ -12,6 +12,7 @@ mod api_error;
 mod http;
 mod logger;
 mod metrics;
+mod observed;
 mod restore;
 mod tls;
 
@@ -190,10 +191,25 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     if let Some(r) = &restore {
         r.install(&args.data)?;
     }
-    let node = ReplicatedDatabase::open(
-        args.id,
+    // The Raft log and the database file on the OS disk with every fsync timed, the transport
+    // with snapshot chunks counted: both for /metrics.
+    let metrics = metrics::Metrics::default();
+    let disk = metrics.timed_disk();
+    let database = needle_core::Database::open_on(
+        disk.clone(),
         args.data.join("node.needle"),
-        Box::new(transport.clone()),
+        needle_core::DatabaseOptions {
+            wal: needle_core::WalMode::Off,
+        },
+    )?;
+    let node = ReplicatedDatabase::open_on(
+        disk,
+        args.id,
+        database,
+        Box::new(observed::CountingHandler::new(
+            transport.clone(),
+            metrics.snapshots.clone(),
+        )),
         raft_config,
     )?;
     let db = node.reader();
@@ -232,7 +248,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         shutdown: tokio::sync::Notify::new(),
         forward_writes: args.forward_writes,
         max_body: args.max_body,
-        metrics: metrics::Metrics::default(),
+        metrics,
         caught_up: std::sync::atomic::AtomicBool::new(false),
         http_tls,
         client_tls,
