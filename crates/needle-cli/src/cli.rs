@@ -215,15 +215,18 @@ impl CollectionParams {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// The .needle file (created if missing).
+    /// The .needle file (created if missing). With --http there is none: the collection comes
+    /// first.
     pub file: PathBuf,
     /// The collection's name: letters, digits, `_`, `-`, `.`.
-    pub collection: String,
+    pub collection: Option<String>,
     /// The number of dimensions of every vector.
     #[arg(long)]
     pub dim: usize,
     #[command(flatten)]
     pub params: CollectionParams,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 /// Input file formats for `import`.
@@ -443,24 +446,28 @@ pub enum IndexCommand {
 
 #[derive(Debug, Args)]
 pub struct IndexCreateArgs {
-    /// The .needle file.
+    /// The .needle file. With --http there is none: the collection comes first.
     pub file: PathBuf,
     /// The collection.
     pub collection: String,
     /// The metadata path, dotted like a filter's field names (e.g. `tenant` or `a.b`).
     pub path: String,
     /// The kind of values: keyword, integer, float or bool (arrays of them included).
-    pub kind: String,
+    pub kind: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct IndexDropArgs {
-    /// The .needle file.
+    /// The .needle file. With --http there is none: the collection comes first.
     pub file: PathBuf,
     /// The collection.
     pub collection: String,
     /// The metadata path.
-    pub path: String,
+    pub path: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Debug, Args)]

@@ -185,43 +185,104 @@ pub fn scroll(args: &ScrollArgs, json: bool) -> Result<()> {
 pub fn index(cmd: &IndexCommand, json: bool) -> Result<()> {
     match cmd {
         IndexCommand::Create(a) => {
-            let kind: IndexKind = a.kind.parse()?;
-            let db = open_existing(&a.file)?;
-            db.create_index(&a.collection, &a.path, kind)?;
-            db.checkpoint()?;
-            let info = db.collection_info(&a.collection)?;
-            let idx = info.indexes.iter().find(|i| i.path == a.path);
+            let remote = crate::remote::Remote::from_args(&a.remote)?;
+            let (file, v) = crate::cli::positionals(
+                remote.is_some(),
+                &a.file,
+                &[
+                    Some(a.collection.as_str()),
+                    Some(a.path.as_str()),
+                    a.kind.as_deref(),
+                ],
+                &["COLLECTION", "PATH", "KIND"],
+            )
+            .map_err(CliError::CommandLine)?;
+            let (collection, path) = (&v[0], &v[1]);
+            let kind: IndexKind = v[2].parse()?;
+            // (indexed, values, irregular, memory_bytes) of the new index, if reported.
+            let idx: Option<(u64, u64, u64, u64)> = match (remote, file) {
+                (Some(remote), _) => {
+                    let url = format!(
+                        "/v1/collections/{}/indexes",
+                        crate::remote::segment(collection)
+                    );
+                    let body = json!({"path": path, "kind": kind.name()});
+                    let answer =
+                        crate::remote::success(remote.write("POST", &url, Some(&body))?)?;
+                    let i = &answer["index"];
+                    let n = |k: &str| i[k].as_u64();
+                    match (n("indexed"), n("values"), n("irregular"), n("memory_bytes")) {
+                        (Some(a), Some(b), Some(c), Some(d)) => Some((a, b, c, d)),
+                        _ => None,
+                    }
+                }
+                (None, Some(file)) => {
+                    let db = open_existing(&file)?;
+                    db.create_index(collection, path, kind)?;
+                    db.checkpoint()?;
+                    let info = db.collection_info(collection)?;
+                    info.indexes.iter().find(|i| &i.path == path).map(|i| {
+                        (
+                            i.indexed as u64,
+                            i.values as u64,
+                            i.irregular as u64,
+                            i.memory_bytes as u64,
+                        )
+                    })
+                }
+                (None, None) => return Err(CliError::CommandLine("missing FILE".into())),
+            };
             if json {
                 return output::print_json(&json!({
-                    "created": a.path, "kind": kind.name(),
-                    "values": idx.map(|i| i.values), "indexed": idx.map(|i| i.indexed),
-                    "irregular": idx.map(|i| i.irregular), "memory_bytes": idx.map(|i| i.memory_bytes),
+                    "created": path, "kind": kind.name(),
+                    "values": idx.map(|i| i.1), "indexed": idx.map(|i| i.0),
+                    "irregular": idx.map(|i| i.2), "memory_bytes": idx.map(|i| i.3),
                 }));
             }
             let detail = idx.map_or(String::new(), |i| {
                 format!(
                     ": {} records, {} distinct values, {} of another type, {:.1} KB",
-                    i.indexed,
-                    i.values,
-                    i.irregular,
-                    i.memory_bytes as f64 / 1e3
+                    i.0,
+                    i.1,
+                    i.2,
+                    i.3 as f64 / 1e3
                 )
             });
             output::print(&format!(
-                "created a {kind} index on '{}' in '{}'{detail}\n",
-                a.path, a.collection
+                "created a {kind} index on '{path}' in '{collection}'{detail}\n"
             ))
         }
         IndexCommand::Drop(a) => {
-            let db = open_existing(&a.file)?;
-            db.drop_index(&a.collection, &a.path)?;
-            db.checkpoint()?;
+            let remote = crate::remote::Remote::from_args(&a.remote)?;
+            let (file, v) = crate::cli::positionals(
+                remote.is_some(),
+                &a.file,
+                &[Some(a.collection.as_str()), a.path.as_deref()],
+                &["COLLECTION", "PATH"],
+            )
+            .map_err(CliError::CommandLine)?;
+            let (collection, path) = (&v[0], &v[1]);
+            match (remote, file) {
+                (Some(remote), _) => {
+                    let url = format!(
+                        "/v1/collections/{}/indexes/{}",
+                        crate::remote::segment(collection),
+                        crate::remote::segment(path)
+                    );
+                    crate::remote::success(remote.write("DELETE", &url, None)?)?;
+                }
+                (None, Some(file)) => {
+                    let db = open_existing(&file)?;
+                    db.drop_index(collection, path)?;
+                    db.checkpoint()?;
+                }
+                (None, None) => return Err(CliError::CommandLine("missing FILE".into())),
+            }
             if json {
-                return output::print_json(&json!({"dropped": a.path}));
+                return output::print_json(&json!({"dropped": path}));
             }
             output::print(&format!(
-                "dropped the index on '{}' in '{}'\n",
-                a.path, a.collection
+                "dropped the index on '{path}' in '{collection}'\n"
             ))
         }
     }
