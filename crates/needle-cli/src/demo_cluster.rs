@@ -6,18 +6,16 @@
 //! checksums, and stops everything it started (also on error: the processes are killed on drop).
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::ops::Deref;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::cli::DemoArgs;
-use crate::client::{Client, Response};
 use crate::demo;
 use crate::error::{CliError, Result};
+use crate::process_cluster::{ProcessCluster, WriteFailure};
 use crate::{output, progress};
 
 const COLLECTION: &str = "words";
@@ -34,30 +32,14 @@ const TIMINGS: [&str; 6] = [
     "500",
 ];
 
-/// One `needle serve` process of the demo.
-struct Node {
-    id: u64,
-    raft: SocketAddr,
-    http: SocketAddr,
-    dir: PathBuf,
-    child: Option<Child>,
-}
+/// The demo's processes: the one process cluster (`crate::process_cluster`, which the CLI's
+/// tests run too) with the demo's errors. Dropping it kills whatever still runs.
+struct Cluster(ProcessCluster);
 
-/// The demo's processes; dropping it kills whatever still runs.
-struct Cluster {
-    exe: PathBuf,
-    root: PathBuf,
-    nodes: Vec<Node>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for n in &mut self.nodes {
-            if let Some(mut c) = n.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
+impl Deref for Cluster {
+    type Target = ProcessCluster;
+    fn deref(&self) -> &ProcessCluster {
+        &self.0
     }
 }
 
@@ -65,132 +47,22 @@ impl Cluster {
     fn new(root: &Path) -> Result<Cluster> {
         let exe = std::env::current_exe()
             .map_err(|e| CliError::io("finding the needle executable", e))?;
-        let ports = free_ports(2 * NODES as usize)?;
-        let nodes = (1..=NODES)
-            .map(|id| {
-                let i = (id - 1) as usize;
-                Node {
-                    id,
-                    raft: SocketAddr::from(([127, 0, 0, 1], ports[2 * i])),
-                    http: SocketAddr::from(([127, 0, 0, 1], ports[2 * i + 1])),
-                    dir: root.join(format!("node{id}")),
-                    child: None,
-                }
-            })
-            .collect();
-        let secret = root.join("secret");
-        std::fs::write(&secret, random_secret())
-            .map_err(|e| CliError::io("writing the cluster secret", e))?;
-        Ok(Cluster {
-            exe,
-            root: root.to_path_buf(),
-            nodes,
-        })
+        ProcessCluster::new(exe, root, NODES, &random_secret(), &TIMINGS)
+            .map(Cluster)
+            .map_err(|e| CliError::io("preparing the cluster (free ports, secret file)", e))
     }
 
     fn start(&mut self, id: u64) -> Result<()> {
-        let peers: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|n| n.id != id)
-            .map(|n| format!("{}={}", n.id, n.raft))
-            .collect();
-        let peer_http: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|n| n.id != id)
-            .map(|n| format!("{}={}", n.id, n.http))
-            .collect();
-        let log_path = self.root.join(format!("node{id}.log"));
-        let (dir, raft, http) = {
-            let n = self.node_mut(id);
-            (n.dir.clone(), n.raft, n.http)
-        };
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| CliError::io(format!("opening {}", log_path.display()), e))?;
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg("serve")
-            .args(["--id", &id.to_string()])
-            .arg("--data")
-            .arg(&dir)
-            .args(["--raft", &raft.to_string()])
-            .args(["--http", &http.to_string()])
-            .args(["--peers", &peers.join(",")])
-            .args(["--peer-http", &peer_http.join(",")])
-            .arg("--secret-file")
-            .arg(self.root.join("secret"))
-            .args(TIMINGS)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        let child = cmd
-            .spawn()
-            .map_err(|e| CliError::io("starting `needle serve`", e))?;
-        self.node_mut(id).child = Some(child);
-        Ok(())
-    }
-
-    fn node_mut(&mut self, id: u64) -> &mut Node {
-        let i = self
-            .nodes
-            .iter()
-            .position(|n| n.id == id)
-            .expect("known node id");
-        &mut self.nodes[i]
-    }
-
-    fn client(&self, id: u64) -> Client {
-        let n = self
-            .nodes
-            .iter()
-            .find(|n| n.id == id)
-            .expect("known node id");
-        Client::new(n.http).with_timeout(Duration::from_secs(10))
-    }
-
-    fn running(&self) -> Vec<u64> {
-        self.nodes
-            .iter()
-            .filter(|n| n.child.is_some())
-            .map(|n| n.id)
-            .collect()
-    }
-
-    fn status(&self, id: u64, checksum: bool) -> Option<Value> {
-        let path = if checksum {
-            "/v1/status?checksum=true"
-        } else {
-            "/v1/status"
-        };
-        self.client(id)
-            .with_timeout(Duration::from_secs(2))
-            .get(path)
-            .ok()
-            .filter(Response::is_success)
-            .map(|r| r.body)
+        self.0
+            .spawn(id)
+            .map_err(|e| CliError::io("starting `needle serve`", e))
     }
 
     /// Waits until a running node leads and the others follow it; returns (leader, term).
     fn wait_for_leader(&self, timeout: Duration) -> Result<(u64, u64)> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            let statuses: Vec<Value> = self
-                .running()
-                .into_iter()
-                .filter_map(|id| self.status(id, false))
-                .collect();
-            if let Some(l) = statuses.iter().find(|s| s["role"] == "leader") {
-                let id = l["id"].as_u64().unwrap_or(0);
-                if statuses.iter().filter(|s| s["leader"] == id).count() >= 2 {
-                    return Ok((id, l["term"].as_u64().unwrap_or(0)));
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(self.failure("no leader was elected"))
+        self.0
+            .wait_leader(timeout)
+            .ok_or_else(|| self.failure("no leader was elected"))
     }
 
     /// Sends a write to `guess` first, following `not_leader` answers and skipping nodes that
@@ -202,84 +74,30 @@ impl Cluster {
         body: &Value,
         timeout: Duration,
     ) -> Result<(Value, u64)> {
-        let deadline = Instant::now() + timeout;
-        let mut target = guess;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            match self.client(target).post(path, body) {
-                Ok(r) if r.is_success() => return Ok((r.body, target)),
-                Ok(r) if r.error_code() == Some("not_leader") => {
-                    let leader = r.body["error"]["leader_id"].as_u64();
-                    match leader.filter(|l| self.running().contains(l)) {
-                        Some(l) if l != target => {
-                            target = l;
-                            continue;
-                        }
-                        _ => last = format!("node {target}: {}", r.body["error"]["message"]),
-                    }
-                }
-                Ok(r) if r.status >= 500 => {
-                    last = format!("node {target}: {}", r.body["error"]["message"]);
-                }
-                Ok(r) => {
-                    return Err(CliError::Http(format!(
-                        "node {target} refused the write ({}): {}",
-                        r.status, r.body["error"]["message"]
-                    )));
-                }
-                Err(e) => last = format!("node {target}: {e}"),
-            }
-            let running = self.running();
-            let next = running
-                .iter()
-                .position(|&n| n == target)
-                .map_or(0, |i| i + 1);
-            target = running[next % running.len()];
-            std::thread::sleep(Duration::from_millis(5));
+        match self.0.write(guess, path, body, timeout) {
+            Ok((r, at)) => Ok((r.body, at)),
+            Err(e @ WriteFailure::Refused { .. }) => Err(CliError::Http(e.to_string())),
+            Err(e @ WriteFailure::TimedOut { .. }) => Err(self.failure(&e.to_string())),
         }
-        Err(self.failure(&format!(
-            "a write was not acknowledged in {timeout:?}: {last}"
-        )))
     }
 
+    /// SIGKILLs node `id`: no chance to flush or say goodbye.
     fn kill(&mut self, id: u64) -> Result<()> {
-        if let Some(mut c) = self.node_mut(id).child.take() {
-            // `Child::kill` is SIGKILL on Unix: no chance to flush or say goodbye.
-            c.kill()
-                .map_err(|e| CliError::io(format!("killing node {id}"), e))?;
-            let _ = c.wait();
-        }
-        Ok(())
+        self.0
+            .kill(id)
+            .map_err(|e| CliError::io(format!("killing node {id}"), e))
     }
 
     /// Stops every node through its API and waits for the processes to exit.
     fn stop(&mut self) {
-        for id in self.running() {
-            let _ = self
-                .client(id)
-                .with_timeout(Duration::from_secs(2))
-                .post("/v1/admin/shutdown", &json!({}));
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for n in &mut self.nodes {
-            if let Some(mut c) = n.child.take() {
-                while Instant::now() < deadline {
-                    if let Ok(Some(_)) = c.try_wait() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
+        self.0.stop();
     }
 
     /// An error that points at the nodes' logs.
     fn failure(&self, what: &str) -> CliError {
         CliError::Http(format!(
             "{what} (node logs: {}/node*.log)",
-            self.root.display()
+            self.0.root.display()
         ))
     }
 }
@@ -585,20 +403,6 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 
 fn say(line: &str) -> Result<()> {
     output::print(&format!("{line}\n"))
-}
-
-/// Loopback ports the OS says are free now (they could be taken before a node binds them; the
-/// node would then fail to start and the demo say so).
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|e| CliError::io("finding free loopback ports", e))?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|e| CliError::io("finding free loopback ports", e))
 }
 
 /// 32 random hex characters.

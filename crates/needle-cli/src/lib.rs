@@ -19,6 +19,7 @@ mod demo_cluster;
 mod error;
 mod input;
 mod output;
+pub mod process_cluster;
 mod progress;
 mod remote;
 mod serve;

@@ -390,8 +390,8 @@ fn membership_add_and_remove_a_node_over_http() {
     }
     // A fourth node: started with no founders of its own, then added through the leader.
     let ports = common::cluster::free_ports(2);
-    c.nodes
-        .push(common::cluster::Node::new(4, ports, c.dir.path()));
+    let node = common::cluster::Node::new(4, ports, c.dir.path());
+    c.nodes.push(node);
     let mut cmd = c.command(4);
     cmd.arg("--join");
     let log = std::fs::File::create(&c.node(4).log).unwrap();

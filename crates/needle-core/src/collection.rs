@@ -1203,11 +1203,8 @@ mod tests {
     /// see as tombstoned.
     #[test]
     fn stepwise_linking_builds_the_same_graph_as_whole_chunks() {
-        let seed = std::env::var("NEEDLE_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(7u64);
-        println!("NEEDLE_SEED={seed}");
+        let seed =
+            needle_testkit::seed_or("stepwise_linking_builds_the_same_graph_as_whole_chunks", 7);
         let config = CollectionConfig {
             distance: Distance::Euclidean,
             m: 4,

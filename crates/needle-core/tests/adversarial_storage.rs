@@ -36,10 +36,7 @@ fn v(i: u64) -> Vec<f32> {
 }
 
 fn cases(default: u64) -> u64 {
-    std::env::var("NEEDLE_ADVERSARIAL_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    needle_testkit::knob("NEEDLE_ADVERSARIAL_CASES", default)
 }
 
 /// What an operation does in the scenario of [`fail_each_call_then_reopen_without_a_crash`].
@@ -697,7 +694,7 @@ fn random_faults_reopens_and_crashes_lose_no_acknowledged_write() {
         let case_seed = rng.next_u64();
         if let Err(why) = vopr_case(case_seed, &mut stats) {
             failures.push(format!(
-                "case {i} (NEEDLE_ADVERSARIAL_CASE={case_seed}): {why}"
+                "case {i} (replay it alone: NEEDLE_SEED={case_seed} cargo test -p needle-core --test adversarial_storage one_case): {why}"
             ));
             if failures.len() >= 5 {
                 break;
@@ -712,13 +709,11 @@ fn random_faults_reopens_and_crashes_lose_no_acknowledged_write() {
     );
 }
 
-/// Replays one case: `NEEDLE_ADVERSARIAL_CASE=<seed> cargo test --test adversarial_storage one_case`.
+/// Replays one case, the seed of a failing case as its `NEEDLE_SEED`:
+/// `NEEDLE_SEED=<case seed> cargo test -p needle-core --test adversarial_storage one_case`.
 #[test]
 fn one_case() {
-    if let Some(seed) = std::env::var("NEEDLE_ADVERSARIAL_CASE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    if let Some(seed) = needle_testkit::env_seed() {
         let mut stats = Stats::default();
         let r = vopr_case(seed, &mut stats);
         eprintln!("{stats:?}");
@@ -1010,7 +1005,7 @@ fn unsynced_opens_after_any_power_loss_with_a_prefix_of_the_writes() {
         let case_seed = rng.next_u64();
         if let Err(why) = unsynced_case(case_seed) {
             failures.push(format!(
-                "case {i} (NEEDLE_UNSYNCED_CASE={case_seed}): {why}"
+                "case {i} (replay it alone: NEEDLE_SEED={case_seed} cargo test -p needle-core --test adversarial_storage one_unsynced_case): {why}"
             ));
             if failures.len() >= 3 {
                 break;
@@ -1020,13 +1015,10 @@ fn unsynced_opens_after_any_power_loss_with_a_prefix_of_the_writes() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// Replays one case of the test above.
+/// Replays one case of the test above, the seed of a failing case as its `NEEDLE_SEED`.
 #[test]
 fn one_unsynced_case() {
-    if let Some(seed) = std::env::var("NEEDLE_UNSYNCED_CASE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    if let Some(seed) = needle_testkit::env_seed() {
         unsynced_case(seed).unwrap();
     }
 }

@@ -85,10 +85,7 @@ fn crash_child() {
 #[test]
 fn crash_recovery_keeps_every_acknowledged_write() {
     let seed = common::seed("crash_recovery_keeps_every_acknowledged_write");
-    let kills: u64 = std::env::var("NEEDLE_CRASH_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(25);
+    let kills = needle_testkit::knob("NEEDLE_CRASH_KILLS", 25);
     let mut rng = common::Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.needle");

@@ -425,10 +425,7 @@ fn case(seed: u64, stats: &mut Stats) -> Result<(), String> {
 #[test]
 fn every_acknowledged_write_survives_a_power_loss() {
     let seed = common::seed("every_acknowledged_write_survives_a_power_loss");
-    let cases: u64 = std::env::var("NEEDLE_SIM_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
+    let cases = needle_testkit::knob("NEEDLE_SIM_CASES", 200);
     let mut rng = Rng(seed);
     let start = std::time::Instant::now();
     let mut stats = Stats::default();
@@ -439,10 +436,12 @@ fn every_acknowledged_write_survives_a_power_loss() {
         match result {
             Ok(Ok(())) => {}
             Ok(Err(why)) => {
-                panic!("case {i} (replay this case alone: NEEDLE_SIM_CASE_SEED={case_seed}): {why}")
+                panic!(
+                    "case {i} (replay this case alone: NEEDLE_SEED={case_seed} cargo test -p needle-core --test power_loss one_case): {why}"
+                )
             }
             Err(_) => panic!(
-                "case {i} panicked (replay this case alone: NEEDLE_SIM_CASE_SEED={case_seed})"
+                "case {i} panicked (replay this case alone: NEEDLE_SEED={case_seed} cargo test -p needle-core --test power_loss one_case)"
             ),
         }
     }
@@ -463,13 +462,11 @@ fn every_acknowledged_write_survives_a_power_loss() {
     }
 }
 
-/// Replays one case: `NEEDLE_SIM_CASE_SEED=<seed> cargo test --test power_loss one_case`.
+/// Replays one case, the seed of a failing case as its `NEEDLE_SEED`:
+/// `NEEDLE_SEED=<case seed> cargo test -p needle-core --test power_loss one_case`.
 #[test]
 fn one_case() {
-    if let Some(seed) = std::env::var("NEEDLE_SIM_CASE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    if let Some(seed) = needle_testkit::env_seed() {
         case(seed, &mut Stats::default()).unwrap();
     }
 }

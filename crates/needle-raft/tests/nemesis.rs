@@ -36,10 +36,6 @@ struct RunReport {
     maybe: usize,
 }
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
 fn run(seed: u64, duration: Duration) -> RunReport {
     let n = 3 + 2 * (seed % 2); // 3 or 5 nodes
     let config = test_config()
@@ -273,8 +269,8 @@ fn run(seed: u64, duration: Duration) -> RunReport {
 #[test]
 fn nemesis_linearizable_under_faults() {
     let first = common::seed("nemesis_linearizable_under_faults");
-    let seeds = env_u64("NEEDLE_NEMESIS_SEEDS").unwrap_or(5);
-    let duration = Duration::from_millis(env_u64("NEEDLE_NEMESIS_MS").unwrap_or(1200));
+    let seeds = needle_testkit::knob("NEEDLE_NEMESIS_SEEDS", 5);
+    let duration = Duration::from_millis(needle_testkit::knob("NEEDLE_NEMESIS_MS", 1200));
     let mut gaps = Vec::new();
     for i in 0..seeds {
         let seed = first.wrapping_add(i);

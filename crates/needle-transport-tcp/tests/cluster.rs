@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use common::{handler_with, rebind_with};
 use needle_core::{Database, DatabaseOptions, Record, WalMode};
 use needle_raft::{
-    NeedleError, NodeId, ReadConsistency, ReplicatedDatabase, ReplicatedDatabaseConfig, Role,
+    NeedleError, NodeId, ReadConsistency, ReplicatedDatabase, ReplicatedDatabaseConfig,
 };
+use needle_testkit::cluster::{agreed_leader, converged};
 use needle_transport_tcp::{TcpConfig, TcpMessageHandler};
 
 /// Short Raft timings (10 ms ticks) so that the test runs in seconds.
@@ -140,15 +141,7 @@ impl TcpCluster {
     fn wait_leader(&self, timeout: Duration) -> NodeId {
         let deadline = Instant::now() + timeout;
         loop {
-            let live = self.live();
-            let leader = live
-                .iter()
-                .filter(|n| n.role() == Role::Leader)
-                .max_by_key(|n| n.term())
-                .map(|n| n.node_id());
-            if let Some(l) = leader
-                && live.iter().all(|n| n.leader() == Some(l))
-            {
+            if let Some(l) = agreed_leader(&self.live()) {
                 return l;
             }
             assert!(
@@ -179,18 +172,8 @@ impl TcpCluster {
         let deadline = Instant::now() + timeout;
         loop {
             let live = self.live();
-            let states: Vec<(u64, u64)> = live
-                .iter()
-                .map(|n| (n.applied_index(), n.state_checksum()))
-                .collect();
-            let commit = live
-                .iter()
-                .filter_map(|n| n.status().ok())
-                .map(|s| s.commit)
-                .max()
-                .unwrap_or(0);
-            if states.windows(2).all(|w| w[0] == w[1]) && states[0].0 >= commit {
-                return states[0];
+            if let Some(state) = converged(&live) {
+                return state;
             }
             if Instant::now() >= deadline {
                 for (id, n) in &self.nodes {
@@ -203,6 +186,10 @@ impl TcpCluster {
                             .map(|h| (1..=3).map(|p| h.peer_stats(p)).collect::<Vec<_>>()),
                     );
                 }
+                let states: Vec<(u64, u64)> = live
+                    .iter()
+                    .map(|n| (n.applied_index(), n.state_checksum()))
+                    .collect();
                 panic!("not converged within {timeout:?}: {states:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -344,10 +331,7 @@ fn a_lagging_node_catches_up_by_a_snapshot_in_chunks_over_tcp() {
 /// during the transfer. (Pushed unpaced, the chunks overflow the queue at once.)
 #[test]
 fn a_snapshot_of_many_megabytes_is_paced_by_acks_through_a_small_tcp_queue() {
-    let mb: usize = std::env::var("NEEDLE_SNAPSHOT_MB")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(24);
+    let mb = needle_testkit::knob("NEEDLE_SNAPSHOT_MB", 24) as usize;
     let chunk = 256 * 1024;
     let config = raft_config()
         .snapshot_threshold(1_000)

@@ -201,17 +201,7 @@ mod tests {
 
     /// The seed from `NEEDLE_SEED`, or a fresh one; printed so a failure can be replayed.
     fn test_rng(test: &str) -> SplitMix64 {
-        let seed = match std::env::var("NEEDLE_SEED") {
-            Ok(s) => s
-                .trim()
-                .parse::<u64>()
-                .expect("NEEDLE_SEED must be a decimal u64"),
-            Err(_) => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0x5eed, |d| d.as_nanos() as u64),
-        };
-        eprintln!("{test}: NEEDLE_SEED={seed}");
-        SplitMix64(seed)
+        SplitMix64(needle_testkit::seed(test))
     }
 
     /// Every kernel set this CPU can run other than the scalar one, with its name.

@@ -37,21 +37,9 @@ pub fn read_ivecs(path: &std::path::Path) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// The seed of a random test: `NEEDLE_SEED` if set, else one from the clock. Printed either way
-/// so a failure can be replayed.
-pub fn seed(test: &str) -> u64 {
-    let seed = std::env::var("NEEDLE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    eprintln!("{test}: seed {seed} (replay with NEEDLE_SEED={seed})");
-    seed
-}
+/// The seed of a random test: the test kit's one seed helper (`NEEDLE_SEED`, printed).
+#[allow(unused_imports)] // Not every test binary is random.
+pub use needle_testkit::seed;
 
 /// A small deterministic generator (splitmix64).
 pub struct Rng(pub u64);

@@ -2,7 +2,8 @@
 //! virtual clock, with one seeded RNG deciding everything — each node's tick jitter, message
 //! delay, loss, duplication and reordering, partitions (asymmetric too), crashes and restarts,
 //! clients' operations and their timeouts, membership changes and leadership transfers. One seed
-//! gives one exact run: `NEEDLE_SEED=<seed> cargo test -p needle-raft --lib sim::` replays it.
+//! gives one exact run: `NEEDLE_SEED=<seed> cargo test -p needle-raft --lib sim::tests::replay` replays it;
+//! `NEEDLE_SEED=<base> NEEDLE_SIM_SEEDS=<n> ... sim::tests::seeds` runs `n` seeds from `base`.
 //!
 //! raft-rs draws its election timeout from a thread RNG; the simulator pins it
 //! (`election_timeout_max = election_timeout_min + tick_interval`, so max = min + 1 tick) and
@@ -1826,22 +1827,13 @@ pub(crate) fn run_seed(seed: u64) -> Report {
 mod tests {
     use super::*;
 
-    fn env_u64(name: &str) -> Option<u64> {
-        std::env::var(name).ok().and_then(|s| s.parse().ok())
-    }
-
-    /// `NEEDLE_SIM_SEEDS` seeds (default 200) from a base seed (`NEEDLE_SIM_BASE`, else random,
-    /// printed). With `NEEDLE_SEED`, that one seed only.
+    /// `NEEDLE_SIM_SEEDS` seeds (default 200) from a base seed: `NEEDLE_SEED`, else a random one
+    /// (printed). One failing seed replays alone with [`replay`].
     #[test]
     fn seeds() {
-        if let Some(seed) = env_u64("NEEDLE_SEED") {
-            let r = run_seed(seed);
-            eprintln!("seed {seed}: {r:?}");
-            return;
-        }
-        let n = env_u64("NEEDLE_SIM_SEEDS").unwrap_or(200);
-        let base = env_u64("NEEDLE_SIM_BASE").unwrap_or_else(rand::random::<u64>);
-        eprintln!("simulation: {n} seeds from {base} (re-run with NEEDLE_SIM_BASE={base})");
+        let n = needle_testkit::knob("NEEDLE_SIM_SEEDS", 200);
+        let base = needle_testkit::seed("sim::tests::seeds");
+        eprintln!("simulation: {n} seeds from {base}");
         let t0 = Instant::now();
         let mut summary = Summary::default();
         for i in 0..n {
@@ -1883,7 +1875,7 @@ mod tests {
     /// Replays `NEEDLE_SEED` (what a failing seed prints).
     #[test]
     fn replay() {
-        if let Some(seed) = env_u64("NEEDLE_SEED") {
+        if let Some(seed) = needle_testkit::env_seed() {
             let r = run_seed(seed);
             eprintln!("seed {seed}: {r:?}");
         }
@@ -2025,7 +2017,10 @@ mod tests {
     /// bounded-staleness read goes to node 2; each one served is checked against its bound.
     #[test]
     fn a_node_paused_by_its_own_snapshot_serves_no_read_past_its_bound() {
-        let seed = env_u64("NEEDLE_SEED").unwrap_or(11);
+        let seed = needle_testkit::seed_or(
+            "sim::tests::a_node_paused_by_its_own_snapshot_serves_no_read_past_its_bound",
+            11,
+        );
         let mut sim = Sim::with_shape(seed, |s| {
             *s = Shape {
                 nodes: 3,
@@ -2062,7 +2057,7 @@ mod tests {
 
     #[test]
     fn one_seed_is_one_exact_run() {
-        let seed = env_u64("NEEDLE_SEED").unwrap_or(7);
+        let seed = needle_testkit::seed_or("sim::tests::one_seed_is_one_exact_run", 7);
         let a = Sim::new(seed);
         let b = Sim::new(seed);
         drop((a, b));

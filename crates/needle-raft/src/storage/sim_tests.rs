@@ -36,18 +36,7 @@ impl Rng {
     }
 }
 
-fn seed(test: &str) -> u64 {
-    let seed = std::env::var("NEEDLE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    eprintln!("{test}: seed {seed} (replay with NEEDLE_SEED={seed})");
-    seed
-}
+use needle_testkit::seed;
 
 /// What a reopened log must equal: everything raft-rs can observe.
 #[derive(Debug, Clone, PartialEq)]
@@ -303,10 +292,7 @@ fn open_placeholder() -> LogStore {
 #[test]
 fn a_power_loss_anywhere_keeps_every_synced_record_and_nothing_half_written() {
     let seed = seed("raft log power loss");
-    let cases: u64 = std::env::var("NEEDLE_SIM_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+    let cases = needle_testkit::knob("NEEDLE_SIM_CASES", 300);
     let mut rng = Rng(seed);
     let mut stats = Stats::default();
     for i in 0..cases {

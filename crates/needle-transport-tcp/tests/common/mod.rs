@@ -15,15 +15,9 @@ use sha2::Sha256;
 pub const SECRET: &[u8] = b"needle test cluster secret, 32 b";
 pub const CLUSTER: u64 = 42;
 
-/// The seed of a random test: `NEEDLE_SEED` if set, else a fresh one. Printed either way.
-pub fn seed(test: &str) -> u64 {
-    let seed = std::env::var("NEEDLE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("{test}: seed {seed} (re-run with NEEDLE_SEED={seed})");
-    seed
-}
+/// The seed of a random test: the test kit's one seed helper (`NEEDLE_SEED`, printed).
+#[allow(unused_imports)] // Not every test binary is random.
+pub use needle_testkit::seed;
 
 /// Short timeouts so that failures show within seconds.
 pub fn config() -> TcpConfig {
