@@ -4,7 +4,7 @@
 //! - [`seed`]: the one seed helper. Every random test takes its seed from `NEEDLE_SEED` (the one
 //!   variable the repository uses for seeds) or draws a fresh one, and prints it with the way to
 //!   replay it. Other `NEEDLE_*` variables are only counts and sizes ([`knob`]).
-//! - [`cluster`] (feature `cluster`): the one in-process cluster, `ReplicatedDatabase` nodes on a
+//! - `cluster` (feature `cluster`): the one in-process cluster, `ReplicatedDatabase` nodes on a
 //!   `MemNetwork` with start, crash, restart, wait-for-leader and wait-for-convergence.
 //!
 //! The process cluster (`needle serve` nodes) lives in needle-cli's library
