@@ -223,6 +223,12 @@ impl ProcessCluster {
         Ok(())
     }
 
+    /// The OS process id of node `id`, if this cluster started it and has not killed it (for
+    /// reading its `/proc/<pid>/status`, say).
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.node(id).child.as_ref().map(Child::id)
+    }
+
     /// Node `id`'s description; panics on an id the cluster does not have.
     pub fn node(&self, id: u64) -> &Node {
         self.nodes.iter().find(|n| n.id == id).expect("node id")
