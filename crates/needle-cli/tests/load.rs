@@ -6,7 +6,9 @@
 //!
 //! Three `needle serve` nodes on loopback (the one process cluster, `tests/common/cluster.rs`)
 //! under mixed load from `NEEDLE_LOAD_CLIENTS` (4) client threads for `NEEDLE_LOAD_SECS` (120)
-//! seconds: single inserts, batch inserts of `NEEDLE_LOAD_BATCH` (10) records, and searches at
+//! seconds: single inserts, batch inserts of `NEEDLE_LOAD_BATCH` (10) records, deletes of one of
+//! the thread's own records (whose `deleted_count` must be 1: a retry that was applied twice
+//! would find nothing to delete), and searches at
 //! `linearizable` and at `follower` consistency, each sent to a random node. Every
 //! `NEEDLE_LOAD_KILL_SECS` (20) seconds the leader is SIGKILLed and restarted a second later.
 //!
@@ -69,13 +71,15 @@ enum Kind {
     Batch,
     SearchLinearizable,
     SearchFollower,
+    Delete,
 }
 
-const KINDS: [Kind; 4] = [
+const KINDS: [Kind; 5] = [
     Kind::Insert,
     Kind::Batch,
     Kind::SearchLinearizable,
     Kind::SearchFollower,
+    Kind::Delete,
 ];
 
 /// A failed attempt that was retried: when (since the test's start), which kind, what.
@@ -97,8 +101,10 @@ struct Tally {
     failures: Vec<Failure>,
     /// `not_leader` answers followed to the leader they named (not errors).
     redirects: u64,
-    /// The ids of every acknowledged write.
+    /// The ids of every acknowledged insert whose record was not deleted since.
     acked: Vec<String>,
+    /// The ids of every acknowledged delete.
+    deleted: Vec<String>,
 }
 
 /// An answer after which a retry (same key) is the recipe: docs/http-api.md, "Safe retries".
@@ -212,7 +218,10 @@ fn client_thread(
     let mut tally = Tally::default();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let kind = KINDS[rng.below(KINDS.len())];
+        let kind = match KINDS[rng.below(KINDS.len())] {
+            Kind::Delete if tally.acked.is_empty() => Kind::Insert,
+            k => k,
+        };
         let first = rng.below(c.nodes.len());
         let began = Instant::now();
         n += 1;
@@ -234,6 +243,19 @@ fn client_thread(
                 let path = format!("{records}/batch");
                 c.until_success(kind, &path, &body, Some(&key), first, &mut tally);
                 tally.acked.extend(ids);
+            }
+            Kind::Delete => {
+                // One of this thread's records: a delete applied once says `deleted_count` 1;
+                // applied twice (a retry that was not deduplicated) the answer says 0.
+                let id = tally.acked.swap_remove(rng.below(tally.acked.len()));
+                let path = format!("{records}/delete");
+                let body = json!({"ids": [id]});
+                let r = c.until_success(kind, &path, &body, Some(&key), first, &mut tally);
+                assert_eq!(
+                    r.body["deleted_count"], 1,
+                    "the delete of {id} (key {key}) found no record: applied twice? {r:?}"
+                );
+                tally.deleted.push(id);
             }
             Kind::SearchLinearizable | Kind::SearchFollower => {
                 let consistency = if kind == Kind::SearchLinearizable {
@@ -441,6 +463,7 @@ fn three_nodes_under_mixed_load_with_a_leader_sigkill_every_20_s() {
 
     // Every acknowledged write is on every node, and nothing else is.
     let acked: Vec<String> = tallies.iter().flat_map(|t| t.acked.clone()).collect();
+    let deleted: Vec<String> = tallies.iter().flat_map(|t| t.deleted.clone()).collect();
     let unique: BTreeSet<&String> = acked.iter().collect();
     assert_eq!(
         unique.len(),
@@ -479,6 +502,20 @@ fn three_nodes_under_mixed_load_with_a_leader_sigkill_every_20_s() {
                     .map(|(id, _)| id.clone()),
             );
         }
+        for chunk in deleted.chunks(5000) {
+            let r = node
+                .post(
+                    &format!("/v1/collections/{COLLECTION}/records/get"),
+                    &json!({"ids": chunk, "consistency": "follower"}),
+                )
+                .expect("get records");
+            assert!(r.is_success(), "{r:?}");
+            let got = r.body["records"].as_array().expect("records");
+            assert!(
+                got.iter().all(Value::is_null),
+                "node {id} still holds a record whose delete was acknowledged"
+            );
+        }
         assert!(
             missing.is_empty(),
             "node {id} lacks {} acknowledged writes, e.g. {:?}",
@@ -487,8 +524,9 @@ fn three_nodes_under_mixed_load_with_a_leader_sigkill_every_20_s() {
         );
     }
     println!(
-        "every one of {} acknowledged records is on all 3 nodes (count and get)",
-        acked.len()
+        "every one of {} acknowledged records is on all 3 nodes (count and get), none of the {} acknowledged deletes' records",
+        acked.len(),
+        deleted.len()
     );
 
     let rss_end: Vec<Option<u64>> = (1..=3).map(|id| rss_kib(c.pid(id))).collect();
