@@ -242,12 +242,13 @@ pub enum InputFormat {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The .needle file (created if missing).
+    /// The .needle file (created if missing). With --http there is none: the collection comes
+    /// first.
     pub file: PathBuf,
     /// The collection (created if missing, with the input's dimension).
     pub collection: String,
     /// The input file.
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
     /// The input's format. Default: from its extension (.fvecs, .npy, .jsonl/.ndjson/.json).
     #[arg(long, value_enum)]
     pub format: Option<InputFormat>,
@@ -261,6 +262,8 @@ pub struct ImportArgs {
     /// Parameters used when the collection is created by this import.
     #[command(flatten)]
     pub params: CollectionParams,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Debug, Args)]

@@ -66,6 +66,14 @@ pub enum CliError {
         #[source]
         source: needle_core::Error,
     },
+    /// An import over `--http` that failed part-way, after its input was checked: the batches
+    /// before the failure are on the cluster.
+    #[error("import stopped after {done} of {total} records (those are on the cluster): {reason}")]
+    RemoteImportStopped {
+        done: u64,
+        total: u64,
+        reason: String,
+    },
     /// An operating-system I/O error, with what the command was doing.
     #[error("{context}: {source}")]
     Io {

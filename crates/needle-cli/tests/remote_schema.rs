@@ -88,3 +88,99 @@ fn create_and_index_commands_on_a_cluster_print_what_they_print_on_a_file() {
     // With --http there is no FILE: a fourth positional is refused, exit 2.
     needle(["index", "drop", "--http", &http, "items", "lang", "extra"]).fails(2, &["no FILE"]);
 }
+
+/// `needle import --http`: the same input imported into a file and, through a follower in
+/// batches, into a cluster gives the same records (`export` byte for byte); importing it again
+/// replaces (upserts) rather than adds; a bad input or a contradicting flag sends nothing.
+#[test]
+fn import_on_a_cluster_holds_what_import_on_a_file_holds() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(30));
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let http = c.node(follower).http.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("same.needle");
+    let f = file.to_str().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let lines: Vec<String> = (0..1_000)
+        .map(|i| {
+            let v = [i as f32 * 0.01 + 0.5, 1.0, (i % 7) as f32, -0.25];
+            format!(
+                r#"{{"id": "r{i}", "vector": [{}, {}, {}, {}], "metadata": {{"tag": "t{}"}}}}"#,
+                v[0],
+                v[1],
+                v[2],
+                v[3],
+                i % 5
+            )
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let inp = input.to_str().unwrap();
+
+    let local = needle(["import", f, "items", inp, "--batch-size", "128"])
+        .ok()
+        .to_string();
+    let remote = needle([
+        "import",
+        "--http",
+        &http,
+        "items",
+        inp,
+        "--batch-size",
+        "128",
+    ])
+    .ok()
+    .to_string();
+    assert!(
+        local.starts_with("imported 1000 records (4 dims)"),
+        "{local}"
+    );
+    assert!(
+        remote.starts_with("imported 1000 records (4 dims) from ")
+            && remote.contains("into 'items' (new collection) on the cluster")
+            && remote
+                .trim_end()
+                .ends_with("the collection has 1000 records"),
+        "{remote}"
+    );
+    let export_local = needle(["export", f, "items"]).ok().to_string();
+    let export_remote = needle(["export", "--http", &http, "items"])
+        .ok()
+        .to_string();
+    assert_eq!(export_local.lines().count(), 1_000);
+    // The same lines (a file exports in its own order, `--http` pages in id order).
+    let sorted = |s: &str| {
+        let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    let (a, b) = (sorted(&export_local), sorted(&export_remote));
+    if let Some((x, y)) = a.iter().zip(&b).find(|(x, y)| x != y) {
+        panic!("the cluster holds other records:\nfile:    {x}\ncluster: {y}");
+    }
+    assert_eq!(a.len(), b.len());
+
+    // Again: an upsert of the same ids, the count stays.
+    let again = needle(["--json", "import", "--http", &http, "items", inp]).json();
+    assert_eq!(
+        (again["imported"].as_u64(), again["count"].as_u64()),
+        (Some(1_000), Some(1_000))
+    );
+    assert_eq!(again["created_collection"], false);
+
+    // A flag that contradicts the collection, and a bad line: refused, nothing sent.
+    needle(["import", "--http", &http, "items", inp, "--m", "32"])
+        .fails(1, &["--m 32 (it has 16)"]);
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        format!("{}\n{{\"id\": \"x\", \"vector\": [1.0]}}\n", lines[0]),
+    )
+    .unwrap();
+    needle(["import", "--http", &http, "other", bad.to_str().unwrap()]).fails(1, &["line 2"]);
+    let count = needle(["count", "--http", &http, "items"]).ok().to_string();
+    assert!(count.contains("1000"), "{count}");
+    // The collection of the refused import was never created.
+    needle(["count", "--http", &http, "other"]).fails(1, &["other"]);
+}
