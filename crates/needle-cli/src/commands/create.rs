@@ -10,6 +10,26 @@ use crate::error::{CliError, Result};
 use crate::output;
 use crate::remote::{self, Remote};
 
+/// Creates `collection` on the cluster (`POST /v1/collections`, one keyed write through the
+/// leader); the answer's body. Shared with `import --http`, which creates a missing collection.
+pub fn create_remote(
+    remote: &Remote,
+    collection: &str,
+    dim: usize,
+    config: &needle_core::CollectionConfig,
+) -> Result<serde_json::Value> {
+    let body = json!({
+        "name": collection,
+        "dimensions": dim,
+        "distance": distance_name(config.distance),
+        "m": config.m,
+        "ef_construction": config.ef_construction,
+        "ef_search": config.ef_search,
+        "quantization": config.quantization.name(),
+    });
+    remote::success(remote.write("POST", "/v1/collections", Some(&body))?)
+}
+
 pub fn run(args: &CreateArgs, json: bool) -> Result<()> {
     let remote = Remote::from_args(&args.remote)?;
     let (file, values) = crate::cli::positionals(
@@ -26,16 +46,7 @@ pub fn run(args: &CreateArgs, json: bool) -> Result<()> {
     Database::check_collection(collection, args.dim, &config)?;
     let file = match (remote, file) {
         (Some(remote), _) => {
-            let body = json!({
-                "name": collection,
-                "dimensions": args.dim,
-                "distance": distance_name(config.distance),
-                "m": config.m,
-                "ef_construction": config.ef_construction,
-                "ef_search": config.ef_search,
-                "quantization": config.quantization.name(),
-            });
-            let answer = remote::success(remote.write("POST", "/v1/collections", Some(&body))?)?;
+            let answer = create_remote(&remote, collection, args.dim, &config)?;
             let info = &answer["collection"];
             if json {
                 return output::print_json(&json!({"collection": info}));

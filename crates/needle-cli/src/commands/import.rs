@@ -15,7 +15,7 @@ use std::time::Instant;
 use needle_core::{CollectionConfig, Database, Distance, Quantization, Record};
 use serde_json::{Value, json};
 
-use super::{NewFileGuard, distance_name, file_sizes};
+use super::{NewFileGuard, file_sizes};
 use crate::cli::{ImportArgs, positionals};
 use crate::error::{CliError, Result};
 use crate::input::{self, Input};
@@ -104,16 +104,7 @@ fn run_remote(
     let created = existing.is_none();
     if created {
         Database::check_collection(collection, summary.dim, &config)?;
-        let body = json!({
-            "name": collection,
-            "dimensions": summary.dim,
-            "distance": distance_name(config.distance),
-            "m": config.m,
-            "ef_construction": config.ef_construction,
-            "ef_search": config.ef_search,
-            "quantization": config.quantization.name(),
-        });
-        remote::success(remote.write("POST", "/v1/collections", Some(&body))?)?;
+        super::create::create_remote(remote, collection, summary.dim, &config)?;
     }
 
     let bar = progress::records(summary.rows, "importing");
