@@ -10,6 +10,7 @@
 //!   list of rows as the last line of stdout, everything else on stderr.
 //! - `needle-ann sq8 BASE QUERY GT M EFC EF_LIST K REPEATS STOP_RECALL`: the same engine with
 //!   `quantization: sq8` (peers.py: `--engine "needle-sq8=target/release/needle-ann sq8"`).
+//!   In both, `NEEDLE_ANN_MEMPROBE=1` also prints where the resident memory is (`mem_probe`).
 //! - `needle-ann filtered BASE QUERY META CASES M EFC K`: an external engine for
 //!   `../shared/bench/filtered.py` (see `needle_benches::filtered`).
 //! - `needle-ann concurrent [--n 20000 --dim 128 --batch 5000 --batches 4]`: search latency
@@ -272,6 +273,7 @@ fn run_protocol(p: &ProtocolArgs, quantization: Quantization) -> Result<()> {
     db.checkpoint()?;
     let checkpoint_s = start.elapsed().as_secs_f64();
     let mem_bytes = (rss_bytes()? + freed).saturating_sub(rss_before);
+    mem_probe("after the checkpoint");
     let (anon, file_pages) = rss_split_bytes()?;
     log(format!(
         "built n={} d={} metric={} M={} efc={} in {build_s:.2} s on 1 thread, RSS +{:.1} MB; \
@@ -328,6 +330,7 @@ fn run_protocol(p: &ProtocolArgs, quantization: Quantization) -> Result<()> {
             break;
         }
     }
+    mem_probe("after the searches");
     let (anon, file_pages) = rss_split_bytes()?;
     log(format!(
         "after the searches: RSS {:.1} MB (anon {:.1} MB, file {:.1} MB), peak {:.1} MB",
@@ -657,4 +660,48 @@ mod tests {
         );
         assert!(Metric::parse("hamming").is_none());
     }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+unsafe extern "C" {
+    /// glibc: prints each malloc arena's system and in-use bytes to stderr.
+    fn malloc_stats();
+}
+
+/// With `NEEDLE_ANN_MEMPROBE` set (peers.py mode): the resident KB of each mapping holding more
+/// than 512 KB (`/proc/self/smaps`: the allocator's heaps, its large blocks, the `Flat` maps),
+/// then glibc's `malloc_stats`, to tell memory in use from memory the allocator holds free.
+fn mem_probe(label: &str) {
+    if std::env::var_os("NEEDLE_ANN_MEMPROBE").is_none() {
+        return;
+    }
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut name = String::new();
+    let mut size_kb = 0u64;
+    eprintln!("[probe] {label}: mappings with > 512 KB resident (name, size KB, resident KB):");
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if let Some((lo, hi)) = first.split_once('-')
+            && !first.ends_with(':')
+        {
+            let addr = |h: &str| u64::from_str_radix(h, 16).unwrap_or(0);
+            size_kb = addr(hi).saturating_sub(addr(lo)) / 1024;
+            name = line
+                .split_whitespace()
+                .nth(5)
+                .unwrap_or("[anon]")
+                .to_string();
+        } else if first == "Rss:" {
+            let kb: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            if kb > 512 {
+                eprintln!("[probe]   {name:<40} {size_kb:>10} {kb:>10}");
+            }
+        }
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_stats takes no arguments and only reads glibc's own bookkeeping.
+    unsafe {
+        malloc_stats()
+    };
 }

@@ -289,7 +289,10 @@ impl Database {
             db.checkpoint_with_tag(0)?;
         }
         let generation = db.inner.writer.lock().generation;
-        db.recover_wal(&path, generation)
+        let db = db.recover_wal(&path, generation)?;
+        // Loading decoded the whole file and replayed the log: hand back what that freed.
+        crate::heap::release_free_memory();
+        Ok(db)
     }
 
     fn recover_wal(self, path: &Path, generation: u64) -> Result<Database> {
@@ -1101,7 +1104,12 @@ impl Database {
         let mut w = self.inner.writer.lock();
         w.check_usable()?;
         let collections = self.snapshot_of_catalog();
-        self.install_checkpoint(&mut w, tag, &collections).0
+        let result = self.install_checkpoint(&mut w, tag, &collections).0;
+        drop(collections);
+        // A checkpoint usually follows a build (and under sq8 drops the f32 copy in memory):
+        // hand the memory the build freed back to the system (see `heap`).
+        crate::heap::release_free_memory();
+        result
     }
 
     /// Writes `collections` as the next checkpoint generation and starts the log over.

@@ -33,6 +33,7 @@ pub mod disk;
 mod distance;
 mod error;
 mod filter;
+mod heap;
 mod hnsw;
 mod payload;
 mod read_only;

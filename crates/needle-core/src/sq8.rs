@@ -93,7 +93,8 @@ impl Sq8 {
         I: Iterator<Item = &'a [f32]> + Clone,
     {
         let ranges = Sq8Ranges::train_on(vectors.clone(), dim)?;
-        let mut codes = Vec::new();
+        // Sized once (not grown by doubling): a retraining's codes are tens of MB.
+        let mut codes = Vec::with_capacity(vectors.size_hint().0.saturating_mul(dim));
         let sums: Vec<f32> = vectors.map(|v| ranges.encode_into(v, &mut codes)).collect();
         let n = sums.len();
         Some(Sq8 {
