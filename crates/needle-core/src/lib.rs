@@ -61,6 +61,14 @@ pub mod __private {
 
     /// Makes the next `n` anonymous maps (the arrays of vectors and layer-0 links) fail as if
     /// the system had refused the memory. Process-wide: for tests alone in their binary.
+    /// Turns the four-at-once distance kernels of searches off (or on again), process-wide:
+    /// only for `needle-ab`, which measures them against one at a time. Results are the same.
+    pub fn set_batched_distances(on: bool) {
+        crate::hnsw::BATCHED.store(on, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes the next `n` anonymous maps (the arrays of vectors and layer-0 links) fail as if
+    /// the system had refused the memory. Process-wide: for tests alone in their binary.
     pub fn refuse_anonymous_maps(n: u64) {
         crate::hnsw::refuse_anonymous_maps(n)
     }

@@ -27,6 +27,23 @@ mod x86;
 /// collection.
 pub type Kernel = fn(&[f32], &[f32]) -> f32;
 
+/// A kernel's distances from one vector to four others at once, each bit for bit what the
+/// kernel returns for that pair (see `x86::dot4`).
+pub type Kernel4 = fn(&[f32], [&[f32]; 4]) -> [f32; 4];
+
+/// The four-at-once form of `kernel`, where this CPU has one (AVX2 today).
+pub fn batch_for(kernel: Kernel) -> Option<Kernel4> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::batch_for(kernel)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = kernel;
+        None
+    }
+}
+
 /// The dot product `Σ aᵢ·bᵢ`, one element at a time: the reference every SIMD kernel is tested
 /// against. Reads only the common prefix if the lengths differ.
 ///
@@ -227,6 +244,45 @@ mod tests {
 
     fn lengths() -> impl Iterator<Item = usize> {
         (0..=70).chain([384, 768])
+    }
+
+    /// The four-at-once kernels return, bit for bit, what their one-at-a-time kernel returns for
+    /// each of the four vectors (searches and builds must not depend on which was used).
+    #[test]
+    fn batch_of_four_is_bit_identical_to_one_at_a_time() {
+        let mut rng = test_rng("batch_of_four_is_bit_identical_to_one_at_a_time");
+        let sets = simd_kernel_sets();
+        let mut checked = 0;
+        for (name, k) in &sets {
+            for (what, one) in [
+                ("dot", k.dot),
+                ("l2_squared", k.l2_squared),
+                ("cosine", k.cosine),
+                ("neg_dot", k.neg_dot),
+            ] {
+                let Some(four) = batch_for(one) else {
+                    continue;
+                };
+                checked += 1;
+                for n in lengths() {
+                    let a = rng.vector(n, 3.0);
+                    let bs: Vec<Vec<f32>> = (0..4).map(|_| rng.vector(n, 3.0)).collect();
+                    let got = four(&a, [&bs[0], &bs[1], &bs[2], &bs[3]]);
+                    for (v, b) in bs.iter().enumerate() {
+                        assert_eq!(
+                            got[v].to_bits(),
+                            one(&a, b).to_bits(),
+                            "{name} {what}, length {n}, vector {v}"
+                        );
+                    }
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if x86::avx2_kernels().is_some() {
+            assert!(checked >= 4, "the AVX2 kernels have four-at-once forms");
+        }
+        let _ = checked;
     }
 
     /// `got` agrees with `want` to a relative 1e-4 of `magnitude` (Σ|terms|), the size rounding

@@ -1,0 +1,103 @@
+//! `needle-ab DIR EF_LIST ROUNDS`: one search lever measured on and off in one process.
+//!
+//! Builds the data set of `DIR` (as `needle-ann --data`: M 16, efC 200, f32, one thread) in
+//! memory, then for each ef runs all the queries `ROUNDS` times with the four-at-once distance
+//! kernels on and `ROUNDS` times off, interleaved (on/off, off/on, …), and prints the CPU
+//! microseconds per query of each pass (this thread's and the others', `cpu_seconds`), their
+//! median and minimum, and checks that both ways return the same ids. CPU time, not wall time:
+//! on a shared machine it is what the other processes disturb least.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use needle_benches::collection::{CHUNK, COLLECTION, config, insert_rows};
+use needle_benches::{BenchError, Dataset, Result, Threads, timed_search};
+use needle_core::Database;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("needle-ab: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = || BenchError::Invalid("usage: needle-ab DIR EF_LIST ROUNDS".into());
+    let [_, dir, efs, rounds] = args.as_slice() else {
+        return Err(usage());
+    };
+    let efs: Vec<usize> = efs
+        .split(',')
+        .map(|s| s.trim().parse().ok().filter(|&v| v > 0))
+        .collect::<Option<_>>()
+        .ok_or_else(usage)?;
+    let rounds: usize = rounds.parse().ok().filter(|&r| r > 0).ok_or_else(usage)?;
+    let ds = Dataset::load(Path::new(dir))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| BenchError::Invalid(format!("cannot start a thread: {e}")))?;
+    let db = Database::in_memory();
+    let start = std::time::Instant::now();
+    pool.install(|| -> Result<()> {
+        db.create_collection_with_config(COLLECTION, ds.base.dim(), config(ds.metric, 16, 200))?;
+        insert_rows(&db, COLLECTION, &ds.base, CHUNK)
+    })?;
+    println!(
+        "{}: {} x {} built in {:.1} s; four-at-once distances off vs on, {rounds} interleaved rounds",
+        ds.name,
+        ds.base.len(),
+        ds.base.dim(),
+        start.elapsed().as_secs_f64()
+    );
+    for &ef in &efs {
+        let mut cpu_us = [Vec::new(), Vec::new()];
+        let mut ids: [Option<Vec<Vec<i32>>>; 2] = [None, None];
+        for round in 0..rounds {
+            for step in 0..2 {
+                let on = (round + step) % 2;
+                needle_core::__private::set_batched_distances(on == 1);
+                let run = pool.install(|| {
+                    timed_search(&db, COLLECTION, &ds.queries, 10, ef, 1, Threads::One)
+                })?;
+                cpu_us[on].push(run.cpu_s_per_query * 1e6);
+                ids[on] = Some(run.ids);
+            }
+        }
+        needle_core::__private::set_batched_distances(true);
+        if ids[0] != ids[1] {
+            return Err(BenchError::Invalid(format!(
+                "ef {ef}: the two ways returned different ids"
+            )));
+        }
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let (off, on) = (&cpu_us[0], &cpu_us[1]);
+        println!(
+            "ef {ef}: CPU µs/query median off {:.1} on {:.1} (off/on {:.3}), min off {:.1} on {:.1} \
+             (off/on {:.3}); same ids",
+            median(off),
+            median(on),
+            median(off) / median(on),
+            min(off),
+            min(on),
+            min(off) / min(on)
+        );
+        let show = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.1}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!("  off: {}\n  on:  {}", show(off), show(on));
+    }
+    Ok(())
+}
