@@ -3,7 +3,7 @@
 //! happens here, in `prepare_*`, before anything is logged or changed; the `apply_*` methods
 //! work only on prepared (valid) values and cannot fail, so a write is all or nothing.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound::{Excluded, Unbounded};
 
 use parking_lot::RwLock;
@@ -14,10 +14,10 @@ use crate::config::{CollectionConfig, Distance, Quantization, SearchOptions};
 use crate::distance::{Kernel, kernel_for, normalize};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::hnsw::{Cand, Exact, Graph, Space};
+use crate::hnsw::{Cand, Exact, Graph, Query, Space};
 use crate::payload::plan::{Pred, set_bits};
 use crate::payload::{IndexKind, PayloadIndex};
-use crate::sq8::{Sq8, Sq8Ranges};
+use crate::sq8::{Sq8, Sq8Query, Sq8Ranges};
 use crate::vectors::Vectors;
 
 /// Longest id accepted, in bytes.
@@ -607,7 +607,7 @@ impl Collection {
         let hits = match &opts.filter {
             // Asked for every record (or more): a scan is exact and no slower than the walk.
             None if k >= self.live || self.slots() <= ef.max(k) => {
-                self.scan(&space, &q, k, |s| !self.deleted[s])
+                self.scan(&Exact { space, q: &q }, k, |s| !self.deleted[s])
             }
             // Quantized: walk on the int8 codes, keep the whole beam, re-rank its best exactly.
             None if self.sq8.is_some() => {
@@ -630,7 +630,7 @@ impl Collection {
                 self.graph
                     .search_filtered(&Exact { space, q: &q }, k, ef, |s| !deleted[s as usize])
             }
-            Some(filter) => self.filtered_search(&space, &q, k, ef, filter),
+            Some(filter) => self.filtered_search(&space, &q, k, ef, filter)?,
         };
         Ok(hits
             .into_iter()
@@ -651,6 +651,11 @@ impl Collection {
         self.sample(|s| filter.matches(self.metadata[s].as_ref()))
     }
 
+    /// Filtered search. Under sq8 every distance it computes (walks, exact passes, scans) is
+    /// on the int8 codes, keeping the `RERANK_FACTOR · k` nearest, and those are re-ranked by
+    /// their f32 vectors as the unfiltered sq8 search does ([`Collection::rerank`]): the f32
+    /// vectors, mapped from the checkpoint, stay out of memory, and a match costs a quarter
+    /// of the bytes.
     fn filtered_search(
         &self,
         space: &Space,
@@ -658,22 +663,41 @@ impl Collection {
         k: usize,
         ef: usize,
         filter: &Filter,
+    ) -> Result<Vec<Cand>> {
+        match &self.sq8 {
+            Some(sq8) => {
+                let query = sq8.query(q, self.config.distance);
+                let keep = k.saturating_mul(RERANK_FACTOR).min(self.live);
+                let cands = self.filtered_on(&query, k, keep, ef, filter);
+                self.rerank(space, q, cands, k)
+            }
+            None => Ok(self.filtered_on(&Exact { space: *space, q }, k, k, ef, filter)),
+        }
+    }
+
+    /// The `keep` nearest matches of `filter` by `query`'s distances (at least `k`, fewer only
+    /// when fewer match).
+    fn filtered_on<M: Metric>(
+        &self,
+        query: &M,
+        k: usize,
+        keep: usize,
+        ef: usize,
+        filter: &Filter,
     ) -> Vec<Cand> {
         let pred = Pred::compile(filter, &self.indexes);
         if pred.uses_index() {
-            return self.planned_search(space, q, k, ef, &pred);
+            return self.planned_search(query, k, keep, ef, &pred);
         }
         if self.live <= SCAN_ALWAYS_BELOW || self.estimate_selectivity(filter) < SCAN_SELECTIVITY {
-            return self.scan(space, q, k, |s| self.matches(filter, s));
+            return self.scan(query, keep, |s| self.matches(filter, s));
         }
         let found = self
             .graph
-            .search_filtered(&Exact { space: *space, q }, k, ef, |s| {
-                self.matches(filter, s as usize)
-            });
+            .search_filtered(query, keep, ef, |s| self.matches(filter, s as usize));
         if found.len() < k {
             // The walk ran out before finding k matches: an exact scan finds them if they exist.
-            return self.scan(space, q, k, |s| self.matches(filter, s));
+            return self.scan(query, keep, |s| self.matches(filter, s));
         }
         found
     }
@@ -688,11 +712,11 @@ impl Collection {
     /// distances when few may match; else a graph walk with a membership test on typed columns
     /// (or on a bitmap of the matches), moving through matches only and two hops at a time when
     /// the filter is restrictive.
-    fn planned_search(
+    fn planned_search<M: Metric>(
         &self,
-        space: &Space,
-        q: &[f32],
+        query: &M,
         k: usize,
+        keep: usize,
         ef: usize,
         pred: &Pred,
     ) -> Vec<Cand> {
@@ -719,14 +743,14 @@ impl Collection {
         {
             let n = b.iter().map(|w| w.count_ones() as usize).sum();
             if small {
-                return self.exact(space, q, k, bit_slots(&b));
+                return self.exact(query, keep, bit_slots(&b));
             }
             bits = Some((b, n));
         } else if let Some(list) = one_list.then(|| pred.one_list()).flatten() {
             // One posting list names exactly the matches: read in place.
             let selectivity = list.len() as f64 / self.live.max(1) as f64;
             if small || self.cheapest_plan(ef, list.len(), selectivity) == Plan::Exact {
-                return self.exact(space, q, k, list.iter().copied());
+                return self.exact(query, keep, list.iter().copied());
             }
             let mut b = vec![0u64; words];
             set_bits(&mut b, list);
@@ -742,7 +766,7 @@ impl Collection {
             };
             let selectivity = matches.len() as f64 / self.live.max(1) as f64;
             if small || self.cheapest_plan(ef, matches.len(), selectivity) == Plan::Exact {
-                return self.exact(space, q, k, matches.into_iter());
+                return self.exact(query, keep, matches.into_iter());
             }
             let mut b = vec![0u64; words];
             set_bits(&mut b, &matches);
@@ -751,48 +775,40 @@ impl Collection {
         let found = if let Some((bits, n)) = bits {
             let selectivity = n as f64 / self.live.max(1) as f64;
             match self.cheapest_plan(ef, n, selectivity) {
-                Plan::Exact => return self.exact(space, q, k, bit_slots(&bits)),
-                Plan::TwoHop => {
-                    self.graph
-                        .search_two_hop(&Exact { space: *space, q }, k, ef, |s| {
-                            bits[s as usize / 64] & (1 << (s % 64)) != 0
-                        })
-                }
+                Plan::Exact => return self.exact(query, keep, bit_slots(&bits)),
+                Plan::TwoHop => self.graph.search_two_hop(query, keep, ef, |s| {
+                    bits[s as usize / 64] & (1 << (s % 64)) != 0
+                }),
                 Plan::Walk => {
-                    let ef = walk_ef(ef, k, selectivity);
-                    self.graph
-                        .search_filtered(&Exact { space: *space, q }, k, ef, |s| {
-                            bits[s as usize / 64] & (1 << (s % 64)) != 0
-                        })
+                    let ef = walk_ef(ef, keep, selectivity);
+                    self.graph.search_filtered(query, keep, ef, |s| {
+                        bits[s as usize / 64] & (1 << (s % 64)) != 0
+                    })
                 }
             }
         } else {
             if small {
-                return self.scan(space, q, k, |s| self.pred_matches(pred, s));
+                return self.scan(query, keep, |s| self.pred_matches(pred, s));
             }
             let selectivity = match estimate {
                 Some(e) => e as f64 / self.live.max(1) as f64,
                 None => self.sample(|s| pred.matches(s as u32, &self.metadata)),
             };
             if selectivity < SCAN_SELECTIVITY {
-                return self.scan(space, q, k, |s| self.pred_matches(pred, s));
+                return self.scan(query, keep, |s| self.pred_matches(pred, s));
             }
             let (filtered, two_hop) = self.filtered_costs(selectivity);
             if two_hop < filtered {
                 self.graph
-                    .search_two_hop(&Exact { space: *space, q }, k, ef, |s| {
-                        self.pred_matches(pred, s as usize)
-                    })
+                    .search_two_hop(query, keep, ef, |s| self.pred_matches(pred, s as usize))
             } else {
-                let ef = walk_ef(ef, k, selectivity);
+                let ef = walk_ef(ef, keep, selectivity);
                 self.graph
-                    .search_filtered(&Exact { space: *space, q }, k, ef, |s| {
-                        self.pred_matches(pred, s as usize)
-                    })
+                    .search_filtered(query, keep, ef, |s| self.pred_matches(pred, s as usize))
             }
         };
         if found.len() < k {
-            return self.scan(space, q, k, |s| self.pred_matches(pred, s));
+            return self.scan(query, keep, |s| self.pred_matches(pred, s));
         }
         found
     }
@@ -878,46 +894,39 @@ impl Collection {
         }
     }
 
-    /// Exact search over the given slots (ascending), prefetching vectors a few slots ahead:
-    /// candidates are scattered, so without it every vector is a string of cache misses.
-    fn exact(
+    /// The `keep` nearest of the given slots (ascending) by `query`, fetching every cache
+    /// line of each slot's vector (or codes) [`EXACT_AHEAD`] slots ahead: the slots are
+    /// scattered, so without it each is a string of cache misses.
+    fn exact<M: Metric>(
         &self,
-        space: &Space,
-        q: &[f32],
-        k: usize,
+        query: &M,
+        keep: usize,
         slots: impl Iterator<Item = u32>,
     ) -> Vec<Cand> {
-        const AHEAD: usize = 8;
-        let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
-        let mut window = [0u32; AHEAD];
-        let (mut head, mut len) = (0usize, 0usize);
-        let consider = |s: u32, best: &mut BinaryHeap<Cand>| {
-            let c = Cand {
-                d: (space.kernel)(q, space.vector(s)),
-                id: s,
-            };
-            if best.len() < k {
-                best.push(c);
-            } else if best.peek().is_some_and(|w| c < *w) {
-                best.pop();
-                best.push(c);
-            }
-        };
+        let mut best = TopK::new(keep);
+        let mut window = [0u32; EXACT_AHEAD];
+        let mut n = 0usize;
         for s in slots {
-            space.prefetch_all(s);
-            if len == AHEAD {
-                consider(window[head], &mut best);
-                window[head] = s;
-                head = (head + 1) % AHEAD;
-            } else {
-                window[(head + len) % AHEAD] = s;
-                len += 1;
+            query.fetch_all(s);
+            let at = n % EXACT_AHEAD;
+            if n >= EXACT_AHEAD {
+                let due = window[at];
+                best.offer(Cand {
+                    d: query.dist(due),
+                    id: due,
+                });
             }
+            window[at] = s;
+            n += 1;
         }
-        for i in 0..len {
-            consider(window[(head + i) % AHEAD], &mut best);
+        for i in n.saturating_sub(EXACT_AHEAD)..n {
+            let due = window[i % EXACT_AHEAD];
+            best.offer(Cand {
+                d: query.dist(due),
+                id: due,
+            });
         }
-        best.into_sorted_vec()
+        best.into_vec()
     }
 
     // ---- payload indexes and set operations ---------------------------------------------------
@@ -1017,31 +1026,18 @@ impl Collection {
             .collect()
     }
 
-    /// Exact search over the slots `accept` lets through.
-    fn scan(
-        &self,
-        space: &Space,
-        q: &[f32],
-        k: usize,
-        accept: impl Fn(usize) -> bool,
-    ) -> Vec<Cand> {
-        let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
+    /// The `keep` nearest of the slots `accept` lets through, by `query`.
+    fn scan<M: Metric>(&self, query: &M, keep: usize, accept: impl Fn(usize) -> bool) -> Vec<Cand> {
+        let mut best = TopK::new(keep);
         for s in 0..self.slots() {
-            if !accept(s) {
-                continue;
-            }
-            let c = Cand {
-                d: (space.kernel)(q, space.vector(s as u32)),
-                id: s as u32,
-            };
-            if best.len() < k {
-                best.push(c);
-            } else if best.peek().is_some_and(|w| c < *w) {
-                best.pop();
-                best.push(c);
+            if accept(s) {
+                best.offer(Cand {
+                    d: query.dist(s as u32),
+                    id: s as u32,
+                });
             }
         }
-        best.into_sorted_vec()
+        best.into_vec()
     }
 }
 
@@ -1122,6 +1118,66 @@ enum Plan {
 /// cost grows as `selectivity^-0.6` instead of `1 / selectivity`.
 fn walk_ef(ef: usize, k: usize, selectivity: f64) -> usize {
     ((ef as f64 * selectivity.clamp(0.0, 1.0).powf(WALK_BEAM_EXP)).ceil() as usize).max(k)
+}
+
+/// How many slots ahead an exact pass fetches vectors: 4, 8 and 16 measured the same on
+/// glove50 (docs/benchmarks.md), the pass being bandwidth-bound.
+const EXACT_AHEAD: usize = 8;
+
+/// What a filtered search measures distances with: the f32 vectors ([`Exact`]) or the int8
+/// codes of an sq8 collection. The walks need [`Query`]; the exact passes also fetch all of
+/// a slot's vector ahead.
+trait Metric: Query {
+    /// Hints the CPU to fetch every cache line `dist(slot)` reads.
+    fn fetch_all(&self, slot: u32);
+}
+
+impl Metric for Exact<'_> {
+    #[inline(always)]
+    fn fetch_all(&self, slot: u32) {
+        self.space.prefetch_all(slot);
+    }
+}
+
+impl Metric for Sq8Query<'_> {
+    #[inline(always)]
+    fn fetch_all(&self, slot: u32) {
+        Sq8Query::prefetch_all(self, slot);
+    }
+}
+
+/// The `k` nearest candidates offered so far, nearest first: a sorted array (k is small), a
+/// candidate no nearer than the `k`-th tested before anything moves.
+struct TopK {
+    best: Vec<Cand>,
+    k: usize,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK {
+            best: Vec::with_capacity(k + 1),
+            k,
+        }
+    }
+
+    #[inline(always)]
+    fn offer(&mut self, c: Cand) {
+        if self.best.len() >= self.k {
+            match self.best.last() {
+                Some(worst) if c < *worst => {
+                    self.best.pop();
+                }
+                _ => return,
+            }
+        }
+        let at = self.best.partition_point(|e| *e < c);
+        self.best.insert(at, c);
+    }
+
+    fn into_vec(self) -> Vec<Cand> {
+        self.best
+    }
 }
 
 /// The slots whose bits are set, ascending.

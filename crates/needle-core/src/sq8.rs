@@ -183,6 +183,18 @@ impl Sq8Query<'_> {
         }
     }
 
+    /// Hints the CPU to fetch `slot`'s codes and, outside Euclidean distance, its code sum
+    /// (for exact passes, where the slots are known well ahead).
+    #[inline(always)]
+    pub fn prefetch_all(&self, slot: u32) {
+        self.prefetch(slot);
+        if !self.l2
+            && let Some(sum) = self.sq8.sums.get(slot as usize)
+        {
+            crate::distance::prefetch((sum as *const f32).cast::<u8>());
+        }
+    }
+
     /// Hints the CPU to fetch `slot`'s codes.
     #[inline(always)]
     pub fn prefetch(&self, slot: u32) {

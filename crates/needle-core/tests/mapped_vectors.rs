@@ -232,3 +232,59 @@ fn searches_leave_the_mapped_vectors_out_of_resident_memory() {
         "searching mapped pages of the vectors into the process"
     );
 }
+
+/// Filtered searches under sq8 (exact passes over posting lists, filtered and two-hop walks on
+/// a bitmap or on the typed columns, the JSON path of an unindexed filter, the scan fallback)
+/// measure distances on the int8 codes and re-rank by positioned reads: none of them maps a
+/// page of the f32 vectors into the process, and every answer matches its filter.
+#[cfg(target_os = "linux")]
+#[test]
+fn filtered_searches_leave_the_mapped_vectors_out_of_resident_memory() {
+    use needle_core::{Filter, IndexKind, SearchOptions};
+    use serde_json::json;
+    // More records than the planner scans outright, so that walks are planned too.
+    let base = read_fvecs(&testdata("glove50-10k").join("base.fvecs"));
+    let meta = |i: usize| json!({"g": (i * 37) % 100, "u": (i * 7) % 100});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.needle");
+    {
+        let db = Database::open(&path).unwrap();
+        db.create_collection_with_config("c", base[0].len(), sq8())
+            .unwrap();
+        db.create_index("c", "g", IndexKind::Integer).unwrap();
+        let recs = (0..base.len())
+            .map(|i| Record::new(i.to_string(), base[i].clone(), Some(meta(i))))
+            .collect();
+        db.insert_batch("c", recs).unwrap();
+        db.checkpoint().unwrap();
+    }
+    let db = Database::open(&path).unwrap();
+    assert_eq!(db.mapped_vectors("c").unwrap(), base.len());
+    let filters = [
+        json!({"g": 5}),
+        json!({"g": {"$in": [1, 2, 3]}}),
+        json!({"g": {"$lt": 8}}),
+        json!({"g": {"$lt": 30}}),
+        json!({"g": {"$gte": 40}}),
+        json!({"u": 5}),
+        json!({"u": {"$lt": 50}}),
+        json!({"$or": [{"g": 1}, {"u": {"$lt": 20}}]}),
+    ];
+    for raw in &filters {
+        let filter = Filter::parse(raw).unwrap();
+        let opts = SearchOptions::new().with_filter(filter.clone());
+        for q in base.iter().step_by(101).take(40) {
+            let hits = db.search_with("c", q, 10, &opts).unwrap();
+            assert_eq!(hits.len(), 10, "{raw}");
+            for h in &hits {
+                let row: usize = h.id.parse().unwrap();
+                assert!(filter.matches(Some(&meta(row))), "{raw}: row {row}");
+            }
+        }
+    }
+    assert_eq!(
+        resident_kb_of_maps_of(&path),
+        0,
+        "filtered searches mapping pages of the vectors into the process"
+    );
+}
