@@ -15,6 +15,7 @@ use crate::distance::{Kernel, kernel_for, normalize};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::hnsw::{Cand, Exact, Graph, Query, Space};
+use crate::ids::Ids;
 use crate::payload::plan::{Pred, set_bits};
 use crate::payload::{IndexKind, PayloadIndex};
 use crate::sq8::{Sq8, Sq8Query, Sq8Ranges};
@@ -107,13 +108,13 @@ pub(crate) struct Collection {
     /// pages where the system allows (see `hnsw::Flat`).
     pub vectors: Vectors,
     /// The id of each slot (tombstoned slots keep theirs until compaction).
-    pub ids: Vec<String>,
+    pub ids: Ids,
     pub metadata: Vec<Option<Value>>,
     pub deleted: Vec<bool>,
     pub live: usize,
     pub graph: Graph,
     /// Live ids only, in id order (bytes): a scroll page starts with a range lookup.
-    pub index: BTreeMap<String, u32>,
+    pub index: BTreeMap<Box<str>, u32>,
     /// Payload indexes by dotted path, kept exact by every write.
     pub indexes: BTreeMap<String, PayloadIndex>,
     /// Under `quantization: sq8`, the int8 codes of every slot, once trained (see
@@ -165,7 +166,7 @@ impl Collection {
             graph: Graph::new(config.m, config.ef_construction),
             config,
             vectors: Vectors::new(),
-            ids: Vec::new(),
+            ids: Ids::new(),
             metadata: Vec::new(),
             deleted: Vec::new(),
             live: 0,
@@ -285,7 +286,7 @@ impl Collection {
 
     /// Appends a record's storage (not yet linked); tombstones the old version of the id.
     fn push_record(&mut self, rec: Prepared) -> u32 {
-        if let Some(old) = self.index.remove(&rec.id) {
+        if let Some(old) = self.index.remove(rec.id.as_str()) {
             self.tombstone(old);
         }
         let level = Graph::level_for(self.config.seed, &rec.id, self.config.m);
@@ -294,8 +295,8 @@ impl Collection {
         if let Some(sq8) = &mut self.sq8 {
             sq8.push(&rec.vector);
         }
-        self.index.insert(rec.id.clone(), slot);
-        self.ids.push(rec.id);
+        self.index.insert(rec.id.as_str().into(), slot);
+        self.ids.push(&rec.id);
         for idx in self.indexes.values_mut() {
             idx.insert(slot, rec.metadata.as_ref());
         }
@@ -425,7 +426,7 @@ impl Collection {
             let slot = first + j as u32;
             if let Some(old) = seen.insert(&r.id, slot) {
                 doomed.push(old);
-            } else if let Some(&old) = self.index.get(&r.id) {
+            } else if let Some(&old) = self.index.get(r.id.as_str()) {
                 doomed.push(old);
             }
         }
@@ -544,7 +545,7 @@ impl Collection {
         let records: Vec<Prepared> = (0..self.slots())
             .filter(|&s| !self.deleted[s])
             .map(|s| Prepared {
-                id: self.ids[s].clone(),
+                id: self.ids[s].to_string(),
                 vector: self.vectors.get(s * self.dim, self.dim).to_vec(),
                 metadata: self.metadata[s].clone(),
             })
@@ -994,7 +995,7 @@ impl Collection {
         let Some(filter) = filter else {
             return ordered
                 .take(limit)
-                .map(|(id, &s)| (id.clone(), s))
+                .map(|(id, &s)| (id.to_string(), s))
                 .collect();
         };
         let pred = Pred::compile(filter, &self.indexes);
@@ -1005,7 +1006,7 @@ impl Collection {
             let mut page: Vec<(&str, u32)> = cands
                 .into_iter()
                 .filter(|&s| self.pred_matches(&pred, s as usize))
-                .map(|s| (self.ids[s as usize].as_str(), s))
+                .map(|s| (&self.ids[s as usize], s))
                 .filter(|(id, _)| after.is_none_or(|a| *id > a))
                 .collect();
             if page.len() > limit {
@@ -1022,7 +1023,7 @@ impl Collection {
         ordered
             .filter(|&(_, &s)| pred.matches(s, &self.metadata))
             .take(limit)
-            .map(|(id, &s)| (id.clone(), s))
+            .map(|(id, &s)| (id.to_string(), s))
             .collect()
     }
 

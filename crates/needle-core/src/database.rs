@@ -882,7 +882,7 @@ impl Database {
             Plan::DeleteSlots(shared, slots) => {
                 let mut c = shared.write();
                 for &s in &slots {
-                    let id = c.ids[s as usize].clone();
+                    let id = c.ids[s as usize].to_string();
                     c.apply_delete(&id);
                 }
                 return slots.len();
@@ -913,7 +913,7 @@ impl Database {
         let c = shared.read();
         Ok((0..c.slots())
             .filter(|&s| !c.deleted[s])
-            .map(|s| c.ids[s].clone())
+            .map(|s| c.ids[s].to_string())
             .collect())
     }
 
@@ -1072,7 +1072,7 @@ impl Database {
             .map(|h| {
                 let s = h.slot as usize;
                 SearchResult {
-                    id: c.ids[s].clone(),
+                    id: c.ids[s].to_string(),
                     distance: h.distance,
                     metadata: if opts.include_metadata {
                         c.metadata[s].clone()

@@ -35,6 +35,7 @@ mod error;
 mod filter;
 mod heap;
 mod hnsw;
+mod ids;
 mod payload;
 mod read_only;
 mod sq8;

@@ -568,7 +568,7 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
 
     let (rec, rat) = s.next(KIND_RECORDS)?;
     let mut r = Reader::new(rec);
-    let mut ids = Vec::with_capacity(n);
+    let mut ids = crate::ids::Ids::with_capacity(n, 0);
     let mut metadata = Vec::with_capacity(n);
     let mut deleted = Vec::with_capacity(n);
     let mut index = std::collections::BTreeMap::new();
@@ -600,13 +600,13 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
                 _ => return Err(bad("metadata is not a JSON object")),
             }
         };
-        if flag == 0 && index.insert(id.clone(), slot as u32).is_some() {
+        if flag == 0 && index.insert(Box::<str>::from(id.as_str()), slot as u32).is_some() {
             return Err(bad("id is live in two slots"));
         }
         if flag == 1 && meta.is_some() {
             return Err(bad("a deleted record carries metadata"));
         }
-        ids.push(id);
+        ids.push(&id);
         metadata.push(meta);
         deleted.push(flag == 1);
     }
