@@ -600,7 +600,11 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
                 _ => return Err(bad("metadata is not a JSON object")),
             }
         };
-        if flag == 0 && index.insert(Box::<str>::from(id.as_str()), slot as u32).is_some() {
+        if flag == 0
+            && index
+                .insert(Box::<str>::from(id.as_str()), slot as u32)
+                .is_some()
+        {
             return Err(bad("id is live in two slots"));
         }
         if flag == 1 && meta.is_some() {
