@@ -72,6 +72,11 @@ struct Cli {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Recall only, once per level-draw seed (`CollectionConfig::seed`), comma-separated: builds
+    /// the collection on one thread for each seed and prints recall@k at every `--ef`, nothing
+    /// timed. How much the graph's random levels move recall (beside `benches/hnswlib_seeds.py`).
+    #[arg(long, value_delimiter = ',', value_name = "SEEDS")]
+    seeds: Vec<u64>,
 }
 
 fn main() -> ExitCode {
@@ -85,7 +90,12 @@ fn main() -> ExitCode {
     } else if args.len() == 11 && args[1] == "sq8" && is_protocol_call(&args[1..]) {
         ProtocolArgs::parse(&args[2..]).and_then(|p| run_protocol(&p, Quantization::Sq8))
     } else {
-        run_friendly(&Cli::parse())
+        let cli = Cli::parse();
+        if cli.seeds.is_empty() {
+            run_friendly(&cli)
+        } else {
+            run_seeds(&cli)
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -154,6 +164,39 @@ fn build_in_memory(
     let build_s = start.elapsed().as_secs_f64();
     let mem = rss_bytes()?.saturating_sub(rss_before);
     Ok((db, build_s, mem))
+}
+
+// ------------------------------------------------------------------------------ --seeds mode
+
+/// `--seeds`: for each seed, a one-thread build with that level-draw seed and recall@k at each
+/// ef (one untimed pass). Prints `seed ef recall` lines on stdout.
+fn run_seeds(cli: &Cli) -> Result<()> {
+    if cli.ef.is_empty() || cli.ef.contains(&0) {
+        return Err(BenchError::Invalid("--ef needs positive integers".into()));
+    }
+    let ds = Dataset::load(&cli.data)?;
+    let gt = truth_top_k(&ds, cli.k)?;
+    let one = pool(1)?;
+    println!("seed ef recall@{}", cli.k);
+    for &seed in &cli.seeds {
+        let db = Database::in_memory();
+        one.install(|| -> Result<()> {
+            let config = CollectionConfig {
+                seed,
+                ..config(ds.metric, cli.m, cli.efc)
+            };
+            db.create_collection_with_config(COLLECTION, ds.base.dim(), config)?;
+            insert_rows(&db, COLLECTION, &ds.base, CHUNK)
+        })?;
+        for &ef in &cli.ef {
+            let run = one.install(|| {
+                timed_search(&db, COLLECTION, &ds.queries, cli.k, ef, 1, Threads::One)
+            })?;
+            let recall = recall_at_k(&run.ids, &gt, cli.k)?;
+            println!("{seed} {ef} {recall:.4}");
+        }
+    }
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------ peers.py mode
