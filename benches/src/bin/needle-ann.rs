@@ -77,6 +77,10 @@ struct Cli {
     /// timed. How much the graph's random levels move recall (beside `benches/hnswlib_seeds.py`).
     #[arg(long, value_delimiter = ',', value_name = "SEEDS")]
     seeds: Vec<u64>,
+    /// Rows per `insert_batch` call in `--seeds` mode (1: one record per call, hnswlib's order
+    /// with no chunked planning).
+    #[arg(long, default_value_t = CHUNK)]
+    chunk: usize,
 }
 
 fn main() -> ExitCode {
@@ -186,7 +190,7 @@ fn run_seeds(cli: &Cli) -> Result<()> {
                 ..config(ds.metric, cli.m, cli.efc)
             };
             db.create_collection_with_config(COLLECTION, ds.base.dim(), config)?;
-            insert_rows(&db, COLLECTION, &ds.base, CHUNK)
+            insert_rows(&db, COLLECTION, &ds.base, cli.chunk.max(1))
         })?;
         for &ef in &cli.ef {
             let run = one.install(|| {
