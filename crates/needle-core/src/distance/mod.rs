@@ -28,7 +28,7 @@ mod x86;
 pub type Kernel = fn(&[f32], &[f32]) -> f32;
 
 /// A kernel's distances from one vector to four others at once, each bit for bit what the
-/// kernel returns for that pair (see `x86::dot4`).
+/// kernel returns for that pair (see `x86::sum4`).
 pub type Kernel4 = fn(&[f32], [&[f32]; 4]) -> [f32; 4];
 
 /// The four-at-once form of `kernel`, where this CPU has one (AVX2 today).

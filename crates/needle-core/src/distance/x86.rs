@@ -162,21 +162,33 @@ fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-/// `Σ aᵢ·bᵢ` for four `b`s of `a`'s length at once, each bit for bit what [`dot`] returns: the
-/// same four accumulators per vector, the same order of additions, so a search gives the same
-/// distances (and graph) whichever way a distance was computed. Each 8-float block of `a` is
-/// loaded once for the four vectors (faiss's batch of four in its HNSW search), and the four
-/// vectors' loads are in flight together.
+/// `Σ aᵢ·bᵢ` (`L2 = false`) or `Σ (aᵢ − bᵢ)²` (`L2 = true`) for four `b`s of `a`'s length at
+/// once, each bit for bit what [`dot`] or [`l2_squared`] returns: the same four accumulators per
+/// vector, the same order of additions, so a search gives the same distances (and graph)
+/// whichever way a distance was computed. Each 8-float block of `a` is loaded once for the four
+/// vectors (faiss's batch of four in its HNSW search), and the four vectors' loads are in flight
+/// together.
 #[target_feature(enable = "avx2,fma")]
 #[allow(
     clippy::needless_range_loop,
     reason = "j indexes the query's block and each vector's accumulator alike"
 )]
-fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+fn sum4<const L2: bool>(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
     let n = a.len();
     if b.iter().any(|v| v.len() != n) {
         // Closures inherit this function's target features (AVX2, FMA).
-        return b.map(|v| dot(a, v));
+        return b.map(|v| if L2 { l2_squared(a, v) } else { dot(a, v) });
+    }
+    // One step of an accumulator: `acc + q·x`, or `acc + (q − x)²`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn step<const L2: bool>(q: __m256, x: __m256, acc: __m256) -> __m256 {
+        if L2 {
+            let d = _mm256_sub_ps(q, x);
+            _mm256_fmadd_ps(d, d, acc)
+        } else {
+            _mm256_fmadd_ps(q, x, acc)
+        }
     }
     let pa = a.as_ptr();
     let pb = b.map(<[f32]>::as_ptr);
@@ -189,7 +201,7 @@ fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
             unsafe {
                 let qa = _mm256_loadu_ps(pa.add(i + 8 * j));
                 for (v, p) in pb.iter().enumerate() {
-                    acc[v][j] = _mm256_fmadd_ps(qa, _mm256_loadu_ps(p.add(i + 8 * j)), acc[v][j]);
+                    acc[v][j] = step::<L2>(qa, _mm256_loadu_ps(p.add(i + 8 * j)), acc[v][j]);
                 }
             }
         }
@@ -200,7 +212,7 @@ fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
         unsafe {
             let qa = _mm256_loadu_ps(pa.add(i));
             for (v, p) in pb.iter().enumerate() {
-                acc[v][0] = _mm256_fmadd_ps(qa, _mm256_loadu_ps(p.add(i)), acc[v][0]);
+                acc[v][0] = step::<L2>(qa, _mm256_loadu_ps(p.add(i)), acc[v][0]);
             }
         }
         i += 8;
@@ -210,62 +222,12 @@ fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
         let [a0, a1, a2, a3] = acc[v];
         let mut sum = horizontal_sum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
         for (x, y) in a[i..n].iter().zip(&b[v][i..n]) {
-            sum = x.mul_add(*y, sum);
-        }
-        out[v] = sum;
-    }
-    out
-}
-
-/// `Σ (aᵢ − bᵢ)²` for four `b`s of `a`'s length at once, each bit for bit what [`l2_squared`]
-/// returns (see [`dot4`]).
-#[target_feature(enable = "avx2,fma")]
-#[allow(
-    clippy::needless_range_loop,
-    reason = "j indexes the query's block and each vector's accumulator alike"
-)]
-fn l2_squared4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
-    let n = a.len();
-    if b.iter().any(|v| v.len() != n) {
-        // Closures inherit this function's target features (AVX2, FMA).
-        return b.map(|v| l2_squared(a, v));
-    }
-    let pa = a.as_ptr();
-    let pb = b.map(<[f32]>::as_ptr);
-    let mut acc = [[_mm256_setzero_ps(); 4]; 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for j in 0..4 {
-            // SAFETY: i + 32 <= n, and `a` and each `b` hold n floats, so the 8-float loads at
-            // i + 8·j (j < 4) stay inside them.
-            unsafe {
-                let qa = _mm256_loadu_ps(pa.add(i + 8 * j));
-                for (v, p) in pb.iter().enumerate() {
-                    let d = _mm256_sub_ps(qa, _mm256_loadu_ps(p.add(i + 8 * j)));
-                    acc[v][j] = _mm256_fmadd_ps(d, d, acc[v][j]);
-                }
-            }
-        }
-        i += 32;
-    }
-    while i + 8 <= n {
-        // SAFETY: i + 8 <= n and every slice holds n floats.
-        unsafe {
-            let qa = _mm256_loadu_ps(pa.add(i));
-            for (v, p) in pb.iter().enumerate() {
-                let d = _mm256_sub_ps(qa, _mm256_loadu_ps(p.add(i)));
-                acc[v][0] = _mm256_fmadd_ps(d, d, acc[v][0]);
-            }
-        }
-        i += 8;
-    }
-    let mut out = [0.0; 4];
-    for v in 0..4 {
-        let [a0, a1, a2, a3] = acc[v];
-        let mut sum = horizontal_sum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-        for (x, y) in a[i..n].iter().zip(&b[v][i..n]) {
-            let d = x - y;
-            sum = d.mul_add(d, sum);
+            sum = if L2 {
+                let d = x - y;
+                d.mul_add(d, sum)
+            } else {
+                x.mul_add(*y, sum)
+            };
         }
         out[v] = sum;
     }
@@ -275,22 +237,22 @@ fn l2_squared4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
 fn dot4_entry(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
     // SAFETY: only `batch_for` hands this function out, for a kernel of `avx2_kernels()`,
     // which detected AVX2 and FMA.
-    unsafe { dot4(a, b) }
+    unsafe { sum4::<false>(a, b) }
 }
 
 fn l2_squared4_entry(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
     // SAFETY: as `dot4_entry`.
-    unsafe { l2_squared4(a, b) }
+    unsafe { sum4::<true>(a, b) }
 }
 
 fn cosine4_entry(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
     // SAFETY: as `dot4_entry`.
-    unsafe { dot4(a, b) }.map(|d| 1.0 - d)
+    unsafe { sum4::<false>(a, b) }.map(|d| 1.0 - d)
 }
 
 fn neg_dot4_entry(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
     // SAFETY: as `dot4_entry`.
-    unsafe { dot4(a, b) }.map(|d| -d)
+    unsafe { sum4::<false>(a, b) }.map(|d| -d)
 }
 
 /// The four-at-once form of `kernel` when it is one of the AVX2 kernels (bit for bit the same
