@@ -74,19 +74,36 @@ const BITMAP_PER_VISIT: f64 = 8.0;
 /// The threads that plan batch inserts. Needle's own pool, not rayon's global one: the planning
 /// runs while the database's writer lock and the collection's write lock are held, and if it
 /// borrowed the global pool, a caller whose own rayon tasks block on this database (searching or
-/// writing from a `par_iter`) would leave no thread to run it — a deadlock. Sized like the global
-/// pool (so `RAYON_NUM_THREADS` applies); the graph does not depend on the size.
-/// `None` when the threads cannot be spawned: batches are then planned on the caller's thread.
+/// writing from a `par_iter`) would leave no thread to run it — a deadlock. Sized like the
+/// caller's rayon pool at the time of the call (the global one, so `RAYON_NUM_THREADS` applies,
+/// or the pool of a caller's `ThreadPool::install`); the graph does not depend on the size.
+/// `None` for one thread, or when the threads cannot be spawned: batches are then planned on the
+/// caller's thread.
 fn build_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(rayon::current_num_threads())
-            .thread_name(|i| format!("needle-build-{i}"))
-            .build()
-            .ok()
-    })
-    .as_ref()
+    // One pool per size asked for, made on first use and kept: a process asks for one or two
+    // sizes (its global pool's, and 1 where a caller builds on one thread). Keyed by the size
+    // the caller's context has *now*, so that a first insert made on a one-thread pool does
+    // not leave every later batch, on any pool, planning on one thread.
+    static POOLS: std::sync::Mutex<Vec<(usize, &'static rayon::ThreadPool)>> =
+        std::sync::Mutex::new(Vec::new());
+    let threads = rayon::current_num_threads();
+    if threads <= 1 {
+        return None;
+    }
+    let mut pools = POOLS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(&(_, pool)) = pools.iter().find(|(n, _)| *n == threads) {
+        return Some(pool);
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("needle-build-{i}"))
+        .build()
+        .ok()?;
+    let pool: &'static rayon::ThreadPool = Box::leak(Box::new(pool));
+    pools.push((threads, pool));
+    Some(pool)
 }
 
 /// A record ready to be applied: id checked, vector checked (and normalised under cosine),
@@ -1215,6 +1232,31 @@ fn json_kind(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_build_pool_follows_the_callers_thread_count_every_time() {
+        // Before: the first call fixed the size for the process, so a first insert on a
+        // one-thread pool left every later batch planning on one thread.
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .expect("a test pool")
+        };
+        assert!(pool(1).install(build_pool).is_none());
+        let two = pool(2)
+            .install(build_pool)
+            .expect("threads can be spawned here");
+        assert_eq!(two.current_num_threads(), 2);
+        let three = pool(3)
+            .install(build_pool)
+            .expect("threads can be spawned here");
+        assert_eq!(three.current_num_threads(), 3);
+        let again = pool(2)
+            .install(build_pool)
+            .expect("threads can be spawned here");
+        assert!(std::ptr::eq(two, again), "one pool per size, kept");
+    }
 
     fn records(n: usize, dim: usize, seed: u64, ids: impl Fn(usize) -> String) -> Vec<Prepared> {
         let mut x = seed;
