@@ -35,9 +35,7 @@ fn untimed(text: &str) -> Value {
 #[test]
 fn the_commands_on_a_cluster_print_what_they_print_on_a_file() {
     let mut c = Cluster::start(3, &[]);
-    let leader = c.wait_leader(Duration::from_secs(30));
-    let follower = (1..=3).find(|&i| i != leader).unwrap();
-    let http = c.node(follower).http.to_string();
+    let (leader, http) = c.leader_and_follower_http();
     c.write(
         leader,
         "/v1/collections",
@@ -111,9 +109,7 @@ fn the_commands_on_a_cluster_print_what_they_print_on_a_file() {
 #[test]
 fn count_scroll_export_and_delete_by_filter_on_a_cluster_print_what_they_print_on_a_file() {
     let c = Cluster::start(3, &[]);
-    let leader = c.wait_leader(Duration::from_secs(30));
-    let follower = (1..=3).find(|&i| i != leader).unwrap();
-    let http = c.node(follower).http.to_string();
+    let (leader, http) = c.leader_and_follower_http();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("same.needle");
     let f = file.to_str().unwrap();

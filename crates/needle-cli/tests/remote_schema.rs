@@ -4,17 +4,13 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::cluster::Cluster;
 use common::needle;
 
 #[test]
 fn create_and_index_commands_on_a_cluster_print_what_they_print_on_a_file() {
     let c = Cluster::start(3, &[]);
-    let leader = c.wait_leader(Duration::from_secs(30));
-    let follower = (1..=3).find(|&i| i != leader).unwrap();
-    let http = c.node(follower).http.to_string();
+    let (_, http) = c.leader_and_follower_http();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("same.needle");
     let f = file.to_str().unwrap();
@@ -95,9 +91,7 @@ fn create_and_index_commands_on_a_cluster_print_what_they_print_on_a_file() {
 #[test]
 fn import_on_a_cluster_holds_what_import_on_a_file_holds() {
     let c = Cluster::start(3, &[]);
-    let leader = c.wait_leader(Duration::from_secs(30));
-    let follower = (1..=3).find(|&i| i != leader).unwrap();
-    let http = c.node(follower).http.to_string();
+    let (_, http) = c.leader_and_follower_http();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("same.needle");
     let f = file.to_str().unwrap();

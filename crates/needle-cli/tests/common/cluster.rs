@@ -100,6 +100,15 @@ impl Cluster {
         }
     }
 
+    /// Waits (30 s at most) for a leader of a three-node cluster; returns its id and a
+    /// follower's HTTP address (where the tests send the CLI's requests, so that they must
+    /// follow the leader).
+    pub fn leader_and_follower_http(&self) -> (u64, String) {
+        let leader = self.wait_leader(Duration::from_secs(30));
+        let follower = (1..=3).find(|&i| i != leader).expect("three nodes");
+        (leader, self.node(follower).http.to_string())
+    }
+
     /// POSTs a write to `guess`, following `not_leader` and skipping dead nodes, until it is
     /// acknowledged (returns the answer and the node that took it) or `timeout` passes (None).
     /// A refused write (4xx) panics.
