@@ -209,7 +209,9 @@ pub fn run(args: &[OsString]) -> Result<()> {
             what: format!("copying {}", file.display()),
             source: e,
         })?;
+        let opening = Instant::now();
         let db = Database::open(&copy)?;
+        let open_s = opening.elapsed().as_secs_f64();
         // A build cached with fewer cases lacks the indexes of the paths only these use.
         let have: BTreeSet<String> = db
             .collection_info(COLLECTION)?
@@ -221,7 +223,7 @@ pub fn run(args: &[OsString]) -> Result<()> {
             db.create_index(COLLECTION, path, *kind)?;
         }
         log(format!(
-            "opened the cached build {} in {:.2} s",
+            "opened the cached build {} in {:.2} s (Database::open {open_s:.3} s)",
             file.display(),
             start.elapsed().as_secs_f64()
         ));
@@ -301,10 +303,17 @@ fn search_cases(
     indexes: &BTreeMap<String, IndexKind>,
 ) -> Result<()> {
     let info = db.collection_info(COLLECTION)?;
-    let index_mem: usize = info.indexes.iter().map(|i| i.memory_bytes).sum();
+    // The indexes' own memory plus the int8 codes their exact passes read.
+    let index_mem: usize =
+        info.indexes.iter().map(|i| i.memory_bytes).sum::<usize>() + info.index_codes_bytes;
     // `NEEDLE_FILTERED_CPU_TIME=1`: QPS from the search thread's CPU time instead of wall time
     // (on a loaded machine wall time swings with the scheduler; CPU time much less).
     let cpu_time = std::env::var_os("NEEDLE_FILTERED_CPU_TIME").is_some();
+    // `NEEDLE_FILTERED_NO_CODES=1`: exact passes on the f32 vectors instead of the int8 codes
+    // (to compare the two with one binary).
+    if std::env::var_os("NEEDLE_FILTERED_NO_CODES").is_some() {
+        needle_core::__private::set_index_codes(false);
+    }
     let mut rows = Vec::new();
     for c in raw_cases {
         let name = c
@@ -377,7 +386,7 @@ fn search_cases(
     }
     let without = snapshot_bytes(db)?;
     let summary = format!(
-        "needle {}, {} payload indexes ({}), index memory {:.1} MB, index bytes in the file {:.1} MB (file {:.1} MB)",
+        "needle {}, {} payload indexes ({}), index memory {:.1} MB (int8 codes {:.1} MB), index bytes in the file {:.1} MB (file {:.1} MB)",
         env!("CARGO_PKG_VERSION"),
         indexes.len(),
         indexes
@@ -386,6 +395,7 @@ fn search_cases(
             .collect::<Vec<_>>()
             .join(","),
         index_mem as f64 / 1e6,
+        info.index_codes_bytes as f64 / 1e6,
         (with - without) as f64 / 1e6,
         with as f64 / 1e6,
     );

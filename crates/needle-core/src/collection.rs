@@ -10,6 +10,7 @@ use parking_lot::RwLock;
 use rayon::prelude::*;
 use serde_json::Value;
 
+use crate::codes::{CodesQuery, InlineCodes};
 use crate::config::{CollectionConfig, Distance, Quantization, SearchOptions};
 use crate::distance::{Kernel, kernel_for, normalize};
 use crate::error::{Error, Result};
@@ -58,6 +59,12 @@ const WALK_BEAM_EXP: f64 = 0.4;
 /// costs about `TWO_HOP_WALKS · (L + 3H) / (L + H)` unfiltered walks whatever the selectivity
 /// (measured 2.3–2.9 at 384 dims, 3.2–5.5 at 50).
 const TWO_HOP_WALKS: f64 = 2.3;
+/// What a match of an exact pass on the int8 codes ([`crate::codes`]) costs besides its block's
+/// lines, in the same units: the re-rank, the query's quantization and the bookkeeping, which
+/// the f32 pass's model folds into its `L`. Fitted on glove50 (docs/benchmarks.md, "int8 codes
+/// for the exact passes"): the pass over 19,891 matches of `lt_10%` measured slower than the
+/// filtered walk it replaced at 1 line a match, faster for 2,000–13,700 matches.
+const CODES_MATCH_LINES: f64 = 1.7;
 /// An indexed filter whose posting lists bound its matches below this share of the records is
 /// resolved to its exact matches first (cost in proportion to the bound), and the plan chosen
 /// on their number.
@@ -137,6 +144,10 @@ pub(crate) struct Collection {
     /// Under `quantization: sq8`, the int8 codes of every slot, once trained (see
     /// [`Collection::sq8_due`]); `None` otherwise.
     pub sq8: Option<Sq8>,
+    /// Without quantization, once the collection has a payload index: every slot's vector as
+    /// int8 codes in one cache-line-aligned block, for the exact passes of filtered searches
+    /// (see [`crate::codes`] and [`Collection::sync_codes`]); derived, never stored.
+    pub codes: Option<InlineCodes>,
 }
 
 pub(crate) fn validate_collection_name(name: &str) -> Result<()> {
@@ -190,6 +201,7 @@ impl Collection {
             index: BTreeMap::new(),
             indexes: BTreeMap::new(),
             sq8: None,
+            codes: None,
         }
     }
 
@@ -311,6 +323,9 @@ impl Collection {
         self.vectors.extend_from_slice(&rec.vector);
         if let Some(sq8) = &mut self.sq8 {
             sq8.push(&rec.vector);
+        }
+        if let Some(codes) = &mut self.codes {
+            codes.push(&rec.vector);
         }
         self.index.insert(rec.id.as_str().into(), slot);
         self.ids.push(&rec.id);
@@ -547,18 +562,24 @@ impl Collection {
                 .try_reserve(slots)
                 .map_err(|e| no_memory("sq8 sums", std::io::Error::other(e)))?;
         }
+        if let Some(codes) = &mut self.codes {
+            codes
+                .try_reserve(slots)
+                .map_err(|e| no_memory("int8 codes", std::io::Error::other(e)))?;
+        }
         Ok(())
     }
 
     /// A copy holding only live records, densely, with a freshly built graph.
     pub fn compacted(&self) -> Result<Collection> {
         let mut fresh = Collection::new(&self.name, self.dim, self.config.clone());
-        fresh.reserve(self.live)?;
         for (path, idx) in &self.indexes {
             fresh
                 .indexes
                 .insert(path.clone(), PayloadIndex::new(idx.path.clone(), idx.kind));
         }
+        fresh.sync_codes();
+        fresh.reserve(self.live)?;
         let records: Vec<Prepared> = (0..self.slots())
             .filter(|&s| !self.deleted[s])
             .map(|s| Prepared {
@@ -686,26 +707,46 @@ impl Collection {
             Some(sq8) => {
                 let query = sq8.query(q, self.config.distance);
                 let keep = k.saturating_mul(RERANK_FACTOR).min(self.live);
-                let cands = self.filtered_on(&query, k, keep, ef, filter);
+                let cands = self.filtered_on(&query, &query, k, keep, keep, ef, filter);
                 self.rerank(space, q, cands, k)
             }
-            None => Ok(self.filtered_on(&Exact { space: *space, q }, k, k, ef, filter)),
+            None => {
+                let exact = Exact { space: *space, q };
+                match self.codes.as_ref().filter(|_| crate::codes::enabled()) {
+                    // The exact passes on the int8 codes, their best re-ranked by f32.
+                    Some(codes) => {
+                        let query = codes.query(q, self.config.distance);
+                        let keep = crate::codes::keep(k).min(self.live);
+                        let cands = self.filtered_on(&exact, &query, k, k, keep, ef, filter);
+                        Ok(rerank_in_memory(space, q, cands, k))
+                    }
+                    None => Ok(self.filtered_on(&exact, &exact, k, k, k, ef, filter)),
+                }
+            }
         }
     }
 
     /// The `keep` nearest matches of `filter` by `query`'s distances (at least `k`, fewer only
-    /// when fewer match).
-    fn filtered_on<M: Metric>(
+    /// when fewer match); the `keep_exact` nearest by `exact`'s when an exact pass over the
+    /// matches of payload indexes answers (`exact` may be cheaper and approximate: the caller
+    /// re-ranks).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "two metrics and their widths; a struct would only rename them"
+    )]
+    fn filtered_on<M: Metric, E: Metric>(
         &self,
         query: &M,
+        exact: &E,
         k: usize,
         keep: usize,
+        keep_exact: usize,
         ef: usize,
         filter: &Filter,
     ) -> Vec<Cand> {
         let pred = Pred::compile(filter, &self.indexes);
         if pred.uses_index() {
-            return self.planned_search(query, k, keep, ef, &pred);
+            return self.planned_search(query, exact, k, keep, keep_exact, ef, &pred);
         }
         if self.live <= SCAN_ALWAYS_BELOW || self.estimate_selectivity(filter) < SCAN_SELECTIVITY {
             return self.scan(query, keep, |s| self.matches(filter, s));
@@ -730,11 +771,17 @@ impl Collection {
     /// distances when few may match; else a graph walk with a membership test on typed columns
     /// (or on a bitmap of the matches), moving through matches only and two hops at a time when
     /// the filter is restrictive.
-    fn planned_search<M: Metric>(
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "two metrics and their widths; a struct would only rename them"
+    )]
+    fn planned_search<M: Metric, E: Metric>(
         &self,
         query: &M,
+        exact: &E,
         k: usize,
         keep: usize,
+        keep_exact: usize,
         ef: usize,
         pred: &Pred,
     ) -> Vec<Cand> {
@@ -761,14 +808,21 @@ impl Collection {
         {
             let n = b.iter().map(|w| w.count_ones() as usize).sum();
             if small {
-                return self.exact(query, keep, bit_slots(&b));
+                return self.exact_pass(query, exact, keep, keep_exact, n, bit_slots(&b));
             }
             bits = Some((b, n));
         } else if let Some(list) = one_list.then(|| pred.one_list()).flatten() {
             // One posting list names exactly the matches: read in place.
             let selectivity = list.len() as f64 / self.live.max(1) as f64;
             if small || self.cheapest_plan(ef, list.len(), selectivity) == Plan::Exact {
-                return self.exact(query, keep, list.iter().copied());
+                return self.exact_pass(
+                    query,
+                    exact,
+                    keep,
+                    keep_exact,
+                    list.len(),
+                    list.iter().copied(),
+                );
             }
             let mut b = vec![0u64; words];
             set_bits(&mut b, list);
@@ -784,7 +838,14 @@ impl Collection {
             };
             let selectivity = matches.len() as f64 / self.live.max(1) as f64;
             if small || self.cheapest_plan(ef, matches.len(), selectivity) == Plan::Exact {
-                return self.exact(query, keep, matches.into_iter());
+                return self.exact_pass(
+                    query,
+                    exact,
+                    keep,
+                    keep_exact,
+                    matches.len(),
+                    matches.into_iter(),
+                );
             }
             let mut b = vec![0u64; words];
             set_bits(&mut b, &matches);
@@ -793,7 +854,9 @@ impl Collection {
         let found = if let Some((bits, n)) = bits {
             let selectivity = n as f64 / self.live.max(1) as f64;
             match self.cheapest_plan(ef, n, selectivity) {
-                Plan::Exact => return self.exact(query, keep, bit_slots(&bits)),
+                Plan::Exact => {
+                    return self.exact_pass(query, exact, keep, keep_exact, n, bit_slots(&bits));
+                }
                 Plan::TwoHop => self.graph.search_two_hop(query, keep, ef, |s| {
                     bits[s as usize / 64] & (1 << (s % 64)) != 0
                 }),
@@ -868,7 +931,13 @@ impl Collection {
     fn walk_cost(&self, ef: usize) -> (f64, f64) {
         let (vector, node) = self.line_costs();
         let walk = WALK_VISITS * (ef.max(16) * self.config.m) as f64 * (vector + node);
-        (walk, vector)
+        // With int8 codes an exact distance reads the slot's block: `ceil((dim + 8) / 64)` lines.
+        let exact = self
+            .codes
+            .as_ref()
+            .filter(|_| crate::codes::enabled())
+            .map_or(vector, |c| c.lines() as f64 + CODES_MATCH_LINES);
+        (walk, exact)
     }
 
     /// Cache lines per vector (`L`) and per visited node besides its vector (`H`).
@@ -909,6 +978,30 @@ impl Collection {
             0.0
         } else {
             hit as f64 / seen as f64
+        }
+    }
+
+    /// An exact pass over `n` matches: by `exact`'s distances keeping `keep_exact`, unless the
+    /// matches are too few for that to pay (`exact` may be the int8 codes, whose `keep_exact`
+    /// best the caller re-ranks by f32: below [`crate::codes::MIN_MATCHES`] the re-rank costs
+    /// more than the codes save), then by `query`'s keeping `keep`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "two metrics and their widths; a struct would only rename them"
+    )]
+    fn exact_pass<M: Metric, E: Metric>(
+        &self,
+        query: &M,
+        exact: &E,
+        keep: usize,
+        keep_exact: usize,
+        n: usize,
+        slots: impl Iterator<Item = u32>,
+    ) -> Vec<Cand> {
+        if n >= crate::codes::MIN_MATCHES {
+            self.exact(exact, keep_exact, slots)
+        } else {
+            self.exact(query, keep, slots)
         }
     }
 
@@ -972,6 +1065,54 @@ impl Collection {
         }
         idx.grow(self.slots());
         self.indexes.insert(idx.path.dotted(), idx);
+        self.sync_codes();
+    }
+
+    /// Drops the index on `path` (if any), and the int8 codes with the last index.
+    pub fn apply_drop_index(&mut self, path: &str) {
+        self.indexes.remove(path);
+        self.sync_codes();
+    }
+
+    /// Builds the int8 codes of [`crate::codes`] when the collection should have them (no
+    /// quantization — sq8 has codes of its own — and at least one payload index) and does not,
+    /// and drops them when it should not. Called when an index is created or dropped and when
+    /// a checkpoint is opened; every write keeps existing codes (`push_record`).
+    pub fn sync_codes(&mut self) {
+        let wanted = self.config.quantization == Quantization::None && !self.indexes.is_empty();
+        match (wanted, self.codes.is_some()) {
+            (true, false) => {
+                let (vectors, dim) = (&self.vectors, self.dim);
+                self.codes = Some(InlineCodes::build(
+                    dim,
+                    |s| vectors.get(s * dim, dim),
+                    self.slots(),
+                ));
+            }
+            (false, true) => self.codes = None,
+            _ => {}
+        }
+    }
+
+    /// Whether the int8 codes are what [`Collection::sync_codes`] would build now: present
+    /// exactly when wanted, and equal to the codes of every slot's vector. `None` when the
+    /// collection has none and should have none.
+    pub fn codes_are_fresh(&self) -> Option<bool> {
+        let wanted = self.config.quantization == Quantization::None && !self.indexes.is_empty();
+        match &self.codes {
+            None if !wanted => None,
+            None => Some(false),
+            Some(_) if !wanted => Some(false),
+            Some(codes) => {
+                let (vectors, dim) = (&self.vectors, self.dim);
+                Some(codes.encode_the_same(|s| vectors.get(s * dim, dim), self.slots()))
+            }
+        }
+    }
+
+    /// Bytes of memory the int8 codes of [`crate::codes`] take (0 without them).
+    pub fn codes_memory_bytes(&self) -> usize {
+        self.codes.as_ref().map_or(0, InlineCodes::memory_bytes)
     }
 
     /// The live slots matching `filter` (all live slots without one), in slot order.
@@ -1105,6 +1246,20 @@ impl Collection {
     }
 }
 
+/// The `k` nearest of `cands` by their f32 distance to `q`, the vectors read in place.
+fn rerank_in_memory(space: &Space, q: &[f32], mut cands: Vec<Cand>, k: usize) -> Vec<Cand> {
+    const AHEAD: usize = 4;
+    for i in 0..cands.len() {
+        if let Some(c) = cands.get(i + AHEAD) {
+            space.prefetch(c.id);
+        }
+        cands[i].d = (space.kernel)(q, space.vector(cands[i].id));
+    }
+    cands.sort_unstable();
+    cands.truncate(k);
+    cands
+}
+
 /// A chunk of a batch with its planned candidates, ready to be linked.
 struct PlannedChunk {
     /// The slot the chunk's first record gets.
@@ -1138,9 +1293,10 @@ fn walk_ef(ef: usize, k: usize, selectivity: f64) -> usize {
     ((ef as f64 * selectivity.clamp(0.0, 1.0).powf(WALK_BEAM_EXP)).ceil() as usize).max(k)
 }
 
-/// How many slots ahead an exact pass fetches vectors: 4, 8 and 16 measured the same on
-/// glove50 (docs/benchmarks.md), the pass being bandwidth-bound.
-const EXACT_AHEAD: usize = 8;
+/// How many slots ahead an exact pass fetches vectors: 16, since the int8 codes of one line a
+/// match need more in flight than f32 vectors of four lines (for f32, 4, 8 and 16 measured the
+/// same on glove50, docs/benchmarks.md: that pass is bandwidth-bound).
+const EXACT_AHEAD: usize = 16;
 
 /// What a filtered search measures distances with: the f32 vectors ([`Exact`]) or the int8
 /// codes of an sq8 collection. The walks need [`Query`]; the exact passes also fetch all of
@@ -1154,6 +1310,13 @@ impl Metric for Exact<'_> {
     #[inline(always)]
     fn fetch_all(&self, slot: u32) {
         self.space.prefetch_all(slot);
+    }
+}
+
+impl Metric for CodesQuery<'_> {
+    #[inline(always)]
+    fn fetch_all(&self, slot: u32) {
+        CodesQuery::prefetch_all(self, slot);
     }
 }
 

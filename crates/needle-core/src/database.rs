@@ -69,6 +69,11 @@ pub struct CollectionInfo {
     pub deleted: usize,
     /// The payload indexes, by path.
     pub indexes: Vec<IndexInfo>,
+    /// Bytes of memory taken by the int8 codes that filtered searches' exact passes read
+    /// (one cache-line-aligned block of `ceil((dimensions + 8) / 64) · 64` bytes per slot);
+    /// kept while a collection without quantization has a payload index, 0 otherwise. Part of
+    /// what the indexes cost, besides each index's own `memory_bytes`.
+    pub index_codes_bytes: usize,
 }
 
 /// One page of [`Database::scroll`].
@@ -500,6 +505,7 @@ impl Database {
             count: c.live,
             deleted: c.slots() - c.live,
             indexes: c.indexes.values().map(PayloadIndex::info).collect(),
+            index_codes_bytes: c.codes_memory_bytes(),
         })
     }
 
@@ -512,6 +518,13 @@ impl Database {
         let shared = self.collection(name)?;
         let c = shared.read();
         Ok(c.vectors.mapped_len() / c.dim.max(1))
+    }
+
+    /// For tests (through `__private`): whether a collection's int8 codes for filtered
+    /// searches are present exactly when wanted and equal to freshly computed ones (`None`:
+    /// none, and none wanted).
+    pub(crate) fn index_codes_are_fresh(&self, name: &str) -> Result<Option<bool>> {
+        Ok(self.collection(name)?.read().codes_are_fresh())
     }
 
     fn collection(&self, name: &str) -> Result<Shared> {
@@ -877,7 +890,7 @@ impl Database {
             Plan::Compact(shared, fresh) => *shared.write() = *fresh,
             Plan::CreateIndex(shared, idx) => shared.write().apply_create_index(*idx),
             Plan::DropIndex(shared, path) => {
-                shared.write().indexes.remove(&path);
+                shared.write().apply_drop_index(&path);
             }
             Plan::DeleteSlots(shared, slots) => {
                 let mut c = shared.write();

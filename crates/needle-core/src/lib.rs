@@ -26,6 +26,7 @@
 //! ```
 
 mod check;
+mod codes;
 mod collection;
 mod config;
 mod database;
@@ -66,6 +67,20 @@ pub mod __private {
     /// only for `needle-ab`, which measures them against one at a time. Results are the same.
     pub fn set_batched_distances(on: bool) {
         crate::hnsw::BATCHED.store(on, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns filtered searches' use of the int8 codes of f32 collections with payload indexes
+    /// off (the exact passes then read the f32 vectors) or on again, process-wide: for tests
+    /// and benches that compare the two. The codes are kept either way.
+    pub fn set_index_codes(on: bool) {
+        crate::codes::set_enabled(on)
+    }
+
+    /// Whether collection `name`'s int8 codes for filtered searches are present exactly when
+    /// wanted (no quantization, a payload index) and equal to codes computed afresh from its
+    /// vectors; `None`: none, and none wanted.
+    pub fn index_codes_are_fresh(db: &crate::Database, name: &str) -> crate::Result<Option<bool>> {
+        db.index_codes_are_fresh(name)
     }
 
     /// Makes the next `n` anonymous maps (the arrays of vectors and layer-0 links) fail as if

@@ -632,33 +632,34 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
     } else {
         None
     };
-    Ok((
-        Collection {
-            sq8,
-            indexes,
-            kernel: kernel_for(config.distance),
-            graph: Graph {
-                m,
-                ef_construction,
-                levels,
-                links0,
-                upper_start,
-                upper,
-                entry,
-                max_level,
-            },
-            name,
-            dim,
-            config,
-            vectors: Vectors::from_flat(vectors),
-            ids,
-            metadata,
-            deleted,
-            live,
-            index,
+    let mut collection = Collection {
+        sq8,
+        codes: None,
+        indexes,
+        kernel: kernel_for(config.distance),
+        graph: Graph {
+            m,
+            ef_construction,
+            levels,
+            links0,
+            upper_start,
+            upper,
+            entry,
+            max_level,
         },
-        vat,
-    ))
+        name,
+        dim,
+        config,
+        vectors: Vectors::from_flat(vectors),
+        ids,
+        metadata,
+        deleted,
+        live,
+        index,
+    };
+    // Derived from the vectors, never stored: built again at open.
+    collection.sync_codes();
+    Ok((collection, vat))
 }
 
 /// The sq8 section: nothing, or the trained ranges, from which the codes are computed again.

@@ -1,0 +1,296 @@
+//! Per-vector int8 codes for the exact passes of filtered searches on f32 collections.
+//!
+//! A collection without quantization that has payload indexes keeps, beside its f32 vectors,
+//! one 64-byte-aligned block per slot holding everything a distance needs: the vector's int8
+//! codes (`round(x / s)`, `s = max|x| / 127`), then, in the block's last eight bytes, the scale
+//! `s` and the vector's exact squared norm as little-endian f32. A match then costs
+//! `ceil((dim + 8) / 64)` cache lines — one at 50 dims, against four for its f32 vector — and an
+//! exact pass over the matches of a filter (a posting list, a bitmap) is bound by those lines.
+//! The pass keeps the [`keep`] best by code distance and re-ranks them by their f32 vectors
+//! (in memory), so the results are the f32 ones whenever the true top k lie among them.
+//!
+//! The code of a vector is a pure function of the vector (no trained ranges): every replica
+//! computes the same bytes whatever its insert history, and nothing is persisted; the codes are
+//! built when a collection gets its first index and when a checkpoint is opened, kept by every
+//! write, and dropped with the last index (see `Collection::sync_codes`).
+
+use crate::config::Distance;
+use crate::distance::int8::{Int8Kernel, int8_kernels};
+use crate::hnsw::Query;
+
+/// One cache line of a slot's block.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct Line([i8; 64]);
+
+/// The bytes at the end of each block that hold the scale and the squared norm.
+const SCALARS: usize = 8;
+
+/// How many candidates an exact pass on the codes keeps for the f32 re-rank: `max(4·k, k + 32)`.
+/// On glove50-10k (tests/quantization.rs) recall@10 against brute force was that of the f32
+/// pass at this width.
+pub(crate) fn keep(k: usize) -> usize {
+    k.saturating_mul(4).max(k.saturating_add(32))
+}
+
+/// Fewer matches than this are passed on the f32 vectors: the re-rank of [`keep`] candidates
+/// (~4 µs at k 10 on glove50) costs more than the codes save (~13 ns a match).
+pub(crate) const MIN_MATCHES: usize = 400;
+
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether filtered searches use the codes (on unless a test or bench turned them off).
+#[inline]
+pub(crate) fn enabled() -> bool {
+    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Turns the codes' use by filtered searches off or on, process-wide (they are kept either way).
+pub(crate) fn set_enabled(on: bool) {
+    ENABLED.store(on, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The blocks of every slot (tombstoned ones included, as for the f32 vectors).
+#[derive(Clone)]
+pub(crate) struct InlineCodes {
+    dim: usize,
+    /// Cache lines per slot.
+    lines: usize,
+    data: Vec<Line>,
+}
+
+impl std::fmt::Debug for InlineCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlineCodes")
+            .field("dim", &self.dim)
+            .field("slots", &self.slots())
+            .finish()
+    }
+}
+
+impl InlineCodes {
+    pub fn new(dim: usize) -> Self {
+        InlineCodes {
+            dim,
+            lines: (dim + SCALARS).div_ceil(64),
+            data: Vec::new(),
+        }
+    }
+
+    /// The codes of `slots` vectors of `dim` floats each, encoded on all threads (the result
+    /// does not depend on their number).
+    pub fn build<'v>(dim: usize, vector: impl Fn(usize) -> &'v [f32] + Sync, slots: usize) -> Self {
+        use rayon::prelude::*;
+        let mut c = InlineCodes::new(dim);
+        c.data = vec![Line([0; 64]); slots * c.lines];
+        let lines = c.lines;
+        c.data
+            .par_chunks_mut(lines.max(1) * 256)
+            .enumerate()
+            .for_each(|(chunk, blocks)| {
+                for (i, block) in blocks.chunks_mut(lines).enumerate() {
+                    encode(vector(chunk * 256 + i), block);
+                }
+            });
+        c
+    }
+
+    /// Cache lines per slot.
+    pub fn lines(&self) -> usize {
+        self.lines
+    }
+
+    pub fn slots(&self) -> usize {
+        self.data.len() / self.lines.max(1)
+    }
+
+    /// Bytes of memory the codes take.
+    pub fn memory_bytes(&self) -> usize {
+        self.data.capacity() * 64
+    }
+
+    pub fn push(&mut self, v: &[f32]) {
+        let at = self.data.len();
+        self.data.resize(at + self.lines, Line([0; 64]));
+        encode(v, &mut self.data[at..]);
+    }
+
+    pub fn try_reserve(&mut self, slots: usize) -> Result<(), std::collections::TryReserveError> {
+        self.data.try_reserve(slots.saturating_mul(self.lines))
+    }
+
+    /// Slot `slot`'s block, as bytes.
+    #[inline(always)]
+    fn block(&self, slot: u32) -> &[i8] {
+        let start = slot as usize * self.lines;
+        let lines = &self.data[start..start + self.lines];
+        // SAFETY: `Line` is `repr(C)` over `[i8; 64]` with size 64 (no padding), so `lines` is
+        // `64 · lines.len()` initialised, contiguous `i8`s, borrowed for as long as `self`.
+        unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<i8>(), lines.len() * 64) }
+    }
+
+    /// Whether these are the codes of the given vectors, byte for byte.
+    pub fn encode_the_same<'v>(
+        &self,
+        vector: impl Fn(usize) -> &'v [f32] + Sync,
+        slots: usize,
+    ) -> bool {
+        let fresh = InlineCodes::build(self.dim, vector, slots);
+        fresh.lines == self.lines && fresh.data == self.data
+    }
+
+    /// Slot `slot`'s block, as stored (for tests: compared with a fresh encoding).
+    #[cfg(test)]
+    pub fn block_bytes(&self, slot: u32) -> Vec<i8> {
+        self.block(slot).to_vec()
+    }
+
+    /// A query against these codes, in the units of the collection's f32 kernel.
+    pub fn query(&self, q: &[f32], distance: Distance) -> CodesQuery<'_> {
+        let (codes, scale, norm) = quantize(q);
+        CodesQuery {
+            codes: self,
+            q: codes,
+            q_scale: scale,
+            q_norm: norm,
+            distance,
+            kernel: int8_kernels().dot,
+        }
+    }
+}
+
+/// The scale, codes and squared norm of `v`.
+fn quantize(v: &[f32]) -> (Vec<i8>, f32, f32) {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let norm = v.iter().map(|x| x * x).sum::<f32>();
+    if max == 0.0 || !max.is_finite() {
+        return (vec![0; v.len()], 0.0, norm);
+    }
+    let scale = max / 127.0;
+    let codes = v
+        .iter()
+        .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (codes, scale, norm)
+}
+
+/// Writes `v`'s block (`blocks` holds its lines).
+fn encode(v: &[f32], blocks: &mut [Line]) {
+    let (codes, scale, norm) = quantize(v);
+    let mut bytes = vec![0i8; blocks.len() * 64];
+    bytes[..codes.len()].copy_from_slice(&codes);
+    let end = bytes.len();
+    for (i, b) in scale
+        .to_le_bytes()
+        .into_iter()
+        .chain(norm.to_le_bytes())
+        .enumerate()
+    {
+        bytes[end - SCALARS + i] = b as i8;
+    }
+    for (line, chunk) in blocks.iter_mut().zip(bytes.chunks(64)) {
+        line.0.copy_from_slice(chunk);
+    }
+}
+
+/// A quantized query: the approximate distance to any slot, from its block alone.
+pub(crate) struct CodesQuery<'a> {
+    codes: &'a InlineCodes,
+    q: Vec<i8>,
+    q_scale: f32,
+    q_norm: f32,
+    distance: Distance,
+    kernel: Int8Kernel,
+}
+
+impl CodesQuery<'_> {
+    /// Hints the CPU to fetch every line of `slot`'s block.
+    #[inline(always)]
+    pub fn prefetch_all(&self, slot: u32) {
+        let start = slot as usize * self.codes.lines;
+        if let Some(lines) = self.codes.data.get(start..start + self.codes.lines) {
+            for line in lines {
+                crate::distance::prefetch((line as *const Line).cast::<u8>());
+            }
+        }
+    }
+}
+
+impl Query for CodesQuery<'_> {
+    #[inline(always)]
+    fn dist(&self, slot: u32) -> f32 {
+        let block = self.codes.block(slot);
+        let end = block.len();
+        let f = |at: usize| {
+            f32::from_le_bytes([
+                block[at] as u8,
+                block[at + 1] as u8,
+                block[at + 2] as u8,
+                block[at + 3] as u8,
+            ])
+        };
+        let (scale, norm) = (f(end - SCALARS), f(end - SCALARS + 4));
+        let ip = scale * self.q_scale * (self.kernel)(&self.q, &block[..self.codes.dim]) as f32;
+        match self.distance {
+            Distance::Cosine => 1.0 - ip,
+            Distance::DotProduct => -ip,
+            Distance::Euclidean => norm + self.q_norm - 2.0 * ip,
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, slot: u32) {
+        self.prefetch_all(slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distance::kernel_for;
+
+    fn lcg(seed: u64) -> impl FnMut() -> f32 {
+        let mut s = seed;
+        move || {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+    }
+
+    #[test]
+    fn code_distances_are_close_to_exact_ones_for_every_metric_and_width() {
+        for dim in [1, 7, 50, 56, 57, 100, 384] {
+            let mut r = lcg(dim as u64);
+            let vecs: Vec<Vec<f32>> = (0..50).map(|_| (0..dim).map(|_| r()).collect()).collect();
+            let mut codes = InlineCodes::new(dim);
+            vecs.iter().for_each(|v| codes.push(v));
+            let built = InlineCodes::build(dim, |s| &vecs[s][..], vecs.len());
+            assert_eq!(codes.lines, (dim + 8).div_ceil(64));
+            for s in 0..vecs.len() as u32 {
+                assert_eq!(
+                    codes.block_bytes(s),
+                    built.block_bytes(s),
+                    "dim {dim} slot {s}"
+                );
+            }
+            let q: Vec<f32> = (0..dim).map(|_| r()).collect();
+            for distance in [Distance::Euclidean, Distance::DotProduct, Distance::Cosine] {
+                let exact = kernel_for(distance);
+                let cq = codes.query(&q, distance);
+                for (s, v) in vecs.iter().enumerate() {
+                    let want = exact(&q, v);
+                    let got = cq.dist(s as u32);
+                    let norms = (q.iter().map(|x| x * x).sum::<f32>()
+                        * v.iter().map(|x| x * x).sum::<f32>())
+                    .sqrt();
+                    assert!(
+                        (want - got).abs() <= 0.03 * norms + 1e-6,
+                        "dim {dim} {distance:?} slot {s}: {got} against {want}"
+                    );
+                }
+            }
+        }
+    }
+}
