@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use needle_benches::collection::{CHUNK, COLLECTION, config, insert_rows};
-use needle_benches::{BenchError, Dataset, Result, Threads, timed_search};
-use needle_core::Database;
+use needle_benches::{BenchError, Dataset, Result, Threads, recall_at_k, timed_search};
+use needle_core::{CollectionConfig, Database, DatabaseOptions, Quantization, WalMode};
 
 fn main() -> ExitCode {
     match run() {
@@ -26,6 +26,9 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("sq8") {
+        return run_sq8(&args[2..]);
+    }
     let usage = || BenchError::Invalid("usage: needle-ab DIR EF_LIST ROUNDS".into());
     let [_, dir, efs, rounds] = args.as_slice() else {
         return Err(usage());
@@ -98,6 +101,94 @@ fn run() -> Result<()> {
                 .join(" ")
         };
         println!("  off: {}\n  on:  {}", show(off), show(on));
+    }
+    Ok(())
+}
+
+/// `needle-ab sq8 DIR FILE EF_LIST ROUNDS [RERANK_TENTHS,...]`: builds `DIR` with `quantization:
+/// sq8` into the database file `FILE` (M 16, efC 200, one thread, checkpointed) unless it
+/// exists, opens it as a user would (the f32 vectors mapped from the checkpoint), then per ef
+/// runs every query `ROUNDS` times for each re-rank setting (tenths of k, interleaved) and
+/// prints the CPU µs per query (median, minimum) and recall@10. Run two builds of the binary
+/// one after the other on the same file to compare an in-memory layout change.
+fn run_sq8(args: &[String]) -> Result<()> {
+    let usage = || {
+        BenchError::Invalid(
+            "usage: needle-ab sq8 DIR FILE EF_LIST ROUNDS [RERANK_TENTHS,...]".into(),
+        )
+    };
+    let [dir, file, efs, rounds, rest @ ..] = args else {
+        return Err(usage());
+    };
+    let parse_list = |s: &str| -> Option<Vec<usize>> {
+        s.split(',')
+            .map(|s| s.trim().parse().ok().filter(|&v| v > 0))
+            .collect()
+    };
+    let efs = parse_list(efs).ok_or_else(usage)?;
+    let rounds: usize = rounds.parse().ok().filter(|&r| r > 0).ok_or_else(usage)?;
+    let tenths = match rest {
+        [] => vec![0],
+        [t] => parse_list(t).ok_or_else(usage)?,
+        _ => return Err(usage()),
+    };
+    let ds = Dataset::load(Path::new(dir))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| BenchError::Invalid(format!("cannot start a thread: {e}")))?;
+    let path = Path::new(file);
+    if !path.exists() {
+        let start = std::time::Instant::now();
+        let db = Database::open_with(path, DatabaseOptions { wal: WalMode::Off })?;
+        pool.install(|| -> Result<()> {
+            let config = CollectionConfig {
+                quantization: Quantization::Sq8,
+                ..config(ds.metric, 16, 200)
+            };
+            db.create_collection_with_config(COLLECTION, ds.base.dim(), config)?;
+            insert_rows(&db, COLLECTION, &ds.base, CHUNK)
+        })?;
+        db.checkpoint()?;
+        println!(
+            "{}: built into {file} in {:.1} s",
+            ds.name,
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let db = Database::open_with(path, DatabaseOptions { wal: WalMode::Off })?;
+    println!(
+        "{}: {} x {} sq8, opened from {file}; re-rank settings (tenths of k, 0 = default) {tenths:?}, \
+         {rounds} interleaved rounds",
+        ds.name,
+        ds.base.len(),
+        ds.base.dim()
+    );
+    for &ef in &efs {
+        let mut cpu_us = vec![Vec::new(); tenths.len()];
+        let mut recall = vec![0.0; tenths.len()];
+        for round in 0..rounds {
+            for step in 0..tenths.len() {
+                let i = (round + step) % tenths.len();
+                needle_core::__private::set_rerank_tenths(tenths[i]);
+                let run = pool.install(|| {
+                    timed_search(&db, COLLECTION, &ds.queries, 10, ef, 1, Threads::One)
+                })?;
+                cpu_us[i].push(run.cpu_s_per_query * 1e6);
+                recall[i] = recall_at_k(&run.ids, &ds.gt, 10)?;
+            }
+        }
+        needle_core::__private::set_rerank_tenths(0);
+        for (i, t) in tenths.iter().enumerate() {
+            let mut v = cpu_us[i].clone();
+            v.sort_by(f64::total_cmp);
+            println!(
+                "ef {ef} rerank {t}: CPU µs/query median {:.2} min {:.2} recall@10 {:.4}",
+                v[v.len() / 2],
+                v[0],
+                recall[i]
+            );
+        }
     }
     Ok(())
 }

@@ -555,12 +555,8 @@ impl Collection {
             .try_reserve(slots.saturating_mul(stride0))
             .map_err(|e| no_memory("layer-0 links", e))?;
         if let Some(sq8) = &mut self.sq8 {
-            sq8.codes
-                .try_reserve(slots.saturating_mul(self.dim))
+            sq8.try_reserve(slots)
                 .map_err(|e| no_memory("sq8 codes", std::io::Error::other(e)))?;
-            sq8.sums
-                .try_reserve(slots)
-                .map_err(|e| no_memory("sq8 sums", std::io::Error::other(e)))?;
         }
         if let Some(codes) = &mut self.codes {
             codes
@@ -1207,6 +1203,19 @@ impl Collection {
 /// docs/benchmarks.md. Each re-ranked vector costs a positioned read (below), so fewer is faster.
 const RERANK_FACTOR: usize = 2;
 
+/// Re-rank `ceil(tenths · k / 10)` candidates instead of `RERANK_FACTOR · k` where not 0: only
+/// `needle-ab sq8` sets it (`__private::set_rerank_tenths`), to measure the re-rank.
+pub(crate) static RERANK_TENTHS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// How many of the nearest candidates by int8 distance are re-ranked for `k` results.
+fn rerank_count(k: usize) -> usize {
+    match RERANK_TENTHS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => k.saturating_mul(RERANK_FACTOR),
+        t => k.saturating_mul(t).div_ceil(10),
+    }
+}
+
 impl Collection {
     /// The `k` nearest of `cands` (nearest first by their approximate distance) by their exact
     /// distance to `q`, looking at the first `RERANK_FACTOR · k` only. Vectors in memory are read in
@@ -1221,7 +1230,7 @@ impl Collection {
         k: usize,
     ) -> Result<Vec<Cand>> {
         const AHEAD: usize = 4;
-        cands.truncate(k.saturating_mul(RERANK_FACTOR));
+        cands.truncate(rerank_count(k));
         let mut buf = vec![0.0f32; self.dim];
         for i in 0..cands.len() {
             let start = cands[i].id as usize * self.dim;

@@ -61,8 +61,6 @@ pub mod __private {
     };
     pub use crate::distance::{dot_scalar, kernel_for, l2_squared_scalar};
 
-    /// Makes the next `n` anonymous maps (the arrays of vectors and layer-0 links) fail as if
-    /// the system had refused the memory. Process-wide: for tests alone in their binary.
     /// Turns the four-at-once distance kernels of searches off (or on again), process-wide:
     /// only for `needle-ab`, which measures them against one at a time. Results are the same.
     pub fn set_batched_distances(on: bool) {
@@ -87,5 +85,11 @@ pub mod __private {
     /// the system had refused the memory. Process-wide: for tests alone in their binary.
     pub fn refuse_anonymous_maps(n: u64) {
         crate::hnsw::refuse_anonymous_maps(n)
+    }
+
+    /// Under sq8, re-rank `ceil(tenths · k / 10)` candidates instead of the default
+    /// (`0`: the default), process-wide: only for `needle-ab sq8`, which measures the re-rank.
+    pub fn set_rerank_tenths(tenths: usize) {
+        crate::collection::RERANK_TENTHS.store(tenths, std::sync::atomic::Ordering::Relaxed)
     }
 }

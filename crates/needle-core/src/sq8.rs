@@ -62,11 +62,17 @@ impl Sq8Ranges {
     pub fn encode_into(&self, v: &[f32], codes: &mut Vec<i8>) -> f32 {
         let mut a = 0.0f32;
         for (x, &o) in v.iter().zip(&self.offsets) {
-            let c = ((x - o) / self.scale).round().clamp(-127.0, 127.0) as i8;
+            let c = self.code(*x, o);
             a += o * f32::from(c);
             codes.push(c);
         }
         a
+    }
+
+    /// The code of value `x` in a dimension of offset `o`.
+    #[inline(always)]
+    fn code(&self, x: f32, o: f32) -> i8 {
+        ((x - o) / self.scale).round().clamp(-127.0, 127.0) as i8
     }
 
     /// `Σ o_d²`, the constant term of the approximate inner product.
@@ -75,17 +81,69 @@ impl Sq8Ranges {
     }
 }
 
-/// A collection's quantized copy of its vectors: the ranges, one code vector and one `a(x)` per
-/// slot, and the slot count when the ranges were trained (retraining is due at twice that).
+/// One cache line: [`Sq8`]'s blocks are kept in lines, so that the first starts on one.
+#[repr(C, align(64))]
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Line([u8; 64]);
+
+const LINE: usize = std::mem::size_of::<Line>();
+
+/// The bytes of `lines`.
+fn lines_mut(lines: &mut [Line]) -> &mut [u8] {
+    // SAFETY: `Line` is `repr(C)` over `[u8; 64]` (no padding), and any byte value is valid.
+    unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u8>(), lines.len() * LINE) }
+}
+
+/// Bytes per slot for `dim` codes and their sum: one whole cache line where both fit in one
+/// (up to 60 dimensions), so a distance reads exactly one line; otherwise packed, 4-byte
+/// aligned (at 384 dimensions line-aligned blocks measured no faster and took 15 % more
+/// memory: docs/benchmarks.md, issue 12 round five).
+fn block_bytes(dim: usize) -> usize {
+    if 4 + dim <= LINE {
+        LINE
+    } else {
+        (4 + dim).next_multiple_of(4)
+    }
+}
+
+/// A collection's quantized copy of its vectors: the ranges, one block per slot, and the slot
+/// count when the ranges were trained (retraining is due at twice that).
+///
+/// A slot's block holds `a(x)` (an `f32`, little-endian) in its first 4 bytes and the slot's
+/// `dim` codes right after ([`block_bytes`]): a distance reads the lines of one block and
+/// nothing else (at 50 dimensions one line, where separate code and sum arrays touched two or
+/// three). The layout is in memory only: checkpoints keep the ranges, and the codes are
+/// computed again at open.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Sq8 {
     pub ranges: Sq8Ranges,
-    pub codes: Vec<i8>,
-    pub sums: Vec<f32>,
+    /// The blocks, slot after slot, from the first line's first byte; the last line padded.
+    lines: Vec<Line>,
+    /// Bytes per block ([`block_bytes`]).
+    stride: usize,
+    /// Slots encoded.
+    slots: usize,
     pub trained_slots: u64,
 }
 
 impl Sq8 {
+    /// No codes yet, for vectors of `ranges.offsets.len()` dimensions.
+    fn empty(ranges: Sq8Ranges, trained_slots: u64) -> Sq8 {
+        let stride = block_bytes(ranges.offsets.len());
+        Sq8 {
+            ranges,
+            lines: Vec::new(),
+            stride,
+            slots: 0,
+            trained_slots,
+        }
+    }
+
+    /// Lines holding `slots` blocks.
+    fn lines_for(&self, slots: usize) -> usize {
+        slots.saturating_mul(self.stride).div_ceil(LINE)
+    }
+
     /// Trains ranges on `vectors` (`dim` floats each, given one by one) and encodes every one
     /// of them.
     pub fn build<'a, I>(vectors: I, dim: usize) -> Option<Sq8>
@@ -93,22 +151,38 @@ impl Sq8 {
         I: Iterator<Item = &'a [f32]> + Clone,
     {
         let ranges = Sq8Ranges::train_on(vectors.clone(), dim)?;
-        // Sized once (not grown by doubling): a retraining's codes are tens of MB.
-        let mut codes = Vec::with_capacity(vectors.size_hint().0.saturating_mul(dim));
-        let sums: Vec<f32> = vectors.map(|v| ranges.encode_into(v, &mut codes)).collect();
-        let n = sums.len();
-        Some(Sq8 {
-            ranges,
-            codes,
-            sums,
-            trained_slots: n as u64,
-        })
+        let mut sq8 = Sq8::reencoded(ranges, vectors, 0);
+        sq8.trained_slots = sq8.len() as u64;
+        Some(sq8)
+    }
+
+    /// Slots encoded.
+    pub fn len(&self) -> usize {
+        self.slots
+    }
+
+    /// Room for `slots` more slots, or the allocator's refusal.
+    pub fn try_reserve(&mut self, slots: usize) -> Result<(), std::collections::TryReserveError> {
+        let need = self.lines_for(self.slots.saturating_add(slots));
+        self.lines
+            .try_reserve(need.saturating_sub(self.lines.len()))
     }
 
     /// Encodes one more vector (the next slot).
     pub fn push(&mut self, v: &[f32]) {
-        let a = self.ranges.encode_into(v, &mut self.codes);
-        self.sums.push(a);
+        let at = self.slots * self.stride;
+        self.slots += 1;
+        self.lines
+            .resize(self.lines_for(self.slots), Line([0; LINE]));
+        let block = &mut lines_mut(&mut self.lines)[at..at + self.stride];
+        let (sum, codes) = block.split_at_mut(4);
+        let mut a = 0.0f32;
+        for ((x, &o), b) in v.iter().zip(&self.ranges.offsets).zip(codes) {
+            let c = self.ranges.code(*x, o);
+            a += o * f32::from(c);
+            *b = c as u8;
+        }
+        sum.copy_from_slice(&a.to_le_bytes());
     }
 
     /// Codes and sums for every slot's vector (given one by one), with these ranges.
@@ -117,14 +191,43 @@ impl Sq8 {
         vectors: impl Iterator<Item = &'a [f32]>,
         trained_slots: u64,
     ) -> Sq8 {
-        let mut codes = Vec::new();
-        let sums = vectors.map(|v| ranges.encode_into(v, &mut codes)).collect();
-        Sq8 {
-            ranges,
-            codes,
-            sums,
-            trained_slots,
+        let mut sq8 = Sq8::empty(ranges, trained_slots);
+        // Sized once (not grown by doubling): a retraining's codes are tens of MB.
+        sq8.lines
+            .reserve_exact(sq8.lines_for(vectors.size_hint().0));
+        for v in vectors {
+            sq8.push(v);
         }
+        sq8
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `Line` is `repr(C)` over `[u8; 64]`: no padding, every byte initialised.
+        unsafe {
+            std::slice::from_raw_parts(self.lines.as_ptr().cast::<u8>(), self.lines.len() * LINE)
+        }
+    }
+
+    /// `slot`'s block: `a(x)`, then the codes, then padding.
+    #[inline(always)]
+    fn block(&self, slot: u32) -> &[u8] {
+        let start = slot as usize * self.stride;
+        &self.bytes()[start..start + self.stride]
+    }
+
+    /// `slot`'s codes.
+    #[inline(always)]
+    pub fn codes(&self, slot: u32) -> &[i8] {
+        let b = &self.block(slot)[4..4 + self.ranges.offsets.len()];
+        // SAFETY: `i8` and `u8` have the same size and alignment, and every bit pattern is valid.
+        unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<i8>(), b.len()) }
+    }
+
+    /// `slot`'s `a(x) = Σ o_d·c_d`.
+    #[inline(always)]
+    pub fn sum(&self, slot: u32) -> f32 {
+        let b = self.block(slot);
+        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
     }
 
     /// A query quantized for distances against these codes.
@@ -135,7 +238,6 @@ impl Sq8 {
         let s = self.ranges.scale;
         Sq8Query {
             sq8: self,
-            dim: q.len(),
             codes,
             kernel: match distance {
                 Distance::Euclidean => k.l2,
@@ -156,7 +258,6 @@ impl Sq8 {
 /// A quantized query: the approximate distance to any slot's code.
 pub(crate) struct Sq8Query<'a> {
     sq8: &'a Sq8,
-    dim: usize,
     codes: Vec<i8>,
     kernel: Int8Kernel,
     l2: bool,
@@ -166,44 +267,33 @@ pub(crate) struct Sq8Query<'a> {
 }
 
 impl Sq8Query<'_> {
-    #[inline(always)]
-    pub fn codes_of(&self, slot: u32) -> &[i8] {
-        let start = slot as usize * self.dim;
-        &self.sq8.codes[start..start + self.dim]
-    }
-
     /// The approximate distance to `slot`, in the units of the collection's f32 kernel.
     #[inline(always)]
     pub fn dist(&self, slot: u32) -> f32 {
-        let raw = (self.kernel)(&self.codes, self.codes_of(slot)) as f32;
+        let raw = (self.kernel)(&self.codes, self.sq8.codes(slot)) as f32;
         if self.l2 {
             self.s2 * raw
         } else {
-            self.base - self.s * self.sq8.sums[slot as usize] - self.s2 * raw
+            self.base - self.s * self.sq8.sum(slot) - self.s2 * raw
         }
     }
 
-    /// Hints the CPU to fetch `slot`'s codes and, outside Euclidean distance, its code sum
-    /// (for exact passes, where the slots are known well ahead).
+    /// Hints the CPU to fetch every line `dist(slot)` reads (the same as
+    /// [`Sq8Query::prefetch`]: a slot's code sum is in its block).
     #[inline(always)]
     pub fn prefetch_all(&self, slot: u32) {
         self.prefetch(slot);
-        if !self.l2
-            && let Some(sum) = self.sq8.sums.get(slot as usize)
-        {
-            crate::distance::prefetch((sum as *const f32).cast::<u8>());
-        }
     }
 
-    /// Hints the CPU to fetch `slot`'s codes.
+    /// Hints the CPU to fetch `slot`'s block (its codes and code sum).
     #[inline(always)]
     pub fn prefetch(&self, slot: u32) {
-        let start = slot as usize * self.dim;
-        if let Some(c) = self.sq8.codes.get(start..start + self.dim) {
-            let first = c.as_ptr().cast::<u8>();
-            let lines = (first as usize % 64 + c.len()).div_ceil(64).min(8);
+        if (slot as usize) < self.sq8.slots {
+            let start = slot as usize * self.sq8.stride;
+            let first = self.sq8.lines.as_ptr().cast::<u8>().wrapping_add(start);
+            let lines = (start % LINE + self.sq8.stride).div_ceil(LINE).min(8);
             for line in 0..lines {
-                crate::distance::prefetch(first.wrapping_add(line * 64));
+                crate::distance::prefetch(first.wrapping_add(line * LINE));
             }
         }
     }
@@ -248,6 +338,45 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Every slot's block holds its own codes and code sum, whatever the dimension (below, at
+    /// and past a line's 60 codes); up to 60 dimensions, each block is one cache line.
+    #[test]
+    fn each_slot_keeps_its_codes_and_sum_in_one_aligned_block() {
+        for dim in [1usize, 50, 59, 60, 61, 64, 124, 125, 384] {
+            let mut next = lcg(dim as u64);
+            let data: Vec<f32> = (0..37 * dim).map(|_| next()).collect();
+            let mut sq8 = Sq8::build(data.chunks_exact(dim).take(30), dim).expect("not empty");
+            for v in data.chunks_exact(dim).skip(30) {
+                sq8.push(v);
+            }
+            assert_eq!(sq8.len(), 37);
+            let stride = if dim <= 60 {
+                64
+            } else {
+                (dim + 4).next_multiple_of(4)
+            };
+            assert_eq!(sq8.stride, stride, "dim {dim}");
+            for (slot, v) in data.chunks_exact(dim).enumerate() {
+                let mut codes = Vec::new();
+                let a = sq8.ranges.encode_into(v, &mut codes);
+                let slot = slot as u32;
+                assert_eq!(sq8.codes(slot), codes.as_slice(), "dim {dim} slot {slot}");
+                assert_eq!(
+                    sq8.sum(slot).to_bits(),
+                    a.to_bits(),
+                    "dim {dim} slot {slot}"
+                );
+                let at = sq8.block(slot).as_ptr() as usize;
+                assert_eq!(at % 4, 0);
+                if dim <= 60 {
+                    assert_eq!(at % 64, 0, "dim {dim}: one line per slot");
+                }
+            }
+            let again = Sq8::reencoded(sq8.ranges.clone(), data.chunks_exact(dim), 30);
+            assert_eq!(again, sq8, "dim {dim}");
         }
     }
 
