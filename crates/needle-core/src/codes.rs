@@ -16,12 +16,15 @@
 
 use crate::config::Distance;
 use crate::distance::int8::{Int8Kernel, int8_kernels};
-use crate::hnsw::Query;
+use crate::hnsw::{Flat, Plain, Query};
 
 /// One cache line of a slot's block.
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(C, align(64))]
-struct Line([i8; 64]);
+pub(crate) struct Line([i8; 64]);
+
+// Every bit pattern is a valid `Line` (64 bytes, no padding).
+impl Plain for Line {}
 
 /// The bytes at the end of each block that hold the scale and the squared norm.
 const SCALARS: usize = 8;
@@ -56,7 +59,10 @@ pub(crate) struct InlineCodes {
     dim: usize,
     /// Cache lines per slot.
     lines: usize,
-    data: Vec<Line>,
+    /// On transparent huge pages where the system allows (as the vectors): an exact pass
+    /// touches its matches' blocks at random, and with 4 KB pages nearly each also misses
+    /// the TLB.
+    data: Flat<Line>,
 }
 
 impl std::fmt::Debug for InlineCodes {
@@ -73,17 +79,23 @@ impl InlineCodes {
         InlineCodes {
             dim,
             lines: (dim + SCALARS).div_ceil(64),
-            data: Vec::new(),
+            data: Flat::new(),
         }
     }
 
     /// The codes of `slots` vectors of `dim` floats each, encoded on all threads (the result
-    /// does not depend on their number).
-    pub fn build<'v>(dim: usize, vector: impl Fn(usize) -> &'v [f32] + Sync, slots: usize) -> Self {
+    /// does not depend on their number); `None` when the system refuses the memory (they are
+    /// an optimisation: searches then read the f32 vectors).
+    pub fn build<'v>(
+        dim: usize,
+        vector: impl Fn(usize) -> &'v [f32] + Sync,
+        slots: usize,
+    ) -> Option<Self> {
         use rayon::prelude::*;
         let mut c = InlineCodes::new(dim);
-        c.data = vec![Line([0; 64]); slots * c.lines];
         let lines = c.lines;
+        c.data.try_reserve(slots.checked_mul(lines)?).ok()?;
+        c.data.resize(slots * lines, Line([0; 64]));
         c.data
             .par_chunks_mut(lines.max(1) * 256)
             .enumerate()
@@ -92,7 +104,7 @@ impl InlineCodes {
                     encode(vector(chunk * 256 + i), block);
                 }
             });
-        c
+        Some(c)
     }
 
     /// Cache lines per slot.
@@ -106,7 +118,7 @@ impl InlineCodes {
 
     /// Bytes of memory the codes take.
     pub fn memory_bytes(&self) -> usize {
-        self.data.capacity() * 64
+        self.data.capacity() * std::mem::size_of::<Line>()
     }
 
     pub fn push(&mut self, v: &[f32]) {
@@ -115,7 +127,7 @@ impl InlineCodes {
         encode(v, &mut self.data[at..]);
     }
 
-    pub fn try_reserve(&mut self, slots: usize) -> Result<(), std::collections::TryReserveError> {
+    pub fn try_reserve(&mut self, slots: usize) -> std::io::Result<()> {
         self.data.try_reserve(slots.saturating_mul(self.lines))
     }
 
@@ -135,8 +147,8 @@ impl InlineCodes {
         vector: impl Fn(usize) -> &'v [f32] + Sync,
         slots: usize,
     ) -> bool {
-        let fresh = InlineCodes::build(self.dim, vector, slots);
-        fresh.lines == self.lines && fresh.data == self.data
+        InlineCodes::build(self.dim, vector, slots)
+            .is_some_and(|fresh| fresh.lines == self.lines && fresh.data == self.data)
     }
 
     /// Slot `slot`'s block, as stored (for tests: compared with a fresh encoding).
@@ -147,7 +159,11 @@ impl InlineCodes {
 
     /// A query against these codes, in the units of the collection's f32 kernel.
     pub fn query(&self, q: &[f32], distance: Distance) -> CodesQuery<'_> {
-        let (codes, scale, norm) = quantize(q);
+        let (mut codes, scale, norm) = quantize(q);
+        // Zeros up to a multiple of 64 (never past the block): the kernel then runs whole
+        // SIMD steps with no scalar tail, and the block's bytes past `dim` (zero padding, the
+        // scalars) are multiplied by zero.
+        codes.resize(self.dim.div_ceil(64) * 64, 0);
         CodesQuery {
             codes: self,
             q: codes,
@@ -230,7 +246,7 @@ impl Query for CodesQuery<'_> {
             ])
         };
         let (scale, norm) = (f(end - SCALARS), f(end - SCALARS + 4));
-        let ip = scale * self.q_scale * (self.kernel)(&self.q, &block[..self.codes.dim]) as f32;
+        let ip = scale * self.q_scale * (self.kernel)(&self.q, &block[..self.q.len()]) as f32;
         match self.distance {
             Distance::Cosine => 1.0 - ip,
             Distance::DotProduct => -ip,
@@ -266,7 +282,7 @@ mod tests {
             let vecs: Vec<Vec<f32>> = (0..50).map(|_| (0..dim).map(|_| r()).collect()).collect();
             let mut codes = InlineCodes::new(dim);
             vecs.iter().for_each(|v| codes.push(v));
-            let built = InlineCodes::build(dim, |s| &vecs[s][..], vecs.len());
+            let built = InlineCodes::build(dim, |s| &vecs[s][..], vecs.len()).unwrap();
             assert_eq!(codes.lines, (dim + 8).div_ceil(64));
             for s in 0..vecs.len() as u32 {
                 assert_eq!(

@@ -561,7 +561,7 @@ impl Collection {
         if let Some(codes) = &mut self.codes {
             codes
                 .try_reserve(slots)
-                .map_err(|e| no_memory("int8 codes", std::io::Error::other(e)))?;
+                .map_err(|e| no_memory("int8 codes", e))?;
         }
         Ok(())
     }
@@ -1002,7 +1002,7 @@ impl Collection {
     }
 
     /// The `keep` nearest of the given slots (ascending) by `query`, fetching every cache
-    /// line of each slot's vector (or codes) [`EXACT_AHEAD`] slots ahead: the slots are
+    /// line of each slot's vector (or codes) [`Metric::AHEAD`] slots ahead: the slots are
     /// scattered, so without it each is a string of cache misses.
     fn exact<M: Metric>(
         &self,
@@ -1010,13 +1010,20 @@ impl Collection {
         keep: usize,
         slots: impl Iterator<Item = u32>,
     ) -> Vec<Cand> {
+        let ahead = const {
+            if M::AHEAD < EXACT_AHEAD {
+                M::AHEAD
+            } else {
+                EXACT_AHEAD
+            }
+        };
         let mut best = TopK::new(keep);
         let mut window = [0u32; EXACT_AHEAD];
         let mut n = 0usize;
         for s in slots {
             query.fetch_all(s);
-            let at = n % EXACT_AHEAD;
-            if n >= EXACT_AHEAD {
+            let at = n % ahead;
+            if n >= ahead {
                 let due = window[at];
                 best.offer(Cand {
                     d: query.dist(due),
@@ -1026,8 +1033,8 @@ impl Collection {
             window[at] = s;
             n += 1;
         }
-        for i in n.saturating_sub(EXACT_AHEAD)..n {
-            let due = window[i % EXACT_AHEAD];
+        for i in n.saturating_sub(ahead)..n {
+            let due = window[i % ahead];
             best.offer(Cand {
                 d: query.dist(due),
                 id: due,
@@ -1079,11 +1086,8 @@ impl Collection {
         match (wanted, self.codes.is_some()) {
             (true, false) => {
                 let (vectors, dim) = (&self.vectors, self.dim);
-                self.codes = Some(InlineCodes::build(
-                    dim,
-                    |s| vectors.get(s * dim, dim),
-                    self.slots(),
-                ));
+                // None if the memory is refused: searches then read the f32 vectors.
+                self.codes = InlineCodes::build(dim, |s| vectors.get(s * dim, dim), self.slots());
             }
             (false, true) => self.codes = None,
             _ => {}
@@ -1302,15 +1306,17 @@ fn walk_ef(ef: usize, k: usize, selectivity: f64) -> usize {
     ((ef as f64 * selectivity.clamp(0.0, 1.0).powf(WALK_BEAM_EXP)).ceil() as usize).max(k)
 }
 
-/// How many slots ahead an exact pass fetches vectors: 16, since the int8 codes of one line a
-/// match need more in flight than f32 vectors of four lines (for f32, 4, 8 and 16 measured the
-/// same on glove50, docs/benchmarks.md: that pass is bandwidth-bound).
+/// The most slots ahead an exact pass fetches ([`Metric::AHEAD`]): 8 for f32 vectors (4, 8
+/// and 16 measured the same on glove50, docs/benchmarks.md: that pass is bandwidth-bound), 16
+/// for the int8 codes, one line a match.
 const EXACT_AHEAD: usize = 16;
 
 /// What a filtered search measures distances with: the f32 vectors ([`Exact`]) or the int8
 /// codes of an sq8 collection. The walks need [`Query`]; the exact passes also fetch all of
 /// a slot's vector ahead.
 trait Metric: Query {
+    /// How many slots ahead an exact pass fetches (at most [`EXACT_AHEAD`], a power of two).
+    const AHEAD: usize = 8;
     /// Hints the CPU to fetch every cache line `dist(slot)` reads.
     fn fetch_all(&self, slot: u32);
 }
@@ -1323,6 +1329,8 @@ impl Metric for Exact<'_> {
 }
 
 impl Metric for CodesQuery<'_> {
+    /// One line a match: more in flight than for four-line f32 vectors (docs/benchmarks.md).
+    const AHEAD: usize = 16;
     #[inline(always)]
     fn fetch_all(&self, slot: u32) {
         CodesQuery::prefetch_all(self, slot);
@@ -1341,6 +1349,8 @@ impl Metric for Sq8Query<'_> {
 struct TopK {
     best: Vec<Cand>,
     k: usize,
+    /// The k-th distance once `k` are held (infinite before): a candidate farther is out.
+    bound: f32,
 }
 
 impl TopK {
@@ -1348,11 +1358,16 @@ impl TopK {
         TopK {
             best: Vec::with_capacity(k + 1),
             k,
+            bound: f32::INFINITY,
         }
     }
 
     #[inline(always)]
     fn offer(&mut self, c: Cand) {
+        // Most candidates of a long pass are farther than the k-th: one float comparison.
+        if c.d > self.bound {
+            return;
+        }
         if self.best.len() >= self.k {
             match self.best.last() {
                 Some(worst) if c < *worst => {
@@ -1363,6 +1378,11 @@ impl TopK {
         }
         let at = self.best.partition_point(|e| *e < c);
         self.best.insert(at, c);
+        if self.best.len() >= self.k
+            && let Some(worst) = self.best.last()
+        {
+            self.bound = worst.d;
+        }
     }
 
     fn into_vec(self) -> Vec<Cand> {

@@ -35,7 +35,7 @@ impl<T: Plain> Flat<T> {
         }
     }
 
-    fn capacity(&self) -> usize {
+    pub fn capacity(&self) -> usize {
         self.map
             .as_ref()
             .map_or(0, |m| m.len() / std::mem::size_of::<T>())
