@@ -703,56 +703,61 @@ impl Collection {
             Some(sq8) => {
                 let query = sq8.query(q, self.config.distance);
                 let keep = k.saturating_mul(RERANK_FACTOR).min(self.live);
-                let cands = self.filtered_on(&query, &query, k, keep, keep, ef, filter);
+                let m = Metrics::one(&query, keep);
+                let cands = self.filtered_on(&m, k, ef, filter);
                 self.rerank(space, q, cands, k)
             }
             None => {
                 let exact = Exact { space: *space, q };
-                match self.codes.as_ref().filter(|_| crate::codes::enabled()) {
-                    // The exact passes on the int8 codes, their best re-ranked by f32.
+                match self.active_codes() {
+                    // Walks and long exact passes on the int8 codes, their best re-ranked by
+                    // the f32 vectors; short exact passes on the f32 vectors.
                     Some(codes) => {
                         let query = codes.query(q, self.config.distance);
-                        let keep = crate::codes::keep(k).min(self.live);
-                        let cands = self.filtered_on(&exact, &query, k, k, keep, ef, filter);
+                        let m = Metrics {
+                            walk: &query,
+                            keep: k.saturating_mul(RERANK_FACTOR).min(self.live),
+                            exact: &query,
+                            keep_exact: crate::codes::keep(k).min(self.live),
+                            few: &exact,
+                            keep_few: k,
+                            // Re-ranking all of a walk's beam (≤ ef) costs little with the
+                            // vectors in memory, and keeps the f32 walk's recall.
+                            whole_beam: true,
+                        };
+                        let cands = self.filtered_on(&m, k, ef, filter);
                         Ok(rerank_in_memory(space, q, cands, k))
                     }
-                    None => Ok(self.filtered_on(&exact, &exact, k, k, k, ef, filter)),
+                    None => Ok(self.filtered_on(&Metrics::one(&exact, k), k, ef, filter)),
                 }
             }
         }
     }
 
-    /// The `keep` nearest matches of `filter` by `query`'s distances (at least `k`, fewer only
-    /// when fewer match); the `keep_exact` nearest by `exact`'s when an exact pass over the
-    /// matches of payload indexes answers (`exact` may be cheaper and approximate: the caller
-    /// re-ranks).
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "two metrics and their widths; a struct would only rename them"
-    )]
-    fn filtered_on<M: Metric, E: Metric>(
+    /// The nearest matches of `filter` (at least `k`, fewer only when fewer match), by the
+    /// metric of `m` that the plan uses, as many as it keeps.
+    fn filtered_on<W: Metric, E: Metric, F: Metric>(
         &self,
-        query: &M,
-        exact: &E,
+        m: &Metrics<W, E, F>,
         k: usize,
-        keep: usize,
-        keep_exact: usize,
         ef: usize,
         filter: &Filter,
     ) -> Vec<Cand> {
         let pred = Pred::compile(filter, &self.indexes);
         if pred.uses_index() {
-            return self.planned_search(query, exact, k, keep, keep_exact, ef, &pred);
+            return self.planned_search(m, k, ef, &pred);
         }
         if self.live <= SCAN_ALWAYS_BELOW || self.estimate_selectivity(filter) < SCAN_SELECTIVITY {
-            return self.scan(query, keep, |s| self.matches(filter, s));
+            return self.scan(m.walk, m.keep, |s| self.matches(filter, s));
         }
         let found = self
             .graph
-            .search_filtered(query, keep, ef, |s| self.matches(filter, s as usize));
+            .search_filtered(m.walk, m.walk_keep(ef), ef, |s| {
+                self.matches(filter, s as usize)
+            });
         if found.len() < k {
             // The walk ran out before finding k matches: an exact scan finds them if they exist.
-            return self.scan(query, keep, |s| self.matches(filter, s));
+            return self.scan(m.walk, m.keep, |s| self.matches(filter, s));
         }
         found
     }
@@ -767,17 +772,10 @@ impl Collection {
     /// distances when few may match; else a graph walk with a membership test on typed columns
     /// (or on a bitmap of the matches), moving through matches only and two hops at a time when
     /// the filter is restrictive.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "two metrics and their widths; a struct would only rename them"
-    )]
-    fn planned_search<M: Metric, E: Metric>(
+    fn planned_search<W: Metric, E: Metric, F: Metric>(
         &self,
-        query: &M,
-        exact: &E,
+        m: &Metrics<W, E, F>,
         k: usize,
-        keep: usize,
-        keep_exact: usize,
         ef: usize,
         pred: &Pred,
     ) -> Vec<Cand> {
@@ -804,21 +802,14 @@ impl Collection {
         {
             let n = b.iter().map(|w| w.count_ones() as usize).sum();
             if small {
-                return self.exact_pass(query, exact, keep, keep_exact, n, bit_slots(&b));
+                return self.exact_pass(m, n, bit_slots(&b));
             }
             bits = Some((b, n));
         } else if let Some(list) = one_list.then(|| pred.one_list()).flatten() {
             // One posting list names exactly the matches: read in place.
             let selectivity = list.len() as f64 / self.live.max(1) as f64;
             if small || self.cheapest_plan(ef, list.len(), selectivity) == Plan::Exact {
-                return self.exact_pass(
-                    query,
-                    exact,
-                    keep,
-                    keep_exact,
-                    list.len(),
-                    list.iter().copied(),
-                );
+                return self.exact_pass(m, list.len(), list.iter().copied());
             }
             let mut b = vec![0u64; words];
             set_bits(&mut b, list);
@@ -834,14 +825,7 @@ impl Collection {
             };
             let selectivity = matches.len() as f64 / self.live.max(1) as f64;
             if small || self.cheapest_plan(ef, matches.len(), selectivity) == Plan::Exact {
-                return self.exact_pass(
-                    query,
-                    exact,
-                    keep,
-                    keep_exact,
-                    matches.len(),
-                    matches.into_iter(),
-                );
+                return self.exact_pass(m, matches.len(), matches.into_iter());
             }
             let mut b = vec![0u64; words];
             set_bits(&mut b, &matches);
@@ -851,41 +835,45 @@ impl Collection {
             let selectivity = n as f64 / self.live.max(1) as f64;
             match self.cheapest_plan(ef, n, selectivity) {
                 Plan::Exact => {
-                    return self.exact_pass(query, exact, keep, keep_exact, n, bit_slots(&bits));
+                    return self.exact_pass(m, n, bit_slots(&bits));
                 }
-                Plan::TwoHop => self.graph.search_two_hop(query, keep, ef, |s| {
+                Plan::TwoHop => self.graph.search_two_hop(m.walk, m.walk_keep(ef), ef, |s| {
                     bits[s as usize / 64] & (1 << (s % 64)) != 0
                 }),
                 Plan::Walk => {
-                    let ef = walk_ef(ef, keep, selectivity);
-                    self.graph.search_filtered(query, keep, ef, |s| {
-                        bits[s as usize / 64] & (1 << (s % 64)) != 0
-                    })
+                    let ef = walk_ef(ef, m.keep, selectivity);
+                    self.graph
+                        .search_filtered(m.walk, m.walk_keep(ef), ef, |s| {
+                            bits[s as usize / 64] & (1 << (s % 64)) != 0
+                        })
                 }
             }
         } else {
             if small {
-                return self.scan(query, keep, |s| self.pred_matches(pred, s));
+                return self.scan(m.walk, m.keep, |s| self.pred_matches(pred, s));
             }
             let selectivity = match estimate {
                 Some(e) => e as f64 / self.live.max(1) as f64,
                 None => self.sample(|s| pred.matches(s as u32, &self.metadata)),
             };
             if selectivity < SCAN_SELECTIVITY {
-                return self.scan(query, keep, |s| self.pred_matches(pred, s));
+                return self.scan(m.walk, m.keep, |s| self.pred_matches(pred, s));
             }
             let (filtered, two_hop) = self.filtered_costs(selectivity);
             if two_hop < filtered {
-                self.graph
-                    .search_two_hop(query, keep, ef, |s| self.pred_matches(pred, s as usize))
+                self.graph.search_two_hop(m.walk, m.walk_keep(ef), ef, |s| {
+                    self.pred_matches(pred, s as usize)
+                })
             } else {
-                let ef = walk_ef(ef, keep, selectivity);
+                let ef = walk_ef(ef, m.keep, selectivity);
                 self.graph
-                    .search_filtered(query, keep, ef, |s| self.pred_matches(pred, s as usize))
+                    .search_filtered(m.walk, m.walk_keep(ef), ef, |s| {
+                        self.pred_matches(pred, s as usize)
+                    })
             }
         };
         if found.len() < k {
-            return self.scan(query, keep, |s| self.pred_matches(pred, s));
+            return self.scan(m.walk, m.keep, |s| self.pred_matches(pred, s));
         }
         found
     }
@@ -927,18 +915,26 @@ impl Collection {
     fn walk_cost(&self, ef: usize) -> (f64, f64) {
         let (vector, node) = self.line_costs();
         let walk = WALK_VISITS * (ef.max(16) * self.config.m) as f64 * (vector + node);
-        // With int8 codes an exact distance reads the slot's block: `ceil((dim + 8) / 64)` lines.
-        let exact = self
-            .codes
-            .as_ref()
-            .filter(|_| crate::codes::enabled())
-            .map_or(vector, |c| c.lines() as f64 + CODES_MATCH_LINES);
+        let exact = match self.active_codes() {
+            Some(_) => vector + CODES_MATCH_LINES,
+            None => vector,
+        };
         (walk, exact)
     }
 
-    /// Cache lines per vector (`L`) and per visited node besides its vector (`H`).
+    /// The int8 codes filtered searches use, if any (see [`crate::codes`]).
+    fn active_codes(&self) -> Option<&InlineCodes> {
+        self.codes.as_ref().filter(|_| crate::codes::enabled())
+    }
+
+    /// Cache lines per vector (`L`: what a filtered search's distance reads, the f32 vector or,
+    /// with int8 codes, the slot's block of `ceil((dim + 8) / 64)` lines) and per visited node
+    /// besides its vector (`H`).
     fn line_costs(&self) -> (f64, f64) {
-        let vector = (4 * self.dim) as f64 / 64.0;
+        let vector = match self.active_codes() {
+            Some(codes) => codes.lines() as f64,
+            None => (4 * self.dim) as f64 / 64.0,
+        };
         let node = (4 * (2 * self.config.m + 1)) as f64 / 64.0 + 1.0;
         (vector, node)
     }
@@ -977,27 +973,19 @@ impl Collection {
         }
     }
 
-    /// An exact pass over `n` matches: by `exact`'s distances keeping `keep_exact`, unless the
-    /// matches are too few for that to pay (`exact` may be the int8 codes, whose `keep_exact`
-    /// best the caller re-ranks by f32: below [`crate::codes::MIN_MATCHES`] the re-rank costs
-    /// more than the codes save), then by `query`'s keeping `keep`.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "two metrics and their widths; a struct would only rename them"
-    )]
-    fn exact_pass<M: Metric, E: Metric>(
+    /// An exact pass over `n` matches: by `m.exact` keeping `m.keep_exact`, or by `m.few`
+    /// keeping `m.keep_few` below [`crate::codes::MIN_MATCHES`] (where a re-rank of the codes'
+    /// best costs more than the codes save).
+    fn exact_pass<W: Metric, E: Metric, F: Metric>(
         &self,
-        query: &M,
-        exact: &E,
-        keep: usize,
-        keep_exact: usize,
+        m: &Metrics<W, E, F>,
         n: usize,
         slots: impl Iterator<Item = u32>,
     ) -> Vec<Cand> {
         if n >= crate::codes::MIN_MATCHES {
-            self.exact(exact, keep_exact, slots)
+            self.exact(m.exact, m.keep_exact, slots)
         } else {
-            self.exact(query, keep, slots)
+            self.exact(m.few, m.keep_few, slots)
         }
     }
 
@@ -1256,6 +1244,48 @@ impl Collection {
         cands.sort_unstable();
         cands.truncate(k);
         Ok(cands)
+    }
+}
+
+/// What a filtered search measures distances with, by plan, and how many candidates each
+/// keeps (more than `k` where the metric is approximate and the caller re-ranks).
+struct Metrics<'a, W, E, F> {
+    /// Walks and scans.
+    walk: &'a W,
+    keep: usize,
+    /// Exact passes over at least [`crate::codes::MIN_MATCHES`] matches.
+    exact: &'a E,
+    keep_exact: usize,
+    /// Exact passes over fewer.
+    few: &'a F,
+    keep_few: usize,
+    /// Whether walks return their whole beam (at least `keep`), for the caller to re-rank.
+    whole_beam: bool,
+}
+
+impl<W, E, F> Metrics<'_, W, E, F> {
+    /// How many candidates a walk with a beam of `beam` returns.
+    fn walk_keep(&self, beam: usize) -> usize {
+        if self.whole_beam {
+            self.keep.max(beam)
+        } else {
+            self.keep
+        }
+    }
+}
+
+impl<'a, M> Metrics<'a, M, M, M> {
+    /// One metric for every plan.
+    fn one(metric: &'a M, keep: usize) -> Self {
+        Metrics {
+            walk: metric,
+            keep,
+            exact: metric,
+            keep_exact: keep,
+            few: metric,
+            keep_few: keep,
+            whole_beam: false,
+        }
     }
 }
 
