@@ -105,16 +105,18 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// `needle-ab sq8 DIR FILE EF_LIST ROUNDS [RERANK_TENTHS,...]`: builds `DIR` with `quantization:
+/// `needle-ab sq8 DIR FILE EF_LIST ROUNDS [SETTING,...]`: builds `DIR` with `quantization:
 /// sq8` into the database file `FILE` (M 16, efC 200, one thread, checkpointed) unless it
 /// exists, opens it as a user would (the f32 vectors mapped from the checkpoint), then per ef
-/// runs every query `ROUNDS` times for each re-rank setting (tenths of k, interleaved) and
+/// runs every query `ROUNDS` times for each re-rank setting (tenths of k re-ranked, 0 for the
+/// default; `sN` after it: stop N tenths of a standard deviation of the quantization error past
+/// the k-th exact distance, `s0` never; the settings interleaved) and
 /// prints the CPU µs per query (median, minimum) and recall@10. Run two builds of the binary
 /// one after the other on the same file to compare an in-memory layout change.
 fn run_sq8(args: &[String]) -> Result<()> {
     let usage = || {
         BenchError::Invalid(
-            "usage: needle-ab sq8 DIR FILE EF_LIST ROUNDS [RERANK_TENTHS,...]".into(),
+            "usage: needle-ab sq8 DIR FILE EF_LIST ROUNDS [SETTING,...] (SETTING: TENTHS[sSIGMA_TENTHS])".into(),
         )
     };
     let [dir, file, efs, rounds, rest @ ..] = args else {
@@ -127,9 +129,22 @@ fn run_sq8(args: &[String]) -> Result<()> {
     };
     let efs = parse_list(efs).ok_or_else(usage)?;
     let rounds: usize = rounds.parse().ok().filter(|&r| r > 0).ok_or_else(usage)?;
-    let tenths = match rest {
-        [] => vec![0],
-        [t] => parse_list(t).ok_or_else(usage)?,
+    // Each setting: re-rank tenths of k (0: the default), then optionally `s` and the early
+    // stop in tenths of a standard deviation (0: off; without it the default).
+    let settings: Vec<(usize, u32)> = match rest {
+        [] => vec![(0, u32::MAX)],
+        [t] => t
+            .split(',')
+            .map(|s| {
+                let s = s.trim();
+                let (n, sigma) = match s.split_once('s') {
+                    Some((n, sigma)) => (n, sigma.parse().ok()?),
+                    None => (s, u32::MAX),
+                };
+                n.parse().ok().map(|n| (n, sigma))
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(usage)?,
         _ => return Err(usage()),
     };
     let ds = Dataset::load(Path::new(dir))?;
@@ -158,35 +173,46 @@ fn run_sq8(args: &[String]) -> Result<()> {
     }
     let db = Database::open_with(path, DatabaseOptions { wal: WalMode::Off })?;
     println!(
-        "{}: {} x {} sq8, opened from {file}; re-rank settings (tenths of k, 0 = default) {tenths:?}, \
+        "{}: {} x {} sq8, opened from {file}; re-rank settings (tenths of k, 0 = default; sigma tenths, {} = default) {settings:?}, \
          {rounds} interleaved rounds",
         ds.name,
         ds.base.len(),
-        ds.base.dim()
+        ds.base.dim(),
+        u32::MAX
     );
     for &ef in &efs {
-        let mut cpu_us = vec![Vec::new(); tenths.len()];
-        let mut recall = vec![0.0; tenths.len()];
+        let mut cpu_us = vec![Vec::new(); settings.len()];
+        let mut recall = vec![0.0; settings.len()];
+        let mut found: Vec<Vec<Vec<i32>>> = vec![Vec::new(); settings.len()];
         for round in 0..rounds {
-            for step in 0..tenths.len() {
-                let i = (round + step) % tenths.len();
-                needle_core::__private::set_rerank_tenths(tenths[i]);
+            for step in 0..settings.len() {
+                let i = (round + step) % settings.len();
+                needle_core::__private::set_rerank_tenths(settings[i].0);
+                needle_core::__private::set_rerank_sigma_tenths(settings[i].1);
                 let run = pool.install(|| {
                     timed_search(&db, COLLECTION, &ds.queries, 10, ef, 1, Threads::One)
                 })?;
                 cpu_us[i].push(run.cpu_s_per_query * 1e6);
                 recall[i] = recall_at_k(&run.ids, &ds.gt, 10)?;
+                found[i] = run.ids;
             }
         }
         needle_core::__private::set_rerank_tenths(0);
-        for (i, t) in tenths.iter().enumerate() {
+        needle_core::__private::set_rerank_sigma_tenths(u32::MAX);
+        for (i, t) in settings.iter().enumerate() {
             let mut v = cpu_us[i].clone();
             v.sort_by(f64::total_cmp);
             println!(
-                "ef {ef} rerank {t}: CPU µs/query median {:.2} min {:.2} recall@10 {:.4}",
+                "ef {ef} rerank {t:?}: CPU µs/query median {:.2} min {:.2} recall@10 {:.4}, \
+                 {} queries' ids differ from the first setting's",
                 v[v.len() / 2],
                 v[0],
-                recall[i]
+                recall[i],
+                found[i]
+                    .iter()
+                    .zip(&found[0])
+                    .filter(|(a, b)| a != b)
+                    .count()
             );
         }
     }

@@ -656,7 +656,7 @@ impl Collection {
                     self.graph
                         .search_filtered(&query, wide, ef, |s| !deleted[s as usize])
                 };
-                self.rerank(&space, &q, beam, k)?
+                self.rerank(&space, &q, &query, beam, k)?
             }
             // No tombstones: every node may be returned, so the faster unfiltered walk applies.
             None if self.live == self.slots() => self.graph.search(&Exact { space, q: &q }, k, ef),
@@ -705,7 +705,7 @@ impl Collection {
                 let keep = k.saturating_mul(RERANK_FACTOR).min(self.live);
                 let m = Metrics::one(&query, keep);
                 let cands = self.filtered_on(&m, k, ef, filter);
-                self.rerank(space, q, cands, k)
+                self.rerank(space, q, &query, cands, k)
             }
             None => {
                 let exact = Exact { space: *space, q };
@@ -1200,6 +1200,26 @@ const RERANK_FACTOR: usize = 2;
 pub(crate) static RERANK_TENTHS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
+/// Re-ranking stops at the first candidate whose int8 distance is more than this many standard
+/// deviations of the quantization error ([`Sq8Query::error_sigma`]) beyond the `k`-th exact
+/// distance found so far: the rest cannot be nearer unless an error is that large. glove50
+/// (300 queries, the 20 best by int8 distance): 4σ skipped 6.3 of the 20 reads a query and
+/// returned the same ten as re-ranking all 20; largest error seen 4.4σ (docs/benchmarks.md, issue
+/// 12 round five).
+const RERANK_SIGMAS: f32 = 4.0;
+
+/// `RERANK_SIGMAS` in tenths where not `u32::MAX` (0: no cut): only `needle-ab sq8` sets it
+/// (`__private::set_rerank_sigma_tenths`).
+pub(crate) static RERANK_SIGMA_TENTHS: std::sync::atomic::AtomicU32 =
+    std::sync::atomic::AtomicU32::new(u32::MAX);
+
+fn rerank_sigmas() -> f32 {
+    match RERANK_SIGMA_TENTHS.load(std::sync::atomic::Ordering::Relaxed) {
+        u32::MAX => RERANK_SIGMAS,
+        t => t as f32 / 10.0,
+    }
+}
+
 /// How many of the nearest candidates by int8 distance are re-ranked for `k` results.
 fn rerank_count(k: usize) -> usize {
     match RERANK_TENTHS.load(std::sync::atomic::Ordering::Relaxed) {
@@ -1209,22 +1229,37 @@ fn rerank_count(k: usize) -> usize {
 }
 
 impl Collection {
-    /// The `k` nearest of `cands` (nearest first by their approximate distance) by their exact
-    /// distance to `q`, looking at the first `RERANK_FACTOR · k` only. Vectors in memory are read in
-    /// place (prefetching ahead); vectors mapped from the checkpoint are copied by positioned
-    /// reads into one buffer ([`Vectors::read_into`]), so re-ranking never maps their pages
-    /// into the process: under sq8 the f32 vectors stay out of its resident memory.
+    /// The `k` nearest of `cands` (nearest first by their approximate distance, `query`'s) by
+    /// their exact distance to `q`, looking at the first [`rerank_count`] only, and stopping at
+    /// the first whose approximate distance is more than [`RERANK_SIGMAS`] standard deviations
+    /// of the quantization error beyond the `k`-th exact distance so far. Vectors in memory are
+    /// read in place (prefetching ahead); vectors mapped from the checkpoint are copied by
+    /// positioned reads into one buffer ([`Vectors::read_into`]), so re-ranking never maps
+    /// their pages into the process: under sq8 the f32 vectors stay out of its resident memory.
     fn rerank(
         &self,
         space: &Space,
         q: &[f32],
+        query: &Sq8Query,
         mut cands: Vec<Cand>,
         k: usize,
     ) -> Result<Vec<Cand>> {
         const AHEAD: usize = 4;
         cands.truncate(rerank_count(k));
+        let sigmas = rerank_sigmas();
         let mut buf = vec![0.0f32; self.dim];
+        // The k smallest exact distances so far, largest first once there are k.
+        let mut best = TopK::new(k);
+        let mut kept = cands.len();
         for i in 0..cands.len() {
+            if sigmas > 0.0
+                && let Some(worst) = best.full_worst()
+                && let Some(sigma) = query.error_sigma(cands[i].d)
+                && cands[i].d - sigmas * sigma > worst.d
+            {
+                kept = i;
+                break;
+            }
             let start = cands[i].id as usize * self.dim;
             cands[i].d = if self.vectors.is_mapped(start, self.dim) {
                 self.vectors.read_into(start, &mut buf).map_err(|e| {
@@ -1240,7 +1275,9 @@ impl Collection {
                 }
                 (space.kernel)(q, space.vector(cands[i].id))
             };
+            best.offer(cands[i]);
         }
+        cands.truncate(kept);
         cands.sort_unstable();
         cands.truncate(k);
         Ok(cands)
@@ -1417,6 +1454,15 @@ impl TopK {
 
     fn into_vec(self) -> Vec<Cand> {
         self.best
+    }
+
+    /// The `k`-th nearest, once `k` were offered.
+    fn full_worst(&self) -> Option<Cand> {
+        if self.best.len() >= self.k {
+            self.best.last().copied()
+        } else {
+            None
+        }
     }
 }
 

@@ -87,6 +87,13 @@ pub mod __private {
         crate::hnsw::refuse_anonymous_maps(n)
     }
 
+    /// Under sq8, stop re-ranking `tenths / 10` standard deviations of the quantization error
+    /// past the k-th exact distance (0: never stop early; `u32::MAX`: the default), process-wide:
+    /// only for `needle-ab sq8`.
+    pub fn set_rerank_sigma_tenths(tenths: u32) {
+        crate::collection::RERANK_SIGMA_TENTHS.store(tenths, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Under sq8, re-rank `ceil(tenths · k / 10)` candidates instead of the default
     /// (`0`: the default), process-wide: only for `needle-ab sq8`, which measures the re-rank.
     pub fn set_rerank_tenths(tenths: usize) {
