@@ -610,6 +610,11 @@ impl Database {
     /// A value at the path that is not of `kind` (nor an array of it) is kept and still matches
     /// filters exactly, from its JSON; `collection_info` counts such records as `irregular`.
     ///
+    /// A collection without quantization also keeps, from its first index until its last is
+    /// dropped, int8 codes of its vectors that filtered searches read before re-ranking by the
+    /// f32 vectors (`ceil((dimensions + 8) / 64) · 64` bytes a record, in memory only:
+    /// `CollectionInfo::index_codes_bytes`); answers carry exact f32 distances either way.
+    ///
     /// ```
     /// use needle_core::{Database, Filter, IndexKind, SearchOptions};
     /// use serde_json::json;
