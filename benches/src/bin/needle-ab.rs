@@ -6,6 +6,11 @@
 //! microseconds per query of each pass (this thread's and the others', `cpu_seconds`), their
 //! median and minimum, and checks that both ways return the same ids. CPU time, not wall time:
 //! on a shared machine it is what the other processes disturb least.
+//!
+//! `needle-ab sq8 DIR FILE EF_LIST ROUNDS [SETTING,...]`: the sq8 search of a saved database
+//! file (built into `FILE` first when missing), re-rank settings interleaved (see `run_sq8`).
+//! Two builds of the binary run one after the other on the same file compare a change of the
+//! in-memory layout.
 
 use std::path::Path;
 use std::process::ExitCode;
