@@ -1230,9 +1230,9 @@ fn rerank_count(k: usize) -> usize {
 
 impl Collection {
     /// The `k` nearest of `cands` (nearest first by their approximate distance, `query`'s) by
-    /// their exact distance to `q`, looking at the first [`rerank_count`] only, and stopping at
-    /// the first whose approximate distance is more than [`RERANK_SIGMAS`] standard deviations
-    /// of the quantization error beyond the `k`-th exact distance so far. Vectors in memory are
+    /// their exact distance to `q`, looking at the first [`rerank_count`] only, and skipping
+    /// those whose approximate distance is more than [`RERANK_SIGMAS`] standard deviations of
+    /// the quantization error beyond the `k`-th exact distance so far. Vectors in memory are
     /// read in place (prefetching ahead); vectors mapped from the checkpoint are copied by
     /// positioned reads into one buffer ([`Vectors::read_into`]), so re-ranking never maps
     /// their pages into the process: under sq8 the f32 vectors stay out of its resident memory.
@@ -1250,18 +1250,19 @@ impl Collection {
         let mut buf = vec![0.0f32; self.dim];
         // The k smallest exact distances so far, largest first once there are k.
         let mut best = TopK::new(k);
-        let mut kept = cands.len();
-        for i in 0..cands.len() {
+        let mut ranked = Vec::with_capacity(cands.len());
+        for (i, &c) in cands.iter().enumerate() {
             if sigmas > 0.0
                 && let Some(worst) = best.full_worst()
-                && let Some(sigma) = query.error_sigma(cands[i].d)
-                && cands[i].d - sigmas * sigma > worst.d
+                && let Some(sigma) = query.error_sigma(c.id, c.d)
+                && c.d - sigmas * sigma > worst.d
             {
-                kept = i;
-                break;
+                // Not read. The candidates after it are farther by int8 distance, but one whose
+                // error is unknown (a vector outside the trained ranges) may still be nearer.
+                continue;
             }
-            let start = cands[i].id as usize * self.dim;
-            cands[i].d = if self.vectors.is_mapped(start, self.dim) {
+            let start = c.id as usize * self.dim;
+            let d = if self.vectors.is_mapped(start, self.dim) {
                 self.vectors.read_into(start, &mut buf).map_err(|e| {
                     Error::io(
                         format!("reading vectors of collection '{}' to re-rank", self.name),
@@ -1273,11 +1274,13 @@ impl Collection {
                 if let Some(c) = cands.get(i + AHEAD) {
                     space.prefetch(c.id);
                 }
-                (space.kernel)(q, space.vector(cands[i].id))
+                (space.kernel)(q, space.vector(c.id))
             };
-            best.offer(cands[i]);
+            let c = Cand { d, id: c.id };
+            best.offer(c);
+            ranked.push(c);
         }
-        cands.truncate(kept);
+        let mut cands = ranked;
         cands.sort_unstable();
         cands.truncate(k);
         Ok(cands)

@@ -69,6 +69,13 @@ impl Sq8Ranges {
         a
     }
 
+    /// Whether value `x`, in a dimension of offset `o`, lies outside the trained range (its code
+    /// clamped, off by more than s/2).
+    #[inline(always)]
+    fn clamps(&self, x: f32, o: f32) -> bool {
+        ((x - o) / self.scale).abs() > 127.0
+    }
+
     /// The code of value `x` in a dimension of offset `o`.
     #[inline(always)]
     fn code(&self, x: f32, o: f32) -> i8 {
@@ -123,6 +130,10 @@ pub(crate) struct Sq8 {
     stride: usize,
     /// Slots encoded.
     slots: usize,
+    /// One bit per slot: a component lay outside the trained range, so its code was clamped and
+    /// its error is not bounded by s/2 (such slots are always re-ranked: see
+    /// [`Sq8Query::error_sigma`]). Vectors written after training can be; retraining clears it.
+    clamped: Vec<u64>,
     pub trained_slots: u64,
 }
 
@@ -135,6 +146,7 @@ impl Sq8 {
             lines: Vec::new(),
             stride,
             slots: 0,
+            clamped: Vec::new(),
             trained_slots,
         }
     }
@@ -165,13 +177,21 @@ impl Sq8 {
     pub fn try_reserve(&mut self, slots: usize) -> Result<(), std::collections::TryReserveError> {
         let need = self.lines_for(self.slots.saturating_add(slots));
         self.lines
-            .try_reserve(need.saturating_sub(self.lines.len()))
+            .try_reserve(need.saturating_sub(self.lines.len()))?;
+        let words = self.slots.saturating_add(slots).div_ceil(64);
+        self.clamped
+            .try_reserve(words.saturating_sub(self.clamped.len()))
     }
 
     /// Encodes one more vector (the next slot).
     pub fn push(&mut self, v: &[f32]) {
         let at = self.slots * self.stride;
+        let slot = self.slots;
         self.slots += 1;
+        if self.clamped.len() * 64 < self.slots {
+            self.clamped.push(0);
+        }
+        let mut out_of_range = false;
         self.lines
             .resize(self.lines_for(self.slots), Line([0; LINE]));
         let block = &mut lines_mut(&mut self.lines)[at..at + self.stride];
@@ -179,10 +199,14 @@ impl Sq8 {
         let mut a = 0.0f32;
         for ((x, &o), b) in v.iter().zip(&self.ranges.offsets).zip(codes) {
             let c = self.ranges.code(*x, o);
+            out_of_range |= self.ranges.clamps(*x, o);
             a += o * f32::from(c);
             *b = c as u8;
         }
         sum.copy_from_slice(&a.to_le_bytes());
+        if out_of_range {
+            self.clamped[slot / 64] |= 1 << (slot % 64);
+        }
     }
 
     /// Codes and sums for every slot's vector (given one by one), with these ranges.
@@ -223,6 +247,15 @@ impl Sq8 {
         unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<i8>(), b.len()) }
     }
 
+    /// Whether a component of `slot`'s vector lay outside the trained range.
+    #[inline(always)]
+    pub fn is_clamped(&self, slot: u32) -> bool {
+        let slot = slot as usize;
+        self.clamped
+            .get(slot / 64)
+            .is_some_and(|w| w & (1 << (slot % 64)) != 0)
+    }
+
     /// `slot`'s `a(x) = Σ o_d·c_d`.
     #[inline(always)]
     pub fn sum(&self, slot: u32) -> f32 {
@@ -240,7 +273,7 @@ impl Sq8 {
         let clamped = q
             .iter()
             .zip(&self.ranges.offsets)
-            .any(|(x, o)| ((x - o) / s).abs() > 127.0);
+            .any(|(x, &o)| self.ranges.clamps(*x, o));
         Sq8Query {
             sq8: self,
             distance,
@@ -288,16 +321,16 @@ impl Sq8Query<'_> {
         }
     }
 
-    /// The standard deviation of `dist(slot) − exact distance` for a candidate at approximate
+    /// The standard deviation of `dist(slot) − exact distance` for `slot` at approximate
     /// distance `approx`, or `None` where it is not known. Each component of the query and of a
     /// stored vector is off by at most s/2, spread evenly (variance s²/12), so for unit vectors
     /// (cosine) `q·x − q̂·x̂ = q·(x − x̂) + (q − q̂)·x̂` has variance `s²·(|q|² + |x̂|²)/12 ≈
     /// s²/6`; for Euclidean `|q̂ − x̂|² − |q − x|² ≈ 2(q − x)·(e_q − e_x)`, variance
-    /// `4·d·s²/6`. Unknown for dot product (stored vectors of any length) and for a query
-    /// outside the trained ranges. Measured on glove50 (s = 0.0062): σ 0.00255 against
+    /// `4·d·s²/6`. Unknown for dot product (stored vectors of any length) and where the query
+    /// or the slot's vector lies outside the trained ranges. Measured on glove50 (s = 0.0062): σ 0.00255 against
     /// s/√6 = 0.00254, the largest error of 6,000 4.4σ.
-    pub fn error_sigma(&self, approx: f32) -> Option<f32> {
-        if self.clamped {
+    pub fn error_sigma(&self, slot: u32, approx: f32) -> Option<f32> {
+        if self.clamped || self.sq8.is_clamped(slot) {
             return None;
         }
         let unit = self.s / 6f32.sqrt();
@@ -433,7 +466,7 @@ mod tests {
                 for slot in (0..1_800u32).step_by(7) {
                     let e = exact(q, &base[slot as usize * dim..(slot as usize + 1) * dim]);
                     let a = query.dist(slot);
-                    let sigma = query.error_sigma(a).expect("known for this distance");
+                    let sigma = query.error_sigma(slot, a).expect("known for this distance");
                     sum2 += f64::from(a - e).powi(2);
                     predicted2 += f64::from(sigma).powi(2);
                     n += 1.0;
@@ -449,11 +482,23 @@ mod tests {
         let q = &queries[..dim];
         assert!(
             sq8.query(q, Distance::DotProduct)
-                .error_sigma(0.5)
+                .error_sigma(0, 0.5)
                 .is_none()
         );
         let far: Vec<f32> = q.iter().map(|x| x * 100.0).collect();
-        assert!(sq8.query(&far, Distance::Cosine).error_sigma(0.5).is_none());
+        assert!(
+            sq8.query(&far, Distance::Cosine)
+                .error_sigma(0, 0.5)
+                .is_none()
+        );
+        // A stored vector outside the ranges: its error is not known either.
+        let mut sq8 = sq8;
+        let slot = sq8.len() as u32;
+        sq8.push(&far);
+        assert!(sq8.is_clamped(slot) && !sq8.is_clamped(slot - 1) && !sq8.is_clamped(0));
+        let query = sq8.query(q, Distance::Cosine);
+        assert!(query.error_sigma(slot, 0.5).is_none());
+        assert!(query.error_sigma(slot - 1, 0.5).is_some());
     }
 
     #[test]

@@ -44,6 +44,47 @@ fn stopping_the_rerank_early_returns_what_reranking_everything_does() {
             })
             .collect()
     };
+    // Vectors written after training that lie outside its ranges (component 0 far past
+    // anything trained on), and queries near them: their errors are unknown, so they are
+    // always re-ranked.
+    let config = CollectionConfig {
+        quantization: Quantization::Sq8,
+        ..CollectionConfig::default()
+    };
+    db.create_collection_with_config("out", base[0].len(), config)
+        .unwrap();
+    let records = base
+        .iter()
+        .take(1_500)
+        .enumerate()
+        .map(|(i, v)| Record::new(i.to_string(), v.clone(), None))
+        .collect();
+    db.insert_batch("out", records).unwrap();
+    let far = |v: &[f32]| {
+        let mut v = v.to_vec();
+        v[0] = 40.0;
+        v
+    };
+    let records = base[1_500..2_500]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record::new(format!("far{i}"), far(v), None))
+        .collect();
+    db.insert_batch("out", records).unwrap();
+    let far_queries: Vec<Vec<f32>> = queries.iter().map(|q| far(q)).collect();
+    let opts = SearchOptions::new().with_ef_search(40);
+    let search = |q: &[f32]| -> Vec<(String, u32)> {
+        db.search_with("out", q, 10, &opts)
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.id, h.distance.to_bits()))
+            .collect()
+    };
+    needle_core::__private::set_rerank_sigma_tenths(0);
+    let everything: Vec<_> = far_queries.iter().map(|q| search(q)).collect();
+    needle_core::__private::set_rerank_sigma_tenths(u32::MAX);
+    let stopped: Vec<_> = far_queries.iter().map(|q| search(q)).collect();
+    assert_eq!(everything, stopped, "vectors outside the trained ranges");
     for name in ["cos", "l2"] {
         for ef in [10, 40] {
             needle_core::__private::set_rerank_sigma_tenths(0);
