@@ -69,8 +69,9 @@ pub fn metric_of_dir(dir: &Path) -> Result<Metric> {
 /// The metric for the data set whose base vectors are at `base`, as peers.py's protocol says:
 /// `$PEERS_METRIC` if set, else the `meta.json` in the folder of `base`.
 pub fn metric_for_base(base: &Path) -> Result<Metric> {
-    if let Ok(name) = std::env::var("PEERS_METRIC")
-        && !name.trim().is_empty()
+    if let Some(name) = std::env::var("PEERS_METRIC")
+        .ok()
+        .filter(|n| !n.trim().is_empty())
     {
         return Metric::parse(&name).ok_or_else(|| BenchError::Meta {
             path: PathBuf::from("$PEERS_METRIC"),

@@ -85,7 +85,7 @@ impl<T: Element> Vecs<T> {
     /// A matrix of rows of `dim` values from `data` (row after row); `data.len()` must be a
     /// multiple of `dim`, and `dim` positive.
     pub fn from_flat(dim: usize, data: Vec<T>) -> Result<Self, VecsError> {
-        if dim == 0 || !data.len().is_multiple_of(dim) {
+        if dim == 0 || data.len() % dim != 0 {
             return Err(VecsError::InvalidShape {
                 reason: format!("{} values do not make rows of {dim}", data.len()),
             });

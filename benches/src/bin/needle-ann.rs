@@ -729,9 +729,7 @@ fn mem_probe(label: &str) {
     for line in smaps.lines() {
         let mut words = line.split_whitespace();
         let first = words.next().unwrap_or("");
-        if let Some((lo, hi)) = first.split_once('-')
-            && !first.ends_with(':')
-        {
+        if let Some((lo, hi)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
             let addr = |h: &str| u64::from_str_radix(h, 16).unwrap_or(0);
             size_kb = addr(hi).saturating_sub(addr(lo)) / 1024;
             name = line

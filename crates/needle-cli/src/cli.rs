@@ -182,13 +182,15 @@ impl CollectionParams {
 
     /// The first flag given explicitly that disagrees with an existing collection's `config`.
     pub fn conflict_with(&self, config: &CollectionConfig) -> Option<String> {
-        if let Some(d) = self.distance
-            && Distance::from(d) != config.distance
+        if let Some(d) = self
+            .distance
+            .filter(|&d| Distance::from(d) != config.distance)
         {
             return Some(format!("--distance {d:?} (it has {:?})", config.distance));
         }
-        if let Some(q) = self.quantization
-            && Quantization::from(q) != config.quantization
+        if let Some(q) = self
+            .quantization
+            .filter(|&q| Quantization::from(q) != config.quantization)
         {
             return Some(format!(
                 "--quantization {} (it has {})",

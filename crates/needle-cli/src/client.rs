@@ -277,7 +277,7 @@ fn parse_raw(raw: &[u8]) -> std::io::Result<RawResponse> {
         .iter()
         .find(|(n, _)| n == "content-length")
         .and_then(|(_, v)| v.parse::<usize>().ok())
-        && body.len() != len
+        .filter(|&len| body.len() != len)
     {
         return Err(bad(format!(
             "the body is {} bytes, the header said {len}",

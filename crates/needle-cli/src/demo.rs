@@ -261,8 +261,9 @@ pub(crate) fn load(dir: &Path) -> Result<Data> {
     } else {
         (Vec::new(), Vec::new())
     };
-    if let Some(q) = query_vectors.first()
-        && q.len() != vectors[0].len()
+    if let Some(q) = query_vectors
+        .first()
+        .filter(|q| q.len() != vectors[0].len())
     {
         return Err(CliError::bad_input(
             &dir.join("query.fvecs"),

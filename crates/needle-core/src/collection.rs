@@ -407,9 +407,12 @@ impl Collection {
             .collect();
         let plan_one = |i: usize| graph.plan_for(&space, &records[i].vector, levels[i]);
         let plan_all = || (0..records.len()).into_par_iter().map(plan_one).collect();
-        let mut plans: Vec<Vec<Vec<Cand>>> = if records.len() > 1
-            && let Some(pool) = build_pool()
-        {
+        let pool = if records.len() > 1 {
+            build_pool()
+        } else {
+            None
+        };
+        let mut plans: Vec<Vec<Vec<Cand>>> = if let Some(pool) = pool {
             if rayon::current_thread_index().is_some() {
                 // Called from a rayon worker (a caller's `par_iter`): `install` would let this
                 // thread run other queued tasks of its pool while it waits — tasks that may
@@ -1145,10 +1148,10 @@ impl Collection {
                 .collect();
         };
         let pred = Pred::compile(filter, &self.indexes);
-        if let Some(e) = pred.estimate()
-            && (e as f64) * (e as f64) <= limit as f64 * self.live.max(1) as f64
-            && let Some(cands) = pred.gather()
-        {
+        let few = pred
+            .estimate()
+            .is_some_and(|e| (e as f64) * (e as f64) <= limit as f64 * self.live.max(1) as f64);
+        if let Some(cands) = few.then(|| pred.gather()).flatten() {
             let mut page: Vec<(&str, u32)> = cands
                 .into_iter()
                 .filter(|&s| self.pred_matches(&pred, s as usize))

@@ -29,8 +29,8 @@ impl Mapped {
     fn new(map: ReadOnlyMap, file: Arc<dyn DiskFile>, offset: u64) -> Option<Mapped> {
         let bytes = map.bytes();
         let fits = cfg!(target_endian = "little")
-            && (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f32>())
-            && bytes.len().is_multiple_of(4);
+            && (bytes.as_ptr() as usize) % std::mem::align_of::<f32>() == 0
+            && bytes.len() % 4 == 0;
         fits.then_some(Mapped { map, file, offset })
     }
 

@@ -262,7 +262,7 @@ impl ReplicatedDatabaseConfig {
     }
 
     fn millis(&mut self, field: &'static str, d: Duration) -> u64 {
-        if !d.subsec_nanos().is_multiple_of(1_000_000) && self.sub_millisecond.is_none() {
+        if d.subsec_nanos() % 1_000_000 != 0 && self.sub_millisecond.is_none() {
             self.sub_millisecond = Some(field);
         }
         u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -277,7 +277,7 @@ impl ReplicatedDatabaseConfig {
         if let Some(field) = self.sub_millisecond {
             return bad(field, "must be a whole number of milliseconds".into());
         }
-        if !self.tick_interval.subsec_nanos().is_multiple_of(1_000_000) {
+        if self.tick_interval.subsec_nanos() % 1_000_000 != 0 {
             return bad(
                 "tick_interval",
                 format!(

@@ -761,8 +761,10 @@ impl Assembler {
         max_idle: Duration,
         now: Duration,
     ) -> Result<Added> {
-        if let Some(&(id, count)) = self.completed.get(&from)
-            && id == (c.index, c.term)
+        if let Some(&(_, count)) = self
+            .completed
+            .get(&from)
+            .filter(|(id, _)| *id == (c.index, c.term))
         {
             return Ok(Added::AlreadyComplete(count));
         }

@@ -232,7 +232,7 @@ impl LogStore {
             if let Some(seq) = name
                 .strip_prefix("log-")
                 .and_then(|s| s.strip_suffix(".seg"))
-                && let Ok(seq) = seq.parse::<u64>()
+                .and_then(|s| s.parse::<u64>().ok())
             {
                 seqs.push(seq);
             }
@@ -276,10 +276,10 @@ impl LogStore {
             }
             let mut max_index = 0;
             for rec in records {
-                if let Record::Entries(ents) = &rec
-                    && let Some(e) = ents.last()
-                {
-                    max_index = max_index.max(e.index);
+                if let Record::Entries(ents) = &rec {
+                    if let Some(e) = ents.last() {
+                        max_index = max_index.max(e.index);
+                    }
                 }
                 store.replay(rec, &mut term_known);
             }
@@ -418,10 +418,11 @@ impl LogStore {
     }
 
     fn replay(&mut self, rec: Record, term_known: &mut bool) {
-        if let Record::Entries(ents) = &rec
-            && let Some(first) = ents.first()
-            && first.index > self.last_index() + 1
-        {
+        let gap = match &rec {
+            Record::Entries(ents) => ents.first().filter(|f| f.index > self.last_index() + 1),
+            _ => None,
+        };
+        if let Some(first) = gap {
             // The segments holding the entries before this one were deleted after a
             // compaction; a later Compact or Base record sets the real compaction point.
             self.entries.clear();

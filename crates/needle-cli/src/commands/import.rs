@@ -90,8 +90,9 @@ fn run_remote(
     } else {
         return Err(CliError::Http(remote::message(&answer)));
     };
-    if let Some((_, config)) = &existing
-        && let Some(conflict) = args.params.conflict_with(config)
+    if let Some(conflict) = existing
+        .as_ref()
+        .and_then(|(_, config)| args.params.conflict_with(config))
     {
         return Err(CliError::Usage(format!(
             "collection '{collection}' exists with another configuration: {conflict}"
@@ -192,13 +193,13 @@ fn run_file(
         }
         _ => None,
     };
-    if let Some(info) = &existing
-        && let Some(conflict) = args.params.conflict_with(&info.config)
-    {
-        return Err(CliError::Usage(format!(
-            "collection '{}' exists with another configuration: {conflict}",
-            info.name
-        )));
+    if let Some(info) = &existing {
+        if let Some(conflict) = args.params.conflict_with(&info.config) {
+            return Err(CliError::Usage(format!(
+                "collection '{}' exists with another configuration: {conflict}",
+                info.name
+            )));
+        }
     }
     let config = existing
         .as_ref()

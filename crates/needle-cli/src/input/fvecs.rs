@@ -118,9 +118,7 @@ pub fn read_fvecs(path: &Path) -> Result<Vec<Vec<f32>>> {
     let mut rows: Vec<Vec<f32>> = Vec::new();
     for item in FvecsRows::open(path)? {
         let (row, v) = item?;
-        if let Some(first) = rows.first()
-            && first.len() != v.len()
-        {
+        if let Some(first) = rows.first().filter(|f| f.len() != v.len()) {
             return Err(CliError::bad_input(
                 path,
                 format!("row {row}"),

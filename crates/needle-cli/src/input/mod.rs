@@ -136,9 +136,7 @@ pub fn scan(input: &Input, distance: Distance, expected_dim: Option<usize>) -> R
         check_record(&record, distance).map_err(bad)?;
         rows += 1;
     }
-    if let Some(ids) = &input.ids
-        && ids.len() as u64 != rows
-    {
+    if let Some(ids) = input.ids.as_ref().filter(|ids| ids.len() as u64 != rows) {
         return Err(CliError::Usage(format!(
             "the ids file has {} lines but {} has {rows} rows",
             ids.len(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{Disk, DiskFile, DiskLock, OpenMode};
 
 /// The operating system's file system: positional reads and writes, `fsync`, directory `fsync`
-/// and advisory locks (`flock`-style, through `File::try_lock`).
+/// and advisory locks (`flock`, through the `fs4` crate).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OsDisk;
 
@@ -91,13 +91,15 @@ impl Disk for OsDisk {
             .read(true)
             .write(true)
             .open(path)?;
-        match file.try_lock() {
+        // fs4's lock (flock on Unix, LockFileEx on Windows), not std's `File::try_lock`: that
+        // one is Rust 1.89, and the MSRV is 1.85.
+        match fs4::FileExt::try_lock(&file) {
             Ok(()) => Ok(Box::new(OsLock { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            Err(fs4::TryLockError::WouldBlock) => Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "locked by another holder",
             )),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
+            Err(fs4::TryLockError::Error(e)) => Err(e),
         }
     }
 

@@ -46,34 +46,35 @@ fn neg_dot_entry(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `Σ aᵢ·bᵢ` over the common prefix of `a` and `b`.
+///
+/// # Safety
+/// The CPU must have NEON.
 #[target_feature(enable = "neon")]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut acc0 = vdupq_n_f32(0.0);
-    let mut acc1 = vdupq_n_f32(0.0);
-    let mut acc2 = vdupq_n_f32(0.0);
-    let mut acc3 = vdupq_n_f32(0.0);
     let mut i = 0;
-    while i + 16 <= n {
-        // SAFETY: i + 16 <= n and both slices hold at least n floats, so the four 4-float
-        // loads at i, i + 4, i + 8 and i + 12 stay inside both slices.
-        unsafe {
+    // SAFETY: NEON by the caller's contract (the intrinsics are unsafe to call before Rust 1.87,
+    // and the MSRV is 1.85); every load reads the 4 floats at an index j with j + 4 <= n,
+    // inside both slices, which hold at least n floats.
+    let mut sum = unsafe {
+        let mut acc0 = vdupq_n_f32(0.0);
+        let mut acc1 = vdupq_n_f32(0.0);
+        let mut acc2 = vdupq_n_f32(0.0);
+        let mut acc3 = vdupq_n_f32(0.0);
+        while i + 16 <= n {
             acc0 = vfmaq_f32(acc0, vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
             acc1 = vfmaq_f32(acc1, vld1q_f32(pa.add(i + 4)), vld1q_f32(pb.add(i + 4)));
             acc2 = vfmaq_f32(acc2, vld1q_f32(pa.add(i + 8)), vld1q_f32(pb.add(i + 8)));
             acc3 = vfmaq_f32(acc3, vld1q_f32(pa.add(i + 12)), vld1q_f32(pb.add(i + 12)));
+            i += 16;
         }
-        i += 16;
-    }
-    while i + 4 <= n {
-        // SAFETY: i + 4 <= n and both slices hold at least n floats.
-        unsafe {
+        while i + 4 <= n {
             acc0 = vfmaq_f32(acc0, vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
+            i += 4;
         }
-        i += 4;
-    }
-    let mut sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc0, acc1), vaddq_f32(acc2, acc3)));
+        vaddvq_f32(vaddq_f32(vaddq_f32(acc0, acc1), vaddq_f32(acc2, acc3)))
+    };
     for (x, y) in a[i..n].iter().zip(&b[i..n]) {
         sum = x.mul_add(*y, sum);
     }
@@ -81,39 +82,39 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `Σ (aᵢ − bᵢ)²` over the common prefix of `a` and `b`.
+///
+/// # Safety
+/// The CPU must have NEON.
 #[target_feature(enable = "neon")]
-fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+unsafe fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut acc0 = vdupq_n_f32(0.0);
-    let mut acc1 = vdupq_n_f32(0.0);
-    let mut acc2 = vdupq_n_f32(0.0);
-    let mut acc3 = vdupq_n_f32(0.0);
     let mut i = 0;
-    while i + 16 <= n {
-        // SAFETY: i + 16 <= n and both slices hold at least n floats, so the four 4-float
-        // loads at i, i + 4, i + 8 and i + 12 stay inside both slices.
-        let (d0, d1, d2, d3) = unsafe {
-            (
-                vsubq_f32(vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i))),
-                vsubq_f32(vld1q_f32(pa.add(i + 4)), vld1q_f32(pb.add(i + 4))),
-                vsubq_f32(vld1q_f32(pa.add(i + 8)), vld1q_f32(pb.add(i + 8))),
-                vsubq_f32(vld1q_f32(pa.add(i + 12)), vld1q_f32(pb.add(i + 12))),
-            )
-        };
-        acc0 = vfmaq_f32(acc0, d0, d0);
-        acc1 = vfmaq_f32(acc1, d1, d1);
-        acc2 = vfmaq_f32(acc2, d2, d2);
-        acc3 = vfmaq_f32(acc3, d3, d3);
-        i += 16;
-    }
-    while i + 4 <= n {
-        // SAFETY: i + 4 <= n and both slices hold at least n floats.
-        let d = unsafe { vsubq_f32(vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i))) };
-        acc0 = vfmaq_f32(acc0, d, d);
-        i += 4;
-    }
-    let mut sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc0, acc1), vaddq_f32(acc2, acc3)));
+    // SAFETY: as in `dot`: NEON by the caller's contract; every load reads the 4 floats at an
+    // index j with j + 4 <= n, inside both slices.
+    let mut sum = unsafe {
+        let mut acc0 = vdupq_n_f32(0.0);
+        let mut acc1 = vdupq_n_f32(0.0);
+        let mut acc2 = vdupq_n_f32(0.0);
+        let mut acc3 = vdupq_n_f32(0.0);
+        while i + 16 <= n {
+            let d0 = vsubq_f32(vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
+            let d1 = vsubq_f32(vld1q_f32(pa.add(i + 4)), vld1q_f32(pb.add(i + 4)));
+            let d2 = vsubq_f32(vld1q_f32(pa.add(i + 8)), vld1q_f32(pb.add(i + 8)));
+            let d3 = vsubq_f32(vld1q_f32(pa.add(i + 12)), vld1q_f32(pb.add(i + 12)));
+            acc0 = vfmaq_f32(acc0, d0, d0);
+            acc1 = vfmaq_f32(acc1, d1, d1);
+            acc2 = vfmaq_f32(acc2, d2, d2);
+            acc3 = vfmaq_f32(acc3, d3, d3);
+            i += 16;
+        }
+        while i + 4 <= n {
+            let d = vsubq_f32(vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
+            acc0 = vfmaq_f32(acc0, d, d);
+            i += 4;
+        }
+        vaddvq_f32(vaddq_f32(vaddq_f32(acc0, acc1), vaddq_f32(acc2, acc3)))
+    };
     for (x, y) in a[i..n].iter().zip(&b[i..n]) {
         let d = x - y;
         sum = d.mul_add(d, sum);

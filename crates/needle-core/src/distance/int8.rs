@@ -96,20 +96,7 @@ mod x86 {
                 name: "avx2",
             });
         }
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
-            v.push(Int8Kernels {
-                dot: dot_avx512bw_entry,
-                l2: l2_avx512bw_entry,
-                name: "avx512bw",
-            });
-            if is_x86_feature_detected!("avx512vnni") {
-                v.push(Int8Kernels {
-                    dot: dot_vnni_entry,
-                    l2: l2_avx512bw_entry,
-                    name: "avx512vnni",
-                });
-            }
-        }
+        v.extend(avx512::available());
         v
     }
 
@@ -121,112 +108,162 @@ mod x86 {
         // SAFETY: handed out by `available` only after detecting AVX2.
         unsafe { sum_avx2::<true>(a, b) }
     }
-    fn dot_avx512bw_entry(a: &[i8], b: &[i8]) -> i32 {
-        // SAFETY: handed out by `available` only after detecting AVX-512F and BW.
-        unsafe { sum_avx512bw::<false>(a, b) }
-    }
-    fn l2_avx512bw_entry(a: &[i8], b: &[i8]) -> i32 {
-        // SAFETY: handed out by `available` only after detecting AVX-512F and BW.
-        unsafe { sum_avx512bw::<true>(a, b) }
-    }
-    fn dot_vnni_entry(a: &[i8], b: &[i8]) -> i32 {
-        // SAFETY: handed out by `available` only after detecting AVX-512F, BW and VNNI.
-        unsafe { dot_vnni(a, b) }
-    }
 
+    /// The sum of the eight `i32` lanes of `v`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[allow(
+        unused_unsafe,
+        reason = "value intrinsics are safe here from Rust 1.87 on, unsafe before (MSRV 1.85)"
+    )]
     #[target_feature(enable = "avx2")]
-    fn hsum256(v: __m256i) -> i32 {
-        let lo = _mm256_castsi256_si128(v);
-        let hi = _mm256_extracti128_si256::<1>(v);
-        let s = _mm_add_epi32(lo, hi);
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        _mm_cvtsi128_si32(s)
+    unsafe fn hsum256(v: __m256i) -> i32 {
+        // SAFETY: the caller's contract (AVX2; the intrinsics are unsafe to call before Rust
+        // 1.87, and the MSRV is 1.85); no memory is read.
+        unsafe {
+            let lo = _mm256_castsi256_si128(v);
+            let hi = _mm256_extracti128_si256::<1>(v);
+            let s = _mm_add_epi32(lo, hi);
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+            _mm_cvtsi128_si32(s)
+        }
     }
 
     /// `Σ aᵢ·bᵢ` (`L2 = false`) or `Σ (aᵢ − bᵢ)²` (`L2 = true`): bytes sign-extended to `i16`,
     /// then `vpmaddwd` sums pairs of products into `i32` lanes.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
-    fn sum_avx2<const L2: bool>(a: &[i8], b: &[i8]) -> i32 {
+    unsafe fn sum_avx2<const L2: bool>(a: &[i8], b: &[i8]) -> i32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = _mm256_setzero_si256();
         let mut i = 0;
-        while i + 16 <= n {
-            // SAFETY: i + 16 <= n, so the 16-byte loads at i are inside both slices.
-            let (x, y) = unsafe {
-                (
-                    _mm_loadu_si128(pa.add(i).cast()),
-                    _mm_loadu_si128(pb.add(i).cast()),
-                )
-            };
-            let (x, y) = (_mm256_cvtepi8_epi16(x), _mm256_cvtepi8_epi16(y));
-            let (x, y) = if L2 {
-                let d = _mm256_sub_epi16(x, y);
-                (d, d)
-            } else {
-                (x, y)
-            };
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
-            i += 16;
-        }
-        hsum256(acc).wrapping_add(super::tail::<L2>(&a[i..n], &b[i..n]))
+        // SAFETY: AVX2 by the caller's contract; each load reads the 16 bytes at an index j
+        // with j + 16 <= n, inside both slices.
+        let main = unsafe {
+            let mut acc = _mm256_setzero_si256();
+            while i + 16 <= n {
+                let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(pa.add(i).cast()));
+                let y = _mm256_cvtepi8_epi16(_mm_loadu_si128(pb.add(i).cast()));
+                let (x, y) = if L2 {
+                    let d = _mm256_sub_epi16(x, y);
+                    (d, d)
+                } else {
+                    (x, y)
+                };
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
+                i += 16;
+            }
+            hsum256(acc)
+        };
+        main.wrapping_add(super::tail::<L2>(&a[i..n], &b[i..n]))
     }
 
-    /// [`sum_avx2`] on 512 bits.
-    #[target_feature(enable = "avx512f,avx512bw")]
-    fn sum_avx512bw<const L2: bool>(a: &[i8], b: &[i8]) -> i32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = _mm512_setzero_si512();
-        let mut i = 0;
-        while i + 32 <= n {
-            // SAFETY: i + 32 <= n, so the 32-byte loads at i are inside both slices.
-            let (x, y) = unsafe {
-                (
-                    _mm256_loadu_si256(pa.add(i).cast()),
-                    _mm256_loadu_si256(pb.add(i).cast()),
-                )
-            };
-            let (x, y) = (_mm512_cvtepi8_epi16(x), _mm512_cvtepi8_epi16(y));
-            let (x, y) = if L2 {
-                let d = _mm512_sub_epi16(x, y);
-                (d, d)
-            } else {
-                (x, y)
-            };
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(x, y));
-            i += 32;
+    /// The AVX-512 kernels: only from Rust 1.89, where their intrinsics are stable.
+    #[rustversion::since(1.89)]
+    mod avx512 {
+        use std::arch::x86_64::*;
+
+        use super::super::Int8Kernels;
+
+        pub(super) fn available() -> Vec<Int8Kernels> {
+            let mut v = Vec::new();
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+                v.push(Int8Kernels {
+                    dot: dot_avx512bw_entry,
+                    l2: l2_avx512bw_entry,
+                    name: "avx512bw",
+                });
+                if is_x86_feature_detected!("avx512vnni") {
+                    v.push(Int8Kernels {
+                        dot: dot_vnni_entry,
+                        l2: l2_avx512bw_entry,
+                        name: "avx512vnni",
+                    });
+                }
+            }
+            v
         }
-        _mm512_reduce_add_epi32(acc).wrapping_add(super::tail::<L2>(&a[i..n], &b[i..n]))
+
+        fn dot_avx512bw_entry(a: &[i8], b: &[i8]) -> i32 {
+            // SAFETY: handed out by `available` only after detecting AVX-512F and BW.
+            unsafe { sum_avx512bw::<false>(a, b) }
+        }
+        fn l2_avx512bw_entry(a: &[i8], b: &[i8]) -> i32 {
+            // SAFETY: handed out by `available` only after detecting AVX-512F and BW.
+            unsafe { sum_avx512bw::<true>(a, b) }
+        }
+        fn dot_vnni_entry(a: &[i8], b: &[i8]) -> i32 {
+            // SAFETY: handed out by `available` only after detecting AVX-512F, BW and VNNI.
+            unsafe { dot_vnni(a, b) }
+        }
+
+        /// [`sum_avx2`] on 512 bits.
+        #[target_feature(enable = "avx512f,avx512bw")]
+        fn sum_avx512bw<const L2: bool>(a: &[i8], b: &[i8]) -> i32 {
+            let n = a.len().min(b.len());
+            let (pa, pb) = (a.as_ptr(), b.as_ptr());
+            let mut acc = _mm512_setzero_si512();
+            let mut i = 0;
+            while i + 32 <= n {
+                // SAFETY: i + 32 <= n, so the 32-byte loads at i are inside both slices.
+                let (x, y) = unsafe {
+                    (
+                        _mm256_loadu_si256(pa.add(i).cast()),
+                        _mm256_loadu_si256(pb.add(i).cast()),
+                    )
+                };
+                let (x, y) = (_mm512_cvtepi8_epi16(x), _mm512_cvtepi8_epi16(y));
+                let (x, y) = if L2 {
+                    let d = _mm512_sub_epi16(x, y);
+                    (d, d)
+                } else {
+                    (x, y)
+                };
+                acc = _mm512_add_epi32(acc, _mm512_madd_epi16(x, y));
+                i += 32;
+            }
+            _mm512_reduce_add_epi32(acc).wrapping_add(super::super::tail::<L2>(&a[i..n], &b[i..n]))
+        }
+
+        /// `vpdpbusd` multiplies unsigned bytes by signed ones: `Σ (aᵢ + 128)·bᵢ − 128·Σ bᵢ`, with
+        /// `aᵢ + 128` as the byte `aᵢ XOR 0x80` and `Σ bᵢ` from a second `vpdpbusd` against ones.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+        fn dot_vnni(a: &[i8], b: &[i8]) -> i32 {
+            let n = a.len().min(b.len());
+            let (pa, pb) = (a.as_ptr(), b.as_ptr());
+            let bias = _mm512_set1_epi8(i8::MIN);
+            let ones = _mm512_set1_epi8(1);
+            let mut acc = _mm512_setzero_si512();
+            let mut sum_b = _mm512_setzero_si512();
+            let mut i = 0;
+            while i + 64 <= n {
+                // SAFETY: i + 64 <= n, so the 64-byte loads at i are inside both slices.
+                let (x, y) = unsafe {
+                    (
+                        _mm512_loadu_si512(pa.add(i).cast()),
+                        _mm512_loadu_si512(pb.add(i).cast()),
+                    )
+                };
+                acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(x, bias), y);
+                sum_b = _mm512_dpbusd_epi32(sum_b, ones, y);
+                i += 64;
+            }
+            let main = _mm512_reduce_add_epi32(acc)
+                .wrapping_sub(_mm512_reduce_add_epi32(sum_b).wrapping_mul(128));
+            main.wrapping_add(super::super::dot_i8_scalar(&a[i..n], &b[i..n]))
+        }
     }
 
-    /// `vpdpbusd` multiplies unsigned bytes by signed ones: `Σ (aᵢ + 128)·bᵢ − 128·Σ bᵢ`, with
-    /// `aᵢ + 128` as the byte `aᵢ XOR 0x80` and `Σ bᵢ` from a second `vpdpbusd` against ones.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn dot_vnni(a: &[i8], b: &[i8]) -> i32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let bias = _mm512_set1_epi8(i8::MIN);
-        let ones = _mm512_set1_epi8(1);
-        let mut acc = _mm512_setzero_si512();
-        let mut sum_b = _mm512_setzero_si512();
-        let mut i = 0;
-        while i + 64 <= n {
-            // SAFETY: i + 64 <= n, so the 64-byte loads at i are inside both slices.
-            let (x, y) = unsafe {
-                (
-                    _mm512_loadu_si512(pa.add(i).cast()),
-                    _mm512_loadu_si512(pb.add(i).cast()),
-                )
-            };
-            acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(x, bias), y);
-            sum_b = _mm512_dpbusd_epi32(sum_b, ones, y);
-            i += 64;
+    /// Before Rust 1.89: no AVX-512 kernels.
+    #[rustversion::before(1.89)]
+    mod avx512 {
+        pub(super) fn available() -> Vec<super::Int8Kernels> {
+            Vec::new()
         }
-        let main = _mm512_reduce_add_epi32(acc)
-            .wrapping_sub(_mm512_reduce_add_epi32(sum_b).wrapping_mul(128));
-        main.wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
     }
 }
 
@@ -258,40 +295,56 @@ mod neon {
         unsafe { l2(a, b) }
     }
 
+    /// `Σ aᵢ·bᵢ` over the common prefix.
+    ///
+    /// # Safety
+    /// The CPU must have NEON.
     #[target_feature(enable = "neon")]
-    fn dot(a: &[i8], b: &[i8]) -> i32 {
+    unsafe fn dot(a: &[i8], b: &[i8]) -> i32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = vdupq_n_s32(0);
         let mut i = 0;
-        while i + 16 <= n {
-            // SAFETY: i + 16 <= n, so the 16-byte loads at i are inside both slices.
-            let (x, y) = unsafe { (vld1q_s8(pa.add(i)), vld1q_s8(pb.add(i))) };
-            acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(x), vget_low_s8(y)));
-            acc = vpadalq_s16(acc, vmull_high_s8(x, y));
-            i += 16;
-        }
-        vaddvq_s32(acc).wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
+        // SAFETY: NEON by the caller's contract (the intrinsics are unsafe to call before Rust
+        // 1.87, and the MSRV is 1.85); each load reads the 16 bytes at an index j with
+        // j + 16 <= n, inside both slices.
+        let main = unsafe {
+            let mut acc = vdupq_n_s32(0);
+            while i + 16 <= n {
+                let (x, y) = (vld1q_s8(pa.add(i)), vld1q_s8(pb.add(i)));
+                acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(x), vget_low_s8(y)));
+                acc = vpadalq_s16(acc, vmull_high_s8(x, y));
+                i += 16;
+            }
+            vaddvq_s32(acc)
+        };
+        main.wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
     }
 
+    /// `Σ (aᵢ − bᵢ)²` over the common prefix.
+    ///
+    /// # Safety
+    /// The CPU must have NEON.
     #[target_feature(enable = "neon")]
-    fn l2(a: &[i8], b: &[i8]) -> i32 {
+    unsafe fn l2(a: &[i8], b: &[i8]) -> i32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = vdupq_n_s32(0);
         let mut i = 0;
-        while i + 16 <= n {
-            // SAFETY: i + 16 <= n, so the 16-byte loads at i are inside both slices.
-            let (x, y) = unsafe { (vld1q_s8(pa.add(i)), vld1q_s8(pb.add(i))) };
-            let lo = vsubl_s8(vget_low_s8(x), vget_low_s8(y));
-            let hi = vsubl_high_s8(x, y);
-            acc = vmlal_s16(acc, vget_low_s16(lo), vget_low_s16(lo));
-            acc = vmlal_high_s16(acc, lo, lo);
-            acc = vmlal_s16(acc, vget_low_s16(hi), vget_low_s16(hi));
-            acc = vmlal_high_s16(acc, hi, hi);
-            i += 16;
-        }
-        vaddvq_s32(acc).wrapping_add(super::l2_i8_scalar(&a[i..n], &b[i..n]))
+        // SAFETY: as in `dot`.
+        let main = unsafe {
+            let mut acc = vdupq_n_s32(0);
+            while i + 16 <= n {
+                let (x, y) = (vld1q_s8(pa.add(i)), vld1q_s8(pb.add(i)));
+                let lo = vsubl_s8(vget_low_s8(x), vget_low_s8(y));
+                let hi = vsubl_high_s8(x, y);
+                acc = vmlal_s16(acc, vget_low_s16(lo), vget_low_s16(lo));
+                acc = vmlal_high_s16(acc, lo, lo);
+                acc = vmlal_s16(acc, vget_low_s16(hi), vget_low_s16(hi));
+                acc = vmlal_high_s16(acc, hi, hi);
+                i += 16;
+            }
+            vaddvq_s32(acc)
+        };
+        main.wrapping_add(super::l2_i8_scalar(&a[i..n], &b[i..n]))
     }
 }
 

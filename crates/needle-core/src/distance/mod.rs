@@ -229,7 +229,7 @@ mod tests {
             sets.push(("avx2+fma", k));
         }
         #[cfg(target_arch = "x86_64")]
-        if let Some(k) = x86::avx512::kernels() {
+        if let Some(k) = x86::avx512_kernels() {
             sets.push(("avx512f", k));
         }
         #[cfg(target_arch = "aarch64")]

@@ -22,7 +22,20 @@ use super::Kernels;
 
 /// The best SIMD kernel set this CPU runs: AVX-512F, else AVX2+FMA, else none.
 pub(super) fn kernels() -> Option<Kernels> {
-    avx512::kernels().or_else(avx2_kernels)
+    avx512_kernels().or_else(avx2_kernels)
+}
+
+/// The AVX-512F kernel set, if this CPU has it and the compiler is Rust 1.89 or later (the
+/// AVX-512 intrinsics are stable from 1.89; older compilers build the AVX2 kernels only).
+#[rustversion::since(1.89)]
+pub(super) fn avx512_kernels() -> Option<Kernels> {
+    avx512::kernels()
+}
+
+/// Before Rust 1.89 there are no AVX-512 kernels.
+#[rustversion::before(1.89)]
+pub(super) fn avx512_kernels() -> Option<Kernels> {
+    None
 }
 
 /// The AVX2+FMA kernel set, if this CPU has both features.
@@ -60,19 +73,23 @@ fn neg_dot_entry(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `Σ aᵢ·bᵢ` over the common prefix of `a` and `b`.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut acc2 = _mm256_setzero_ps();
-    let mut acc3 = _mm256_setzero_ps();
     let mut i = 0;
-    while i + 32 <= n {
-        // SAFETY: i + 32 <= n and both slices hold at least n floats, so the four 8-float
-        // unaligned loads at i, i + 8, i + 16 and i + 24 stay inside both slices.
-        unsafe {
+    // SAFETY: the caller's contract gives AVX2 and FMA (the intrinsics are unsafe to call before
+    // Rust 1.87, and the MSRV is 1.85); every load reads the 8 floats at an index j with
+    // j + 8 <= n, inside both slices, which hold at least n floats.
+    let mut sum = unsafe {
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut acc2 = _mm256_setzero_ps();
+        let mut acc3 = _mm256_setzero_ps();
+        while i + 32 <= n {
             acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
             acc1 = _mm256_fmadd_ps(
                 _mm256_loadu_ps(pa.add(i + 8)),
@@ -89,20 +106,17 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
                 _mm256_loadu_ps(pb.add(i + 24)),
                 acc3,
             );
+            i += 32;
         }
-        i += 32;
-    }
-    while i + 8 <= n {
-        // SAFETY: i + 8 <= n and both slices hold at least n floats.
-        unsafe {
+        while i + 8 <= n {
             acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            i += 8;
         }
-        i += 8;
-    }
-    let mut sum = horizontal_sum(_mm256_add_ps(
-        _mm256_add_ps(acc0, acc1),
-        _mm256_add_ps(acc2, acc3),
-    ));
+        horizontal_sum(_mm256_add_ps(
+            _mm256_add_ps(acc0, acc1),
+            _mm256_add_ps(acc2, acc3),
+        ))
+    };
     for (x, y) in a[i..n].iter().zip(&b[i..n]) {
         sum = x.mul_add(*y, sum);
     }
@@ -110,51 +124,51 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `Σ (aᵢ − bᵢ)²` over the common prefix of `a` and `b`.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+unsafe fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut acc2 = _mm256_setzero_ps();
-    let mut acc3 = _mm256_setzero_ps();
     let mut i = 0;
-    while i + 32 <= n {
-        // SAFETY: i + 32 <= n and both slices hold at least n floats, so the four 8-float
-        // unaligned loads at i, i + 8, i + 16 and i + 24 stay inside both slices.
-        let (d0, d1, d2, d3) = unsafe {
-            (
-                _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))),
-                _mm256_sub_ps(
-                    _mm256_loadu_ps(pa.add(i + 8)),
-                    _mm256_loadu_ps(pb.add(i + 8)),
-                ),
-                _mm256_sub_ps(
-                    _mm256_loadu_ps(pa.add(i + 16)),
-                    _mm256_loadu_ps(pb.add(i + 16)),
-                ),
-                _mm256_sub_ps(
-                    _mm256_loadu_ps(pa.add(i + 24)),
-                    _mm256_loadu_ps(pb.add(i + 24)),
-                ),
-            )
-        };
-        acc0 = _mm256_fmadd_ps(d0, d0, acc0);
-        acc1 = _mm256_fmadd_ps(d1, d1, acc1);
-        acc2 = _mm256_fmadd_ps(d2, d2, acc2);
-        acc3 = _mm256_fmadd_ps(d3, d3, acc3);
-        i += 32;
-    }
-    while i + 8 <= n {
-        // SAFETY: i + 8 <= n and both slices hold at least n floats.
-        let d = unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
-        acc0 = _mm256_fmadd_ps(d, d, acc0);
-        i += 8;
-    }
-    let mut sum = horizontal_sum(_mm256_add_ps(
-        _mm256_add_ps(acc0, acc1),
-        _mm256_add_ps(acc2, acc3),
-    ));
+    // SAFETY: as in `dot`: AVX2 and FMA by the caller's contract; every load reads the 8 floats
+    // at an index j with j + 8 <= n, inside both slices.
+    let mut sum = unsafe {
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut acc2 = _mm256_setzero_ps();
+        let mut acc3 = _mm256_setzero_ps();
+        while i + 32 <= n {
+            let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+            let d1 = _mm256_sub_ps(
+                _mm256_loadu_ps(pa.add(i + 8)),
+                _mm256_loadu_ps(pb.add(i + 8)),
+            );
+            let d2 = _mm256_sub_ps(
+                _mm256_loadu_ps(pa.add(i + 16)),
+                _mm256_loadu_ps(pb.add(i + 16)),
+            );
+            let d3 = _mm256_sub_ps(
+                _mm256_loadu_ps(pa.add(i + 24)),
+                _mm256_loadu_ps(pb.add(i + 24)),
+            );
+            acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+            acc1 = _mm256_fmadd_ps(d1, d1, acc1);
+            acc2 = _mm256_fmadd_ps(d2, d2, acc2);
+            acc3 = _mm256_fmadd_ps(d3, d3, acc3);
+            i += 32;
+        }
+        while i + 8 <= n {
+            let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+            acc0 = _mm256_fmadd_ps(d, d, acc0);
+            i += 8;
+        }
+        horizontal_sum(_mm256_add_ps(
+            _mm256_add_ps(acc0, acc1),
+            _mm256_add_ps(acc2, acc3),
+        ))
+    };
     for (x, y) in a[i..n].iter().zip(&b[i..n]) {
         let d = x - y;
         sum = d.mul_add(d, sum);
@@ -168,59 +182,73 @@ fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
 /// whichever way a distance was computed. Each 8-float block of `a` is loaded once for the four
 /// vectors (faiss's batch of four in its HNSW search), and the four vectors' loads are in flight
 /// together.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 #[allow(
     clippy::needless_range_loop,
     reason = "j indexes the query's block and each vector's accumulator alike"
 )]
-fn sum4<const L2: bool>(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+unsafe fn sum4<const L2: bool>(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
     let n = a.len();
     if b.iter().any(|v| v.len() != n) {
-        // Closures inherit this function's target features (AVX2, FMA).
-        return b.map(|v| if L2 { l2_squared(a, v) } else { dot(a, v) });
+        // SAFETY: this function's own contract (AVX2 and FMA).
+        return b.map(|v| unsafe { if L2 { l2_squared(a, v) } else { dot(a, v) } });
     }
-    // One step of an accumulator: `acc + q·x`, or `acc + (q − x)²`.
+    /// One step of an accumulator: `acc + q·x`, or `acc + (q − x)²`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[allow(
+        unused_unsafe,
+        reason = "value intrinsics are safe here from Rust 1.87 on, unsafe before (MSRV 1.85)"
+    )]
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    fn step<const L2: bool>(q: __m256, x: __m256, acc: __m256) -> __m256 {
-        if L2 {
-            let d = _mm256_sub_ps(q, x);
-            _mm256_fmadd_ps(d, d, acc)
-        } else {
-            _mm256_fmadd_ps(q, x, acc)
+    unsafe fn step<const L2: bool>(q: __m256, x: __m256, acc: __m256) -> __m256 {
+        // SAFETY: the caller's contract (AVX2 and FMA); no memory is read.
+        unsafe {
+            if L2 {
+                let d = _mm256_sub_ps(q, x);
+                _mm256_fmadd_ps(d, d, acc)
+            } else {
+                _mm256_fmadd_ps(q, x, acc)
+            }
         }
     }
     let pa = a.as_ptr();
     let pb = b.map(<[f32]>::as_ptr);
-    let mut acc = [[_mm256_setzero_ps(); 4]; 4];
     let mut i = 0;
-    while i + 32 <= n {
-        for j in 0..4 {
-            // SAFETY: i + 32 <= n, and `a` and each `b` hold n floats, so the 8-float loads at
-            // i + 8·j (j < 4) stay inside them.
-            unsafe {
+    let mut out = [0.0; 4];
+    // SAFETY: AVX2 and FMA by the caller's contract; `a` and each `b` hold n floats, and every
+    // load reads the 8 floats at an index j with j + 8 <= n (i + 8·j' for j' < 4 while
+    // i + 32 <= n, then i while i + 8 <= n).
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); 4]; 4];
+        while i + 32 <= n {
+            for j in 0..4 {
                 let qa = _mm256_loadu_ps(pa.add(i + 8 * j));
                 for (v, p) in pb.iter().enumerate() {
                     acc[v][j] = step::<L2>(qa, _mm256_loadu_ps(p.add(i + 8 * j)), acc[v][j]);
                 }
             }
+            i += 32;
         }
-        i += 32;
-    }
-    while i + 8 <= n {
-        // SAFETY: i + 8 <= n and every slice holds n floats.
-        unsafe {
+        while i + 8 <= n {
             let qa = _mm256_loadu_ps(pa.add(i));
             for (v, p) in pb.iter().enumerate() {
                 acc[v][0] = step::<L2>(qa, _mm256_loadu_ps(p.add(i)), acc[v][0]);
             }
+            i += 8;
         }
-        i += 8;
+        for v in 0..4 {
+            let [a0, a1, a2, a3] = acc[v];
+            out[v] = horizontal_sum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        }
     }
-    let mut out = [0.0; 4];
     for v in 0..4 {
-        let [a0, a1, a2, a3] = acc[v];
-        let mut sum = horizontal_sum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        let mut sum = out[v];
         for (x, y) in a[i..n].iter().zip(&b[v][i..n]) {
             sum = if L2 {
                 let d = x - y;
@@ -273,15 +301,26 @@ pub(super) fn batch_for(kernel: super::Kernel) -> Option<super::Kernel4> {
 }
 
 /// The sum of the eight lanes of `v`.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[allow(
+    unused_unsafe,
+    reason = "value intrinsics are safe here from Rust 1.87 on, unsafe before (MSRV 1.85)"
+)]
 #[target_feature(enable = "avx2,fma")]
-fn horizontal_sum(v: __m256) -> f32 {
-    let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
-    let single = _mm_add_ss(pair, _mm_shuffle_ps::<0b01>(pair, pair));
-    _mm_cvtss_f32(single)
+unsafe fn horizontal_sum(v: __m256) -> f32 {
+    // SAFETY: the caller's contract (AVX2); no memory is read.
+    unsafe {
+        let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+        let single = _mm_add_ss(pair, _mm_shuffle_ps::<0b01>(pair, pair));
+        _mm_cvtss_f32(single)
+    }
 }
 
-pub(super) mod avx512 {
+#[rustversion::since(1.89)]
+mod avx512 {
     //! The AVX-512F kernels.
 
     use std::arch::x86_64::{

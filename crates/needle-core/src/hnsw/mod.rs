@@ -319,9 +319,10 @@ impl Graph {
     /// Hints the CPU to fetch the link block of `slot` on `layer`.
     #[inline(always)]
     fn prefetch_links(&self, slot: u32, layer: usize) {
-        if layer == 0
-            && let Some(block) = self.links0.get(slot as usize * self.stride0()..)
-        {
+        if layer != 0 {
+            return;
+        }
+        if let Some(block) = self.links0.get(slot as usize * self.stride0()..) {
             prefetch(block.as_ptr().cast());
         }
     }

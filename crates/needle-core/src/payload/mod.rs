@@ -229,9 +229,11 @@ impl PayloadIndex {
 
     /// Like `scalar_key`, adding an unseen keyword to the dictionary.
     fn intern_key(&mut self, v: &Value) -> Option<u64> {
-        if let (IndexKind::Keyword, Value::String(s)) = (self.kind, v)
-            && !self.dict.contains_key(s)
-        {
+        let unseen = match (self.kind, v) {
+            (IndexKind::Keyword, Value::String(s)) if !self.dict.contains_key(s) => Some(s),
+            _ => None,
+        };
+        if let Some(s) = unseen {
             let k = self.strings.len() as u64;
             self.dict.insert(s.clone(), k);
             self.strings.push(s.clone());

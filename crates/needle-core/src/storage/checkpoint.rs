@@ -328,9 +328,7 @@ pub(crate) fn decode_with_offsets(
     for _ in 0..n_collections {
         let (c, vectors_at) = decode_collection(&mut sections, version)?;
         offsets.push(vectors_at as u64);
-        if let Some(prev) = collections.last()
-            && prev.name >= c.name
-        {
+        if collections.last().is_some_and(|prev| prev.name >= c.name) {
             return Err(corrupt(
                 sections.pos,
                 format!("collection '{}' is out of order or repeated", c.name),

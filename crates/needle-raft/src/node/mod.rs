@@ -366,9 +366,8 @@ impl Node {
             None => (DedupWindow::new(cfg.dedup_window), 0),
         };
         for e in store.entries_in(window_from + 1, applied) {
-            if e.get_entry_type() == EntryType::EntryNormal
-                && let Some(rid) = entry_request_id(&e.data)
-            {
+            let normal = e.get_entry_type() == EntryType::EntryNormal;
+            if let Some(rid) = normal.then(|| entry_request_id(&e.data)).flatten() {
                 window.record(e.index, rid);
             }
         }
@@ -1124,10 +1123,10 @@ impl Node {
             self.applied = e.index;
             // Our proposal at this index lost to another entry. When it was the id's latest
             // proposal, the id can no longer commit through this node's proposals.
-            if let Some(pid) = self.by_index.remove(&e.index)
-                && Some(pid) != id
-                && self.writes.get(&pid).is_some_and(|w| w.index == e.index)
-                && let Some(w) = self.writes.remove(&pid)
+            let lost = self.by_index.remove(&e.index).filter(|pid| {
+                id.as_ref() != Some(pid) && self.writes.get(pid).is_some_and(|w| w.index == e.index)
+            });
+            if let Some((pid, w)) = lost.and_then(|pid| self.writes.remove(&pid).map(|w| (pid, w)))
             {
                 let outcome = if self.window.contains(&pid) {
                     WriteOutcome::MaybeApplied // an earlier attempt applied
