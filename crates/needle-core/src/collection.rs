@@ -1255,11 +1255,13 @@ impl Collection {
         let mut best = TopK::new(k);
         let mut ranked = Vec::with_capacity(cands.len());
         for (i, &c) in cands.iter().enumerate() {
-            if sigmas > 0.0
-                && let Some(worst) = best.full_worst()
-                && let Some(sigma) = query.error_sigma(c.id, c.d)
-                && c.d - sigmas * sigma > worst.d
-            {
+            let beyond = sigmas > 0.0
+                && best.full_worst().is_some_and(|worst| {
+                    query
+                        .error_sigma(c.id, c.d)
+                        .is_some_and(|sigma| c.d - sigmas * sigma > worst.d)
+                });
+            if beyond {
                 // Not read. The candidates after it are farther by int8 distance, but one whose
                 // error is unknown (a vector outside the trained ranges) may still be nearer.
                 continue;
@@ -1451,9 +1453,7 @@ impl TopK {
         }
         let at = self.best.partition_point(|e| *e < c);
         self.best.insert(at, c);
-        if self.best.len() >= self.k
-            && let Some(worst) = self.best.last()
-        {
+        if let Some(worst) = self.best.last().filter(|_| self.best.len() >= self.k) {
             self.bound = worst.d;
         }
     }
