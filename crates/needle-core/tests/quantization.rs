@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{read_fvecs, read_ivecs, testdata};
+use common::{filter_meta as meta, filters, read_fvecs, read_ivecs, testdata};
 use needle_core::{CollectionConfig, Database, Quantization, Record, SearchOptions};
 
 const K: usize = 10;
@@ -173,29 +173,6 @@ fn sq8_survives_reopen_checkpoint_snapshot_and_compaction_deterministically() {
     drop(db);
     let db = Database::open(&path).unwrap();
     assert_eq!(answers(&db, queries), compacted, "compaction replayed");
-}
-
-/// The filters of the filtered sq8 tests, over the metadata of [`meta`]: 1 % to 50 %, on an
-/// indexed integer (`g`), an indexed keyword (`tag`) and an unindexed integer (`u`, the JSON
-/// path), alone and combined.
-fn filters() -> Vec<serde_json::Value> {
-    use serde_json::json;
-    vec![
-        json!({"g": {"$lt": 1}}),
-        json!({"g": {"$in": [3, 17, 41, 77, 90]}}),
-        json!({"g": {"$lt": 10}}),
-        json!({"tag": "a"}),
-        json!({"$and": [{"tag": "b"}, {"g": {"$lt": 40}}]}),
-        json!({"g": {"$gte": 50}}),
-        json!({"u": {"$lt": 30}}),
-    ]
-}
-
-/// Row `i`'s metadata: `g` = i·37 mod 100 (indexed), `tag` one of four (indexed), `u` =
-/// i·7 mod 100 (not indexed).
-fn meta(i: usize) -> serde_json::Value {
-    let tag = ["a", "b", "c", "d"][i % 4];
-    serde_json::json!({"g": (i * 37) % 100, "tag": tag, "u": (i * 7) % 100})
 }
 
 /// Whether row `i` matches `filter` (the filters of [`filters`], evaluated by the library).

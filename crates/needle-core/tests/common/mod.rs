@@ -102,3 +102,25 @@ pub fn wal_seal(wal: &[u8]) -> needle_core::disk::frame::Seal {
         salt: u64::from_le_bytes(wal[20..28].try_into().unwrap()),
     }
 }
+
+/// The filters of the filtered tests on quantized codes (`quantization.rs`, `index_codes.rs`),
+/// over the metadata of [`filter_meta`]: 1 % to 50 %, on an indexed integer (`g`), an indexed
+/// keyword (`tag`) and an unindexed integer (`u`, the JSON path), alone and combined.
+pub fn filters() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    vec![
+        json!({"g": {"$lt": 1}}),
+        json!({"g": {"$in": [3, 17, 41, 77, 90]}}),
+        json!({"g": {"$lt": 10}}),
+        json!({"tag": "a"}),
+        json!({"$and": [{"tag": "b"}, {"g": {"$lt": 40}}]}),
+        json!({"g": {"$gte": 50}}),
+        json!({"u": {"$lt": 30}}),
+    ]
+}
+
+/// Row `i`'s metadata for [`filters`]: `g` = i·37 mod 100, `tag` one of four, `u` = i·7 mod 100.
+pub fn filter_meta(i: usize) -> serde_json::Value {
+    let tag = ["a", "b", "c", "d"][i % 4];
+    serde_json::json!({"g": (i * 37) % 100, "tag": tag, "u": (i * 7) % 100})
+}
