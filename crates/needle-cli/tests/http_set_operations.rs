@@ -58,6 +58,14 @@ fn set_operations_and_indexes_over_http() {
         2,
         "{before:?}"
     );
+    // The collection's info shows the same indexes and the int8 codes' memory.
+    let info = n.get("/v1/collections/items").unwrap();
+    assert_eq!(info.body["indexes"], before.body["indexes"], "{info:?}");
+    assert!(before.body["index_codes_bytes"].as_u64().unwrap() >= 100 * 64);
+    assert_eq!(
+        info.body["index_codes_bytes"],
+        before.body["index_codes_bytes"]
+    );
     let r = n
         .post(idx, &json!({"path": "tenant", "kind": "float"}))
         .unwrap();

@@ -24,6 +24,26 @@ fn count_scroll_delete_and_export_by_filter() {
     assert_eq!(count(group2), 20, "an index changes no answer");
     let info = needle(["--json", "index", "create", db, "items", "i", "integer"]).json();
     assert_eq!(info["indexed"], 60);
+    // `needle info` lists the indexes and what they and the filtered searches' codes cost.
+    let shown = needle(["--json", "info", db]).json();
+    let c = &shown["collections"][0];
+    let paths: Vec<&str> = c["indexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["group", "i"]);
+    assert_eq!(c["indexes"][0]["kind"], "integer");
+    assert_eq!(c["indexes"][0]["indexed"], 60);
+    assert!(c["indexes"][0]["memory_bytes"].as_u64().unwrap() > 0);
+    assert!(c["index_codes_bytes"].as_u64().unwrap() >= 60 * 64);
+    let text = needle(["info", db]).ok().to_string();
+    assert!(
+        text.contains("group (integer): 3 values, 60 records indexed"),
+        "{text}"
+    );
+    assert!(text.contains("int8 codes for filtered searches"), "{text}");
 
     // Bad input: an unknown kind, an index that exists, a bad filter; nothing changes.
     needle(["index", "create", db, "items", "x", "text"]).fails(1, &["unknown kind 'text'"]);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{filter_meta as meta, filters, read_fvecs, testdata};
+use common::{filter_meta as meta, filtered_collection, filters, read_fvecs, testdata};
 use needle_core::__private::{index_codes_are_fresh, set_index_codes};
 use needle_core::{CollectionConfig, Database, Distance, Filter, IndexKind, Record, SearchOptions};
 
@@ -48,19 +48,11 @@ fn filtered_recall_on_the_codes_matches_the_f32_passes() {
     let queries = read_fvecs(&testdata("glove50-10k").join("query.fvecs"));
     let queries = &queries[..100];
     for distance in [Distance::Cosine, Distance::Euclidean] {
-        let db = Database::in_memory();
         let config = CollectionConfig {
             distance,
             ..CollectionConfig::default()
         };
-        db.create_collection_with_config("c", base[0].len(), config)
-            .unwrap();
-        db.create_index("c", "g", IndexKind::Integer).unwrap();
-        db.create_index("c", "tag", IndexKind::Keyword).unwrap();
-        let recs = (0..base.len())
-            .map(|i| Record::new(i.to_string(), base[i].clone(), Some(meta(i))))
-            .collect();
-        db.insert_batch("c", recs).unwrap();
+        let db = filtered_collection(&base, config);
         assert_eq!(index_codes_are_fresh(&db, "c").unwrap(), Some(true));
         assert!(db.collection_info("c").unwrap().index_codes_bytes >= base.len() * 64);
         for raw in filters() {

@@ -187,23 +187,12 @@ fn matches(filter: &needle_core::Filter, i: usize) -> bool {
 /// matches the filter.
 #[test]
 fn sq8_filtered_recall_is_close_to_f32() {
-    use needle_core::{Filter, IndexKind};
+    use needle_core::Filter;
     let (base, queries, _) = load("glove50-10k");
     let queries = &queries[..100];
     let dbs: Vec<Database> = [Quantization::None, Quantization::Sq8]
         .into_iter()
-        .map(|q| {
-            let db = Database::in_memory();
-            db.create_collection_with_config("c", base[0].len(), config(q))
-                .unwrap();
-            db.create_index("c", "g", IndexKind::Integer).unwrap();
-            db.create_index("c", "tag", IndexKind::Keyword).unwrap();
-            let recs = (0..base.len())
-                .map(|i| Record::new(i.to_string(), base[i].clone(), Some(meta(i))))
-                .collect();
-            db.insert_batch("c", recs).unwrap();
-            db
-        })
+        .map(|q| common::filtered_collection(&base, config(q)))
         .collect();
     for raw in filters() {
         let filter = Filter::parse(&raw).unwrap();

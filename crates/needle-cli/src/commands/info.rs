@@ -56,6 +56,26 @@ pub fn run(args: &InfoArgs, json: bool) -> Result<()> {
             ]);
         }
         text.push_str(&table.render());
+        for i in infos.iter().filter(|i| !i.indexes.is_empty()) {
+            text.push_str(&format!("{}: payload indexes\n", i.name));
+            for x in &i.indexes {
+                text.push_str(&format!(
+                    "  {} ({}): {} values, {} records indexed, {} irregular, {} of memory\n",
+                    x.path,
+                    x.kind.name(),
+                    x.values,
+                    x.indexed,
+                    x.irregular,
+                    output::bytes(x.memory_bytes as u64)
+                ));
+            }
+            if i.index_codes_bytes > 0 {
+                text.push_str(&format!(
+                    "  int8 codes for filtered searches: {} of memory\n",
+                    output::bytes(i.index_codes_bytes as u64)
+                ));
+            }
+        }
     }
     output::print(&text)
 }

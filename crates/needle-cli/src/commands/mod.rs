@@ -112,6 +112,20 @@ pub fn config_json(info: &needle_core::CollectionInfo) -> Value {
         "quantization": info.config.quantization.name(),
         "count": info.count,
         "deleted": info.deleted,
+        "indexes": info.indexes.iter().map(index_json).collect::<Vec<_>>(),
+        "index_codes_bytes": info.index_codes_bytes,
+    })
+}
+
+/// One payload index as `needle info --json` and the HTTP API show it.
+pub fn index_json(i: &needle_core::IndexInfo) -> Value {
+    json!({
+        "path": i.path,
+        "kind": i.kind.name(),
+        "values": i.values,
+        "indexed": i.indexed,
+        "irregular": i.irregular,
+        "memory_bytes": i.memory_bytes,
     })
 }
 

@@ -508,22 +508,8 @@ fn barrier(app: &App, c: Consistency) -> std::result::Result<(), ApiError> {
         .map_err(|e| raft_error(app, e))
 }
 
-fn distance_name(d: Distance) -> &'static str {
-    crate::commands::distance_name(d)
-}
-
 fn info_json(i: &CollectionInfo) -> Value {
-    json!({
-        "name": i.name,
-        "dimensions": i.dimensions,
-        "distance": distance_name(i.config.distance),
-        "m": i.config.m,
-        "ef_construction": i.config.ef_construction,
-        "ef_search": i.config.ef_search,
-        "quantization": i.config.quantization.name(),
-        "count": i.count,
-        "deleted": i.deleted,
-    })
+    crate::commands::config_json(i)
 }
 
 /// Checks a write's vectors against the collection as this (leader) node has it, so that a
@@ -1734,14 +1720,7 @@ async fn delete_by_filter(
 }
 
 fn index_json(i: &needle_core::IndexInfo) -> Value {
-    json!({
-        "path": i.path,
-        "kind": i.kind.name(),
-        "values": i.values,
-        "indexed": i.indexed,
-        "irregular": i.irregular,
-        "memory_bytes": i.memory_bytes,
-    })
+    crate::commands::index_json(i)
 }
 
 #[utoipa::path(
@@ -1761,7 +1740,11 @@ async fn list_indexes(
         barrier(&app, p.consistency)?;
         let info = app.db.collection_info(&collection).map_err(from_core)?;
         let indexes: Vec<Value> = info.indexes.iter().map(index_json).collect();
-        Ok(json!({"indexes": indexes, "applied_index": app.node.applied_index()}))
+        Ok(json!({
+            "indexes": indexes,
+            "index_codes_bytes": info.index_codes_bytes,
+            "applied_index": app.node.applied_index(),
+        }))
     })
     .await?;
     ok(StatusCode::OK, body)

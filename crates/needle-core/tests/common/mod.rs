@@ -124,3 +124,23 @@ pub fn filter_meta(i: usize) -> serde_json::Value {
     let tag = ["a", "b", "c", "d"][i % 4];
     serde_json::json!({"g": (i * 37) % 100, "tag": tag, "u": (i * 7) % 100})
 }
+
+/// An in-memory database whose collection "c" (`config`) holds `base`'s rows with the metadata
+/// of [`filter_meta`] and payload indexes on two of its three paths (`g` integer, `tag`
+/// keyword; `u` stays unindexed): the collection of the filtered tests on quantized codes.
+pub fn filtered_collection(
+    base: &[Vec<f32>],
+    config: needle_core::CollectionConfig,
+) -> needle_core::Database {
+    use needle_core::{Database, IndexKind, Record};
+    let db = Database::in_memory();
+    db.create_collection_with_config("c", base[0].len(), config)
+        .unwrap();
+    db.create_index("c", "g", IndexKind::Integer).unwrap();
+    db.create_index("c", "tag", IndexKind::Keyword).unwrap();
+    let recs = (0..base.len())
+        .map(|i| Record::new(i.to_string(), base[i].clone(), Some(filter_meta(i))))
+        .collect();
+    db.insert_batch("c", recs).unwrap();
+    db
+}
