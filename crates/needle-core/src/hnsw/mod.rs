@@ -33,11 +33,12 @@ const MAX_LINKS: usize = 256;
 /// inside the kernel ahead of the loads gained nothing (Zen 4, best of 5 interleaved passes).
 const PREFETCH_LINES: usize = 8;
 /// While the distance to the j-th fresh neighbour is computed, the vector of the (j + 4)-th is
-/// prefetched (the first 4 before the loop). Against prefetching all fresh neighbours at once:
-/// glove50 1.13-1.25x QPS at ef 32-192 (lookahead 2: 1.0-1.1x, 6-8: like 4; words-minilm
+/// prefetched (the first 4 before the loop), for f32 vectors (sq8 codes are prefetched further
+/// ahead where a block is small: `Sq8Query::lookahead`). Against prefetching all fresh
+/// neighbours at once: glove50 1.13-1.25x QPS at ef 32-192 (lookahead 2: 1.0-1.1x, 6-8: like 4; words-minilm
 /// within ±5% for any lookahead), because a burst of 30 vectors × 4-5 lines fills the
 /// miss queue and stalls the prefetches themselves.
-const LOOKAHEAD: usize = 4;
+pub(crate) const LOOKAHEAD: usize = 4;
 
 /// A node and its distance to the query; ordered by distance, then slot, so ties are deterministic.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -153,6 +154,12 @@ pub(crate) trait Query {
     fn dist4(&self, slots: [u32; 4]) -> [f32; 4] {
         slots.map(|s| self.dist(s))
     }
+    /// How many fresh neighbours ahead of the distance being computed their data is
+    /// prefetched ([`LOOKAHEAD`] unless the query's data is small enough for more).
+    #[inline(always)]
+    fn lookahead(&self) -> usize {
+        LOOKAHEAD
+    }
 }
 
 /// A query vector against the f32 vectors of a [`Space`].
@@ -201,6 +208,11 @@ impl Query for crate::sq8::Sq8Query<'_> {
     #[inline(always)]
     fn prefetch(&self, slot: u32) {
         crate::sq8::Sq8Query::prefetch(self, slot);
+    }
+
+    #[inline(always)]
+    fn lookahead(&self) -> usize {
+        crate::sq8::Sq8Query::lookahead(self)
     }
 }
 
@@ -340,11 +352,12 @@ impl Graph {
         fresh: &mut [u32; MAX_LINKS],
     ) -> usize {
         let mut count = 0;
+        let ahead = query.lookahead();
         for &n in self.neighbors(slot, layer).iter().take(MAX_LINKS) {
             if visited.insert(n) {
                 fresh[count] = n;
                 count += 1;
-                if count <= LOOKAHEAD {
+                if count <= ahead {
                     query.prefetch(n);
                 }
             }
@@ -700,9 +713,10 @@ impl Graph {
 /// CPU per query at ef 32 and 96, same ids (`docs/benchmarks.md`, round three).
 #[inline(always)]
 fn distances<Q: Query>(query: &Q, fresh: &[u32], mut f: impl FnMut(u32, f32)) {
+    let lookahead = query.lookahead();
     if !query.batched() {
         for (j, &n) in fresh.iter().enumerate() {
-            if let Some(&ahead) = fresh.get(j + LOOKAHEAD) {
+            if let Some(&ahead) = fresh.get(j + lookahead) {
                 query.prefetch(ahead);
             }
             f(n, query.dist(n));
@@ -712,7 +726,7 @@ fn distances<Q: Query>(query: &Q, fresh: &[u32], mut f: impl FnMut(u32, f32)) {
     let mut groups = fresh.chunks_exact(4);
     for (g, four) in groups.by_ref().enumerate() {
         for k in 0..4 {
-            if let Some(&ahead) = fresh.get(4 * g + k + LOOKAHEAD) {
+            if let Some(&ahead) = fresh.get(4 * g + k + lookahead) {
                 query.prefetch(ahead);
             }
         }
@@ -724,7 +738,7 @@ fn distances<Q: Query>(query: &Q, fresh: &[u32], mut f: impl FnMut(u32, f32)) {
     }
     let done = fresh.len() - groups.remainder().len();
     for (j, &n) in fresh.iter().enumerate().skip(done) {
-        if let Some(&ahead) = fresh.get(j + LOOKAHEAD) {
+        if let Some(&ahead) = fresh.get(j + lookahead) {
             query.prefetch(ahead);
         }
         f(n, query.dist(n));
