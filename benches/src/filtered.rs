@@ -7,6 +7,8 @@
 //!
 //! `NEEDLE_FILTERED_NO_INDEX=1` builds without payload indexes (to compare with today's path).
 //! `NEEDLE_FILTERED_SQ8=1` builds the collection with `quantization: sq8`.
+//! `NEEDLE_FILTERED_VALUE_GRAPH_MIN=N` sets the fewest records a value needs for a graph of its
+//! own (default 8,192; a huge N builds none, to compare with the plans without them).
 //! `NEEDLE_FILTERED_CPU_TIME=1` computes QPS from the search thread's CPU time, not wall time.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -155,6 +157,12 @@ pub fn run(args: &[OsString]) -> Result<()> {
         .filter(|d| !d.is_empty())
         .map(PathBuf::from);
     let use_indexes = std::env::var_os("NEEDLE_FILTERED_NO_INDEX").is_none();
+    if let Some(n) = std::env::var("NEEDLE_FILTERED_VALUE_GRAPH_MIN")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        needle_core::__private::set_value_graph_min_records(n);
+    }
 
     let base = read_fvecs(&base_path)?;
     let queries = read_fvecs(&query_path)?;
@@ -219,9 +227,14 @@ pub fn run(args: &[OsString]) -> Result<()> {
             .into_iter()
             .map(|i| i.path)
             .collect();
+        let creating = Instant::now();
         for (path, kind) in indexes.iter().filter(|(p, _)| !have.contains(*p)) {
             db.create_index(COLLECTION, path, *kind)?;
         }
+        log(format!(
+            "created the missing indexes in {:.2} s",
+            creating.elapsed().as_secs_f64()
+        ));
         log(format!(
             "opened the cached build {} in {:.2} s (Database::open {open_s:.3} s)",
             file.display(),
@@ -386,7 +399,7 @@ fn search_cases(
     }
     let without = snapshot_bytes(db)?;
     let summary = format!(
-        "needle {}, {} payload indexes ({}), index memory {:.1} MB (int8 codes {:.1} MB), index bytes in the file {:.1} MB (file {:.1} MB)",
+        "needle {}, {} payload indexes ({}), index memory {:.1} MB (int8 codes {:.1} MB, {} value graphs {:.1} MB), index bytes in the file {:.1} MB (file {:.1} MB)",
         env!("CARGO_PKG_VERSION"),
         indexes.len(),
         indexes
@@ -396,6 +409,8 @@ fn search_cases(
             .join(","),
         index_mem as f64 / 1e6,
         info.index_codes_bytes as f64 / 1e6,
+        info.indexes.iter().map(|i| i.value_graphs).sum::<usize>(),
+        info.indexes.iter().map(|i| i.value_graph_bytes).sum::<usize>() as f64 / 1e6,
         (with - without) as f64 / 1e6,
         with as f64 / 1e6,
     );

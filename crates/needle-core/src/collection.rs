@@ -17,9 +17,10 @@ use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::hnsw::{Cand, Exact, Graph, Query, Space};
 use crate::ids::Ids;
-use crate::payload::plan::{Pred, set_bits};
+use crate::payload::plan::{COp, KeySet, Pred, set_bits};
 use crate::payload::{IndexKind, PayloadIndex};
 use crate::sq8::{Sq8, Sq8Query, Sq8Ranges};
+use crate::value_graphs::{MappedQuery, ValueGraph};
 use crate::vectors::Vectors;
 
 /// Longest id accepted, in bytes.
@@ -148,6 +149,10 @@ pub(crate) struct Collection {
     /// int8 codes in one cache-line-aligned block, for the exact passes of filtered searches
     /// (see [`crate::codes`] and [`Collection::sync_codes`]); derived, never stored.
     pub codes: Option<InlineCodes>,
+    /// Per indexed path (keyword, integer and bool indexes), per key: the graph over the
+    /// records holding that value, for values held by many (see [`crate::value_graphs`]).
+    /// Kept by every write; rebuilt by compaction; dropped with the index.
+    pub value_graphs: BTreeMap<String, BTreeMap<u64, ValueGraph>>,
 }
 
 pub(crate) fn validate_collection_name(name: &str) -> Result<()> {
@@ -202,6 +207,7 @@ impl Collection {
             indexes: BTreeMap::new(),
             sq8: None,
             codes: None,
+            value_graphs: BTreeMap::new(),
         }
     }
 
@@ -304,6 +310,7 @@ impl Collection {
     fn tombstone(&mut self, slot: u32) {
         let s = slot as usize;
         if !self.deleted[s] {
+            self.leave_value_graphs(slot);
             for idx in self.indexes.values_mut() {
                 idx.remove(slot);
             }
@@ -490,6 +497,7 @@ impl Collection {
             self.graph.apply_insert(&space, slot, &plan, |n| {
                 deleted[n as usize] || doomed.binary_search(&n).is_ok()
             });
+            self.enter_value_graphs(slot);
             planned.linked += 1;
         }
         !planned.records.is_empty()
@@ -518,10 +526,12 @@ impl Collection {
             None => {
                 if metadata.is_some() {
                     self.metadata[slot as usize] = metadata;
+                    self.leave_value_graphs(slot);
                     for idx in self.indexes.values_mut() {
                         idx.remove(slot);
                         idx.insert(slot, self.metadata[slot as usize].as_ref());
                     }
+                    self.enter_value_graphs(slot);
                 }
             }
         }
@@ -784,6 +794,11 @@ impl Collection {
     ) -> Vec<Cand> {
         let estimate = pred.estimate();
         let small = self.live <= SCAN_ALWAYS_BELOW;
+        if !small {
+            if let Some(found) = self.value_graph_search(m, k, ef, pred) {
+                return found;
+            }
+        }
         let words = self.slots().div_ceil(64);
         let gatherable =
             estimate.is_some_and(|e| small || e as f64 <= GATHER_BELOW * self.live as f64);
@@ -879,6 +894,99 @@ impl Collection {
             return self.scan(m.walk, m.keep, |s| self.pred_matches(pred, s));
         }
         found
+    }
+
+    /// The walk of a value's own graph (see [`crate::value_graphs`]), when the filter is
+    /// that value (`{"tags": "c"}`, `$in` of one) or an `$and` with such a part, and the
+    /// modelled cost says it beats both an exact pass over the matches and a walk of the main
+    /// graph. The other parts of an `$and` are tested inside the walk (a filtered walk of the
+    /// value's graph, its beam widened by the share of the value's records that pass them, from
+    /// a sample). `None`: no such graph, a cheaper plan, or fewer than `k` found (the caller's
+    /// plans then answer).
+    fn value_graph_search<W: Metric, E: Metric, F: Metric>(
+        &self,
+        m: &Metrics<W, E, F>,
+        k: usize,
+        ef: usize,
+        pred: &Pred,
+    ) -> Option<Vec<Cand>> {
+        if self.value_graphs.is_empty() {
+            return None;
+        }
+        let parts: Vec<&Pred> = match pred {
+            Pred::And(c) => c.iter().collect(),
+            p => vec![p],
+        };
+        let (at, graph, list) = parts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| self.value_graph_of_part(p).map(|(g, l)| (i, g, l)))
+            .min_by_key(|(_, _, l)| l.len())?;
+        let rest: Vec<&Pred> = parts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != at)
+            .map(|(_, p)| *p)
+            .collect();
+        let within = if rest.is_empty() {
+            1.0
+        } else {
+            let step = (list.len() / SELECTIVITY_SAMPLE).max(1);
+            let (mut seen, mut hit) = (0usize, 0usize);
+            for &s in list.iter().step_by(step) {
+                seen += 1;
+                if rest.iter().all(|p| p.matches(s, &self.metadata)) {
+                    hit += 1;
+                }
+            }
+            hit as f64 / seen.max(1) as f64
+        };
+        let matches = within * list.len() as f64;
+        let (walk, exact_per_match) = self.walk_cost(ef);
+        let exact = matches * exact_per_match;
+        let value_walk = walk * within.clamp(1e-9, 1.0).powf(WALK_BEAM_EXP - 1.0);
+        let (filtered, two_hop) = self.filtered_costs(matches / self.live.max(1) as f64);
+        if value_walk >= exact || value_walk >= walk * filtered.min(two_hop) {
+            return None;
+        }
+        let query = MappedQuery {
+            inner: m.walk,
+            slots: &graph.slots,
+        };
+        let ef = if rest.is_empty() {
+            ef
+        } else {
+            walk_ef(ef, m.keep, within)
+        };
+        let found = graph
+            .graph
+            .search_filtered(&query, m.walk_keep(ef), ef, |id| {
+                !graph.dead[id as usize]
+                    && rest
+                        .iter()
+                        .all(|p| p.matches(graph.slots[id as usize], &self.metadata))
+            });
+        (found.len() >= k).then(|| crate::value_graphs::to_slots(found, &graph.slots))
+    }
+
+    /// The graph of the value a filter part is (an equality or `$in` of one on an index with
+    /// value graphs and no irregular slots), and the value's posting list.
+    fn value_graph_of_part<'p>(&'p self, part: &Pred<'p>) -> Option<(&'p ValueGraph, &'p [u32])> {
+        let Pred::Field { index, ops, .. } = part else {
+            return None;
+        };
+        if !index.irregular.is_empty() {
+            return None;
+        }
+        let [COp::Any(KeySet::Keys(keys))] = ops.as_slice() else {
+            return None;
+        };
+        let [key] = keys.as_slice() else {
+            return None;
+        };
+        let graph = self.value_graphs.get(&index.path.dotted())?.get(key)?;
+        let list = index.postings.get(key)?;
+        Some((graph, list))
     }
 
     /// The live slots as a bitmap.
@@ -1058,13 +1166,122 @@ impl Collection {
             }
         }
         idx.grow(self.slots());
-        self.indexes.insert(idx.path.dotted(), idx);
+        let path = idx.path.dotted();
+        self.indexes.insert(path.clone(), idx);
         self.sync_codes();
+        self.build_value_graphs(&path);
+    }
+
+    /// Builds the graph of every value of the index on `path` that [`crate::value_graphs::
+    /// eligible`] says should have one (keyword, integer and bool indexes; none for an index
+    /// with irregular slots' values, which its graphs could not hold), in key order, each over
+    /// its records in slot order; replaces any graphs the path had.
+    pub fn build_value_graphs(&mut self, path: &str) {
+        self.value_graphs.remove(path);
+        let Some(idx) = self.indexes.get(path) else {
+            return;
+        };
+        if idx.kind == IndexKind::Float {
+            return;
+        }
+        let keys: Vec<u64> = idx
+            .postings
+            .iter()
+            .filter(|(_, list)| crate::value_graphs::eligible(list.len(), self.live))
+            .map(|(&k, _)| k)
+            .collect();
+        let mut graphs = BTreeMap::new();
+        for key in keys {
+            graphs.insert(key, self.value_graph_of(path, key));
+        }
+        if !graphs.is_empty() {
+            self.value_graphs.insert(path.to_string(), graphs);
+        }
+    }
+
+    /// A fresh graph over the live records holding `key` in the index on `path`.
+    fn value_graph_of(&self, path: &str, key: u64) -> ValueGraph {
+        let mut g = ValueGraph::new(self.config.m, self.config.ef_construction);
+        let space = self.space();
+        if let Some(list) = self.indexes.get(path).and_then(|i| i.postings.get(&key)) {
+            for &slot in list {
+                let level = Graph::level_for(self.config.seed, &self.ids[slot as usize], self.config.m);
+                g.insert(&space, slot, level);
+            }
+        }
+        g
+    }
+
+    /// The keys live slot `slot` holds in the index on `path` (none if irregular or missing).
+    fn slot_key_list(&self, path: &str, slot: u32) -> Vec<u64> {
+        match self.indexes.get(path).map(|i| i.slot_keys(slot)) {
+            Some(crate::payload::SlotKeys::Keys(keys)) => keys.to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `slot` (live, its index entries made) joins the graphs of the values it holds; a value
+    /// that has just become [`crate::value_graphs::eligible`] gets its graph, built over its
+    /// records at this write — so the graphs depend on the writes and their order alone.
+    fn enter_value_graphs(&mut self, slot: u32) {
+        let paths: Vec<String> = self
+            .indexes
+            .iter()
+            .filter(|(_, i)| i.kind != IndexKind::Float)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for path in paths {
+            for key in self.slot_key_list(&path, slot) {
+                let exists = self
+                    .value_graphs
+                    .get(&path)
+                    .is_some_and(|g| g.contains_key(&key));
+                if exists {
+                    let level =
+                        Graph::level_for(self.config.seed, &self.ids[slot as usize], self.config.m);
+                    let space = Space::of(&self.vectors, self.dim, self.kernel);
+                    if let Some(g) = self.value_graphs.get_mut(&path).and_then(|g| g.get_mut(&key)) {
+                        g.insert(&space, slot, level);
+                    }
+                    continue;
+                }
+                let count = self.indexes[&path].postings.get(&key).map_or(0, Vec::len);
+                if count == crate::value_graphs::min_records()
+                    && crate::value_graphs::eligible(count, self.live)
+                {
+                    let g = self.value_graph_of(&path, key);
+                    self.value_graphs.entry(path.clone()).or_default().insert(key, g);
+                }
+            }
+        }
+    }
+
+    /// `slot` (still holding its index entries) leaves the graphs of the values it holds.
+    fn leave_value_graphs(&mut self, slot: u32) {
+        if self.value_graphs.is_empty() {
+            return;
+        }
+        let paths: Vec<String> = self.value_graphs.keys().cloned().collect();
+        for path in paths {
+            for key in self.slot_key_list(&path, slot) {
+                if let Some(g) = self.value_graphs.get_mut(&path).and_then(|g| g.get_mut(&key)) {
+                    g.leave(slot);
+                }
+            }
+        }
+    }
+
+    /// Bytes of memory the value graphs of the index on `path` take.
+    pub fn value_graphs_memory_bytes(&self, path: &str) -> usize {
+        self.value_graphs
+            .get(path)
+            .map_or(0, |g| g.values().map(ValueGraph::memory_bytes).sum())
     }
 
     /// Drops the index on `path` (if any), and the int8 codes with the last index.
     pub fn apply_drop_index(&mut self, path: &str) {
         self.indexes.remove(path);
+        self.value_graphs.remove(path);
         self.sync_codes();
     }
 

@@ -504,7 +504,18 @@ impl Database {
             config: c.config.clone(),
             count: c.live,
             deleted: c.slots() - c.live,
-            indexes: c.indexes.values().map(PayloadIndex::info).collect(),
+            indexes: c
+                .indexes
+                .values()
+                .map(|i| {
+                    let mut info = i.info();
+                    let path = i.path.dotted();
+                    info.value_graphs = c.value_graphs.get(&path).map_or(0, |g| g.len());
+                    info.value_graph_bytes = c.value_graphs_memory_bytes(&path);
+                    info.memory_bytes += info.value_graph_bytes;
+                    info
+                })
+                .collect(),
             index_codes_bytes: c.codes_memory_bytes(),
         })
     }

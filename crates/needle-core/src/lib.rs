@@ -42,6 +42,7 @@ mod read_only;
 mod sq8;
 mod storage;
 mod validate;
+mod value_graphs;
 mod vectors;
 
 pub use check::{CheckReport, Cut, LogCheck, RepairReport};
@@ -79,6 +80,12 @@ pub mod __private {
     /// vectors; `None`: none, and none wanted.
     pub fn index_codes_are_fresh(db: &crate::Database, name: &str) -> crate::Result<Option<bool>> {
         db.index_codes_are_fresh(name)
+    }
+
+    /// Sets the fewest live records a keyword, integer or bool value needs for a graph of its
+    /// own (default 8,192), process-wide: for tests and benches alone in their binary.
+    pub fn set_value_graph_min_records(n: usize) {
+        crate::value_graphs::set_min_records(n)
     }
 
     /// Makes the next `n` anonymous maps (the arrays of vectors and layer-0 links) fail as if

@@ -137,6 +137,35 @@ impl<'a> Space<'a> {
     }
 }
 
+/// The vectors a graph is built over, by node id: a collection's [`Space`] (node = slot), or a
+/// view that maps a smaller graph's local ids to slots (the per-value graphs of
+/// `crate::value_graphs`). Inserts are generic over it; searches take a [`Query`].
+pub(crate) trait Points {
+    /// The vector of node `id`.
+    fn point(&self, id: u32) -> &[f32];
+    /// The distance kernel.
+    fn kernel(&self) -> Kernel;
+    /// A query for `q` against these nodes.
+    fn exact<'q>(&'q self, q: &'q [f32]) -> impl Query + 'q;
+}
+
+impl Points for Space<'_> {
+    #[inline(always)]
+    fn point(&self, id: u32) -> &[f32] {
+        self.vector(id)
+    }
+
+    #[inline(always)]
+    fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    #[inline(always)]
+    fn exact<'q>(&'q self, q: &'q [f32]) -> impl Query + 'q {
+        Exact { space: *self, q }
+    }
+}
+
 /// Distances from one query to the graph's nodes: exact ([`Exact`]) or over quantized codes
 /// (`sq8::Sq8Query`). The walks are generic over it, so each is compiled once per kind.
 pub(crate) trait Query {
@@ -616,11 +645,11 @@ impl Graph {
 
     /// The candidate neighbours, on each layer up to `level` that exists in the graph now
     /// (index = layer), nearest first, of a vector `q` not (or not yet reachably) in the graph.
-    pub fn plan_for(&self, space: &Space, q: &[f32], level: u8) -> Vec<Vec<Cand>> {
+    pub fn plan_for<P: Points>(&self, space: &P, q: &[f32], level: u8) -> Vec<Vec<Cand>> {
         if self.entry == NONE {
             return Vec::new();
         }
-        let query = Exact { space: *space, q };
+        let query = space.exact(q);
         let mut ep = Cand {
             d: query.dist(self.entry),
             id: self.entry,
@@ -642,9 +671,9 @@ impl Graph {
     /// The mutating half of an insert: links `slot` to the heuristic's choice among its planned
     /// candidates (skipping `excluded` ones, e.g. tombstones, unless nothing else is there) and
     /// links them back.
-    pub fn apply_insert<X: Fn(u32) -> bool>(
+    pub fn apply_insert<P: Points, X: Fn(u32) -> bool>(
         &mut self,
-        space: &Space,
+        space: &P,
         slot: u32,
         plan: &[Vec<Cand>],
         excluded: X,
@@ -674,7 +703,7 @@ impl Graph {
     }
 
     /// Adds `new` to `node`'s links on `layer`; when full, keeps the heuristic's choice.
-    fn link_back(&mut self, space: &Space, node: u32, new: u32, d: f32, layer: usize) {
+    fn link_back<P: Points>(&mut self, space: &P, node: u32, new: u32, d: f32, layer: usize) {
         let max = self.max_links(layer);
         let current = self.neighbors(node, layer);
         if current.contains(&new) {
@@ -686,11 +715,12 @@ impl Graph {
             self.set_neighbors(node, layer, &ids);
             return;
         }
-        let base = space.vector(node);
+        let base = space.point(node);
+        let kernel = space.kernel();
         let mut cands: Vec<Cand> = current
             .iter()
             .map(|&n| Cand {
-                d: (space.kernel)(base, space.vector(n)),
+                d: kernel(base, space.point(n)),
                 id: n,
             })
             .collect();
@@ -748,16 +778,15 @@ fn distances<Q: Query>(query: &Q, fresh: &[u32], mut f: impl FnMut(u32, f32)) {
 /// Algorithm 4 of the paper (without extending candidates, keeping no pruned ones): walk the
 /// candidates nearest first and keep one only if it is nearer to the base than to every kept one.
 /// This keeps links pointing in diverse directions, which is what makes the graph navigable.
-pub(crate) fn select_neighbors(space: &Space, sorted: &[Cand], m: usize) -> Vec<Cand> {
+pub(crate) fn select_neighbors<P: Points>(space: &P, sorted: &[Cand], m: usize) -> Vec<Cand> {
     let mut kept: Vec<Cand> = Vec::with_capacity(m);
+    let kernel = space.kernel();
     for &c in sorted {
         if kept.len() >= m {
             break;
         }
-        let v = space.vector(c.id);
-        let diverse = kept
-            .iter()
-            .all(|k| (space.kernel)(v, space.vector(k.id)) >= c.d);
+        let v = space.point(c.id);
+        let diverse = kept.iter().all(|k| kernel(v, space.point(k.id)) >= c.d);
         if diverse {
             kept.push(c);
         }

@@ -110,8 +110,13 @@ pub struct IndexInfo {
     pub indexed: usize,
     /// Live records whose value at the path is of another type (evaluated from JSON).
     pub irregular: usize,
-    /// Approximate bytes of memory the index takes.
+    /// Approximate bytes of memory the index takes, its value graphs included.
     pub memory_bytes: usize,
+    /// Values with a graph of their own (keyword, integer and bool indexes; see
+    /// `docs/benchmarks.md`, "Per-value graphs").
+    pub value_graphs: usize,
+    /// Approximate bytes of memory those graphs take (part of `memory_bytes`).
+    pub value_graph_bytes: usize,
 }
 
 pub(crate) const MISSING: u8 = 0;
@@ -344,6 +349,8 @@ impl PayloadIndex {
             indexed,
             irregular: self.irregular.len(),
             memory_bytes: self.tags.len() * 9 + postings + many + dict + self.irregular.len() * 8,
+            value_graphs: 0,
+            value_graph_bytes: 0,
         }
     }
 }

@@ -633,6 +633,7 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
     let mut collection = Collection {
         sq8,
         codes: None,
+        value_graphs: std::collections::BTreeMap::new(),
         indexes,
         kernel: kernel_for(config.distance),
         graph: Graph {
@@ -657,6 +658,10 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
     };
     // Derived from the vectors, never stored: built again at open.
     collection.sync_codes();
+    let paths: Vec<String> = collection.indexes.keys().cloned().collect();
+    for path in paths {
+        collection.build_value_graphs(&path);
+    }
     Ok((collection, vat))
 }
 
