@@ -26,9 +26,23 @@ pub(crate) const DEFAULT_MIN_RECORDS: usize = 8192;
 
 static MIN_RECORDS: AtomicUsize = AtomicUsize::new(DEFAULT_MIN_RECORDS);
 
+thread_local! {
+    /// A threshold for this thread only (0: none), for unit tests that run side by side.
+    static HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// The threshold in force (see [`DEFAULT_MIN_RECORDS`]; tests lower it).
 pub(crate) fn min_records() -> usize {
-    MIN_RECORDS.load(Ordering::Relaxed)
+    match HERE.with(std::cell::Cell::get) {
+        0 => MIN_RECORDS.load(Ordering::Relaxed),
+        n => n,
+    }
+}
+
+/// Sets the threshold for the calling thread alone (0: back to the process-wide one).
+#[cfg(test)]
+pub(crate) fn set_min_records_here(n: usize) {
+    HERE.with(|h| h.set(n))
 }
 
 /// Sets the threshold, process-wide (tests and benches only: collections already built keep

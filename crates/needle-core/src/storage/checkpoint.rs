@@ -20,13 +20,16 @@ use crate::distance::kernel_for;
 use crate::error::{Error, Result};
 use crate::hnsw::{Flat, Graph, MAX_LEVEL, NONE};
 use crate::sq8::{Sq8, Sq8Ranges};
+use crate::value_graphs::ValueGraph;
+use std::collections::BTreeMap;
 use crate::vectors::Vectors;
 
 pub(crate) const MAGIC: &[u8; 8] = b"NEEDLEDB";
-pub(crate) const VERSION: u32 = 4;
+pub(crate) const VERSION: u32 = 5;
 /// The oldest version this build reads: version 1 lacks the index section, version 2 the
 /// quantization byte of the meta section and the sq8 section, version 3 the alignment section
-/// before the vectors.
+/// before the vectors, version 4 the value-graph section (those files open with no value graphs:
+/// see `docs/file-format.md`).
 const OLDEST_VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 64;
 
@@ -40,6 +43,7 @@ const KIND_RECORDS: u32 = 7;
 const KIND_INDEXES: u32 = 8;
 const KIND_SQ8: u32 = 9;
 const KIND_ALIGN: u32 = 10;
+const KIND_VALUE_GRAPHS: u32 = 11;
 /// From version 4 the vectors' payload starts at a multiple of this (a page), preceded by an
 /// alignment section of zeros: the vectors can be mapped page by page, and each vector whose
 /// size is a multiple of 64 bytes lies on whole cache lines.
@@ -272,7 +276,183 @@ fn encode_collection(w: &mut Position, c: &Collection, version: u32) -> std::io:
         }
     }
     section(w, KIND_SQ8, sq8.len() as u64, |w| w.write_all(&sq8))?;
+    if version < 5 {
+        return Ok(vectors_at);
+    }
+    let graphs = encode_value_graphs(c);
+    section(w, KIND_VALUE_GRAPHS, graphs.len() as u64, |w| {
+        w.write_all(&graphs)
+    })?;
     Ok(vectors_at)
+}
+
+/// The value graphs (see `crate::value_graphs`), stored as they are in memory so that opening
+/// builds nothing: per indexed path in path order, per key in key order, the graph's nodes
+/// (slot and left flag of each), levels, links and entry point.
+fn encode_value_graphs(c: &Collection) -> Vec<u8> {
+    let put = |out: &mut Vec<u8>, v: usize| out.extend_from_slice(&(v as u32).to_le_bytes());
+    let mut out = Vec::new();
+    put(&mut out, c.value_graphs.len());
+    for (path, graphs) in &c.value_graphs {
+        put(&mut out, path.len());
+        out.extend_from_slice(path.as_bytes());
+        put(&mut out, graphs.len());
+        for (key, vg) in graphs {
+            let g = &vg.graph;
+            out.extend_from_slice(&key.to_le_bytes());
+            put(&mut out, vg.slots.len());
+            out.extend_from_slice(&g.entry.to_le_bytes());
+            out.push(g.max_level);
+            for s in &vg.slots {
+                out.extend_from_slice(&s.to_le_bytes());
+            }
+            out.extend(vg.dead.iter().map(|&d| u8::from(d)));
+            out.extend_from_slice(&g.levels);
+            for x in g.links0.iter() {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            for x in &g.upper_start {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            put(&mut out, g.upper.len());
+            for x in &g.upper {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// Decodes and checks the value graphs of a collection whose records and indexes are decoded:
+/// each path an index that can have them, each node a slot, the nodes still in the value
+/// exactly the live records holding it, the links and levels those of a valid graph. An error
+/// is the offset within `bytes` and what is wrong there.
+fn decode_value_graphs(
+    bytes: &[u8],
+    c: &Collection,
+) -> std::result::Result<BTreeMap<String, BTreeMap<u64, ValueGraph>>, (usize, String)> {
+    let mut r = Reader::new(bytes);
+    let cut = |r: &Reader| (r.pos(), "truncated".to_string());
+    let (m, slots_n) = (c.config.m, c.slots());
+    let (stride0, stride_up) = (1 + 2 * m, 1 + m);
+    let mut all = BTreeMap::new();
+    let paths = r.u32().ok_or_else(|| cut(&r))?;
+    for _ in 0..paths {
+        let at = r.pos();
+        let len = r.u32().ok_or_else(|| cut(&r))? as usize;
+        let path = r
+            .take(len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or_else(|| (at, "path is not UTF-8 or is cut off".to_string()))?
+            .to_string();
+        let index = c
+            .indexes
+            .get(&path)
+            .filter(|i| i.kind != crate::payload::IndexKind::Float)
+            .ok_or_else(|| (at, format!("value graphs of '{path}', which has no such index")))?;
+        if all.contains_key(&path) {
+            return Err((at, format!("value graphs of '{path}' twice")));
+        }
+        let count = r.u32().ok_or_else(|| cut(&r))?;
+        let mut graphs: BTreeMap<u64, ValueGraph> = BTreeMap::new();
+        for _ in 0..count {
+            let at = r.pos();
+            let bad = |what: &str| (at, format!("value graph in '{path}': {what}"));
+            let key = r.u64().ok_or_else(|| cut(&r))?;
+            if graphs.keys().next_back().is_some_and(|&last| last >= key) {
+                return Err(bad("keys out of order or repeated"));
+            }
+            let n = r.u32().ok_or_else(|| cut(&r))? as usize;
+            let entry = r.u32().ok_or_else(|| cut(&r))?;
+            let max_level = r.u8().ok_or_else(|| cut(&r))?;
+            let words = |r: &mut Reader, n: usize| -> Option<Vec<u32>> {
+                r.take(n.checked_mul(4)?).map(u32s)
+            };
+            let slots = words(&mut r, n).ok_or_else(|| cut(&r))?;
+            let dead_bytes = r.take(n).ok_or_else(|| cut(&r))?;
+            let levels = r.take(n).ok_or_else(|| cut(&r))?.to_vec();
+            let links0 = words(&mut r, n.checked_mul(stride0).unwrap_or(usize::MAX))
+                .ok_or_else(|| cut(&r))?;
+            let upper_start = words(&mut r, n).ok_or_else(|| cut(&r))?;
+            let upper_len = r.u32().ok_or_else(|| cut(&r))? as usize;
+            let upper = words(&mut r, upper_len).ok_or_else(|| cut(&r))?;
+            let list = index.postings.get(&key).map_or(&[][..], |l| l.as_slice());
+            let mut local = std::collections::HashMap::with_capacity(list.len());
+            let mut dead = Vec::with_capacity(n);
+            for (id, (&slot, &d)) in slots.iter().zip(dead_bytes).enumerate() {
+                if slot as usize >= slots_n || d > 1 {
+                    return Err(bad("a node's slot or left flag is out of range"));
+                }
+                dead.push(d == 1);
+                if d == 0 {
+                    let holds = list.binary_search(&slot).is_ok();
+                    if !holds || local.insert(slot, id as u32).is_some() {
+                        return Err(bad("a node in the value is not a live record holding it"));
+                    }
+                }
+            }
+            if local.len() != list.len() {
+                return Err(bad("a live record holding the value is not in its graph"));
+            }
+            if levels.iter().any(|&l| l > MAX_LEVEL) {
+                return Err(bad("level above the maximum"));
+            }
+            check_links(&links0, stride0, n).map_err(|_| bad("layer-0 links: bad count or target"))?;
+            let mut expected = 0usize;
+            for id in 0..n {
+                let level = levels[id] as usize;
+                let ok = if level == 0 {
+                    upper_start[id] == NONE
+                } else {
+                    upper_start[id] as usize == expected
+                };
+                if !ok {
+                    return Err(bad("upper-layer offsets inconsistent with levels"));
+                }
+                expected += level * stride_up;
+            }
+            if expected != upper.len() {
+                return Err(bad("upper-layer links: length inconsistent with levels"));
+            }
+            check_links(&upper, stride_up, n)
+                .map_err(|_| bad("upper-layer links: bad count or target"))?;
+            check_upper_levels(&upper, &upper_start, &levels, stride_up)
+                .map_err(|_| bad("an upper link to a node without that layer"))?;
+            let entry_ok = if n == 0 {
+                entry == NONE && max_level == 0
+            } else {
+                (entry as usize) < n && levels[entry as usize] == max_level
+            };
+            if !entry_ok {
+                return Err(bad("bad entry point"));
+            }
+            let links0 = Flat::try_from_slice(&links0)
+                .map_err(|e| bad(&format!("no memory for the links: {e}")))?;
+            graphs.insert(
+                key,
+                ValueGraph {
+                    slots,
+                    local,
+                    dead,
+                    graph: Graph {
+                        m,
+                        ef_construction: c.config.ef_construction,
+                        levels,
+                        links0,
+                        upper_start,
+                        upper,
+                        entry,
+                        max_level,
+                    },
+                },
+            );
+        }
+        all.insert(path, graphs);
+    }
+    if r.remaining() != 0 {
+        return Err((r.pos(), "unexpected trailing bytes".to_string()));
+    }
+    Ok(all)
 }
 
 /// Reads and fully checks a checkpoint. Any inconsistency is `Corrupted` with the file and the
@@ -658,9 +838,13 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
     };
     // Derived from the vectors, never stored: built again at open.
     collection.sync_codes();
-    let paths: Vec<String> = collection.indexes.keys().cloned().collect();
-    for path in paths {
-        collection.build_value_graphs(&path);
+    // Version 4 and older files have none: they open with no value graphs (a value gets its
+    // graph when its index is made again or the collection compacted), so opening builds
+    // nothing.
+    if version >= 5 {
+        let (gbytes, gat) = s.next(KIND_VALUE_GRAPHS)?;
+        collection.value_graphs = decode_value_graphs(gbytes, &collection)
+            .map_err(|(off, reason)| s.corrupt(gat + off, format!("value graphs: {reason}")))?;
     }
     Ok((collection, vat))
 }
@@ -829,6 +1013,46 @@ mod tests {
         c.apply_create_index(idx);
         let (_, back) = decode(&encoded(&c), Path::new("t")).unwrap();
         assert_eq!(back[0].indexes, c.indexes);
+    }
+
+    /// Value graphs are stored as they are: decoding gives the same graphs; a version 4 file
+    /// (no value-graph section) opens with none; a flipped byte in the section is refused.
+    #[test]
+    fn value_graphs_round_trip_and_version_4_files_open_without_them() {
+        crate::value_graphs::set_min_records_here(40);
+        let mut c = collection_with_upper_layers();
+        for (i, m) in c.metadata.iter_mut().enumerate() {
+            *m = Some(serde_json::json!({"k": format!("w{}", i % 4), "n": i % 3 == 0}));
+        }
+        for (path, kind) in [("k", crate::IndexKind::Keyword), ("n", crate::IndexKind::Bool)] {
+            let idx = c.prepare_index(path, kind).unwrap();
+            c.apply_create_index(idx);
+        }
+        c.apply_delete("r7");
+        c.apply_update("r9", None, Some(serde_json::json!({"k": "w0"})));
+        crate::value_graphs::set_min_records_here(0);
+        // Four keywords of 50 records (one graph each) and `n: true` (67 of 200).
+        assert_eq!(c.value_graphs["k"].len(), 4);
+        assert_eq!(c.value_graphs["n"].len(), 1);
+        let bytes = encoded(&c);
+        let (_, back) = decode(&bytes, Path::new("t")).unwrap();
+        assert_eq!(back[0].value_graphs, c.value_graphs);
+
+        let mut old = Vec::new();
+        encode_version(&mut old, Header::default(), std::iter::once(&c), 4).unwrap();
+        let (_, back) = decode(&old, Path::new("t")).unwrap();
+        assert!(back[0].value_graphs.is_empty());
+        assert_eq!(back[0].indexes, c.indexes);
+
+        // The last section of the file is the value graphs': flip a byte of its payload.
+        let mut bad = bytes.clone();
+        let at = bad.len() - 64;
+        bad[at] ^= 0x10;
+        let err = decode(&bad, Path::new("t")).unwrap_err();
+        assert!(
+            err.to_string().contains("kind 11"),
+            "a flipped byte in the value graphs must be refused: {err}"
+        );
     }
 
     /// From version 4 every collection's vectors start on a page boundary, where `encode` says.
