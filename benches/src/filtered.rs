@@ -410,7 +410,11 @@ fn search_cases(
         index_mem as f64 / 1e6,
         info.index_codes_bytes as f64 / 1e6,
         info.indexes.iter().map(|i| i.value_graphs).sum::<usize>(),
-        info.indexes.iter().map(|i| i.value_graph_bytes).sum::<usize>() as f64 / 1e6,
+        info.indexes
+            .iter()
+            .map(|i| i.value_graph_bytes)
+            .sum::<usize>() as f64
+            / 1e6,
         (with - without) as f64 / 1e6,
         with as f64 / 1e6,
     );

@@ -1205,7 +1205,8 @@ impl Collection {
         let space = self.space();
         if let Some(list) = self.indexes.get(path).and_then(|i| i.postings.get(&key)) {
             for &slot in list {
-                let level = Graph::level_for(self.config.seed, &self.ids[slot as usize], self.config.m);
+                let level =
+                    Graph::level_for(self.config.seed, &self.ids[slot as usize], self.config.m);
                 g.insert(&space, slot, level);
             }
         }
@@ -1240,7 +1241,11 @@ impl Collection {
                     let level =
                         Graph::level_for(self.config.seed, &self.ids[slot as usize], self.config.m);
                     let space = Space::of(&self.vectors, self.dim, self.kernel);
-                    if let Some(g) = self.value_graphs.get_mut(&path).and_then(|g| g.get_mut(&key)) {
+                    if let Some(g) = self
+                        .value_graphs
+                        .get_mut(&path)
+                        .and_then(|g| g.get_mut(&key))
+                    {
                         g.insert(&space, slot, level);
                     }
                     continue;
@@ -1250,7 +1255,10 @@ impl Collection {
                     && crate::value_graphs::eligible(count, self.live)
                 {
                     let g = self.value_graph_of(&path, key);
-                    self.value_graphs.entry(path.clone()).or_default().insert(key, g);
+                    self.value_graphs
+                        .entry(path.clone())
+                        .or_default()
+                        .insert(key, g);
                 }
             }
         }
@@ -1264,7 +1272,11 @@ impl Collection {
         let paths: Vec<String> = self.value_graphs.keys().cloned().collect();
         for path in paths {
             for key in self.slot_key_list(&path, slot) {
-                if let Some(g) = self.value_graphs.get_mut(&path).and_then(|g| g.get_mut(&key)) {
+                if let Some(g) = self
+                    .value_graphs
+                    .get_mut(&path)
+                    .and_then(|g| g.get_mut(&key))
+                {
                     g.leave(slot);
                 }
             }

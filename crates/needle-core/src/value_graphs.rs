@@ -145,7 +145,10 @@ impl Points for Mapped<'_> {
     #[inline(always)]
     fn exact<'q>(&'q self, q: &'q [f32]) -> impl Query + 'q {
         MappedQuery {
-            inner: Exact { space: self.space, q },
+            inner: Exact {
+                space: self.space,
+                q,
+            },
             slots: self.slots,
         }
     }

@@ -139,7 +139,10 @@ fn searches_on_values_with_graphs_match_brute_force_while_writing() {
                 );
             }
             let got: BTreeSet<&str> = got.iter().map(|h| h.id.as_str()).collect();
-            hit += truth.iter().filter(|&&i| got.contains(ids[i].as_str())).count();
+            hit += truth
+                .iter()
+                .filter(|&&i| got.contains(ids[i].as_str()))
+                .count();
             total += truth.len();
         }
         let recall = hit as f64 / total as f64;
@@ -193,7 +196,11 @@ fn value_graphs_survive_replay_checkpoint_snapshot_and_compaction() {
     drop(db);
     let db = Database::open(&path).unwrap();
     assert_eq!(db.open_report().wal_records_replayed, 0);
-    assert_eq!(db.state_checksum(), checksum, "seed {seed}: after a checkpoint");
+    assert_eq!(
+        db.state_checksum(),
+        checksum,
+        "seed {seed}: after a checkpoint"
+    );
     let mut snapshot = Vec::new();
     db.write_snapshot(&mut snapshot, 5).unwrap();
     let other = Database::in_memory();
@@ -219,7 +226,11 @@ fn value_graphs_survive_replay_checkpoint_snapshot_and_compaction() {
         })
         .count();
     assert!(held >= 3, "seed {seed}: {held} tags over the threshold");
-    assert_eq!(of(&db, "tags"), held, "seed {seed}: compaction rebuilds the graphs");
+    assert_eq!(
+        of(&db, "tags"),
+        held,
+        "seed {seed}: compaction rebuilds the graphs"
+    );
     let t = of(&db, "t");
     db.drop_index("c", "tags").unwrap();
     assert_eq!(value_graphs(&db), t, "seed {seed}: dropped with the index");

@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::hnsw::{Flat, Graph, MAX_LEVEL, NONE};
 use crate::sq8::{Sq8, Sq8Ranges};
 use crate::value_graphs::ValueGraph;
-use std::collections::BTreeMap;
 use crate::vectors::Vectors;
+use std::collections::BTreeMap;
 
 pub(crate) const MAGIC: &[u8; 8] = b"NEEDLEDB";
 pub(crate) const VERSION: u32 = 5;
@@ -349,7 +349,12 @@ fn decode_value_graphs(
             .indexes
             .get(&path)
             .filter(|i| i.kind != crate::payload::IndexKind::Float)
-            .ok_or_else(|| (at, format!("value graphs of '{path}', which has no such index")))?;
+            .ok_or_else(|| {
+                (
+                    at,
+                    format!("value graphs of '{path}', which has no such index"),
+                )
+            })?;
         if all.contains_key(&path) {
             return Err((at, format!("value graphs of '{path}' twice")));
         }
@@ -397,7 +402,8 @@ fn decode_value_graphs(
             if levels.iter().any(|&l| l > MAX_LEVEL) {
                 return Err(bad("level above the maximum"));
             }
-            check_links(&links0, stride0, n).map_err(|_| bad("layer-0 links: bad count or target"))?;
+            check_links(&links0, stride0, n)
+                .map_err(|_| bad("layer-0 links: bad count or target"))?;
             let mut expected = 0usize;
             for id in 0..n {
                 let level = levels[id] as usize;
@@ -1024,7 +1030,10 @@ mod tests {
         for (i, m) in c.metadata.iter_mut().enumerate() {
             *m = Some(serde_json::json!({"k": format!("w{}", i % 4), "n": i % 3 == 0}));
         }
-        for (path, kind) in [("k", crate::IndexKind::Keyword), ("n", crate::IndexKind::Bool)] {
+        for (path, kind) in [
+            ("k", crate::IndexKind::Keyword),
+            ("n", crate::IndexKind::Bool),
+        ] {
             let idx = c.prepare_index(path, kind).unwrap();
             c.apply_create_index(idx);
         }
