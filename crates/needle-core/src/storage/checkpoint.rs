@@ -376,8 +376,7 @@ fn decode_value_graphs(
             let slots = words(&mut r, n).ok_or_else(|| cut(&r))?;
             let dead_bytes = r.take(n).ok_or_else(|| cut(&r))?;
             let levels = r.take(n).ok_or_else(|| cut(&r))?.to_vec();
-            let links0 = words(&mut r, n.checked_mul(stride0).unwrap_or(usize::MAX))
-                .ok_or_else(|| cut(&r))?;
+            let links0 = words(&mut r, n.saturating_mul(stride0)).ok_or_else(|| cut(&r))?;
             let upper_start = words(&mut r, n).ok_or_else(|| cut(&r))?;
             let upper_len = r.u32().ok_or_else(|| cut(&r))? as usize;
             let upper = words(&mut r, upper_len).ok_or_else(|| cut(&r))?;
