@@ -1172,10 +1172,11 @@ impl Collection {
         self.build_value_graphs(&path);
     }
 
-    /// Builds the graph of every value of the index on `path` that [`crate::value_graphs::
-    /// eligible`] says should have one (keyword, integer and bool indexes; none for an index
-    /// with irregular slots' values, which its graphs could not hold), in key order, each over
-    /// its records in slot order; replaces any graphs the path had.
+    /// Builds the graph of every value of the index on `path` that
+    /// `value_graphs::eligible` says should have one (keyword, integer and bool indexes), in
+    /// key order, each over its records in slot order; replaces any graphs the path had. (The
+    /// planner walks them only while the index has no irregular slot: a record whose value the
+    /// index cannot hold may still match by its JSON, and is in no graph.)
     pub fn build_value_graphs(&mut self, path: &str) {
         self.value_graphs.remove(path);
         let Some(idx) = self.indexes.get(path) else {
@@ -1222,7 +1223,7 @@ impl Collection {
     }
 
     /// `slot` (live, its index entries made) joins the graphs of the values it holds; a value
-    /// that has just become [`crate::value_graphs::eligible`] gets its graph, built over its
+    /// that has just become `value_graphs::eligible` gets its graph, built over its
     /// records at this write — so the graphs depend on the writes and their order alone.
     fn enter_value_graphs(&mut self, slot: u32) {
         let paths: Vec<String> = self
