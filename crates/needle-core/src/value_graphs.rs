@@ -182,6 +182,11 @@ impl<Q: Query> Query for MappedQuery<'_, Q> {
     fn dist4(&self, ids: [u32; 4]) -> [f32; 4] {
         self.inner.dist4(ids.map(|id| self.slots[id as usize]))
     }
+
+    #[inline(always)]
+    fn lookahead(&self) -> usize {
+        self.inner.lookahead()
+    }
 }
 
 impl<Q: Query + ?Sized> Query for &Q {
@@ -203,6 +208,11 @@ impl<Q: Query + ?Sized> Query for &Q {
     #[inline(always)]
     fn dist4(&self, slots: [u32; 4]) -> [f32; 4] {
         (**self).dist4(slots)
+    }
+
+    #[inline(always)]
+    fn lookahead(&self) -> usize {
+        (**self).lookahead()
     }
 }
 
