@@ -1,6 +1,7 @@
 //! Payload indexes and the set operations through Raft: indexes are replicated commands, so
 //! every node holds the same ones (equal checksums), also a node that restarts and one that
-//! catches up by snapshot; `delete_by_filter` is one command that deletes the same records on
+//! catches up by snapshot — value graphs included (the threshold lowered to 50 records, so that
+//! each `lang` gets one: the checksums cover them); `delete_by_filter` is one command that deletes the same records on
 //! every node; the read paths count, get and scroll like the local database.
 
 mod common;
@@ -28,6 +29,8 @@ fn records(batch: usize) -> Vec<Record> {
 
 #[test]
 fn indexes_and_deletes_by_filter_replicate_identically() {
+    // Process-wide: the only test of this binary.
+    needle_core::__private::set_value_graph_min_records(50);
     let config = test_config().snapshot_threshold(40).log_retain_entries(0);
     let seed = common::seed("indexes_and_deletes_by_filter_replicate_identically");
     let c = Cluster::with_config(3, seed, config);
@@ -102,6 +105,8 @@ fn indexes_and_deletes_by_filter_replicate_identically() {
             n.node_id()
         );
         assert_eq!(info.count, total, "node {}", n.node_id());
+        // `lang`: three values of ~100 records each, all over the lowered threshold.
+        assert_eq!(info.indexes[0].value_graphs, 3, "node {}", n.node_id());
         let page = n
             .scroll_with("c", Some(&f), None, 10, ReadConsistency::Linearizable)
             .unwrap();
