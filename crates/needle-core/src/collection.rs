@@ -455,8 +455,17 @@ impl Collection {
                     });
                 }
             }
+            // The `ef_construction` nearest, as a search of a graph holding the earlier
+            // records would return. Kept whole (up to `ef_construction + BATCH_CHUNK − 1`
+            // candidates), the graph was not the one a record-by-record build makes: glove50,
+            // 8 level seeds, same draws, recall +0.0003 at ef 32 and −0.0003 at ef 128 against
+            // one record per batch, on every seed (likely: the heuristic, which keeps fewer
+            // than `m` of the nearest where they crowd, went on into the chunk's far records
+            // and linked some). Truncated, ef 128 is the record-by-record build's on 8 of 8
+            // seeds, and no longer below hnswlib's (docs/benchmarks.md, issue 12, speed7).
             for layer in plans[i].iter_mut() {
                 layer.sort();
+                layer.truncate(graph.ef_construction);
             }
         }
         // The slots the chunk tombstones: older versions of its ids, in the collection or
@@ -1827,5 +1836,53 @@ mod tests {
         assert_eq!(stepwise.deleted, whole.deleted);
         assert_eq!(stepwise.ids, whole.ids);
         assert_eq!(stepwise.graph, whole.graph, "seed {seed}");
+    }
+
+    /// A record planned in a chunk gets the `ef_construction` nearest of the graph's candidates
+    /// and the chunk's earlier records, as a record-by-record build's search would return, not
+    /// all of them (which built a different graph: docs/benchmarks.md, issue 12, speed7).
+    #[test]
+    fn chunk_plans_keep_the_ef_construction_nearest() {
+        let seed = needle_testkit::seed_or("chunk_plans_keep_the_ef_construction_nearest", 11);
+        let config = CollectionConfig {
+            distance: Distance::Euclidean,
+            m: 4,
+            ef_construction: 16,
+            ..CollectionConfig::default()
+        };
+        let mut c = Collection::new("c", 4, config);
+        c.apply_batch(records(200, 4, seed, |i| format!("a{i}")));
+        let chunk = records(BATCH_CHUNK, 4, seed ^ 0x5eed, |i| format!("b{i}"));
+        let planned = c.plan_chunk(chunk);
+        let first = planned.first;
+        let space = c.space();
+        for (i, (rec, plan)) in planned.records.iter().enumerate() {
+            for (layer, cands) in plan.iter().enumerate() {
+                assert!(
+                    cands.len() <= 16,
+                    "seed {seed}: record {i} has {} candidates on layer {layer}",
+                    cands.len()
+                );
+                assert!(
+                    cands.windows(2).all(|w| w[0] <= w[1]),
+                    "seed {seed}: sorted"
+                );
+            }
+            // Among its candidates are the chunk's earlier records nearer than the farthest
+            // candidate kept (none of them dropped in favour of a farther one).
+            if let Some(worst) = plan[0].last() {
+                for j in 0..i {
+                    let other = &planned.records[j].0;
+                    let d = (space.kernel)(&rec.vector, &other.vector);
+                    if d < worst.d {
+                        let slot = first + j as u32;
+                        assert!(
+                            plan[0].iter().any(|c| c.id == slot),
+                            "seed {seed}: record {i} lacks the nearer record {j}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
