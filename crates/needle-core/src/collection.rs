@@ -1211,7 +1211,10 @@ impl Collection {
 
     /// A fresh graph over the live records holding `key` in the index on `path`.
     fn value_graph_of(&self, path: &str, key: u64) -> ValueGraph {
-        let mut g = ValueGraph::new(self.config.m, self.config.ef_construction);
+        let mut g = ValueGraph::new(
+            self.config.m,
+            crate::value_graphs::ef_construction(self.config.ef_construction),
+        );
         let space = self.space();
         if let Some(list) = self.indexes.get(path).and_then(|i| i.postings.get(&key)) {
             for &slot in list {

@@ -58,6 +58,12 @@ pub(crate) fn eligible(count: usize, live: usize) -> bool {
     count >= min_records() && count.saturating_mul(2) <= live
 }
 
+/// The `ef_construction` of a collection's value graphs: half the collection's (at least 32).
+/// Checkpoints store none: opening uses this too, so later inserts build alike everywhere.
+pub(crate) fn ef_construction(collection: usize) -> usize {
+    (collection / 2).max(32).min(collection.max(1))
+}
+
 /// One value's graph.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ValueGraph {

@@ -441,7 +441,9 @@ fn decode_value_graphs(
                     dead,
                     graph: Graph {
                         m,
-                        ef_construction: c.config.ef_construction,
+                        ef_construction: crate::value_graphs::ef_construction(
+                            c.config.ef_construction,
+                        ),
                         levels,
                         links0,
                         upper_start,
