@@ -9,6 +9,8 @@
 //! `NEEDLE_FILTERED_SQ8=1` builds the collection with `quantization: sq8`.
 //! `NEEDLE_FILTERED_VALUE_GRAPH_MIN=N` sets the fewest records a value needs for a graph of its
 //! own (default 8,192; a huge N builds none, to compare with the plans without them).
+//! `NEEDLE_FILTERED_UNION=0` never searches an `$or` (or a split `$in`) as a union of its
+//! branches, `=1` always where one applies (default: the cost model chooses).
 //! `NEEDLE_FILTERED_CPU_TIME=1` computes QPS from the search thread's CPU time, not wall time.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -162,6 +164,11 @@ pub fn run(args: &[OsString]) -> Result<()> {
         .and_then(|v| v.parse::<usize>().ok())
     {
         needle_core::__private::set_value_graph_min_records(n);
+    }
+    match std::env::var("NEEDLE_FILTERED_UNION").as_deref() {
+        Ok("0") => needle_core::__private::set_union_plans(Some(false)),
+        Ok("1") => needle_core::__private::set_union_plans(Some(true)),
+        _ => {}
     }
 
     let base = read_fvecs(&base_path)?;

@@ -803,6 +803,16 @@ impl Collection {
     ) -> Vec<Cand> {
         let estimate = pred.estimate();
         let small = self.live <= SCAN_ALWAYS_BELOW;
+        let unions = union_plans();
+        if unions != UnionPlans::Never && (!small || unions == UnionPlans::Always) {
+            if let Some(b) = self.union_branches(pred) {
+                if unions == UnionPlans::Always
+                    || self.union_cost(ef, b.parts()) < self.whole_cost(ef, pred)
+                {
+                    return self.union_search(m, k, ef, b.parts());
+                }
+            }
+        }
         if !small {
             if let Some(found) = self.value_graph_search(m, k, ef, pred) {
                 return found;
@@ -919,10 +929,44 @@ impl Collection {
         ef: usize,
         pred: &Pred,
     ) -> Option<Vec<Cand>> {
+        let plan = self.value_graph_plan(ef, pred)?;
+        if !plan.wins {
+            return None;
+        }
+        let ValuePlan {
+            graph,
+            rest,
+            within,
+            ..
+        } = plan;
+        let query = MappedQuery {
+            inner: m.walk,
+            slots: &graph.slots,
+        };
+        let ef = if rest.is_empty() {
+            ef
+        } else {
+            walk_ef(ef, m.keep, within)
+        };
+        let found = graph
+            .graph
+            .search_filtered(&query, m.walk_keep(ef), ef, |id| {
+                !graph.dead[id as usize]
+                    && rest
+                        .iter()
+                        .all(|p| p.matches(graph.slots[id as usize], &self.metadata))
+            });
+        (found.len() >= k).then(|| crate::value_graphs::to_slots(found, &graph.slots))
+    }
+
+    /// The walk of a value's graph a filter could take (see [`Self::value_graph_search`]): the
+    /// graph, the filter's other parts, the share of the value's records that pass them (from a
+    /// sample), the walk's modelled cost in cache lines and whether it beats the other plans.
+    fn value_graph_plan<'q, 'p>(&'p self, ef: usize, pred: &'q Pred<'p>) -> Option<ValuePlan<'q, 'p>> {
         if self.value_graphs.is_empty() {
             return None;
         }
-        let parts: Vec<&Pred> = match pred {
+        let parts: Vec<&'q Pred<'p>> = match pred {
             Pred::And(c) => c.iter().collect(),
             p => vec![p],
         };
@@ -931,7 +975,7 @@ impl Collection {
             .enumerate()
             .filter_map(|(i, p)| self.value_graph_of_part(p).map(|(g, l)| (i, g, l)))
             .min_by_key(|(_, _, l)| l.len())?;
-        let rest: Vec<&Pred> = parts
+        let rest: Vec<&'q Pred<'p>> = parts
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != at)
@@ -955,27 +999,131 @@ impl Collection {
         let exact = matches * exact_per_match;
         let value_walk = walk * within.clamp(1e-9, 1.0).powf(WALK_BEAM_EXP - 1.0);
         let (filtered, two_hop) = self.filtered_costs(matches / self.live.max(1) as f64);
-        if value_walk >= exact || value_walk >= walk * filtered.min(two_hop) {
-            return None;
+        let wins = value_walk < exact && value_walk < walk * filtered.min(two_hop);
+        Some(ValuePlan {
+            graph,
+            rest,
+            within,
+            cost: value_walk,
+            wins,
+        })
+    }
+
+    /// The branches a filter may be searched as a union of (see [`Self::union_search`]): the
+    /// parts of an `$or` (at least two), or the values of an `$in` on an index with value graphs
+    /// when one of them has a graph (each such value a branch, the others together one).
+    fn union_branches<'q, 'p>(&self, pred: &'q Pred<'p>) -> Option<Branches<'q, 'p>> {
+        match pred {
+            Pred::Or(c) if c.len() >= 2 => Some(Branches::Parts(c)),
+            Pred::And(c) if c.len() == 1 => self.union_branches(&c[0]),
+            Pred::Field {
+                index,
+                ops,
+                missing: false,
+                path,
+                raw,
+            } if index.irregular.is_empty() => {
+                let [COp::Any(KeySet::Keys(keys))] = ops.as_slice() else {
+                    return None;
+                };
+                if keys.len() < 2 {
+                    return None;
+                }
+                let graphs = self.value_graphs.get(&index.path.dotted())?;
+                let (own, others): (Vec<u64>, Vec<u64>) =
+                    keys.iter().partition(|k| graphs.contains_key(k));
+                if own.is_empty() {
+                    return None;
+                }
+                let branch = |keys: Vec<u64>| Pred::Field {
+                    index,
+                    ops: vec![COp::Any(KeySet::Keys(keys))],
+                    missing: false,
+                    path,
+                    raw,
+                };
+                let mut parts: Vec<Pred<'p>> = own.into_iter().map(|k| branch(vec![k])).collect();
+                if !others.is_empty() {
+                    parts.push(branch(others));
+                }
+                Some(Branches::Owned(parts))
+            }
+            _ => None,
         }
-        let query = MappedQuery {
-            inner: m.walk,
-            slots: &graph.slots,
+    }
+
+    /// The modelled cost, in cache lines, of the plan [`Self::planned_search`] would take for
+    /// `pred` as a whole (not as a union): an exact pass over the matches when the posting
+    /// lists can name them, a scan when they cannot and few match, a filtered or two-hop walk of
+    /// the main graph, a value graph's walk — the cheapest.
+    fn whole_cost(&self, ef: usize, pred: &Pred) -> f64 {
+        let live = self.live.max(1) as f64;
+        let (walk, per_match) = self.walk_cost(ef);
+        let estimate = pred.estimate();
+        let matches = match estimate {
+            Some(e) => e as f64,
+            None => self.sample(|s| pred.matches(s as u32, &self.metadata)) * live,
         };
-        let ef = if rest.is_empty() {
-            ef
-        } else {
-            walk_ef(ef, m.keep, within)
-        };
-        let found = graph
-            .graph
-            .search_filtered(&query, m.walk_keep(ef), ef, |id| {
-                !graph.dead[id as usize]
-                    && rest
-                        .iter()
-                        .all(|p| p.matches(graph.slots[id as usize], &self.metadata))
-            });
-        (found.len() >= k).then(|| crate::value_graphs::to_slots(found, &graph.slots))
+        let selectivity = (matches / live).min(1.0);
+        let (filtered, two_hop) = self.filtered_costs(selectivity);
+        let mut cost = walk * filtered.min(two_hop);
+        if estimate.is_some_and(|e| e as f64 <= GATHER_BELOW * live) {
+            cost = cost.min(matches * per_match);
+        } else if estimate.is_none() && selectivity < SCAN_SELECTIVITY {
+            cost = live * per_match;
+        }
+        if let Some(v) = self.value_graph_plan(ef, pred) {
+            cost = cost.min(v.cost);
+        }
+        cost
+    }
+
+    /// The modelled cost of the plan [`Self::planned_search`] would take for `pred`: as a
+    /// whole, or as a union of its branches when that costs less.
+    fn plan_cost(&self, ef: usize, pred: &Pred) -> f64 {
+        let whole = self.whole_cost(ef, pred);
+        match self.union_branches(pred) {
+            Some(b) => whole.min(self.union_cost(ef, b.parts())),
+            None => whole,
+        }
+    }
+
+    /// The modelled cost of a union: each branch's plan, and the merge (each branch's
+    /// candidates re-ranked: a walk's `ef` distances).
+    fn union_cost(&self, ef: usize, parts: &[Pred]) -> f64 {
+        let (vector, _) = self.line_costs();
+        parts
+            .iter()
+            .map(|p| self.plan_cost(ef, p) + ef as f64 * vector)
+            .sum()
+    }
+
+    /// A filter searched as the union of its branches (an `$or`'s parts, an `$in`'s values):
+    /// each branch planned on its own ([`Self::planned_search`]: a value graph's walk, an exact
+    /// pass over its matches, a walk of the main graph) for its `k` nearest (or all it keeps),
+    /// merged, a record found by several branches kept once. Every branch's matches match the
+    /// filter, and each gives its `k` nearest when it has `k`: the merge holds the filter's `k`
+    /// nearest (as well as each branch's plan finds them) and `k` whenever `k` match.
+    fn union_search<W: Metric, E: Metric, F: Metric>(
+        &self,
+        m: &Metrics<W, E, F>,
+        k: usize,
+        ef: usize,
+        parts: &[Pred],
+    ) -> Vec<Cand> {
+        let mut all = Vec::new();
+        for p in parts {
+            all.extend(self.planned_search(m, k, ef, p));
+        }
+        // A record in several branches: kept once, at its smallest distance.
+        all.sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.d.total_cmp(&b.d)));
+        all.dedup_by_key(|c| c.id);
+        all.sort_unstable();
+        if !m.whole_beam {
+            // One metric throughout (the caller keeps what it is given): the nearest `keep`.
+            all.truncate(m.keep.max(k));
+        }
+        all
     }
 
     /// The graph of the value a filter part is (an equality or `$in` of one on an index with
@@ -1600,6 +1748,62 @@ struct PlannedChunk {
     doomed: Vec<u32>,
     /// The records not linked yet, each with its candidates per layer, nearest first.
     records: std::collections::VecDeque<(Prepared, Vec<Vec<Cand>>)>,
+}
+
+/// A value graph's walk a filter could take ([`Collection::value_graph_plan`]).
+struct ValuePlan<'q, 'p> {
+    graph: &'p ValueGraph,
+    /// The filter's parts besides the value, tested inside the walk.
+    rest: Vec<&'q Pred<'p>>,
+    /// The share of the value's records that pass `rest` (sampled).
+    within: f64,
+    /// The walk's modelled cost, in cache lines.
+    cost: f64,
+    /// Whether it costs less than an exact pass over the matches and the main graph's walks.
+    wins: bool,
+}
+
+/// The branches of a union plan ([`Collection::union_branches`]).
+enum Branches<'q, 'p> {
+    /// An `$or`'s parts.
+    Parts(&'q [Pred<'p>]),
+    /// An `$in`'s values, split.
+    Owned(Vec<Pred<'p>>),
+}
+
+impl<'p> Branches<'_, 'p> {
+    fn parts(&self) -> &[Pred<'p>] {
+        match self {
+            Branches::Parts(p) => p,
+            Branches::Owned(p) => p,
+        }
+    }
+}
+
+/// When filtered searches take union plans (an `$or` or a split `$in` searched branch by
+/// branch): by the cost model (the default), always where one applies, or never — for tests
+/// and benches that reach or compare them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnionPlans {
+    Model = 0,
+    Always = 1,
+    Never = 2,
+}
+
+static UNION_PLANS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// The union-plan mode in force (see [`UnionPlans`]).
+fn union_plans() -> UnionPlans {
+    match UNION_PLANS.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => UnionPlans::Always,
+        2 => UnionPlans::Never,
+        _ => UnionPlans::Model,
+    }
+}
+
+/// Sets the union-plan mode, process-wide (tests and benches only).
+pub(crate) fn set_union_plans(mode: UnionPlans) {
+    UNION_PLANS.store(mode as u8, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// How a filtered search with a bitmap of its matches finds them.

@@ -82,6 +82,17 @@ pub mod __private {
         db.index_codes_are_fresh(name)
     }
 
+    /// Sets when filtered searches search an `$or` (or an `$in` of values with graphs of their
+    /// own) as the union of its branches, process-wide: `None` by the cost model (the default),
+    /// `Some(true)` wherever one applies, `Some(false)` never. For tests and benches.
+    pub fn set_union_plans(mode: Option<bool>) {
+        crate::collection::set_union_plans(match mode {
+            None => crate::collection::UnionPlans::Model,
+            Some(true) => crate::collection::UnionPlans::Always,
+            Some(false) => crate::collection::UnionPlans::Never,
+        })
+    }
+
     /// Sets the fewest live records a keyword, integer or bool value needs for a graph of its
     /// own (default 8,192), process-wide: for tests and benches alone in their binary.
     pub fn set_value_graph_min_records(n: usize) {
