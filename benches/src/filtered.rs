@@ -11,6 +11,8 @@
 //! own (default 8,192; a huge N builds none, to compare with the plans without them).
 //! `NEEDLE_FILTERED_UNION=0` never searches an `$or` (or a split `$in`) as a union of its
 //! branches, `=1` always where one applies (default: the cost model chooses).
+//! `NEEDLE_FILTERED_NO_DISJOINT=1` builds a bitmap for exact passes over several posting lists
+//! even when no record is in two of them (the pass before filters8).
 //! `NEEDLE_FILTERED_CPU_TIME=1` computes QPS from the search thread's CPU time, not wall time.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -164,6 +166,9 @@ pub fn run(args: &[OsString]) -> Result<()> {
         .and_then(|v| v.parse::<usize>().ok())
     {
         needle_core::__private::set_value_graph_min_records(n);
+    }
+    if std::env::var_os("NEEDLE_FILTERED_NO_DISJOINT").is_some() {
+        needle_core::__private::set_disjoint_lists(false);
     }
     match std::env::var("NEEDLE_FILTERED_UNION").as_deref() {
         Ok("0") => needle_core::__private::set_union_plans(Some(false)),

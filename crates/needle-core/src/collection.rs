@@ -828,6 +828,17 @@ impl Collection {
         // by one.
         let exact_gather = gatherable && pred.gather_is_exact();
         let one_list = exact_gather && pred.is_one_list();
+        if exact_gather && !one_list && disjoint_lists() {
+            // Several lists, no slot in two: when the exact pass wins, it reads them in place,
+            // one after the other, with no bitmap built and scanned.
+            if let Some(lists) = pred.disjoint_lists() {
+                let n: usize = lists.iter().map(|l| l.len()).sum();
+                let selectivity = n as f64 / self.live.max(1) as f64;
+                if small || self.cheapest_plan(ef, n, selectivity) == Plan::Exact {
+                    return self.exact_pass(m, n, lists.into_iter().flatten().copied());
+                }
+            }
+        }
         let bitmap_cost = (!one_list && (exact_gather || !small))
             .then(|| pred.bitmap_cost())
             .flatten()
@@ -1799,6 +1810,19 @@ fn union_plans() -> UnionPlans {
         2 => UnionPlans::Never,
         _ => UnionPlans::Model,
     }
+}
+
+static DISJOINT_LISTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether exact passes read disjoint posting lists in place (see `Pred::disjoint_lists`;
+/// on unless a bench turned it off to compare with the bitmap).
+fn disjoint_lists() -> bool {
+    DISJOINT_LISTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Turns the in-place pass over disjoint posting lists off or on, process-wide (benches).
+pub(crate) fn set_disjoint_lists(on: bool) {
+    DISJOINT_LISTS.store(on, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Sets the union-plan mode, process-wide (tests and benches only).

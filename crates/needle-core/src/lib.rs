@@ -93,6 +93,13 @@ pub mod __private {
         })
     }
 
+    /// Turns the exact pass's in-place reading of disjoint posting lists (an `$in` or a range
+    /// on an index with one value a record) off, or on again, process-wide: the matches then
+    /// come from a bitmap built from the lists. For benches that compare the two.
+    pub fn set_disjoint_lists(on: bool) {
+        crate::collection::set_disjoint_lists(on)
+    }
+
     /// Sets the fewest live records a keyword, integer or bool value needs for a graph of its
     /// own (default 8,192), process-wide: for tests and benches alone in their binary.
     pub fn set_value_graph_min_records(n: usize) {

@@ -205,6 +205,33 @@ impl<'a> Pred<'a> {
         }
     }
 
+    /// The posting lists that name exactly the matches with no slot in two of them, when there
+    /// are several: a field whose index holds one value a slot (no array of several), no
+    /// irregular slot, and one operator that is a set of keys (`$in`, a range). An exact pass
+    /// reads them one after the other, with no bitmap built.
+    pub fn disjoint_lists(&self) -> Option<Vec<&[u32]>> {
+        match self {
+            Pred::And(c) if c.len() == 1 => c[0].disjoint_lists(),
+            Pred::Field {
+                index,
+                ops,
+                missing: false,
+                ..
+            } if index.irregular.is_empty() && index.many.is_empty() => match ops.as_slice() {
+                [COp::Any(set)] => {
+                    let lists: Vec<&[u32]> = set
+                        .lists(&index.postings)
+                        .map(Vec::as_slice)
+                        .filter(|l| !l.is_empty())
+                        .collect();
+                    (lists.len() >= 2).then_some(lists)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The posting-list entries [`bitmap`](Self::bitmap) reads (its cost), or `None` when the
     /// filter has no exact bitmap.
     pub fn bitmap_cost(&self) -> Option<usize> {
