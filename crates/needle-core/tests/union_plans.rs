@@ -3,7 +3,8 @@
 //! main graph), each branch's best merged, a record in several branches kept once. With the
 //! plans forced on (`__private::set_union_plans(Some(true))`), off, and left to the cost model,
 //! random `$or`s and `$in`s over random metadata (overlapping branches, `$and` branches, ranges
-//! on integer and float indexes, branches on unindexed paths, branches that match nothing)
+//! on integer and float indexes, branches on unindexed paths, branches that match nothing; and
+//! `$in`s over an array field, whose posting lists share records)
 //! return matching records only, each once, `k` whenever `k` match, exactly the brute-force
 //! answer when `k` is at least the matches, and high recall otherwise; the distances are the
 //! exact ones.
@@ -29,7 +30,11 @@ fn meta(rng: &mut Rng) -> Value {
         .filter(|_| rng.below(3) == 0)
         .collect();
     let t = ["a", "b", "c", "d"][rng.below(4) as usize];
+    // Two of 60 values (~200 records each: no graphs), so an `$in` of several is passed exactly
+    // over posting lists that share records.
+    let (k1, k2) = (rng.below(60), rng.below(60));
     json!({
+        "k": [format!("k{k1}"), format!("k{k2}")],
         "t": t,
         "y": rng.below(10) as i64,
         "p": rng.f32() as f64,
@@ -40,7 +45,11 @@ fn meta(rng: &mut Rng) -> Value {
 
 /// A random leaf condition: on an indexed path (`t`, `y`, `tags`, `p`) or not (`u`).
 fn leaf(rng: &mut Rng) -> Value {
-    match rng.below(8) {
+    match rng.below(9) {
+        8 => {
+            let ks: Vec<String> = (0..6).map(|_| format!("k{}", rng.below(60))).collect();
+            json!({"k": {"$in": ks}})
+        }
         // Matches nothing: the other branches must give all `k`.
         7 => json!({"y": {"$lt": 0}}),
         0 => {
@@ -65,7 +74,7 @@ fn leaf(rng: &mut Rng) -> Value {
 /// A random filter a union plan applies to: an `$or` of two to four leaves, or an `$in` of
 /// several values of `t`, `tags` or `y` (which have value graphs).
 fn union_filter(rng: &mut Rng) -> Value {
-    match rng.below(4) {
+    match rng.below(5) {
         0 => {
             let n = 1 + rng.below(4) as usize;
             let tags: Vec<&str> = (0..n)
@@ -77,6 +86,10 @@ fn union_filter(rng: &mut Rng) -> Value {
             let n = 2 + rng.below(3) as usize;
             let ys: Vec<i64> = (0..n).map(|_| rng.below(12) as i64).collect();
             json!({"y": {"$in": ys}})
+        }
+        2 => {
+            let ks: Vec<String> = (0..6).map(|_| format!("k{}", rng.below(60))).collect();
+            json!({"k": {"$in": ks}})
         }
         _ => {
             let n = 2 + rng.below(3) as usize;
@@ -101,6 +114,7 @@ fn union_plans_match_brute_force() {
         ("tags", IndexKind::Keyword),
         ("y", IndexKind::Integer),
         ("p", IndexKind::Float),
+        ("k", IndexKind::Keyword),
     ] {
         db.create_index("c", path, kind).unwrap();
     }
