@@ -973,7 +973,11 @@ impl Collection {
     /// The walk of a value's graph a filter could take (see [`Self::value_graph_search`]): the
     /// graph, the filter's other parts, the share of the value's records that pass them (from a
     /// sample), the walk's modelled cost in cache lines and whether it beats the other plans.
-    fn value_graph_plan<'q, 'p>(&'p self, ef: usize, pred: &'q Pred<'p>) -> Option<ValuePlan<'q, 'p>> {
+    fn value_graph_plan<'q, 'p>(
+        &'p self,
+        ef: usize,
+        pred: &'q Pred<'p>,
+    ) -> Option<ValuePlan<'q, 'p>> {
         if self.value_graphs.is_empty() {
             return None;
         }

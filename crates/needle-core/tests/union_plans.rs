@@ -165,9 +165,8 @@ fn union_plans_match_brute_force() {
                     .with_filter(f.clone())
                     .with_ef_search(ef);
                 let got = db.search_with("c", &q, k, &opts).unwrap();
-                let truth = common::brute_force(&base, &q, k, |i| {
-                    live(i) && f.matches(Some(&metas[i]))
-                });
+                let truth =
+                    common::brute_force(&base, &q, k, |i| live(i) && f.matches(Some(&metas[i])));
                 let what = format!("seed {seed} case {case} {fj} mode {mode:?} k {k} ef {ef}");
                 assert_eq!(got.len(), k.min(matching.len()), "{what}: k results");
                 let ids: BTreeSet<&str> = got.iter().map(|h| h.id.as_str()).collect();
@@ -192,8 +191,7 @@ fn union_plans_match_brute_force() {
                     "{what}: not nearest first"
                 );
                 if k >= matching.len() {
-                    let want: BTreeSet<String> =
-                        truth.iter().map(|&i| format!("r{i}")).collect();
+                    let want: BTreeSet<String> = truth.iter().map(|&i| format!("r{i}")).collect();
                     let ids: BTreeSet<String> = ids.iter().map(|s| s.to_string()).collect();
                     assert_eq!(ids, want, "{what}: every match");
                 }
