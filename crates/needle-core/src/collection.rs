@@ -3,7 +3,7 @@
 //! happens here, in `prepare_*`, before anything is logged or changed; the `apply_*` methods
 //! work only on prepared (valid) values and cannot fail, so a write is all or nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound::{Excluded, Unbounded};
 
 use parking_lot::RwLock;
@@ -153,6 +153,17 @@ pub(crate) struct Collection {
     /// records holding that value, for values held by many (see [`crate::value_graphs`]).
     /// Kept by every write; rebuilt by compaction; dropped with the index.
     pub value_graphs: BTreeMap<String, BTreeMap<u64, ValueGraph>>,
+    /// Per indexed path, the values held by at least `value_graphs::min_records` live records
+    /// that have no graph yet (held by more than half the live records, or not checked yet): after every write each is checked
+    /// again and gets its graph once eligible (see [`Collection::build_due_value_graphs`]).
+    /// Derived from the indexes and the graphs (never stored; computed again at open), so a
+    /// replica that restarted checks the same values as one that did not. May hold values
+    /// that fell below the threshold since: the next check drops them.
+    pub waiting_value_graphs: BTreeMap<String, BTreeSet<u64>>,
+    /// Empty graphs with room reserved (by [`Collection::reserve_value_graphs`], before a
+    /// write is logged) for waiting values that the write may make eligible; taken by the
+    /// build. Never stored.
+    pub spare_value_graphs: BTreeMap<(String, u64), ValueGraph>,
 }
 
 pub(crate) fn validate_collection_name(name: &str) -> Result<()> {
@@ -208,6 +219,8 @@ impl Collection {
             sq8: None,
             codes: None,
             value_graphs: BTreeMap::new(),
+            waiting_value_graphs: BTreeMap::new(),
+            spare_value_graphs: BTreeMap::new(),
         }
     }
 
@@ -507,6 +520,7 @@ impl Collection {
                 deleted[n as usize] || doomed.binary_search(&n).is_ok()
             });
             self.enter_value_graphs(slot);
+            self.build_due_value_graphs();
             planned.linked += 1;
         }
         !planned.records.is_empty()
@@ -541,6 +555,7 @@ impl Collection {
                         idx.insert(slot, self.metadata[slot as usize].as_ref());
                     }
                     self.enter_value_graphs(slot);
+                    self.build_due_value_graphs();
                 }
             }
         }
@@ -550,6 +565,7 @@ impl Collection {
         match self.index.remove(id) {
             Some(slot) => {
                 self.tombstone(slot);
+                self.build_due_value_graphs();
                 true
             }
             None => false,
@@ -584,6 +600,105 @@ impl Collection {
             codes
                 .try_reserve(slots)
                 .map_err(|e| no_memory("int8 codes", e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes room in the value graphs for a write, so that applying it cannot fail for memory:
+    /// `joining` are the metadata the write gives records (new records, or new metadata), and
+    /// `changed` the records it writes (each may add a live record or take one from a value).
+    /// Every graph a record joins gets room for its nodes, and every value without a graph
+    /// that the write may make eligible (see [`Collection::build_due_value_graphs`]) gets an
+    /// empty graph with room for all its records, which the build takes. Called before the
+    /// write is logged; an error (the system refused the memory) changes nothing a search or
+    /// the file sees.
+    pub fn reserve_value_graphs(
+        &mut self,
+        joining: &[Option<&Value>],
+        changed: usize,
+    ) -> Result<()> {
+        let mut spares = std::mem::take(&mut self.spare_value_graphs);
+        if self.indexes.is_empty() {
+            return Ok(());
+        }
+        // The nodes each value may gain.
+        let mut gain: BTreeMap<(&str, u64), usize> = BTreeMap::new();
+        for (path, idx) in &self.indexes {
+            if idx.kind == IndexKind::Float {
+                continue;
+            }
+            for &meta in joining {
+                let mut keys: Vec<u64> = match idx.path.lookup(meta) {
+                    Some(Value::Array(items)) => {
+                        items.iter().filter_map(|v| idx.scalar_key(v)).collect()
+                    }
+                    Some(v) => idx.scalar_key(v).into_iter().collect(),
+                    None => Vec::new(),
+                };
+                keys.sort_unstable();
+                keys.dedup();
+                for k in keys {
+                    *gain.entry((path.as_str(), k)).or_default() += 1;
+                }
+            }
+        }
+        let min = crate::value_graphs::min_records();
+        let mut grow: Vec<(String, u64, usize)> = Vec::new();
+        let mut shells: Vec<(String, u64, usize)> = Vec::new();
+        let mut candidates: BTreeSet<(&str, u64)> = gain.keys().copied().collect();
+        for (path, keys) in &self.waiting_value_graphs {
+            candidates.extend(keys.iter().map(|&k| (path.as_str(), k)));
+        }
+        for (path, key) in candidates {
+            let more = gain.get(&(path, key)).copied().unwrap_or(0);
+            if self
+                .value_graphs
+                .get(path)
+                .is_some_and(|g| g.contains_key(&key))
+            {
+                if more > 0 {
+                    grow.push((path.to_string(), key, more));
+                }
+                continue;
+            }
+            let count = self.indexes[path].postings.get(&key).map_or(0, Vec::len);
+            // Eligible at some point of the write: at least the threshold then, and at most
+            // half the live records (the write may take `changed` from the value and add as
+            // many live records).
+            let most = count + more;
+            let least = count.saturating_sub(changed);
+            if most >= min && least.saturating_mul(2) <= self.live + changed {
+                shells.push((path.to_string(), key, most));
+            }
+        }
+        let no_memory = |e| {
+            Error::io(
+                format!(
+                    "allocating room in the value graphs of collection '{}'",
+                    self.name
+                ),
+                e,
+            )
+        };
+        let (m, efc) = (
+            self.config.m,
+            crate::value_graphs::ef_construction(self.config.ef_construction),
+        );
+        for (path, key, nodes) in shells {
+            let mut shell = spares
+                .remove(&(path.clone(), key))
+                .unwrap_or_else(|| ValueGraph::new(m, efc));
+            shell.try_reserve(nodes).map_err(no_memory)?;
+            self.spare_value_graphs.insert((path, key), shell);
+        }
+        for (path, key, nodes) in grow {
+            if let Some(g) = self
+                .value_graphs
+                .get_mut(&path)
+                .and_then(|g| g.get_mut(&key))
+            {
+                g.try_reserve(nodes).map_err(no_memory)?;
+            }
         }
         Ok(())
     }
@@ -1351,6 +1466,7 @@ impl Collection {
     /// index cannot hold may still match by its JSON, and is in no graph.)
     pub fn build_value_graphs(&mut self, path: &str) {
         self.value_graphs.remove(path);
+        self.waiting_value_graphs.remove(path);
         let Some(idx) = self.indexes.get(path) else {
             return;
         };
@@ -1365,19 +1481,85 @@ impl Collection {
             .collect();
         let mut graphs = BTreeMap::new();
         for key in keys {
-            graphs.insert(key, self.value_graph_of(path, key));
+            graphs.insert(key, self.value_graph_of(path, key, None));
         }
         if !graphs.is_empty() {
             self.value_graphs.insert(path.to_string(), graphs);
         }
+        self.find_waiting_value_graphs(path);
     }
 
-    /// A fresh graph over the live records holding `key` in the index on `path`.
-    fn value_graph_of(&self, path: &str, key: u64) -> ValueGraph {
-        let mut g = ValueGraph::new(
-            self.config.m,
-            crate::value_graphs::ef_construction(self.config.ef_construction),
-        );
+    /// Fills [`Collection::waiting_value_graphs`] for `path` from its index and graphs: every
+    /// value held by at least `value_graphs::min_records` live records with no graph.
+    pub fn find_waiting_value_graphs(&mut self, path: &str) {
+        self.waiting_value_graphs.remove(path);
+        let Some(idx) = self.indexes.get(path) else {
+            return;
+        };
+        if idx.kind == IndexKind::Float {
+            return;
+        }
+        let graphs = self.value_graphs.get(path);
+        let min = crate::value_graphs::min_records();
+        let waiting: BTreeSet<u64> = idx
+            .postings
+            .iter()
+            .filter(|(k, list)| list.len() >= min && !graphs.is_some_and(|g| g.contains_key(k)))
+            .map(|(&k, _)| k)
+            .collect();
+        if !waiting.is_empty() {
+            self.waiting_value_graphs.insert(path.to_string(), waiting);
+        }
+    }
+
+    /// Gives every waiting value (see [`Collection::waiting_value_graphs`]) that is now
+    /// [`eligible`](crate::value_graphs::eligible) its graph, in path and key order, and drops
+    /// the values that fell below the threshold. Called after every write (each record of a
+    /// batch, each delete, each metadata change), so a value gets its graph at the first write
+    /// after which it is held by at least the threshold and at most half the live records —
+    /// also when it crossed the threshold while held by more than half (a load sorted by the
+    /// field) — at the same command on every replica. A graph, once made, is kept while its
+    /// index lives, even if its value later falls below the threshold or rises above half the
+    /// records: the planner's cost model decides whether to walk it, and dropping and building
+    /// again as a count wavers around a bound would cost a build per crossing.
+    fn build_due_value_graphs(&mut self) {
+        if self.waiting_value_graphs.is_empty() {
+            return;
+        }
+        let min = crate::value_graphs::min_records();
+        let live = self.live;
+        let mut due: Vec<(String, u64)> = Vec::new();
+        for (path, keys) in self.waiting_value_graphs.iter_mut() {
+            let postings = self.indexes.get(path).map(|i| &i.postings);
+            keys.retain(|k| {
+                let count = postings.and_then(|p| p.get(k)).map_or(0, Vec::len);
+                if count < min {
+                    return false;
+                }
+                if crate::value_graphs::eligible(count, live) {
+                    due.push((path.clone(), *k));
+                    return false;
+                }
+                true
+            });
+        }
+        self.waiting_value_graphs.retain(|_, keys| !keys.is_empty());
+        for (path, key) in due {
+            let spare = self.spare_value_graphs.remove(&(path.clone(), key));
+            let g = self.value_graph_of(&path, key, spare);
+            self.value_graphs.entry(path).or_default().insert(key, g);
+        }
+    }
+
+    /// A fresh graph over the live records holding `key` in the index on `path`, in `spare`
+    /// (empty, its room reserved) if given.
+    fn value_graph_of(&self, path: &str, key: u64, spare: Option<ValueGraph>) -> ValueGraph {
+        let mut g = spare.unwrap_or_else(|| {
+            ValueGraph::new(
+                self.config.m,
+                crate::value_graphs::ef_construction(self.config.ef_construction),
+            )
+        });
         let space = self.space();
         if let Some(list) = self.indexes.get(path).and_then(|i| i.postings.get(&key)) {
             for &slot in list {
@@ -1398,8 +1580,9 @@ impl Collection {
     }
 
     /// `slot` (live, its index entries made) joins the graphs of the values it holds; a value
-    /// that has just become `value_graphs::eligible` gets its graph, built over its
-    /// records at this write — so the graphs depend on the writes and their order alone.
+    /// without a graph held by at least the threshold waits for one
+    /// ([`Collection::build_due_value_graphs`], after the write) — so the graphs depend on the
+    /// writes and their order alone.
     fn enter_value_graphs(&mut self, slot: u32) {
         let paths: Vec<String> = self
             .indexes
@@ -1427,14 +1610,12 @@ impl Collection {
                     continue;
                 }
                 let count = self.indexes[&path].postings.get(&key).map_or(0, Vec::len);
-                if count == crate::value_graphs::min_records()
-                    && crate::value_graphs::eligible(count, self.live)
-                {
-                    let g = self.value_graph_of(&path, key);
-                    self.value_graphs
+                if count >= crate::value_graphs::min_records() {
+                    // Checked (and maybe built) by `build_due_value_graphs` after the write.
+                    self.waiting_value_graphs
                         .entry(path.clone())
                         .or_default()
-                        .insert(key, g);
+                        .insert(key);
                 }
             }
         }
@@ -1470,6 +1651,7 @@ impl Collection {
     pub fn apply_drop_index(&mut self, path: &str) {
         self.indexes.remove(path);
         self.value_graphs.remove(path);
+        self.waiting_value_graphs.remove(path);
         self.sync_codes();
     }
 

@@ -1250,8 +1250,31 @@ impl Database {
 /// write is logged, and an error (the system refused the memory) changes nothing.
 fn reserve_room(plan: &Plan) -> Result<()> {
     match plan {
-        Plan::Upsert(shared, records) => shared.write().reserve(records.len()),
-        Plan::Update(shared, _, Some(_), _) => shared.write().reserve(1),
+        Plan::Upsert(shared, records) => {
+            let mut c = shared.write();
+            c.reserve(records.len())?;
+            let joining: Vec<Option<&Value>> =
+                records.iter().map(|r| r.metadata.as_ref()).collect();
+            c.reserve_value_graphs(&joining, records.len())
+        }
+        Plan::Update(shared, id, vector, metadata) => {
+            let mut c = shared.write();
+            if vector.is_some() {
+                c.reserve(1)?;
+            }
+            // A new vector alone keeps the metadata: the record joins its values again.
+            let kept = match metadata {
+                Some(_) => None,
+                None => c
+                    .index
+                    .get(id.as_str())
+                    .and_then(|&s| c.metadata[s as usize].clone()),
+            };
+            c.reserve_value_graphs(&[metadata.as_ref().or(kept.as_ref())], 1)
+        }
+        // A delete can make a waiting value eligible (it then holds at most half the records).
+        Plan::Delete(shared, _) => shared.write().reserve_value_graphs(&[], 1),
+        Plan::DeleteSlots(shared, slots) => shared.write().reserve_value_graphs(&[], slots.len()),
         _ => Ok(()),
     }
 }

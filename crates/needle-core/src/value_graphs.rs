@@ -110,6 +110,23 @@ impl ValueGraph {
         graph.apply_insert(&view, id, &plan, |n| dead[n as usize]);
     }
 
+    /// Makes room for `nodes` more nodes, so that inserting them cannot fail for memory: done
+    /// before a write is logged. An error (the system refused the memory) changes nothing the
+    /// graph holds. (Upper-layer links are not reserved, as in the main graph: they grow in
+    /// the ordinary heap.)
+    pub fn try_reserve(&mut self, nodes: usize) -> std::io::Result<()> {
+        let heap = |e: std::collections::TryReserveError| std::io::Error::other(e);
+        let stride0 = 1 + 2 * self.graph.m;
+        self.graph
+            .links0
+            .try_reserve(nodes.saturating_mul(stride0))?;
+        self.graph.levels.try_reserve(nodes).map_err(heap)?;
+        self.graph.upper_start.try_reserve(nodes).map_err(heap)?;
+        self.slots.try_reserve(nodes).map_err(heap)?;
+        self.dead.try_reserve(nodes).map_err(heap)?;
+        self.local.try_reserve(nodes).map_err(heap)
+    }
+
     /// `slot` leaves the value (if it is in).
     pub fn leave(&mut self, slot: u32) {
         if let Some(id) = self.local.remove(&slot) {

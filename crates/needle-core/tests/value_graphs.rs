@@ -235,3 +235,75 @@ fn value_graphs_survive_replay_checkpoint_snapshot_and_compaction() {
     db.drop_index("c", "tags").unwrap();
     assert_eq!(value_graphs(&db), t, "seed {seed}: dropped with the index");
 }
+
+fn graphs_of(db: &Database, path: &str) -> usize {
+    db.collection_info("c")
+        .unwrap()
+        .indexes
+        .iter()
+        .find(|i| i.path == path)
+        .map_or(0, |i| i.value_graphs)
+}
+
+/// A load sorted by the indexed field (all of `a`, then all of `b`, …): a value that crosses
+/// the threshold while it holds more than half the live records gets its graph at the first
+/// write after which it holds at most half (`a` at the 1,200th record), not never; replicas —
+/// a second database given the same writes, and the log replayed — end with the same graphs
+/// (equal checksums).
+#[test]
+fn a_load_sorted_by_the_field_gets_its_graphs() {
+    needle_core::__private::set_value_graph_min_records(MIN_RECORDS);
+    let seed = seed("a_load_sorted_by_the_field_gets_its_graphs");
+    let mut rng = Rng(seed);
+    let dim = 4;
+    let per = 2 * MIN_RECORDS;
+    let records: Vec<Record> = ["a", "b", "c", "d"]
+        .into_iter()
+        .flat_map(|t| std::iter::repeat_n(t, per))
+        .enumerate()
+        .map(|(i, t)| {
+            let v = unit_vector(&mut rng, dim);
+            Record::new(format!("r{i}"), v, Some(json!({ "t": t })))
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.needle");
+    let file = Database::open(&path).unwrap();
+    let mem = Database::in_memory();
+    for db in [&file, &mem] {
+        db.create_collection("c", dim).unwrap();
+        db.create_index("c", "t", IndexKind::Keyword).unwrap();
+    }
+    // Up to the last record of `b` but one: `a` holds 600 of 1,199 records, over half.
+    let (head, tail) = records.split_at(2 * per - 1);
+    for chunk in head.chunks(97) {
+        file.insert_batch("c", chunk.to_vec()).unwrap();
+        mem.insert_batch("c", chunk.to_vec()).unwrap();
+    }
+    // `b` crossed the threshold at 900 live records: its graph was made then.
+    assert_eq!(graphs_of(&file, "t"), 1, "seed {seed}: only b's graph");
+    assert_eq!(file.state_checksum(), mem.state_checksum(), "seed {seed}");
+    // One more record: 600 of 1,200, and `a` gets its graph at this write on both.
+    file.insert_batch("c", tail[..1].to_vec()).unwrap();
+    mem.insert_batch("c", tail[..1].to_vec()).unwrap();
+    assert_eq!(graphs_of(&file, "t"), 2, "seed {seed}: a's graph at 1,200");
+    assert_eq!(file.state_checksum(), mem.state_checksum(), "seed {seed}");
+    file.insert_batch("c", tail[1..].to_vec()).unwrap();
+    mem.insert_batch("c", tail[1..].to_vec()).unwrap();
+    assert_eq!(graphs_of(&file, "t"), 4, "seed {seed}: every value's graph");
+    let checksum = file.state_checksum();
+    assert_eq!(mem.state_checksum(), checksum, "seed {seed}: replicas");
+    // A search on `a` walks its graph and finds a record of `a` by its own vector.
+    let f = Filter::parse(&json!({"t": "a"})).unwrap();
+    let opts = SearchOptions::new().with_filter(f).with_ef_search(32);
+    let got = file.search_with("c", &records[7].vector, 1, &opts).unwrap();
+    assert_eq!(got[0].id, "r7", "seed {seed}");
+    drop(file);
+    let file = Database::open(&path).unwrap();
+    assert!(file.open_report().wal_records_replayed > 0);
+    assert_eq!(
+        file.state_checksum(),
+        checksum,
+        "seed {seed}: the log replayed"
+    );
+}

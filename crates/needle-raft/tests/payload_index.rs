@@ -47,7 +47,16 @@ fn indexes_and_deletes_by_filter_replicate_identically() {
     ));
     c.wait_converged(Duration::from_secs(10));
 
-    // A node that misses the next writes catches up from the log or a snapshot.
+    // A node that misses the next writes catches up by a snapshot: it had no value graph (13
+    // records of each `lang`, under the threshold of 50) and gets the three the others built
+    // (checked by the checksums of `wait_converged` and below).
+    let applied_at_crash = c.node(lagger).status().unwrap().applied;
+    let info = c
+        .node(lagger)
+        .collection_info_with("c", ReadConsistency::Linearizable)
+        .unwrap();
+    assert_eq!(info.indexes[0].path, "lang");
+    assert_eq!(info.indexes[0].value_graphs, 0);
     c.crash(lagger);
     for b in 1..8 {
         c.on_leader(Duration::from_secs(5), |l| l.insert_batch("c", records(b)));
@@ -82,8 +91,20 @@ fn indexes_and_deletes_by_filter_replicate_identically() {
         l.create_index("c", "price", IndexKind::Float)
     });
     c.on_leader(Duration::from_secs(5), |l| l.drop_index("c", "tenant"));
+    let first = c
+        .on_leader(Duration::from_secs(5), |l| l.status())
+        .first_index;
+    assert!(
+        first > applied_at_crash + 1,
+        "the leader compacted past the lagger: {first} > {applied_at_crash} + 1"
+    );
     c.restart(lagger);
     c.wait_converged(Duration::from_secs(30));
+    let s = c.node(lagger).status().unwrap();
+    assert!(
+        s.snapshot_index > applied_at_crash,
+        "the lagger installed a snapshot: {s:?}"
+    );
 
     let total = 8 * 40 - before - 1;
     for n in c.live() {

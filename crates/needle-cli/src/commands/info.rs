@@ -68,6 +68,14 @@ pub fn run(args: &InfoArgs, json: bool) -> Result<()> {
                     x.irregular,
                     output::bytes(x.memory_bytes as u64)
                 ));
+                if x.value_graphs > 0 {
+                    text.push_str(&format!(
+                        "    {} value graph{} ({} of that memory)\n",
+                        x.value_graphs,
+                        if x.value_graphs == 1 { "" } else { "s" },
+                        output::bytes(x.value_graph_bytes as u64)
+                    ));
+                }
             }
             if i.index_codes_bytes > 0 {
                 text.push_str(&format!(

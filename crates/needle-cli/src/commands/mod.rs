@@ -126,6 +126,8 @@ pub fn index_json(i: &needle_core::IndexInfo) -> Value {
         "indexed": i.indexed,
         "irregular": i.irregular,
         "memory_bytes": i.memory_bytes,
+        "value_graphs": i.value_graphs,
+        "value_graph_bytes": i.value_graph_bytes,
     })
 }
 

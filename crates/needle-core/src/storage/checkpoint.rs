@@ -439,18 +439,16 @@ fn decode_value_graphs(
                     slots,
                     local,
                     dead,
-                    graph: Graph {
+                    graph: checked_graph(
                         m,
-                        ef_construction: crate::value_graphs::ef_construction(
-                            c.config.ef_construction,
-                        ),
+                        crate::value_graphs::ef_construction(c.config.ef_construction),
                         levels,
                         links0,
                         upper_start,
                         upper,
                         entry,
                         max_level,
-                    },
+                    ),
                 },
             );
         }
@@ -460,6 +458,31 @@ fn decode_value_graphs(
         return Err((r.pos(), "unexpected trailing bytes".to_string()));
     }
     Ok(all)
+}
+
+/// A graph from its parts as read from a file, once checked (the main graph's sections and
+/// each value graph's record).
+#[allow(clippy::too_many_arguments)]
+fn checked_graph(
+    m: usize,
+    ef_construction: usize,
+    levels: Vec<u8>,
+    links0: Flat<u32>,
+    upper_start: Vec<u32>,
+    upper: Vec<u32>,
+    entry: u32,
+    max_level: u8,
+) -> Graph {
+    Graph {
+        m,
+        ef_construction,
+        levels,
+        links0,
+        upper_start,
+        upper,
+        entry,
+        max_level,
+    }
 }
 
 /// Reads and fully checks a checkpoint. Any inconsistency is `Corrupted` with the file and the
@@ -821,9 +844,11 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
         sq8,
         codes: None,
         value_graphs: std::collections::BTreeMap::new(),
+        waiting_value_graphs: std::collections::BTreeMap::new(),
+        spare_value_graphs: std::collections::BTreeMap::new(),
         indexes,
         kernel: kernel_for(config.distance),
-        graph: Graph {
+        graph: checked_graph(
             m,
             ef_construction,
             levels,
@@ -832,7 +857,7 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
             upper,
             entry,
             max_level,
-        },
+        ),
         name,
         dim,
         config,
@@ -845,13 +870,18 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
     };
     // Derived from the vectors, never stored: built again at open.
     collection.sync_codes();
-    // Version 4 and older files have none: they open with no value graphs (a value gets its
-    // graph when its index is made again or the collection compacted), so opening builds
-    // nothing.
+    // Version 4 and older files have none: they open with no value graphs, so opening builds
+    // nothing; every value held by at least the threshold waits (below), and the eligible
+    // ones get their graphs at the next write, as on every replica applying it.
     if version >= 5 {
         let (gbytes, gat) = s.next(KIND_VALUE_GRAPHS)?;
         collection.value_graphs = decode_value_graphs(gbytes, &collection)
             .map_err(|(off, reason)| s.corrupt(gat + off, format!("value graphs: {reason}")))?;
+    }
+    // Derived from the indexes and the graphs: the values that wait for a graph.
+    let paths: Vec<String> = collection.indexes.keys().cloned().collect();
+    for path in paths {
+        collection.find_waiting_value_graphs(&path);
     }
     Ok((collection, vat))
 }
