@@ -459,6 +459,10 @@ pub struct IndexCreateArgs {
     pub path: String,
     /// The kind of values: keyword, integer, float or bool (arrays of them included).
     pub kind: Option<String>,
+    /// Build no graph of its own for a value held by many records (saves their memory;
+    /// filters on the index plan as without them).
+    #[arg(long)]
+    pub no_value_graphs: bool,
     #[command(flatten)]
     pub remote: RemoteArgs,
 }

@@ -1,6 +1,7 @@
 //! The per-value graphs shown (issue 11, values8): `needle info` (text and `--json`), and over
 //! HTTP the collection's info and `GET …/indexes`, count each index's value graphs and their
-//! memory. The file is built in this process with the threshold lowered (the graphs are stored
+//! memory, and whether the index builds them (`--no-value-graphs`, `"value_graphs": false`).
+//! The file is built in this process with the threshold lowered (the graphs are stored
 //! in the checkpoint: the `needle` processes read them and build nothing).
 
 mod common;
@@ -47,6 +48,26 @@ fn info_and_http_show_the_value_graphs() {
     let text = needle(["info", path]).ok().to_string();
     assert!(text.contains("    4 value graphs ("), "{text}");
     assert_eq!(text.matches("value graph").count(), 1, "{text}");
+    assert_eq!(idx[1]["builds_value_graphs"], true, "{shown}");
+
+    // `--no-value-graphs`: an index that builds none, stored with it.
+    let made = needle([
+        "--json",
+        "index",
+        "create",
+        path,
+        "items",
+        "u",
+        "keyword",
+        "--no-value-graphs",
+    ])
+    .json();
+    assert_eq!(made["created"], "u", "{made}");
+    let shown = needle(["--json", "info", path]).json();
+    let idx = &shown["collections"][0]["indexes"];
+    assert_eq!(idx[2]["path"], "u", "{shown}");
+    assert_eq!(idx[2]["builds_value_graphs"], false, "{shown}");
+    assert_eq!(idx[1]["builds_value_graphs"], true, "{shown}");
 
     // Over HTTP: a node founded from the file.
     let from = path.to_string();
@@ -58,4 +79,29 @@ fn info_and_http_show_the_value_graphs() {
     assert_eq!(listed.body["indexes"], *idx, "{listed:?}");
     let info = n.get("/v1/collections/items").unwrap();
     assert_eq!(info.body["indexes"], *idx, "{info:?}");
+
+    // `"value_graphs": false` over HTTP.
+    let r = n
+        .post(
+            "/v1/collections/items/indexes",
+            &json!({"path": "m", "kind": "integer", "value_graphs": false}),
+        )
+        .unwrap();
+    assert!(r.is_success(), "{r:?}");
+    assert_eq!(r.body["index"]["builds_value_graphs"], false, "{r:?}");
+    let listed = n.get("/v1/collections/items/indexes").unwrap();
+    let m = listed.body["indexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["path"] == "m")
+        .cloned();
+    assert_eq!(m.unwrap()["builds_value_graphs"], false, "{listed:?}");
+    let r = n
+        .post(
+            "/v1/collections/items/indexes",
+            &json!({"path": "m2", "kind": "integer", "value_graphs": "no"}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400, "a value_graphs that is not a bool: {r:?}");
 }

@@ -624,7 +624,7 @@ impl Collection {
         // The nodes each value may gain.
         let mut gain: BTreeMap<(&str, u64), usize> = BTreeMap::new();
         for (path, idx) in &self.indexes {
-            if idx.kind == IndexKind::Float {
+            if idx.kind == IndexKind::Float || !idx.value_graphs {
                 continue;
             }
             for &meta in joining {
@@ -707,9 +707,9 @@ impl Collection {
     pub fn compacted(&self) -> Result<Collection> {
         let mut fresh = Collection::new(&self.name, self.dim, self.config.clone());
         for (path, idx) in &self.indexes {
-            fresh
-                .indexes
-                .insert(path.clone(), PayloadIndex::new(idx.path.clone(), idx.kind));
+            let mut empty = PayloadIndex::new(idx.path.clone(), idx.kind);
+            empty.value_graphs = idx.value_graphs;
+            fresh.indexes.insert(path.clone(), empty);
         }
         fresh.sync_codes();
         fresh.reserve(self.live)?;
@@ -1470,7 +1470,7 @@ impl Collection {
         let Some(idx) = self.indexes.get(path) else {
             return;
         };
-        if idx.kind == IndexKind::Float {
+        if idx.kind == IndexKind::Float || !idx.value_graphs {
             return;
         }
         let keys: Vec<u64> = idx
@@ -1496,7 +1496,7 @@ impl Collection {
         let Some(idx) = self.indexes.get(path) else {
             return;
         };
-        if idx.kind == IndexKind::Float {
+        if idx.kind == IndexKind::Float || !idx.value_graphs {
             return;
         }
         let graphs = self.value_graphs.get(path);
@@ -1587,7 +1587,7 @@ impl Collection {
         let paths: Vec<String> = self
             .indexes
             .iter()
-            .filter(|(_, i)| i.kind != IndexKind::Float)
+            .filter(|(_, i)| i.kind != IndexKind::Float && i.value_graphs)
             .map(|(p, _)| p.clone())
             .collect();
         for path in paths {

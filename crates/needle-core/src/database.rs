@@ -21,7 +21,7 @@ use crate::config::{CollectionConfig, DatabaseOptions, Quantization, SearchOptio
 use crate::disk::{Disk, DiskLock, FileWriter, MemDisk, OpenMode, OsDisk};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::payload::{IndexInfo, IndexKind, PayloadIndex};
+use crate::payload::{IndexInfo, IndexKind, IndexOptions, PayloadIndex};
 use crate::storage::checkpoint::{self, Header};
 use crate::storage::wal::{self, LogState, MAX_RECORD, Op, OpRecord, Wal};
 use crate::storage::{lock, sync_dir, tmp_path, wal_path};
@@ -641,12 +641,36 @@ impl Database {
     /// # Ok::<(), needle_core::Error>(())
     /// ```
     pub fn create_index(&self, collection: &str, path: &str, kind: IndexKind) -> Result<()> {
-        self.execute(Op::CreateIndex {
-            collection: collection.to_string(),
-            path: path.to_string(),
-            kind: kind.code(),
-        })
-        .map(|_| ())
+        self.create_index_with(collection, path, kind, IndexOptions::default())
+    }
+
+    /// [`create_index`](Self::create_index) with options: `IndexOptions::new().value_graphs(false)`
+    /// declares an index whose values never get graphs of their own (their memory saved; filters
+    /// on it plan as without them). The options are logged, replicated and stored in the
+    /// checkpoint with the index.
+    pub fn create_index_with(
+        &self,
+        collection: &str,
+        path: &str,
+        kind: IndexKind,
+        options: IndexOptions,
+    ) -> Result<()> {
+        let (collection, path, kind) = (collection.to_string(), path.to_string(), kind.code());
+        let op = if options.value_graphs {
+            Op::CreateIndex {
+                collection,
+                path,
+                kind,
+            }
+        } else {
+            Op::CreateIndexV2 {
+                collection,
+                path,
+                kind,
+                value_graphs: false,
+            }
+        };
+        self.execute(op).map(|_| ())
     }
 
     /// Drops the payload index on `path` ([`Error::IndexNotFound`] if there is none).
@@ -812,13 +836,22 @@ impl Database {
                 collection,
                 path,
                 kind,
+            }
+            | Op::CreateIndexV2 {
+                collection,
+                path,
+                kind,
+                ..
             } => {
                 let shared = self.collection(collection)?;
                 let kind = IndexKind::from_code(*kind).ok_or_else(|| Error::InvalidArgument {
                     what: "index kind".into(),
                     reason: format!("unknown kind code {kind}"),
                 })?;
-                let idx = shared.read().prepare_index(path, kind)?;
+                let mut idx = shared.read().prepare_index(path, kind)?;
+                if let Op::CreateIndexV2 { value_graphs, .. } = op {
+                    idx.value_graphs = *value_graphs;
+                }
                 Plan::CreateIndex(shared, Box::new(idx))
             }
             Op::DropIndex { collection, path } => {

@@ -52,7 +52,7 @@ pub use config::{
 pub use database::{CollectionInfo, Database, OpenReport, Record, ScrollPage, SearchResult};
 pub use error::{Error, Result};
 pub use filter::Filter;
-pub use payload::{IndexInfo, IndexKind};
+pub use payload::{IndexInfo, IndexKind, IndexOptions};
 
 #[doc(hidden)]
 pub mod __private {

@@ -307,3 +307,76 @@ fn a_load_sorted_by_the_field_gets_its_graphs() {
         "seed {seed}: the log replayed"
     );
 }
+
+/// An index declared without value graphs (`IndexOptions::value_graphs(false)`) gets none —
+/// through the writes that would make them, after the log is replayed, after a checkpoint
+/// (the option is logged and stored with the index) and after compaction — while the default
+/// index beside it gets its graphs.
+#[test]
+fn an_index_without_value_graphs_never_gets_them() {
+    use needle_core::IndexOptions;
+    needle_core::__private::set_value_graph_min_records(MIN_RECORDS);
+    let seed = seed("an_index_without_value_graphs_never_gets_them");
+    let mut rng = Rng(seed);
+    let dim = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.needle");
+    let batch = |rng: &mut Rng, from: usize, n: usize| -> Vec<Record> {
+        (from..from + n)
+            .map(|i| {
+                let t = ["a", "b", "c", "d"][i % 4];
+                let v = unit_vector(rng, dim);
+                Record::new(format!("r{i}"), v, Some(json!({ "t": t, "u": t })))
+            })
+            .collect()
+    };
+    let off = IndexOptions::new().value_graphs(false);
+    // (graphs of `t`, graphs of `u`, whether `t` builds them)
+    let shown = |db: &Database| {
+        let info = db.collection_info("c").unwrap();
+        let t = info.indexes.iter().find(|i| i.path == "t").unwrap();
+        (
+            graphs_of(db, "t"),
+            graphs_of(db, "u"),
+            t.builds_value_graphs,
+        )
+    };
+    let checksum = {
+        let db = Database::open(&path).unwrap();
+        db.create_collection("c", dim).unwrap();
+        db.create_index_with("c", "t", IndexKind::Keyword, off)
+            .unwrap();
+        db.create_index("c", "u", IndexKind::Keyword).unwrap();
+        db.insert_batch("c", batch(&mut rng, 0, 1300)).unwrap();
+        assert_eq!(shown(&db), (0, 4, false), "seed {seed}");
+        db.state_checksum()
+    };
+    // The log replayed.
+    let db = Database::open(&path).unwrap();
+    assert!(db.open_report().wal_records_replayed > 0);
+    assert_eq!(db.state_checksum(), checksum, "seed {seed}");
+    assert_eq!(shown(&db), (0, 4, false), "seed {seed}: after the log");
+    db.checkpoint().unwrap();
+    drop(db);
+    // The checkpoint read back, then more writes (a value of `t` would get its graph now if
+    // the option had been lost).
+    let db = Database::open(&path).unwrap();
+    assert_eq!(db.open_report().wal_records_replayed, 0);
+    assert_eq!(
+        db.state_checksum(),
+        checksum,
+        "seed {seed}: after a checkpoint"
+    );
+    db.insert_batch("c", batch(&mut rng, 1300, 40)).unwrap();
+    assert_eq!(
+        shown(&db),
+        (0, 4, false),
+        "seed {seed}: after the checkpoint"
+    );
+    db.compact("c").unwrap();
+    assert_eq!(shown(&db), (0, 4, false), "seed {seed}: after compaction");
+    // The other way round: made again with the default, `t` gets its graphs.
+    db.drop_index("c", "t").unwrap();
+    db.create_index("c", "t", IndexKind::Keyword).unwrap();
+    assert_eq!(shown(&db), (4, 4, true), "seed {seed}");
+}

@@ -96,6 +96,14 @@ pub enum ReplicatedCommand {
         config: Option<CollectionConfig>,
         quantization: String,
     },
+    /// Declares a payload index with options [`CreateIndex`](Self::CreateIndex) lacks:
+    /// `value_graphs: false` (see `needle_core::IndexOptions`).
+    CreateIndexWithOptions {
+        collection: String,
+        path: String,
+        kind: String,
+        value_graphs: bool,
+    },
 }
 
 /// `CollectionConfig` as entries encoded it before it had `quantization`: the fields and their
@@ -310,6 +318,17 @@ impl ReplicatedCommand {
                 path,
                 kind,
             } => db.create_index(collection, path, kind.parse()?),
+            ReplicatedCommand::CreateIndexWithOptions {
+                collection,
+                path,
+                kind,
+                value_graphs,
+            } => db.create_index_with(
+                collection,
+                path,
+                kind.parse()?,
+                needle_core::IndexOptions::new().value_graphs(*value_graphs),
+            ),
             ReplicatedCommand::DropIndex { collection, path } => db.drop_index(collection, path),
             ReplicatedCommand::DeleteByFilter { collection, filter } => {
                 return Ok(db.delete_by_filter(collection, &parse_filter(filter)?)? as u64);

@@ -373,6 +373,26 @@ impl ReplicatedDatabase {
         })
     }
 
+    /// [`create_index`](Self::create_index) with options (see
+    /// `needle_core::Database::create_index_with`).
+    pub fn create_index_with(
+        &self,
+        collection: &str,
+        path: &str,
+        kind: IndexKind,
+        options: needle_core::IndexOptions,
+    ) -> Result<()> {
+        if options.value_graphs {
+            return self.create_index(collection, path, kind);
+        }
+        self.execute(ReplicatedCommand::CreateIndexWithOptions {
+            collection: collection.to_string(),
+            path: path.to_string(),
+            kind: kind.name().to_string(),
+            value_graphs: options.value_graphs,
+        })
+    }
+
     /// Drops a payload index on every node.
     pub fn drop_index(&self, collection: &str, path: &str) -> Result<()> {
         self.execute(ReplicatedCommand::DropIndex {

@@ -128,6 +128,7 @@ pub fn index_json(i: &needle_core::IndexInfo) -> Value {
         "memory_bytes": i.memory_bytes,
         "value_graphs": i.value_graphs,
         "value_graph_bytes": i.value_graph_bytes,
+        "builds_value_graphs": i.builds_value_graphs,
     })
 }
 

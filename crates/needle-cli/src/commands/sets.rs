@@ -206,7 +206,10 @@ pub fn index(cmd: &IndexCommand, json: bool) -> Result<()> {
                         "/v1/collections/{}/indexes",
                         crate::remote::segment(collection)
                     );
-                    let body = json!({"path": path, "kind": kind.name()});
+                    let mut body = json!({"path": path, "kind": kind.name()});
+                    if a.no_value_graphs {
+                        body["value_graphs"] = json!(false);
+                    }
                     let answer =
                         crate::remote::success(remote.write("POST", &url, Some(&body))?)?;
                     let i = &answer["index"];
@@ -218,7 +221,8 @@ pub fn index(cmd: &IndexCommand, json: bool) -> Result<()> {
                 }
                 (None, Some(file)) => {
                     let db = open_existing(&file)?;
-                    db.create_index(collection, path, kind)?;
+                    let options = needle_core::IndexOptions::new().value_graphs(!a.no_value_graphs);
+                    db.create_index_with(collection, path, kind, options)?;
                     db.checkpoint()?;
                     let info = db.collection_info(collection)?;
                     info.indexes.iter().find(|i| &i.path == path).map(|i| {

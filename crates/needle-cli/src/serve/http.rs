@@ -1755,6 +1755,9 @@ async fn list_indexes(
 struct IndexIn {
     path: String,
     kind: String,
+    /// `false`: values held by many records get no graphs of their own (default `true`).
+    #[serde(default)]
+    value_graphs: Option<bool>,
 }
 
 #[utoipa::path(
@@ -1789,10 +1792,18 @@ async fn create_index(
                 }));
             }
         }
-        let cmd = ReplicatedCommand::CreateIndex {
-            collection: collection.clone(),
-            path: i.path.clone(),
-            kind: kind.name().to_string(),
+        let cmd = match i.value_graphs {
+            Some(false) => ReplicatedCommand::CreateIndexWithOptions {
+                collection: collection.clone(),
+                path: i.path.clone(),
+                kind: kind.name().to_string(),
+                value_graphs: false,
+            },
+            _ => ReplicatedCommand::CreateIndex {
+                collection: collection.clone(),
+                path: i.path.clone(),
+                kind: kind.name().to_string(),
+            },
         };
         proposed(&app, app.node.execute_with_id(key.get(&app), cmd))?;
         let info = app.db.collection_info(&collection).map_err(from_core)?;

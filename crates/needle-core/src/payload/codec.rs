@@ -12,14 +12,27 @@ fn put_u32(out: &mut Vec<u8>, v: usize) {
     out.extend_from_slice(&(v as u32).to_le_bytes());
 }
 
-/// Encodes the indexes in path order.
-pub(crate) fn encode(indexes: &BTreeMap<String, PayloadIndex>, slots: usize) -> Vec<u8> {
+/// In the kind byte, from checkpoint version 6: the index builds no value graphs.
+pub(crate) const NO_VALUE_GRAPHS: u8 = 0x80;
+
+/// Encodes the indexes in path order, in the layout of checkpoint `version` (before 6 the
+/// kind byte cannot say that an index builds no value graphs: left out).
+pub(crate) fn encode(
+    indexes: &BTreeMap<String, PayloadIndex>,
+    slots: usize,
+    version: u32,
+) -> Vec<u8> {
     let mut out = Vec::new();
     put_u32(&mut out, indexes.len());
     for (path, idx) in indexes {
         put_u32(&mut out, path.len());
         out.extend_from_slice(path.as_bytes());
-        out.push(idx.kind.code());
+        let off = if version >= 6 && !idx.value_graphs {
+            NO_VALUE_GRAPHS
+        } else {
+            0
+        };
+        out.push(idx.kind.code() | off);
         put_u32(&mut out, idx.strings.len());
         for s in &idx.strings {
             put_u32(&mut out, s.len());
@@ -60,6 +73,7 @@ pub(crate) fn decode(
     bytes: &[u8],
     collection: &str,
     deleted: &[bool],
+    version: u32,
 ) -> Result<BTreeMap<String, PayloadIndex>, (usize, String)> {
     let n = deleted.len();
     let mut r = Reader::new(bytes);
@@ -84,12 +98,18 @@ pub(crate) fn decode(
         {
             return Err((at, format!("index '{path}' is out of order or repeated")));
         }
-        let kind = r
-            .u8()
-            .and_then(IndexKind::from_code)
+        let byte = r.u8().ok_or_else(|| cut(&r))?;
+        let off = version >= 6 && byte & NO_VALUE_GRAPHS != 0;
+        let code = if version >= 6 {
+            byte & !NO_VALUE_GRAPHS
+        } else {
+            byte
+        };
+        let kind = IndexKind::from_code(code)
             .ok_or_else(|| (at, format!("index '{path}': unknown kind")))?;
         let bad = |at: usize, what: &str| (at, format!("index '{path}': {what}"));
         let mut idx = PayloadIndex::new(parsed, kind);
+        idx.value_graphs = !off;
 
         let n_strings = r.u32().ok_or_else(|| cut(&r))? as usize;
         if kind != IndexKind::Keyword && n_strings != 0 {

@@ -25,11 +25,12 @@ use crate::vectors::Vectors;
 use std::collections::BTreeMap;
 
 pub(crate) const MAGIC: &[u8; 8] = b"NEEDLEDB";
-pub(crate) const VERSION: u32 = 5;
+pub(crate) const VERSION: u32 = 6;
 /// The oldest version this build reads: version 1 lacks the index section, version 2 the
 /// quantization byte of the meta section and the sq8 section, version 3 the alignment section
 /// before the vectors, version 4 the value-graph section (those files open with no value graphs:
-/// see `docs/file-format.md`).
+/// see `docs/file-format.md`), version 5 the index option that turns value graphs off (every
+/// index of those files builds them).
 const OLDEST_VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 64;
 
@@ -255,7 +256,7 @@ fn encode_collection(w: &mut Position, c: &Collection, version: u32) -> std::io:
     if version < 2 {
         return Ok(vectors_at);
     }
-    let indexes = crate::payload::codec::encode(&c.indexes, c.slots());
+    let indexes = crate::payload::codec::encode(&c.indexes, c.slots(), version);
     section(w, KIND_INDEXES, indexes.len() as u64, |w| {
         w.write_all(&indexes)
     })?;
@@ -348,7 +349,7 @@ fn decode_value_graphs(
         let index = c
             .indexes
             .get(&path)
-            .filter(|i| i.kind != crate::payload::IndexKind::Float)
+            .filter(|i| i.kind != crate::payload::IndexKind::Float && i.value_graphs)
             .ok_or_else(|| {
                 (
                     at,
@@ -828,7 +829,7 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
     let live = index.len();
     let indexes = if version >= 2 {
         let (ibytes, iat) = s.next(KIND_INDEXES)?;
-        crate::payload::codec::decode(ibytes, &name, &deleted)
+        crate::payload::codec::decode(ibytes, &name, &deleted, version)
             .map_err(|(off, reason)| s.corrupt(iat + off, format!("payload indexes: {reason}")))?
     } else {
         std::collections::BTreeMap::new()

@@ -88,6 +88,14 @@ pub(crate) enum Op {
         config: ConfigV1,
         quantization: u8,
     },
+    /// An index with options `CreateIndex`'s encoding lacks (value graphs off). An index with
+    /// the default options is logged as `CreateIndex`, as before.
+    CreateIndexV2 {
+        collection: String,
+        path: String,
+        kind: u8,
+        value_graphs: bool,
+    },
 }
 
 /// `CollectionConfig` as the log encoded it before it had `quantization`: the fields and their
