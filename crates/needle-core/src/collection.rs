@@ -612,9 +612,9 @@ impl Collection {
     /// empty graph with room for all its records, which the build takes. Called before the
     /// write is logged; an error (the system refused the memory) changes nothing a search or
     /// the file sees.
-    pub fn reserve_value_graphs(
+    pub fn reserve_value_graphs<'v>(
         &mut self,
-        joining: &[Option<&Value>],
+        joining: &[Option<&'v Value>],
         changed: usize,
     ) -> Result<()> {
         let mut spares = std::mem::take(&mut self.spare_value_graphs);
@@ -627,12 +627,27 @@ impl Collection {
             if idx.kind == IndexKind::Float || !idx.value_graphs {
                 continue;
             }
+            // A keyword the index has not seen gets the next dictionary position when the
+            // write interns it (in record order, an array's items in order up to the first
+            // that is not a string): predicted alike, so that a value first seen in this write
+            // and brought past the threshold by it has its room too.
+            let mut unseen: HashMap<&str, u64> = HashMap::new();
+            let mut next = idx.strings.len() as u64;
+            let mut key_of = |v: &'v Value| -> Option<u64> {
+                match (idx.kind, v) {
+                    (IndexKind::Keyword, Value::String(w)) if !idx.dict.contains_key(w) => {
+                        Some(*unseen.entry(w.as_str()).or_insert_with(|| {
+                            next += 1;
+                            next - 1
+                        }))
+                    }
+                    _ => idx.scalar_key(v),
+                }
+            };
             for &meta in joining {
                 let mut keys: Vec<u64> = match idx.path.lookup(meta) {
-                    Some(Value::Array(items)) => {
-                        items.iter().filter_map(|v| idx.scalar_key(v)).collect()
-                    }
-                    Some(v) => idx.scalar_key(v).into_iter().collect(),
+                    Some(Value::Array(items)) => items.iter().map_while(&mut key_of).collect(),
+                    Some(v) => key_of(v).into_iter().collect(),
                     None => Vec::new(),
                 };
                 keys.sort_unstable();

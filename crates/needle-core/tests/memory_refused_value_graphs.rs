@@ -116,4 +116,39 @@ fn a_refused_map_for_a_value_graph_is_a_typed_error_and_nothing_is_logged() {
         checksum,
         "the refused write was never logged"
     );
+    drop(db);
+
+    // A keyword first seen in a batch that brings it past the threshold: its graph is made in
+    // that batch, with room reserved for it first (the collection's arrays, grown in batches
+    // of 100, have room for the 150 records: only the new graph needs a map).
+    let db = Database::in_memory();
+    db.create_collection("c", 4).unwrap();
+    db.create_index("c", "t", IndexKind::Keyword).unwrap();
+    let rec = |i: usize, t: &str| {
+        let v = vec![i as f32, (i % 7) as f32, 1.0, 2.0];
+        Record::new(format!("r{i}"), v, Some(json!({ "t": t })))
+    };
+    for b in 0..6 {
+        let batch = (b * 100..b * 100 + 100).map(|i| rec(i, ["x", "y"][i % 2]));
+        db.insert_batch("c", batch.collect()).unwrap();
+    }
+    assert_eq!(graphs(&db), 2);
+    let fresh: Vec<Record> = (600..750).map(|i| rec(i, "new")).collect();
+    let before = db.state_checksum();
+    refuse_anonymous_maps(u64::MAX);
+    let insert = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        db.insert_batch("c", fresh.clone())
+    }));
+    refuse_anonymous_maps(0);
+    let err = insert
+        .expect("no panic when memory is refused")
+        .expect_err("the batch needs a map for its new value's graph");
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert_eq!(db.state_checksum(), before, "nothing changed");
+    db.insert_batch("c", fresh).unwrap();
+    assert_eq!(
+        graphs(&db),
+        3,
+        "the new value's graph, once memory is given"
+    );
 }
