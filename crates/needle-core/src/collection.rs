@@ -958,13 +958,15 @@ impl Collection {
         // by one.
         let exact_gather = gatherable && pred.gather_is_exact();
         let one_list = exact_gather && pred.is_one_list();
-        if exact_gather && !one_list && disjoint_lists() {
+        if let Some(n) = estimate.filter(|_| exact_gather && !one_list && disjoint_lists()) {
             // Several lists, no slot in two: when the exact pass wins, it reads them in place,
-            // one after the other, with no bitmap built and scanned.
-            if let Some(lists) = pred.disjoint_lists() {
-                let n: usize = lists.iter().map(|l| l.len()).sum();
-                let selectivity = n as f64 / self.live.max(1) as f64;
-                if small || self.cheapest_plan(ef, n, selectivity) == Plan::Exact {
+            // one after the other, with no bitmap built and scanned. (With disjoint lists the
+            // estimate is the number of matches; the plan is chosen before the lists are
+            // collected, as a range may span thousands of lists that a walk would not read.)
+            let selectivity = n as f64 / self.live.max(1) as f64;
+            if small || self.cheapest_plan(ef, n, selectivity) == Plan::Exact {
+                if let Some(lists) = pred.disjoint_lists() {
+                    let n = lists.iter().map(|l| l.len()).sum();
                     return self.exact_pass(m, n, lists.into_iter().flatten().copied());
                 }
             }
