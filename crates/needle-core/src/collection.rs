@@ -965,7 +965,13 @@ impl Collection {
             // collected, as a range may span thousands of lists that a walk would not read.)
             let selectivity = n as f64 / self.live.max(1) as f64;
             if small || self.cheapest_plan(ef, n, selectivity) == Plan::Exact {
-                if let Some(lists) = pred.disjoint_lists() {
+                // Long lists only: many short ones (a float range: a record a value) are read
+                // in value order, i.e. scattered over the slots, where the bitmap's slot order
+                // streams (words-minilm `lt_10%`, 4,954 one-record lists: 0.85x in place).
+                if let Some(lists) = pred
+                    .disjoint_lists()
+                    .filter(|l| l.len().saturating_mul(DISJOINT_LIST_MIN) <= n)
+                {
                     let n = lists.iter().map(|l| l.len()).sum();
                     return self.exact_pass(m, n, lists.into_iter().flatten().copied());
                 }
@@ -2014,6 +2020,10 @@ fn union_plans() -> UnionPlans {
         _ => UnionPlans::Model,
     }
 }
+
+/// The fewest entries a posting list holds on average for an exact pass to read disjoint lists
+/// in place rather than in slot order through a bitmap (16: a cache line of slots).
+const DISJOINT_LIST_MIN: usize = 16;
 
 static DISJOINT_LISTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
