@@ -965,9 +965,10 @@ impl Collection {
             // collected, as a range may span thousands of lists that a walk would not read.)
             let selectivity = n as f64 / self.live.max(1) as f64;
             if small || self.cheapest_plan(ef, n, selectivity) == Plan::Exact {
-                // Long lists only: many short ones (a float range: a record a value) are read
-                // in value order, i.e. scattered over the slots, where the bitmap's slot order
-                // streams (words-minilm `lt_10%`, 4,954 one-record lists: 0.85x in place).
+                // Long lists only: many short ones (a float range over few records a value)
+                // are read in value order, i.e. scattered over the slots, where the bitmap's
+                // slot order streams (words-minilm `lt_10%`, 4,954 matches in 992 lists: 0.85x
+                // in place).
                 if let Some(lists) = pred
                     .disjoint_lists()
                     .filter(|l| l.len().saturating_mul(DISJOINT_LIST_MIN) <= n)
