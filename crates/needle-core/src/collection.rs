@@ -745,8 +745,70 @@ impl Collection {
             fresh.sq8 = Sq8Ranges::train(&live, self.dim)
                 .map(|ranges| Sq8::reencoded(ranges, std::iter::empty(), records.len() as u64));
         }
+        // The value graphs are built after the records, over room reserved first (a refused
+        // map is an error here, before anything is logged): the graph of each value eligible
+        // then, over its records in slot order — the graph the inserts would have made for it,
+        // as nothing leaves a value during them.
+        let wanted: Vec<String> = fresh
+            .indexes
+            .iter()
+            .filter(|(_, i)| i.value_graphs)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in &wanted {
+            if let Some(i) = fresh.indexes.get_mut(p) {
+                i.value_graphs = false;
+            }
+        }
         fresh.apply_batch(records);
+        for p in &wanted {
+            if let Some(i) = fresh.indexes.get_mut(p) {
+                i.value_graphs = true;
+            }
+            fresh.build_value_graphs_reserved(p)?;
+        }
         Ok(fresh)
+    }
+
+    /// [`build_value_graphs`](Self::build_value_graphs) into room reserved first for every
+    /// graph: an error (the system refused the memory) leaves the path without graphs.
+    fn build_value_graphs_reserved(&mut self, path: &str) -> Result<()> {
+        self.value_graphs.remove(path);
+        let Some(idx) = self.indexes.get(path) else {
+            return Ok(());
+        };
+        if idx.kind == IndexKind::Float || !idx.value_graphs {
+            return Ok(());
+        }
+        let (m, efc) = (
+            self.config.m,
+            crate::value_graphs::ef_construction(self.config.ef_construction),
+        );
+        let mut shells = Vec::new();
+        for (&key, list) in &idx.postings {
+            if crate::value_graphs::eligible(list.len(), self.live) {
+                let mut g = ValueGraph::new(m, efc);
+                g.try_reserve(list.len()).map_err(|e| {
+                    Error::io(
+                        format!(
+                            "allocating room for the value graphs of '{path}' in collection '{}'",
+                            self.name
+                        ),
+                        e,
+                    )
+                })?;
+                shells.push((key, g));
+            }
+        }
+        let mut graphs = BTreeMap::new();
+        for (key, g) in shells {
+            graphs.insert(key, self.value_graph_of(path, key, Some(g)));
+        }
+        if !graphs.is_empty() {
+            self.value_graphs.insert(path.to_string(), graphs);
+        }
+        self.find_waiting_value_graphs(path);
+        Ok(())
     }
 
     // ---- reads --------------------------------------------------------------------------------

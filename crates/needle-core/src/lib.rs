@@ -112,6 +112,12 @@ pub mod __private {
         crate::hnsw::refuse_anonymous_maps(n)
     }
 
+    /// Lets the next `allowed` anonymous maps through, then makes `n` fail (as
+    /// [`refuse_anonymous_maps`]). Process-wide: for tests alone in their binary.
+    pub fn refuse_anonymous_maps_after(allowed: u64, n: u64) {
+        crate::hnsw::refuse_anonymous_maps_after(allowed, n)
+    }
+
     /// Under sq8, stop re-ranking `tenths / 10` standard deviations of the quantization error
     /// past the k-th exact distance (0: never stop early; `u32::MAX`: the default), process-wide:
     /// only for `needle-ab sq8`.

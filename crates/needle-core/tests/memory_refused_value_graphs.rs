@@ -3,7 +3,8 @@
 //!
 //! Alone in its binary: the hook that refuses maps is process-wide.
 
-use needle_core::{__private::refuse_anonymous_maps, Database, Error, Record};
+use needle_core::__private::{refuse_anonymous_maps, refuse_anonymous_maps_after};
+use needle_core::{Database, Error, Record};
 
 /// The value graphs grow by anonymous maps too: a write that a value's graph needs a bigger
 /// map for reserves it before the write is logged, so a refused map is a typed error that
@@ -151,4 +152,39 @@ fn a_refused_map_for_a_value_graph_is_a_typed_error_and_nothing_is_logged() {
         3,
         "the new value's graph, once memory is given"
     );
+
+    // Compaction builds a fresh collection's value graphs too: a map refused at any point of
+    // it (each tried in turn) is a typed error that changes nothing.
+    let db = Database::in_memory();
+    db.create_collection("c", 4).unwrap();
+    db.create_index("c", "t", IndexKind::Keyword).unwrap();
+    for b in 0..8 {
+        let batch = (b * 100..b * 100 + 100).map(|i| rec(i, ["a", "b", "c", "d"][i % 4]));
+        db.insert_batch("c", batch.collect()).unwrap();
+    }
+    for i in (0..800).step_by(9) {
+        db.delete("c", &format!("r{i}")).unwrap();
+    }
+    assert_eq!(graphs(&db), 4);
+    let before = db.state_checksum();
+    let mut allowed = 0;
+    loop {
+        refuse_anonymous_maps_after(allowed, u64::MAX);
+        let compact = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.compact("c")));
+        refuse_anonymous_maps(0);
+        match compact.unwrap_or_else(|_| panic!("a panic with map {allowed} refused")) {
+            Ok(()) => break,
+            Err(err) => {
+                assert!(matches!(err, Error::Io { .. }), "{err}");
+                assert_eq!(db.state_checksum(), before, "nothing changed");
+            }
+        }
+        allowed += 1;
+        assert!(allowed < 200, "compaction keeps asking for maps");
+    }
+    assert!(
+        allowed >= 4,
+        "the value graphs' maps were refused too ({allowed} maps)"
+    );
+    assert_eq!(graphs(&db), 4, "compaction built the graphs again");
 }

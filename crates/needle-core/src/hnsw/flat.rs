@@ -107,13 +107,29 @@ impl<T: Plain> Flat<T> {
 /// Anonymous maps refused on purpose by tests (see `__private::refuse_anonymous_maps`).
 static REFUSE_MAPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Maps let through before the refused ones (see [`refuse_anonymous_maps_after`]).
+static ALLOW_MAPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Makes the next `n` anonymous maps fail as if the system had refused the memory.
 pub(crate) fn refuse_anonymous_maps(n: u64) {
+    refuse_anonymous_maps_after(0, n)
+}
+
+/// Lets the next `allowed` anonymous maps through, then makes `n` fail.
+pub(crate) fn refuse_anonymous_maps_after(allowed: u64, n: u64) {
+    REFUSE_MAPS.store(0, std::sync::atomic::Ordering::SeqCst);
+    ALLOW_MAPS.store(allowed, std::sync::atomic::Ordering::SeqCst);
     REFUSE_MAPS.store(n, std::sync::atomic::Ordering::SeqCst);
 }
 
 fn map_anon(bytes: usize) -> std::io::Result<MmapMut> {
     use std::sync::atomic::Ordering;
+    if ALLOW_MAPS
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return MmapMut::map_anon(bytes);
+    }
     if REFUSE_MAPS
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()

@@ -17,7 +17,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use crate::distance::{Kernel, Kernel4, batch_for, prefetch};
-pub(crate) use flat::{Flat, Plain, refuse_anonymous_maps};
+pub(crate) use flat::{Flat, Plain, refuse_anonymous_maps, refuse_anonymous_maps_after};
 use nearest::Nearest;
 pub(crate) use visited::{VisitedSet, with_visited};
 
