@@ -160,9 +160,9 @@ pub(crate) struct Collection {
     /// replica that restarted checks the same values as one that did not. May hold values
     /// that fell below the threshold since: the next check drops them.
     pub waiting_value_graphs: BTreeMap<String, BTreeSet<u64>>,
-    /// Empty graphs with room reserved (by [`Collection::reserve_value_graphs`], before a
-    /// write is logged) for waiting values that the write may make eligible; taken by the
-    /// build. Never stored.
+    /// Empty graphs with room reserved (by [`Collection::reserve_value_graphs`] or
+    /// [`Collection::reserve_index_value_graphs`], before a write or an index declaration is
+    /// logged) for the values that it may make eligible; taken by the build. Never stored.
     pub spare_value_graphs: BTreeMap<(String, u64), ValueGraph>,
 }
 
@@ -1517,7 +1517,8 @@ impl Collection {
 
     // ---- payload indexes and set operations ---------------------------------------------------
 
-    /// Checks an index declaration.
+    /// Checks an index declaration and fills the new index from every live record (what
+    /// [`Collection::reserve_index_value_graphs`] and [`Collection::apply_create_index`] take).
     pub fn prepare_index(&self, path: &str, kind: IndexKind) -> Result<PayloadIndex> {
         let parsed = crate::payload::parse_path(&self.name, path)?;
         let dotted = parsed.dotted();
@@ -1528,17 +1529,54 @@ impl Collection {
                 kind: existing.kind.name().to_string(),
             });
         }
-        Ok(PayloadIndex::new(parsed, kind))
-    }
-
-    /// Fills a new index from every live record and adds it.
-    pub fn apply_create_index(&mut self, mut idx: PayloadIndex) {
+        let mut idx = PayloadIndex::new(parsed, kind);
         for s in 0..self.slots() {
             if !self.deleted[s] {
                 idx.insert(s as u32, self.metadata[s].as_ref());
             }
         }
         idx.grow(self.slots());
+        Ok(idx)
+    }
+
+    /// Makes room for the value graphs that adding `idx` (filled by
+    /// [`Collection::prepare_index`]) will build: an empty graph with room for all its records
+    /// for every eligible value, kept as a spare that [`Collection::build_value_graphs`] takes.
+    /// Called before the declaration is logged; an error (the system refused the memory)
+    /// changes nothing.
+    pub fn reserve_index_value_graphs(&mut self, idx: &PayloadIndex) -> Result<()> {
+        self.spare_value_graphs.clear();
+        if idx.kind == IndexKind::Float || !idx.value_graphs {
+            return Ok(());
+        }
+        let path = idx.path.dotted();
+        let (m, efc) = (
+            self.config.m,
+            crate::value_graphs::ef_construction(self.config.ef_construction),
+        );
+        let mut shells = BTreeMap::new();
+        for (&key, list) in &idx.postings {
+            if crate::value_graphs::eligible(list.len(), self.live) {
+                let mut g = ValueGraph::new(m, efc);
+                g.try_reserve(list.len()).map_err(|e| {
+                    Error::io(
+                        format!(
+                            "allocating room for the value graphs of '{path}' in collection '{}'",
+                            self.name
+                        ),
+                        e,
+                    )
+                })?;
+                shells.insert((path.clone(), key), g);
+            }
+        }
+        self.spare_value_graphs = shells;
+        Ok(())
+    }
+
+    /// Adds a new index, filled by [`Collection::prepare_index`], and builds its value graphs
+    /// (into the room [`Collection::reserve_index_value_graphs`] made).
+    pub fn apply_create_index(&mut self, idx: PayloadIndex) {
         let path = idx.path.dotted();
         self.indexes.insert(path.clone(), idx);
         self.sync_codes();
@@ -1567,7 +1605,8 @@ impl Collection {
             .collect();
         let mut graphs = BTreeMap::new();
         for key in keys {
-            graphs.insert(key, self.value_graph_of(path, key, None));
+            let spare = self.spare_value_graphs.remove(&(path.to_string(), key));
+            graphs.insert(key, self.value_graph_of(path, key, spare));
         }
         if !graphs.is_empty() {
             self.value_graphs.insert(path.to_string(), graphs);

@@ -1308,6 +1308,7 @@ fn reserve_room(plan: &Plan) -> Result<()> {
         // A delete can make a waiting value eligible (it then holds at most half the records).
         Plan::Delete(shared, _) => shared.write().reserve_value_graphs(&[], 1),
         Plan::DeleteSlots(shared, slots) => shared.write().reserve_value_graphs(&[], slots.len()),
+        Plan::CreateIndex(shared, idx) => shared.write().reserve_index_value_graphs(idx),
         _ => Ok(()),
     }
 }

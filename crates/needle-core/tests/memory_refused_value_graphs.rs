@@ -1,10 +1,13 @@
 //! When the system refuses memory for a value graph's arrays (see `memory_refused.rs` for the
 //! collection's own), a write gets a typed error before anything is logged.
 //!
-//! Alone in its binary: the hook that refuses maps is process-wide.
+//! Alone in its binary: the hook that refuses maps is process-wide (its tests take `HOOK`).
 
 use needle_core::__private::{refuse_anonymous_maps, refuse_anonymous_maps_after};
 use needle_core::{Database, Error, Record};
+
+/// Held by each test: the refusal hook and the value-graph threshold are process-wide.
+static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The value graphs grow by anonymous maps too: a write that a value's graph needs a bigger
 /// map for reserves it before the write is logged, so a refused map is a typed error that
@@ -15,6 +18,7 @@ use needle_core::{Database, Error, Record};
 fn a_refused_map_for_a_value_graph_is_a_typed_error_and_nothing_is_logged() {
     use needle_core::{Filter, IndexKind};
     use serde_json::json;
+    let _hook = HOOK.lock().unwrap_or_else(|e| e.into_inner());
     needle_core::__private::set_value_graph_min_records(100);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.needle");
@@ -187,4 +191,66 @@ fn a_refused_map_for_a_value_graph_is_a_typed_error_and_nothing_is_logged() {
         "the value graphs' maps were refused too ({allowed} maps)"
     );
     assert_eq!(graphs(&db), 4, "compaction built the graphs again");
+}
+
+/// `create_index` builds the graphs of the new index's eligible values: their room is reserved
+/// before the declaration is logged, so a map refused at any point of it (each tried in turn)
+/// is a typed error that changes nothing — no index, the same checksum, nothing in the log —
+/// and the declaration works once memory is given. (A replicated `create_index` applies
+/// through the same call: a replica refused the memory stops with the I/O error, as for an
+/// insert, and recovers from its log; it never records the command as rejected.)
+#[test]
+fn a_refused_map_while_creating_an_index_is_a_typed_error_and_nothing_is_logged() {
+    use needle_core::IndexKind;
+    use serde_json::json;
+    let _hook = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+    needle_core::__private::set_value_graph_min_records(100);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.needle");
+    let db = Database::open(&path).unwrap();
+    db.create_collection("c", 4).unwrap();
+    let records: Vec<Record> = (0..800)
+        .map(|i| {
+            let t = ["a", "b", "c", "d"][i % 4];
+            let v = vec![i as f32, (i % 7) as f32, 1.0, 2.0];
+            Record::new(format!("r{i}"), v, Some(json!({ "t": t, "n": i })))
+        })
+        .collect();
+    db.insert_batch("c", records).unwrap();
+    // A float index first (no value graphs): the int8 codes exist before `t`'s declaration.
+    db.create_index("c", "n", IndexKind::Float).unwrap();
+    let before = db.state_checksum();
+    let mut allowed = 0;
+    loop {
+        refuse_anonymous_maps_after(allowed, u64::MAX);
+        let create = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db.create_index("c", "t", IndexKind::Keyword)
+        }));
+        refuse_anonymous_maps(0);
+        match create.unwrap_or_else(|_| panic!("a panic with map {allowed} refused")) {
+            Ok(()) => break,
+            Err(err) => {
+                assert!(matches!(err, Error::Io { .. }), "{err}");
+                assert_eq!(db.state_checksum(), before, "nothing changed");
+                assert_eq!(db.collection_info("c").unwrap().indexes.len(), 1);
+            }
+        }
+        allowed += 1;
+        assert!(allowed < 200, "create_index keeps asking for maps");
+    }
+    assert!(
+        allowed >= 4,
+        "the value graphs' maps were refused ({allowed} maps)"
+    );
+    let info = db.collection_info("c").unwrap();
+    let t = info.indexes.iter().find(|i| i.path == "t").unwrap();
+    assert_eq!(t.value_graphs, 4, "every value got its graph");
+    let checksum = db.state_checksum();
+    drop(db);
+    let db = Database::open(&path).unwrap();
+    assert_eq!(
+        db.state_checksum(),
+        checksum,
+        "only the declaration that worked was logged"
+    );
 }
