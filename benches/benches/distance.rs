@@ -4,13 +4,19 @@
 //! The int8 kernels of the quantized mode (`sq8`): every set this CPU runs (scalar, AVX2,
 //! AVX-512BW, AVX-512 VNNI, NEON), beside the f32 kernel at the same dimension.
 //!
+//! The f32 kernel sets side by side (`distance/sets`): every set this CPU runs (scalar, AVX2,
+//! AVX-512, NEON), cosine at 50, 384 and 768 dimensions, one distance at a time and four at
+//! once (`*_x4`: the time of four distances, one query against four vectors).
+//!
 //! `cargo bench -p needle-benches --bench distance`
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use needle_benches::synthetic_vectors;
-use needle_core::__private::{dot_scalar, int8_kernels_available, kernel_for, l2_squared_scalar};
+use needle_core::__private::{
+    dot_scalar, f32_kernels_available, int8_kernels_available, kernel_for, l2_squared_scalar,
+};
 use needle_core::Distance;
 
 /// What `kernel_for` returns.
@@ -87,5 +93,28 @@ fn int8(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, kernels, int8);
+fn sets(c: &mut Criterion) {
+    let mut group = c.benchmark_group("distance/sets");
+    for dim in [50, 384, 768] {
+        let v = synthetic_vectors(5, dim, 42);
+        let a = v.row(0);
+        let bs = [v.row(1), v.row(2), v.row(3), v.row(4)];
+        group.throughput(Throughput::Elements(dim as u64));
+        for (name, one, four) in f32_kernels_available(Distance::Cosine) {
+            group.bench_with_input(BenchmarkId::new(name, dim), &dim, |bench, _| {
+                bench.iter(|| one(black_box(a), black_box(bs[0])))
+            });
+            if let Some(four) = four {
+                group.bench_with_input(
+                    BenchmarkId::new(format!("{name}_x4"), dim),
+                    &dim,
+                    |bench, _| bench.iter(|| four(black_box(a), black_box(bs))),
+                );
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, kernels, int8, sets);
 criterion_main!(benches);

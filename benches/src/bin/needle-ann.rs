@@ -15,6 +15,9 @@
 //!   `../shared/bench/filtered.py` (see `needle_benches::filtered`).
 //! - `needle-ann concurrent [--n 20000 --dim 128 --batch 5000 --batches 4]`: search latency
 //!   idle and during batch inserts, and insert throughput (see `needle_benches::concurrent`).
+//!
+//! Every call first prints on stderr the f32 and int8 kernel sets in use (`NEEDLE_SIMD` forces
+//! one: `scalar`, `avx2`, `avx512`, `neon`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -85,6 +88,8 @@ struct Cli {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    let (f32_set, int8_set) = needle_core::__private::kernel_names();
+    eprintln!("[needle] kernels: f32 {f32_set}, int8 {int8_set} (NEEDLE_SIMD forces a set)");
     let outcome = if needle_benches::concurrent::is_concurrent_call(&args) {
         needle_benches::concurrent::run(&args[2..])
     } else if needle_benches::filtered::is_filtered_call(&args) {

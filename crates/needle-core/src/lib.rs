@@ -24,6 +24,15 @@
 //! assert_eq!((answers[0][0].id.as_str(), answers[1][0].id.as_str()), ("a", "b"));
 //! # Ok::<(), needle_core::Error>(())
 //! ```
+//!
+//! ## Distance kernels
+//!
+//! Distances use the best SIMD kernels the CPU runs (AVX-512 or AVX2+FMA on x86_64, NEON on
+//! aarch64; int8 kernels with AVX-512 VNNI where present for the quantized mode), chosen once per
+//! process. The environment variable `NEEDLE_SIMD=scalar|avx2|avx512|neon` forces a set, read at
+//! the first distance computation; a set the CPU cannot run, or an unknown name, prints a
+//! warning on stderr and uses the best set instead. Results may differ in the last bits of a
+//! float between sets; files and replicas do not depend on the set.
 
 mod check;
 mod codes;
@@ -60,7 +69,10 @@ pub mod __private {
     pub use crate::distance::int8::{
         Int8Kernels, available as int8_kernels_available, dot_i8_scalar, int8_kernels, l2_i8_scalar,
     };
-    pub use crate::distance::{dot_scalar, kernel_for, l2_squared_scalar};
+    pub use crate::distance::{
+        Simd, dot_scalar, f32_kernels_available, kernel_for, kernel_names, l2_squared_scalar,
+        runnable_simd,
+    };
 
     /// Turns the four-at-once distance kernels of searches off (or on again), process-wide:
     /// only for `needle-ab`, which measures them against one at a time. Results are the same.

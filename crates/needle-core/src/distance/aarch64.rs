@@ -15,6 +15,7 @@ use super::Kernels;
 pub(super) fn kernels() -> Option<Kernels> {
     if std::arch::is_aarch64_feature_detected!("neon") {
         Some(Kernels {
+            name: "neon",
             dot: dot_entry,
             l2_squared: l2_squared_entry,
             cosine: cosine_entry,

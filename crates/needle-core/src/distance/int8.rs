@@ -14,6 +14,8 @@
 
 use std::sync::OnceLock;
 
+use super::Simd;
+
 /// An int8 kernel.
 pub type Int8Kernel = fn(&[i8], &[i8]) -> i32;
 
@@ -54,12 +56,15 @@ pub struct Int8Kernels {
     pub l2: Int8Kernel,
     /// Which instruction set: `scalar`, `avx2`, `avx512bw`, `avx512vnni`, `neon`.
     pub name: &'static str,
+    /// The `NEEDLE_SIMD` set it belongs to.
+    pub simd: Simd,
 }
 
 const SCALAR: Int8Kernels = Int8Kernels {
     dot: dot_i8_scalar,
     l2: l2_i8_scalar,
     name: "scalar",
+    simd: Simd::Scalar,
 };
 
 /// Every kernel set this CPU can run, best last (for tests and benches).
@@ -73,10 +78,28 @@ pub fn available() -> Vec<Int8Kernels> {
     all
 }
 
-/// The best int8 kernel set for this CPU, chosen on first use.
+/// The int8 kernel set of this process, chosen on first use: the best of the f32 kernels' set
+/// (the CPU's best, or `NEEDLE_SIMD`'s; see [`Simd`]).
 pub fn int8_kernels() -> &'static Int8Kernels {
     static K: OnceLock<Int8Kernels> = OnceLock::new();
-    K.get_or_init(|| available().pop().unwrap_or(SCALAR))
+    K.get_or_init(|| best_within(super::simd()))
+}
+
+/// The best int8 set of `simd`, else of a lower one (an AVX-512F CPU without AVX-512BW runs the
+/// AVX2 int8 kernels beside the AVX-512F f32 ones).
+fn best_within(simd: Simd) -> Int8Kernels {
+    fn rank(simd: Simd) -> u8 {
+        match simd {
+            Simd::Scalar => 0,
+            Simd::Avx2 | Simd::Neon => 1,
+            Simd::Avx512 => 2,
+        }
+    }
+    available()
+        .into_iter()
+        .rev()
+        .find(|k| rank(k.simd) <= rank(simd))
+        .unwrap_or(SCALAR)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -85,7 +108,7 @@ mod x86 {
     //! [`available`], after detecting the features they need.
     use std::arch::x86_64::*;
 
-    use super::Int8Kernels;
+    use super::{Int8Kernels, Simd};
 
     pub(super) fn available() -> Vec<Int8Kernels> {
         let mut v = Vec::new();
@@ -94,6 +117,7 @@ mod x86 {
                 dot: dot_avx2_entry,
                 l2: l2_avx2_entry,
                 name: "avx2",
+                simd: Simd::Avx2,
             });
         }
         v.extend(avx512::available());
@@ -167,7 +191,7 @@ mod x86 {
     mod avx512 {
         use std::arch::x86_64::*;
 
-        use super::super::Int8Kernels;
+        use super::super::{Int8Kernels, Simd};
 
         pub(super) fn available() -> Vec<Int8Kernels> {
             let mut v = Vec::new();
@@ -176,12 +200,14 @@ mod x86 {
                     dot: dot_avx512bw_entry,
                     l2: l2_avx512bw_entry,
                     name: "avx512bw",
+                    simd: Simd::Avx512,
                 });
                 if is_x86_feature_detected!("avx512vnni") {
                     v.push(Int8Kernels {
                         dot: dot_vnni_entry,
                         l2: l2_avx512bw_entry,
                         name: "avx512vnni",
+                        simd: Simd::Avx512,
                     });
                 }
             }
@@ -272,7 +298,7 @@ mod neon {
     //! NEON int8 kernels (every aarch64 CPU a Rust target supports has NEON).
     use std::arch::aarch64::*;
 
-    use super::Int8Kernels;
+    use super::{Int8Kernels, Simd};
 
     pub(super) fn available() -> Vec<Int8Kernels> {
         if std::arch::is_aarch64_feature_detected!("neon") {
@@ -280,6 +306,7 @@ mod neon {
                 dot: dot_entry,
                 l2: l2_entry,
                 name: "neon",
+                simd: Simd::Neon,
             }]
         } else {
             Vec::new()
@@ -421,10 +448,15 @@ mod tests {
     }
 
     #[test]
-    fn the_chosen_set_is_the_best_available() {
+    fn the_chosen_set_is_the_best_of_the_f32_kernels_set() {
+        assert_eq!(int8_kernels().name, best_within(super::super::simd()).name);
         assert_eq!(
-            int8_kernels().name,
+            best_within(super::super::best_simd()).name,
             available().last().map_or("scalar", |k| k.name)
         );
+        assert_eq!(best_within(Simd::Scalar).name, "scalar");
+        for k in available() {
+            assert_eq!(best_within(k.simd).simd, k.simd, "{}", k.name);
+        }
     }
 }

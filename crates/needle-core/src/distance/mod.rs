@@ -5,8 +5,10 @@
 //! the prefetch hint. Knows nothing of graphs, records or files: a kernel takes two `f32` slices
 //! of the same length and returns a number where smaller is nearer.
 //!
-//! The kernel set is chosen once per process, on first use, and cached. Every SIMD kernel is
-//! tested against the scalar reference on every length from 0 to 70 and on 384 and 768.
+//! The kernel set is chosen once per process, on first use, and cached: the best this CPU runs,
+//! or the one the environment variable `NEEDLE_SIMD` names (`scalar`, `avx2`, `avx512`, `neon`;
+//! see [`Simd`]), for the f32 kernels here and the int8 kernels of `int8` alike. Every SIMD
+//! kernel is tested against the scalar reference on every length from 0 to 70 and on 384 and 768.
 //!
 //! Slices of different lengths are a caller bug (dimensions are checked at the API edge); the
 //! kernels then read only the common prefix, so they stay memory-safe and never panic.
@@ -83,6 +85,8 @@ fn neg_dot_scalar(a: &[f32], b: &[f32]) -> f32 {
 /// One implementation of every kernel, all for the same instruction set.
 #[derive(Debug, Clone, Copy)]
 struct Kernels {
+    /// The instruction set, as `NEEDLE_SIMD` names it ([`Simd::name`]).
+    name: &'static str,
     dot: Kernel,
     l2_squared: Kernel,
     /// `1 − a·b`, for vectors already normalised to unit length.
@@ -92,32 +96,157 @@ struct Kernels {
 }
 
 const SCALAR: Kernels = Kernels {
+    name: "scalar",
     dot: dot_scalar,
     l2_squared: l2_squared_scalar,
     cosine: cosine_scalar,
     neg_dot: neg_dot_scalar,
 };
 
-/// The best kernel set this CPU supports, detected on first use.
-fn kernels() -> &'static Kernels {
-    static KERNELS: OnceLock<Kernels> = OnceLock::new();
-    KERNELS.get_or_init(detect)
+/// A kernel set, as the environment variable `NEEDLE_SIMD` names it.
+///
+/// By default every kernel (f32 and int8) uses the best set this CPU runs; `NEEDLE_SIMD` forces
+/// another one for the whole process, read once at the first kernel lookup: to measure one set
+/// against another on the same machine, or to see how an older CPU would fare. A set the CPU
+/// cannot run, or an unknown name, gets a warning on stderr and the best set instead.
+/// Results may differ in the last bits of a float from one set to another (and so may graphs
+/// built with them); files and replicas never depend on the set (graphs are stored, replicas
+/// apply commands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simd {
+    /// The one-element-at-a-time reference kernels (`NEEDLE_SIMD=scalar`).
+    Scalar,
+    /// x86_64 AVX2 with FMA; int8 with AVX2 (`NEEDLE_SIMD=avx2`).
+    Avx2,
+    /// x86_64 AVX-512F; int8 with AVX-512BW, and VNNI for the dot product where present
+    /// (`NEEDLE_SIMD=avx512`).
+    Avx512,
+    /// aarch64 NEON (`NEEDLE_SIMD=neon`).
+    Neon,
 }
 
-fn detect() -> Kernels {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(kernels) = x86::kernels() {
-        return kernels;
+impl Simd {
+    /// The name `NEEDLE_SIMD` takes for this set.
+    pub fn name(self) -> &'static str {
+        match self {
+            Simd::Scalar => "scalar",
+            Simd::Avx2 => "avx2",
+            Simd::Avx512 => "avx512",
+            Simd::Neon => "neon",
+        }
     }
-    #[cfg(target_arch = "aarch64")]
-    if let Some(kernels) = aarch64::kernels() {
-        return kernels;
+
+    /// The set `name` names, if any.
+    fn parse(name: &str) -> Option<Simd> {
+        [Simd::Scalar, Simd::Avx2, Simd::Avx512, Simd::Neon]
+            .into_iter()
+            .find(|s| s.name() == name)
     }
-    SCALAR
+}
+
+/// The f32 kernels of `simd`, if this CPU (and this compiler: AVX-512 needs Rust 1.89) runs them.
+fn kernels_of(simd: Simd) -> Option<Kernels> {
+    match simd {
+        Simd::Scalar => Some(SCALAR),
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => x86::avx2_kernels(),
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => x86::avx512_kernels(),
+        #[cfg(target_arch = "aarch64")]
+        Simd::Neon => aarch64::kernels(),
+        #[allow(
+            unreachable_patterns,
+            reason = "which sets exist depends on the architecture"
+        )]
+        _ => None,
+    }
+}
+
+/// The sets this CPU runs, best first (`scalar` last).
+pub fn runnable_simd() -> Vec<Simd> {
+    [Simd::Avx512, Simd::Avx2, Simd::Neon, Simd::Scalar]
+        .into_iter()
+        .filter(|&s| kernels_of(s).is_some())
+        .collect()
+}
+
+/// The best set this CPU runs.
+fn best_simd() -> Simd {
+    runnable_simd()[0]
+}
+
+/// The set to use for `NEEDLE_SIMD` = `requested` (`None`: unset), and a warning when the
+/// request cannot be honoured (an unknown name, or a set this CPU cannot run).
+fn resolve_simd(requested: Option<&str>) -> (Simd, Option<String>) {
+    let best = best_simd();
+    let Some(value) = requested else {
+        return (best, None);
+    };
+    match Simd::parse(value.trim()) {
+        Some(simd) if kernels_of(simd).is_some() => (simd, None),
+        Some(_) => (
+            best,
+            Some(format!(
+                "NEEDLE_SIMD={value}: this CPU cannot run that kernel set; using {}",
+                best.name()
+            )),
+        ),
+        None => (
+            best,
+            Some(format!(
+                "NEEDLE_SIMD={value}: unknown kernel set (expected scalar, avx2, avx512 or \
+                 neon); using {}",
+                best.name()
+            )),
+        ),
+    }
+}
+
+/// The kernel set of this process: `NEEDLE_SIMD`'s, else the best, decided on first use (with
+/// any warning printed then, once).
+pub(crate) fn simd() -> Simd {
+    static SIMD: OnceLock<Simd> = OnceLock::new();
+    *SIMD.get_or_init(|| {
+        let requested = std::env::var("NEEDLE_SIMD").ok();
+        let (simd, warning) = resolve_simd(requested.as_deref());
+        if let Some(warning) = warning {
+            eprintln!("needle: warning: {warning}");
+        }
+        simd
+    })
+}
+
+/// The f32 kernel set of this process (see [`simd`]).
+fn kernels() -> &'static Kernels {
+    static KERNELS: OnceLock<Kernels> = OnceLock::new();
+    KERNELS.get_or_init(|| kernels_of(simd()).unwrap_or(SCALAR))
+}
+
+/// Every f32 kernel set this CPU runs, with its name, `distance`'s kernel and that kernel's
+/// four-at-once form (for benches that compare the sets in one run).
+pub fn f32_kernels_available(distance: Distance) -> Vec<(&'static str, Kernel, Option<Kernel4>)> {
+    runnable_simd()
+        .into_iter()
+        .filter_map(kernels_of)
+        .map(|k| {
+            let one = match distance {
+                Distance::Cosine => k.cosine,
+                Distance::Euclidean => k.l2_squared,
+                Distance::DotProduct => k.neg_dot,
+            };
+            (k.name, one, batch_for(one))
+        })
+        .collect()
+}
+
+/// The names of the f32 and the int8 kernel sets this process uses (for benchmarks' logs).
+pub fn kernel_names() -> (&'static str, &'static str) {
+    (kernels().name, int8::int8_kernels().name)
 }
 
 /// The distance function for `distance`, where smaller is nearer, using the fastest
-/// instruction set this CPU supports (chosen once per process):
+/// instruction set this CPU supports or the one `NEEDLE_SIMD` forces ([`Simd`]; chosen once per
+/// process):
 ///
 /// - [`Distance::Cosine`] gives `1 − a·b`; both vectors must already be unit length (the
 ///   database normalises them on insert and on query).
@@ -226,15 +355,15 @@ mod tests {
         let mut sets = Vec::new();
         #[cfg(target_arch = "x86_64")]
         if let Some(k) = x86::avx2_kernels() {
-            sets.push(("avx2+fma", k));
+            sets.push((k.name, k));
         }
         #[cfg(target_arch = "x86_64")]
         if let Some(k) = x86::avx512_kernels() {
-            sets.push(("avx512f", k));
+            sets.push((k.name, k));
         }
         #[cfg(target_arch = "aarch64")]
         if let Some(k) = aarch64::kernels() {
-            sets.push(("neon", k));
+            sets.push((k.name, k));
         }
         if sets.is_empty() {
             eprintln!("no SIMD kernels on this CPU: only the scalar kernels are tested");
@@ -352,6 +481,7 @@ mod tests {
     fn dispatched_kernels_match_scalar() {
         let mut rng = test_rng("dispatched_kernels_match_scalar");
         let dispatched = Kernels {
+            name: "dispatched",
             dot,
             l2_squared,
             cosine: kernel_for(Distance::Cosine),
@@ -426,6 +556,44 @@ mod tests {
             };
             assert_eq!(k(&long_a, &long_b), want, "{distance:?} on 384 dims");
         }
+    }
+
+    /// `NEEDLE_SIMD`'s value picks the set of that name where this CPU runs it; unset, the best
+    /// set; anything else, the best set and a warning naming the value and the set used.
+    /// (`tests/simd_switch.rs` checks the variable itself, in child processes.)
+    #[test]
+    fn needle_simd_values_resolve_to_their_set_or_warn() {
+        let best = best_simd();
+        assert_eq!(resolve_simd(None), (best, None));
+        let runnable = runnable_simd();
+        assert_eq!((runnable[0], runnable.last()), (best, Some(&Simd::Scalar)));
+        for simd in [Simd::Scalar, Simd::Avx2, Simd::Avx512, Simd::Neon] {
+            let (got, warning) = resolve_simd(Some(simd.name()));
+            if runnable.contains(&simd) {
+                assert_eq!((got, warning), (simd, None), "{simd:?}");
+                assert_eq!(kernels_of(got).map(|k| k.name), Some(simd.name()));
+            } else {
+                assert_eq!(got, best, "{simd:?}");
+                let warning = warning.expect("a set the CPU cannot run is warned about");
+                assert!(warning.contains(simd.name()) && warning.contains("cannot run"));
+                assert!(
+                    warning.ends_with(&format!("using {}", best.name())),
+                    "{warning}"
+                );
+            }
+        }
+        for bad in ["", "AVX9", "sse"] {
+            let (got, warning) = resolve_simd(Some(bad));
+            assert_eq!(got, best, "{bad:?}");
+            let warning = warning.expect("an unknown value is warned about");
+            assert!(
+                warning.contains(&format!("NEEDLE_SIMD={bad}:")) && warning.contains("unknown"),
+                "{warning}"
+            );
+        }
+        // The process's own set is one it runs, and the f32 kernels handed out are that set's.
+        assert!(runnable.contains(&simd()));
+        assert_eq!(kernels().name, simd().name());
     }
 
     #[test]

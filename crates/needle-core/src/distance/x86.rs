@@ -10,7 +10,7 @@
 //! Loads are unaligned: a slice may start anywhere.
 //!
 //! The `*_entry` functions are safe wrappers around `#[target_feature]` code. They are private
-//! and reachable only through [`kernels`], which hands them out after detecting the features.
+//! and reachable only through [`avx2_kernels`] and [`avx512_kernels`], which hand them out after detecting the features.
 
 use std::arch::x86_64::{
     __m256, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps, _mm256_add_ps,
@@ -19,11 +19,6 @@ use std::arch::x86_64::{
 };
 
 use super::Kernels;
-
-/// The best SIMD kernel set this CPU runs: AVX-512F, else AVX2+FMA, else none.
-pub(super) fn kernels() -> Option<Kernels> {
-    avx512_kernels().or_else(avx2_kernels)
-}
 
 /// The AVX-512F kernel set, if this CPU has it and the compiler is Rust 1.89 or later (the
 /// AVX-512 intrinsics are stable from 1.89; older compilers build the AVX2 kernels only).
@@ -42,6 +37,7 @@ pub(super) fn avx512_kernels() -> Option<Kernels> {
 pub(super) fn avx2_kernels() -> Option<Kernels> {
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         Some(Kernels {
+            name: "avx2",
             dot: dot_entry,
             l2_squared: l2_squared_entry,
             cosine: cosine_entry,
@@ -334,6 +330,7 @@ mod avx512 {
     pub(in super::super) fn kernels() -> Option<Kernels> {
         if std::arch::is_x86_feature_detected!("avx512f") {
             Some(Kernels {
+                name: "avx512",
                 dot: dot_entry,
                 l2_squared: l2_squared_entry,
                 cosine: cosine_entry,
