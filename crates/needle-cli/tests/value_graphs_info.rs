@@ -63,6 +63,34 @@ fn info_and_http_show_the_value_graphs() {
     ])
     .json();
     assert_eq!(made["created"], "u", "{made}");
+    assert_eq!(made["builds_value_graphs"], false, "{made}");
+    assert_eq!(made["value_graphs"], 0, "{made}");
+    assert_eq!(made["value_graph_bytes"], 0, "{made}");
+    // Text: the figures and the value graphs (the `needle` process keeps the default threshold
+    // of 8,192 records; no record has `w`).
+    let text = needle(["index", "create", path, "items", "w", "integer"])
+        .ok()
+        .to_string();
+    assert!(
+        text.contains("created an integer index on 'w' in 'items': 0 records, 0 distinct values")
+            && text.contains(", 0 value graphs (0.0 KB)"),
+        "{text}"
+    );
+    let text = needle([
+        "index",
+        "create",
+        path,
+        "items",
+        "x",
+        "keyword",
+        "--no-value-graphs",
+    ])
+    .ok()
+    .to_string();
+    assert!(
+        text.contains(", no value graphs (--no-value-graphs)"),
+        "{text}"
+    );
     let shown = needle(["--json", "info", path]).json();
     let idx = &shown["collections"][0]["indexes"];
     assert_eq!(idx[2]["path"], "u", "{shown}");

@@ -4,7 +4,7 @@
 //! bad one changes nothing. `count` and `scroll` also run on a cluster with `--http`.
 
 use needle_core::{Filter, IndexKind};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{open_existing, open_for_reading, parse_json_flag};
 use crate::cli::{CountArgs, IndexCommand, ScrollArgs};
@@ -199,8 +199,8 @@ pub fn index(cmd: &IndexCommand, json: bool) -> Result<()> {
             .map_err(CliError::CommandLine)?;
             let (collection, path) = (&v[0], &v[1]);
             let kind: IndexKind = v[2].parse()?;
-            // (indexed, values, irregular, memory_bytes) of the new index, if reported.
-            let idx: Option<(u64, u64, u64, u64)> = match (remote, file) {
+            // The new index as `needle info --json` shows it, if reported.
+            let idx: Option<Value> = match (remote, file) {
                 (Some(remote), _) => {
                     let url = format!(
                         "/v1/collections/{}/indexes",
@@ -212,12 +212,7 @@ pub fn index(cmd: &IndexCommand, json: bool) -> Result<()> {
                     }
                     let answer =
                         crate::remote::success(remote.write("POST", &url, Some(&body))?)?;
-                    let i = &answer["index"];
-                    let n = |k: &str| i[k].as_u64();
-                    match (n("indexed"), n("values"), n("irregular"), n("memory_bytes")) {
-                        (Some(a), Some(b), Some(c), Some(d)) => Some((a, b, c, d)),
-                        _ => None,
-                    }
+                    Some(answer["index"].clone()).filter(Value::is_object)
                 }
                 (None, Some(file)) => {
                     let db = open_existing(&file)?;
@@ -225,35 +220,49 @@ pub fn index(cmd: &IndexCommand, json: bool) -> Result<()> {
                     db.create_index_with(collection, path, kind, options)?;
                     db.checkpoint()?;
                     let info = db.collection_info(collection)?;
-                    info.indexes.iter().find(|i| &i.path == path).map(|i| {
-                        (
-                            i.indexed as u64,
-                            i.values as u64,
-                            i.irregular as u64,
-                            i.memory_bytes as u64,
-                        )
-                    })
+                    info.indexes
+                        .iter()
+                        .find(|i| &i.path == path)
+                        .map(super::index_json)
                 }
                 (None, None) => return Err(CliError::CommandLine("missing FILE".into())),
             };
+            let field = |k: &str| idx.as_ref().map_or(Value::Null, |i| i[k].clone());
             if json {
                 return output::print_json(&json!({
                     "created": path, "kind": kind.name(),
-                    "values": idx.map(|i| i.1), "indexed": idx.map(|i| i.0),
-                    "irregular": idx.map(|i| i.2), "memory_bytes": idx.map(|i| i.3),
+                    "values": field("values"), "indexed": field("indexed"),
+                    "irregular": field("irregular"), "memory_bytes": field("memory_bytes"),
+                    "value_graphs": field("value_graphs"),
+                    "value_graph_bytes": field("value_graph_bytes"),
+                    "builds_value_graphs": field("builds_value_graphs"),
                 }));
             }
-            let detail = idx.map_or(String::new(), |i| {
-                format!(
-                    ": {} records, {} distinct values, {} of another type, {:.1} KB",
-                    i.0,
-                    i.1,
-                    i.2,
-                    i.3 as f64 / 1e3
-                )
-            });
+            let n = |k: &str| field(k).as_u64();
+            let detail = match (n("indexed"), n("values"), n("irregular"), n("memory_bytes")) {
+                (Some(indexed), Some(values), Some(irregular), Some(bytes)) => {
+                    let graphs = match (field("builds_value_graphs").as_bool(), n("value_graphs")) {
+                        (Some(false), _) => ", no value graphs (--no-value-graphs)".to_string(),
+                        (_, Some(g)) => format!(
+                            ", {g} value graphs ({:.1} KB)",
+                            n("value_graph_bytes").unwrap_or(0) as f64 / 1e3
+                        ),
+                        _ => String::new(),
+                    };
+                    format!(
+                        ": {indexed} records, {values} distinct values, {irregular} of another type, {:.1} KB{graphs}",
+                        bytes as f64 / 1e3
+                    )
+                }
+                _ => String::new(),
+            };
+            let article = if kind.name().starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
             output::print(&format!(
-                "created a {kind} index on '{path}' in '{collection}'{detail}\n"
+                "created {article} {kind} index on '{path}' in '{collection}'{detail}\n"
             ))
         }
         IndexCommand::Drop(a) => {
