@@ -13,6 +13,8 @@
 //! branches, `=1` always where one applies (default: the cost model chooses).
 //! `NEEDLE_FILTERED_NO_DISJOINT=1` builds a bitmap for exact passes over several posting lists
 //! even when no record is in two of them (the pass before filters8).
+//! `NEEDLE_FILTERED_ORDERED=0` never runs a range as an exact pass over its index's
+//! value-ordered int8 codes, `=1` wherever one applies (default: the cost model chooses).
 //! `NEEDLE_FILTERED_CPU_TIME=1` computes QPS from the search thread's CPU time, not wall time.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -173,6 +175,11 @@ pub fn run(args: &[OsString]) -> Result<()> {
     match std::env::var("NEEDLE_FILTERED_UNION").as_deref() {
         Ok("0") => needle_core::__private::set_union_plans(Some(false)),
         Ok("1") => needle_core::__private::set_union_plans(Some(true)),
+        _ => {}
+    }
+    match std::env::var("NEEDLE_FILTERED_ORDERED").as_deref() {
+        Ok("0") => needle_core::__private::set_ordered_passes(Some(false)),
+        Ok("1") => needle_core::__private::set_ordered_passes(Some(true)),
         _ => {}
     }
 

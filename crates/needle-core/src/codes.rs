@@ -108,6 +108,20 @@ impl InlineCodes {
         Some(c)
     }
 
+    /// The dimensions of the vectors encoded.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Appends a copy of `from`'s block of `slot` (codes of the same dimensions), into room
+    /// reserved before ([`InlineCodes::try_reserve`]).
+    pub fn push_copy(&mut self, from: &InlineCodes, slot: u32) {
+        debug_assert_eq!(self.lines, from.lines);
+        let start = slot as usize * from.lines;
+        self.data
+            .extend_from_slice(&from.data[start..start + from.lines]);
+    }
+
     /// Cache lines per slot.
     pub fn lines(&self) -> usize {
         self.lines
@@ -241,6 +255,19 @@ pub(crate) struct CodesQuery<'a> {
 }
 
 impl CodesQuery<'_> {
+    /// The same query against other codes of the same dimensions (a value-ordered copy,
+    /// [`crate::ordered_codes`]): `dist(i)` then reads their block `i`.
+    pub fn on<'b>(&self, codes: &'b InlineCodes) -> CodesQuery<'b> {
+        CodesQuery {
+            codes,
+            q: self.q.clone(),
+            q_scale: self.q_scale,
+            q_norm: self.q_norm,
+            distance: self.distance,
+            kernel: self.kernel,
+        }
+    }
+
     /// Hints the CPU to fetch every line of `slot`'s block.
     #[inline(always)]
     pub fn prefetch_all(&self, slot: u32) {

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::hnsw::{Cand, Exact, Graph, Query, Space};
 use crate::ids::Ids;
+use crate::ordered_codes::OrderedCodes;
 use crate::payload::plan::{COp, KeySet, Pred, set_bits};
 use crate::payload::{IndexKind, PayloadIndex};
 use crate::sq8::{Sq8, Sq8Query, Sq8Ranges};
@@ -164,6 +165,9 @@ pub(crate) struct Collection {
     /// [`Collection::reserve_index_value_graphs`], before a write or an index declaration is
     /// logged) for the values that it may make eligible; taken by the build. Never stored.
     pub spare_value_graphs: BTreeMap<(String, u64), ValueGraph>,
+    /// Per integer or float index (dotted path), a value-ordered copy of its records' int8
+    /// codes ([`crate::ordered_codes`]), while the collection has codes. Derived, never stored.
+    pub ordered: BTreeMap<String, OrderedCodes>,
 }
 
 pub(crate) fn validate_collection_name(name: &str) -> Result<()> {
@@ -221,6 +225,7 @@ impl Collection {
             value_graphs: BTreeMap::new(),
             waiting_value_graphs: BTreeMap::new(),
             spare_value_graphs: BTreeMap::new(),
+            ordered: BTreeMap::new(),
         }
     }
 
@@ -324,6 +329,7 @@ impl Collection {
         let s = slot as usize;
         if !self.deleted[s] {
             self.leave_value_graphs(slot);
+            self.mark_written(slot);
             for idx in self.indexes.values_mut() {
                 idx.remove(slot);
             }
@@ -348,6 +354,7 @@ impl Collection {
             codes.push(&rec.vector);
         }
         self.index.insert(rec.id.as_str().into(), slot);
+        self.mark_written(slot);
         self.ids.push(&rec.id);
         for idx in self.indexes.values_mut() {
             idx.insert(slot, rec.metadata.as_ref());
@@ -521,6 +528,7 @@ impl Collection {
             });
             self.enter_value_graphs(slot);
             self.build_due_value_graphs();
+            self.refresh_ordered();
             planned.linked += 1;
         }
         !planned.records.is_empty()
@@ -550,12 +558,14 @@ impl Collection {
                 if metadata.is_some() {
                     self.metadata[slot as usize] = metadata;
                     self.leave_value_graphs(slot);
+                    self.mark_written(slot);
                     for idx in self.indexes.values_mut() {
                         idx.remove(slot);
                         idx.insert(slot, self.metadata[slot as usize].as_ref());
                     }
                     self.enter_value_graphs(slot);
                     self.build_due_value_graphs();
+                    self.refresh_ordered();
                 }
             }
         }
@@ -566,6 +576,7 @@ impl Collection {
             Some(slot) => {
                 self.tombstone(slot);
                 self.build_due_value_graphs();
+                self.refresh_ordered();
                 true
             }
             None => false,
@@ -727,6 +738,9 @@ impl Collection {
             fresh.indexes.insert(path.clone(), empty);
         }
         fresh.sync_codes();
+        // The value-ordered codes are built once, after the inserts (not again and again as
+        // the inserts' delta grows).
+        fresh.ordered.clear();
         fresh.reserve(self.live)?;
         let records: Vec<Prepared> = (0..self.slots())
             .filter(|&s| !self.deleted[s])
@@ -767,6 +781,7 @@ impl Collection {
             }
             fresh.build_value_graphs_reserved(p)?;
         }
+        fresh.sync_codes();
         Ok(fresh)
     }
 
@@ -1010,6 +1025,9 @@ impl Collection {
                 return found;
             }
         }
+        if let Some(found) = self.ordered_search(m, ef, pred, small) {
+            return found;
+        }
         let words = self.slots().div_ceil(64);
         let gatherable =
             estimate.is_some_and(|e| small || e as f64 <= GATHER_BELOW * self.live as f64);
@@ -1125,6 +1143,51 @@ impl Collection {
             return self.scan(m.walk, m.keep, |s| self.pred_matches(pred, s));
         }
         found
+    }
+
+    /// An exact pass over the value-ordered codes of an integer or float index (see
+    /// [`crate::ordered_codes`]), when the filter is one range on it, the pass runs on the
+    /// int8 codes, and the modelled cost (its entries streamed at [`ORDERED_LINE`] of a
+    /// scattered line each, its delta gathered) puts it below the exact pass that gathers the
+    /// matches and below the walks. `None`: not such a filter, or a cheaper plan.
+    fn ordered_search<W: Metric, E: Metric, F: Metric>(
+        &self,
+        m: &Metrics<W, E, F>,
+        ef: usize,
+        pred: &Pred,
+        small: bool,
+    ) -> Option<Vec<Cand>> {
+        let mode = ordered_passes();
+        if mode == OrderedPasses::Never {
+            return None;
+        }
+        let query = m.exact.as_codes()?;
+        let (index, lo, hi) = pred.numeric_range()?;
+        let column = self.ordered.get(&index.path.dotted())?;
+        if mode == OrderedPasses::Model {
+            let entries = column.range(lo, hi).len();
+            let delta = column.len().1;
+            if small || entries < crate::codes::MIN_MATCHES {
+                return None;
+            }
+            let (vector, _) = self.line_costs();
+            let cost = entries as f64 * vector * ORDERED_LINE + delta as f64 * (vector + 1.0);
+            let selectivity = entries as f64 / self.live.max(1) as f64;
+            let (walk, per_match) = self.walk_cost(ef);
+            let (filtered, two_hop) = self.filtered_costs(selectivity);
+            if cost > (walk * filtered.min(two_hop)).min(entries as f64 * per_match) {
+                return None;
+            }
+        }
+        let mut best = TopK::new(m.keep_exact);
+        column.pass(
+            query,
+            lo,
+            hi,
+            |s| self.pred_matches(pred, s as usize),
+            &mut best,
+        );
+        Some(best.into_vec())
     }
 
     /// The walk of a value's own graph (see [`crate::value_graphs`]), when the filter is
@@ -1795,6 +1858,82 @@ impl Collection {
             (false, true) => self.codes = None,
             _ => {}
         }
+        self.sync_ordered();
+    }
+
+    /// Builds the value-ordered codes ([`crate::ordered_codes`]) of every integer and float
+    /// index that has none, and drops those of indexes that are gone (all of them without
+    /// codes). A column the system refuses the memory for is not built (searches use the
+    /// other plans) until the next call.
+    fn sync_ordered(&mut self) {
+        let Some(codes) = &self.codes else {
+            self.ordered.clear();
+            return;
+        };
+        let indexes = &self.indexes;
+        self.ordered.retain(|path, _| indexes.contains_key(path));
+        for (path, idx) in indexes {
+            if crate::ordered_codes::wanted(idx) && !self.ordered.contains_key(path) {
+                if let Some(column) = OrderedCodes::build(idx, codes) {
+                    self.ordered.insert(path.clone(), column);
+                }
+            }
+        }
+    }
+
+    /// Marks `slot` written in every value-ordered column (see [`crate::ordered_codes`]).
+    fn mark_written(&mut self, slot: u32) {
+        for column in self.ordered.values_mut() {
+            column.mark(slot);
+        }
+    }
+
+    /// After a write: builds again each value-ordered column whose delta has grown past its
+    /// bound, builds the missing column of an index that can have one (its records hold one
+    /// value each again), and drops the column of one that cannot. So whether an index has a
+    /// column is a function of the state (as after an open), unless a map was refused: a
+    /// refused map keeps the column as it was (exact still, with a longer delta) or none, and
+    /// the next write tries again.
+    fn refresh_ordered(&mut self) {
+        let Some(codes) = &self.codes else {
+            return;
+        };
+        for (path, idx) in &self.indexes {
+            if !crate::ordered_codes::wanted(idx) {
+                continue;
+            }
+            let usable = idx.many.is_empty();
+            match self.ordered.get_mut(path) {
+                Some(_) if !usable => {
+                    self.ordered.remove(path);
+                }
+                Some(column) if column.rebuild_due() => {
+                    if let Some(fresh) = OrderedCodes::build(idx, codes) {
+                        *column = fresh;
+                    }
+                }
+                None if usable => {
+                    if let Some(fresh) = OrderedCodes::build(idx, codes) {
+                        self.ordered.insert(path.clone(), fresh);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Approximate bytes of memory the value-ordered codes of the index on `path` take (0
+    /// without them): what a column built now takes, a block and 12 bytes a record, so that
+    /// the figure is a function of the state (the same after a reopen), not of how long the
+    /// delta has grown since the last build.
+    pub fn ordered_memory_bytes(&self, path: &str) -> usize {
+        match (self.ordered.get(path), &self.codes, self.indexes.get(path)) {
+            (Some(_), Some(codes), Some(idx)) => {
+                let records: usize = idx.postings.values().map(Vec::len).sum();
+                records * (64 * codes.lines() + 12)
+            }
+            _ => 0,
+        }
     }
 
     /// Whether the int8 codes are what [`Collection::sync_codes`] would build now: present
@@ -2123,6 +2262,35 @@ fn union_plans() -> UnionPlans {
     }
 }
 
+/// When filtered searches run a range as an exact pass over its index's value-ordered codes
+/// ([`crate::ordered_codes`]): by the cost model, wherever one applies (small collections
+/// too), or never. For tests and benches that reach or compare them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OrderedPasses {
+    Model = 0,
+    Always = 1,
+    Never = 2,
+}
+
+static ORDERED_PASSES: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// The ordered-pass mode in force (see [`OrderedPasses`]).
+fn ordered_passes() -> OrderedPasses {
+    match ORDERED_PASSES.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => OrderedPasses::Always,
+        2 => OrderedPasses::Never,
+        _ => OrderedPasses::Model,
+    }
+}
+
+pub(crate) fn set_ordered_passes(mode: OrderedPasses) {
+    ORDERED_PASSES.store(mode as u8, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The modelled cost of a cache line an ordered pass streams, in scattered lines (the
+/// hardware prefetcher runs ahead of a contiguous slice).
+const ORDERED_LINE: f64 = 0.25;
+
 /// The fewest entries a posting list holds on average for an exact pass to read disjoint lists
 /// in place rather than in slot order through a bitmap (16: a cache line of slots).
 const DISJOINT_LIST_MIN: usize = 16;
@@ -2179,6 +2347,10 @@ trait Metric: Query {
     const AHEAD: usize = 8;
     /// Hints the CPU to fetch every cache line `dist(slot)` reads.
     fn fetch_all(&self, slot: u32);
+    /// The query when it is one of the collection's int8 codes ([`crate::codes`]).
+    fn as_codes(&self) -> Option<&CodesQuery<'_>> {
+        None
+    }
 }
 
 impl Metric for Exact<'_> {
@@ -2195,6 +2367,9 @@ impl Metric for CodesQuery<'_> {
     fn fetch_all(&self, slot: u32) {
         CodesQuery::prefetch_all(self, slot);
     }
+    fn as_codes(&self) -> Option<&CodesQuery<'_>> {
+        Some(self)
+    }
 }
 
 impl Metric for Sq8Query<'_> {
@@ -2206,7 +2381,7 @@ impl Metric for Sq8Query<'_> {
 
 /// The `k` nearest candidates offered so far, nearest first: a sorted array (k is small), a
 /// candidate no nearer than the `k`-th tested before anything moves.
-struct TopK {
+pub(crate) struct TopK {
     best: Vec<Cand>,
     k: usize,
     /// The k-th distance once `k` are held (infinite before): a candidate farther is out.
@@ -2214,7 +2389,7 @@ struct TopK {
 }
 
 impl TopK {
-    fn new(k: usize) -> Self {
+    pub(crate) fn new(k: usize) -> Self {
         TopK {
             best: Vec::with_capacity(k + 1),
             k,
@@ -2223,7 +2398,7 @@ impl TopK {
     }
 
     #[inline(always)]
-    fn offer(&mut self, c: Cand) {
+    pub(crate) fn offer(&mut self, c: Cand) {
         // Most candidates of a long pass are farther than the k-th: one float comparison.
         if c.d > self.bound {
             return;

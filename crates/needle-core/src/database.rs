@@ -512,7 +512,7 @@ impl Database {
                     let path = i.path.dotted();
                     info.value_graphs = c.value_graphs.get(&path).map_or(0, |g| g.len());
                     info.value_graph_bytes = c.value_graphs_memory_bytes(&path);
-                    info.memory_bytes += info.value_graph_bytes;
+                    info.memory_bytes += info.value_graph_bytes + c.ordered_memory_bytes(&path);
                     info
                 })
                 .collect(),

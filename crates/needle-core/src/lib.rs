@@ -46,6 +46,7 @@ mod filter;
 mod heap;
 mod hnsw;
 mod ids;
+mod ordered_codes;
 mod payload;
 mod read_only;
 mod sq8;
@@ -102,6 +103,18 @@ pub mod __private {
             None => crate::collection::UnionPlans::Model,
             Some(true) => crate::collection::UnionPlans::Always,
             Some(false) => crate::collection::UnionPlans::Never,
+        })
+    }
+
+    /// Sets when filtered searches run a range on an integer or float index as an exact pass
+    /// over its value-ordered int8 codes, process-wide: `None` by the cost model (the
+    /// default), `Some(true)` wherever one applies (small collections too), `Some(false)`
+    /// never. For tests and benches.
+    pub fn set_ordered_passes(mode: Option<bool>) {
+        crate::collection::set_ordered_passes(match mode {
+            None => crate::collection::OrderedPasses::Model,
+            Some(true) => crate::collection::OrderedPasses::Always,
+            Some(false) => crate::collection::OrderedPasses::Never,
         })
     }
 

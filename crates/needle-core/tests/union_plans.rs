@@ -155,6 +155,9 @@ fn union_plans_match_brute_force() {
         let matching: Vec<usize> = (0..n)
             .filter(|&i| live(i) && f.matches(Some(&metas[i])))
             .collect();
+        // Every other case runs the ranges (whole filters and branches) as exact passes over
+        // the value-ordered codes wherever one applies, the others by the cost model.
+        needle_core::__private::set_ordered_passes((case % 2 == 0).then_some(true));
         for mode in [Some(true), None, Some(false)] {
             needle_core::__private::set_union_plans(mode);
             for _ in 0..4 {
@@ -204,6 +207,7 @@ fn union_plans_match_brute_force() {
         }
     }
     needle_core::__private::set_union_plans(None);
+    needle_core::__private::set_ordered_passes(None);
     let recall = hit as f64 / total.max(1) as f64;
     assert!(recall >= 0.95, "seed {seed}: recall {recall}");
 }

@@ -110,7 +110,8 @@ pub struct IndexInfo {
     pub indexed: usize,
     /// Live records whose value at the path is of another type (evaluated from JSON).
     pub irregular: usize,
-    /// Approximate bytes of memory the index takes, its value graphs included.
+    /// Approximate bytes of memory the index takes, its value graphs and (integer and float
+    /// indexes) its value-ordered copy of the int8 codes included.
     pub memory_bytes: usize,
     /// Values with a graph of their own (keyword, integer and bool indexes; see
     /// `docs/benchmarks.md`, "Per-value graphs").

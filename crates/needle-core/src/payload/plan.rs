@@ -232,6 +232,36 @@ impl<'a> Pred<'a> {
         }
     }
 
+    /// The index and inclusive key range when the filter is exactly one range on an index
+    /// that holds one value a slot with no irregular slot (`{"price": {"$lt": 10}}`, or
+    /// `{"$gte": 2, "$lt": 5}`: the intersection): its matches are the live slots whose key
+    /// lies in the range (none when `lo > hi`).
+    pub fn numeric_range(&self) -> Option<(&'a PayloadIndex, u64, u64)> {
+        match self {
+            Pred::And(c) if c.len() == 1 => c[0].numeric_range(),
+            Pred::Field {
+                index,
+                ops,
+                missing: false,
+                ..
+            } if index.irregular.is_empty() && index.many.is_empty() && !ops.is_empty() => {
+                // Several bounds (`{"$gte": 2, "$lt": 5}`): their ranges' intersection.
+                let (mut lo, mut hi) = (0, u64::MAX);
+                for op in ops {
+                    match op {
+                        COp::Any(KeySet::Range(a, b)) => {
+                            lo = lo.max(*a);
+                            hi = hi.min(*b);
+                        }
+                        _ => return None,
+                    }
+                }
+                Some((*index, lo, hi))
+            }
+            _ => None,
+        }
+    }
+
     /// The posting-list entries [`bitmap`](Self::bitmap) reads (its cost), or `None` when the
     /// filter has no exact bitmap.
     pub fn bitmap_cost(&self) -> Option<usize> {

@@ -847,6 +847,7 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
         value_graphs: std::collections::BTreeMap::new(),
         waiting_value_graphs: std::collections::BTreeMap::new(),
         spare_value_graphs: std::collections::BTreeMap::new(),
+        ordered: std::collections::BTreeMap::new(),
         indexes,
         kernel: kernel_for(config.distance),
         graph: checked_graph(
