@@ -8,9 +8,12 @@
 //! on a shared machine it is what the other processes disturb least.
 //!
 //! `needle-ab sq8 DIR FILE EF_LIST ROUNDS [SETTING,...]`: the sq8 search of a saved database
-//! file (built into `FILE` first when missing), re-rank settings interleaved (see `run_sq8`).
+//! file (built into `FILE` first when missing), re-rank settings interleaved (see `run_saved`).
 //! Two builds of the binary run one after the other on the same file compare a change of the
 //! in-memory layout.
+//!
+//! `needle-ab f32 DIR FILE EF_LIST ROUNDS`: the same with an f32 collection (for instance two
+//! processes on one file with different `NEEDLE_SIMD` kernel sets, the graph the same).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -31,8 +34,10 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("sq8") {
-        return run_sq8(&args[2..]);
+    match args.get(1).map(String::as_str) {
+        Some("sq8") => return run_saved(&args[2..], Quantization::Sq8),
+        Some("f32") => return run_saved(&args[2..], Quantization::None),
+        _ => {}
     }
     let usage = || BenchError::Invalid("usage: needle-ab DIR EF_LIST ROUNDS".into());
     let [_, dir, efs, rounds] = args.as_slice() else {
@@ -118,7 +123,7 @@ fn run() -> Result<()> {
 /// the k-th exact distance, `s0` never; the settings interleaved) and
 /// prints the CPU µs per query (median, minimum) and recall@10. Run two builds of the binary
 /// one after the other on the same file to compare an in-memory layout change.
-fn run_sq8(args: &[String]) -> Result<()> {
+fn run_saved(args: &[String], quantization: Quantization) -> Result<()> {
     let usage = || {
         BenchError::Invalid(
             "usage: needle-ab sq8 DIR FILE EF_LIST ROUNDS [SETTING,...] (SETTING: TENTHS[sSIGMA_TENTHS])".into(),
@@ -163,7 +168,7 @@ fn run_sq8(args: &[String]) -> Result<()> {
         let db = Database::open_with(path, DatabaseOptions { wal: WalMode::Off })?;
         pool.install(|| -> Result<()> {
             let config = CollectionConfig {
-                quantization: Quantization::Sq8,
+                quantization,
                 ..config(ds.metric, 16, 200)
             };
             db.create_collection_with_config(COLLECTION, ds.base.dim(), config)?;
@@ -178,7 +183,7 @@ fn run_sq8(args: &[String]) -> Result<()> {
     }
     let db = Database::open_with(path, DatabaseOptions { wal: WalMode::Off })?;
     println!(
-        "{}: {} x {} sq8, opened from {file}; re-rank settings (tenths of k, 0 = default; sigma tenths, {} = default) {settings:?}, \
+        "{}: {} x {} {quantization:?}, opened from {file}; re-rank settings (tenths of k, 0 = default; sigma tenths, {} = default) {settings:?}, \
          {rounds} interleaved rounds",
         ds.name,
         ds.base.len(),

@@ -8,7 +8,8 @@
 //! The kernel set is chosen once per process, on first use, and cached: the best this CPU runs,
 //! or the one the environment variable `NEEDLE_SIMD` names (`scalar`, `avx2`, `avx512`, `neon`;
 //! see [`Simd`]), for the f32 kernels here and the int8 kernels of `int8` alike. Every SIMD
-//! kernel is tested against the scalar reference on every length from 0 to 70 and on 384 and 768.
+//! kernel is tested against the scalar reference on every length from 0 to 70 and on 100, 127, 384
+//! and 768.
 //!
 //! Slices of different lengths are a caller bug (dimensions are checked at the API edge); the
 //! kernels then read only the common prefix, so they stay memory-safe and never panic.
@@ -33,7 +34,7 @@ pub type Kernel = fn(&[f32], &[f32]) -> f32;
 /// kernel returns for that pair (see `x86::sum4`).
 pub type Kernel4 = fn(&[f32], [&[f32]; 4]) -> [f32; 4];
 
-/// The four-at-once form of `kernel`, where this CPU has one (AVX2 today).
+/// The four-at-once form of `kernel`, where its set has one (AVX2 and AVX-512).
 pub fn batch_for(kernel: Kernel) -> Option<Kernel4> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -372,7 +373,8 @@ mod tests {
     }
 
     fn lengths() -> impl Iterator<Item = usize> {
-        (0..=70).chain([384, 768])
+        // 100 and 127: after AVX-512's 64-float steps, three and four more chunks.
+        (0..=70).chain([100, 127, 384, 768])
     }
 
     /// The four-at-once kernels return, bit for bit, what their one-at-a-time kernel returns for
@@ -408,8 +410,13 @@ mod tests {
             }
         }
         #[cfg(target_arch = "x86_64")]
-        if x86::avx2_kernels().is_some() {
-            assert!(checked >= 4, "the AVX2 kernels have four-at-once forms");
+        {
+            let with_four = usize::from(x86::avx2_kernels().is_some())
+                + usize::from(x86::avx512_kernels().is_some());
+            assert!(
+                checked >= 4 * with_four,
+                "the AVX2 and AVX-512 kernels have four-at-once forms"
+            );
         }
         let _ = checked;
     }

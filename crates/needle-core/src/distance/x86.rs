@@ -2,11 +2,13 @@
 //!
 //! AVX2: four 8-lane accumulators (32 floats per iteration) hide the latency of dependent FMAs;
 //! an 8-lane loop and a scalar loop take the tail, so any length works.
-//! AVX-512 (preferred when the CPU has it): four 16-lane accumulators, a 16-lane loop, and one
-//! masked load for the tail instead of a scalar loop, so dim 50 is 4 FMAs rather than 6 + 2
-//! scalar ones. On the AMD EPYC (Zen 4) of `docs/benchmarks.md`, words-minilm (384 dims)
-//! searched 1.10-1.12x faster at ef 32-96 with AVX-512 than with AVX2 (same graph, best of 4
-//! passes; 0.93x at ef 16, within this machine's noise).
+//! AVX-512 (preferred when the CPU has it): four 16-lane accumulators, chunk k into accumulator
+//! k mod 4, and a short last chunk read without a scalar loop (see `avx512::load16`), so dim 50
+//! is 4 independent FMAs rather than 6 + 2 scalar ones. Both sets have four-at-once forms
+//! (`sum4`, bit for bit the single kernel; AVX-512's from 64 floats on), which HNSW walks use. On the Zen 4 VM of simd9
+//! (docs/benchmarks.md, "Issue 12 (simd9)"), words-minilm searched 11-17 % faster with the
+//! AVX-512 four-at-once form than with the AVX-512 kernels one at a time, the same as AVX2
+//! within 5 %; glove50 the same with either set within this VM's noise.
 //! Loads are unaligned: a slice may start anywhere.
 //!
 //! The `*_entry` functions are safe wrappers around `#[target_feature]` code. They are private
@@ -279,9 +281,24 @@ fn neg_dot4_entry(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
     unsafe { sum4::<false>(a, b) }.map(|d| -d)
 }
 
-/// The four-at-once form of `kernel` when it is one of the AVX2 kernels (bit for bit the same
-/// distances), else `None`.
+/// The four-at-once form of `kernel` when it is one of the AVX2 or AVX-512 kernels (bit for bit
+/// the same distances), else `None`.
 pub(super) fn batch_for(kernel: super::Kernel) -> Option<super::Kernel4> {
+    avx2_batch_for(kernel).or_else(|| avx512_batch_for(kernel))
+}
+
+#[rustversion::since(1.89)]
+fn avx512_batch_for(kernel: super::Kernel) -> Option<super::Kernel4> {
+    avx512::batch_for(kernel)
+}
+
+#[rustversion::before(1.89)]
+fn avx512_batch_for(_kernel: super::Kernel) -> Option<super::Kernel4> {
+    None
+}
+
+/// The four-at-once form of `kernel` when it is one of the AVX2 kernels.
+fn avx2_batch_for(kernel: super::Kernel) -> Option<super::Kernel4> {
     type K = super::Kernel;
     let k = kernel as usize;
     let pairs: [(K, super::Kernel4); 4] = [
@@ -317,14 +334,17 @@ unsafe fn horizontal_sum(v: __m256) -> f32 {
 
 #[rustversion::since(1.89)]
 mod avx512 {
-    //! The AVX-512F kernels.
+    //! The AVX-512F kernels: 16 floats a chunk; chunk k adds into accumulator k mod 4, so four
+    //! chunks in a row are independent FMAs (at 50 dimensions: three whole chunks and a masked
+    //! one, four FMAs with no chain); the last chunk, if short, is one masked load.
+    //! [`sum4`] computes four distances with the same operations in the same order.
 
     use std::arch::x86_64::{
         __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_maskz_loadu_ps,
-        _mm512_reduce_add_ps, _mm512_setzero_ps, _mm512_sub_ps,
+        _mm512_maskz_mov_ps, _mm512_reduce_add_ps, _mm512_setzero_ps, _mm512_sub_ps,
     };
 
-    use super::super::Kernels;
+    use super::super::{Kernel, Kernel4, Kernels};
 
     /// The AVX-512F kernel set, if this CPU has it.
     pub(in super::super) fn kernels() -> Option<Kernels> {
@@ -341,159 +361,211 @@ mod avx512 {
         }
     }
 
+    /// The four-at-once form of `kernel` when it is one of these kernels, else `None`.
+    pub(super) fn batch_for(kernel: Kernel) -> Option<Kernel4> {
+        let k = kernel as usize;
+        let pairs: [(Kernel, Kernel4); 4] = [
+            (dot_entry, dot4_entry),
+            (l2_squared_entry, l2_squared4_entry),
+            (cosine_entry, cosine4_entry),
+            (neg_dot_entry, neg_dot4_entry),
+        ];
+        pairs
+            .into_iter()
+            .find(|&(one, _)| one as usize == k)
+            .map(|(_, four)| four)
+    }
+
     fn dot_entry(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: only `kernels()` hands this function out, after detecting AVX-512F.
-        unsafe { dot(a, b) }
+        unsafe { sum::<false>(a, b) }
     }
 
     fn l2_squared_entry(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: only `kernels()` hands this function out, after detecting AVX-512F.
-        unsafe { l2_squared(a, b) }
+        unsafe { sum::<true>(a, b) }
     }
 
     fn cosine_entry(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: only `kernels()` hands this function out, after detecting AVX-512F.
-        1.0 - unsafe { dot(a, b) }
+        1.0 - unsafe { sum::<false>(a, b) }
     }
 
     fn neg_dot_entry(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: only `kernels()` hands this function out, after detecting AVX-512F.
-        -unsafe { dot(a, b) }
+        -unsafe { sum::<false>(a, b) }
     }
 
-    /// Loads the 16 floats at `i` of `a` and `b`, or, with `mask`, only the lanes it sets (the
-    /// others are zero).
+    fn dot4_entry(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+        // SAFETY: only `batch_for` hands this function out, for a kernel of `kernels()`, which
+        // detected AVX-512F.
+        unsafe { sum4::<false>(a, b) }
+    }
+
+    fn l2_squared4_entry(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+        // SAFETY: as `dot4_entry`.
+        unsafe { sum4::<true>(a, b) }
+    }
+
+    fn cosine4_entry(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+        // SAFETY: as `dot4_entry`.
+        unsafe { sum4::<false>(a, b) }.map(|d| 1.0 - d)
+    }
+
+    fn neg_dot4_entry(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+        // SAFETY: as `dot4_entry`.
+        unsafe { sum4::<false>(a, b) }.map(|d| -d)
+    }
+
+    /// The 16 floats at `p + i`; when fewer than 16 are left before `n`, those and zeros in
+    /// the other lanes. A short last chunk of a slice of at least 16 floats is read as the slice's
+    /// last 16 floats, the lanes already counted zeroed: a masked load past the slice's end
+    /// would touch the next cache line, and sq8's one-line blocks measured 30 % slower searches
+    /// with masked int8 tails reading into the next block (docs/benchmarks.md, simd9).
     ///
     /// # Safety
-    /// The lanes `mask` sets must lie inside both slices, which hold at least `i` floats.
+    /// The CPU must have AVX-512F; `i < n` and `p` points to at least `n` floats.
     #[inline(always)]
-    unsafe fn load_pair(
-        pa: *const f32,
-        pb: *const f32,
-        i: usize,
-        mask: __mmask16,
-    ) -> (__m512, __m512) {
-        // SAFETY: the caller's contract — masked-off lanes are neither read nor able to fault
-        // (AVX-512 fault suppression), and the set lanes are inside both slices.
+    unsafe fn load16(p: *const f32, i: usize, n: usize) -> __m512 {
+        let rest = n - i;
+        // SAFETY: the caller's contract: AVX-512F, and every lane read lies in 0..n, inside the slice (the
+        // 16 floats at i, or at n − 16 ≥ 0, or the masked lanes i..n, whose masked-off lanes
+        // are neither read nor able to fault: AVX-512 fault suppression).
         unsafe {
-            (
-                _mm512_maskz_loadu_ps(mask, pa.add(i)),
-                _mm512_maskz_loadu_ps(mask, pb.add(i)),
-            )
+            if rest >= 16 {
+                _mm512_loadu_ps(p.add(i))
+            } else if n >= 16 {
+                let fresh = (0xffff_u32 << (16 - rest)) as __mmask16;
+                _mm512_maskz_mov_ps(fresh, _mm512_loadu_ps(p.add(n - 16)))
+            } else {
+                _mm512_maskz_loadu_ps(((1u32 << rest) - 1) as __mmask16, p.add(i))
+            }
         }
     }
 
-    /// The mask of the first `rest` lanes, `rest` < 16.
+    // `step`, `finish` and `load16` are `unsafe fn`s with `inline(always)` rather than
+    // `#[target_feature]` functions, which cannot be `inline(always)`: left as calls, each
+    // `__m512` would go through memory (at 50 dimensions the four-at-once kernel measured 2.5x
+    // slower that way).
+
+    /// One chunk's step: `acc + q·x` or `acc + (q − x)²`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
     #[inline(always)]
-    fn tail_mask(rest: usize) -> __mmask16 {
-        ((1u32 << rest) - 1) as __mmask16
+    unsafe fn step<const L2: bool>(q: __m512, x: __m512, acc: __m512) -> __m512 {
+        // SAFETY: the caller's contract (AVX-512F); no memory is read.
+        unsafe {
+            if L2 {
+                let d = _mm512_sub_ps(q, x);
+                _mm512_fmadd_ps(d, d, acc)
+            } else {
+                _mm512_fmadd_ps(q, x, acc)
+            }
+        }
     }
 
-    /// `Σ aᵢ·bᵢ` over the common prefix of `a` and `b`.
+    /// The sum of the four accumulators' lanes, in one fixed order.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[inline(always)]
+    unsafe fn finish(acc: [__m512; 4]) -> f32 {
+        // SAFETY: the caller's contract (AVX-512F); no memory is read.
+        unsafe {
+            _mm512_reduce_add_ps(_mm512_add_ps(
+                _mm512_add_ps(acc[0], acc[1]),
+                _mm512_add_ps(acc[2], acc[3]),
+            ))
+        }
+    }
+
+    /// `Σ aᵢ·bᵢ` (`L2 = false`) or `Σ (aᵢ − bᵢ)²` (`L2 = true`) over the common prefix.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
+    unsafe fn sum<const L2: bool>(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc0 = _mm512_setzero_ps();
-        let mut acc1 = _mm512_setzero_ps();
-        let mut acc2 = _mm512_setzero_ps();
-        let mut acc3 = _mm512_setzero_ps();
+        let mut acc = [_mm512_setzero_ps(); 4];
         let mut i = 0;
         while i + 64 <= n {
-            // SAFETY: i + 64 <= n and both slices hold at least n floats, so the four 16-float
-            // unaligned loads at i, i + 16, i + 32 and i + 48 stay inside both slices.
-            unsafe {
-                acc0 =
-                    _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
-                acc1 = _mm512_fmadd_ps(
-                    _mm512_loadu_ps(pa.add(i + 16)),
-                    _mm512_loadu_ps(pb.add(i + 16)),
-                    acc1,
-                );
-                acc2 = _mm512_fmadd_ps(
-                    _mm512_loadu_ps(pa.add(i + 32)),
-                    _mm512_loadu_ps(pb.add(i + 32)),
-                    acc2,
-                );
-                acc3 = _mm512_fmadd_ps(
-                    _mm512_loadu_ps(pa.add(i + 48)),
-                    _mm512_loadu_ps(pb.add(i + 48)),
-                    acc3,
-                );
+            for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: AVX-512F by the caller's contract; i + 16·j + 16 <= i + 64 <= n,
+                // inside both slices.
+                *acc = unsafe {
+                    step::<L2>(
+                        _mm512_loadu_ps(pa.add(i + 16 * j)),
+                        _mm512_loadu_ps(pb.add(i + 16 * j)),
+                        *acc,
+                    )
+                };
             }
             i += 64;
         }
-        while i + 16 <= n {
-            // SAFETY: i + 16 <= n and both slices hold at least n floats.
-            unsafe {
-                acc1 =
-                    _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc1);
+        // Fewer than 64 left: at most four chunks, the last one masked if short.
+        for acc in &mut acc {
+            if i >= n {
+                break;
+            }
+            // SAFETY: AVX-512F by the caller's contract; i < n, and both slices hold n floats.
+            *acc = unsafe { step::<L2>(load16(pa, i, n), load16(pb, i, n), *acc) };
+            i += 16;
+        }
+        // SAFETY: AVX-512F by the caller's contract.
+        unsafe { finish(acc) }
+    }
+
+    /// [`sum`] from `a` to four `b`s at once, bit for bit the same four results: the same
+    /// chunks into the same accumulators in the same order. Each chunk of `a` is loaded once.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn sum4<const L2: bool>(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+        let n = a.len();
+        if n < 64 || b.iter().any(|v| v.len() != n) {
+            // Under 64 floats, one at a time: at 50 dimensions the four-at-once loop took
+            // 47-65 ns for four distances against 8.5-14 ns for one (criterion, two runs;
+            // glove50 searches the same within this VM's noise either way).
+            // SAFETY: this function's own contract (AVX-512F).
+            return b.map(|v| unsafe { sum::<L2>(a, v) });
+        }
+        let pa = a.as_ptr();
+        let pb = b.map(<[f32]>::as_ptr);
+        let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+        let mut i = 0;
+        while i + 64 <= n {
+            for j in 0..4 {
+                // SAFETY: i + 16·j + 16 <= n, inside `a` and every `b` (all n floats long).
+                let q = unsafe { _mm512_loadu_ps(pa.add(i + 16 * j)) };
+                for (acc, p) in acc.iter_mut().zip(&pb) {
+                    // SAFETY: AVX-512F by the caller's contract; the load as for `q`.
+                    acc[j] = unsafe { step::<L2>(q, _mm512_loadu_ps(p.add(i + 16 * j)), acc[j]) };
+                }
+            }
+            i += 64;
+        }
+        for j in 0..4 {
+            if i >= n {
+                break;
+            }
+            // SAFETY: AVX-512F by the caller's contract; i < n, and `a` and every `b` hold n
+            // floats.
+            let q = unsafe { load16(pa, i, n) };
+            for (acc, p) in acc.iter_mut().zip(&pb) {
+                // SAFETY: as for `q`.
+                acc[j] = unsafe { step::<L2>(q, load16(*p, i, n), acc[j]) };
             }
             i += 16;
         }
-        if i < n {
-            // SAFETY: the mask sets lanes i..n only, inside both slices.
-            let (x, y) = unsafe { load_pair(pa, pb, i, tail_mask(n - i)) };
-            acc2 = _mm512_fmadd_ps(x, y, acc2);
+        // No closure here: a closure would not inherit AVX-512F, and `finish` would not inline.
+        let mut out = [0.0; 4];
+        for (out, acc) in out.iter_mut().zip(acc) {
+            // SAFETY: AVX-512F by the caller's contract.
+            *out = unsafe { finish(acc) };
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(
-            _mm512_add_ps(acc0, acc1),
-            _mm512_add_ps(acc2, acc3),
-        ))
-    }
-
-    /// `Σ (aᵢ − bᵢ)²` over the common prefix of `a` and `b`.
-    #[target_feature(enable = "avx512f")]
-    fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc0 = _mm512_setzero_ps();
-        let mut acc1 = _mm512_setzero_ps();
-        let mut acc2 = _mm512_setzero_ps();
-        let mut acc3 = _mm512_setzero_ps();
-        let mut i = 0;
-        while i + 64 <= n {
-            // SAFETY: i + 64 <= n and both slices hold at least n floats, so the four 16-float
-            // unaligned loads at i, i + 16, i + 32 and i + 48 stay inside both slices.
-            let (d0, d1, d2, d3) = unsafe {
-                (
-                    _mm512_sub_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i))),
-                    _mm512_sub_ps(
-                        _mm512_loadu_ps(pa.add(i + 16)),
-                        _mm512_loadu_ps(pb.add(i + 16)),
-                    ),
-                    _mm512_sub_ps(
-                        _mm512_loadu_ps(pa.add(i + 32)),
-                        _mm512_loadu_ps(pb.add(i + 32)),
-                    ),
-                    _mm512_sub_ps(
-                        _mm512_loadu_ps(pa.add(i + 48)),
-                        _mm512_loadu_ps(pb.add(i + 48)),
-                    ),
-                )
-            };
-            acc0 = _mm512_fmadd_ps(d0, d0, acc0);
-            acc1 = _mm512_fmadd_ps(d1, d1, acc1);
-            acc2 = _mm512_fmadd_ps(d2, d2, acc2);
-            acc3 = _mm512_fmadd_ps(d3, d3, acc3);
-            i += 64;
-        }
-        while i + 16 <= n {
-            // SAFETY: i + 16 <= n and both slices hold at least n floats.
-            let d =
-                unsafe { _mm512_sub_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i))) };
-            acc1 = _mm512_fmadd_ps(d, d, acc1);
-            i += 16;
-        }
-        if i < n {
-            // SAFETY: the mask sets lanes i..n only, inside both slices.
-            let (x, y) = unsafe { load_pair(pa, pb, i, tail_mask(n - i)) };
-            let d = _mm512_sub_ps(x, y);
-            acc2 = _mm512_fmadd_ps(d, d, acc2);
-        }
-        _mm512_reduce_add_ps(_mm512_add_ps(
-            _mm512_add_ps(acc0, acc1),
-            _mm512_add_ps(acc2, acc3),
-        ))
+        out
     }
 }
