@@ -50,7 +50,7 @@ const TWO_HOP_BELOW: f64 = 0.12;
 /// `L = 4 · dim / 64`. A walk visits about `WALK_VISITS · ef · m` nodes, each costing its
 /// vector (`L` lines, fetched at random) and its link block and visited mark (`H = 4 · (2m + 1)
 /// / 64 + 1` lines): at ef 64 and m 16 a walk costs as much as about 4,300 exact distances at 50
-/// dims and 2,400 at 384 — measured on glove50 and words-minilm (docs/benchmarks.md, "Filtered
+/// dims and 2,400 at 384 — measured on glove50 and words-minilm (docs/benchmarks-history.md, "Filtered
 /// search"), which `WALK_VISITS` fits within 15 % on both.
 const WALK_VISITS: f64 = 2.1;
 /// A filtered walk whose beam keeps `ef · selectivity^WALK_BEAM_EXP` matches explores about
@@ -63,7 +63,7 @@ const WALK_BEAM_EXP: f64 = 0.4;
 const TWO_HOP_WALKS: f64 = 2.3;
 /// What a match of an exact pass on the int8 codes ([`crate::codes`]) costs besides its block's
 /// lines, in the same units: the re-rank, the query's quantization and the bookkeeping, which
-/// the f32 pass's model folds into its `L`. Fitted on glove50 (docs/benchmarks.md, "int8 codes
+/// the f32 pass's model folds into its `L`. Fitted on glove50 (docs/benchmarks-history.md, "int8 codes
 /// for the exact passes"): the pass over 19,891 matches of `lt_10%` measured slower than the
 /// filtered walk it replaced at 1 line a match, faster for 2,000–13,700 matches.
 const CODES_MATCH_LINES: f64 = 1.7;
@@ -482,7 +482,7 @@ impl Collection {
             // one record per batch, on every seed (likely: the heuristic, which keeps fewer
             // than `m` of the nearest where they crowd, went on into the chunk's far records
             // and linked some). Truncated, ef 128 is the record-by-record build's on 8 of 8
-            // seeds, and no longer below hnswlib's (docs/benchmarks.md, issue 12, speed7).
+            // seeds, and no longer below hnswlib's (docs/benchmarks-history.md, issue 12, speed7).
             for layer in plans[i].iter_mut() {
                 layer.sort();
                 layer.truncate(graph.ef_construction);
@@ -2046,7 +2046,7 @@ impl Collection {
 /// nearest of the beam by their int8 distance (the beam is `max(ef, k)` wide). On words-minilm
 /// (k = 10, ef 32-128, `needle-ann`) recall@10 was the same to four decimals re-ranking 14,
 /// 20, 32 or the whole beam, and 0.007-0.009 lower re-ranking only 10; glove50: see
-/// docs/benchmarks.md. Each re-ranked vector costs a positioned read (below), so fewer is faster.
+/// docs/benchmarks-history.md. Each re-ranked vector costs a positioned read (below), so fewer is faster.
 const RERANK_FACTOR: usize = 2;
 
 /// Re-rank `ceil(tenths · k / 10)` candidates instead of `RERANK_FACTOR · k` where not 0: only
@@ -2058,7 +2058,7 @@ pub(crate) static RERANK_TENTHS: std::sync::atomic::AtomicUsize =
 /// deviations of the quantization error ([`Sq8Query::error_sigma`]) beyond the `k`-th exact
 /// distance found so far: the rest cannot be nearer unless an error is that large. glove50
 /// (300 queries, the 20 best by int8 distance): 4σ skipped 6.3 of the 20 reads a query and
-/// returned the same ten as re-ranking all 20; largest error seen 4.4σ (docs/benchmarks.md, issue
+/// returned the same ten as re-ranking all 20; largest error seen 4.4σ (docs/benchmarks-history.md, issue
 /// 12 round five).
 const RERANK_SIGMAS: f32 = 4.0;
 
@@ -2335,7 +2335,7 @@ fn walk_ef(ef: usize, k: usize, selectivity: f64) -> usize {
 }
 
 /// The most slots ahead an exact pass fetches ([`Metric::AHEAD`]): 8 for f32 vectors (4, 8
-/// and 16 measured the same on glove50, docs/benchmarks.md: that pass is bandwidth-bound), 16
+/// and 16 measured the same on glove50, docs/benchmarks-history.md: that pass is bandwidth-bound), 16
 /// for the int8 codes, one line a match.
 const EXACT_AHEAD: usize = 16;
 
@@ -2361,7 +2361,7 @@ impl Metric for Exact<'_> {
 }
 
 impl Metric for CodesQuery<'_> {
-    /// One line a match: more in flight than for four-line f32 vectors (docs/benchmarks.md).
+    /// One line a match: more in flight than for four-line f32 vectors (docs/benchmarks-history.md).
     const AHEAD: usize = 16;
     #[inline(always)]
     fn fetch_all(&self, slot: u32) {
@@ -2561,7 +2561,7 @@ mod tests {
 
     /// A record planned in a chunk gets the `ef_construction` nearest of the graph's candidates
     /// and the chunk's earlier records, as a record-by-record build's search would return, not
-    /// all of them (which built a different graph: docs/benchmarks.md, issue 12, speed7).
+    /// all of them (which built a different graph: docs/benchmarks-history.md, issue 12, speed7).
     #[test]
     fn chunk_plans_keep_the_ef_construction_nearest() {
         let seed = needle_testkit::seed_or("chunk_plans_keep_the_ef_construction_nearest", 11);

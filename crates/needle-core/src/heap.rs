@@ -6,7 +6,7 @@
 //! workers' too) for later use, and only gives back the top of a heap, so after a build the
 //! process holds freed memory that a searching process never uses again: measured on
 //! words-minilm (50,000 × 384, sq8) 22.4 MB held by one heap with 10.8 MB in use, 17.8 MB
-//! resident (`docs/benchmarks.md`, "Memory"). [`release_free_memory`] returns the free pages of
+//! resident (`docs/benchmarks-history.md`, "Memory"). [`release_free_memory`] returns the free pages of
 //! every heap to the system (`malloc_trim(0)`, which also releases free pages in the middle of
 //! a heap); the memory in use is untouched. Called after a checkpoint, an open and a compaction,
 //! the one-off operations that follow large builds or copies. Elsewhere (other allocators,

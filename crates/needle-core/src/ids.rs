@@ -3,7 +3,7 @@
 //! A `Vec<String>` costs 24 bytes a slot plus a heap block of at least 32 bytes for each id
 //! (glibc's smallest), so short ids ("doc-123") cost ~56 bytes where their text is 7. Here a
 //! slot costs its bytes plus the 8-byte end offset: on glove50 (200,000 ids of up to 6
-//! characters) ~9 MB less in both f32 and sq8 (`docs/benchmarks.md`, round three).
+//! characters) ~9 MB less in both f32 and sq8 (`docs/benchmarks-history.md`, round three).
 
 use std::ops::Index;
 

@@ -113,7 +113,7 @@ fn lines_mut(lines: &mut [Line]) -> &mut [u8] {
 /// Bytes per slot for `dim` codes and their sum: one whole cache line where both fit in one
 /// (up to 60 dimensions), so a distance reads exactly one line; otherwise packed, 4-byte
 /// aligned (at 384 dimensions line-aligned blocks measured no faster and took 15 % more
-/// memory: docs/benchmarks.md, issue 12 round five).
+/// memory: docs/benchmarks-history.md, issue 12 round five).
 fn block_bytes(dim: usize) -> usize {
     if 4 + dim <= LINE {
         LINE

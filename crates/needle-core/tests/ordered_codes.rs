@@ -1,5 +1,5 @@
 //! Ranges on integer and float indexes searched as exact passes over the value-ordered int8
-//! codes (`crate::ordered_codes`, docs/benchmarks.md "Issue 11 (filters9)"), under writes: the
+//! codes (`crate::ordered_codes`, docs/benchmarks-history.md "Issue 11 (filters9)"), under writes: the
 //! column built at `create_index`, then inserts, deletes, metadata changes and new vectors
 //! marking slots stale (their entries skipped, the slots tested one by one) until the delta
 //! outgrows its bound and the column is built again; and after compaction and reopen. With

@@ -1,4 +1,4 @@
-//! Union plans (`docs/benchmarks.md`, "filters8"): an `$or`, or an `$in` of values with graphs
+//! Union plans (`docs/benchmarks-history.md`, "filters8"): an `$or`, or an `$in` of values with graphs
 //! of their own, searched branch by branch (a value graph's walk, an exact pass, a walk of the
 //! main graph), each branch's best merged, a record in several branches kept once. With the
 //! plans forced on (`__private::set_union_plans(Some(true))`), off, and left to the cost model,

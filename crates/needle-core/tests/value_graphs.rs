@@ -1,4 +1,4 @@
-//! Per-value graphs (`docs/benchmarks.md`, "Per-value graphs"): with the threshold lowered so
+//! Per-value graphs (`docs/benchmarks-history.md`, "Per-value graphs"): with the threshold lowered so
 //! that a few thousand records have them, filtered searches on a value (and `$and`s with one)
 //! walk them and still return exactly matching records, k whenever k match, at high recall
 //! against brute force, while records enter and leave values by insert, update and delete; the

@@ -6,7 +6,7 @@
 //! k mod 4, and a short last chunk read without a scalar loop (see `avx512::load16`), so dim 50
 //! is 4 independent FMAs rather than 6 + 2 scalar ones. Both sets have four-at-once forms
 //! (`sum4`, bit for bit the single kernel; AVX-512's from 64 floats on), which HNSW walks use. On the Zen 4 VM of simd9
-//! (docs/benchmarks.md, "Issue 12 (simd9)"), words-minilm searched 11-17 % faster with the
+//! (docs/benchmarks-history.md, "Issue 12 (simd9)"), words-minilm searched 11-17 % faster with the
 //! AVX-512 four-at-once form than with the AVX-512 kernels one at a time, the same as AVX2
 //! within 5 %; glove50 the same with either set within this VM's noise.
 //! Loads are unaligned: a slice may start anywhere.
@@ -421,7 +421,7 @@ mod avx512 {
     /// the other lanes. A short last chunk of a slice of at least 16 floats is read as the slice's
     /// last 16 floats, the lanes already counted zeroed: a masked load past the slice's end
     /// would touch the next cache line, and sq8's one-line blocks measured 30 % slower searches
-    /// with masked int8 tails reading into the next block (docs/benchmarks.md, simd9).
+    /// with masked int8 tails reading into the next block (docs/benchmarks-history.md, simd9).
     ///
     /// # Safety
     /// The CPU must have AVX-512F; `i < n` and `p` points to at least `n` floats.

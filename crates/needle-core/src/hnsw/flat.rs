@@ -5,7 +5,7 @@
 //! Why: a search touches a few thousand scattered cache lines of a 40-80 MB array. With 4 KB
 //! pages nearly each of them also misses the TLB (Zen 4's 3072-entry L2 TLB covers 12 MB); with
 //! 2 MB pages the whole array is a few dozen entries. Measured on glove50 (200k × 50) and
-//! words-minilm (50k × 384): see `docs/benchmarks.md`. Where the advice is not available (other
+//! words-minilm (50k × 384): see `docs/benchmarks-history.md`. Where the advice is not available (other
 //! systems, THP disabled) this is just a plain array. Knows nothing of what the numbers mean.
 
 use std::fmt;

@@ -740,7 +740,7 @@ impl Graph {
 /// four vectors' loads in flight together (faiss's batch of four in its HNSW search), and the
 /// next four prefetched before; `f` still sees the nodes one by one, in order, with the same
 /// distances bit for bit. Measured on words-minilm (384 dims, AVX2, `needle-ab`): 17-24% less
-/// CPU per query at ef 32 and 96, same ids (`docs/benchmarks.md`, round three).
+/// CPU per query at ef 32 and 96, same ids (`docs/benchmarks-history.md`, round three).
 #[inline(always)]
 fn distances<Q: Query>(query: &Q, fresh: &[u32], mut f: impl FnMut(u32, f32)) {
     let lookahead = query.lookahead();

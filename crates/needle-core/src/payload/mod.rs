@@ -114,7 +114,7 @@ pub struct IndexInfo {
     /// indexes) its value-ordered copy of the int8 codes included.
     pub memory_bytes: usize,
     /// Values with a graph of their own (keyword, integer and bool indexes; see
-    /// `docs/benchmarks.md`, "Per-value graphs").
+    /// `docs/benchmarks-history.md`, "Per-value graphs").
     pub value_graphs: usize,
     /// Approximate bytes of memory those graphs take (part of `memory_bytes`).
     pub value_graph_bytes: usize,
