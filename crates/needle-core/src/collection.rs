@@ -795,26 +795,7 @@ impl Collection {
         if idx.kind == IndexKind::Float || !idx.value_graphs {
             return Ok(());
         }
-        let (m, efc) = (
-            self.config.m,
-            crate::value_graphs::ef_construction(self.config.ef_construction),
-        );
-        let mut shells = Vec::new();
-        for (&key, list) in &idx.postings {
-            if crate::value_graphs::eligible(list.len(), self.live) {
-                let mut g = ValueGraph::new(m, efc);
-                g.try_reserve(list.len()).map_err(|e| {
-                    Error::io(
-                        format!(
-                            "allocating room for the value graphs of '{path}' in collection '{}'",
-                            self.name
-                        ),
-                        e,
-                    )
-                })?;
-                shells.push((key, g));
-            }
-        }
+        let shells = self.value_graph_shells(idx, path)?;
         let mut graphs = BTreeMap::new();
         for (key, g) in shells {
             graphs.insert(key, self.value_graph_of(path, key, Some(g)));
@@ -1613,11 +1594,23 @@ impl Collection {
             return Ok(());
         }
         let path = idx.path.dotted();
+        let shells = self.value_graph_shells(idx, &path)?;
+        self.spare_value_graphs = shells
+            .into_iter()
+            .map(|(key, g)| ((path.clone(), key), g))
+            .collect();
+        Ok(())
+    }
+
+    /// An empty graph with room for all its records for every value of `idx` (on `path`) that
+    /// `value_graphs::eligible` says should have one, in value order; an error if the system
+    /// refuses the memory of any.
+    fn value_graph_shells(&self, idx: &PayloadIndex, path: &str) -> Result<Vec<(u64, ValueGraph)>> {
         let (m, efc) = (
             self.config.m,
             crate::value_graphs::ef_construction(self.config.ef_construction),
         );
-        let mut shells = BTreeMap::new();
+        let mut shells = Vec::new();
         for (&key, list) in &idx.postings {
             if crate::value_graphs::eligible(list.len(), self.live) {
                 let mut g = ValueGraph::new(m, efc);
@@ -1630,11 +1623,10 @@ impl Collection {
                         e,
                     )
                 })?;
-                shells.insert((path.clone(), key), g);
+                shells.push((key, g));
             }
         }
-        self.spare_value_graphs = shells;
-        Ok(())
+        Ok(shells)
     }
 
     /// Adds a new index, filled by [`Collection::prepare_index`], and builds its value graphs
