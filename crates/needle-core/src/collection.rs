@@ -5,8 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound::{Excluded, Unbounded};
+use std::time::{Duration, Instant};
 
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockWriteGuard};
 use rayon::prelude::*;
 use serde_json::Value;
 
@@ -34,9 +35,12 @@ pub(crate) const MAX_DIMENSIONS: usize = 65_536;
 /// before the chunk, then linked in order. Fixed (not tied to the thread count) so the graph is
 /// the same however many threads build it.
 const BATCH_CHUNK: usize = 128;
-/// Records linked per hold of the collection's write lock when a batch is applied while
-/// searches may run (`apply_batch_shared`): a few milliseconds at most.
-const LINK_STEP: usize = 16;
+/// How long one hold of the collection's write lock goes on linking a batch's records while
+/// searches may wait (`apply_batch_shared`): the hold ends after the record that passes it
+/// (a record takes 20-60 µs at 128 dims and m 16). Was 16 records a hold (200-900 µs, growing
+/// with the graph): searches during batch inserts had p99 7-10x idle on a quiet machine, 2-3x
+/// at 100 µs (docs/benchmarks-history.md, lock10).
+const LINK_BUDGET: Duration = Duration::from_micros(100);
 /// Below this many live records a filtered search simply scans.
 const SCAN_ALWAYS_BELOW: usize = 4096;
 /// A filter estimated to match less than this fraction of records is answered by an exact scan.
@@ -404,17 +408,32 @@ impl Collection {
 
     /// [`apply_batch`](Self::apply_batch) on a shared collection, holding its write lock only in
     /// short steps: each chunk's candidates are searched under a read lock, then its records
-    /// are stored and linked [`LINK_STEP`] at a time under the write lock, so searches go on
-    /// meanwhile. The caller must be the only writer (the database's writer lock): then nothing
+    /// are stored and linked under the write lock a few at a time ([`LINK_BUDGET`] a hold), so
+    /// searches go on meanwhile. Each hold ends with a fair unlock, which hands the lock to a
+    /// search waiting for it: a plain unlock lets this loop take it back before the woken
+    /// search runs, which then waits for parking_lot's next fair unlock (forced about every
+    /// 0.5 ms). The caller must be the only writer (the database's writer lock): then nothing
     /// changes between a chunk's planning and its linking, and the graph is the one
     /// `apply_batch` builds. Readers see the batch appear a few records at a time, each record
     /// only once it is linked (and an upserted id's old version only until then).
     pub fn apply_batch_shared(shared: &RwLock<Collection>, records: Vec<Prepared>) {
+        Self::apply_batch_in_holds(shared, records, LINK_BUDGET);
+    }
+
+    /// [`apply_batch_shared`](Self::apply_batch_shared) with `budget` a hold.
+    fn apply_batch_in_holds(shared: &RwLock<Collection>, records: Vec<Prepared>, budget: Duration) {
         let mut records = records.into_iter().peekable();
         while records.peek().is_some() {
             let chunk: Vec<Prepared> = records.by_ref().take(BATCH_CHUNK).collect();
             let mut planned = shared.read().plan_chunk(chunk);
-            while shared.write().link_some(&mut planned, LINK_STEP) {}
+            loop {
+                let mut c = shared.write();
+                let more = c.link_some(&mut planned, budget);
+                RwLockWriteGuard::unlock_fair(c);
+                if !more {
+                    break;
+                }
+            }
             let retrained = shared.read().sq8_due();
             if let Some(sq8) = retrained {
                 shared.write().sq8 = Some(sq8);
@@ -510,16 +529,17 @@ impl Collection {
         }
     }
 
-    /// The mutating half: stores and links up to `step` more records of the chunk, in order.
-    /// Returns whether some are left.
-    fn link_some(&mut self, planned: &mut PlannedChunk, step: usize) -> bool {
+    /// The mutating half: stores and links more records of the chunk, in order, until `budget`
+    /// has passed (at least one record). Returns whether some are left.
+    fn link_some(&mut self, planned: &mut PlannedChunk, budget: Duration) -> bool {
+        let start = Instant::now();
         if planned.first as usize + planned.linked != self.slots() {
             // Only a second writer could cause this; plan the rest again rather than link wrongly.
             debug_assert!(false, "collection changed between planning and linking");
             let rest: Vec<Prepared> = planned.records.drain(..).map(|(r, _)| r).collect();
             *planned = self.plan_chunk(rest);
         }
-        for (rec, plan) in planned.records.drain(..step.min(planned.records.len())) {
+        while let Some((rec, plan)) = planned.records.pop_front() {
             let slot = self.push_record(rec);
             let space = Space::of(&self.vectors, self.dim, self.kernel);
             let (deleted, doomed) = (&self.deleted, &planned.doomed);
@@ -530,13 +550,16 @@ impl Collection {
             self.build_due_value_graphs();
             self.refresh_ordered();
             planned.linked += 1;
+            if start.elapsed() >= budget {
+                break;
+            }
         }
         !planned.records.is_empty()
     }
 
     /// Stores and links a whole planned chunk.
     fn link_chunk(&mut self, mut planned: PlannedChunk) {
-        self.link_some(&mut planned, usize::MAX);
+        self.link_some(&mut planned, Duration::MAX);
     }
 
     /// Replaces a record's vector and/or metadata. A new vector gets a new slot (the old one is
@@ -583,34 +606,71 @@ impl Collection {
         }
     }
 
+    /// The two biggest arrays, vectors and layer-0 links, made ready for `slots` more records
+    /// without the write lock: copied with room where they must grow (tens of milliseconds at
+    /// a few hundred thousand records), and the pages the records will fill faulted in
+    /// ([`Flat::populate`](crate::hnsw::Flat::populate)). Done under the read lock while
+    /// searches go on; [`install_room`](Self::install_room) swaps the copies in under the
+    /// write lock, and [`reserve`](Self::reserve) then finds the room made. An error (the
+    /// system refused the memory) changes nothing.
+    pub fn prepared_room(&self, slots: usize) -> Result<GrownRoom> {
+        let floats = slots.saturating_mul(self.dim);
+        let vectors = self
+            .vectors
+            .try_grown_tail(floats)
+            .map_err(|e| no_memory(&self.name, slots, "vectors", e))?;
+        match &vectors {
+            Some(grown) => grown.populate(floats),
+            None => self.vectors.populate_tail(floats),
+        }
+        let words = slots.saturating_mul(self.graph.stride0());
+        let links0 = self
+            .graph
+            .links0
+            .try_grown(words)
+            .map_err(|e| no_memory(&self.name, slots, "layer-0 links", e))?;
+        links0
+            .as_ref()
+            .unwrap_or(&self.graph.links0)
+            .populate(words);
+        Ok(GrownRoom { vectors, links0 })
+    }
+
+    /// Swaps in the arrays [`prepared_room`](Self::prepared_room) copied. The caller must be the only
+    /// writer since the copy (the database's writer lock), so that they hold what the arrays
+    /// hold now; a copy whose length no longer matches is dropped (`reserve` grows in place).
+    pub fn install_room(&mut self, room: GrownRoom) {
+        if let Some(vectors) = room.vectors {
+            self.vectors.install_tail(vectors);
+        }
+        if let Some(links0) = room.links0 {
+            if links0.len() == self.graph.links0.len() {
+                debug_assert!(links0[..] == self.graph.links0[..], "a write came between");
+                self.graph.links0 = links0;
+            }
+        }
+    }
+
     /// Makes room for `slots` more records in the arrays that grow by anonymous maps, so that
     /// applying a write of that many records cannot fail. Called before the write is logged.
     pub fn reserve(&mut self, slots: usize) -> Result<()> {
-        let no_memory = |what: &str, e| {
-            Error::io(
-                format!(
-                    "allocating room for {slots} more records ({what}) in collection '{}'",
-                    self.name
-                ),
-                e,
-            )
-        };
+        let refused = |what: &str, e| no_memory(&self.name, slots, what, e);
         self.vectors
             .try_reserve(slots.saturating_mul(self.dim))
-            .map_err(|e| no_memory("vectors", e))?;
+            .map_err(|e| refused("vectors", e))?;
         let stride0 = 1 + 2 * self.graph.m;
         self.graph
             .links0
             .try_reserve(slots.saturating_mul(stride0))
-            .map_err(|e| no_memory("layer-0 links", e))?;
+            .map_err(|e| refused("layer-0 links", e))?;
         if let Some(sq8) = &mut self.sq8 {
             sq8.try_reserve(slots)
-                .map_err(|e| no_memory("sq8 codes", std::io::Error::other(e)))?;
+                .map_err(|e| refused("sq8 codes", std::io::Error::other(e)))?;
         }
         if let Some(codes) = &mut self.codes {
             codes
                 .try_reserve(slots)
-                .map_err(|e| no_memory("int8 codes", e))?;
+                .map_err(|e| refused("int8 codes", e))?;
         }
         Ok(())
     }
@@ -2191,6 +2251,21 @@ fn rerank_in_memory(space: &Space, q: &[f32], mut cands: Vec<Cand>, k: usize) ->
     cands
 }
 
+/// The error of a refused allocation of room for `slots` more records.
+fn no_memory(collection: &str, slots: usize, what: &str, e: std::io::Error) -> Error {
+    Error::io(
+        format!("allocating room for {slots} more records ({what}) in collection '{collection}'"),
+        e,
+    )
+}
+
+/// Vectors and layer-0 links copied with room for a write ([`Collection::prepared_room`]); `None`
+/// where an array has room already.
+pub(crate) struct GrownRoom {
+    vectors: Option<crate::hnsw::Flat<f32>>,
+    links0: Option<crate::hnsw::Flat<u32>>,
+}
+
 /// A chunk of a batch with its planned candidates, ready to be linked.
 struct PlannedChunk {
     /// The slot the chunk's first record gets.
@@ -2525,7 +2600,8 @@ mod tests {
     /// searches go on) builds the same graph as storing each chunk whole and then linking it —
     /// also when the batch replaces records of
     /// the collection and repeats its own ids, whose old slots every record of the chunk must
-    /// see as tombstoned.
+    /// see as tombstoned. Steps of one record each (a zero budget) and of the database's
+    /// budget (as many as fit in its time, so varying with the machine) alike.
     #[test]
     fn stepwise_linking_builds_the_same_graph_as_whole_chunks() {
         let seed =
@@ -2542,13 +2618,80 @@ mod tests {
         let mut whole = Collection::new("c", 4, config.clone());
         whole_chunks(&mut whole, first.clone());
         whole_chunks(&mut whole, second.clone());
-        let shared = RwLock::new(Collection::new("c", 4, config));
-        Collection::apply_batch_shared(&shared, first);
-        Collection::apply_batch_shared(&shared, second);
-        let stepwise = shared.into_inner();
-        assert_eq!(stepwise.deleted, whole.deleted);
-        assert_eq!(stepwise.ids, whole.ids);
-        assert_eq!(stepwise.graph, whole.graph, "seed {seed}");
+        for budget in [Duration::ZERO, LINK_BUDGET] {
+            let shared = RwLock::new(Collection::new("c", 4, config.clone()));
+            Collection::apply_batch_in_holds(&shared, first.clone(), budget);
+            Collection::apply_batch_in_holds(&shared, second.clone(), budget);
+            let stepwise = shared.into_inner();
+            assert_eq!(stepwise.deleted, whole.deleted);
+            assert_eq!(stepwise.ids, whole.ids);
+            assert_eq!(
+                stepwise.graph, whole.graph,
+                "seed {seed}, budget {budget:?}"
+            );
+        }
+    }
+
+    /// A hold of the write lock links records only until its budget has passed (at least one,
+    /// so that a batch always advances): 16 records a hold made searches wait up to 0.9 ms.
+    #[test]
+    fn a_link_step_ends_once_its_budget_has_passed() {
+        let seed = needle_testkit::seed_or("a_link_step_ends_once_its_budget_has_passed", 5);
+        let config = CollectionConfig {
+            distance: Distance::Euclidean,
+            m: 4,
+            ef_construction: 16,
+            ..CollectionConfig::default()
+        };
+        let mut c = Collection::new("c", 4, config);
+        c.apply_batch(records(50, 4, seed, |i| format!("a{i}")));
+        let mut planned = c.plan_chunk(records(20, 4, seed ^ 1, |i| format!("b{i}")));
+        assert!(c.link_some(&mut planned, Duration::ZERO), "seed {seed}");
+        assert_eq!((planned.linked, c.slots()), (1, 51), "seed {seed}");
+        assert!(c.link_some(&mut planned, Duration::ZERO), "seed {seed}");
+        assert_eq!((planned.linked, c.slots()), (2, 52), "seed {seed}");
+        assert!(!c.link_some(&mut planned, Duration::MAX), "seed {seed}");
+        assert_eq!((planned.linked, c.slots()), (20, 70), "seed {seed}");
+    }
+
+    /// The arrays a batch grows are copied before the write lock is taken
+    /// (`Collection::prepared_room`, under the read lock); under the write lock `reserve` then
+    /// finds the room and moves nothing (the copy took up to 27 ms there: lock10).
+    #[test]
+    fn room_prepared_under_the_read_lock_leaves_reserve_nothing_to_copy() {
+        let seed = needle_testkit::seed_or(
+            "room_prepared_under_the_read_lock_leaves_reserve_nothing_to_copy",
+            3,
+        );
+        let config = CollectionConfig {
+            distance: Distance::Euclidean,
+            m: 4,
+            ef_construction: 16,
+            ..CollectionConfig::default()
+        };
+        let mut c = Collection::new("c", 8, config);
+        c.apply_batch(records(100, 8, seed, |i| format!("a{i}")));
+        let (vectors, links0) = (c.vectors.get(0, 8).as_ptr(), c.graph.links0.as_ptr());
+        let room = c.prepared_room(10_000).expect("memory for a small test");
+        c.install_room(room);
+        let grown = (c.vectors.get(0, 8).as_ptr(), c.graph.links0.as_ptr());
+        assert!(grown.0 != vectors && grown.1 != links0, "both had to grow");
+        c.reserve(10_000).expect("room made");
+        assert_eq!(
+            (c.vectors.get(0, 8).as_ptr(), c.graph.links0.as_ptr()),
+            grown
+        );
+        // Same contents: the batch then builds what it builds without the prepared room.
+        let mut plain = Collection::new("c", 8, c.config.clone());
+        plain.apply_batch(records(100, 8, seed, |i| format!("a{i}")));
+        let more = records(300, 8, seed ^ 2, |i| format!("b{i}"));
+        plain.apply_batch(more.clone());
+        c.apply_batch(more);
+        assert_eq!(c.graph, plain.graph, "seed {seed}");
+        assert!(
+            c.vectors.chunks(8).eq(plain.vectors.chunks(8)),
+            "seed {seed}"
+        );
     }
 
     /// A record planned in a chunk gets the `ef_construction` nearest of the graph's candidates

@@ -135,6 +135,27 @@ impl Vectors {
         self.tail.try_reserve(additional)
     }
 
+    /// The in-memory run with room for `additional` more floats, or `None` where it has room
+    /// ([`Flat::try_grown`]); [`Vectors::install_tail`] swaps it in.
+    pub fn try_grown_tail(&self, additional: usize) -> std::io::Result<Option<Flat<f32>>> {
+        self.tail.try_grown(additional)
+    }
+
+    /// [`Flat::populate`] for the in-memory run.
+    pub fn populate_tail(&self, additional: usize) {
+        self.tail.populate(additional);
+    }
+
+    /// Swaps in a grown copy of the in-memory run, if it still holds the same floats (its
+    /// length unchanged: nothing was written since the copy); returns whether it did.
+    pub fn install_tail(&mut self, grown: Flat<f32>) -> bool {
+        let same = grown.len() == self.tail.len();
+        if same {
+            self.tail = grown;
+        }
+        same
+    }
+
     pub fn extend_from_slice(&mut self, items: &[f32]) {
         self.tail.extend_from_slice(items);
     }

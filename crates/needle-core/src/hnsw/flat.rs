@@ -44,11 +44,22 @@ impl<T: Plain> Flat<T> {
     /// Makes room for `additional` more items, at least doubling when it must grow. An error
     /// (the system refused the memory) leaves the array as it was.
     pub fn try_reserve(&mut self, additional: usize) -> std::io::Result<()> {
+        if let Some(grown) = self.try_grown(additional)? {
+            *self = grown;
+        }
+        Ok(())
+    }
+
+    /// A copy with room for `additional` more items, or `None` where there is room already:
+    /// the growth of [`Flat::try_reserve`] made from a shared borrow, so that a collection can
+    /// copy its big arrays under its read lock (searches go on) and only swap them in under its
+    /// write lock. An error (the system refused the memory) changes nothing.
+    pub fn try_grown(&self, additional: usize) -> std::io::Result<Option<Self>> {
         let too_big =
             || std::io::Error::new(std::io::ErrorKind::OutOfMemory, "array size overflows");
         let needed = self.len.checked_add(additional).ok_or_else(too_big)?;
         if needed <= self.capacity() {
-            return Ok(());
+            return Ok(None);
         }
         let cap = needed.max(self.capacity().saturating_mul(2)).max(4096);
         let bytes = cap
@@ -64,8 +75,11 @@ impl<T: Plain> Flat<T> {
             let used = self.len * std::mem::size_of::<T>();
             map[..used].copy_from_slice(&old[..used]);
         }
-        self.map = Some(map);
-        Ok(())
+        Ok(Some(Flat {
+            map: Some(map),
+            len: self.len,
+            _items: PhantomData,
+        }))
     }
 
     /// As [`Flat::try_reserve`], for growth whose room was reserved before: writes reserve the
@@ -74,6 +88,30 @@ impl<T: Plain> Flat<T> {
         if let Err(e) = self.try_reserve(additional) {
             panic!("room for every logged write is reserved before it is logged: {e}");
         }
+    }
+
+    /// Asks the system to back the room for the next `additional` items with memory now
+    /// (Linux's `MADV_POPULATE_WRITE`; elsewhere, or where refused, nothing happens): the page
+    /// faults of the writes that fill it, a few milliseconds where a huge page must first be
+    /// compacted, are then taken here, where the caller holds no write lock. The room must
+    /// have been reserved; only pages the writes will touch anyway are populated.
+    pub fn populate(&self, additional: usize) {
+        #[cfg(target_os = "linux")]
+        if let Some(map) = &self.map {
+            let size = std::mem::size_of::<T>();
+            let start = self.len * size;
+            let end = self
+                .len
+                .saturating_add(additional)
+                .saturating_mul(size)
+                .min(map.len());
+            if start < end {
+                // Only advice: the room is zeroed memory either way, mapped now or at first write.
+                let _ = map.advise_range(memmap2::Advice::PopulateWrite, start, end - start);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = additional;
     }
 
     /// A copy of `items`, or the error of a refused allocation.
