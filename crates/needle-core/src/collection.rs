@@ -38,8 +38,9 @@ const BATCH_CHUNK: usize = 128;
 /// How long one hold of the collection's write lock goes on linking a batch's records while
 /// searches may wait (`apply_batch_shared`): the hold ends after the record that passes it
 /// (a record takes 20-60 µs at 128 dims and m 16). Was 16 records a hold (200-900 µs, growing
-/// with the graph): searches during batch inserts had p99 7-10x idle on a quiet machine, 2-3x
-/// at 100 µs (docs/benchmarks-history.md, lock10).
+/// with the graph). With the fair unlock of `apply_batch_in_holds`, searches during batch
+/// inserts went from p99 7-8x idle to about 3x on a quiet machine; 100 µs holds without it
+/// measured 8.6x (docs/benchmarks-history.md, lock10).
 const LINK_BUDGET: Duration = Duration::from_micros(100);
 /// Below this many live records a filtered search simply scans.
 const SCAN_ALWAYS_BELOW: usize = 4096;
