@@ -14,6 +14,9 @@
 //!
 //! `needle-ab f32 DIR FILE EF_LIST ROUNDS`: the same with an f32 collection (for instance two
 //! processes on one file with different `NEEDLE_SIMD` kernel sets, the graph the same).
+//!
+//! `needle-ab lever DIR FILE EF_LIST ROUNDS MASK,...`: the walk's speed levers on and off in one
+//! process on a file saved by the two modes above (see `run_levers`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -37,6 +40,7 @@ fn run() -> Result<()> {
     match args.get(1).map(String::as_str) {
         Some("sq8") => return run_saved(&args[2..], Quantization::Sq8),
         Some("f32") => return run_saved(&args[2..], Quantization::None),
+        Some("lever") => return run_levers(&args[2..]),
         _ => {}
     }
     let usage = || BenchError::Invalid("usage: needle-ab DIR EF_LIST ROUNDS".into());
@@ -223,6 +227,80 @@ fn run_saved(args: &[String], quantization: Quantization) -> Result<()> {
                     .zip(&found[0])
                     .filter(|(a, b)| a != b)
                     .count()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `needle-ab lever DIR FILE EF_LIST ROUNDS MASK,...`: the collection saved in `FILE` (built by
+/// the `f32` or `sq8` mode first), each ef's queries run `ROUNDS` times per mask of the walk's
+/// speed levers (`__private::set_walk_levers`: 0 none, 7 all, the default), the masks
+/// interleaved; prints CPU µs per query (median, minimum), the first mask's median over each
+/// one's, recall@10, and whether the ids equal the first mask's.
+fn run_levers(args: &[String]) -> Result<()> {
+    let usage =
+        || BenchError::Invalid("usage: needle-ab lever DIR FILE EF_LIST ROUNDS MASK,...".into());
+    let [dir, file, efs, rounds, masks] = args else {
+        return Err(usage());
+    };
+    let efs: Vec<usize> = efs
+        .split(',')
+        .map(|s| s.trim().parse().ok().filter(|&v| v > 0))
+        .collect::<Option<_>>()
+        .ok_or_else(usage)?;
+    let rounds: usize = rounds.parse().ok().filter(|&r| r > 0).ok_or_else(usage)?;
+    let masks: Vec<u32> = masks
+        .split(',')
+        .map(|s| s.trim().parse().ok())
+        .collect::<Option<_>>()
+        .ok_or_else(usage)?;
+    let ds = Dataset::load(Path::new(dir))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| BenchError::Invalid(format!("cannot start a thread: {e}")))?;
+    let db = Database::open_with(Path::new(file), DatabaseOptions { wal: WalMode::Off })?;
+    println!(
+        "{}: opened from {file}; lever masks {masks:?}, {rounds} interleaved rounds",
+        ds.name
+    );
+    for &ef in &efs {
+        let mut cpu_us = vec![Vec::new(); masks.len()];
+        let mut found: Vec<Vec<Vec<i32>>> = vec![Vec::new(); masks.len()];
+        let mut recall = vec![0.0; masks.len()];
+        for round in 0..rounds {
+            for step in 0..masks.len() {
+                let i = (round + step) % masks.len();
+                needle_core::__private::set_walk_levers(masks[i]);
+                let run = pool.install(|| {
+                    timed_search(&db, COLLECTION, &ds.queries, 10, ef, 1, Threads::One)
+                })?;
+                cpu_us[i].push(run.cpu_s_per_query * 1e6);
+                recall[i] = recall_at_k(&run.ids, &ds.gt, 10)?;
+                found[i] = run.ids;
+            }
+        }
+        needle_core::__private::set_walk_levers(0);
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let base = median(&cpu_us[0]);
+        for (i, m) in masks.iter().enumerate() {
+            let min = cpu_us[i].iter().copied().fold(f64::INFINITY, f64::min);
+            println!(
+                "ef {ef} mask {m}: CPU µs/query median {:.2} min {:.2} first/this {:.3} recall@10 {:.4}, ids {}",
+                median(&cpu_us[i]),
+                min,
+                base / median(&cpu_us[i]),
+                recall[i],
+                if found[i] == found[0] {
+                    "same"
+                } else {
+                    "DIFFER"
+                }
             );
         }
     }

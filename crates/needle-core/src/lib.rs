@@ -81,6 +81,14 @@ pub mod __private {
         crate::hnsw::BATCHED.store(on, std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Sets which of the walk's speed levers are on, process-wide, as a bit mask (1: prefetch
+    /// every line of a link block, 2: prefetch a node's links when it enters the beam, 4: one
+    /// distance at a time below the four-at-once kernels' floor; default 7, all): only for
+    /// `needle-ab lever`, which measures them against each other. Results are the same.
+    pub fn set_walk_levers(mask: u32) {
+        crate::hnsw::WALK_LEVERS.store(mask, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Turns filtered searches' use of the int8 codes of f32 collections with payload indexes
     /// off (the exact passes then read the f32 vectors) or on again, process-wide: for tests
     /// and benches that compare the two. The codes are kept either way.

@@ -47,6 +47,20 @@ pub fn batch_for(kernel: Kernel) -> Option<Kernel4> {
     }
 }
 
+/// The fewest dimensions at which a search calls `kernel`'s four-at-once form (from
+/// [`batch_for`]) rather than the kernel four times: 0 where the form has no floor.
+pub(crate) fn batch_from(kernel: Kernel) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::batch_from(kernel)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = kernel;
+        0
+    }
+}
+
 /// The dot product `Σ aᵢ·bᵢ`, one element at a time: the reference every SIMD kernel is tested
 /// against. Reads only the common prefix if the lengths differ.
 ///
@@ -662,6 +676,26 @@ mod tests {
             assert_eq!(v[0], 1.0);
             assert_eq!(v[2], 2.0);
         }
+    }
+
+    /// Searches call the AVX-512 four-at-once kernels only from 64 floats (below that they
+    /// make four single calls, slower in the walk than calling the kernel directly); the AVX2
+    /// ones have no floor.
+    #[test]
+    fn four_at_once_floor_is_64_floats_for_avx512_only() {
+        let mut seen = 0;
+        for simd in runnable_simd() {
+            let Some(k) = kernels_of(simd) else { continue };
+            for one in [k.dot, k.l2_squared, k.cosine, k.neg_dot] {
+                if batch_for(one).is_none() {
+                    continue;
+                }
+                seen += 1;
+                let floor = if simd == Simd::Avx512 { 64 } else { 0 };
+                assert_eq!(batch_from(one), floor, "{simd:?}");
+            }
+        }
+        eprintln!("{seen} four-at-once kernels checked");
     }
 
     #[test]

@@ -287,6 +287,18 @@ pub(super) fn batch_for(kernel: super::Kernel) -> Option<super::Kernel4> {
     avx2_batch_for(kernel).or_else(|| avx512_batch_for(kernel))
 }
 
+/// The fewest dimensions at which `kernel`'s four-at-once form is worth calling: 64 for the
+/// AVX-512 kernels (below that their `sum4` makes four single calls, and the walk measured
+/// 4-6 % faster calling the single kernel directly, docs/benchmarks-history.md, speed10), 0
+/// for the AVX2 ones (their four-at-once form has no such floor).
+pub(super) fn batch_from(kernel: super::Kernel) -> usize {
+    if avx512_batch_for(kernel).is_some() {
+        64
+    } else {
+        0
+    }
+}
+
 #[rustversion::since(1.89)]
 fn avx512_batch_for(kernel: super::Kernel) -> Option<super::Kernel4> {
     avx512::batch_for(kernel)

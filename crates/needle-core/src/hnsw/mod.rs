@@ -16,7 +16,7 @@ mod visited;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-use crate::distance::{Kernel, Kernel4, batch_for, prefetch};
+use crate::distance::{Kernel, Kernel4, batch_for, batch_from, prefetch};
 pub(crate) use flat::{Flat, Plain, refuse_anonymous_maps, refuse_anonymous_maps_after};
 use nearest::Nearest;
 pub(crate) use visited::{VisitedSet, with_visited};
@@ -61,6 +61,11 @@ impl PartialOrd for Cand {
     }
 }
 
+/// The four-at-once form of `kernel` if a walk over `dim`-float vectors should use it.
+fn batch_for_dim(kernel: Kernel, dim: usize) -> Option<Kernel4> {
+    batch_for(kernel).filter(|_| dim >= batch_from(kernel) || !lever(levers::BATCH_FLOOR))
+}
+
 /// The vectors a graph indexes: `dim` floats per slot in two runs (see `crate::vectors`: a
 /// prefix mapped from the file, then the slots in memory; or everything in `head`), and the
 /// distance kernel.
@@ -83,7 +88,7 @@ impl<'a> Space<'a> {
             tail: &[],
             dim,
             kernel,
-            kernel4: batch_for(kernel),
+            kernel4: batch_for_dim(kernel, dim),
         }
     }
 
@@ -95,7 +100,7 @@ impl<'a> Space<'a> {
             tail,
             dim,
             kernel,
-            kernel4: batch_for(kernel),
+            kernel4: batch_for_dim(kernel, dim),
         }
     }
 
@@ -228,6 +233,32 @@ impl Query for Exact<'_> {
 /// Either way the distances, and so every result and graph, are the same bit for bit.
 pub(crate) static BATCHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
+/// The walk's speed levers of `docs/benchmarks-history.md`, speed10, as bits of
+/// [`WALK_LEVERS`]; every one is on except while `needle-ab lever` measures them against each
+/// other (`__private::set_walk_levers`). None changes a distance, a result or a graph.
+pub(crate) mod levers {
+    /// Prefetch every cache line of a layer-0 link block, not only its first (at m 16 a block
+    /// is 132 bytes: three lines, and the walk stalled on the second and third).
+    pub const ALL_LINK_LINES: u32 = 1;
+    /// Prefetch a node's link block when it enters the beam, not only when it is next to be
+    /// expanded (which misses whenever a nearer node enters in between).
+    pub const LINKS_ON_ENTRY: u32 = 2;
+    /// Below `distance::batch_from` dimensions, one distance at a time even where a
+    /// four-at-once form exists (AVX-512's makes four single calls there).
+    pub const BATCH_FLOOR: u32 = 4;
+    /// All of them.
+    pub const ALL: u32 = ALL_LINK_LINES | LINKS_ON_ENTRY | BATCH_FLOOR;
+}
+
+/// The [`levers`] in use, all but for `needle-ab`.
+pub(crate) static WALK_LEVERS: std::sync::atomic::AtomicU32 =
+    std::sync::atomic::AtomicU32::new(levers::ALL);
+
+#[inline(always)]
+fn lever(bit: u32) -> bool {
+    WALK_LEVERS.load(std::sync::atomic::Ordering::Relaxed) & bit != 0
+}
+
 impl Query for crate::sq8::Sq8Query<'_> {
     #[inline(always)]
     fn dist(&self, slot: u32) -> f32 {
@@ -357,14 +388,27 @@ impl Graph {
         &block[1..1 + count]
     }
 
-    /// Hints the CPU to fetch the link block of `slot` on `layer`.
+    /// Hints the CPU to fetch the link block of `slot` on `layer` (layer 0 only: the upper
+    /// layers are walked by few nodes): every line it spans, up to [`PREFETCH_LINES`].
     #[inline(always)]
     fn prefetch_links(&self, slot: u32, layer: usize) {
         if layer != 0 {
             return;
         }
-        if let Some(block) = self.links0.get(slot as usize * self.stride0()..) {
-            prefetch(block.as_ptr().cast());
+        let start = slot as usize * self.stride0();
+        if let Some(block) = self.links0.get(start..start + self.stride0()) {
+            let first = block.as_ptr().cast::<u8>();
+            let lines = if lever(levers::ALL_LINK_LINES) {
+                lines_spanned(first, std::mem::size_of_val(block)).min(PREFETCH_LINES)
+            } else {
+                1
+            };
+            for line in 0..lines {
+                let at = first.wrapping_add(line * 64);
+                #[cfg(test)]
+                tests::log(tests::Event::Prefetch(at as usize));
+                prefetch(at);
+            }
         }
     }
 
@@ -436,13 +480,17 @@ impl Graph {
             }
             let mut fresh = [0u32; MAX_LINKS];
             while let Some(c) = nearest.next_unexpanded() {
+                #[cfg(test)]
+                tests::log(tests::Event::Expand(c.id));
                 let count = self.fresh_neighbors(query, visited, c.id, layer, &mut fresh);
                 if let Some(next) = nearest.peek_unexpanded() {
                     self.prefetch_links(next, layer);
                 }
+                let on_entry = lever(levers::LINKS_ON_ENTRY);
                 distances(query, &fresh[..count], |n, d| {
-                    if d < nearest.bound() {
-                        nearest.insert(Cand { d, id: n });
+                    if d < nearest.bound() && nearest.insert(Cand { d, id: n }) && on_entry {
+                        // It may be expanded soon, perhaps next: fetch its links now.
+                        self.prefetch_links(n, layer);
                     }
                 });
             }
@@ -794,6 +842,11 @@ pub(crate) fn select_neighbors<P: Points>(space: &P, sorted: &[Cand], m: usize) 
     kept
 }
 
+/// The cache lines that `bytes` bytes from `first` touch.
+fn lines_spanned(first: *const u8, bytes: usize) -> usize {
+    (first as usize % 64 + bytes).div_ceil(64)
+}
+
 /// FNV-1a over the id, then a splitmix64 finaliser mixed with the seed.
 fn hash_id(seed: u64, id: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
@@ -812,6 +865,37 @@ mod tests {
     use super::*;
     use crate::Distance;
     use crate::distance::kernel_for;
+    use std::cell::RefCell;
+
+    /// What a layer-0 walk did, in order, while [`recording`].
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub(super) enum Event {
+        /// A prefetch of the cache line holding this address.
+        Prefetch(usize),
+        /// The links of this node were read.
+        Expand(u32),
+    }
+
+    thread_local! {
+        static EVENTS: RefCell<Option<Vec<Event>>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn log(e: Event) {
+        EVENTS.with(|l| {
+            if let Some(v) = l.borrow_mut().as_mut() {
+                v.push(e);
+            }
+        });
+    }
+
+    fn recording<R>(f: impl FnOnce() -> R) -> (R, Vec<Event>) {
+        EVENTS.with(|l| *l.borrow_mut() = Some(Vec::new()));
+        let r = f();
+        (
+            r,
+            EVENTS.with(|l| l.borrow_mut().take().unwrap_or_default()),
+        )
+    }
 
     fn grid(n: usize) -> Vec<f32> {
         (0..n)
@@ -914,6 +998,66 @@ mod tests {
             truth.sort();
             truth.truncate(5);
             assert_eq!(found, truth, "query {q:?}");
+        }
+    }
+
+    /// Every node the beam expands (but the entry) had every cache line of its link block
+    /// prefetched before: on entering the beam (`levers::LINKS_ON_ENTRY`), whole
+    /// (`levers::ALL_LINK_LINES`). Prefetching only the next node to expand misses whenever a
+    /// nearer node enters in between; prefetching one line misses the rest of a 132-byte block.
+    #[test]
+    fn expanded_nodes_had_their_whole_link_block_prefetched() {
+        let data: Vec<f32> = (0..1500)
+            .flat_map(|i| [(i * 37 % 101) as f32, (i * 53 % 97) as f32])
+            .collect();
+        let g = build(&data, 16);
+        assert_eq!(g.stride0() * 4, 132, "three cache lines a block");
+        let space = Space::flat(&data, 2, kernel_for(Distance::Euclidean));
+        let line = |a: usize| a / 64;
+        let mut expanded = 0;
+        for q in [[3.5f32, 7.0], [50.0, 50.0], [99.0, 1.0], [20.5, 80.5]] {
+            let (found, events) = recording(|| g.search(&Exact { space, q: &q }, 10, 16));
+            assert_eq!(found.len(), 10);
+            let mut fetched = std::collections::HashSet::new();
+            let mut first = true;
+            for e in events {
+                match e {
+                    Event::Prefetch(a) => {
+                        fetched.insert(line(a));
+                    }
+                    Event::Expand(slot) if !first => {
+                        expanded += 1;
+                        let block = g.block(slot, 0);
+                        let start = g.links0[block.start..].as_ptr() as usize;
+                        let end = start + block.len() * 4;
+                        for l in line(start)..=line(end - 1) {
+                            assert!(
+                                fetched.contains(&l),
+                                "node {slot}: line {} of its links not prefetched",
+                                l - line(start)
+                            );
+                        }
+                    }
+                    Event::Expand(_) => first = false,
+                }
+            }
+        }
+        assert!(expanded > 40, "{expanded} expansions checked");
+    }
+
+    /// Below the four-at-once floor (64 floats for AVX-512) a walk computes one distance at a
+    /// time; from it on, four at once where the set has the form.
+    #[test]
+    fn short_vectors_skip_a_four_at_once_kernel_with_a_floor() {
+        for dim in [2, 50, 63, 64, 384] {
+            let kernel = kernel_for(Distance::Cosine);
+            let data = vec![0.0; dim];
+            let space = Space::flat(&data, dim, kernel);
+            let expect = batch_for(kernel).is_some() && dim >= batch_from(kernel);
+            assert_eq!(space.kernel4.is_some(), expect, "dim {dim}");
+            if crate::distance::kernel_names().0 == "avx512" {
+                assert_eq!(space.kernel4.is_some(), dim >= 64, "dim {dim}");
+            }
         }
     }
 }

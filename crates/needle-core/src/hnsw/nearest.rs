@@ -45,12 +45,13 @@ impl Nearest {
         }
     }
 
-    /// Adds `c` if it is among the `capacity` nearest (dropping the farthest when full).
+    /// Adds `c` if it is among the `capacity` nearest (dropping the farthest when full);
+    /// returns whether it was added.
     #[inline]
-    pub fn insert(&mut self, c: Cand) {
+    pub fn insert(&mut self, c: Cand) -> bool {
         let at = self.entries.partition_point(|e| e.cand < c);
         if at >= self.capacity {
-            return;
+            return false;
         }
         if self.entries.len() == self.capacity {
             self.entries.pop();
@@ -63,6 +64,7 @@ impl Nearest {
             },
         );
         self.cursor = self.cursor.min(at);
+        true
     }
 
     /// The nearest node not expanded yet, now flagged as expanded.
