@@ -907,8 +907,10 @@ impl Database {
     }
 
     pub(crate) fn apply_replayed(&self, plan: Plan) -> Result<()> {
-        reserve_room(&plan)?;
+        // The writer lock before the room: `reserve_room` copies growing arrays under the read
+        // lock and swaps them in later, which is only right if no write comes between.
         let mut w = self.inner.writer.lock();
+        reserve_room(&plan)?;
         self.apply(&mut w, plan);
         Ok(())
     }
