@@ -246,9 +246,18 @@ pub(crate) mod levers {
     /// Below `distance::batch_from` dimensions, one distance at a time even where a
     /// four-at-once form exists (AVX-512's makes four single calls there).
     pub const BATCH_FLOOR: u32 = 4;
+    /// With `LINKS_ON_ENTRY`: only for a node entering fewer than [`super::NEAR_FRONT`]
+    /// places behind the next to expand (one farther back is rarely expanded before its
+    /// prefetched lines are gone, or at all).
+    pub const NEAR_FRONT_ONLY: u32 = 8;
     /// All of them.
-    pub const ALL: u32 = ALL_LINK_LINES | LINKS_ON_ENTRY | BATCH_FLOOR;
+    pub const ALL: u32 = ALL_LINK_LINES | LINKS_ON_ENTRY | BATCH_FLOOR | NEAR_FRONT_ONLY;
 }
+
+/// How far behind the next node to expand a node may enter the beam and still have its links
+/// prefetched on entry (`levers::NEAR_FRONT_ONLY`): glove50 f32 searched 1-4 % faster with 4
+/// than with no limit (docs/benchmarks-history.md, speed10).
+const NEAR_FRONT: usize = 4;
 
 /// The [`levers`] in use, all but for `needle-ab`.
 pub(crate) static WALK_LEVERS: std::sync::atomic::AtomicU32 =
@@ -487,10 +496,22 @@ impl Graph {
                     self.prefetch_links(next, layer);
                 }
                 let on_entry = lever(levers::LINKS_ON_ENTRY);
+                let near = if lever(levers::NEAR_FRONT_ONLY) {
+                    NEAR_FRONT
+                } else {
+                    usize::MAX
+                };
                 distances(query, &fresh[..count], |n, d| {
-                    if d < nearest.bound() && nearest.insert(Cand { d, id: n }) && on_entry {
-                        // It may be expanded soon, perhaps next: fetch its links now.
-                        self.prefetch_links(n, layer);
+                    if d < nearest.bound() {
+                        let behind = nearest.insert(Cand { d, id: n });
+                        #[cfg(test)]
+                        if let Some(behind) = behind {
+                            tests::log(tests::Event::Enter(n, behind));
+                        }
+                        if on_entry && behind.is_some_and(|b| b < near) {
+                            // It may be expanded soon, perhaps next: fetch its links now.
+                            self.prefetch_links(n, layer);
+                        }
                     }
                 });
             }
@@ -874,6 +895,8 @@ mod tests {
         Prefetch(usize),
         /// The links of this node were read.
         Expand(u32),
+        /// This node entered the beam this many places behind the next to expand.
+        Enter(u32, usize),
     }
 
     thread_local! {
@@ -1001,12 +1024,12 @@ mod tests {
         }
     }
 
-    /// Every node the beam expands (but the entry) had every cache line of its link block
-    /// prefetched before: on entering the beam (`levers::LINKS_ON_ENTRY`), whole
-    /// (`levers::ALL_LINK_LINES`). Prefetching only the next node to expand misses whenever a
-    /// nearer node enters in between; prefetching one line misses the rest of a 132-byte block.
+    /// A node entering the beam near the next to expand (fewer than [`NEAR_FRONT`] places
+    /// behind) has every cache line of its link block prefetched at once
+    /// (`levers::LINKS_ON_ENTRY`, `levers::ALL_LINK_LINES`: a 132-byte block is three lines);
+    /// one entering farther back has none (`levers::NEAR_FRONT_ONLY`).
     #[test]
-    fn expanded_nodes_had_their_whole_link_block_prefetched() {
+    fn links_are_prefetched_whole_for_nodes_entering_near_the_front() {
         let data: Vec<f32> = (0..1500)
             .flat_map(|i| [(i * 37 % 101) as f32, (i * 53 % 97) as f32])
             .collect();
@@ -1014,35 +1037,48 @@ mod tests {
         assert_eq!(g.stride0() * 4, 132, "three cache lines a block");
         let space = Space::flat(&data, 2, kernel_for(Distance::Euclidean));
         let line = |a: usize| a / 64;
-        let mut expanded = 0;
+        let (mut near, mut far) = (0, 0);
         for q in [[3.5f32, 7.0], [50.0, 50.0], [99.0, 1.0], [20.5, 80.5]] {
-            let (found, events) = recording(|| g.search(&Exact { space, q: &q }, 10, 16));
+            let (found, events) = recording(|| g.search(&Exact { space, q: &q }, 10, 32));
             assert_eq!(found.len(), 10);
-            let mut fetched = std::collections::HashSet::new();
-            let mut first = true;
-            for e in events {
-                match e {
-                    Event::Prefetch(a) => {
-                        fetched.insert(line(a));
+            for (i, e) in events.iter().enumerate() {
+                let Event::Enter(slot, behind) = *e else {
+                    continue;
+                };
+                // The prefetches made for this entry: the events up to the next entry or
+                // expansion.
+                let fetched: std::collections::HashSet<usize> = events[i + 1..]
+                    .iter()
+                    .map_while(|e| match e {
+                        Event::Prefetch(a) => Some(line(*a)),
+                        _ => None,
+                    })
+                    .collect();
+                if behind < NEAR_FRONT {
+                    near += 1;
+                    let block = g.block(slot, 0);
+                    let start = g.links0[block.start..].as_ptr() as usize;
+                    let end = start + block.len() * 4;
+                    for l in line(start)..=line(end - 1) {
+                        assert!(
+                            fetched.contains(&l),
+                            "node {slot} entered {behind} behind: line {} of its links not prefetched",
+                            l - line(start)
+                        );
                     }
-                    Event::Expand(slot) if !first => {
-                        expanded += 1;
-                        let block = g.block(slot, 0);
-                        let start = g.links0[block.start..].as_ptr() as usize;
-                        let end = start + block.len() * 4;
-                        for l in line(start)..=line(end - 1) {
-                            assert!(
-                                fetched.contains(&l),
-                                "node {slot}: line {} of its links not prefetched",
-                                l - line(start)
-                            );
-                        }
-                    }
-                    Event::Expand(_) => first = false,
+                } else {
+                    far += 1;
+                    assert!(
+                        fetched.is_empty(),
+                        "node {slot} entered {behind} behind, links prefetched"
+                    );
                 }
             }
         }
-        assert!(expanded > 40, "{expanded} expansions checked");
+        assert!(
+            near > 40 && far > 40,
+            "{near} entries near the front, {far} far"
+        );
     }
 
     /// Below the four-at-once floor (64 floats for AVX-512) a walk computes one distance at a

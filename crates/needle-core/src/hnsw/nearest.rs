@@ -46,13 +46,15 @@ impl Nearest {
     }
 
     /// Adds `c` if it is among the `capacity` nearest (dropping the farthest when full);
-    /// returns whether it was added.
+    /// returns `None` if it was not, else how far behind the first unexpanded entry it went
+    /// (0: it is the next to expand; expanded entries in between count too).
     #[inline]
-    pub fn insert(&mut self, c: Cand) -> bool {
+    pub fn insert(&mut self, c: Cand) -> Option<usize> {
         let at = self.entries.partition_point(|e| e.cand < c);
         if at >= self.capacity {
-            return false;
+            return None;
         }
+        let behind = at.saturating_sub(self.cursor);
         if self.entries.len() == self.capacity {
             self.entries.pop();
         }
@@ -64,7 +66,7 @@ impl Nearest {
             },
         );
         self.cursor = self.cursor.min(at);
-        true
+        Some(behind)
     }
 
     /// The nearest node not expanded yet, now flagged as expanded.
