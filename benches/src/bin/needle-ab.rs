@@ -235,7 +235,7 @@ fn run_saved(args: &[String], quantization: Quantization) -> Result<()> {
 
 /// `needle-ab lever DIR FILE EF_LIST ROUNDS MASK,...`: the collection saved in `FILE` (built by
 /// the `f32` or `sq8` mode first), each ef's queries run `ROUNDS` times per mask of the walk's
-/// speed levers (`__private::set_walk_levers`: 0 none, 15 all, the default), the masks
+/// speed levers (`__private::set_walk_levers`: 0 none, 31 all, the default), the masks
 /// interleaved; prints CPU µs per query (median, minimum), the first mask's median over each
 /// one's, recall@10, and whether the ids equal the first mask's.
 fn run_levers(args: &[String]) -> Result<()> {

@@ -84,7 +84,8 @@ pub mod __private {
     /// Sets which of the walk's speed levers are on, process-wide, as a bit mask (1: prefetch
     /// every line of a link block, 2: prefetch a node's links when it enters the beam, 4: one
     /// distance at a time below the four-at-once kernels' floor, 8: with 2, only for a node
-    /// entering near the next to expand; default 15, all): only for
+    /// entering near the next to expand, 16: prefetch vectors in the greedy descent; default
+    /// 31, all): only for
     /// `needle-ab lever`, which measures them against each other. Results are the same.
     pub fn set_walk_levers(mask: u32) {
         crate::hnsw::WALK_LEVERS.store(mask, std::sync::atomic::Ordering::Relaxed)
