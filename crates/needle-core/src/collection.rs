@@ -42,6 +42,11 @@ const BATCH_CHUNK: usize = 128;
 /// inserts went from p99 7-8x idle to about 3x on a quiet machine; 100 µs holds without it
 /// measured 8.6x (docs/benchmarks-history.md, lock10).
 const LINK_BUDGET: Duration = Duration::from_micros(100);
+/// A hold's budget in microseconds if not [`LINK_BUDGET`] (`u64::MAX`: the default), set by
+/// `__private::set_link_budget` so that tests can apply the same writes in steps of one record
+/// and of whole chunks and compare the states.
+pub(crate) static LINK_BUDGET_MICROS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(u64::MAX);
 /// Below this many live records a filtered search simply scans.
 const SCAN_ALWAYS_BELOW: usize = 4096;
 /// A filter estimated to match less than this fraction of records is answered by an exact scan.
@@ -418,7 +423,11 @@ impl Collection {
     /// `apply_batch` builds. Readers see the batch appear a few records at a time, each record
     /// only once it is linked (and an upserted id's old version only until then).
     pub fn apply_batch_shared(shared: &RwLock<Collection>, records: Vec<Prepared>) {
-        Self::apply_batch_in_holds(shared, records, LINK_BUDGET);
+        let budget = match LINK_BUDGET_MICROS.load(std::sync::atomic::Ordering::Relaxed) {
+            u64::MAX => LINK_BUDGET,
+            micros => Duration::from_micros(micros),
+        };
+        Self::apply_batch_in_holds(shared, records, budget);
     }
 
     /// [`apply_batch_shared`](Self::apply_batch_shared) with `budget` a hold.
@@ -2688,6 +2697,38 @@ mod tests {
         let more = records(300, 8, seed ^ 2, |i| format!("b{i}"));
         plain.apply_batch(more.clone());
         c.apply_batch(more);
+        assert_eq!(c.graph, plain.graph, "seed {seed}");
+        assert!(
+            c.vectors.chunks(8).eq(plain.vectors.chunks(8)),
+            "seed {seed}"
+        );
+    }
+
+    /// A room copied before a write (which only a second writer could make: the database's
+    /// writer lock rules it out) holds the arrays as they were: `install_room` drops it, and the
+    /// write's records stay. Installed anyway, the copy would drop the write's vectors and
+    /// links (the arrays back at their old length), though `ids` still named its records.
+    #[test]
+    fn a_room_copied_before_a_write_is_not_installed_after_it() {
+        let seed =
+            needle_testkit::seed_or("a_room_copied_before_a_write_is_not_installed_after_it", 9);
+        let config = CollectionConfig {
+            distance: Distance::Euclidean,
+            m: 4,
+            ef_construction: 16,
+            ..CollectionConfig::default()
+        };
+        let first = records(100, 8, seed, |i| format!("a{i}"));
+        let more = records(60, 8, seed ^ 2, |i| format!("b{i}"));
+        let mut c = Collection::new("c", 8, config.clone());
+        c.apply_batch(first.clone());
+        let room = c.prepared_room(10_000).expect("memory for a small test");
+        c.apply_batch(more.clone());
+        c.install_room(room);
+        c.reserve(10_000).expect("memory for a small test");
+        let mut plain = Collection::new("c", 8, config);
+        plain.apply_batch(first);
+        plain.apply_batch(more);
         assert_eq!(c.graph, plain.graph, "seed {seed}");
         assert!(
             c.vectors.chunks(8).eq(plain.vectors.chunks(8)),

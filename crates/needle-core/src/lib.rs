@@ -91,6 +91,17 @@ pub mod __private {
         crate::hnsw::WALK_LEVERS.store(mask, std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Sets how long a batch insert links records in one hold of the collection's write lock
+    /// (at least one record a hold), process-wide: `Some(Duration::ZERO)` one record a hold,
+    /// `Some(Duration::MAX)` whole chunks, `None` the default (100 µs). For tests that apply
+    /// the same writes in different steps and compare the states. The graph is the same.
+    pub fn set_link_budget(budget: Option<std::time::Duration>) {
+        let micros = budget.map_or(u64::MAX, |b| {
+            u64::try_from(b.as_micros()).map_or(u64::MAX - 1, |m| m.min(u64::MAX - 1))
+        });
+        crate::collection::LINK_BUDGET_MICROS.store(micros, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Turns filtered searches' use of the int8 codes of f32 collections with payload indexes
     /// off (the exact passes then read the f32 vectors) or on again, process-wide: for tests
     /// and benches that compare the two. The codes are kept either way.
