@@ -1489,62 +1489,30 @@ impl Write for Counting<'_> {
     }
 }
 
-/// The hash of [`Database::state_checksum`]: 8-byte little-endian words, each mixed in by
-/// `h = rotl((h ^ word) · K, 29)`, a bijection of `h` for a given word and of the word for a
-/// given `h`, so one differing word always changes the result. Not a CRC: each section of the
-/// snapshot format ends with the CRC-32C of its bytes, and a running CRC over bytes followed
-/// by their own CRC comes out the same whatever the bytes (CRCs are linear), so a CRC of the
-/// stream (as before) saw the section lengths alone: replicas with different vectors, links,
-/// metadata or sq8 ranges had equal checksums (`tests/state_checksum.rs`).
-#[derive(Default)]
-struct Checksum {
-    h: u64,
-    /// Bytes of a word not complete yet.
-    pending: [u8; 8],
-    pending_len: usize,
-    count: u64,
+/// The hash of [`Database::state_checksum`]: XXH3-64 (seed 0) of the snapshot bytes, streamed
+/// (`twox-hash`), so it does not depend on how the encoder splits its writes. Not a CRC: each
+/// section of the snapshot format ends with the CRC-32C of its bytes, and a running CRC over
+/// bytes followed by their own CRC comes out the same whatever the bytes (CRCs are linear), so
+/// a CRC of the stream (as before 62e1421) saw the section lengths alone: replicas with
+/// different vectors, links, metadata or sq8 ranges had equal checksums
+/// (`tests/state_checksum.rs`).
+struct Checksum(twox_hash::XxHash3_64);
+
+impl Default for Checksum {
+    fn default() -> Self {
+        Checksum(twox_hash::XxHash3_64::with_seed(0))
+    }
 }
 
 impl Checksum {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-
-    fn mix(&mut self, word: u64) {
-        self.h = (self.h ^ word).wrapping_mul(Self::K).rotate_left(29);
-    }
-
-    /// The hash of everything written: the last partial word zero-padded, then the length.
-    fn finish(mut self) -> u64 {
-        if self.pending_len > 0 {
-            self.pending[self.pending_len..].fill(0);
-            self.mix(u64::from_le_bytes(self.pending));
-        }
-        self.mix(self.count);
-        self.h
+    fn finish(self) -> u64 {
+        std::hash::Hasher::finish(&self.0)
     }
 }
 
 impl Write for Checksum {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.count += buf.len() as u64;
-        let mut rest = buf;
-        if self.pending_len > 0 {
-            let take = (8 - self.pending_len).min(rest.len());
-            self.pending[self.pending_len..self.pending_len + take].copy_from_slice(&rest[..take]);
-            self.pending_len += take;
-            rest = &rest[take..];
-            if self.pending_len < 8 {
-                return Ok(buf.len());
-            }
-            self.mix(u64::from_le_bytes(self.pending));
-            self.pending_len = 0;
-        }
-        let mut words = rest.chunks_exact(8);
-        for w in &mut words {
-            self.mix(u64::from_le_bytes(w.try_into().expect("chunks of 8 bytes")));
-        }
-        let tail = words.remainder();
-        self.pending[..tail.len()].copy_from_slice(tail);
-        self.pending_len = tail.len();
+        std::hash::Hasher::write(&mut self.0, buf);
         Ok(buf.len())
     }
 
