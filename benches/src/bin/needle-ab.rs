@@ -72,19 +72,9 @@ fn run() -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     for &ef in &efs {
-        let mut cpu_us = [Vec::new(), Vec::new()];
-        let mut ids: [Option<Vec<Vec<i32>>>; 2] = [None, None];
-        for round in 0..rounds {
-            for step in 0..2 {
-                let on = (round + step) % 2;
-                needle_core::__private::set_batched_distances(on == 1);
-                let run = pool.install(|| {
-                    timed_search(&db, COLLECTION, &ds.queries, 10, ef, 1, Threads::One)
-                })?;
-                cpu_us[on].push(run.cpu_s_per_query * 1e6);
-                ids[on] = Some(run.ids);
-            }
-        }
+        let Passes { cpu_us, ids } = interleaved_passes(&pool, &db, &ds, ef, rounds, 2, |on| {
+            needle_core::__private::set_batched_distances(on == 1)
+        })?;
         needle_core::__private::set_batched_distances(true);
         if ids[0] != ids[1] {
             return Err(BenchError::Invalid(format!(
@@ -195,25 +185,15 @@ fn run_saved(args: &[String], quantization: Quantization) -> Result<()> {
         u32::MAX
     );
     for &ef in &efs {
-        let mut cpu_us = vec![Vec::new(); settings.len()];
-        let mut recall = vec![0.0; settings.len()];
-        let mut found: Vec<Vec<Vec<i32>>> = vec![Vec::new(); settings.len()];
-        for round in 0..rounds {
-            for step in 0..settings.len() {
-                let i = (round + step) % settings.len();
+        let Passes { cpu_us, ids: found } =
+            interleaved_passes(&pool, &db, &ds, ef, rounds, settings.len(), |i| {
                 needle_core::__private::set_rerank_tenths(settings[i].0);
                 needle_core::__private::set_rerank_sigma_tenths(settings[i].1);
-                let run = pool.install(|| {
-                    timed_search(&db, COLLECTION, &ds.queries, 10, ef, 1, Threads::One)
-                })?;
-                cpu_us[i].push(run.cpu_s_per_query * 1e6);
-                recall[i] = recall_at_k(&run.ids, &ds.gt, 10)?;
-                found[i] = run.ids;
-            }
-        }
+            })?;
         needle_core::__private::set_rerank_tenths(0);
         needle_core::__private::set_rerank_sigma_tenths(u32::MAX);
         for (i, t) in settings.iter().enumerate() {
+            let recall = recall_at_k(&found[i], &ds.gt, 10)?;
             let mut v = cpu_us[i].clone();
             v.sort_by(f64::total_cmp);
             println!(
@@ -221,7 +201,7 @@ fn run_saved(args: &[String], quantization: Quantization) -> Result<()> {
                  {} queries' ids differ from the first setting's",
                 v[v.len() / 2],
                 v[0],
-                recall[i],
+                recall,
                 found[i]
                     .iter()
                     .zip(&found[0])
@@ -266,22 +246,12 @@ fn run_levers(args: &[String]) -> Result<()> {
         ds.name
     );
     for &ef in &efs {
-        let mut cpu_us = vec![Vec::new(); masks.len()];
-        let mut found: Vec<Vec<Vec<i32>>> = vec![Vec::new(); masks.len()];
-        let mut recall = vec![0.0; masks.len()];
-        for round in 0..rounds {
-            for step in 0..masks.len() {
-                let i = (round + step) % masks.len();
-                needle_core::__private::set_walk_levers(masks[i]);
-                let run = pool.install(|| {
-                    timed_search(&db, COLLECTION, &ds.queries, 10, ef, 1, Threads::One)
-                })?;
-                cpu_us[i].push(run.cpu_s_per_query * 1e6);
-                recall[i] = recall_at_k(&run.ids, &ds.gt, 10)?;
-                found[i] = run.ids;
-            }
-        }
-        needle_core::__private::set_walk_levers(0);
+        let Passes { cpu_us, ids: found } =
+            interleaved_passes(&pool, &db, &ds, ef, rounds, masks.len(), |i| {
+                needle_core::__private::set_walk_levers(masks[i])
+            })?;
+        // Back to the default (every lever on), as the other modes restore theirs.
+        needle_core::__private::set_walk_levers(31);
         let median = |v: &[f64]| {
             let mut v = v.to_vec();
             v.sort_by(f64::total_cmp);
@@ -295,7 +265,7 @@ fn run_levers(args: &[String]) -> Result<()> {
                 median(&cpu_us[i]),
                 min,
                 base / median(&cpu_us[i]),
-                recall[i],
+                recall_at_k(&found[i], &ds.gt, 10)?,
                 if found[i] == found[0] {
                     "same"
                 } else {
@@ -305,4 +275,40 @@ fn run_levers(args: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The passes of an A/B: per setting, `rounds` passes of every query at `ef` on `pool`'s one
+/// thread, the settings interleaved (`set(i)` before each pass; each round starts one setting
+/// later than the last, so no setting always runs first).
+struct Passes {
+    /// Per setting, the CPU µs per query of each pass.
+    cpu_us: Vec<Vec<f64>>,
+    /// Per setting, the ids its last pass returned.
+    ids: Vec<Vec<Vec<i32>>>,
+}
+
+fn interleaved_passes(
+    pool: &rayon::ThreadPool,
+    db: &Database,
+    ds: &Dataset,
+    ef: usize,
+    rounds: usize,
+    settings: usize,
+    set: impl Fn(usize),
+) -> Result<Passes> {
+    let mut passes = Passes {
+        cpu_us: vec![Vec::new(); settings],
+        ids: vec![Vec::new(); settings],
+    };
+    for round in 0..rounds {
+        for step in 0..settings {
+            let i = (round + step) % settings;
+            set(i);
+            let run = pool
+                .install(|| timed_search(db, COLLECTION, &ds.queries, 10, ef, 1, Threads::One))?;
+            passes.cpu_us[i].push(run.cpu_s_per_query * 1e6);
+            passes.ids[i] = run.ids;
+        }
+    }
+    Ok(passes)
 }
