@@ -4,7 +4,6 @@
 //! work only on prepared (valid) values and cannot fail, so a write is all or nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Bound::{Excluded, Unbounded};
 use std::time::{Duration, Instant};
 
 use parking_lot::{RwLock, RwLockWriteGuard};
@@ -17,7 +16,9 @@ use crate::distance::{Kernel, kernel_for, normalize};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::hnsw::{Cand, Exact, Graph, Query, Space};
+use crate::id_index::IdIndex;
 use crate::ids::Ids;
+use crate::metadata::Metadata;
 use crate::ordered_codes::OrderedCodes;
 use crate::payload::plan::{COp, KeySet, Pred, set_bits};
 use crate::payload::{IndexKind, PayloadIndex};
@@ -145,12 +146,14 @@ pub(crate) struct Collection {
     pub vectors: Vectors,
     /// The id of each slot (tombstoned slots keep theirs until compaction).
     pub ids: Ids,
-    pub metadata: Vec<Option<Value>>,
+    /// Each slot's metadata (none for tombstoned slots).
+    pub metadata: Metadata,
     pub deleted: Vec<bool>,
     pub live: usize,
     pub graph: Graph,
-    /// Live ids only, in id order (bytes): a scroll page starts with a range lookup.
-    pub index: BTreeMap<Box<str>, u32>,
+    /// The slot of each live id, and the live ids in id order (bytes): a scroll page starts
+    /// with a range lookup. Holds slots only (the ids are in `ids`); derived, never stored.
+    pub index: IdIndex,
     /// Payload indexes by dotted path, kept exact by every write.
     pub indexes: BTreeMap<String, PayloadIndex>,
     /// Under `quantization: sq8`, the int8 codes of every slot, once trained (see
@@ -225,10 +228,10 @@ impl Collection {
             config,
             vectors: Vectors::new(),
             ids: Ids::new(),
-            metadata: Vec::new(),
+            metadata: Metadata::new(),
             deleted: Vec::new(),
             live: 0,
-            index: BTreeMap::new(),
+            index: IdIndex::new(),
             indexes: BTreeMap::new(),
             sq8: None,
             codes: None,
@@ -319,7 +322,7 @@ impl Collection {
         metadata: Option<Value>,
     ) -> Result<(Option<Vec<f32>>, Option<Value>)> {
         self.check_id(id)?;
-        if !self.index.contains_key(id) {
+        if !self.index.contains(&self.ids, id) {
             return Err(Error::RecordNotFound {
                 collection: self.name.clone(),
                 id: id.to_string(),
@@ -344,14 +347,14 @@ impl Collection {
                 idx.remove(slot);
             }
             self.deleted[s] = true;
-            self.metadata[s] = None;
+            self.metadata.set(s, None);
             self.live -= 1;
         }
     }
 
     /// Appends a record's storage (not yet linked); tombstones the old version of the id.
     fn push_record(&mut self, rec: Prepared) -> u32 {
-        if let Some(old) = self.index.remove(rec.id.as_str()) {
+        if let Some(old) = self.index.remove(&self.ids, &rec.id) {
             self.tombstone(old);
         }
         let level = Graph::level_for(self.config.seed, &rec.id, self.config.m);
@@ -363,7 +366,6 @@ impl Collection {
         if let Some(codes) = &mut self.codes {
             codes.push(&rec.vector);
         }
-        self.index.insert(rec.id.as_str().into(), slot);
         self.mark_written(slot);
         self.ids.push(&rec.id);
         for idx in self.indexes.values_mut() {
@@ -371,6 +373,9 @@ impl Collection {
         }
         self.metadata.push(rec.metadata);
         self.deleted.push(false);
+        let deleted = &self.deleted;
+        let fresh = self.index.insert(&self.ids, slot, |s| deleted[s as usize]);
+        debug_assert!(fresh, "the id's old slot was removed above");
         self.live += 1;
         slot
     }
@@ -526,7 +531,7 @@ impl Collection {
             let slot = first + j as u32;
             if let Some(old) = seen.insert(&r.id, slot) {
                 doomed.push(old);
-            } else if let Some(&old) = self.index.get(r.id.as_str()) {
+            } else if let Some(old) = self.index.get(&self.ids, &r.id) {
                 doomed.push(old);
             }
         }
@@ -575,7 +580,7 @@ impl Collection {
     /// Replaces a record's vector and/or metadata. A new vector gets a new slot (the old one is
     /// tombstoned), so the record stays reachable through fresh links.
     pub fn apply_update(&mut self, id: &str, vector: Option<Vec<f32>>, metadata: Option<Value>) {
-        let Some(&slot) = self.index.get(id) else {
+        let Some(slot) = self.index.get(&self.ids, id) else {
             return;
         };
         match vector {
@@ -589,7 +594,7 @@ impl Collection {
             }
             None => {
                 if metadata.is_some() {
-                    self.metadata[slot as usize] = metadata;
+                    self.metadata.set(slot as usize, metadata);
                     self.leave_value_graphs(slot);
                     self.mark_written(slot);
                     for idx in self.indexes.values_mut() {
@@ -605,9 +610,11 @@ impl Collection {
     }
 
     pub fn apply_delete(&mut self, id: &str) -> bool {
-        match self.index.remove(id) {
+        match self.index.remove(&self.ids, id) {
             Some(slot) => {
                 self.tombstone(slot);
+                let deleted = &self.deleted;
+                self.index.tidy(&self.ids, |s| deleted[s as usize]);
                 self.build_due_value_graphs();
                 self.refresh_ordered();
                 true
@@ -682,6 +689,9 @@ impl Collection {
                 .try_reserve(slots)
                 .map_err(|e| refused("int8 codes", e))?;
         }
+        self.index
+            .try_reserve(&self.ids, slots)
+            .map_err(|e| refused("id index", e))?;
         Ok(())
     }
 
@@ -880,7 +890,7 @@ impl Collection {
     // ---- reads --------------------------------------------------------------------------------
 
     pub fn get(&self, id: &str) -> Option<(Vec<f32>, Option<Value>)> {
-        let slot = *self.index.get(id)? as usize;
+        let slot = self.index.get(&self.ids, id)? as usize;
         Some((
             self.vectors.get(slot * self.dim, self.dim).to_vec(),
             self.metadata[slot].clone(),
@@ -2050,14 +2060,14 @@ impl Collection {
         after: Option<&str>,
         limit: usize,
     ) -> Vec<(String, u32)> {
-        let ordered = match after {
-            Some(a) => self.index.range::<str, _>((Excluded(a), Unbounded)),
-            None => self.index.range::<str, _>((Unbounded, Unbounded)),
-        };
+        let deleted = &self.deleted;
+        let ordered = self
+            .index
+            .ordered_after(&self.ids, after, |s| deleted[s as usize]);
         let Some(filter) = filter else {
             return ordered
                 .take(limit)
-                .map(|(id, &s)| (id.to_string(), s))
+                .map(|s| (self.ids[s as usize].to_string(), s))
                 .collect();
         };
         let pred = Pred::compile(filter, &self.indexes);
@@ -2081,11 +2091,11 @@ impl Collection {
                 .map(|(id, s)| (id.to_string(), s))
                 .collect();
         }
-        // `index` holds live slots only.
+        // `ordered` yields live slots only.
         ordered
-            .filter(|&(_, &s)| pred.matches(s, &self.metadata))
+            .filter(|&s| pred.matches(s, &self.metadata))
             .take(limit)
-            .map(|(id, &s)| (id.to_string(), s))
+            .map(|s| (self.ids[s as usize].to_string(), s))
             .collect()
     }
 

@@ -818,7 +818,7 @@ impl Database {
                 let present = {
                     let c = shared.read();
                     c.check_id(id)?;
-                    c.index.contains_key(id.as_str())
+                    c.index.contains(&c.ids, id)
                 };
                 if present {
                     Plan::Delete(shared, id.clone())
@@ -891,7 +891,7 @@ impl Database {
                     let mut slots = Vec::with_capacity(ids.len());
                     for id in ids {
                         c.check_id(id)?;
-                        slots.extend(c.index.get(id.as_str()).copied());
+                        slots.extend(c.index.get(&c.ids, id));
                     }
                     slots.sort_unstable();
                     slots.dedup();
@@ -1307,8 +1307,8 @@ fn reserve_room(plan: &Plan) -> Result<()> {
                 Some(_) => None,
                 None => c
                     .index
-                    .get(id.as_str())
-                    .and_then(|&s| c.metadata[s as usize].clone()),
+                    .get(&c.ids, id)
+                    .and_then(|s| c.metadata[s as usize].clone()),
             };
             c.reserve_value_graphs(&[metadata.as_ref().or(kept.as_ref())], 1)
         }

@@ -109,7 +109,10 @@ impl<'a> Pred<'a> {
 
     /// Whether the live slot `slot` (with metadata `metadata`) matches.
     #[inline]
-    pub fn matches(&self, slot: u32, metadata: &[Option<Value>]) -> bool {
+    pub fn matches<M>(&self, slot: u32, metadata: &M) -> bool
+    where
+        M: std::ops::Index<usize, Output = Option<Value>> + ?Sized,
+    {
         match self {
             Pred::Const(b) => *b,
             Pred::And(c) => c.iter().all(|p| p.matches(slot, metadata)),

@@ -778,9 +778,9 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
     let (rec, rat) = s.next(KIND_RECORDS)?;
     let mut r = Reader::new(rec);
     let mut ids = crate::ids::Ids::with_capacity(n, 0);
-    let mut metadata = Vec::with_capacity(n);
+    let mut metadata = crate::metadata::Metadata::with_capacity(n);
     let mut deleted = Vec::with_capacity(n);
-    let mut index = std::collections::BTreeMap::new();
+    let mut index = crate::id_index::IdIndex::new();
     for slot in 0..n {
         let at = rat + r.pos();
         let bad = |reason: &str| s.corrupt(at, format!("record of slot {slot}: {reason}"));
@@ -809,23 +809,20 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
                 _ => return Err(bad("metadata is not a JSON object")),
             }
         };
-        if flag == 0
-            && index
-                .insert(Box::<str>::from(id.as_str()), slot as u32)
-                .is_some()
-        {
+        ids.push(&id);
+        if flag == 0 && !index.insert_unordered(&ids, slot as u32) {
             return Err(bad("id is live in two slots"));
         }
         if flag == 1 && meta.is_some() {
             return Err(bad("a deleted record carries metadata"));
         }
-        ids.push(&id);
         metadata.push(meta);
         deleted.push(flag == 1);
     }
     if r.remaining() != 0 {
         return Err(s.corrupt(rat + r.pos(), "records: unexpected trailing bytes"));
     }
+    index.sort_order(&ids);
     let live = index.len();
     let indexes = if version >= 2 {
         let (ibytes, iat) = s.next(KIND_INDEXES)?;
@@ -1043,8 +1040,9 @@ mod tests {
             assert!(back[0].sq8.is_none());
         }
 
-        for (i, m) in c.metadata.iter_mut().enumerate() {
-            *m = Some(serde_json::json!({"k": format!("w{}", i % 3), "n": [i % 5, 7]}));
+        for i in 0..c.slots() {
+            let m = serde_json::json!({"k": format!("w{}", i % 3), "n": [i % 5, 7]});
+            c.metadata.set(i, Some(m));
         }
         let idx = c.prepare_index("k", crate::IndexKind::Keyword).unwrap();
         c.apply_create_index(idx);
@@ -1060,8 +1058,9 @@ mod tests {
     fn value_graphs_round_trip_and_version_4_files_open_without_them() {
         crate::value_graphs::set_min_records_here(40);
         let mut c = collection_with_upper_layers();
-        for (i, m) in c.metadata.iter_mut().enumerate() {
-            *m = Some(serde_json::json!({"k": format!("w{}", i % 4), "n": i % 3 == 0}));
+        for i in 0..c.slots() {
+            let m = serde_json::json!({"k": format!("w{}", i % 4), "n": i % 3 == 0});
+            c.metadata.set(i, Some(m));
         }
         for (path, kind) in [
             ("k", crate::IndexKind::Keyword),

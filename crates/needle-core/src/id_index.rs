@@ -1,0 +1,377 @@
+//! [`IdIndex`]: which slot holds each live id, and the live ids in id order, without a second
+//! copy of the ids (they stay in [`Ids`]; this holds slot numbers only).
+//!
+//! A `BTreeMap<Box<str>, u32>` cost ~60 bytes a record on glove50 (the boxed key, its heap
+//! block, the nodes). Here a record costs ~6 bytes in the hash table (a `u32` and a control
+//! byte at most 7/8 full) and 4 in the order (`docs/benchmarks-history.md`, "ids11").
+//!
+//! Point lookups hash the id and compare against `ids[slot]`. The id order is a sorted
+//! array of slots plus a short sorted tail of recent inserts, merged into the array when it
+//! grows past ~2·√n (a merge costs one pass over the array and `tail · log n` comparisons,
+//! so an insert costs `O(√n)` moves and `O(log n)` comparisons amortised). Removing an id
+//! leaves its slot in the order: readers skip dead slots, merges drop them, and a pass drops
+//! them all once they are a quarter of the order. The hash is XXH3 with a fixed seed and no
+//! result depends on the table's layout, so replicas agree.
+//!
+//! Not stored: derived from the records at open (the file format does not know it).
+
+use hashbrown::HashTable;
+
+use crate::ids::Ids;
+
+/// Fewest entries the tail may hold before it is merged.
+const TAIL_MIN: usize = 64;
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdIndex {
+    /// Live slots, found by the hash of their id.
+    table: HashTable<u32>,
+    /// Slots in id order (bytes; equal ids in any order), live or dead.
+    sorted: Vec<u32>,
+    /// Recently inserted slots in id order, live or dead; merged into `sorted` when long.
+    tail: Vec<u32>,
+    /// Dead slots still in `sorted` or `tail`.
+    dead: usize,
+}
+
+fn hash(id: &str) -> u64 {
+    twox_hash::XxHash3_64::oneshot(id.as_bytes())
+}
+
+impl IdIndex {
+    pub fn new() -> Self {
+        IdIndex::default()
+    }
+
+    /// Live ids.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The slot holding `id`, if it is live.
+    pub fn get(&self, ids: &Ids, id: &str) -> Option<u32> {
+        self.table
+            .find(hash(id), |&s| &ids[s as usize] == id)
+            .copied()
+    }
+
+    pub fn contains(&self, ids: &Ids, id: &str) -> bool {
+        self.get(ids, id).is_some()
+    }
+
+    /// Room in the hash table for `more` ids, so that inserting them does not allocate it.
+    pub fn try_reserve(&mut self, ids: &Ids, more: usize) -> Result<(), std::io::Error> {
+        self.table
+            .try_reserve(more, |&s| hash(&ids[s as usize]))
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))
+    }
+
+    /// Makes `slot` (its id already in `ids`) the live slot of its id. Returns false, and
+    /// changes nothing, when the id is live in another slot (the caller removes that first).
+    /// `dead` tells which slots are tombstoned (consulted by a merge).
+    pub fn insert(&mut self, ids: &Ids, slot: u32, dead: impl Fn(u32) -> bool) -> bool {
+        let id = &ids[slot as usize];
+        let h = hash(id);
+        if self.table.find(h, |&s| &ids[s as usize] == id).is_some() {
+            return false;
+        }
+        self.table
+            .insert_unique(h, slot, |&s| hash(&ids[s as usize]));
+        let at = self.tail.partition_point(|&s| &ids[s as usize] <= id);
+        self.tail.insert(at, slot);
+        if self.tail.len() > TAIL_MIN.max(2 * self.sorted.len().isqrt()) {
+            self.merge(ids, &dead);
+        }
+        true
+    }
+
+    /// At open: makes live `slot` (its id already in `ids`) the slot of its id, like
+    /// [`IdIndex::insert`], but leaves the order to [`IdIndex::sort_order`], which must come
+    /// before any other use. Returns false when the id is live in another slot.
+    pub fn insert_unordered(&mut self, ids: &Ids, slot: u32) -> bool {
+        let id = &ids[slot as usize];
+        let h = hash(id);
+        if self.table.find(h, |&s| &ids[s as usize] == id).is_some() {
+            return false;
+        }
+        self.table
+            .insert_unique(h, slot, |&s| hash(&ids[s as usize]));
+        self.sorted.push(slot);
+        true
+    }
+
+    /// At open, after the last [`IdIndex::insert_unordered`]: puts the slots in id order.
+    pub fn sort_order(&mut self, ids: &Ids) {
+        // Live ids are distinct, so the order does not depend on the sort's stability.
+        self.sorted
+            .sort_unstable_by(|&a, &b| ids[a as usize].cmp(&ids[b as usize]));
+        self.sorted.shrink_to_fit();
+    }
+
+    /// Forgets `id`; returns the slot that held it. The caller tombstones that slot (marks it
+    /// dead for the `dead` functions) before its next call, and may then call
+    /// [`IdIndex::tidy`].
+    pub fn remove(&mut self, ids: &Ids, id: &str) -> Option<u32> {
+        let slot = self
+            .table
+            .find_entry(hash(id), |&s| &ids[s as usize] == id)
+            .ok()?
+            .remove()
+            .0;
+        self.dead += 1;
+        Some(slot)
+    }
+
+    /// Drops the dead slots from the order once they are a quarter of it.
+    pub fn tidy(&mut self, ids: &Ids, dead: impl Fn(u32) -> bool) {
+        if self.dead > TAIL_MIN.max((self.sorted.len() + self.tail.len()) / 4) {
+            self.merge(ids, &dead);
+        }
+    }
+
+    /// Merges the tail into the sorted array, dropping dead slots if they are many.
+    fn merge(&mut self, ids: &Ids, dead: &impl Fn(u32) -> bool) {
+        let purge = self.dead > (self.sorted.len() + self.tail.len()) / 4;
+        let mut out = Vec::with_capacity(self.sorted.len() + self.tail.len());
+        let mut rest = &self.sorted[..];
+        let copy = |out: &mut Vec<u32>, block: &[u32]| {
+            if purge {
+                out.extend(block.iter().copied().filter(|&s| !dead(s)));
+            } else {
+                out.extend_from_slice(block);
+            }
+        };
+        for &t in &self.tail {
+            let id = &ids[t as usize];
+            let k = rest.partition_point(|&s| &ids[s as usize] <= id);
+            copy(&mut out, &rest[..k]);
+            rest = &rest[k..];
+            copy(&mut out, &[t]);
+        }
+        copy(&mut out, rest);
+        if purge {
+            self.dead = 0;
+        }
+        self.sorted = out;
+        self.tail.clear();
+    }
+
+    /// The live slots whose ids sort after `after` (all without it), in id order.
+    pub fn ordered_after<'a, D: Fn(u32) -> bool + 'a>(
+        &'a self,
+        ids: &'a Ids,
+        after: Option<&str>,
+        dead: D,
+    ) -> impl Iterator<Item = u32> + 'a {
+        let start = |v: &[u32]| match after {
+            Some(a) => v.partition_point(|&s| &ids[s as usize] <= a),
+            None => 0,
+        };
+        Ordered {
+            ids,
+            a: &self.sorted[start(&self.sorted)..],
+            b: &self.tail[start(&self.tail)..],
+            dead,
+        }
+    }
+}
+
+/// Two sorted slot lists merged, dead slots skipped.
+struct Ordered<'a, D> {
+    ids: &'a Ids,
+    a: &'a [u32],
+    b: &'a [u32],
+    dead: D,
+}
+
+impl<D: Fn(u32) -> bool> Iterator for Ordered<'_, D> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        loop {
+            let take_a = match (self.a.first(), self.b.first()) {
+                (None, None) => return None,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(&x), Some(&y)) => self.ids[x as usize] <= self.ids[y as usize],
+            };
+            let side = if take_a { &mut self.a } else { &mut self.b };
+            let s = side[0];
+            *side = &side[1..];
+            if !(self.dead)(s) {
+                return Some(s);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::ops::Bound::{Excluded, Unbounded};
+
+    /// A collection's bookkeeping in miniature: ids appended per slot, tombstones.
+    struct Model {
+        ids: Ids,
+        deleted: Vec<bool>,
+        index: IdIndex,
+        /// What the index must say: live id → slot.
+        model: BTreeMap<String, u32>,
+    }
+
+    impl Model {
+        fn new() -> Self {
+            Model {
+                ids: Ids::new(),
+                deleted: Vec::new(),
+                index: IdIndex::new(),
+                model: BTreeMap::new(),
+            }
+        }
+
+        fn upsert(&mut self, id: &str) {
+            if let Some(old) = self.index.remove(&self.ids, id) {
+                self.deleted[old as usize] = true;
+            }
+            let slot = self.ids.len() as u32;
+            self.ids.push(id);
+            self.deleted.push(false);
+            let deleted = &self.deleted;
+            assert!(self.index.insert(&self.ids, slot, |s| deleted[s as usize]));
+            self.model.insert(id.to_string(), slot);
+        }
+
+        fn delete(&mut self, id: &str) {
+            let got = self.index.remove(&self.ids, id);
+            assert_eq!(got, self.model.remove(id), "delete {id}");
+            if let Some(s) = got {
+                self.deleted[s as usize] = true;
+            }
+            let deleted = &self.deleted;
+            self.index.tidy(&self.ids, |s| deleted[s as usize]);
+        }
+
+        /// Compaction: the live records, densely, in slot order, into a fresh index.
+        fn compact(&mut self) {
+            let mut fresh = Model::new();
+            let live: Vec<String> = (0..self.ids.len())
+                .filter(|&s| !self.deleted[s])
+                .map(|s| self.ids[s].to_string())
+                .collect();
+            for id in live {
+                fresh.upsert(&id);
+            }
+            *self = fresh;
+        }
+
+        /// Point lookups of `probe`, then a scroll in pages of random size, each after the
+        /// last id seen: from the start to the end when `whole`, else a few pages from a
+        /// random id.
+        fn check(&self, probe: &[String], whole: bool, rng: &mut u64) {
+            assert_eq!(self.index.len(), self.model.len());
+            for id in probe {
+                assert_eq!(
+                    self.index.get(&self.ids, id),
+                    self.model.get(id).copied(),
+                    "get {id}"
+                );
+            }
+            let deleted = &self.deleted;
+            let mut after: Option<String> = if whole { None } else { probe.first().cloned() };
+            let want: Vec<u32> = match &after {
+                None => self.model.values().copied().collect(),
+                Some(a) => self
+                    .model
+                    .range::<str, _>((Excluded(a.as_str()), Unbounded))
+                    .map(|(_, &s)| s)
+                    .take(120)
+                    .collect(),
+            };
+            let mut seen = Vec::new();
+            while seen.len() < want.len() || whole {
+                let limit = 1 + (next(rng) % 40) as usize;
+                let page: Vec<u32> = self
+                    .index
+                    .ordered_after(&self.ids, after.as_deref(), |s| deleted[s as usize])
+                    .take(limit)
+                    .collect();
+                if page.is_empty() {
+                    break;
+                }
+                after = Some(self.ids[*page.last().unwrap() as usize].to_string());
+                seen.extend(page);
+            }
+            seen.truncate(want.len());
+            assert_eq!(seen, want, "scroll order");
+        }
+    }
+
+    fn next(state: &mut u64) -> u64 {
+        // SplitMix64.
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Random inserts, deletes, re-inserts, compactions and scroll pages against a
+    /// `BTreeMap` model. Replays with `NEEDLE_SEED`.
+    #[test]
+    fn the_index_agrees_with_a_btreemap_model() {
+        let seed: u64 = std::env::var("NEEDLE_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        println!("id index model test: NEEDLE_SEED={seed}");
+        let mut rng = seed;
+        for round in 0..4 {
+            // Few distinct ids in some rounds (many re-inserts), many in others.
+            let universe = [50u64, 400, 3000, 20_000][round];
+            let ids: Vec<String> = (0..universe)
+                .map(|i| match i % 3 {
+                    0 => format!("{i}"),
+                    1 => format!("doc-{i:05}"),
+                    _ => format!("ü{}", i * 7),
+                })
+                .collect();
+            let mut m = Model::new();
+            let steps = 6000;
+            for step in 0..steps {
+                let id = &ids[(next(&mut rng) % universe) as usize];
+                match next(&mut rng) % 100 {
+                    0..=59 => m.upsert(id),
+                    60..=89 => m.delete(id),
+                    90 => m.compact(),
+                    _ => {
+                        let probe: Vec<String> = (0..20)
+                            .map(|_| ids[(next(&mut rng) % universe) as usize].clone())
+                            .collect();
+                        m.check(&probe, false, &mut rng);
+                    }
+                }
+                if step % 1000 == 999 {
+                    m.check(&ids[..50.min(ids.len())], true, &mut rng);
+                }
+            }
+            m.check(&ids, true, &mut rng);
+        }
+    }
+
+    #[test]
+    fn a_live_id_is_not_inserted_twice() {
+        let mut ids = Ids::new();
+        ids.push("a");
+        ids.push("a");
+        let mut index = IdIndex::new();
+        assert!(index.insert(&ids, 0, |_| false));
+        assert!(!index.insert(&ids, 1, |_| false));
+        assert_eq!(index.get(&ids, "a"), Some(0));
+        assert_eq!(index.ordered_after(&ids, None, |_| false).count(), 1);
+    }
+}
