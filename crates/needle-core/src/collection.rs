@@ -15,7 +15,7 @@ use crate::config::{CollectionConfig, Distance, Quantization, SearchOptions};
 use crate::distance::{Kernel, kernel_for, normalize};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::hnsw::{Cand, Exact, Graph, Query, Space};
+use crate::hnsw::{Cand, Exact, Graph, Links0Kind, Query, Space};
 use crate::id_index::IdIndex;
 use crate::ids::Ids;
 use crate::metadata::Metadata;
@@ -224,7 +224,11 @@ impl Collection {
             name: name.to_string(),
             dim,
             kernel: kernel_for(config.distance),
-            graph: Graph::new(config.m, config.ef_construction),
+            graph: Graph::new(
+                config.m,
+                config.ef_construction,
+                Links0Kind::for_quantization(config.quantization),
+            ),
             config,
             vectors: Vectors::new(),
             ids: Ids::new(),
@@ -640,16 +644,15 @@ impl Collection {
             Some(grown) => grown.populate(floats),
             None => self.vectors.populate_tail(floats),
         }
-        let words = slots.saturating_mul(self.graph.stride0());
         let links0 = self
             .graph
             .links0
-            .try_grown(words)
+            .try_grown(slots)
             .map_err(|e| no_memory(&self.name, slots, "layer-0 links", e))?;
         links0
             .as_ref()
             .unwrap_or(&self.graph.links0)
-            .populate(words);
+            .populate(slots);
         Ok(GrownRoom { vectors, links0 })
     }
 
@@ -662,7 +665,7 @@ impl Collection {
         }
         if let Some(links0) = room.links0 {
             if links0.len() == self.graph.links0.len() {
-                debug_assert!(links0[..] == self.graph.links0[..], "a write came between");
+                debug_assert!(links0 == self.graph.links0, "a write came between");
                 self.graph.links0 = links0;
             }
         }
@@ -675,10 +678,9 @@ impl Collection {
         self.vectors
             .try_reserve(slots.saturating_mul(self.dim))
             .map_err(|e| refused("vectors", e))?;
-        let stride0 = 1 + 2 * self.graph.m;
         self.graph
             .links0
-            .try_reserve(slots.saturating_mul(stride0))
+            .try_reserve(slots)
             .map_err(|e| refused("layer-0 links", e))?;
         if let Some(sq8) = &mut self.sq8 {
             sq8.try_reserve(slots)
@@ -2283,7 +2285,7 @@ fn no_memory(collection: &str, slots: usize, what: &str, e: std::io::Error) -> E
 /// where an array has room already.
 pub(crate) struct GrownRoom {
     vectors: Option<crate::hnsw::Flat<f32>>,
-    links0: Option<crate::hnsw::Flat<u32>>,
+    links0: Option<crate::hnsw::Links0>,
 }
 
 /// A chunk of a batch with its planned candidates, ready to be linked.

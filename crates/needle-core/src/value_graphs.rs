@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::distance::Kernel;
-use crate::hnsw::{Cand, Exact, Graph, Points, Query, Space};
+use crate::hnsw::{Cand, Exact, Graph, Links0Kind, Points, Query, Space};
 
 /// The fewest live records a value needs for a graph of its own, by default. Below it an
 /// exact pass over the value's records (int8 codes, ~2.7 cache lines a match) costs less than
@@ -83,7 +83,8 @@ impl ValueGraph {
             slots: Vec::new(),
             local: HashMap::new(),
             dead: Vec::new(),
-            graph: Graph::new(m, ef_construction),
+            // Value graphs are small beside the main one: their links stay `u32` words.
+            graph: Graph::new(m, ef_construction, Links0Kind::U32),
         }
     }
 
@@ -116,10 +117,7 @@ impl ValueGraph {
     /// the ordinary heap.)
     pub fn try_reserve(&mut self, nodes: usize) -> std::io::Result<()> {
         let heap = |e: std::collections::TryReserveError| std::io::Error::other(e);
-        let stride0 = 1 + 2 * self.graph.m;
-        self.graph
-            .links0
-            .try_reserve(nodes.saturating_mul(stride0))?;
+        self.graph.links0.try_reserve(nodes)?;
         self.graph.levels.try_reserve(nodes).map_err(heap)?;
         self.graph.upper_start.try_reserve(nodes).map_err(heap)?;
         self.slots.try_reserve(nodes).map_err(heap)?;
@@ -138,7 +136,7 @@ impl ValueGraph {
     pub fn memory_bytes(&self) -> usize {
         let g = &self.graph;
         g.levels.capacity()
-            + g.links0.len() * 4
+            + g.links0.memory_bytes()
             + g.upper_start.capacity() * 4
             + g.upper.capacity() * 4
             + self.slots.capacity() * 4

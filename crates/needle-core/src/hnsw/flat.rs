@@ -18,6 +18,7 @@ use memmap2::MmapMut;
 pub(crate) trait Plain: Copy + 'static {}
 impl Plain for f32 {}
 impl Plain for u32 {}
+impl Plain for u8 {}
 
 /// A `Vec<T>` look-alike in an anonymous memory map (zero-filled, page-aligned).
 pub(crate) struct Flat<T: Plain> {

@@ -3,13 +3,15 @@
 //! heuristic (Algorithm 4).
 //!
 //! Owns only links and levels; vectors are borrowed through [`Space`], so the graph knows nothing
-//! of ids, metadata or files. Layer-0 links are one flat `u32` array with a fixed stride
-//! (`1 + 2·m`: a count, then the slots), so a node's links are found by arithmetic.
+//! of ids, metadata or files. Layer-0 links are one flat array with a fixed stride (a count,
+//! then up to `2·m` slots: `u32` words, or bit-packed in sq8 collections, see [`Links0`]), so a
+//! node's links are found by arithmetic.
 //! Inserting is split into a read-only *plan* (searching for candidates) and a mutating *apply*
 //! (linking), so a batch can plan in parallel and still link in a fixed order: the graph depends
 //! only on the operations, never on the thread count.
 
 mod flat;
+mod links0;
 mod nearest;
 mod visited;
 
@@ -18,6 +20,9 @@ use std::collections::BinaryHeap;
 
 use crate::distance::{Kernel, Kernel4, batch_for, batch_from, prefetch};
 pub(crate) use flat::{Flat, Plain, refuse_anonymous_maps, refuse_anonymous_maps_after};
+#[cfg(test)]
+pub(crate) use links0::forcing;
+pub(crate) use links0::{Links0, Links0Kind};
 use nearest::Nearest;
 pub(crate) use visited::{VisitedSet, with_visited};
 
@@ -26,7 +31,7 @@ pub(crate) const NONE: u32 = u32::MAX;
 /// Levels are capped so a pathological hash cannot build a tower of empty layers.
 pub(crate) const MAX_LEVEL: u8 = 16;
 /// Most links a node can have on any layer: `2·m` with `m` at most 128 (`CollectionConfig`).
-const MAX_LINKS: usize = 256;
+pub(crate) const MAX_LINKS: usize = 256;
 /// Cache lines of a vector prefetched ahead of its distance: a whole vector up to 120 dims;
 /// longer ones are streamed by the hardware prefetcher once the first lines arrive. On
 /// words-minilm (384 dims) prefetching all 24 lines was 3-14% slower than 8, and prefetching
@@ -321,8 +326,8 @@ pub(crate) struct Graph {
     pub ef_construction: usize,
     /// Top layer of each slot.
     pub levels: Vec<u8>,
-    /// Layer 0: per slot `[count, n_1 .. n_2m]` (on huge pages where the system allows).
-    pub links0: Flat<u32>,
+    /// Layer 0: per slot a count and up to `2·m` links (on huge pages where the system allows).
+    pub links0: Links0,
     /// Per slot, where its upper layers start in `upper` (NONE for level-0 nodes).
     pub upper_start: Vec<u32>,
     /// Upper layers: per node with level L > 0, L blocks of `[count, n_1 .. n_m]` (layer 1 first).
@@ -332,12 +337,12 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
-    pub fn new(m: usize, ef_construction: usize) -> Self {
+    pub fn new(m: usize, ef_construction: usize, kind: Links0Kind) -> Self {
         Graph {
             m,
             ef_construction,
             levels: Vec::new(),
-            links0: Flat::new(),
+            links0: Links0::new(m, kind),
             upper_start: Vec::new(),
             upper: Vec::new(),
             entry: NONE,
@@ -347,10 +352,6 @@ impl Graph {
 
     pub fn len(&self) -> usize {
         self.levels.len()
-    }
-
-    pub fn stride0(&self) -> usize {
-        1 + 2 * self.m
     }
 
     fn stride_up(&self) -> usize {
@@ -376,7 +377,7 @@ impl Graph {
     pub fn push_node(&mut self, level: u8) -> u32 {
         let slot = self.levels.len() as u32;
         self.levels.push(level);
-        self.links0.resize(self.links0.len() + self.stride0(), 0);
+        self.links0.push_empty();
         if level > 0 {
             self.upper_start.push(self.upper.len() as u32);
             self.upper
@@ -387,26 +388,34 @@ impl Graph {
         slot
     }
 
-    fn block(&self, slot: u32, layer: usize) -> std::ops::Range<usize> {
-        if layer == 0 {
-            let s = slot as usize * self.stride0();
-            s..s + self.stride0()
-        } else {
-            let s = self.upper_start[slot as usize] as usize + (layer - 1) * self.stride_up();
-            s..s + self.stride_up()
-        }
+    /// Where the block of `slot` on upper layer `layer` (≥ 1) lies in `upper`.
+    fn upper_block(&self, slot: u32, layer: usize) -> std::ops::Range<usize> {
+        let s = self.upper_start[slot as usize] as usize + (layer - 1) * self.stride_up();
+        s..s + self.stride_up()
     }
 
+    /// The links of `slot` on an upper layer (≥ 1), read in place.
     #[inline(always)]
-    pub fn neighbors(&self, slot: u32, layer: usize) -> &[u32] {
-        let links: &[u32] = if layer == 0 {
-            &self.links0
-        } else {
-            &self.upper
-        };
-        let block = &links[self.block(slot, layer)];
+    fn upper_neighbors(&self, slot: u32, layer: usize) -> &[u32] {
+        let block = &self.upper[self.upper_block(slot, layer)];
         let count = (block[0] as usize).min(block.len() - 1);
         &block[1..1 + count]
+    }
+
+    /// The links of `slot` on `layer`: read in place, or (packed layer-0 links) decoded into
+    /// `buf`.
+    #[inline(always)]
+    pub fn neighbors<'a>(
+        &'a self,
+        slot: u32,
+        layer: usize,
+        buf: &'a mut [u32; MAX_LINKS],
+    ) -> &'a [u32] {
+        if layer == 0 {
+            self.links0.get(slot, buf)
+        } else {
+            self.upper_neighbors(slot, layer)
+        }
     }
 
     /// Hints the CPU to fetch the link block of `slot` on `layer` (layer 0 only: the upper
@@ -416,11 +425,9 @@ impl Graph {
         if layer != 0 {
             return;
         }
-        let start = slot as usize * self.stride0();
-        if let Some(block) = self.links0.get(start..start + self.stride0()) {
-            let first = block.as_ptr().cast::<u8>();
+        if let Some((first, bytes)) = self.links0.span(slot) {
             let lines = if lever(levers::ALL_LINK_LINES) {
-                lines_spanned(first, std::mem::size_of_val(block)).min(PREFETCH_LINES)
+                lines_spanned(first, bytes).min(PREFETCH_LINES)
             } else {
                 1
             };
@@ -435,7 +442,8 @@ impl Graph {
 
     /// Marks the not yet visited neighbours of `slot` on `layer`, copies them into `fresh` and
     /// prefetches the vectors of the first [`LOOKAHEAD`]; returns how many there are. Only
-    /// these need a distance, so only their vectors are worth fetching.
+    /// these need a distance, so only their vectors are worth fetching. Packed links are
+    /// checked as they are decoded.
     #[inline(always)]
     fn fresh_neighbors<Q: Query>(
         &self,
@@ -447,26 +455,32 @@ impl Graph {
     ) -> usize {
         let mut count = 0;
         let ahead = query.lookahead();
-        for &n in self.neighbors(slot, layer).iter().take(MAX_LINKS) {
-            if visited.insert(n) {
+        let mut check = |n: u32| {
+            if count < MAX_LINKS && visited.insert(n) {
                 fresh[count] = n;
                 count += 1;
                 if count <= ahead {
                     query.prefetch(n);
                 }
             }
+        };
+        if layer == 0 {
+            self.links0.for_each(slot, check);
+        } else {
+            self.upper_neighbors(slot, layer)
+                .iter()
+                .for_each(|&n| check(n));
         }
         count
     }
 
     fn set_neighbors(&mut self, slot: u32, layer: usize, ids: &[u32]) {
-        let range = self.block(slot, layer);
-        let links: &mut [u32] = if layer == 0 {
-            &mut self.links0
-        } else {
-            &mut self.upper
-        };
-        let block = &mut links[range];
+        if layer == 0 {
+            self.links0.set(slot, ids);
+            return;
+        }
+        let range = self.upper_block(slot, layer);
+        let block = &mut self.upper[range];
         block[0] = ids.len() as u32;
         block[1..1 + ids.len()].copy_from_slice(ids);
         block[1 + ids.len()..].iter_mut().for_each(|x| *x = 0);
@@ -477,10 +491,11 @@ impl Graph {
     /// (glove50 f32 0-6 % less CPU a query, most at small ef; docs/benchmarks-history.md,
     /// speed10); the order and the distances are the same as one by one.
     fn greedy<Q: Query>(&self, query: &Q, mut cur: Cand, layer: usize) -> Cand {
+        debug_assert!(layer > 0, "the greedy walk is for the upper layers");
         loop {
             let mut moved = false;
             if lever(levers::GREEDY_PREFETCH) {
-                let links = self.neighbors(cur.id, layer);
+                let links = self.upper_neighbors(cur.id, layer);
                 for &n in links.iter().take(query.lookahead()) {
                     query.prefetch(n);
                 }
@@ -491,7 +506,7 @@ impl Graph {
                     }
                 });
             } else {
-                for &n in self.neighbors(cur.id, layer) {
+                for &n in self.upper_neighbors(cur.id, layer) {
                     let d = query.dist(n);
                     if d < cur.d {
                         cur = Cand { d, id: n };
@@ -676,12 +691,13 @@ impl Graph {
             }
             let mut bound = f32::INFINITY;
             let mut fresh = [0u32; MAX_LINKS];
+            let (mut direct, mut second) = ([0u32; MAX_LINKS], [0u32; MAX_LINKS]);
             while let Some(Reverse(c)) = candidates.pop() {
                 if c.d > bound {
                     break;
                 }
                 let mut count = 0;
-                let links = self.neighbors(c.id, 0);
+                let links = self.neighbors(c.id, 0, &mut direct);
                 for &n in links {
                     if count == cap {
                         break;
@@ -699,7 +715,7 @@ impl Graph {
                         if accept(n) {
                             continue;
                         }
-                        for &nn in self.neighbors(n, 0) {
+                        for &nn in self.neighbors(n, 0, &mut second) {
                             if count == cap {
                                 break 'outer;
                             }
@@ -802,7 +818,8 @@ impl Graph {
     /// Adds `new` to `node`'s links on `layer`; when full, keeps the heuristic's choice.
     fn link_back<P: Points>(&mut self, space: &P, node: u32, new: u32, d: f32, layer: usize) {
         let max = self.max_links(layer);
-        let current = self.neighbors(node, layer);
+        let mut buf = [0u32; MAX_LINKS];
+        let current = self.neighbors(node, layer, &mut buf);
         if current.contains(&new) {
             return;
         }
@@ -959,8 +976,12 @@ mod tests {
     }
 
     fn build(data: &[f32], m: usize) -> Graph {
+        build_as(data, m, Links0Kind::U32)
+    }
+
+    fn build_as(data: &[f32], m: usize, kind: Links0Kind) -> Graph {
         let space = Space::flat(data, 2, kernel_for(Distance::Euclidean));
-        let mut g = Graph::new(m, 64);
+        let mut g = Graph::new(m, 64, kind);
         for i in 0..data.len() / 2 {
             let slot = g.push_node(Graph::level_for(7, &i.to_string(), m));
             let plan = g.plan_insert(&space, slot);
@@ -986,12 +1007,13 @@ mod tests {
     fn links_respect_capacity_and_never_self() {
         let data = grid(500);
         let g = build(&data, 4);
+        let mut buf = [0u32; MAX_LINKS];
         for slot in 0..g.len() as u32 {
-            let n0 = g.neighbors(slot, 0);
+            let n0 = g.neighbors(slot, 0, &mut buf);
             assert!(n0.len() <= 8);
             assert!(!n0.contains(&slot));
             for layer in 1..=g.levels[slot as usize] as usize {
-                assert!(g.neighbors(slot, layer).len() <= 4);
+                assert!(g.neighbors(slot, layer, &mut buf).len() <= 4);
             }
         }
     }
@@ -1059,14 +1081,23 @@ mod tests {
     /// A node entering the beam near the next to expand (fewer than [`NEAR_FRONT`] places
     /// behind) has every cache line of its link block prefetched at once
     /// (`levers::LINKS_ON_ENTRY`, `levers::ALL_LINK_LINES`: a 132-byte block is three lines);
-    /// one entering farther back has none (`levers::NEAR_FRONT_ONLY`).
+    /// one entering farther back has none (`levers::NEAR_FRONT_ONLY`). Packed links (45 bytes
+    /// a block here: 11 bits a link) likewise, every line their shorter block spans.
     #[test]
     fn links_are_prefetched_whole_for_nodes_entering_near_the_front() {
+        for kind in [Links0Kind::U32, Links0Kind::Packed] {
+            links_are_prefetched_whole_when(kind);
+        }
+    }
+
+    fn links_are_prefetched_whole_when(kind: Links0Kind) {
         let data: Vec<f32> = (0..1500)
             .flat_map(|i| [(i * 37 % 101) as f32, (i * 53 % 97) as f32])
             .collect();
-        let g = build(&data, 16);
-        assert_eq!(g.stride0() * 4, 132, "three cache lines a block");
+        let g = build_as(&data, 16, kind);
+        let block_bytes = g.links0.span(0).expect("a node").1;
+        let expected = if kind == Links0Kind::U32 { 132 } else { 45 };
+        assert_eq!(block_bytes, expected, "{kind:?}");
         let space = Space::flat(&data, 2, kernel_for(Distance::Euclidean));
         let line = |a: usize| a / 64;
         let (mut near, mut far) = (0, 0);
@@ -1088,9 +1119,9 @@ mod tests {
                     .collect();
                 if behind < NEAR_FRONT {
                     near += 1;
-                    let block = g.block(slot, 0);
-                    let start = g.links0[block.start..].as_ptr() as usize;
-                    let end = start + block.len() * 4;
+                    let (first, bytes) = g.links0.span(slot).expect("a node");
+                    let start = first as usize;
+                    let end = start + bytes;
                     for l in line(start)..=line(end - 1) {
                         assert!(
                             fetched.contains(&l),
@@ -1163,6 +1194,91 @@ mod tests {
             if crate::distance::kernel_names().0 == "avx512" {
                 assert_eq!(space.kernel4.is_some(), dim >= 64, "dim {dim}");
             }
+        }
+    }
+
+    /// Packed layer-0 links give the very graph and searches of `u32` ones: the same links in
+    /// the same order on every layer, the same ids and distances from plain, filtered and
+    /// two-hop searches, for random data of several dimensions, m 2-128, growth past several
+    /// powers of two (the links re-packed with more bits each time) and inserts that skip
+    /// deleted nodes. `NEEDLE_SEED` replays one seed.
+    #[test]
+    fn packed_links_give_the_same_graphs_and_searches() {
+        let seeds: Vec<u64> = match std::env::var("NEEDLE_SEED") {
+            Ok(s) => vec![s.parse().expect("NEEDLE_SEED is a number")],
+            Err(_) => (1..=4).collect(),
+        };
+        let cases = [
+            (2usize, 2usize, 1_500usize),
+            (5, 3, 2_300),
+            (17, 8, 2_100),
+            (50, 16, 2_200),
+            (3, 48, 1_100),
+            (8, 128, 1_100),
+        ];
+        for seed in seeds {
+            eprintln!("NEEDLE_SEED={seed}");
+            for (dim, m, n) in cases {
+                same_graphs_and_searches(seed, dim, m, n);
+            }
+        }
+    }
+
+    fn same_graphs_and_searches(seed: u64, dim: usize, m: usize, n: usize) {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (dim * 1000 + m) as u64;
+        let mut next = move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        let data: Vec<f32> = (0..n * dim)
+            .map(|_| (next() % 10_000) as f32 / 100.0)
+            .collect();
+        let deleted: Vec<bool> = (0..n).map(|_| next() % 9 == 0).collect();
+        let space = Space::flat(&data, dim, kernel_for(Distance::Euclidean));
+        let mut graphs = [
+            Graph::new(m, 40, Links0Kind::U32),
+            Graph::new(m, 40, Links0Kind::Packed),
+        ];
+        let mut widths = std::collections::BTreeSet::new();
+        for i in 0..n {
+            let level = Graph::level_for(seed, &i.to_string(), m);
+            for g in &mut graphs {
+                let slot = g.push_node(level);
+                let plan = g.plan_insert(&space, slot);
+                g.apply_insert(&space, slot, &plan, |s| deleted[s as usize]);
+            }
+            widths.extend(graphs[1].links0.packed_bits());
+        }
+        let case = format!("seed {seed} dim {dim} m {m} n {n}");
+        assert!(widths.len() >= 2, "{case}: widths {widths:?}");
+        assert_eq!(graphs[0], graphs[1], "{case}: graphs");
+        let (mut a, mut b) = ([0u32; MAX_LINKS], [0u32; MAX_LINKS]);
+        for s in 0..n as u32 {
+            assert_eq!(
+                graphs[0].neighbors(s, 0, &mut a),
+                graphs[1].neighbors(s, 0, &mut b),
+                "{case}: links of {s}"
+            );
+        }
+        for _ in 0..20 {
+            let q: Vec<f32> = (0..dim).map(|_| (next() % 10_000) as f32 / 100.0).collect();
+            let query = Exact { space, q: &q };
+            let live = |s: u32| !deleted[s as usize];
+            let [u, p] = &graphs;
+            assert_eq!(u.search(&query, 10, 32), p.search(&query, 10, 32), "{case}");
+            assert_eq!(
+                u.search_filtered(&query, 10, 32, live),
+                p.search_filtered(&query, 10, 32, live),
+                "{case}"
+            );
+            let rare = |s: u32| s % 7 == 2;
+            assert_eq!(
+                u.search_two_hop(&query, 5, 24, rare),
+                p.search_two_hop(&query, 5, 24, rare),
+                "{case}"
+            );
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::collection::{Collection, validate_collection_name};
 use crate::config::{CollectionConfig, Distance, Quantization};
 use crate::distance::kernel_for;
 use crate::error::{Error, Result};
-use crate::hnsw::{Flat, Graph, MAX_LEVEL, NONE};
+use crate::hnsw::{Flat, Graph, Links0, Links0Kind, MAX_LEVEL, NONE};
 use crate::sq8::{Sq8, Sq8Ranges};
 use crate::value_graphs::ValueGraph;
 use crate::vectors::Vectors;
@@ -226,8 +226,10 @@ fn encode_collection(w: &mut Position, c: &Collection, version: u32) -> std::io:
     section(w, KIND_LEVELS, g.levels.len() as u64, |w| {
         w.write_all(&g.levels)
     })?;
-    section(w, KIND_LINKS0, g.links0.len() as u64 * 4, |w| {
-        write_array(w, &g.links0, u32::to_le_bytes)
+    let links0_bytes = (g.links0.len() * (1 + 2 * g.m)) as u64 * 4;
+    section(w, KIND_LINKS0, links0_bytes, |w| {
+        g.links0
+            .write_words(|run| write_array(w, run, u32::to_le_bytes))
     })?;
     section(w, KIND_UPPER_START, g.upper_start.len() as u64 * 4, |w| {
         write_array(w, &g.upper_start, u32::to_le_bytes)
@@ -309,9 +311,14 @@ fn encode_value_graphs(c: &Collection) -> Vec<u8> {
             }
             out.extend(vg.dead.iter().map(|&d| u8::from(d)));
             out.extend_from_slice(&g.levels);
-            for x in g.links0.iter() {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
+            g.links0
+                .write_words(|run| {
+                    for x in run {
+                        out.extend_from_slice(&x.to_le_bytes());
+                    }
+                    Ok::<(), std::convert::Infallible>(())
+                })
+                .unwrap_or_else(|never| match never {});
             for x in &g.upper_start {
                 out.extend_from_slice(&x.to_le_bytes());
             }
@@ -432,7 +439,7 @@ fn decode_value_graphs(
             if !entry_ok {
                 return Err(bad("bad entry point"));
             }
-            let links0 = Flat::try_from_slice(&links0)
+            let links0 = Links0::from_words(&links0, m, Links0Kind::U32)
                 .map_err(|e| bad(&format!("no memory for the links: {e}")))?;
             graphs.insert(
                 key,
@@ -468,7 +475,7 @@ fn checked_graph(
     m: usize,
     ef_construction: usize,
     levels: Vec<u8>,
-    links0: Flat<u32>,
+    links0: Links0,
     upper_start: Vec<u32>,
     upper: Vec<u32>,
     entry: u32,
@@ -724,9 +731,12 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
     if l0.len() != n * stride0 * 4 {
         return Err(s.corrupt(l0at, "layer-0 links: wrong length"));
     }
-    let links0 = Flat::try_from_slice(&u32s(l0)).map_err(|e| s.no_memory("layer-0 links", e))?;
+    let links0 = u32s(l0);
     check_links(&links0, stride0, n)
         .map_err(|i| s.corrupt(l0at + i * 4, "layer-0 links: bad count or target"))?;
+    // Packed in memory where the collection is quantized (the file holds `u32` words always).
+    let links0 = Links0::from_words(&links0, m, Links0Kind::for_quantization(quantization))
+        .map_err(|e| s.no_memory("layer-0 links", e))?;
 
     let (us, usat) = s.next(KIND_UPPER_START)?;
     if us.len() != n * 4 {
@@ -1009,6 +1019,94 @@ mod tests {
         let mut bytes = Vec::new();
         encode(&mut bytes, Header::default(), std::iter::once(c)).unwrap();
         bytes
+    }
+
+    /// An sq8 collection holds its layer-0 links packed. The same writes into one forced to
+    /// hold `u32` links give the same graph, the same hits and the same checkpoint bytes (so
+    /// the same `state_checksum`), through growth past powers of two (1,024 and 2,048 nodes),
+    /// the training of the ranges, deletes and compaction; the file reopens packed, with the
+    /// same graph and bytes, and opened forced to `u32` links is the same again.
+    #[test]
+    fn sq8_collections_pack_their_links_and_write_the_same_bytes() {
+        use crate::hnsw::{Links0Kind, forcing};
+        let seeds: Vec<u64> = match std::env::var("NEEDLE_SEED") {
+            Ok(s) => vec![s.parse().expect("NEEDLE_SEED is a number")],
+            Err(_) => vec![1, 2],
+        };
+        for seed in seeds {
+            eprintln!("NEEDLE_SEED={seed}");
+            for (dim, m) in [(8usize, 2usize), (50, 16), (5, 128)] {
+                let case = format!("seed {seed} dim {dim} m {m}");
+                let config = CollectionConfig {
+                    m,
+                    ef_construction: 24,
+                    seed,
+                    quantization: Quantization::Sq8,
+                    ..Default::default()
+                };
+                let mut x = seed ^ (dim * 1000 + m) as u64;
+                let mut next = move || {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (x >> 40) as f32 / (1u64 << 24) as f32
+                };
+                let mut packed = Collection::new("c", dim, config.clone());
+                let mut wide = forcing(Links0Kind::U32, || Collection::new("c", dim, config));
+                assert_eq!(packed.graph.links0.kind(), Links0Kind::Packed, "{case}");
+                assert_eq!(wide.graph.links0.kind(), Links0Kind::U32, "{case}");
+                let n = if m >= 64 { 1_300 } else { 2_300 };
+                let mut made = 0;
+                while made < n {
+                    let batch: Vec<Prepared> = (made..(made + 450).min(n))
+                        .map(|i| Prepared {
+                            id: format!("r{i}"),
+                            vector: (0..dim).map(|_| next()).collect(),
+                            metadata: None,
+                        })
+                        .collect();
+                    made += batch.len();
+                    packed.apply_batch(batch.clone());
+                    wide.apply_batch(batch);
+                    for i in (0..made).filter(|i| i % 11 == made % 7) {
+                        let id = format!("r{i}");
+                        assert_eq!(packed.apply_delete(&id), wide.apply_delete(&id), "{case}");
+                    }
+                }
+                assert!(packed.sq8.is_some(), "{case}: trained");
+                let same =
+                    |a: &Collection, b: &Collection, what: &str, next: &mut dyn FnMut() -> f32| {
+                        assert_eq!(a.graph, b.graph, "{case}: {what}: graph");
+                        assert!(encoded(a) == encoded(b), "{case}: {what}: checkpoint bytes");
+                        let opts = crate::SearchOptions::default();
+                        for _ in 0..10 {
+                            let q: Vec<f32> = (0..dim).map(|_| next()).collect();
+                            let (ha, hb) = (a.search(&q, 10, &opts), b.search(&q, 10, &opts));
+                            let key = |h: crate::Result<Vec<crate::collection::Hit>>| {
+                                h.expect("a valid query")
+                                    .iter()
+                                    .map(|h| (h.slot, h.distance.to_bits()))
+                                    .collect::<Vec<_>>()
+                            };
+                            assert_eq!(key(ha), key(hb), "{case}: {what}: hits");
+                        }
+                    };
+                same(&packed, &wide, "built", &mut next);
+                let packed_c = packed.compacted().expect("memory");
+                let wide_c = forcing(Links0Kind::U32, || wide.compacted().expect("memory"));
+                assert_eq!(packed_c.graph.links0.kind(), Links0Kind::Packed, "{case}");
+                assert_eq!(wide_c.graph.links0.kind(), Links0Kind::U32, "{case}");
+                same(&packed_c, &wide_c, "compacted", &mut next);
+                let bytes = encoded(&packed);
+                let (_, back) = decode(&bytes, Path::new("t")).expect("its own file");
+                assert_eq!(back[0].graph.links0.kind(), Links0Kind::Packed, "{case}");
+                same(&back[0], &packed, "reopened", &mut next);
+                let (_, back) = forcing(Links0Kind::U32, || decode(&bytes, Path::new("t")))
+                    .expect("its own file");
+                assert_eq!(back[0].graph.links0.kind(), Links0Kind::U32, "{case}");
+                same(&back[0], &packed, "reopened as u32", &mut next);
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,586 @@
+//! [`Links0`]: the layer-0 links of a graph, one block per node holding a count and up to
+//! `2·m` neighbour slots, in one of two forms chosen when the graph is made ([`Links0Kind`]):
+//!
+//! - `U32`: `[count, n_1 .. n_2m]` as `u32` words (`1 + 2·m` words a node): the neighbours are
+//!   read in place. f32 collections, where the vectors dwarf the links.
+//! - `Packed`: the count in `count_bits` bits, then each neighbour in `bits` bits, where `bits`
+//!   is what the store's node capacity needs (18 at 200,000 nodes): at m 16, 73 bytes a node
+//!   instead of 132. sq8 collections, where the links would otherwise be 2.4× the codes
+//!   (docs/benchmarks-history.md, "glove50: the structural bound" and links11). A walk decodes
+//!   a node's links into a stack buffer once per expansion. When the capacity grows past a
+//!   power of two, the grown copy re-packs every block with one bit more.
+//!
+//! Both hold the same links in the same order; files always hold the `U32` form (see
+//! [`Links0::write_words`], [`Links0::from_words`]), so the form is invisible outside memory.
+//! Knows nothing of distances or of what the slots mean.
+
+use super::{Flat, MAX_LINKS};
+
+/// Which form a graph's layer-0 links take; fixed for the graph's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Links0Kind {
+    /// `u32` words, read in place.
+    U32,
+    /// Bit-packed, decoded per expansion.
+    Packed,
+}
+
+impl Links0Kind {
+    /// The form for a collection: packed where the vectors walked are int8 codes.
+    pub fn for_quantization(q: crate::config::Quantization) -> Self {
+        #[cfg(test)]
+        if let Some(kind) = FORCED.with(|f| f.get()) {
+            return kind;
+        }
+        match q {
+            crate::config::Quantization::Sq8 => Links0Kind::Packed,
+            _ => Links0Kind::U32,
+        }
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    static FORCED: std::cell::Cell<Option<Links0Kind>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with every collection made or opened on this thread holding `kind` links whatever
+/// its quantization (tests: the same writes in both forms).
+#[cfg(test)]
+pub(crate) fn forcing<R>(kind: Links0Kind, f: impl FnOnce() -> R) -> R {
+    FORCED.with(|c| c.set(Some(kind)));
+    let r = f();
+    FORCED.with(|c| c.set(None));
+    r
+}
+
+/// Bits needed to write every value below `n` (at least 1).
+fn bits_below(n: usize) -> u32 {
+    (usize::BITS - n.saturating_sub(1).leading_zeros()).max(1)
+}
+
+/// The layer-0 links of every node (see the module header).
+#[derive(Clone)]
+pub(crate) enum Links0 {
+    U32 { m: usize, words: Flat<u32> },
+    Packed(Packed),
+}
+
+impl Links0 {
+    pub fn new(m: usize, kind: Links0Kind) -> Self {
+        match kind {
+            Links0Kind::U32 => Links0::U32 {
+                m,
+                words: Flat::new(),
+            },
+            Links0Kind::Packed => Links0::Packed(Packed::with_capacity(m, 0)),
+        }
+    }
+
+    pub fn kind(&self) -> Links0Kind {
+        match self {
+            Links0::U32 { .. } => Links0Kind::U32,
+            Links0::Packed(_) => Links0Kind::Packed,
+        }
+    }
+
+    fn stride_words(m: usize) -> usize {
+        1 + 2 * m
+    }
+
+    /// Nodes held.
+    pub fn len(&self) -> usize {
+        match self {
+            Links0::U32 { m, words } => words.len() / Self::stride_words(*m),
+            Links0::Packed(p) => p.nodes,
+        }
+    }
+
+    /// The links of `slot`: read in place, or decoded into `buf`.
+    #[inline(always)]
+    pub fn get<'a>(&'a self, slot: u32, buf: &'a mut [u32; MAX_LINKS]) -> &'a [u32] {
+        match self {
+            Links0::U32 { m, words } => {
+                let stride = Self::stride_words(*m);
+                let s = slot as usize * stride;
+                let block = &words[s..s + stride];
+                let count = (block[0] as usize).min(stride - 1);
+                &block[1..1 + count]
+            }
+            Links0::Packed(p) => {
+                let count = p.decode(slot, buf);
+                &buf[..count]
+            }
+        }
+    }
+
+    /// Calls `f` with each link of `slot` in order, as it is read or decoded (the walk's
+    /// form of [`Links0::get`]: no buffer written and read back, and the decoding overlaps
+    /// what `f` waits for).
+    #[inline(always)]
+    pub fn for_each(&self, slot: u32, mut f: impl FnMut(u32)) {
+        match self {
+            Links0::U32 { m, words } => {
+                let stride = Self::stride_words(*m);
+                let s = slot as usize * stride;
+                let block = &words[s..s + stride];
+                let count = (block[0] as usize).min(stride - 1);
+                for &n in &block[1..1 + count] {
+                    f(n);
+                }
+            }
+            Links0::Packed(p) => p.for_each(slot, f),
+        }
+    }
+
+    /// Replaces the links of `slot` (at most `2·m`, each a slot below [`Links0::len`]).
+    pub fn set(&mut self, slot: u32, ids: &[u32]) {
+        match self {
+            Links0::U32 { m, words } => {
+                let stride = Self::stride_words(*m);
+                let s = slot as usize * stride;
+                let block = &mut words[s..s + stride];
+                block[0] = ids.len() as u32;
+                block[1..1 + ids.len()].copy_from_slice(ids);
+                block[1 + ids.len()..].iter_mut().for_each(|x| *x = 0);
+            }
+            Links0::Packed(p) => p.encode(slot, ids),
+        }
+    }
+
+    /// Appends a node without links. Its room must have been reserved
+    /// ([`Links0::try_reserve`]) where the caller cannot afford a panic.
+    pub fn push_empty(&mut self) {
+        match self {
+            Links0::U32 { m, words } => {
+                let stride = Self::stride_words(*m);
+                words.resize(words.len() + stride, 0);
+            }
+            Links0::Packed(p) => {
+                if p.nodes == p.cap {
+                    let grown = p
+                        .grown(1)
+                        .expect("room for every logged write is reserved before it is logged");
+                    *p = grown;
+                }
+                p.nodes += 1;
+                p.bytes.resize(p.nodes * p.stride, 0);
+            }
+        }
+    }
+
+    /// Makes room for `additional` more nodes. An error (the system refused the memory) leaves
+    /// the links as they were.
+    pub fn try_reserve(&mut self, additional: usize) -> std::io::Result<()> {
+        if let Some(grown) = self.try_grown(additional)? {
+            *self = grown;
+        }
+        Ok(())
+    }
+
+    /// A copy with room for `additional` more nodes, or `None` where there is room already (see
+    /// [`Flat::try_grown`]: made under a collection's read lock). A packed copy whose capacity
+    /// needs more bits is re-packed with them.
+    pub fn try_grown(&self, additional: usize) -> std::io::Result<Option<Self>> {
+        match self {
+            Links0::U32 { m, words } => {
+                let more = additional.saturating_mul(Self::stride_words(*m));
+                Ok(words
+                    .try_grown(more)?
+                    .map(|words| Links0::U32 { m: *m, words }))
+            }
+            Links0::Packed(p) => {
+                if p.nodes.saturating_add(additional) <= p.cap {
+                    return Ok(None);
+                }
+                p.grown(additional).map(|p| Some(Links0::Packed(p)))
+            }
+        }
+    }
+
+    /// Faults in the pages the next `additional` nodes will fill (see [`Flat::populate`]).
+    pub fn populate(&self, additional: usize) {
+        match self {
+            Links0::U32 { m, words } => {
+                words.populate(additional.saturating_mul(Self::stride_words(*m)))
+            }
+            Links0::Packed(p) => p.bytes.populate(additional.saturating_mul(p.stride)),
+        }
+    }
+
+    /// Where the block of `slot` starts in memory and how many bytes it spans (to prefetch).
+    #[inline(always)]
+    pub fn span(&self, slot: u32) -> Option<(*const u8, usize)> {
+        match self {
+            Links0::U32 { m, words } => {
+                let stride = Self::stride_words(*m);
+                let start = slot as usize * stride;
+                let block = words.get(start..start + stride)?;
+                Some((block.as_ptr().cast::<u8>(), stride * 4))
+            }
+            Links0::Packed(p) => {
+                let start = slot as usize * p.stride;
+                let block = p.bytes.get(start..start + p.stride)?;
+                Some((block.as_ptr(), p.stride))
+            }
+        }
+    }
+
+    /// The start of the array (tests: whether it moved).
+    #[cfg(test)]
+    pub fn as_ptr(&self) -> *const u8 {
+        match self {
+            Links0::U32 { words, .. } => words.as_ptr().cast::<u8>(),
+            Links0::Packed(p) => p.bytes.as_ptr(),
+        }
+    }
+
+    /// Bytes held for the links in use.
+    pub fn memory_bytes(&self) -> usize {
+        match self {
+            Links0::U32 { words, .. } => words.len() * 4,
+            Links0::Packed(p) => p.bytes.len(),
+        }
+    }
+
+    /// Bits a packed neighbour takes (tests).
+    #[cfg(test)]
+    pub fn packed_bits(&self) -> Option<u32> {
+        match self {
+            Links0::U32 { .. } => None,
+            Links0::Packed(p) => Some(p.bits),
+        }
+    }
+
+    /// The `U32` form of every node in slot order (`1 + 2·m` words each, unused slots 0),
+    /// handed to `out` a run of nodes at a time: what files hold.
+    pub fn write_words<E>(
+        &self,
+        mut out: impl FnMut(&[u32]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        match self {
+            Links0::U32 { words, .. } => out(words),
+            Links0::Packed(p) => {
+                let stride = Self::stride_words(p.m);
+                let per_run = (4096 / stride).max(1);
+                let mut run = Vec::with_capacity(per_run * stride);
+                let mut buf = [0u32; MAX_LINKS];
+                let mut slot = 0;
+                while slot < p.nodes {
+                    run.clear();
+                    for s in slot..(slot + per_run).min(p.nodes) {
+                        let count = p.decode(s as u32, &mut buf);
+                        run.push(count as u32);
+                        run.extend_from_slice(&buf[..count]);
+                        run.resize(run.len() + stride - 1 - count, 0);
+                    }
+                    out(&run)?;
+                    slot += per_run;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The links of `words` in the `U32` form (what files hold), already checked: every count
+    /// at most `2·m`, every target below the node count. The words after a node's count are
+    /// not kept in the packed form (writers always make them 0).
+    pub fn from_words(words: &[u32], m: usize, kind: Links0Kind) -> std::io::Result<Self> {
+        let stride = Self::stride_words(m);
+        match kind {
+            Links0Kind::U32 => Ok(Links0::U32 {
+                m,
+                words: Flat::try_from_slice(words)?,
+            }),
+            Links0Kind::Packed => {
+                let n = words.len() / stride;
+                let mut p = Packed::with_capacity(m, n);
+                p.bytes.try_reserve(n * p.stride)?;
+                p.bytes.resize(n * p.stride, 0);
+                p.nodes = n;
+                for (slot, block) in words.chunks_exact(stride).enumerate() {
+                    let count = (block[0] as usize).min(stride - 1);
+                    p.encode(slot as u32, &block[1..1 + count]);
+                }
+                Ok(Links0::Packed(p))
+            }
+        }
+    }
+}
+
+/// Equal when they hold the same links for the same nodes, in either form.
+impl PartialEq for Links0 {
+    fn eq(&self, other: &Self) -> bool {
+        if self.len() != other.len() {
+            return false;
+        }
+        let (mut a, mut b) = ([0u32; MAX_LINKS], [0u32; MAX_LINKS]);
+        (0..self.len() as u32).all(|s| self.get(s, &mut a) == other.get(s, &mut b))
+    }
+}
+
+impl std::fmt::Debug for Links0 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Links0({:?}, {} nodes)", self.kind(), self.len())
+    }
+}
+
+/// The packed form: per node a block of `stride` bytes holding, from its first bit on (least
+/// significant bit of each byte first), the count in `count_bits` bits and then the links in
+/// `bits` bits each; the block's unused bits are 0.
+#[derive(Clone)]
+pub(crate) struct Packed {
+    m: usize,
+    /// Nodes held.
+    nodes: usize,
+    /// Nodes there is room for; `bits` is what the largest of their slots needs.
+    cap: usize,
+    bits: u32,
+    count_bits: u32,
+    /// Bytes a block; at least 8, so every 8-byte read of a field lies inside its block.
+    stride: usize,
+    bytes: Flat<u8>,
+}
+
+impl Packed {
+    /// Empty, with `bits` for `cap` nodes (no memory reserved yet).
+    fn with_capacity(m: usize, cap: usize) -> Self {
+        let bits = bits_below(cap);
+        let count_bits = bits_below(2 * m + 1);
+        let stride = ((count_bits as usize + 2 * m * bits as usize).div_ceil(8)).max(8);
+        Packed {
+            m,
+            nodes: 0,
+            cap,
+            bits,
+            count_bits,
+            stride,
+            bytes: Flat::new(),
+        }
+    }
+
+    /// A copy with room for `additional` more nodes (at least double the capacity), re-packed
+    /// if the new capacity needs more bits.
+    fn grown(&self, additional: usize) -> std::io::Result<Self> {
+        let too_big =
+            || std::io::Error::new(std::io::ErrorKind::OutOfMemory, "link array size overflows");
+        let needed = self.nodes.checked_add(additional).ok_or_else(too_big)?;
+        let cap = needed.max(self.cap.saturating_mul(2)).max(1024);
+        let mut p = Packed::with_capacity(self.m, cap);
+        let bytes = cap.checked_mul(p.stride).ok_or_else(too_big)?;
+        p.bytes.try_reserve(bytes)?;
+        p.nodes = self.nodes;
+        if p.bits == self.bits {
+            p.bytes.extend_from_slice(&self.bytes);
+        } else {
+            p.bytes.resize(p.nodes * p.stride, 0);
+            let mut buf = [0u32; MAX_LINKS];
+            for slot in 0..self.nodes as u32 {
+                let count = self.decode(slot, &mut buf);
+                p.encode(slot, &buf[..count]);
+            }
+        }
+        Ok(p)
+    }
+
+    /// The `width`-bit field at bit `at` of `block`: one unaligned 8-byte read, moved back to
+    /// end at the block's end where it would run past it (so it never touches the next
+    /// block's cache line).
+    #[inline(always)]
+    fn field(&self, block: &[u8], at: usize, width: u32) -> u32 {
+        let byte = (at / 8).min(self.stride - 8);
+        let shift = at - byte * 8;
+        debug_assert!(block.len() == self.stride && self.stride >= 8);
+        // SAFETY: `block` is one whole block (`stride` bytes, at least 8), and `byte + 8 <=
+        // stride` by the `min` above, so the 8 bytes read lie inside it; any bytes are a
+        // valid u64.
+        let word = unsafe { block.as_ptr().add(byte).cast::<u64>().read_unaligned() };
+        ((u64::from_le(word) >> shift) & ((1u64 << width) - 1)) as u32
+    }
+
+    /// Decodes the links of `slot` into `buf`; returns their count.
+    #[inline(always)]
+    fn decode(&self, slot: u32, buf: &mut [u32; MAX_LINKS]) -> usize {
+        let mut count = 0;
+        self.for_each(slot, |n| {
+            buf[count] = n;
+            count += 1;
+        });
+        count
+    }
+
+    /// Calls `f` with each link of `slot` in order, as it is decoded.
+    #[inline(always)]
+    fn for_each(&self, slot: u32, mut f: impl FnMut(u32)) {
+        let start = slot as usize * self.stride;
+        let block = &self.bytes[start..start + self.stride];
+        let count = (self.field(block, 0, self.count_bits) as usize).min(2 * self.m);
+        let bits = self.bits as usize;
+        let mut at = self.count_bits as usize;
+        for _ in 0..count {
+            f(self.field(block, at, self.bits));
+            at += bits;
+        }
+    }
+
+    /// Writes `ids` as the links of `slot`.
+    fn encode(&mut self, slot: u32, ids: &[u32]) {
+        debug_assert!(ids.len() <= 2 * self.m, "at most 2·m links");
+        debug_assert!(
+            ids.iter().all(|&n| (n as u64) < (1u64 << self.bits)),
+            "a link fits the packed width"
+        );
+        let stride = self.stride;
+        let start = slot as usize * stride;
+        let block = &mut self.bytes[start..start + stride];
+        block.fill(0);
+        let mut put = |at: usize, value: u32| {
+            let byte = (at / 8).min(stride - 8);
+            let shift = at - byte * 8;
+            let range = byte..byte + 8;
+            let word = u64::from_le_bytes(block[range.clone()].try_into().expect("8 bytes"));
+            let word = word | (u64::from(value) << shift);
+            block[range].copy_from_slice(&word.to_le_bytes());
+        };
+        put(0, ids.len() as u32);
+        let mut at = self.count_bits as usize;
+        for &n in ids {
+            put(at, n);
+            at += self.bits as usize;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic generator (splitmix64) for the random links.
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed;
+        move || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+    }
+
+    #[test]
+    fn bits_below_is_the_width_of_the_largest_value() {
+        assert_eq!(bits_below(0), 1);
+        assert_eq!(bits_below(1), 1);
+        assert_eq!(bits_below(2), 1);
+        assert_eq!(bits_below(3), 2);
+        assert_eq!(bits_below(4), 2);
+        assert_eq!(bits_below(5), 3);
+        assert_eq!(bits_below(200_000), 18);
+        assert_eq!(bits_below(1 << 18), 18);
+        assert_eq!(bits_below((1 << 18) + 1), 19);
+    }
+
+    /// At m 16 and 200,000 nodes a block is 73 bytes (6 + 32 × 18 bits), against 132.
+    #[test]
+    fn a_packed_block_at_m_16_and_200k_nodes_is_73_bytes() {
+        let p = Packed::with_capacity(16, 200_000);
+        assert_eq!((p.bits, p.count_bits, p.stride), (18, 6, 73));
+    }
+
+    /// Both forms, fed the same random writes while they grow past powers of two, hold the
+    /// same links, and write the same words; the packed one read back from them is equal too.
+    /// Extreme values (the largest slot, full and empty blocks) are written on purpose.
+    #[test]
+    fn packed_and_u32_forms_hold_the_same_links_through_growth() {
+        let seed = std::env::var("NEEDLE_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x11_2026);
+        eprintln!("NEEDLE_SEED={seed}");
+        let mut next = rng(seed);
+        for m in [2usize, 3, 5, 8, 16, 31, 64, 128] {
+            let mut wide = Links0::new(m, Links0Kind::U32);
+            let mut packed = Links0::new(m, Links0Kind::Packed);
+            let total = if m >= 64 { 2_500 } else { 5_000 };
+            let mut widths = std::collections::BTreeSet::new();
+            let mut buf = [0u32; MAX_LINKS];
+            for n in 1..=total {
+                if next() % 7 == 0 {
+                    let more = (next() % 300) as usize;
+                    wide.try_reserve(more).expect("memory for a small test");
+                    packed.try_reserve(more).expect("memory for a small test");
+                }
+                wide.push_empty();
+                packed.push_empty();
+                widths.insert(packed.packed_bits().expect("packed"));
+                for _ in 0..3 {
+                    let slot = (next() % n as u64) as u32;
+                    let count = match next() % 5 {
+                        0 => 0,
+                        1 => 2 * m,
+                        _ => (next() % (2 * m as u64 + 1)) as usize,
+                    };
+                    let ids: Vec<u32> = (0..count)
+                        .map(|i| {
+                            if i == 0 {
+                                n as u32 - 1
+                            } else {
+                                (next() % n as u64) as u32
+                            }
+                        })
+                        .collect();
+                    wide.set(slot, &ids);
+                    packed.set(slot, &ids);
+                    assert_eq!(packed.get(slot, &mut buf), &ids[..], "m {m} slot {slot}");
+                }
+            }
+            assert!(widths.len() >= 3, "m {m}: widths {widths:?}");
+            assert_eq!(wide, packed, "m {m}");
+            let mut a = [0u32; MAX_LINKS];
+            for s in 0..total as u32 {
+                assert_eq!(
+                    wide.get(s, &mut a),
+                    packed.get(s, &mut buf),
+                    "m {m} slot {s}"
+                );
+            }
+            let words = |l: &Links0| {
+                let mut all = Vec::new();
+                l.write_words(|run| {
+                    all.extend_from_slice(run);
+                    Ok::<(), ()>(())
+                })
+                .expect("no error");
+                all
+            };
+            let (ww, pw) = (words(&wide), words(&packed));
+            assert_eq!(ww, pw, "m {m}: the words written");
+            let back = Links0::from_words(&pw, m, Links0Kind::Packed).expect("memory");
+            assert_eq!(back.len(), total);
+            assert_eq!(words(&back), ww, "m {m}: read back");
+            assert!(
+                packed.memory_bytes() < wide.memory_bytes(),
+                "m {m}: packed {} bytes, u32 {}",
+                packed.memory_bytes(),
+                wide.memory_bytes()
+            );
+        }
+    }
+
+    /// A grown copy made from a shared borrow holds the same links, re-packed with more bits
+    /// when its capacity crosses a power of two, and leaves the original as it was.
+    #[test]
+    fn a_grown_copy_repacks_without_touching_the_original() {
+        let mut p = Links0::new(4, Links0Kind::Packed);
+        for n in 0..1024u32 {
+            p.push_empty();
+            p.set(n, &[n, n / 2, 0, 1023u32.min(n)]);
+        }
+        let before = p.packed_bits();
+        assert_eq!(before, Some(10));
+        let grown = p.try_grown(1).expect("memory").expect("full: must grow");
+        assert_eq!(grown.packed_bits(), Some(11));
+        assert_eq!(p.packed_bits(), before);
+        assert_eq!(grown, p);
+    }
+}
