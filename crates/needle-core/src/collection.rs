@@ -227,7 +227,7 @@ impl Collection {
             graph: Graph::new(
                 config.m,
                 config.ef_construction,
-                Links0Kind::for_quantization(config.quantization),
+                Links0Kind::for_collection(config.quantization, dim, config.m),
             ),
             config,
             vectors: Vectors::new(),

@@ -2,13 +2,14 @@
 //! `2·m` neighbour slots, in one of two forms chosen when the graph is made ([`Links0Kind`]):
 //!
 //! - `U32`: `[count, n_1 .. n_2m]` as `u32` words (`1 + 2·m` words a node): the neighbours are
-//!   read in place. f32 collections, where the vectors dwarf the links.
+//!   read in place. f32 collections, where the vectors dwarf the links, and sq8 ones whose
+//!   codes outweigh the links ([`Links0Kind::for_collection`]).
 //! - `Packed`: the count in `count_bits` bits, then each neighbour in `bits` bits, where `bits`
 //!   is what the store's node capacity needs (18 at 200,000 nodes): at m 16, 73 bytes a node
-//!   instead of 132. sq8 collections, where the links would otherwise be 2.4× the codes
-//!   (docs/benchmarks-history.md, "glove50: the structural bound" and links11). A walk decodes
-//!   a node's links into a stack buffer once per expansion. When the capacity grows past a
-//!   power of two, the grown copy re-packs every block with one bit more.
+//!   instead of 132. sq8 collections whose links outweigh the codes (glove50: 2.4× them;
+//!   docs/benchmarks-history.md, "glove50: the structural bound" and links11). A walk decodes
+//!   each link as it checks it against the visited set. When the capacity grows past a power
+//!   of two, the grown copy re-packs every block with one bit more.
 //!
 //! Both hold the same links in the same order; files always hold the `U32` form (see
 //! [`Links0::write_words`], [`Links0::from_words`]), so the form is invisible outside memory.
@@ -26,14 +27,21 @@ pub(crate) enum Links0Kind {
 }
 
 impl Links0Kind {
-    /// The form for a collection: packed where the vectors walked are int8 codes.
-    pub fn for_quantization(q: crate::config::Quantization) -> Self {
+    /// The form for a collection of `dim`-dimensional vectors at `m`: packed where the walk
+    /// reads int8 codes (sq8) and a node's `u32` links (`4 + 8·m` bytes) outweigh its code
+    /// block (`4 + dim` bytes), as on glove50 (132 against 54 bytes at m 16): there they
+    /// were the largest part of the process and packing cost no speed. Where the codes
+    /// dominate (words-minilm, 384 dims: 388 bytes) the links stay `u32` words: packing
+    /// saved ~10 % of the memory there, and the walk was 4-12 % slower (CPU time a query,
+    /// docs/benchmarks-history.md, links11).
+    pub fn for_collection(q: crate::config::Quantization, dim: usize, m: usize) -> Self {
         #[cfg(test)]
         if let Some(kind) = FORCED.with(|f| f.get()) {
             return kind;
         }
+        let links_outweigh_codes = 4 + 8 * m > 4 + dim;
         match q {
-            crate::config::Quantization::Sq8 => Links0Kind::Packed,
+            crate::config::Quantization::Sq8 if links_outweigh_codes => Links0Kind::Packed,
             _ => Links0Kind::U32,
         }
     }
@@ -465,6 +473,18 @@ mod tests {
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^ (z >> 31)
         }
+    }
+
+    /// Packed only for sq8, and only where the links outweigh the codes.
+    #[test]
+    fn links_are_packed_in_sq8_collections_whose_links_outweigh_their_codes() {
+        use crate::config::Quantization::{None, Sq8};
+        assert_eq!(Links0Kind::for_collection(Sq8, 50, 16), Links0Kind::Packed);
+        assert_eq!(Links0Kind::for_collection(Sq8, 127, 16), Links0Kind::Packed);
+        assert_eq!(Links0Kind::for_collection(Sq8, 128, 16), Links0Kind::U32);
+        assert_eq!(Links0Kind::for_collection(Sq8, 384, 16), Links0Kind::U32);
+        assert_eq!(Links0Kind::for_collection(Sq8, 384, 64), Links0Kind::Packed);
+        assert_eq!(Links0Kind::for_collection(None, 50, 16), Links0Kind::U32);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! Owns only links and levels; vectors are borrowed through [`Space`], so the graph knows nothing
 //! of ids, metadata or files. Layer-0 links are one flat array with a fixed stride (a count,
-//! then up to `2·m` slots: `u32` words, or bit-packed in sq8 collections, see [`Links0`]), so a
+//! then up to `2·m` slots: `u32` words, or bit-packed in low-dimensional sq8 collections, see [`Links0`]), so a
 //! node's links are found by arithmetic.
 //! Inserting is split into a read-only *plan* (searching for candidates) and a mutating *apply*
 //! (linking), so a batch can plan in parallel and still link in a fixed order: the graph depends

@@ -735,7 +735,7 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
     check_links(&links0, stride0, n)
         .map_err(|i| s.corrupt(l0at + i * 4, "layer-0 links: bad count or target"))?;
     // Packed in memory where the collection is quantized (the file holds `u32` words always).
-    let links0 = Links0::from_words(&links0, m, Links0Kind::for_quantization(quantization))
+    let links0 = Links0::from_words(&links0, m, Links0Kind::for_collection(quantization, dim, m))
         .map_err(|e| s.no_memory("layer-0 links", e))?;
 
     let (us, usat) = s.next(KIND_UPPER_START)?;
