@@ -8,6 +8,11 @@
 //! AVX-512, NEON), cosine at 50, 384 and 768 dimensions, one distance at a time and four at
 //! once (`*_x4`: the time of four distances, one query against four vectors).
 //!
+//! The int8 run kernels (`distance/int8_run`): one query against a run of 64 codes laid out as
+//! the int8 codes of filtered passes lay them (one 64-byte-aligned block per code, the query
+//! padded to 64-byte steps), by every set's run kernel (`run_*`) and by 64 calls of its
+//! one-at-a-time kernel (`single_*`): the time of the 64 dot products.
+//!
 //! `cargo bench -p needle-benches --bench distance`
 
 use std::hint::black_box;
@@ -116,5 +121,55 @@ fn sets(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, kernels, int8, sets);
+fn int8_run(c: &mut Criterion) {
+    const RUN: usize = 64;
+    let mut group = c.benchmark_group("distance/int8_run");
+    for dim in [50usize, 384, 768] {
+        // The codes' layout: a block of ceil((dim + 8) / 64) lines per code, the query's codes
+        // padded with zeros to a multiple of 64.
+        let stride = (dim + 8).div_ceil(64) * 64;
+        let len = dim.div_ceil(64) * 64;
+        let v = synthetic_vectors(RUN + 1, dim, 42);
+        let code = |row: &[f32]| -> Vec<i8> {
+            let mut c: Vec<i8> = row
+                .iter()
+                .map(|&x| (x * 127.0).round().clamp(-127.0, 127.0) as i8)
+                .collect();
+            c.resize(stride, 0);
+            c
+        };
+        let mut q = code(v.row(0));
+        q.truncate(len);
+        let codes: Vec<i8> = (1..=RUN).flat_map(|r| code(v.row(r))).collect();
+        let mut out = [0i32; RUN];
+        group.throughput(Throughput::Elements(RUN as u64));
+        for k in int8_kernels_available() {
+            group.bench_with_input(
+                BenchmarkId::new(format!("run_{}", k.name), dim),
+                &dim,
+                |bench, _| {
+                    bench.iter(|| {
+                        (k.dot_run)(black_box(&q), black_box(&codes), stride, &mut out);
+                        black_box(&out);
+                    })
+                },
+            );
+            group.bench_with_input(
+                BenchmarkId::new(format!("single_{}", k.name), dim),
+                &dim,
+                |bench, _| {
+                    bench.iter(|| {
+                        for (j, o) in out.iter_mut().enumerate() {
+                            *o = (k.dot)(black_box(&q), &codes[j * stride..j * stride + len]);
+                        }
+                        black_box(&out);
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, kernels, int8, sets, int8_run);
 criterion_main!(benches);

@@ -15,7 +15,7 @@
 //! write, and dropped with the last index (see `Collection::sync_codes`).
 
 use crate::config::Distance;
-use crate::distance::int8::{Int8Kernel, int8_kernels};
+use crate::distance::int8::{Int8Kernel, Int8RunKernel, int8_kernels};
 use crate::hnsw::{Flat, Plain, Query};
 
 /// One cache line of a slot's block.
@@ -186,6 +186,7 @@ impl InlineCodes {
             q_norm: norm,
             distance,
             kernel: int8_kernels().dot,
+            run: int8_kernels().dot_run,
         }
     }
 }
@@ -252,7 +253,11 @@ pub(crate) struct CodesQuery<'a> {
     q_norm: f32,
     distance: Distance,
     kernel: Int8Kernel,
+    run: Int8RunKernel,
 }
+
+/// The most slots [`CodesQuery::dist_run`] takes at once.
+pub(crate) const RUN: usize = 64;
 
 impl CodesQuery<'_> {
     /// The same query against other codes of the same dimensions (a value-ordered copy,
@@ -265,6 +270,51 @@ impl CodesQuery<'_> {
             q_norm: self.q_norm,
             distance: self.distance,
             kernel: self.kernel,
+            run: self.run,
+        }
+    }
+
+    /// The distances of the `out.len()` (at most [`RUN`]) consecutive slots from `first`,
+    /// each what [`Query::dist`] gives it, bit for bit (the same integer dot product, the
+    /// same float steps: [`CodesQuery::finish`]), by one call of the run kernel: the query's
+    /// chunks are loaded once for several slots. Slots past the codes: `out` as it was.
+    pub fn dist_run(&self, first: u32, out: &mut [f32]) {
+        let n = out.len().min(RUN);
+        let stride = self.codes.lines * 64;
+        let start = first as usize * self.codes.lines;
+        let Some(lines) = self.codes.data.get(start..start + n * self.codes.lines) else {
+            return;
+        };
+        // SAFETY: as in `InlineCodes::block`: `n · lines` contiguous lines of 64 `i8`s.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<i8>(), lines.len() * 64) };
+        let mut dots = [0i32; RUN];
+        // The query is at most a block long (`query` pads it to the codes' 64-byte steps).
+        (self.run)(&self.q, bytes, stride, &mut dots[..n]);
+        for (j, (d, &dot)) in out.iter_mut().zip(&dots[..n]).enumerate() {
+            *d = self.finish(&bytes[j * stride..(j + 1) * stride], dot);
+        }
+    }
+
+    /// The distance to the slot of `block`, whose codes' dot product with the query's is
+    /// `dot`.
+    #[inline(always)]
+    fn finish(&self, block: &[i8], dot: i32) -> f32 {
+        let end = block.len();
+        let f = |at: usize| {
+            f32::from_le_bytes([
+                block[at] as u8,
+                block[at + 1] as u8,
+                block[at + 2] as u8,
+                block[at + 3] as u8,
+            ])
+        };
+        let (scale, norm) = (f(end - SCALARS), f(end - SCALARS + 4));
+        let ip = scale * self.q_scale * dot as f32;
+        match self.distance {
+            Distance::Cosine => 1.0 - ip,
+            Distance::DotProduct => -ip,
+            Distance::Euclidean => norm + self.q_norm - 2.0 * ip,
         }
     }
 
@@ -284,22 +334,7 @@ impl Query for CodesQuery<'_> {
     #[inline(always)]
     fn dist(&self, slot: u32) -> f32 {
         let block = self.codes.block(slot);
-        let end = block.len();
-        let f = |at: usize| {
-            f32::from_le_bytes([
-                block[at] as u8,
-                block[at + 1] as u8,
-                block[at + 2] as u8,
-                block[at + 3] as u8,
-            ])
-        };
-        let (scale, norm) = (f(end - SCALARS), f(end - SCALARS + 4));
-        let ip = scale * self.q_scale * (self.kernel)(&self.q, &block[..self.q.len()]) as f32;
-        match self.distance {
-            Distance::Cosine => 1.0 - ip,
-            Distance::DotProduct => -ip,
-            Distance::Euclidean => norm + self.q_norm - 2.0 * ip,
-        }
+        self.finish(block, (self.kernel)(&self.q, &block[..self.q.len()]))
     }
 
     #[inline(always)]
@@ -320,6 +355,40 @@ mod tests {
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+    }
+
+    /// `dist_run` gives each slot of a run what `dist` gives it, bit for bit, for every metric
+    /// and width, runs of every length up to [`RUN`] from every start.
+    #[test]
+    fn run_distances_are_the_single_ones_bit_for_bit() {
+        for dim in [1, 50, 56, 57, 100, 384] {
+            let mut r = lcg(dim as u64 + 7);
+            let slots = 2 * RUN + 5;
+            let mut codes = InlineCodes::new(dim);
+            for _ in 0..slots {
+                codes.push(&(0..dim).map(|_| r()).collect::<Vec<f32>>());
+            }
+            let q: Vec<f32> = (0..dim).map(|_| r()).collect();
+            for distance in [Distance::Euclidean, Distance::DotProduct, Distance::Cosine] {
+                let cq = codes.query(&q, distance);
+                for first in [0, 1, 7, RUN - 1, RUN + 5] {
+                    for n in [1, 2, 15, 16, 17, 33, RUN] {
+                        let n = n.min(slots - first);
+                        let mut got = vec![f32::NAN; n];
+                        cq.dist_run(first as u32, &mut got);
+                        for (j, d) in got.iter().enumerate() {
+                            let want = cq.dist((first + j) as u32);
+                            assert_eq!(
+                                d.to_bits(),
+                                want.to_bits(),
+                                "dim {dim} {distance:?} first {first} n {n} slot {}: {d} against {want}",
+                                first + j
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -17,7 +17,7 @@
 //!
 //! Knows nothing of filters: the caller gives the key range and the test of a delta slot.
 
-use crate::codes::{CodesQuery, InlineCodes};
+use crate::codes::{CodesQuery, InlineCodes, RUN};
 use crate::collection::TopK;
 use crate::hnsw::{Cand, Query};
 use crate::payload::{IndexKind, PayloadIndex};
@@ -127,26 +127,28 @@ impl OrderedCodes {
         delta_matches: impl Fn(u32) -> bool,
         best: &mut TopK,
     ) {
-        // (Distances a chunk of 32 at a time before their offers, so that no branch on a
-        // distance sits between two kernel calls, measured 0.91-0.94x: not kept.)
+        // The distances of up to RUN entries by one call of the run kernel, then their offers
+        // (most fail `offer`'s first comparison, against the k-th). One kernel call per
+        // entry, even with the offers after a chunk's 32 distances, measured 0.91-0.94x
+        // (filters9); the run kernel: see docs/benchmarks-history.md, filt11.
         let range = self.range(lo, hi);
         let on_column = query.on(&self.codes);
-        let slots = &self.slots[range.clone()];
-        if self.delta.is_empty() {
-            for (i, &slot) in range.zip(slots) {
-                best.offer(Cand {
-                    d: on_column.dist(i as u32),
-                    id: slot,
-                });
-            }
-        } else {
-            for (i, &slot) in range.zip(slots) {
-                let w = self.stale.get(slot as usize / 64).copied().unwrap_or(0);
-                if w & (1 << (slot % 64)) == 0 {
-                    best.offer(Cand {
-                        d: on_column.dist(i as u32),
-                        id: slot,
-                    });
+        let mut d = [0f32; RUN];
+        let mut at = range.start;
+        for slots in self.slots[range].chunks(RUN) {
+            let d = &mut d[..slots.len()];
+            on_column.dist_run(at as u32, d);
+            at += slots.len();
+            if self.delta.is_empty() {
+                for (&d, &slot) in d.iter().zip(slots) {
+                    best.offer(Cand { d, id: slot });
+                }
+            } else {
+                for (&d, &slot) in d.iter().zip(slots) {
+                    let w = self.stale.get(slot as usize / 64).copied().unwrap_or(0);
+                    if w & (1 << (slot % 64)) == 0 {
+                        best.offer(Cand { d, id: slot });
+                    }
                 }
             }
         }

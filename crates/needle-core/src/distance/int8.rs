@@ -7,6 +7,12 @@
 //! `vpadalq_s16`). The best set is chosen once per process. Every kernel is exact, so each is
 //! tested for equality with the scalar one.
 //!
+//! Each set also has a *run* kernel for the dot product ([`Int8RunKernel`]): one query against
+//! a run of equally spaced codes (the blocks of [`crate::codes`]), several codes per inner step
+//! so that each of the query's SIMD chunks is loaded once for all of them and their sums are
+//! reduced together (AVX2: 8 codes, `vphaddd`; AVX-512 VNNI: 16, one `vpdpbusd` a chunk with the
+//! *code* biased so that the correction `128·Σq` is the query's, computed once; NEON: 8).
+//!
 //! Bounds: a product is at most 128² and a squared difference 255², so sums stay inside `i32` for
 //! vectors of up to 33,000 dimensions; longer slices are a caller bug (dimensions are capped at
 //! the API edge) and would wrap, never panic. Slices of different lengths: only the common prefix
@@ -24,6 +30,36 @@ pub fn dot_i8_scalar(a: &[i8], b: &[i8]) -> i32 {
     a.iter().zip(b).fold(0i32, |s, (&x, &y)| {
         s.wrapping_add(i32::from(x) * i32::from(y))
     })
+}
+
+/// A run kernel: `out[j] = Σᵢ q[i]·codes[j·stride + i]` for every `j < out.len()` and
+/// `i < q.len()` (the dot products of `q` with `out.len()` codes `stride` bytes apart), each
+/// equal to [`dot_i8_scalar`]'s. Panics (a caller bug) unless `codes` holds them all: see
+/// [`run_fits`].
+pub type Int8RunKernel = fn(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]);
+
+/// Whether `codes` holds `n` codes of `len` bytes, `stride` bytes apart.
+pub fn run_fits(len: usize, codes: usize, stride: usize, n: usize) -> bool {
+    n == 0
+        || (n - 1)
+            .checked_mul(stride)
+            .and_then(|at| at.checked_add(len))
+            .is_some_and(|end| end <= codes)
+}
+
+/// [`Int8RunKernel`] one code at a time: the reference.
+pub fn dot_i8_run_scalar(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]) {
+    assert!(
+        run_fits(q.len(), codes.len(), stride, out.len()),
+        "a run of {} codes of {} bytes, {stride} apart, in {} bytes",
+        out.len(),
+        q.len(),
+        codes.len()
+    );
+    for (j, o) in out.iter_mut().enumerate() {
+        let at = j * stride;
+        *o = dot_i8_scalar(q, &codes[at..at + q.len()]);
+    }
 }
 
 /// `Σ (aᵢ − bᵢ)²`, one element at a time: the reference.
@@ -54,6 +90,8 @@ pub struct Int8Kernels {
     pub dot: Int8Kernel,
     /// `Σ (aᵢ − bᵢ)²`.
     pub l2: Int8Kernel,
+    /// `dot` over a run of codes.
+    pub dot_run: Int8RunKernel,
     /// Which instruction set: `scalar`, `avx2`, `avx512bw`, `avx512vnni`, `neon`.
     pub name: &'static str,
     /// The `NEEDLE_SIMD` set it belongs to.
@@ -63,6 +101,7 @@ pub struct Int8Kernels {
 const SCALAR: Int8Kernels = Int8Kernels {
     dot: dot_i8_scalar,
     l2: l2_i8_scalar,
+    dot_run: dot_i8_run_scalar,
     name: "scalar",
     simd: Simd::Scalar,
 };
@@ -116,6 +155,7 @@ mod x86 {
             v.push(Int8Kernels {
                 dot: dot_avx2_entry,
                 l2: l2_avx2_entry,
+                dot_run: dot_run_avx2_entry,
                 name: "avx2",
                 simd: Simd::Avx2,
             });
@@ -131,6 +171,18 @@ mod x86 {
     fn l2_avx2_entry(a: &[i8], b: &[i8]) -> i32 {
         // SAFETY: handed out by `available` only after detecting AVX2.
         unsafe { sum_avx2::<true>(a, b) }
+    }
+    /// Also the run kernel of the AVX-512BW set (without VNNI), where AVX2 is detected.
+    pub(super) fn dot_run_avx2_entry(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]) {
+        assert!(
+            super::run_fits(q.len(), codes.len(), stride, out.len()),
+            "a run of {} codes of {} bytes, {stride} apart, in {} bytes",
+            out.len(),
+            q.len(),
+            codes.len()
+        );
+        // SAFETY: handed out by `available` only after detecting AVX2; the run fits in `codes`.
+        unsafe { dot_run_avx2(q, codes, stride, out) }
     }
 
     /// The sum of the eight `i32` lanes of `v`.
@@ -186,6 +238,80 @@ mod x86 {
         main.wrapping_add(super::tail::<L2>(&a[i..n], &b[i..n]))
     }
 
+    /// [`super::Int8RunKernel`] on AVX2: eight codes per step, each 16-byte chunk of `q`
+    /// sign-extended once for the eight, their `i32` lanes summed together by [`hsum8`]; the
+    /// codes left over (fewer than eight) one at a time.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, and [`super::run_fits`] must hold.
+    #[target_feature(enable = "avx2")]
+    unsafe fn dot_run_avx2(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]) {
+        let (len, n) = (q.len(), out.len());
+        let whole = len / 16 * 16;
+        let (pq, pc) = (q.as_ptr(), codes.as_ptr());
+        let mut j = 0;
+        while j + 8 <= n {
+            // SAFETY: AVX2 by the caller's contract; the loads of `q` read the 16 bytes at
+            // i + 16 <= whole <= len; code j + c's load reads bytes (j + c)·stride + i up to
+            // (j + c)·stride + len, inside `codes` since j + c < n and the run fits.
+            let sums = unsafe {
+                let mut acc = [_mm256_setzero_si256(); 8];
+                let mut i = 0;
+                while i < whole {
+                    let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(pq.add(i).cast()));
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        let at = pc.add((j + c) * stride + i);
+                        let y = _mm256_cvtepi8_epi16(_mm_loadu_si128(at.cast()));
+                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(x, y));
+                    }
+                    i += 16;
+                }
+                hsum8(acc)
+            };
+            for (c, o) in out[j..j + 8].iter_mut().enumerate() {
+                let at = (j + c) * stride;
+                *o = sums[c].wrapping_add(super::dot_i8_scalar(
+                    &q[whole..],
+                    &codes[at + whole..at + len],
+                ));
+            }
+            j += 8;
+        }
+        for (c, o) in out.iter_mut().enumerate().skip(j) {
+            let at = c * stride;
+            // SAFETY: AVX2 by the caller's contract.
+            *o = unsafe { sum_avx2::<false>(q, &codes[at..at + len]) };
+        }
+    }
+
+    /// The sums of the `i32` lanes of each of eight vectors, in order.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[allow(
+        unused_unsafe,
+        reason = "value intrinsics are safe here from Rust 1.87 on, unsafe before (MSRV 1.85)"
+    )]
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum8(v: [__m256i; 8]) -> [i32; 8] {
+        // SAFETY: the caller's contract (AVX2); the store writes the 32 bytes of `out`.
+        unsafe {
+            // Per 128-bit half: [Σ v0, Σ v1, Σ v2, Σ v3] of that half's lanes, then the halves
+            // of the two results added.
+            let h0 =
+                _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+            let h1 =
+                _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+            let s = _mm256_add_epi32(
+                _mm256_permute2x128_si256::<0x20>(h0, h1),
+                _mm256_permute2x128_si256::<0x31>(h0, h1),
+            );
+            let mut out = [0i32; 8];
+            _mm256_storeu_si256(out.as_mut_ptr().cast(), s);
+            out
+        }
+    }
+
     /// The AVX-512 kernels: only from Rust 1.89, where their intrinsics are stable.
     #[rustversion::since(1.89)]
     mod avx512 {
@@ -196,9 +322,15 @@ mod x86 {
         pub(super) fn available() -> Vec<Int8Kernels> {
             let mut v = Vec::new();
             if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+                let avx2_run: super::super::Int8RunKernel = if is_x86_feature_detected!("avx2") {
+                    super::dot_run_avx2_entry
+                } else {
+                    super::super::dot_i8_run_scalar
+                };
                 v.push(Int8Kernels {
                     dot: dot_avx512bw_entry,
                     l2: l2_avx512bw_entry,
+                    dot_run: avx2_run,
                     name: "avx512bw",
                     simd: Simd::Avx512,
                 });
@@ -206,6 +338,7 @@ mod x86 {
                     v.push(Int8Kernels {
                         dot: dot_vnni_entry,
                         l2: l2_avx512bw_entry,
+                        dot_run: dot_run_vnni_entry,
                         name: "avx512vnni",
                         simd: Simd::Avx512,
                     });
@@ -253,6 +386,114 @@ mod x86 {
                 i += 32;
             }
             _mm512_reduce_add_epi32(acc).wrapping_add(super::super::tail::<L2>(&a[i..n], &b[i..n]))
+        }
+
+        fn dot_run_vnni_entry(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]) {
+            assert!(
+                super::super::run_fits(q.len(), codes.len(), stride, out.len()),
+                "a run of {} codes of {} bytes, {stride} apart, in {} bytes",
+                out.len(),
+                q.len(),
+                codes.len()
+            );
+            // SAFETY: handed out by `available` only after detecting AVX-512F, BW and VNNI; the
+            // run fits in `codes`.
+            unsafe { dot_run_vnni(q, codes, stride, out) }
+        }
+
+        /// [`super::super::Int8RunKernel`] with `vpdpbusd`: sixteen codes per step, each
+        /// 64-byte chunk of `q` loaded once for the sixteen. The *code* is the unsigned operand
+        /// (`cᵢ XOR 0x80 = cᵢ + 128`), so each sum is `Σ qᵢ·cᵢ + 128·Σ qᵢ` and the correction is
+        /// the query's alone: one `vpdpbusd` per chunk and code (against two in [`dot_vnni`]).
+        /// The sixteen sums are reduced together ([`hsum16`]); codes left over one at a time.
+        ///
+        /// # Safety
+        /// [`super::super::run_fits`] must hold.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+        unsafe fn dot_run_vnni(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]) {
+            let (len, n) = (q.len(), out.len());
+            let whole = len / 64 * 64;
+            let (pq, pc) = (q.as_ptr(), codes.as_ptr());
+            let bias = _mm512_set1_epi8(i8::MIN);
+            let sum_q = q[..whole]
+                .iter()
+                .fold(0i32, |s, &x| s.wrapping_add(i32::from(x)));
+            let correction = _mm512_set1_epi32(sum_q.wrapping_mul(128));
+            let tail =
+                |at: usize| super::super::dot_i8_scalar(&q[whole..], &codes[at + whole..at + len]);
+            let mut j = 0;
+            while j + 16 <= n {
+                let mut acc = [_mm512_setzero_si512(); 16];
+                let mut i = 0;
+                while i < whole {
+                    // SAFETY: i + 64 <= whole <= len, inside `q`.
+                    let y = unsafe { _mm512_loadu_si512(pq.add(i).cast()) };
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: code j + c's bytes (j + c)·stride + i .. + 64 lie below
+                        // (j + c)·stride + len, inside `codes` since j + c < n and the run fits.
+                        let x = unsafe { _mm512_loadu_si512(pc.add((j + c) * stride + i).cast()) };
+                        *a = _mm512_dpbusd_epi32(*a, _mm512_xor_si512(x, bias), y);
+                    }
+                    i += 64;
+                }
+                let sums = _mm512_sub_epi32(hsum16(acc), correction);
+                let mut lanes = [0i32; 16];
+                // SAFETY: writes the 64 bytes of `lanes`.
+                unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), sums) };
+                for (c, o) in out[j..j + 16].iter_mut().enumerate() {
+                    *o = lanes[c].wrapping_add(tail((j + c) * stride));
+                }
+                j += 16;
+            }
+            for (c, o) in out.iter_mut().enumerate().skip(j) {
+                let at = c * stride;
+                let mut acc = _mm512_setzero_si512();
+                let mut i = 0;
+                while i < whole {
+                    // SAFETY: as above, for one code.
+                    let (x, y) = unsafe {
+                        (
+                            _mm512_loadu_si512(pc.add(at + i).cast()),
+                            _mm512_loadu_si512(pq.add(i).cast()),
+                        )
+                    };
+                    acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(x, bias), y);
+                    i += 64;
+                }
+                *o = _mm512_reduce_add_epi32(acc)
+                    .wrapping_sub(sum_q.wrapping_mul(128))
+                    .wrapping_add(tail(at));
+            }
+        }
+
+        /// The sums of the `i32` lanes of each of sixteen vectors, in order, as one vector:
+        /// pairs interleaved and added within 128-bit lanes twice (each lane then holds four
+        /// vectors' partial sums), then the 128-bit lanes of pairs shuffled together and added
+        /// twice.
+        #[target_feature(enable = "avx512f")]
+        fn hsum16(v: [__m512i; 16]) -> __m512i {
+            let pair =
+                |a, b| _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+            let quad =
+                |a, b| _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+            let q = [
+                quad(pair(v[0], v[1]), pair(v[2], v[3])),
+                quad(pair(v[4], v[5]), pair(v[6], v[7])),
+                quad(pair(v[8], v[9]), pair(v[10], v[11])),
+                quad(pair(v[12], v[13]), pair(v[14], v[15])),
+            ];
+            // q[i]'s 128-bit lane L: [v4i, v4i+1, v4i+2, v4i+3] summed over lane L's four i32.
+            let halves = |a, b| {
+                _mm512_add_epi32(
+                    _mm512_shuffle_i32x4::<0b01_00_01_00>(a, b),
+                    _mm512_shuffle_i32x4::<0b11_10_11_10>(a, b),
+                )
+            };
+            let (h01, h23) = (halves(q[0], q[1]), halves(q[2], q[3]));
+            _mm512_add_epi32(
+                _mm512_shuffle_i32x4::<0b10_00_10_00>(h01, h23),
+                _mm512_shuffle_i32x4::<0b11_01_11_01>(h01, h23),
+            )
         }
 
         /// `vpdpbusd` multiplies unsigned bytes by signed ones: `Σ (aᵢ + 128)·bᵢ − 128·Σ bᵢ`, with
@@ -305,6 +546,7 @@ mod neon {
             vec![Int8Kernels {
                 dot: dot_entry,
                 l2: l2_entry,
+                dot_run: dot_run_entry,
                 name: "neon",
                 simd: Simd::Neon,
             }]
@@ -320,6 +562,68 @@ mod neon {
     fn l2_entry(a: &[i8], b: &[i8]) -> i32 {
         // SAFETY: handed out by `available` only after detecting NEON.
         unsafe { l2(a, b) }
+    }
+    fn dot_run_entry(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]) {
+        assert!(
+            super::run_fits(q.len(), codes.len(), stride, out.len()),
+            "a run of {} codes of {} bytes, {stride} apart, in {} bytes",
+            out.len(),
+            q.len(),
+            codes.len()
+        );
+        // SAFETY: handed out by `available` only after detecting NEON; the run fits.
+        unsafe { dot_run(q, codes, stride, out) }
+    }
+
+    /// [`super::Int8RunKernel`] on NEON: eight codes per step, each 16-byte chunk of `q` loaded
+    /// once for the eight, their sums reduced four at a time by pairwise adds (`vpaddq_s32`);
+    /// the codes left over one at a time.
+    ///
+    /// # Safety
+    /// The CPU must have NEON, and [`super::run_fits`] must hold.
+    #[target_feature(enable = "neon")]
+    unsafe fn dot_run(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]) {
+        let (len, n) = (q.len(), out.len());
+        let whole = len / 16 * 16;
+        let (pq, pc) = (q.as_ptr(), codes.as_ptr());
+        let mut j = 0;
+        while j + 8 <= n {
+            let mut lanes = [0i32; 8];
+            // SAFETY: NEON by the caller's contract; the loads of `q` read the 16 bytes at
+            // i + 16 <= whole <= len; code j + c's load reads bytes (j + c)·stride + i up to
+            // (j + c)·stride + len, inside `codes` since j + c < n and the run fits; the stores
+            // write the 32 bytes of `lanes`.
+            unsafe {
+                let mut acc = [vdupq_n_s32(0); 8];
+                let mut i = 0;
+                while i < whole {
+                    let x = vld1q_s8(pq.add(i));
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        let y = vld1q_s8(pc.add((j + c) * stride + i));
+                        *a = vpadalq_s16(*a, vmull_s8(vget_low_s8(x), vget_low_s8(y)));
+                        *a = vpadalq_s16(*a, vmull_high_s8(x, y));
+                    }
+                    i += 16;
+                }
+                let s0 = vpaddq_s32(vpaddq_s32(acc[0], acc[1]), vpaddq_s32(acc[2], acc[3]));
+                let s1 = vpaddq_s32(vpaddq_s32(acc[4], acc[5]), vpaddq_s32(acc[6], acc[7]));
+                vst1q_s32(lanes.as_mut_ptr(), s0);
+                vst1q_s32(lanes.as_mut_ptr().add(4), s1);
+            }
+            for (c, o) in out[j..j + 8].iter_mut().enumerate() {
+                let at = (j + c) * stride;
+                *o = lanes[c].wrapping_add(super::dot_i8_scalar(
+                    &q[whole..],
+                    &codes[at + whole..at + len],
+                ));
+            }
+            j += 8;
+        }
+        for (c, o) in out.iter_mut().enumerate().skip(j) {
+            let at = c * stride;
+            // SAFETY: NEON by the caller's contract.
+            *o = unsafe { dot(q, &codes[at..at + len]) };
+        }
     }
 
     /// `Σ aᵢ·bᵢ` over the common prefix.
@@ -444,6 +748,63 @@ mod tests {
             let b = data(10, 37);
             assert_eq!((k.dot)(&a, &b), dot_i8_scalar(&a[..37], &b), "{}", k.name);
             assert_eq!((k.l2)(&b, &a), l2_i8_scalar(&b, &a[..37]), "{}", k.name);
+        }
+    }
+
+    /// Every set's run kernel against one scalar dot product per code: every length 1–70, 384
+    /// and 768, runs of odd lengths and around each kernel's step (8, 16), codes packed
+    /// (`stride == len`), at an odd stride, and at the codes' block stride; random bytes and
+    /// the extremes.
+    #[test]
+    fn every_run_kernel_equals_the_scalar_dot_of_each_code() {
+        let lens: Vec<usize> = (1..=70).chain([384, 768]).collect();
+        let runs = [0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 47];
+        for k in available() {
+            for &len in &lens {
+                for stride in [len, len + 5, (len + 8).div_ceil(64) * 64] {
+                    for &n in &runs {
+                        let q = data(len as u64, len);
+                        let bytes = if n == 0 { 0 } else { (n - 1) * stride + len };
+                        let mut cases = vec![data(len as u64 * 1000 + n as u64, bytes)];
+                        if n > 0 {
+                            // -128 everywhere against q = -128, and 127 against -128.
+                            cases.push(vec![i8::MIN; bytes]);
+                            cases.push(vec![i8::MAX; bytes]);
+                        }
+                        for (case, codes) in cases.iter().enumerate() {
+                            let qs = if case == 0 {
+                                q.clone()
+                            } else {
+                                vec![i8::MIN; len]
+                            };
+                            let mut got = vec![0x5a5a5a5a; n];
+                            (k.dot_run)(&qs, codes, stride, &mut got);
+                            let want: Vec<i32> = (0..n)
+                                .map(|j| dot_i8_scalar(&qs, &codes[j * stride..j * stride + len]))
+                                .collect();
+                            assert_eq!(
+                                got, want,
+                                "{} run: len {len} stride {stride} n {n} case {case}",
+                                k.name
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_run_must_fit() {
+        assert!(run_fits(10, 0, 64, 0));
+        assert!(run_fits(10, 10, 64, 1));
+        assert!(!run_fits(10, 9, 64, 1));
+        assert!(run_fits(10, 74, 64, 2));
+        assert!(!run_fits(10, 73, 64, 2));
+        assert!(!run_fits(10, usize::MAX, usize::MAX, 3));
+        for k in available() {
+            let r = std::panic::catch_unwind(|| (k.dot_run)(&[1; 10], &[1; 73], 64, &mut [0; 2]));
+            assert!(r.is_err(), "{}: a run past the codes must panic", k.name);
         }
     }
 
