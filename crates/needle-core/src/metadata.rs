@@ -82,11 +82,11 @@ impl Metadata {
 impl Index<usize> for Metadata {
     type Output = Option<Value>;
 
+    #[inline]
     fn index(&self, slot: usize) -> &Option<Value> {
-        match self.at[slot] {
-            NONE => &NO_VALUE,
-            at => &self.values[at as usize],
-        }
+        // `NONE` is past the end of `values` (it holds fewer than u32::MAX), so one bounds
+        // check serves both cases: a filtered search without an index reads this per candidate.
+        self.values.get(self.at[slot] as usize).unwrap_or(&NO_VALUE)
     }
 }
 
