@@ -322,15 +322,15 @@ mod x86 {
         pub(super) fn available() -> Vec<Int8Kernels> {
             let mut v = Vec::new();
             if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
-                let avx2_run: super::super::Int8RunKernel = if is_x86_feature_detected!("avx2") {
-                    super::dot_run_avx2_entry
+                let run: super::super::Int8RunKernel = if is_x86_feature_detected!("avx2") {
+                    dot_run_avx512bw_entry
                 } else {
                     super::super::dot_i8_run_scalar
                 };
                 v.push(Int8Kernels {
                     dot: dot_avx512bw_entry,
                     l2: l2_avx512bw_entry,
-                    dot_run: avx2_run,
+                    dot_run: run,
                     name: "avx512bw",
                     simd: Simd::Avx512,
                 });
@@ -345,6 +345,31 @@ mod x86 {
                 }
             }
             v
+        }
+
+        /// Codes longer than this are done one at a time by the 512-bit kernel in the run kernel
+        /// of the AVX-512BW set (no VNNI): criterion `distance/int8_run`, 64 codes, the AVX2 run
+        /// kernel against 64 single 512-bit calls was 1.63× / 1.35× at 50 / 384 bytes but 0.66× at
+        /// 768 (filt11, docs/benchmarks-history.md).
+        const AVX512BW_RUN_MAX_LEN: usize = 512;
+
+        /// The run kernel of the AVX-512BW set: the AVX2 run kernel for short codes, the
+        /// 512-bit one-code kernel a code at a time for long ones ([`AVX512BW_RUN_MAX_LEN`]).
+        fn dot_run_avx512bw_entry(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]) {
+            if q.len() <= AVX512BW_RUN_MAX_LEN {
+                return super::dot_run_avx2_entry(q, codes, stride, out);
+            }
+            assert!(
+                super::super::run_fits(q.len(), codes.len(), stride, out.len()),
+                "a run of {} codes of {} bytes, {stride} apart, in {} bytes",
+                out.len(),
+                q.len(),
+                codes.len()
+            );
+            for (j, o) in out.iter_mut().enumerate() {
+                let at = j * stride;
+                *o = dot_avx512bw_entry(q, &codes[at..at + q.len()]);
+            }
         }
 
         fn dot_avx512bw_entry(a: &[i8], b: &[i8]) -> i32 {
