@@ -119,7 +119,10 @@ impl ValueGraph {
         let heap = |e: std::collections::TryReserveError| std::io::Error::other(e);
         self.graph.links0.try_reserve(nodes)?;
         self.graph.levels.try_reserve(nodes).map_err(heap)?;
-        self.graph.upper_start.try_reserve(nodes).map_err(heap)?;
+        self.graph
+            .upper_base
+            .try_reserve(nodes.div_ceil(crate::hnsw::UPPER_CHUNK) + 1)
+            .map_err(heap)?;
         self.slots.try_reserve(nodes).map_err(heap)?;
         self.dead.try_reserve(nodes).map_err(heap)?;
         self.local.try_reserve(nodes).map_err(heap)
@@ -137,7 +140,7 @@ impl ValueGraph {
         let g = &self.graph;
         g.levels.capacity()
             + g.links0.memory_bytes()
-            + g.upper_start.capacity() * 4
+            + g.upper_base.capacity() * 4
             + g.upper.capacity() * 4
             + self.slots.capacity() * 4
             + self.dead.capacity()

@@ -231,8 +231,17 @@ fn encode_collection(w: &mut Position, c: &Collection, version: u32) -> std::io:
         g.links0
             .write_words(|run| write_array(w, run, u32::to_le_bytes))
     })?;
-    section(w, KIND_UPPER_START, g.upper_start.len() as u64 * 4, |w| {
-        write_array(w, &g.upper_start, u32::to_le_bytes)
+    section(w, KIND_UPPER_START, g.len() as u64 * 4, |w| {
+        let mut starts = g.upper_starts();
+        let mut run = Vec::with_capacity(4096);
+        loop {
+            run.clear();
+            run.extend(starts.by_ref().take(4096));
+            if run.is_empty() {
+                return Ok(());
+            }
+            write_array(w, &run, u32::to_le_bytes)?;
+        }
     })?;
     section(w, KIND_UPPER, g.upper.len() as u64 * 4, |w| {
         write_array(w, &g.upper, u32::to_le_bytes)
@@ -319,7 +328,7 @@ fn encode_value_graphs(c: &Collection) -> Vec<u8> {
                     Ok::<(), std::convert::Infallible>(())
                 })
                 .unwrap_or_else(|never| match never {});
-            for x in &g.upper_start {
+            for x in g.upper_starts() {
                 out.extend_from_slice(&x.to_le_bytes());
             }
             put(&mut out, g.upper.len());
@@ -452,7 +461,6 @@ fn decode_value_graphs(
                         crate::value_graphs::ef_construction(c.config.ef_construction),
                         levels,
                         links0,
-                        upper_start,
                         upper,
                         entry,
                         max_level,
@@ -476,7 +484,6 @@ fn checked_graph(
     ef_construction: usize,
     levels: Vec<u8>,
     links0: Links0,
-    upper_start: Vec<u32>,
     upper: Vec<u32>,
     entry: u32,
     max_level: u8,
@@ -484,9 +491,9 @@ fn checked_graph(
     Graph {
         m,
         ef_construction,
+        upper_base: crate::hnsw::upper_bases(&levels, m),
         levels,
         links0,
-        upper_start,
         upper,
         entry,
         max_level,
@@ -857,16 +864,7 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
         ordered: std::collections::BTreeMap::new(),
         indexes,
         kernel: kernel_for(config.distance),
-        graph: checked_graph(
-            m,
-            ef_construction,
-            levels,
-            links0,
-            upper_start,
-            upper,
-            entry,
-            max_level,
-        ),
+        graph: checked_graph(m, ef_construction, levels, links0, upper, entry, max_level),
         name,
         dim,
         config,
@@ -1221,7 +1219,7 @@ mod tests {
         let g = &c.graph;
         let low = (0..g.len()).find(|&s| g.levels[s] == 0).unwrap() as u32;
         let high = (0..g.len()).find(|&s| g.levels[s] >= 1).unwrap();
-        let at = g.upper_start[high] as usize;
+        let at = g.upper_starts().nth(high).unwrap() as usize;
         c.graph.upper[at] = c.graph.upper[at].max(1);
         c.graph.upper[at + 1] = low;
         let err = decode(&encoded(&c), Path::new("t")).unwrap_err();
