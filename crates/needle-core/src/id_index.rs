@@ -70,13 +70,10 @@ impl IdIndex {
     /// changes nothing, when the id is live in another slot (the caller removes that first).
     /// `dead` tells which slots are tombstoned (consulted by a merge).
     pub fn insert(&mut self, ids: &Ids, slot: u32, dead: impl Fn(u32) -> bool) -> bool {
-        let id = &ids[slot as usize];
-        let h = hash(id);
-        if self.table.find(h, |&s| &ids[s as usize] == id).is_some() {
+        if !self.insert_in_table(ids, slot) {
             return false;
         }
-        self.table
-            .insert_unique(h, slot, |&s| hash(&ids[s as usize]));
+        let id = &ids[slot as usize];
         let at = self.tail.partition_point(|&s| &ids[s as usize] <= id);
         self.tail.insert(at, slot);
         if self.tail.len() > TAIL_MIN.max(2 * self.sorted.len().isqrt()) {
@@ -89,6 +86,16 @@ impl IdIndex {
     /// [`IdIndex::insert`], but leaves the order to [`IdIndex::sort_order`], which must come
     /// before any other use. Returns false when the id is live in another slot.
     pub fn insert_unordered(&mut self, ids: &Ids, slot: u32) -> bool {
+        if !self.insert_in_table(ids, slot) {
+            return false;
+        }
+        self.sorted.push(slot);
+        true
+    }
+
+    /// Puts `slot` in the hash table unless its id is live in another slot (then false, and
+    /// nothing changed).
+    fn insert_in_table(&mut self, ids: &Ids, slot: u32) -> bool {
         let id = &ids[slot as usize];
         let h = hash(id);
         if self.table.find(h, |&s| &ids[s as usize] == id).is_some() {
@@ -96,7 +103,6 @@ impl IdIndex {
         }
         self.table
             .insert_unique(h, slot, |&s| hash(&ids[s as usize]));
-        self.sorted.push(slot);
         true
     }
 
@@ -320,15 +326,7 @@ mod tests {
     /// `BTreeMap` model. Replays with `NEEDLE_SEED`.
     #[test]
     fn the_index_agrees_with_a_btreemap_model() {
-        let seed: u64 = std::env::var("NEEDLE_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        println!("id index model test: NEEDLE_SEED={seed}");
+        let seed = needle_testkit::seed("the_index_agrees_with_a_btreemap_model");
         let mut rng = seed;
         for round in 0..4 {
             // Few distinct ids in some rounds (many re-inserts), many in others.

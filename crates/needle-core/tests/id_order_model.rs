@@ -13,19 +13,6 @@ use std::ops::Bound::{Excluded, Unbounded};
 use needle_core::{Database, Filter};
 use serde_json::{Value, json};
 
-fn seed() -> u64 {
-    let seed = std::env::var("NEEDLE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    println!("id order model: NEEDLE_SEED={seed}");
-    seed
-}
-
 fn next(state: &mut u64) -> u64 {
     // SplitMix64.
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -212,7 +199,8 @@ fn churn(db: &Database, model: &mut Model, ids: &[String], steps: usize, rng: &m
 
 #[test]
 fn scrolls_and_gets_agree_with_a_model_through_reopen_and_restore() {
-    let seed = seed();
+    let seed =
+        needle_testkit::seed("scrolls_and_gets_agree_with_a_model_through_reopen_and_restore");
     let mut rng = seed;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ids.needle");
@@ -254,7 +242,7 @@ fn scrolls_and_gets_agree_with_a_model_through_reopen_and_restore() {
 /// pages (nothing seen twice), and every id the writer never touches is seen, once.
 #[test]
 fn readers_scrolling_during_churn_see_each_stable_id_once() {
-    let seed = seed();
+    let seed = needle_testkit::seed("readers_scrolling_during_churn_see_each_stable_id_once");
     let db = Database::in_memory();
     db.create_collection("c", 4).unwrap();
     let stable: Vec<String> = (0..200).map(|i| format!("s{i:03}")).collect();

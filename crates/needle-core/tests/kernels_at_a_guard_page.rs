@@ -61,19 +61,6 @@ impl Drop for Guarded {
     }
 }
 
-fn seed() -> u64 {
-    let seed = std::env::var("NEEDLE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    println!("kernels at a guard page: NEEDLE_SEED={seed}");
-    seed
-}
-
 fn fill(rng: &mut u64, out: &mut [i8]) {
     for x in out {
         *rng = rng
@@ -85,7 +72,7 @@ fn fill(rng: &mut u64, out: &mut [i8]) {
 
 #[test]
 fn run_kernels_read_nothing_past_the_last_code() {
-    let mut rng = seed();
+    let mut rng = needle_testkit::seed("run_kernels_read_nothing_past_the_last_code");
     let lens: Vec<usize> = (1..=130).chain([383, 384, 768]).collect();
     for k in int8_kernels_available() {
         for &len in &lens {
@@ -120,7 +107,7 @@ fn run_kernels_read_nothing_past_the_last_code() {
 
 #[test]
 fn one_code_kernels_read_nothing_past_either_operand() {
-    let mut rng = seed();
+    let mut rng = needle_testkit::seed("one_code_kernels_read_nothing_past_either_operand");
     for k in int8_kernels_available() {
         for len in (0..=200).chain([383, 384, 385, 768, 1536]) {
             let (mut a, mut b) = (Guarded::new(len), Guarded::new(len));

@@ -153,23 +153,15 @@ fn ranges_on_ordered_codes_match_brute_force_under_writes() {
                 assert_eq!(ids.len(), got.len(), "{what}: a record returned twice");
                 for h in &got {
                     let i: usize = h.id[1..].parse().unwrap();
-                    let (v, m) = model
+                    let (_, m) = model
                         .base
                         .get(&i)
                         .unwrap_or_else(|| panic!("{what}: {} was deleted", h.id));
                     assert!(f.matches(Some(m)), "{what}: {} does not match", h.id);
-                    let exact = common::cosine_distance(&q, v) as f32;
-                    assert!(
-                        (h.distance - exact).abs() <= 1e-4,
-                        "{what}: {} at {} (exact {exact})",
-                        h.id,
-                        h.distance
-                    );
                 }
-                assert!(
-                    got.windows(2).all(|w| w[0].distance <= w[1].distance),
-                    "{what}: not nearest first"
-                );
+                common::assert_exact_nearest_first(&what, &q, &got, |h| {
+                    &model.base[&h.id[1..].parse().unwrap()].0
+                });
                 let want: BTreeSet<String> =
                     truth.iter().map(|&r| format!("r{}", rows[r])).collect();
                 if k >= matching {

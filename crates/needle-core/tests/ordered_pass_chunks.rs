@@ -43,19 +43,7 @@ fn check(db: &Database, model: &Model, lo: i64, c: i64, rng: &mut Rng, what: &st
         let what = format!("{what}: {fj} mode {mode:?}");
         assert_eq!(ids.len(), got.len(), "{what}: a record twice");
         assert_eq!(ids, want, "{what}: every match");
-        for h in &got {
-            let exact = common::cosine_distance(&q, &model[&h.id].0) as f32;
-            assert!(
-                (h.distance - exact).abs() <= 1e-4,
-                "{what}: {} at {} (exact {exact})",
-                h.id,
-                h.distance
-            );
-        }
-        assert!(
-            got.windows(2).all(|w| w[0].distance <= w[1].distance),
-            "{what}: order"
-        );
+        common::assert_exact_nearest_first(&what, &q, &got, |h| &model[&h.id].0);
     }
     needle_core::__private::set_ordered_passes(None);
 }

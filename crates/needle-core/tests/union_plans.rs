@@ -17,7 +17,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{Rng, seed};
-use needle_core::{Database, Filter, IndexKind, Record, SearchOptions};
+use needle_core::{Database, Filter, IndexKind, Record, SearchOptions, SearchResult};
 use serde_json::{Value, json};
 
 fn vector(rng: &mut Rng, dim: usize) -> Vec<f32> {
@@ -135,6 +135,7 @@ fn union_plans_match_brute_force() {
             .unwrap();
     }
     let live = |i: usize| i % 37 != 0;
+    let row = |h: &SearchResult| -> usize { h.id[1..].parse().unwrap() };
     let graphs: usize = db
         .collection_info("c")
         .unwrap()
@@ -175,24 +176,14 @@ fn union_plans_match_brute_force() {
                 let ids: BTreeSet<&str> = got.iter().map(|h| h.id.as_str()).collect();
                 assert_eq!(ids.len(), got.len(), "{what}: a record returned twice");
                 for h in &got {
-                    let i: usize = h.id[1..].parse().unwrap();
+                    let i = row(h);
                     assert!(
                         live(i) && f.matches(Some(&metas[i])),
                         "{what}: {} does not match",
                         h.id
                     );
-                    let exact = common::cosine_distance(&q, &base[i]) as f32;
-                    assert!(
-                        (h.distance - exact).abs() <= 1e-4,
-                        "{what}: {} at {} (exact {exact})",
-                        h.id,
-                        h.distance
-                    );
                 }
-                assert!(
-                    got.windows(2).all(|w| w[0].distance <= w[1].distance),
-                    "{what}: not nearest first"
-                );
+                common::assert_exact_nearest_first(&what, &q, &got, |h| &base[row(h)]);
                 if k >= matching.len() {
                     let want: BTreeSet<String> = truth.iter().map(|&i| format!("r{i}")).collect();
                     let ids: BTreeSet<String> = ids.iter().map(|s| s.to_string()).collect();

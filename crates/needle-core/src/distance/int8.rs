@@ -47,15 +47,21 @@ pub fn run_fits(len: usize, codes: usize, stride: usize, n: usize) -> bool {
             .is_some_and(|end| end <= codes)
 }
 
-/// [`Int8RunKernel`] one code at a time: the reference.
-pub fn dot_i8_run_scalar(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]) {
+/// Panics (a caller bug, see [`Int8RunKernel`]) unless `codes` holds `n` codes of `q.len()`
+/// bytes, `stride` bytes apart: the check of every run kernel's entry point, before any SIMD load.
+#[track_caller]
+fn assert_run_fits(q: &[i8], codes: &[i8], stride: usize, n: usize) {
     assert!(
-        run_fits(q.len(), codes.len(), stride, out.len()),
-        "a run of {} codes of {} bytes, {stride} apart, in {} bytes",
-        out.len(),
+        run_fits(q.len(), codes.len(), stride, n),
+        "a run of {n} codes of {} bytes, {stride} apart, in {} bytes",
         q.len(),
         codes.len()
     );
+}
+
+/// [`Int8RunKernel`] one code at a time: the reference.
+pub fn dot_i8_run_scalar(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]) {
+    assert_run_fits(q, codes, stride, out.len());
     for (j, o) in out.iter_mut().enumerate() {
         let at = j * stride;
         *o = dot_i8_scalar(q, &codes[at..at + q.len()]);
@@ -174,13 +180,7 @@ mod x86 {
     }
     /// Also the run kernel of the AVX-512BW set (without VNNI), where AVX2 is detected.
     pub(super) fn dot_run_avx2_entry(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]) {
-        assert!(
-            super::run_fits(q.len(), codes.len(), stride, out.len()),
-            "a run of {} codes of {} bytes, {stride} apart, in {} bytes",
-            out.len(),
-            q.len(),
-            codes.len()
-        );
+        super::assert_run_fits(q, codes, stride, out.len());
         // SAFETY: handed out by `available` only after detecting AVX2; the run fits in `codes`.
         unsafe { dot_run_avx2(q, codes, stride, out) }
     }
@@ -359,13 +359,7 @@ mod x86 {
             if q.len() <= AVX512BW_RUN_MAX_LEN {
                 return super::dot_run_avx2_entry(q, codes, stride, out);
             }
-            assert!(
-                super::super::run_fits(q.len(), codes.len(), stride, out.len()),
-                "a run of {} codes of {} bytes, {stride} apart, in {} bytes",
-                out.len(),
-                q.len(),
-                codes.len()
-            );
+            super::super::assert_run_fits(q, codes, stride, out.len());
             for (j, o) in out.iter_mut().enumerate() {
                 let at = j * stride;
                 *o = dot_avx512bw_entry(q, &codes[at..at + q.len()]);
@@ -414,13 +408,7 @@ mod x86 {
         }
 
         fn dot_run_vnni_entry(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]) {
-            assert!(
-                super::super::run_fits(q.len(), codes.len(), stride, out.len()),
-                "a run of {} codes of {} bytes, {stride} apart, in {} bytes",
-                out.len(),
-                q.len(),
-                codes.len()
-            );
+            super::super::assert_run_fits(q, codes, stride, out.len());
             // SAFETY: handed out by `available` only after detecting AVX-512F, BW and VNNI; the
             // run fits in `codes`.
             unsafe { dot_run_vnni(q, codes, stride, out) }
@@ -589,13 +577,7 @@ mod neon {
         unsafe { l2(a, b) }
     }
     fn dot_run_entry(q: &[i8], codes: &[i8], stride: usize, out: &mut [i32]) {
-        assert!(
-            super::run_fits(q.len(), codes.len(), stride, out.len()),
-            "a run of {} codes of {} bytes, {stride} apart, in {} bytes",
-            out.len(),
-            q.len(),
-            codes.len()
-        );
+        super::assert_run_fits(q, codes, stride, out.len());
         // SAFETY: handed out by `available` only after detecting NEON; the run fits.
         unsafe { dot_run(q, codes, stride, out) }
     }
@@ -827,9 +809,17 @@ mod tests {
         assert!(run_fits(10, 74, 64, 2));
         assert!(!run_fits(10, 73, 64, 2));
         assert!(!run_fits(10, usize::MAX, usize::MAX, 3));
+        // Refused by the entry point's check, not by a slice index of the kernel's tail (which
+        // would hide a check that lets a SIMD load read past the codes).
         for k in available() {
             let r = std::panic::catch_unwind(|| (k.dot_run)(&[1; 10], &[1; 73], 64, &mut [0; 2]));
-            assert!(r.is_err(), "{}: a run past the codes must panic", k.name);
+            let message = r.expect_err("a run past the codes must panic");
+            assert_eq!(
+                message.downcast_ref::<String>().map(String::as_str),
+                Some("a run of 2 codes of 10 bytes, 64 apart, in 73 bytes"),
+                "{}",
+                k.name
+            );
         }
     }
 

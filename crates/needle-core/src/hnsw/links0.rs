@@ -96,6 +96,17 @@ impl Links0 {
         1 + 2 * m
     }
 
+    /// The links of `slot` in the `u32` form's `words`: a count (clamped to the block) and up
+    /// to `2m` links.
+    #[inline(always)]
+    fn u32_links(m: usize, words: &[u32], slot: u32) -> &[u32] {
+        let stride = Self::stride_words(m);
+        let s = slot as usize * stride;
+        let block = &words[s..s + stride];
+        let count = (block[0] as usize).min(stride - 1);
+        &block[1..1 + count]
+    }
+
     /// Nodes held.
     pub fn len(&self) -> usize {
         match self {
@@ -108,13 +119,7 @@ impl Links0 {
     #[inline(always)]
     pub fn get<'a>(&'a self, slot: u32, buf: &'a mut [u32; MAX_LINKS]) -> &'a [u32] {
         match self {
-            Links0::U32 { m, words } => {
-                let stride = Self::stride_words(*m);
-                let s = slot as usize * stride;
-                let block = &words[s..s + stride];
-                let count = (block[0] as usize).min(stride - 1);
-                &block[1..1 + count]
-            }
+            Links0::U32 { m, words } => Self::u32_links(*m, words, slot),
             Links0::Packed(p) => {
                 let count = p.decode(slot, buf);
                 &buf[..count]
@@ -129,11 +134,7 @@ impl Links0 {
     pub fn for_each(&self, slot: u32, mut f: impl FnMut(u32)) {
         match self {
             Links0::U32 { m, words } => {
-                let stride = Self::stride_words(*m);
-                let s = slot as usize * stride;
-                let block = &words[s..s + stride];
-                let count = (block[0] as usize).min(stride - 1);
-                for &n in &block[1..1 + count] {
+                for &n in Self::u32_links(*m, words, slot) {
                     f(n);
                 }
             }

@@ -87,6 +87,29 @@ pub fn brute_force(
     all.into_iter().take(k).map(|(_, i)| i).collect()
 }
 
+/// Each hit at its exact cosine distance from `q` (within 1e-4), and nearest first; `vector`
+/// gives a hit's vector.
+pub fn assert_exact_nearest_first<V: AsRef<[f32]>>(
+    what: &str,
+    q: &[f32],
+    hits: &[needle_core::SearchResult],
+    vector: impl Fn(&needle_core::SearchResult) -> V,
+) {
+    for h in hits {
+        let exact = cosine_distance(q, vector(h).as_ref()) as f32;
+        assert!(
+            (h.distance - exact).abs() <= 1e-4,
+            "{what}: {} at {} (exact {exact})",
+            h.id,
+            h.distance
+        );
+    }
+    assert!(
+        hits.windows(2).all(|w| w[0].distance <= w[1].distance),
+        "{what}: not nearest first"
+    );
+}
+
 /// Bytes before the first record of a write-ahead log (format 2): magic, version, generation,
 /// salt, checksum.
 #[allow(dead_code)]
