@@ -417,22 +417,39 @@ impl LogStore {
         Ok(store)
     }
 
+    /// Applies a record read back from the log. Replay differs from the live path in one way:
+    /// the oldest segments may have been deleted after a compaction, so the first entries read
+    /// can start past the last index known so far (a gap). Until a record that sets the real
+    /// compaction point at or past that gap is read (`term_known` false until then), the entries
+    /// before it are unknown, and the replayed state is provisional: its compaction point is
+    /// just before the first entry read.
+    ///
+    /// While it is provisional, an `Entries` record may start at or before that point: a leader
+    /// overwrote, from that index on, entries that the deleted segments held — and with them
+    /// every later entry, those read after the gap included. The provisional point then moves
+    /// back to just before the overwrite. (Applied as a live record, it would be dropped as
+    /// already compacted and the overwritten entries would come back: case seed
+    /// 2898690606144881363 of the power-loss test, entries 218–221 of term 53 resurrected
+    /// after the entry 217 of term 54 had replaced them.)
     fn replay(&mut self, rec: Record, term_known: &mut bool) {
-        let gap = match &rec {
-            Record::Entries(ents) => ents.first().filter(|f| f.index > self.last_index() + 1),
-            _ => None,
-        };
-        if let Some(first) = gap {
-            // The segments holding the entries before this one were deleted after a
-            // compaction; a later Compact or Base record sets the real compaction point.
-            self.entries.clear();
-            self.snap_index = first.index - 1;
-            *term_known = false;
+        if let Record::Entries(ents) = &rec {
+            if let Some(first) = ents.first() {
+                let past_the_end = first.index > self.last_index() + 1;
+                let below_a_provisional_point = !*term_known && first.index <= self.snap_index;
+                if past_the_end || below_a_provisional_point {
+                    self.entries.clear();
+                    self.snap_index = first.index - 1;
+                    *term_known = false;
+                }
+            }
         }
-        if matches!(
-            rec,
-            Record::Compact { .. } | Record::Base { .. } | Record::Snapshot { .. }
-        ) {
+        let sets_the_point = match &rec {
+            Record::Compact { index, .. } => *index >= self.snap_index,
+            Record::Base { snap_index, .. } => *snap_index >= self.snap_index,
+            Record::Snapshot { .. } => true,
+            _ => false,
+        };
+        if sets_the_point {
             *term_known = true;
         }
         self.apply(rec);
