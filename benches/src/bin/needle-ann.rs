@@ -730,7 +730,10 @@ fn mem_probe(label: &str) {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
     let mut name = String::new();
     let mut size_kb = 0u64;
-    eprintln!("[probe] {label}: mappings with > 512 KB resident (name, size KB, resident KB):");
+    let mut rss_kb = 0u64;
+    eprintln!(
+        "[probe] {label}: mappings with > 512 KB resident (name, size KB, resident KB, of it on huge pages KB):"
+    );
     for line in smaps.lines() {
         let mut words = line.split_whitespace();
         let first = words.next().unwrap_or("");
@@ -743,10 +746,10 @@ fn mem_probe(label: &str) {
                 .unwrap_or("[anon]")
                 .to_string();
         } else if first == "Rss:" {
-            let kb: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-            if kb > 512 {
-                eprintln!("[probe]   {name:<40} {size_kb:>10} {kb:>10}");
-            }
+            rss_kb = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        } else if first == "AnonHugePages:" && rss_kb > 512 {
+            let huge_kb: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            eprintln!("[probe]   {name:<40} {size_kb:>10} {rss_kb:>10} {huge_kb:>10}");
         }
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -131,6 +131,11 @@ impl InlineCodes {
         self.data.len() / self.lines.max(1)
     }
 
+    /// Gives back the memory past the last block ([`Flat::release_tail`]).
+    pub fn release_tail(&self) {
+        self.data.release_tail();
+    }
+
     /// Bytes of memory the codes take.
     pub fn memory_bytes(&self) -> usize {
         self.data.capacity() * std::mem::size_of::<Line>()

@@ -2031,6 +2031,22 @@ impl Collection {
         self.codes.as_ref().map_or(0, InlineCodes::memory_bytes)
     }
 
+    /// Gives back the memory past the items of each huge-page array (vectors, layer-0 links,
+    /// codes; see [`Flat::release_tail`](crate::hnsw::Flat::release_tail)): after large
+    /// one-off work, with the database's writer lock held (no write grows them meanwhile).
+    pub fn release_tails(&self) {
+        self.vectors.release_tail();
+        self.graph.links0.release_tail();
+        if let Some(codes) = &self.codes {
+            codes.release_tail();
+        }
+        for graphs in self.value_graphs.values() {
+            for g in graphs.values() {
+                g.graph.links0.release_tail();
+            }
+        }
+    }
+
     /// The live slots matching `filter` (all live slots without one), in slot order.
     pub fn matching_slots(&self, filter: Option<&Filter>) -> Vec<u32> {
         let Some(filter) = filter else {

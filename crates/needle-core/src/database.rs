@@ -133,6 +133,17 @@ impl std::fmt::Debug for Database {
 
 type Shared = Arc<RwLock<Collection>>;
 
+/// After large one-off work (a checkpoint, an open): gives back the huge-page arrays' memory
+/// past their items ([`Collection::release_tails`]) and the allocator's free memory
+/// ([`crate::heap`]). The caller holds the writer lock (or is the only user, at open), so no
+/// write grows an array meanwhile; searches may go on.
+fn release_unused_memory(collections: &[Shared]) {
+    for c in collections {
+        c.read().release_tails();
+    }
+    crate::heap::release_free_memory();
+}
+
 struct Inner {
     /// Where every byte is read and written.
     disk: Arc<dyn Disk>,
@@ -296,7 +307,9 @@ impl Database {
         let generation = db.inner.writer.lock().generation;
         let db = db.recover_wal(&path, generation)?;
         // Loading decoded the whole file and replayed the log: hand back what that freed.
-        crate::heap::release_free_memory();
+        let collections = db.snapshot_of_catalog();
+        release_unused_memory(&collections);
+        drop(collections);
         Ok(db)
     }
 
@@ -1169,10 +1182,10 @@ impl Database {
         w.check_usable()?;
         let collections = self.snapshot_of_catalog();
         let result = self.install_checkpoint(&mut w, tag, &collections).0;
-        drop(collections);
         // A checkpoint usually follows a build (and under sq8 drops the f32 copy in memory):
-        // hand the memory the build freed back to the system (see `heap`).
-        crate::heap::release_free_memory();
+        // hand the memory the build freed back to the system. The writer lock (`w`) is held.
+        release_unused_memory(&collections);
+        drop(collections);
         result
     }
 
@@ -1518,5 +1531,46 @@ impl Write for Checksum {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint and an open give back the huge-page arrays' room past their items
+    /// (`Flat::release_tail`); the next write grows into it with huge pages advised again.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn checkpoint_and_open_release_the_arrays_tails() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("t.needle");
+        let records = |from: usize| -> Vec<Record> {
+            (from..from + 50)
+                .map(|i| Record::new(format!("r{i}"), vec![i as f32, 1.0, (i % 7) as f32], None))
+                .collect()
+        };
+        let released = |db: &Database| {
+            let c = db.collection("c").expect("the collection");
+            let c = c.read();
+            (
+                c.vectors.tail_is_released(),
+                c.graph.links0.tail_is_released(),
+            )
+        };
+        let db = Database::open_with(&path, DatabaseOptions { wal: WalMode::Off }).unwrap();
+        db.create_collection("c", 3).unwrap();
+        db.insert_batch("c", records(0)).unwrap();
+        assert_eq!(released(&db), (false, false));
+        db.checkpoint().unwrap();
+        assert_eq!(released(&db), (true, true));
+        db.insert_batch("c", records(50)).unwrap();
+        assert_eq!(released(&db), (false, false));
+        db.checkpoint().unwrap();
+        drop(db);
+        // Opened, the vectors are an exact copy (the links too, then with no room past them).
+        let db = Database::open_with(&path, DatabaseOptions { wal: WalMode::Off }).unwrap();
+        assert!(released(&db).0);
+        assert_eq!(db.count("c").unwrap(), 100);
     }
 }

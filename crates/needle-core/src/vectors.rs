@@ -141,6 +141,17 @@ impl Vectors {
         self.tail.try_grown(additional)
     }
 
+    /// [`Flat::release_tail`] for the in-memory run.
+    pub fn release_tail(&self) {
+        self.tail.release_tail();
+    }
+
+    /// Whether [`Vectors::release_tail`] gave the room back since the last growth (tests).
+    #[cfg(test)]
+    pub fn tail_is_released(&self) -> bool {
+        self.tail.tail_is_released()
+    }
+
     /// [`Flat::populate`] for the in-memory run.
     pub fn populate_tail(&self, additional: usize) {
         self.tail.populate(additional);

@@ -7,10 +7,18 @@
 //! 2 MB pages the whole array is a few dozen entries. Measured on glove50 (200k × 50) and
 //! words-minilm (50k × 384): see `docs/benchmarks-history.md`. Where the advice is not available (other
 //! systems, THP disabled) this is just a plain array. Knows nothing of what the numbers mean.
+//!
+//! The map's room past the items is not touched, except by the huge page that holds the last
+//! items: that one is faulted in whole, up to 2 MB past them, and how far past depends on
+//! where the map happens to start (glove50 sq8: 0.3-2.1 MB on one array, the run-to-run spread
+//! of the process's RSS; docs/benchmarks-history.md, mem12). [`Flat::release_tail`], called
+//! after large one-off work (a checkpoint, an open), gives that part back and keeps huge pages
+//! off the room until the array grows into it again.
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use memmap2::MmapMut;
 
@@ -24,6 +32,9 @@ impl Plain for u8 {}
 pub(crate) struct Flat<T: Plain> {
     map: Option<MmapMut>,
     len: usize,
+    /// The room past the items was given back and advised off huge pages
+    /// ([`Flat::release_tail`]); the next growth into it advises them again.
+    tail_released: AtomicBool,
     _items: PhantomData<T>,
 }
 
@@ -32,6 +43,7 @@ impl<T: Plain> Flat<T> {
         Flat {
             map: None,
             len: 0,
+            tail_released: AtomicBool::new(false),
             _items: PhantomData,
         }
     }
@@ -79,6 +91,7 @@ impl<T: Plain> Flat<T> {
         Ok(Some(Flat {
             map: Some(map),
             len: self.len,
+            tail_released: AtomicBool::new(false),
             _items: PhantomData,
         }))
     }
@@ -89,6 +102,57 @@ impl<T: Plain> Flat<T> {
         if let Err(e) = self.try_reserve(additional) {
             panic!("room for every logged write is reserved before it is logged: {e}");
         }
+        self.restore_tail();
+    }
+
+    /// Gives back the memory of the room past the items and keeps the room off huge pages
+    /// (Linux: `MADV_NOHUGEPAGE`, then `MADV_DONTNEED`, from the page after the last item to
+    /// the map's end; elsewhere nothing happens): the huge page holding the last items had
+    /// been faulted in whole, and would be again (khugepaged collapses a 2 MB range around a
+    /// single used page here). The items' own pages stay; those on the last huge page are
+    /// split into small ones. Only the room is touched, which no reader reads, so this may
+    /// run beside searches. Growth into the room ([`Flat::populate`], or the writes) advises
+    /// huge pages again.
+    pub fn release_tail(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(map) = &self.map {
+            let page = 4096;
+            let start = (self.len * std::mem::size_of::<T>()).next_multiple_of(page);
+            if start < map.len() {
+                self.tail_released.store(true, Ordering::SeqCst);
+                // Only advice: refused, the room stays as it was (zeroed memory either way).
+                let _ = map.advise_range(memmap2::Advice::NoHugePage, start, map.len() - start);
+                // SAFETY: the range lies past the page of the last item: it holds no item (the
+                // room is written before `len` grows over it), so dropping its pages (they read
+                // back as zeros) loses nothing, and no slice handed out covers it.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        map.len() - start,
+                    )
+                };
+            }
+        }
+    }
+
+    /// Whether the room is released and advised off huge pages (tests).
+    #[cfg(test)]
+    pub fn tail_is_released(&self) -> bool {
+        self.tail_released.load(Ordering::SeqCst)
+    }
+
+    /// Undoes [`Flat::release_tail`]'s advice before the array grows into its room.
+    fn restore_tail(&self) {
+        #[cfg(target_os = "linux")]
+        if self.tail_released.load(Ordering::Relaxed)
+            && self.tail_released.swap(false, Ordering::SeqCst)
+        {
+            if let Some(map) = &self.map {
+                // Only advice, as in `try_grown`.
+                let _ = map.advise(memmap2::Advice::HugePage);
+            }
+        }
     }
 
     /// Asks the system to back the room for the next `additional` items with memory now
@@ -97,6 +161,7 @@ impl<T: Plain> Flat<T> {
     /// compacted, are then taken here, where the caller holds no write lock. The room must
     /// have been reserved; only pages the writes will touch anyway are populated.
     pub fn populate(&self, additional: usize) {
+        self.restore_tail();
         #[cfg(target_os = "linux")]
         if let Some(map) = &self.map {
             let size = std::mem::size_of::<T>();
@@ -272,5 +337,80 @@ mod tests {
         let h: Flat<f32> = [1.5f32, 2.5].into_iter().collect();
         assert_eq!(&h[..], &[1.5, 2.5]);
         assert_eq!(h[0..2].to_vec(), vec![1.5, 2.5]);
+    }
+
+    /// Which pages of `f`'s map are resident (`mincore`).
+    #[cfg(target_os = "linux")]
+    fn resident_pages(f: &Flat<u32>) -> Vec<bool> {
+        let map = f.map.as_ref().expect("a map");
+        let mut v = vec![0u8; map.len().div_ceil(4096)];
+        // SAFETY: the map is page-aligned and `map.len()` bytes long; `v` has a byte per page.
+        let r =
+            unsafe { libc::mincore(map.as_ptr() as *mut libc::c_void, map.len(), v.as_mut_ptr()) };
+        assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+        v.iter().map(|b| b & 1 == 1).collect()
+    }
+
+    /// The `VmFlags` of the mapping holding `addr` (`/proc/self/smaps`).
+    #[cfg(target_os = "linux")]
+    fn vm_flags(addr: usize) -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        let mut inside = false;
+        for line in smaps.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if let Some((lo, hi)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+                let at = |h: &str| usize::from_str_radix(h, 16).unwrap_or(0);
+                inside = at(lo) <= addr && addr < at(hi);
+            } else if inside && first == "VmFlags:" {
+                return line.to_string();
+            }
+        }
+        panic!("no mapping holds {addr:#x}")
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn release_tail_gives_back_the_room_and_keeps_the_items() {
+        let mut f: Flat<u32> = Flat::new();
+        f.try_reserve(1 << 20).unwrap();
+        let items: Vec<u32> = (1..=100_000).collect();
+        f.extend_from_slice(&items);
+        // The room for 500,000 more items faulted in, as the huge page holding the last items
+        // would be (up to 2 MB past them).
+        f.populate(500_000);
+        let used_pages = (items.len() * 4).div_ceil(4096);
+        let room_pages = (600_000 * 4) / 4096;
+        let before = resident_pages(&f);
+        if !before[used_pages..room_pages].iter().all(|&r| r) {
+            eprintln!("MADV_POPULATE_WRITE refused here: nothing to release");
+            return;
+        }
+        let tail = f.map.as_ref().unwrap().as_ptr() as usize + used_pages * 4096;
+        assert!(vm_flags(tail).contains(" hg"), "{}", vm_flags(tail));
+
+        f.release_tail();
+        let after = resident_pages(&f);
+        assert!(
+            after[..used_pages].iter().all(|&r| r),
+            "an item's page was dropped"
+        );
+        let kept = after[used_pages..].iter().filter(|&&r| r).count();
+        assert_eq!(kept, 0, "{kept} pages of the room still resident");
+        assert_eq!(&f[..], &items[..]);
+        assert!(f.tail_is_released());
+        assert!(vm_flags(tail).contains(" nh"), "{}", vm_flags(tail));
+
+        // Growing into the room advises huge pages again, and reads what was written.
+        f.extend_from_slice(&[7; 1000]);
+        assert!(!f.tail_is_released());
+        assert!(vm_flags(tail).contains(" hg"), "{}", vm_flags(tail));
+        assert_eq!(&f[..100_000], &items[..]);
+        assert!(f[100_000..].iter().all(|&x| x == 7));
+        f.resize(700_000, 0);
+        assert!(f[101_000..].iter().all(|&x| x == 0));
+        assert_eq!(
+            f.iter().map(|&x| u64::from(x)).sum::<u64>(),
+            5_000_050_000 + 7_000
+        );
     }
 }

@@ -217,6 +217,23 @@ impl Links0 {
         }
     }
 
+    /// Gives back the memory past the last node's block ([`Flat::release_tail`]).
+    pub fn release_tail(&self) {
+        match self {
+            Links0::U32 { words, .. } => words.release_tail(),
+            Links0::Packed(p) => p.bytes.release_tail(),
+        }
+    }
+
+    /// Whether [`Links0::release_tail`] gave the room back since the last growth (tests).
+    #[cfg(test)]
+    pub fn tail_is_released(&self) -> bool {
+        match self {
+            Links0::U32 { words, .. } => words.tail_is_released(),
+            Links0::Packed(p) => p.bytes.tail_is_released(),
+        }
+    }
+
     /// Where the block of `slot` starts in memory and how many bytes it spans (to prefetch).
     #[inline(always)]
     pub fn span(&self, slot: u32) -> Option<(*const u8, usize)> {
