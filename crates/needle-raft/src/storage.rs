@@ -254,6 +254,20 @@ impl LogStore {
         if seqs.is_empty() {
             return LogStore::create(lock, disk, dir, segment_size, founders);
         }
+        // Segments before a hole in the numbering are not read. A compaction removes its
+        // segments with one directory fsync after all the removals, so a power loss may keep any
+        // subset of them: the segments before a hole are such leftovers, whose entries are all at
+        // or below a compaction point recorded in a later segment; they are deleted once the
+        // rest has been read. Read with the rest, they would not be harmless when the hole is a
+        // segment lost otherwise: their entries would fill the gap that shows the loss, and
+        // entries that the lost segment had overwritten would come back. From the segment after
+        // the hole on, the log describes itself: that segment starts with a `Base` record, and a
+        // gap after it that no compaction record covers is `Corrupted`.
+        let after_hole = seqs
+            .windows(2)
+            .rposition(|w| w[1] != w[0] + 1)
+            .map_or(0, |p| p + 1);
+        let leftovers: Vec<u64> = seqs.drain(..after_hole).collect();
         let first_seq = seqs[0];
         let last_seq = seqs[seqs.len() - 1];
         let path = segment_path(dir, last_seq);
@@ -273,6 +287,16 @@ impl LogStore {
             if is_last {
                 last_is_empty = records.is_empty();
                 store.active_seal = seal;
+            }
+            if seq == first_seq
+                && !leftovers.is_empty()
+                && !matches!(records.first(), Some(Record::Base { .. }))
+            {
+                return Err(NeedleError::corrupted(
+                    path,
+                    0,
+                    "the segment after a hole in the segment numbers does not start with a base record",
+                ));
             }
             let mut max_index = 0;
             for rec in records {
@@ -307,6 +331,16 @@ impl LogStore {
                 0,
                 "log has a gap that no compaction record covers",
             ));
+        }
+        if !leftovers.is_empty() {
+            for seq in leftovers {
+                let path = segment_path(dir, seq);
+                store
+                    .disk
+                    .remove(&path)
+                    .map_err(|e| NeedleError::io(format!("removing {}", path.display()), e))?;
+            }
+            sync_dir(&*store.disk, dir)?;
         }
         if store.active_seal.is_none() {
             // The last segment holds no header (a roll cut short): it gets one before anything.

@@ -630,3 +630,118 @@ fn a_missing_segment_is_corruption_even_with_a_compaction_record_below_the_gap()
         ),
     }
 }
+
+/// A log missing a middle segment is corruption or the same log, never another one: the entries
+/// of the segments before the hole must not fill it. Segments roll at every fsync (size 1):
+/// - log-1: entries 2–6 (term 2); log-2: `Base` (1), entries 4–5 of term 3 (a new leader
+///   overwrote 4–6); log-3: `Base` (1), entries 6–7 (term 3), commit 3; log-4: compaction to 3
+///   (nothing deleted: log-1 holds 6).
+///
+/// With log-2 lost, replay read log-1's entries 2–6 of term 2, then log-3's entry 6 as an
+/// overwrite of the old 6 (no gap: the stale 4–5 filled it), and opened with entries 4–5 of term
+/// 2 that the leader of term 3 had replaced. The segments before a hole are now not read (a
+/// compaction's removals cut by a power loss leave only segments whose entries are all
+/// compacted): from log-3 on, the gap after its `Base` (1) is covered by no compaction record.
+#[test]
+fn a_missing_middle_segment_is_corruption_not_the_entries_it_overwrote() {
+    let disk = SimDisk::new(12);
+    let mut s = open(&disk, 1).unwrap();
+    let mut rng = Rng(12);
+    let ents: Vec<Entry> = (2..=6).map(|i| entry(&mut rng, i, 2)).collect();
+    s.persist_entries(&ents);
+    s.sync(true).unwrap();
+    s.persist_entries(&[entry(&mut rng, 4, 3), entry(&mut rng, 5, 3)]);
+    s.sync(true).unwrap();
+    s.persist_entries(&[entry(&mut rng, 6, 3), entry(&mut rng, 7, 3)]);
+    s.persist_hard_state(&HardState {
+        term: 3,
+        vote: 1,
+        commit: 3,
+        ..Default::default()
+    });
+    s.sync(true).unwrap();
+    s.compact(3).unwrap();
+    s.sync(true).unwrap();
+    let live = fingerprint(&s);
+    assert_eq!(
+        live.entries.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>(),
+        [(4, 3), (5, 3), (6, 3), (7, 3)]
+    );
+    drop(s);
+    let seg = |n: u64| Path::new(DIR).join(format!("log-{n:020}.seg"));
+    assert!(disk.files().contains_key(&seg(4)), "four segments");
+    disk.shared().remove(&seg(2)).unwrap();
+    match open(&disk, 1) {
+        Err(NeedleError::Corrupted { reason, .. }) => {
+            assert!(reason.contains("gap"), "{reason}");
+        }
+        Err(e) => panic!("not corruption: {e}"),
+        Ok(s) => panic!(
+            "opened a log missing a middle segment: {:?}",
+            s.entries
+                .iter()
+                .map(|e| (e.index, e.term))
+                .collect::<Vec<_>>()
+        ),
+    }
+}
+
+/// A compaction's removals cut by a power loss may keep any subset of them (one directory fsync
+/// follows them all): here the oldest of three deleted segments comes back. The log opens equal to
+/// the live one, without reading it, and deletes it.
+#[test]
+fn a_segment_left_before_a_hole_by_a_cut_compaction_is_skipped_and_deleted() {
+    let disk = SimDisk::new(13);
+    let mut s = open(&disk, 1).unwrap();
+    let mut rng = Rng(13);
+    for i in 2..=6 {
+        s.persist_entries(&[entry(&mut rng, i, 2)]);
+        s.persist_commit(i - 1);
+        s.sync(true).unwrap();
+    }
+    let seg = |n: u64| Path::new(DIR).join(format!("log-{n:020}.seg"));
+    let first = disk.files()[&seg(1)].clone();
+    s.compact(4).unwrap();
+    let live = fingerprint(&s);
+    drop(s);
+    let files = disk.files();
+    assert!(
+        !files.contains_key(&seg(1)) && !files.contains_key(&seg(3)) && files.contains_key(&seg(4)),
+        "the compaction deletes log-1 to log-3 (entries 2 to 4, one a segment): {:?}",
+        files.keys().collect::<Vec<_>>()
+    );
+    disk.put_file(&seg(1), &first);
+    let reopened = open(&disk, 1).unwrap();
+    assert_eq!(fingerprint(&reopened), live);
+    assert!(
+        !disk.files().contains_key(&seg(1)),
+        "the leftover is deleted"
+    );
+    drop(reopened);
+    assert_eq!(fingerprint(&open(&disk, 1).unwrap()), live);
+}
+
+/// After a hole in the segment numbers, the first segment read must start with a `Base` record:
+/// one that does not (here, left empty) says nothing of the log before it.
+#[test]
+fn a_hole_followed_by_a_segment_without_a_base_is_corruption() {
+    let disk = SimDisk::new(14);
+    let mut s = open(&disk, 1 << 20).unwrap();
+    let mut rng = Rng(14);
+    s.persist_entries(&[entry(&mut rng, 2, 2), entry(&mut rng, 3, 2)]);
+    s.sync(true).unwrap();
+    drop(s);
+    let seg3 = Path::new(DIR).join(format!("log-{:020}.seg", 3));
+    disk.put_file(&seg3, b"");
+    match open(&disk, 1 << 20) {
+        Err(NeedleError::Corrupted { reason, .. }) => {
+            assert!(reason.contains("hole"), "{reason}");
+        }
+        Err(e) => panic!("not corruption: {e}"),
+        Ok(s) => panic!(
+            "opened from a segment without a base: snap {}, last {}",
+            s.snap_index,
+            s.last_index()
+        ),
+    }
+}
