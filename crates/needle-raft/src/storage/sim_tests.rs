@@ -38,6 +38,8 @@ impl Rng {
 
 use needle_testkit::seed;
 
+mod replay_model;
+
 /// What a reopened log must equal: everything raft-rs can observe.
 #[derive(Debug, Clone, PartialEq)]
 struct Fingerprint {
@@ -741,6 +743,50 @@ fn a_hole_followed_by_a_segment_without_a_base_is_corruption() {
         Ok(s) => panic!(
             "opened from a segment without a base: snap {}, last {}",
             s.snap_index,
+            s.last_index()
+        ),
+    }
+}
+
+/// Not detected yet (`#[ignore]`; run with `cargo test -p needle-raft --lib -- --ignored
+/// a_lost_middle_segment_of_tail_entries`): a lost middle segment whose entries all follow the
+/// compaction point of the next segment's `Base`, and that no later record overwrites or
+/// compacts, reads as a lost tail. Segments roll at every fsync (size 1):
+/// - log-2: `Base` (1), `Compact` (3) (log-1, entries 2–3, is deleted by it);
+/// - log-3: `Base` (3), entry 4 (term 2); log-4: `Base` (3).
+///
+/// Without log-3 the log opens at (3, 1) with no entry: entry 4, synced, is gone, and nothing
+/// in the files tells. Telling needs the last index in each `Base` record (a format change):
+/// replay would then see entries before the segment that no segment read holds.
+/// The random test `replay_model` accepts this outcome (`missing_segment_lost_tail`).
+#[test]
+#[ignore = "a lost segment of tail entries reads as a lost tail: needs the last index in Base"]
+fn a_lost_middle_segment_of_tail_entries_is_not_seen() {
+    let disk = SimDisk::new(15);
+    let mut s = open(&disk, 1).unwrap();
+    let mut rng = Rng(15);
+    s.persist_entries(&[entry(&mut rng, 2, 1), entry(&mut rng, 3, 1)]);
+    s.persist_commit(3);
+    s.sync(true).unwrap();
+    s.compact(3).unwrap();
+    s.persist_entries(&[entry(&mut rng, 4, 2)]);
+    s.sync(true).unwrap();
+    drop(s);
+    let seg = |n: u64| Path::new(DIR).join(format!("log-{n:020}.seg"));
+    let files = disk.files();
+    assert!(
+        !files.contains_key(&seg(1)) && files.contains_key(&seg(4)),
+        "{:?}",
+        files.keys().collect::<Vec<_>>()
+    );
+    disk.shared().remove(&seg(3)).unwrap();
+    match open(&disk, 1) {
+        Err(NeedleError::Corrupted { .. }) => {}
+        Err(e) => panic!("not corruption: {e}"),
+        Ok(s) => panic!(
+            "opened a log missing log-3 (entry 4): snap ({}, {}), last {}",
+            s.snap_index,
+            s.snap_term,
             s.last_index()
         ),
     }
