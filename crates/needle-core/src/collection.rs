@@ -653,21 +653,38 @@ impl Collection {
             .as_ref()
             .unwrap_or(&self.graph.links0)
             .populate(slots);
-        Ok(GrownRoom { vectors, links0 })
+        let index = self
+            .index
+            .try_grown_table(&self.ids, slots)
+            .map_err(|e| no_memory(&self.name, slots, "id index", e))?;
+        Ok(GrownRoom {
+            vectors,
+            links0,
+            index,
+        })
     }
 
     /// Swaps in the arrays [`prepared_room`](Self::prepared_room) copied. The caller must be the only
     /// writer since the copy (the database's writer lock), so that they hold what the arrays
-    /// hold now; a copy whose length no longer matches is dropped (`reserve` grows in place).
-    pub fn install_room(&mut self, room: GrownRoom) {
-        if let Some(vectors) = room.vectors {
-            self.vectors.install_tail(vectors);
-        }
-        if let Some(links0) = room.links0 {
+    /// hold now; a copy whose length no longer matches is not installed (`reserve` grows in
+    /// place). Returns the arrays replaced and the copies not installed, which the caller frees
+    /// after the write lock (unmapping them is work a waiting search need not wait for).
+    #[must_use = "the replaced arrays are freed by dropping them, after the write lock"]
+    pub fn install_room(&mut self, room: GrownRoom) -> GrownRoom {
+        let vectors = room.vectors.map(|v| self.vectors.install_tail(v));
+        let links0 = room.links0.map(|links0| {
             if links0.len() == self.graph.links0.len() {
                 debug_assert!(links0 == self.graph.links0, "a write came between");
-                self.graph.links0 = links0;
+                std::mem::replace(&mut self.graph.links0, links0)
+            } else {
+                links0
             }
+        });
+        let index = room.index.map(|t| self.index.install_table(&self.ids, t));
+        GrownRoom {
+            vectors,
+            links0,
+            index,
         }
     }
 
@@ -2297,11 +2314,13 @@ fn no_memory(collection: &str, slots: usize, what: &str, e: std::io::Error) -> E
     )
 }
 
-/// Vectors and layer-0 links copied with room for a write ([`Collection::prepared_room`]); `None`
-/// where an array has room already.
+/// Vectors, layer-0 links and the id index's hash table copied with room for a write
+/// ([`Collection::prepared_room`]), `None` where one has room already; or, returned by
+/// [`Collection::install_room`], what the copies replaced.
 pub(crate) struct GrownRoom {
     vectors: Option<crate::hnsw::Flat<f32>>,
     links0: Option<crate::hnsw::Links0>,
+    index: Option<crate::id_index::GrownTable>,
 }
 
 /// A chunk of a batch with its planned candidates, ready to be linked.
@@ -2694,7 +2713,8 @@ mod tests {
 
     /// The arrays a batch grows are copied before the write lock is taken
     /// (`Collection::prepared_room`, under the read lock); under the write lock `reserve` then
-    /// finds the room and moves nothing (the copy took up to 27 ms there: lock10).
+    /// finds the room and moves nothing (the copy took up to 27 ms there: lock10; the id
+    /// index's rehash, tidy12).
     #[test]
     fn room_prepared_under_the_read_lock_leaves_reserve_nothing_to_copy() {
         let seed = needle_testkit::seed_or(
@@ -2711,13 +2731,23 @@ mod tests {
         c.apply_batch(records(100, 8, seed, |i| format!("a{i}")));
         let (vectors, links0) = (c.vectors.get(0, 8).as_ptr(), c.graph.links0.as_ptr());
         let room = c.prepared_room(10_000).expect("memory for a small test");
-        c.install_room(room);
+        drop(c.install_room(room));
         let grown = (c.vectors.get(0, 8).as_ptr(), c.graph.links0.as_ptr());
         assert!(grown.0 != vectors && grown.1 != links0, "both had to grow");
+        let index_room = c.index.room();
+        assert!(
+            index_room >= 10_000,
+            "the id index had to grow: {index_room}"
+        );
         c.reserve(10_000).expect("room made");
         assert_eq!(
             (c.vectors.get(0, 8).as_ptr(), c.graph.links0.as_ptr()),
             grown
+        );
+        assert_eq!(
+            c.index.room(),
+            index_room,
+            "reserve left the id index as installed"
         );
         // Same contents: the batch then builds what it builds without the prepared room.
         let mut plain = Collection::new("c", 8, c.config.clone());
@@ -2752,8 +2782,11 @@ mod tests {
         c.apply_batch(first.clone());
         let room = c.prepared_room(10_000).expect("memory for a small test");
         c.apply_batch(more.clone());
-        c.install_room(room);
+        drop(c.install_room(room));
         c.reserve(10_000).expect("memory for a small test");
+        for r in first.iter().chain(&more) {
+            assert!(c.index.contains(&c.ids, &r.id), "{} kept", r.id);
+        }
         let mut plain = Collection::new("c", 8, config);
         plain.apply_batch(first);
         plain.apply_batch(more);

@@ -1304,26 +1304,46 @@ fn reserve_room(plan: &Plan) -> Result<()> {
             // the write lock, the longest wait of a search during batch inserts: lock10).
             let room = shared.read().prepared_room(records.len())?;
             let mut c = shared.write();
-            c.install_room(room);
-            c.reserve(records.len())?;
-            let joining: Vec<Option<&Value>> =
-                records.iter().map(|r| r.metadata.as_ref()).collect();
-            c.reserve_value_graphs(&joining, records.len())
+            let replaced = c.install_room(room);
+            let reserved = c.reserve(records.len()).and_then(|()| {
+                let joining: Vec<Option<&Value>> =
+                    records.iter().map(|r| r.metadata.as_ref()).collect();
+                c.reserve_value_graphs(&joining, records.len())
+            });
+            // The arrays the copies replaced are freed after the write lock (tidy12).
+            drop(c);
+            drop(replaced);
+            reserved
         }
         Plan::Update(shared, id, vector, metadata) => {
-            let mut c = shared.write();
-            if vector.is_some() {
-                c.reserve(1)?;
-            }
-            // A new vector alone keeps the metadata: the record joins its values again.
-            let kept = match metadata {
-                Some(_) => None,
-                None => c
-                    .index
-                    .get(&c.ids, id)
-                    .and_then(|s| c.metadata[s as usize].clone()),
+            // A new vector takes a new slot: its room is made as an upsert's, outside the
+            // write lock (the id index's table may have to grow or rehash its removed
+            // entries, which updates leave too).
+            let room = match vector {
+                Some(_) => Some(shared.read().prepared_room(1)?),
+                None => None,
             };
-            c.reserve_value_graphs(&[metadata.as_ref().or(kept.as_ref())], 1)
+            let mut c = shared.write();
+            let replaced = room.map(|room| c.install_room(room));
+            let reserved = if vector.is_some() {
+                c.reserve(1)
+            } else {
+                Ok(())
+            }
+            .and_then(|()| {
+                // A new vector alone keeps the metadata: the record joins its values again.
+                let kept = match metadata {
+                    Some(_) => None,
+                    None => c
+                        .index
+                        .get(&c.ids, id)
+                        .and_then(|s| c.metadata[s as usize].clone()),
+                };
+                c.reserve_value_graphs(&[metadata.as_ref().or(kept.as_ref())], 1)
+            });
+            drop(c);
+            drop(replaced);
+            reserved
         }
         // A delete can make a waiting value eligible (it then holds at most half the records).
         Plan::Delete(shared, _) => shared.write().reserve_value_graphs(&[], 1),

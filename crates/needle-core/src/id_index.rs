@@ -34,6 +34,11 @@ pub(crate) struct IdIndex {
     dead: usize,
 }
 
+/// The hash table of an [`IdIndex`] copied with room to grow ([`IdIndex::try_grown_table`]),
+/// or the one it replaced ([`IdIndex::install_table`]).
+#[derive(Debug)]
+pub(crate) struct GrownTable(HashTable<u32>);
+
 fn hash(id: &str) -> u64 {
     twox_hash::XxHash3_64::oneshot(id.as_bytes())
 }
@@ -64,6 +69,56 @@ impl IdIndex {
         self.table
             .try_reserve(more, |&s| hash(&ids[s as usize]))
             .map_err(|e| std::io::Error::other(format!("{e:?}")))
+    }
+
+    /// A copy of the hash table with room for `more` ids, where [`IdIndex::try_reserve`] would
+    /// otherwise grow or rehash the table (`None` where it has the room): the rehash of every
+    /// id, made by a caller that holds the collection's read lock only, so that searches go
+    /// on (at 3.7 million ids it took 0.5–1.2 s inside `try_reserve`: tidy12). The new table
+    /// holds what this one holds, laid out afresh; [`IdIndex::install_table`] swaps it in.
+    pub fn try_grown_table(
+        &self,
+        ids: &Ids,
+        more: usize,
+    ) -> Result<Option<GrownTable>, std::io::Error> {
+        let (len, room) = (self.table.len(), self.table.capacity());
+        if room - len >= more {
+            return Ok(None);
+        }
+        // hashbrown's own growth: at least one more bucket's worth than it has now.
+        let want = len.saturating_add(more).max(room + 1);
+        let mut table = HashTable::new();
+        table
+            .try_reserve(want, |&s| hash(&ids[s as usize]))
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        for &s in self.table.iter() {
+            table.insert_unique(hash(&ids[s as usize]), s, |&s| hash(&ids[s as usize]));
+        }
+        Ok(Some(GrownTable(table)))
+    }
+
+    /// Swaps in a table that [`IdIndex::try_grown_table`] copied, if it still holds as many
+    /// ids as this one; the caller must be the only writer since the copy (the database's
+    /// writer lock), so that it then holds the same ids. Returns the table it replaced, or
+    /// the copy where it did not, for the caller to free when it no longer holds a lock.
+    pub fn install_table(&mut self, ids: &Ids, grown: GrownTable) -> GrownTable {
+        if grown.0.len() != self.table.len() {
+            return grown;
+        }
+        debug_assert!(
+            grown
+                .0
+                .iter()
+                .all(|&s| self.get(ids, &ids[s as usize]) == Some(s)),
+            "a write came between the copy and its install"
+        );
+        GrownTable(std::mem::replace(&mut self.table, grown.0))
+    }
+
+    /// Ids the hash table takes before it must grow (or rehash away removed entries).
+    #[cfg(test)]
+    pub fn room(&self) -> usize {
+        self.table.capacity() - self.table.len()
     }
 
     /// Makes `slot` (its id already in `ids`) the live slot of its id. Returns false, and
@@ -371,5 +426,110 @@ mod tests {
         assert!(!index.insert(&ids, 1, |_| false));
         assert_eq!(index.get(&ids, "a"), Some(0));
         assert_eq!(index.ordered_after(&ids, None, |_| false).count(), 1);
+    }
+
+    /// A table grown outside the write lock holds every id and the room asked for, so that
+    /// `try_reserve` then moves nothing; one copied before an insert is not installed after it.
+    #[test]
+    fn a_grown_table_holds_every_id_and_the_room() {
+        let mut ids = Ids::new();
+        let mut index = IdIndex::new();
+        for i in 0..3000u32 {
+            ids.push(&format!("id-{i}"));
+            assert!(index.insert(&ids, i, |_| false));
+        }
+        let removed = index.remove(&ids, "id-7").expect("live");
+        assert!(index.try_grown_table(&ids, index.room()).unwrap().is_none());
+        let more = 20_000;
+        let grown = index
+            .try_grown_table(&ids, more)
+            .unwrap()
+            .expect("must grow");
+        index.install_table(&ids, grown);
+        assert!(index.room() >= more, "room {}", index.room());
+        let room = index.room();
+        index.try_reserve(&ids, more).unwrap();
+        assert_eq!(index.room(), room, "reserve found the room");
+        for i in (0..3000u32).filter(|&i| i != removed) {
+            assert_eq!(index.get(&ids, &format!("id-{i}")), Some(i));
+        }
+        assert_eq!(index.get(&ids, "id-7"), None);
+        // A copy made before an insert: dropped, the insert stays.
+        let stale = index
+            .try_grown_table(&ids, 100_000)
+            .unwrap()
+            .expect("must grow");
+        ids.push("late");
+        assert!(index.insert(&ids, 3000, |_| false));
+        index.install_table(&ids, stale);
+        assert_eq!(index.get(&ids, "late"), Some(3000));
+        assert_eq!(index.len(), 3000);
+    }
+
+    /// Not a test: the index's share of a collection's write-lock hold as it grows by batches
+    /// (tidy12, docs/benchmarks-history.md). For each batch, the table's room made as
+    /// `Collection::reserve` makes it under the write lock (`try_reserve`, which rehashes every
+    /// id when the table is full), and beside it on a second index the room made as the read
+    /// lock's `prepared_room` makes it (a grown copy) and installed under the write lock. Prints
+    /// the batches at which either table grew and the slowest single insert (a merge of the
+    /// order). `NEEDLE_IDS` ids (4,200,000), `NEEDLE_BATCH` a batch (5,000):
+    /// `cargo test --release -p needle-core --lib id_index::tests::growth_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a timing program: run it in release with --ignored --nocapture"]
+    fn growth_timing() {
+        use std::time::{Duration, Instant};
+        let total = needle_testkit::knob("NEEDLE_IDS", 4_200_000) as usize;
+        let batch = needle_testkit::knob("NEEDLE_BATCH", 5_000) as usize;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let (mut ids, mut locked, mut copied) = (Ids::new(), IdIndex::new(), IdIndex::new());
+        // The slowest insert (a merge of the order) per million ids.
+        let mut slowest = vec![(Duration::ZERO, 0); total / 1_000_000 + 1];
+        println!(
+            "ids before | buckets' room before -> after | reserve under the lock ms | copy outside ms | install + reserve under the lock ms"
+        );
+        while ids.len() < total {
+            let (len, room) = (ids.len(), locked.table.capacity());
+            let t = Instant::now();
+            locked.try_reserve(&ids, batch).expect("memory");
+            let under = t.elapsed();
+            let t = Instant::now();
+            let grown = copied.try_grown_table(&ids, batch).expect("memory");
+            let outside = t.elapsed();
+            let grew = grown.is_some();
+            let t = Instant::now();
+            let replaced = grown.map(|g| copied.install_table(&ids, g));
+            copied.try_reserve(&ids, batch).expect("memory");
+            let install = t.elapsed();
+            let t = Instant::now();
+            drop(replaced);
+            let freed = t.elapsed();
+            if grew || locked.table.capacity() != room {
+                println!(
+                    "{len} | {room} -> {} | {:.2} | {:.2} | {:.3} | {:.3}",
+                    locked.table.capacity(),
+                    ms(under),
+                    ms(outside),
+                    ms(install),
+                    ms(freed)
+                );
+            }
+            for i in len..len + batch {
+                ids.push(&format!("{i}"));
+                let t = Instant::now();
+                assert!(locked.insert(&ids, i as u32, |_| false));
+                let took = t.elapsed();
+                let s = &mut slowest[(i / 1_000_000).min(total / 1_000_000)];
+                if took > s.0 {
+                    *s = (took, i);
+                }
+                assert!(copied.insert(&ids, i as u32, |_| false));
+            }
+        }
+        for (took, at) in slowest {
+            println!(
+                "slowest insert of its million: {:.2} ms at {at} ids",
+                ms(took)
+            );
+        }
     }
 }

@@ -158,13 +158,14 @@ impl Vectors {
     }
 
     /// Swaps in a grown copy of the in-memory run, if it still holds the same floats (its
-    /// length unchanged: nothing was written since the copy); returns whether it did.
-    pub fn install_tail(&mut self, grown: Flat<f32>) -> bool {
-        let same = grown.len() == self.tail.len();
-        if same {
-            self.tail = grown;
+    /// length unchanged: nothing was written since the copy). Returns the run it replaced, or
+    /// the copy where it did not, for the caller to free when it no longer holds a lock.
+    pub fn install_tail(&mut self, grown: Flat<f32>) -> Flat<f32> {
+        if grown.len() == self.tail.len() {
+            std::mem::replace(&mut self.tail, grown)
+        } else {
+            grown
         }
-        same
     }
 
     pub fn extend_from_slice(&mut self, items: &[f32]) {
