@@ -131,6 +131,9 @@ enum Record {
         snap_index: u64,
         snap_term: u64,
         confs: Vec<(u64, ConfState)>,
+        /// The last index when the segment was started: entries `snap_index + 1 ..= last_index`
+        /// are in older segments. `None` in a `Base` written before it was recorded.
+        last_index: Option<u64>,
     },
 }
 
@@ -409,6 +412,7 @@ impl LogStore {
                 snap_index: 0,
                 snap_term: 0,
                 confs: vec![],
+                last_index: Some(0),
             }
         } else {
             let mut cs = ConfState::default();
@@ -423,6 +427,7 @@ impl LogStore {
                 snap_index: BOOTSTRAP_INDEX,
                 snap_term: BOOTSTRAP_TERM,
                 confs: vec![(BOOTSTRAP_INDEX, cs)],
+                last_index: Some(BOOTSTRAP_INDEX),
             }
         };
         let salt = new_salt(&*disk, dir)?;
@@ -486,7 +491,22 @@ impl LogStore {
         if sets_the_point {
             *term_known = true;
         }
+        let base_last = match &rec {
+            Record::Base { last_index, .. } => *last_index,
+            _ => None,
+        };
         self.apply(rec);
+        if let Some(last) = base_last {
+            if self.last_index() < last {
+                // Entries up to `last` were written before this segment, in segments not read
+                // (deleted after a compaction, or lost): a gap, as above, that only a later
+                // compaction record at or past it covers. Without this, a lost segment whose
+                // entries all follow this `Base` read as a lost tail.
+                self.entries.clear();
+                self.snap_index = last;
+                *term_known = false;
+            }
+        }
     }
 
     /// Applies a record to the in-memory state (live and during replay alike).
@@ -515,6 +535,7 @@ impl LogStore {
                 snap_index,
                 snap_term,
                 confs,
+                last_index: _,
             } => {
                 self.hs = hs;
                 self.apply_compact(snap_index, snap_term);
@@ -739,6 +760,7 @@ impl LogStore {
             snap_index: self.snap_index,
             snap_term: self.snap_term,
             confs: self.confs.clone(),
+            last_index: Some(self.last_index()),
         }
     }
 
@@ -978,6 +1000,7 @@ fn encode_record(rec: &Record, seal: Seal, offset: u64, out: &mut Vec<u8>) {
             snap_index,
             snap_term,
             confs,
+            last_index,
         } => {
             body.push(KIND_BASE);
             put_bytes(&mut body, &pb(hs));
@@ -987,6 +1010,9 @@ fn encode_record(rec: &Record, seal: Seal, offset: u64, out: &mut Vec<u8>) {
             for (i, cs) in confs {
                 body.extend_from_slice(&i.to_le_bytes());
                 put_bytes(&mut body, &pb(cs));
+            }
+            if let Some(last) = last_index {
+                body.extend_from_slice(&last.to_le_bytes());
             }
         }
     }
@@ -1074,11 +1100,13 @@ fn decode_record(body: &[u8]) -> Option<Record> {
             for _ in 0..n {
                 confs.push((r.u64()?, parse(r.bytes()?)?));
             }
+            let last_index = if r.is_empty() { None } else { Some(r.u64()?) };
             Record::Base {
                 hs,
                 snap_index,
                 snap_term,
                 confs,
+                last_index,
             }
         }
         _ => return None,
@@ -1262,6 +1290,7 @@ mod tests {
                 snap_index: 1,
                 snap_term: 1,
                 confs: vec![(1, cs)],
+                last_index: None,
             },
             Record::Entries((2..=4).map(|i| ent(i, 2)).collect()),
             Record::HardState(hs.clone()),
