@@ -1,11 +1,13 @@
-//! [`Metadata`]: each slot's metadata (a JSON object, or none), 4 bytes a slot without.
+//! [`Metadata`]: each slot's metadata (a JSON object, or none), 4 bytes a slot without, and
+//! nothing at all while no slot has had any.
 //!
 //! A `Vec<Option<Value>>` costs 32 bytes a slot even when a record has no metadata (as in
 //! many ANN uses, and glove50's benchmark). Here a slot holds a `u32` position in a dense
 //! array of the values that exist (36 bytes a slot with metadata, 4 without); a freed
-//! position is reused by the next value. Read as `metadata[slot]` (an `&Option<Value>`), as
-//! the vector was. Positions depend only on the order of writes, and no result or file
-//! depends on them.
+//! position is reused by the next value. Until the first value arrives the positions are not
+//! kept at all (all would say "none": 0.8 MB at glove50's 200,000 slots). Read as
+//! `metadata[slot]` (an `&Option<Value>`), as the vector was. Positions depend only on the
+//! order of writes, and no result or file depends on them.
 
 use std::ops::Index;
 
@@ -18,7 +20,10 @@ static NO_VALUE: Option<Value> = None;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Metadata {
-    /// Per slot, its position in `values`, or [`NONE`].
+    /// Slots.
+    slots: usize,
+    /// Per slot, its position in `values`, or [`NONE`]; empty while no slot has had a value
+    /// (every slot reads none), `slots` long from the first value on.
     at: Vec<u32>,
     /// The values; `None` at a free position.
     values: Vec<Option<Value>>,
@@ -31,33 +36,41 @@ impl Metadata {
         Metadata::default()
     }
 
-    /// Room for `slots` slots (not for their values).
-    pub fn with_capacity(slots: usize) -> Self {
-        Metadata {
-            at: Vec::with_capacity(slots),
-            ..Metadata::default()
-        }
-    }
-
     /// Slots.
     pub fn len(&self) -> usize {
-        self.at.len()
+        self.slots
     }
 
     /// Appends the metadata of the next slot.
     pub fn push(&mut self, m: Option<Value>) {
         let at = self.store(m);
-        self.at.push(at);
+        if at != NONE || !self.at.is_empty() {
+            self.keep_positions();
+            self.at.push(at);
+        }
+        self.slots += 1;
     }
 
     /// Replaces the metadata of `slot`. Panics if there is no such slot, like indexing a `Vec`.
     pub fn set(&mut self, slot: usize, m: Option<Value>) {
-        let old = self.at[slot];
+        assert!(slot < self.slots, "no slot {slot} of {}", self.slots);
+        let old = self.at.get(slot).copied().unwrap_or(NONE);
         if old != NONE {
             self.values[old as usize] = None;
             self.free.push(old);
         }
-        self.at[slot] = self.store(m);
+        let at = self.store(m);
+        if at != NONE || !self.at.is_empty() {
+            self.keep_positions();
+            self.at[slot] = at;
+        }
+    }
+
+    /// Starts keeping a position per slot (the first value arrives): all none so far.
+    fn keep_positions(&mut self) {
+        if self.at.is_empty() {
+            self.at.resize(self.slots, NONE);
+        }
     }
 
     fn store(&mut self, m: Option<Value>) -> u32 {
@@ -86,7 +99,13 @@ impl Index<usize> for Metadata {
     fn index(&self, slot: usize) -> &Option<Value> {
         // `NONE` is past the end of `values` (it holds fewer than u32::MAX), so one bounds
         // check serves both cases: a filtered search without an index reads this per candidate.
-        self.values.get(self.at[slot] as usize).unwrap_or(&NO_VALUE)
+        match self.at.get(slot) {
+            Some(&at) => self.values.get(at as usize).unwrap_or(&NO_VALUE),
+            None => {
+                assert!(slot < self.slots, "no slot {slot} of {}", self.slots);
+                &NO_VALUE
+            }
+        }
     }
 }
 
@@ -134,5 +153,43 @@ mod tests {
             .into_iter()
             .collect();
         assert_eq!(m, same);
+    }
+
+    #[test]
+    fn no_positions_are_kept_until_a_slot_has_a_value() {
+        let mut m: Metadata = std::iter::repeat_n(None, 1000).collect();
+        m.set(7, None);
+        m.push(None);
+        assert_eq!(m.len(), 1001);
+        assert!(
+            m.at.is_empty(),
+            "a position per slot kept without any value"
+        );
+        assert_eq!(m[1000], None);
+        assert_eq!(m, std::iter::repeat_n(None, 1001).collect::<Metadata>());
+
+        // The first value (set on an old slot, or pushed) starts them, every other slot none.
+        let mut set = m.clone();
+        set.set(3, Some(json!({"a": 1})));
+        assert_eq!(set.at.len(), 1001);
+        assert_eq!(set[3], Some(json!({"a": 1})));
+        assert!((0..1001).filter(|&s| s != 3).all(|s| set[s].is_none()));
+        set.push(None);
+        assert_eq!((set.len(), set.at.len()), (1002, 1002));
+        assert_eq!(set[1001], None);
+
+        let mut pushed = m.clone();
+        pushed.push(Some(json!({"b": 2})));
+        assert_eq!(pushed.at.len(), 1002);
+        assert_eq!(pushed[1001], Some(json!({"b": 2})));
+        assert!((0..1001).all(|s| pushed[s].is_none()));
+        assert_ne!(pushed, m);
+    }
+
+    #[test]
+    #[should_panic(expected = "no slot 3 of 3")]
+    fn reading_past_the_slots_panics_without_positions_too() {
+        let m: Metadata = [None, None, None].into_iter().collect();
+        let _ = &m[3];
     }
 }

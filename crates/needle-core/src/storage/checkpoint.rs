@@ -795,7 +795,7 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
     let (rec, rat) = s.next(KIND_RECORDS)?;
     let mut r = Reader::new(rec);
     let mut ids = crate::ids::Ids::with_capacity(n, 0);
-    let mut metadata = crate::metadata::Metadata::with_capacity(n);
+    let mut metadata = crate::metadata::Metadata::new();
     let mut deleted = Vec::with_capacity(n);
     let mut index = crate::id_index::IdIndex::new();
     for slot in 0..n {
@@ -871,7 +871,7 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
         vectors: Vectors::from_flat(vectors),
         ids,
         metadata,
-        deleted,
+        deleted: deleted.into_iter().collect(),
         live,
         index,
     };
