@@ -23,6 +23,7 @@ use crate::ordered_codes::OrderedCodes;
 use crate::payload::plan::{COp, KeySet, Pred, set_bits};
 use crate::payload::{IndexKind, PayloadIndex};
 use crate::sq8::{Sq8, Sq8Query, Sq8Ranges};
+use crate::tombstones::Tombstones;
 use crate::value_graphs::{MappedQuery, ValueGraph};
 use crate::vectors::Vectors;
 
@@ -148,7 +149,7 @@ pub(crate) struct Collection {
     pub ids: Ids,
     /// Each slot's metadata (none for tombstoned slots).
     pub metadata: Metadata,
-    pub deleted: Vec<bool>,
+    pub deleted: Tombstones,
     pub live: usize,
     pub graph: Graph,
     /// The slot of each live id, and the live ids in id order (bytes): a scroll page starts
@@ -233,7 +234,7 @@ impl Collection {
             vectors: Vectors::new(),
             ids: Ids::new(),
             metadata: Metadata::new(),
-            deleted: Vec::new(),
+            deleted: Tombstones::new(),
             live: 0,
             index: IdIndex::new(),
             indexes: BTreeMap::new(),
@@ -350,7 +351,7 @@ impl Collection {
             for idx in self.indexes.values_mut() {
                 idx.remove(slot);
             }
-            self.deleted[s] = true;
+            self.deleted.set(s);
             self.metadata.set(s, None);
             self.live -= 1;
         }
@@ -1508,7 +1509,7 @@ impl Collection {
     /// The live slots as a bitmap.
     fn live_bits(&self) -> Vec<u64> {
         let mut b = vec![0u64; self.slots().div_ceil(64)];
-        for (s, _) in self.deleted.iter().enumerate().filter(|(_, d)| !**d) {
+        for (s, _) in self.deleted.iter().enumerate().filter(|(_, d)| !d) {
             b[s / 64] |= 1 << (s % 64);
         }
         b

@@ -53,6 +53,7 @@ mod payload;
 mod read_only;
 mod sq8;
 mod storage;
+mod tombstones;
 mod validate;
 mod value_graphs;
 mod vectors;
