@@ -335,6 +335,21 @@ impl LogStore {
                 "log has a gap that no compaction record covers",
             ));
         }
+        let commit = store.hs.commit;
+        if commit < store.snap_index || commit > store.last_index() {
+            // The log never writes a commit index outside the entries it holds (entries are
+            // written before the hard state that commits them; a snapshot or compaction point
+            // is committed). raft-rs panics on one at start: refuse the log instead.
+            return Err(NeedleError::corrupted(
+                segment_path(dir, last_seq),
+                0,
+                format!(
+                    "the commit index {commit} is outside the log's entries ({} to {})",
+                    store.snap_index,
+                    store.last_index()
+                ),
+            ));
+        }
         if !leftovers.is_empty() {
             for seq in leftovers {
                 let path = segment_path(dir, seq);
@@ -476,9 +491,7 @@ impl LogStore {
                 let past_the_end = first.index > self.last_index() + 1;
                 let below_a_provisional_point = !*term_known && first.index <= self.snap_index;
                 if past_the_end || below_a_provisional_point {
-                    self.entries.clear();
-                    self.snap_index = first.index - 1;
-                    *term_known = false;
+                    self.open_gap(first.index - 1, term_known);
                 }
             }
         }
@@ -502,11 +515,18 @@ impl LogStore {
                 // (deleted after a compaction, or lost): a gap, as above, that only a later
                 // compaction record at or past it covers. Without this, a lost segment whose
                 // entries all follow this `Base` read as a lost tail.
-                self.entries.clear();
-                self.snap_index = last;
-                *term_known = false;
+                self.open_gap(last, term_known);
             }
         }
+    }
+
+    /// Replay meets entries it cannot see: everything up to `before` is unknown until a
+    /// compaction record at or past it is read. The state becomes provisional: no entries, the
+    /// compaction point at `before`, its term unknown.
+    fn open_gap(&mut self, before: u64, term_known: &mut bool) {
+        self.entries.clear();
+        self.snap_index = before;
+        *term_known = false;
     }
 
     /// Applies a record to the in-memory state (live and during replay alike).
@@ -1071,9 +1091,20 @@ fn decode_record(body: &[u8]) -> Option<Record> {
     let rec = match r.u8()? {
         KIND_ENTRIES => {
             let n = r.u32()? as usize;
-            let mut ents = Vec::with_capacity(n.min(1 << 16));
+            let mut ents: Vec<Entry> = Vec::with_capacity(n.min(1 << 16));
             for _ in 0..n {
-                ents.push(parse::<Entry>(r.bytes()?)?);
+                let e = parse::<Entry>(r.bytes()?)?;
+                // The log only ever writes runs of consecutive indexes from 1 on, whose terms
+                // never fall. Anything else (a crafted record: its checksum matches) would
+                // underflow replay's arithmetic or reach raft-rs, which panics on it.
+                let follows = match ents.last() {
+                    None => e.index >= 1,
+                    Some(prev) => e.index == prev.index + 1 && e.term >= prev.term,
+                };
+                if !follows {
+                    return None;
+                }
+                ents.push(e);
             }
             Record::Entries(ents)
         }
@@ -1540,6 +1571,87 @@ mod tests {
             Err(NeedleError::Corrupted { offset, .. }) => assert_eq!(offset, good.len() as u64),
             other => panic!("expected Corrupted, got {other:?}"),
         }
+    }
+
+    /// Crafted records (their checksums match, so only the decoder or the open can refuse them)
+    /// that the log never writes: each is `Corrupted` at its own offset (or, for a commit index
+    /// outside the log, in the last segment), the files are left as they were, and nothing
+    /// reaches raft-rs, which panics on them (`Raft::new` on a commit index out of range,
+    /// `RaftLog` on indexes that do not follow), nor replay's arithmetic (`index - 1`).
+    #[test]
+    fn crafted_records_the_log_never_writes_are_corruption_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = LogStore::open(os(), dir.path(), 1 << 20, &[1]).unwrap();
+            s.persist_entries(&(1..=3).map(|i| ent(i, 1)).collect::<Vec<_>>());
+            s.persist_hard_state(&HardState {
+                term: 1,
+                vote: 1,
+                commit: 3,
+                ..Default::default()
+            });
+            s.sync(true).unwrap();
+        }
+        let seg = segment_path(dir.path(), 1);
+        let good = std::fs::read(&seg).unwrap();
+        let seal = seal_of(&good);
+        let reopen = || LogStore::open(os(), dir.path(), 1 << 20, &[]);
+        let at = good.len() as u64;
+        let crafted: Vec<(&str, Record)> = vec![
+            ("an entry index 0", Record::Entries(vec![ent(0, 1)])),
+            (
+                "index 0 after a gap",
+                Record::Entries(vec![ent(0, 1), ent(1, 1)]),
+            ),
+            (
+                "a skipped index",
+                Record::Entries(vec![ent(4, 1), ent(6, 1)]),
+            ),
+            (
+                "a repeated index",
+                Record::Entries(vec![ent(4, 1), ent(4, 1)]),
+            ),
+            (
+                "a falling term",
+                Record::Entries(vec![ent(4, 2), ent(5, 1)]),
+            ),
+        ];
+        for (what, rec) in crafted {
+            let mut bytes = good.clone();
+            encode_record(&rec, seal, at, &mut bytes);
+            std::fs::write(&seg, &bytes).unwrap();
+            match reopen() {
+                Err(NeedleError::Corrupted { offset, .. }) => assert_eq!(offset, at, "{what}"),
+                other => panic!("{what}: expected Corrupted at {at}, got {other:?}"),
+            }
+            assert_eq!(std::fs::read(&seg).unwrap(), bytes, "{what}: nothing cut");
+        }
+        // A hard state committing past the last entry, and one below the compaction point.
+        for (what, commit) in [("past the log", 9), ("below the compaction point", 0)] {
+            let mut bytes = good.clone();
+            if commit == 0 {
+                encode_record(&Record::Compact { index: 2, term: 1 }, seal, at, &mut bytes);
+            }
+            let hs = HardState {
+                term: 1,
+                vote: 1,
+                commit,
+                ..Default::default()
+            };
+            let at = bytes.len() as u64;
+            encode_record(&Record::HardState(hs), seal, at, &mut bytes);
+            std::fs::write(&seg, &bytes).unwrap();
+            match reopen() {
+                Err(NeedleError::Corrupted { reason, .. }) => {
+                    assert!(reason.contains("commit index"), "{what}: {reason}")
+                }
+                other => panic!("{what}: expected Corrupted, got {other:?}"),
+            }
+            assert_eq!(std::fs::read(&seg).unwrap(), bytes, "{what}: nothing cut");
+        }
+        // The log as written still opens.
+        std::fs::write(&seg, &good).unwrap();
+        assert_eq!(LogStore::last_index(&reopen().unwrap()), 3);
     }
 
     #[test]
