@@ -67,6 +67,12 @@ pub struct NodeStatus {
     pub voters: Vec<NodeId>,
     /// The learners of that configuration.
     pub learners: Vec<NodeId>,
+    /// On the leader, the index up to which a membership change may be in the log and not yet
+    /// applied: the last change it proposed, or its last index when it took office (a change
+    /// from an earlier term may be there). Once `applied` passes it, no change is in flight
+    /// anywhere: the leader has committed an entry of its term after every change that any
+    /// log holds. 0 on other nodes.
+    pub pending_conf_index: u64,
     /// Each member's progress; filled on the leader only.
     pub progress: BTreeMap<NodeId, PeerProgress>,
 }

@@ -1442,6 +1442,11 @@ impl Node {
             snapshot_index: self.last_snapshot,
             voters: sorted(self.conf_state.voters.clone()),
             learners: sorted(self.conf_state.learners.clone()),
+            pending_conf_index: if self.is_leader() {
+                raft.pending_conf_index
+            } else {
+                0
+            },
             progress,
         }
     }

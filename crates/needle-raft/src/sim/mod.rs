@@ -170,6 +170,10 @@ pub(crate) struct Shape {
     /// Bits rot at rest: now and then a node is crashed, one bit of its durable bytes flipped,
     /// and it is restarted (3- and 5-node clusters only: one failed disk leaves a quorum).
     pub bit_rot: bool,
+    /// The Raft log's segment size: 16 KiB (no seed's log reaches a second segment before the
+    /// compaction point passes it, so no restart reads a log past deleted segments), or
+    /// `NEEDLE_SIM_SEGMENT_SIZE` (not drawn: a seed's draws are the same at any size).
+    pub log_segment_size: u64,
 }
 
 impl Shape {
@@ -196,6 +200,7 @@ impl Shape {
             // Drawn in every seed (so a seed runs the same up to the first flip whether rot is
             // on or not); NEEDLE_SIM_BIT_ROT=0 turns it off.
             bit_rot: rng.chance(400) && nodes > 1 && bit_rot_enabled(),
+            log_segment_size: segment_size_knob(),
         }
     }
 }
@@ -278,13 +283,18 @@ pub(crate) struct Report {
     pub bit_flips: u64,
     pub rot_detected: u64,
     pub rotten_removed: u64,
+    /// Restarts whose Raft log no longer starts at its first segment (a compaction deleted the
+    /// oldest): they replay from a later segment's `Base` record. Of those, the ones whose
+    /// segment numbers have a hole (a power loss kept some of a compaction's deleted segments).
+    pub reopens_past_deleted_segments: u64,
+    pub reopens_with_a_hole: u64,
     /// A hash of every event's time and kind, and of each node's applied index as it answers.
     pub trace: u64,
 }
 
 impl Report {
     /// Every counter, named.
-    fn counters(&self) -> [(&'static str, u64); 24] {
+    fn counters(&self) -> [(&'static str, u64); 26] {
         [
             ("acknowledged writes", self.acked_writes),
             ("linearizable reads", self.lin_reads),
@@ -325,6 +335,14 @@ impl Report {
             ("bits flipped at rest", self.bit_flips),
             ("restarts refused as Corrupted", self.rot_detected),
             ("rotten nodes removed", self.rotten_removed),
+            (
+                "restarts reading a log past deleted segments",
+                self.reopens_past_deleted_segments,
+            ),
+            (
+                "  of which with a hole in the segments",
+                self.reopens_with_a_hole,
+            ),
         ]
     }
 }
@@ -459,7 +477,7 @@ fn sim_config(shape: &Shape) -> ReplicatedDatabaseConfig {
         snapshot_chunk_size: 2048,
         // Two chunks in flight: the acknowledgements pace every transfer of more than 4 KiB.
         snapshot_window_bytes: 4096,
-        log_segment_size: 16 * 1024,
+        log_segment_size: shape.log_segment_size,
         ..Default::default()
     }
 }
@@ -551,6 +569,9 @@ impl Sim {
         };
         n.shared = new_shared();
         n.incarnation += 1;
+        let (past_deleted, hole) = log_segments_deleted(&n.disk, &n.dir);
+        self.report.reopens_past_deleted_segments += u64::from(past_deleted);
+        self.report.reopens_with_a_hole += u64::from(hole);
         let handler = Arc::new(SimHandler {
             id,
             out: self.out.clone(),
@@ -880,6 +901,13 @@ impl Sim {
         if st.voters.len() < 3 {
             return;
         }
+        // Nor while a membership change may still commit that the operator no longer waits
+        // for (its answer was lost, or said the leadership was lost, yet the entry is in some
+        // log): once the leader has applied past its `pending_conf_index`, it has committed an
+        // entry of its own term after every change that any log holds.
+        if st.role != Role::Leader || st.applied <= st.pending_conf_index {
+            return;
+        }
         let members: Vec<NodeId> = st
             .voters
             .iter()
@@ -1028,11 +1056,17 @@ impl Sim {
             } else {
                 self.rng.below(5)
             };
+            // No voter is removed while a rotted disk has not been opened since (a disk fault
+            // kept its node down): it may have failed, and the removal would leave it one of
+            // two voters. Seed 5813 with 1-byte segments (`small_segments_seed_5813`): node 2
+            // rotted and stayed down on an EIO, node 3's removal committed, no quorum was left.
+            let rot_pending = self.nodes.values().any(|n| n.rot_pending);
             match choice {
                 0 => self.admin_join(&st),
                 1 => self.admin_promote(&st),
-                2 => self.admin_remove_follower(&st),
-                3 => self.admin_remove_leader(&st),
+                2 if !rot_pending => self.admin_remove_follower(&st),
+                3 if !rot_pending => self.admin_remove_leader(&st),
+                2 | 3 => {}
                 _ => self.admin_transfer(&st),
             }
         }
@@ -1777,6 +1811,35 @@ fn is_disk_fault(msg: &str) -> bool {
     msg.contains("simulated EIO") || msg.contains("simulated ENOSPC")
 }
 
+const DEFAULT_SEGMENT_SIZE: u64 = 16 * 1024;
+
+/// The Raft log's segment size, `NEEDLE_SIM_SEGMENT_SIZE` (bytes), else 16 KiB.
+fn segment_size_knob() -> u64 {
+    needle_testkit::knob("NEEDLE_SIM_SEGMENT_SIZE", DEFAULT_SEGMENT_SIZE)
+}
+
+/// Whether the Raft log in `dir` on `disk` no longer starts at its first segment (`log-…1.seg`:
+/// a compaction deleted the oldest ones), and whether its segment numbers have a hole. Reads the
+/// disk's names without a counted call (no fault is drawn).
+fn log_segments_deleted(disk: &SimDisk, dir: &Path) -> (bool, bool) {
+    let mut seqs: Vec<u64> = disk
+        .files()
+        .into_keys()
+        .filter(|p| p.parent() == Some(dir))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_owned();
+            name.strip_prefix("log-")?
+                .strip_suffix(".seg")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    seqs.sort_unstable();
+    let past_deleted = seqs.first().is_some_and(|&first| first > 1);
+    let hole = seqs.windows(2).any(|w| w[1] != w[0] + 1);
+    (past_deleted || hole, hole)
+}
+
 /// Bit rot at rest is simulated unless `NEEDLE_SIM_BIT_ROT=0` (see `docs/replication.md`: it was
 /// off by default until the three bugs it found were fixed).
 fn bit_rot_enabled() -> bool {
@@ -1806,17 +1869,35 @@ fn new_shared() -> Arc<Shared> {
 
 /// Runs one seed; on a panic, prints how to replay it and panics again.
 pub(crate) fn run_seed(seed: u64) -> Report {
+    run_seed_with_segments(seed, None)
+}
+
+/// As [`run_seed`], with the Raft log's segments `segment_size` bytes long when given (else
+/// [`Shape::log_segment_size`]'s default).
+pub(crate) fn run_seed_with_segments(seed: u64, segment_size: Option<u64>) -> Report {
+    let adjust = |shape: &mut Shape| {
+        if let Some(size) = segment_size {
+            shape.log_segment_size = size;
+        }
+    };
     let res = std::panic::catch_unwind(|| {
-        let mut sim = Sim::new(seed);
+        let mut sim = Sim::with_shape(seed, adjust);
         sim.run();
         (std::mem::take(&mut sim.report), sim.shape.clone())
     });
     match res {
         Ok((report, _)) => report,
         Err(p) => {
-            let shape = Shape::draw(&mut Rng::new(seed));
+            let mut shape = Shape::draw(&mut Rng::new(seed));
+            adjust(&mut shape);
+            let size = shape.log_segment_size;
+            let knob = if size == DEFAULT_SEGMENT_SIZE {
+                String::new()
+            } else {
+                format!("NEEDLE_SIM_SEGMENT_SIZE={size} ")
+            };
             eprintln!(
-                "simulation seed {seed} failed ({shape:?}); replay with: NEEDLE_SEED={seed} cargo test -p needle-raft --lib sim::tests::replay -- --nocapture"
+                "simulation seed {seed} failed ({shape:?}); replay with: NEEDLE_SEED={seed} {knob}cargo test -p needle-raft --lib sim::tests::replay -- --nocapture"
             );
             std::panic::resume_unwind(p)
         }
@@ -1870,6 +1951,46 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `NEEDLE_SIM_SMALL_SEEDS` seeds (default 300) from a base seed (`NEEDLE_SEED`, else a
+    /// random one), with 1-byte Raft log segments in even seeds (every entry in a segment of its
+    /// own) and 1 KiB ones in odd seeds: compactions delete segments, so restarts replay logs
+    /// from a later segment's `Base` record, over holes a power loss left, which the 16 KiB
+    /// segments of [`seeds`] never reach. The draws are the same as in [`seeds`]; only the
+    /// runs differ. Asserts that such restarts happen, so that the test fails if they stop.
+    #[test]
+    fn small_segments() {
+        let n = needle_testkit::knob("NEEDLE_SIM_SMALL_SEEDS", 300);
+        let base = needle_testkit::seed("sim::tests::small_segments");
+        eprintln!("simulation with small log segments: {n} seeds from {base}");
+        let t0 = Instant::now();
+        let mut summary = Summary::default();
+        for i in 0..n {
+            let seed = base.wrapping_add(i);
+            let size = if seed % 2 == 0 { 1 } else { 1024 };
+            summary.add(&run_seed_with_segments(seed, Some(size)));
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!("simulation with small log segments: {n} seeds in {secs:.1} s\n{summary}");
+        // They happen in ~40 % of the seeds (125 of 300 from base 20000, 218 restarts).
+        if n >= 100 {
+            let reached = summary.seeds_with("restarts reading a log past deleted segments");
+            assert!(
+                reached * 20 >= n,
+                "only {reached} of {n} seeds restarted a node whose log lost its first segments"
+            );
+        }
+    }
+
+    /// Seed 5813 with 1-byte segments lost its quorum to the simulator's fault budget: node 2's
+    /// disk rotted while it ran with voters [1, 2, 3] and an EIO kept it from opening; the
+    /// operator then removed node 3 (its answer lost in node 1's crash, the entry committed
+    /// later), leaving voters [1, 2] with node 2 a failed disk. The operator now removes no
+    /// voter while a rotted disk has not been opened.
+    #[test]
+    fn small_segments_seed_5813() {
+        run_seed_with_segments(5813, Some(1));
     }
 
     /// Replays `NEEDLE_SEED` (what a failing seed prints).
