@@ -514,6 +514,10 @@ impl DedupWindow {
         }
     }
 
+    /// The inverse of [`DedupWindow::encode`]. `None` unless the indexes ascend and the ids are
+    /// distinct, as `record` keeps them: with an id twice, forgetting the older copy would
+    /// forget the id while the newer is still in the window (a retry applied twice here and
+    /// refused on the other nodes); out of order, `record` would forget the wrong ones.
     pub(crate) fn decode(span: u64, r: &mut Reader<'_>) -> Option<DedupWindow> {
         let mut w = DedupWindow::new(span);
         let n = r.u32()?;
@@ -523,10 +527,17 @@ impl DedupWindow {
                 client: r.u64()?,
                 seq: r.u64()?,
             };
-            w.ids.insert(id);
+            if w.entries.back().is_some_and(|&(last, _)| last >= i) || !w.ids.insert(id) {
+                return None;
+            }
             w.entries.push_back((i, id));
         }
         Some(w)
+    }
+
+    /// The index of the newest entry in the window.
+    pub(crate) fn newest(&self) -> Option<u64> {
+        self.entries.back().map(|&(i, _)| i)
     }
 }
 
@@ -536,6 +547,29 @@ mod tests {
 
     /// The outcomes a snapshot header carries: 0 and 1 as the one byte older nodes wrote, a
     /// larger count (a delete by filter) whole.
+    /// A window whose bytes decode but that `record` could never have made: an id twice, an
+    /// index repeated or going back. Each is refused; the window it was made from decodes.
+    #[test]
+    fn a_window_with_a_repeated_id_or_index_out_of_order_is_refused() {
+        let id = |seq| RequestId { client: 9, seq };
+        let encoded = |entries: &[(u64, RequestId)]| {
+            let mut w = DedupWindow::new(100);
+            w.entries = entries.iter().copied().collect();
+            let mut b = Vec::new();
+            w.encode(&mut b);
+            b
+        };
+        let decodes = |b: &[u8]| DedupWindow::decode(100, &mut Reader::new(b)).is_some();
+        assert!(decodes(&encoded(&[(3, id(1)), (5, id(2)), (6, id(3))])));
+        for bad in [
+            [(3, id(1)), (5, id(2)), (6, id(1))],
+            [(3, id(1)), (5, id(2)), (5, id(3))],
+            [(3, id(1)), (5, id(2)), (4, id(3))],
+        ] {
+            assert!(!decodes(&encoded(&bad)), "{bad:?} decoded");
+        }
+    }
+
     #[test]
     fn applied_counts_round_trip_in_the_outcome_section() {
         let mut w = DedupWindow::new(100);

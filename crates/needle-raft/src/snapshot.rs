@@ -285,8 +285,9 @@ fn read_header(
     let mut r = Reader::new(&body);
     let index = r.u64().ok_or_else(|| bad(12, "short header"))?;
     r.u64().ok_or_else(|| bad(20, "short header"))?; // the term: raft-rs's metadata has it
-    let mut window =
-        DedupWindow::decode(window_span, &mut r).ok_or_else(|| bad(28, "bad dedup window"))?;
+    let mut window = DedupWindow::decode(window_span, &mut r)
+        .filter(|w| w.newest().is_none_or(|newest| newest <= index))
+        .ok_or_else(|| bad(28, "bad dedup window"))?;
     // The outcomes section is absent from headers written before it existed.
     if !r.is_empty() {
         window
@@ -1031,6 +1032,33 @@ mod tests {
         let h = latest_header(&OsDisk, dir, 100, 100).unwrap().unwrap();
         assert_eq!(h.index, 42);
         assert!(h.window.contains(&RequestId { client: 7, seq: 1 }));
+    }
+
+    /// A header whose checksum is valid and whose window names an entry past the snapshot's
+    /// own index (no node records an entry it has not applied): `Corrupted`.
+    #[test]
+    fn a_header_whose_window_runs_past_its_index_is_corruption() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut window = DedupWindow::new(100);
+        for i in 0..5 {
+            window.record(40 + i, RequestId { client: i, seq: 1 });
+        }
+        std::fs::write(meta_path(dir, 44), encode_header(44, 3, &window)).unwrap();
+        assert_eq!(
+            latest_header(&OsDisk, dir, 100, 100)
+                .unwrap()
+                .unwrap()
+                .index,
+            44
+        );
+        std::fs::remove_file(meta_path(dir, 44)).unwrap();
+        std::fs::write(meta_path(dir, 43), encode_header(43, 3, &window)).unwrap();
+        match latest_header(&OsDisk, dir, 100, 100) {
+            Err(NeedleError::Corrupted { .. }) => {}
+            Err(e) => panic!("expected Corrupted, got {e}"),
+            Ok(_) => panic!("a window past its snapshot was read"),
+        }
     }
 
     #[test]

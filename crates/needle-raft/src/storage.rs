@@ -109,6 +109,119 @@ impl SnapshotDescriptor {
     }
 }
 
+/// The largest index or term a record may name. A log grows by one index an entry, so no log
+/// reaches it; below it, replay's `index + 1` and `snap_index + entries` cannot overflow.
+pub(crate) const MAX_RECORD_INDEX: u64 = 1 << 62;
+
+/// Whether raft-rs restores `cs` as it is (`confchange::restore`, which is private: the same
+/// steps through its public `Changer`), so that `Raft::new` neither fails nor panics on it.
+pub(crate) fn check_conf_state(cs: &ConfState) -> std::result::Result<(), String> {
+    use raft::prelude::{ConfChangeSingle, ConfChangeType};
+    use raft::{Changer, ProgressTracker};
+    let lists = [
+        cs.get_voters(),
+        cs.get_learners(),
+        cs.get_voters_outgoing(),
+        cs.get_learners_next(),
+    ];
+    if lists.iter().any(|l| l.contains(&0)) {
+        return Err("node id 0".into());
+    }
+    let single = |node_id: u64, t: ConfChangeType| {
+        let mut c = ConfChangeSingle {
+            node_id,
+            ..Default::default()
+        };
+        c.set_change_type(t);
+        c
+    };
+    let (add, remove, learner) = (
+        ConfChangeType::AddNode,
+        ConfChangeType::RemoveNode,
+        ConfChangeType::AddLearnerNode,
+    );
+    let outgoing: Vec<_> = cs
+        .get_voters_outgoing()
+        .iter()
+        .map(|&id| single(id, add))
+        .collect();
+    let incoming: Vec<_> = cs
+        .get_voters_outgoing()
+        .iter()
+        .map(|&id| single(id, remove))
+        .chain(cs.get_voters().iter().map(|&id| single(id, add)))
+        .chain(cs.get_learners().iter().map(|&id| single(id, learner)))
+        .chain(cs.get_learners_next().iter().map(|&id| single(id, learner)))
+        .collect();
+    let mut tracker = ProgressTracker::new(1);
+    let refused = |e: raft::Error| format!("raft-rs refuses it: {e}");
+    if outgoing.is_empty() {
+        for c in &incoming {
+            let (cfg, changes) = Changer::new(&tracker)
+                .simple(std::slice::from_ref(c))
+                .map_err(refused)?;
+            tracker.apply_conf(cfg, changes, 1);
+        }
+    } else {
+        for c in &outgoing {
+            let (cfg, changes) = Changer::new(&tracker)
+                .simple(std::slice::from_ref(c))
+                .map_err(refused)?;
+            tracker.apply_conf(cfg, changes, 1);
+        }
+        let (cfg, changes) = Changer::new(&tracker)
+            .enter_joint(cs.auto_leave, &incoming)
+            .map_err(refused)?;
+        tracker.apply_conf(cfg, changes, 1);
+    }
+    let back = tracker.conf().to_conf_state();
+    let sorted = |l: &[u64]| {
+        let mut l = l.to_vec();
+        l.sort_unstable();
+        l
+    };
+    let same = back.auto_leave == cs.auto_leave
+        && [
+            (back.get_voters(), cs.get_voters()),
+            (back.get_learners(), cs.get_learners()),
+            (back.get_voters_outgoing(), cs.get_voters_outgoing()),
+            (back.get_learners_next(), cs.get_learners_next()),
+        ]
+        .iter()
+        .all(|(a, b)| sorted(a) == sorted(b));
+    if !same {
+        return Err(format!("raft-rs would restore it as {back:?}"));
+    }
+    Ok(())
+}
+
+impl Record {
+    /// The first index or term past [`MAX_RECORD_INDEX`] that the record names.
+    fn index_past_the_bound(&self) -> Option<u64> {
+        let mut named: Vec<u64> = Vec::new();
+        match self {
+            Record::Entries(ents) => named.extend(ents.iter().flat_map(|e| [e.index, e.term])),
+            Record::HardState(hs) => named.extend([hs.term, hs.commit]),
+            Record::ConfState { index, .. } => named.push(*index),
+            Record::Compact { index, term } | Record::Snapshot { index, term, .. } => {
+                named.extend([*index, *term])
+            }
+            Record::Base {
+                hs,
+                snap_index,
+                snap_term,
+                confs,
+                last_index,
+            } => {
+                named.extend([hs.term, hs.commit, *snap_index, *snap_term]);
+                named.extend(confs.iter().map(|(i, _)| *i));
+                named.extend(*last_index);
+            }
+        }
+        named.into_iter().find(|&i| i > MAX_RECORD_INDEX)
+    }
+}
+
 #[derive(Debug)]
 enum Record {
     Entries(Vec<Entry>),
@@ -303,6 +416,13 @@ impl LogStore {
             }
             let mut max_index = 0;
             for rec in records {
+                if let Some(i) = rec.index_past_the_bound() {
+                    return Err(NeedleError::corrupted(
+                        path,
+                        0,
+                        format!("a record names index or term {i}, past {MAX_RECORD_INDEX}"),
+                    ));
+                }
                 if let Record::Entries(ents) = &rec {
                     if let Some(e) = ents.last() {
                         max_index = max_index.max(e.index);
@@ -350,6 +470,9 @@ impl LogStore {
                 ),
             ));
         }
+        store
+            .check_replayed()
+            .map_err(|why| NeedleError::corrupted(segment_path(dir, last_seq), 0, why))?;
         if !leftovers.is_empty() {
             for seq in leftovers {
                 let path = segment_path(dir, seq);
@@ -586,6 +709,25 @@ impl LogStore {
         self.snap_index = index;
         self.snap_term = term;
         self.prune_confs();
+    }
+
+    /// What raft-rs assumes of the conf states it starts from, and panics on otherwise
+    /// (`Raft::new`: `confchange::restore` and its "invalid restore"; the commit index is
+    /// checked by `open` itself): conf states in index order, each one raft-rs rebuilds as it
+    /// is. The live path never writes anything else; a record with a valid checksum and a
+    /// hostile field does.
+    fn check_replayed(&self) -> std::result::Result<(), String> {
+        if let Some(w) = self.confs.windows(2).find(|w| w[0].0 >= w[1].0) {
+            return Err(format!(
+                "conf states out of order (index {} before {})",
+                w[0].0, w[1].0
+            ));
+        }
+        for (index, cs) in &self.confs {
+            check_conf_state(cs)
+                .map_err(|why| format!("the conf state at index {index}: {why}"))?;
+        }
+        Ok(())
     }
 
     fn prune_confs(&mut self) {
@@ -1099,7 +1241,7 @@ fn decode_record(body: &[u8]) -> Option<Record> {
                 // underflow replay's arithmetic or reach raft-rs, which panics on it.
                 let follows = match ents.last() {
                     None => e.index >= 1,
-                    Some(prev) => e.index == prev.index + 1 && e.term >= prev.term,
+                    Some(prev) => prev.index.checked_add(1) == Some(e.index) && e.term >= prev.term,
                 };
                 if !follows {
                     return None;

@@ -12,6 +12,8 @@
 //! to a peer by a job of its own. Both report back through `Event`s.
 
 mod driver;
+#[cfg(test)]
+mod hostile_messages;
 
 pub(crate) use driver::run;
 
@@ -38,7 +40,7 @@ use crate::error::{NeedleError, Result, WriteOutcome};
 use crate::message::{MessageHandler, NodeId, RaftMessage};
 use crate::snapshot::{self, Added, Assembler, Outgoing, Pace, SnapshotAck, SnapshotSource};
 use crate::status::{NodeStatus, PeerProgress, Role};
-use crate::storage::{BOOTSTRAP_INDEX, LogStore, SnapshotDescriptor, conf_has};
+use crate::storage::{BOOTSTRAP_INDEX, LogStore, MAX_RECORD_INDEX, SnapshotDescriptor, conf_has};
 
 pub(crate) type Reply = Sender<Result<()>>;
 
@@ -739,7 +741,8 @@ impl Node {
                 }
                 MessageType::MsgReadIndex | MessageType::MsgReadIndexResp => m.entries.len() == 1,
                 _ => true,
-            };
+            }
+            && steppable(&self.rn.raft, &m);
         if !ok {
             return;
         }
@@ -1449,6 +1452,53 @@ impl Node {
             },
             progress,
         }
+    }
+}
+
+/// Whether raft-rs steps `m` from a peer without reaching one of its `fatal!` panics (raft-rs
+/// 0.7 trusts its peers). Fields only a faulty or hostile peer sends:
+/// - MsgAppend: entries not at `index + 1, index + 2, ...` (`maybe_append` slices by their gap
+///   and calls a conflict at or below the commit index fatal), or entry terms below `log_term`
+///   or decreasing (an entry of term 0 after `log_term` 3 ended in `unstable.slice`'s "out of
+///   bound" in the test of this module);
+/// - MsgHeartbeat: a commit index past this log's last index (`commit_to`: "out of range");
+/// - MsgSnapshot: a conf state raft-rs does not restore as it is ("invalid restore").
+///
+/// And any term or index past half [`MAX_RECORD_INDEX`]: the log would store it (or its own
+/// elections would count terms on from it past the bound), and refuse to open.
+///
+/// A leader never sends any of these (it sends `min(matched, committed)` in a heartbeat, its
+/// log holds our committed entries with their terms); dropping one is a lost message.
+pub(crate) fn steppable<S: Storage>(raft: &raft::Raft<S>, m: &Message) -> bool {
+    let log = &raft.raft_log;
+    let meta = m.get_snapshot().get_metadata();
+    let within = [m.term, m.index, m.log_term, meta.index, meta.term]
+        .into_iter()
+        .chain(m.entries.iter().flat_map(|e| [e.index, e.term]))
+        .all(|x| x <= MAX_RECORD_INDEX / 2);
+    if !within {
+        return false;
+    }
+    match m.get_msg_type() {
+        MessageType::MsgAppend => {
+            let consecutive = m.entries.iter().enumerate().all(|(i, e)| {
+                m.index
+                    .checked_add(i as u64 + 1)
+                    .is_some_and(|at| at == e.index)
+            });
+            let terms = m
+                .entries
+                .iter()
+                .try_fold(m.log_term, |t, e| (e.term >= t).then_some(e.term))
+                .is_some();
+            consecutive && terms
+        }
+        MessageType::MsgHeartbeat => m.commit <= log.last_index(),
+        MessageType::MsgSnapshot => {
+            crate::storage::check_conf_state(m.get_snapshot().get_metadata().get_conf_state())
+                .is_ok()
+        }
+        _ => true,
     }
 }
 

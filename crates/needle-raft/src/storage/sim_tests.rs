@@ -38,6 +38,7 @@ impl Rng {
 
 use needle_testkit::seed;
 
+mod hostile_records;
 mod replay_model;
 
 /// What a reopened log must equal: everything raft-rs can observe.
