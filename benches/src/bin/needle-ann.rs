@@ -722,7 +722,9 @@ unsafe extern "C" {
 
 /// With `NEEDLE_ANN_MEMPROBE` set (peers.py mode): the resident KB of each mapping holding more
 /// than 512 KB (`/proc/self/smaps`: the allocator's heaps, its large blocks, the `Flat` maps),
-/// then glibc's `malloc_stats`, to tell memory in use from memory the allocator holds free.
+/// every file-backed mapping with pages resident (the binary's and the libraries' segments, the
+/// database file's maps: the process's `RssFile`), then glibc's `malloc_stats`, to tell memory
+/// in use from memory the allocator holds free.
 fn mem_probe(label: &str) {
     if std::env::var_os("NEEDLE_ANN_MEMPROBE").is_none() {
         return;
@@ -752,6 +754,35 @@ fn mem_probe(label: &str) {
             eprintln!("[probe]   {name:<40} {size_kb:>10} {rss_kb:>10} {huge_kb:>10}");
         }
     }
+    // The file pages (RssFile), mapping by mapping: the binary's and the libraries' segments,
+    // the database file's maps.
+    eprintln!(
+        "[probe] {label}: file-backed mappings with pages resident (name, size KB, resident KB):"
+    );
+    let mut file_total_kb = 0u64;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if let Some((_, _)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            let addr = |h: &str| u64::from_str_radix(h, 16).unwrap_or(0);
+            let (lo, hi) = first.split_once('-').unwrap_or(("0", "0"));
+            size_kb = addr(hi).saturating_sub(addr(lo)) / 1024;
+            let perms = line.split_whitespace().nth(1).unwrap_or("");
+            name = line.split_whitespace().nth(5).unwrap_or("").to_string();
+            if !name.starts_with('/') {
+                name.clear();
+            } else {
+                name = format!("{name} {perms}");
+            }
+        } else if first == "Rss:" && !name.is_empty() {
+            rss_kb = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            if rss_kb > 0 {
+                file_total_kb += rss_kb;
+                eprintln!("[probe]   {name:<60} {size_kb:>10} {rss_kb:>10}");
+            }
+        }
+    }
+    eprintln!("[probe]   file-backed total {file_total_kb} KB");
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_stats takes no arguments and only reads glibc's own bookkeeping.
     unsafe {

@@ -715,6 +715,23 @@ impl Collection {
         Ok(())
     }
 
+    /// Makes room in the upper-layer links for records with these ids (their levels follow
+    /// from the ids), and widens packed links for the slots they take, so that applying the
+    /// write cannot fail for memory. Called before the write is logged; an error (the system
+    /// refused the memory) changes nothing.
+    pub fn reserve_upper<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        let (mut records, mut levels) = (0usize, 0usize);
+        for id in ids {
+            records += 1;
+            levels += Graph::level_for(self.config.seed, id, self.config.m) as usize;
+        }
+        let nodes = self.graph.len().saturating_add(records);
+        self.graph
+            .upper
+            .try_reserve(nodes, levels)
+            .map_err(|e| no_memory(&self.name, records, "upper-layer links", e))
+    }
+
     /// Makes room in the value graphs for a write, so that applying it cannot fail for memory:
     /// `joining` are the metadata the write gives records (new records, or new metadata), and
     /// `changed` the records it writes (each may add a live record or take one from a value).
@@ -850,6 +867,7 @@ impl Collection {
                 metadata: self.metadata[s].clone(),
             })
             .collect();
+        fresh.reserve_upper(records.iter().map(|r| r.id.as_str()))?;
         if self.config.quantization == Quantization::Sq8 && records.len() >= SQ8_TRAIN_MIN {
             // Compaction trains the ranges again, on the live records only.
             let live: Vec<f32> = records
@@ -2055,6 +2073,7 @@ impl Collection {
     pub fn release_tails(&self) {
         self.vectors.release_tail();
         self.graph.links0.release_tail();
+        self.graph.upper.release_tail();
         if let Some(codes) = &self.codes {
             codes.release_tail();
         }

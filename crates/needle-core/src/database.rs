@@ -1305,11 +1305,14 @@ fn reserve_room(plan: &Plan) -> Result<()> {
             let room = shared.read().prepared_room(records.len())?;
             let mut c = shared.write();
             let replaced = c.install_room(room);
-            let reserved = c.reserve(records.len()).and_then(|()| {
-                let joining: Vec<Option<&Value>> =
-                    records.iter().map(|r| r.metadata.as_ref()).collect();
-                c.reserve_value_graphs(&joining, records.len())
-            });
+            let reserved = c
+                .reserve(records.len())
+                .and_then(|()| c.reserve_upper(records.iter().map(|r| r.id.as_str())))
+                .and_then(|()| {
+                    let joining: Vec<Option<&Value>> =
+                        records.iter().map(|r| r.metadata.as_ref()).collect();
+                    c.reserve_value_graphs(&joining, records.len())
+                });
             // The arrays the copies replaced are freed after the write lock (tidy12).
             drop(c);
             drop(replaced);
@@ -1327,6 +1330,7 @@ fn reserve_room(plan: &Plan) -> Result<()> {
             let replaced = room.map(|room| c.install_room(room));
             let reserved = if vector.is_some() {
                 c.reserve(1)
+                    .and_then(|()| c.reserve_upper(std::iter::once(id.as_str())))
             } else {
                 Ok(())
             }

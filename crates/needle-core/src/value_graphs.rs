@@ -141,7 +141,7 @@ impl ValueGraph {
         g.levels.capacity()
             + g.links0.memory_bytes()
             + g.upper_base.capacity() * 4
-            + g.upper.capacity() * 4
+            + g.upper.memory_bytes()
             + self.slots.capacity() * 4
             + self.dead.capacity()
             + self.local.capacity() * 12

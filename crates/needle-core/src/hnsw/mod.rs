@@ -13,6 +13,7 @@
 mod flat;
 mod links0;
 mod nearest;
+mod upper;
 mod visited;
 
 use std::cmp::{Ordering, Reverse};
@@ -24,6 +25,7 @@ pub(crate) use flat::{Flat, Plain, refuse_anonymous_maps, refuse_anonymous_maps_
 pub(crate) use links0::forcing;
 pub(crate) use links0::{Links0, Links0Kind};
 use nearest::Nearest;
+pub(crate) use upper::Upper;
 pub(crate) use visited::{VisitedSet, with_visited};
 
 /// "No node" in link arrays and for the entry point.
@@ -349,8 +351,9 @@ pub(crate) struct Graph {
     /// `levels` say how many), so the ~94 % of nodes without upper layers (m 16) cost nothing
     /// here (a `u32` a slot did: 0.8 MB at 200,000 slots).
     pub upper_base: Vec<u32>,
-    /// Upper layers: per node with level L > 0, L blocks of `[count, n_1 .. n_m]` (layer 1 first).
-    pub upper: Vec<u32>,
+    /// Upper layers: per node with level L > 0, L blocks of `[count, n_1 .. n_m]` (layer 1
+    /// first), as `u32` words or bit-packed like layer 0 ([`Upper`]).
+    pub upper: Upper,
     pub entry: u32,
     pub max_level: u8,
 }
@@ -363,7 +366,7 @@ impl Graph {
             levels: Vec::new(),
             links0: Links0::new(m, kind),
             upper_base: Vec::new(),
-            upper: Vec::new(),
+            upper: Upper::new(m, kind),
             entry: NONE,
             max_level: 0,
         }
@@ -398,11 +401,11 @@ impl Graph {
         self.levels.push(level);
         self.links0.push_empty();
         if slot as usize % UPPER_CHUNK == 0 {
-            self.upper_base.push(self.upper.len() as u32);
+            self.upper_base.push(self.upper.word_len() as u32);
         }
+        self.upper.fit_nodes(self.levels.len());
         if level > 0 {
-            self.upper
-                .resize(self.upper.len() + level as usize * self.stride_up(), 0);
+            self.upper.push_blocks(level as usize);
         }
         slot
     }
@@ -427,18 +430,20 @@ impl Graph {
         })
     }
 
-    /// Where the block of `slot` on upper layer `layer` (≥ 1) lies in `upper`.
-    fn upper_block(&self, slot: u32, layer: usize) -> std::ops::Range<usize> {
-        let s = self.upper_start(slot) + (layer - 1) * self.stride_up();
-        s..s + self.stride_up()
+    /// Where (the word offset) the block of `slot` on upper layer `layer` (≥ 1) starts.
+    fn upper_block(&self, slot: u32, layer: usize) -> usize {
+        self.upper_start(slot) + (layer - 1) * self.stride_up()
     }
 
-    /// The links of `slot` on an upper layer (≥ 1), read in place.
+    /// The links of `slot` on an upper layer (≥ 1): read in place, or decoded into `buf`.
     #[inline(always)]
-    fn upper_neighbors(&self, slot: u32, layer: usize) -> &[u32] {
-        let block = &self.upper[self.upper_block(slot, layer)];
-        let count = (block[0] as usize).min(block.len() - 1);
-        &block[1..1 + count]
+    fn upper_neighbors<'a>(
+        &'a self,
+        slot: u32,
+        layer: usize,
+        buf: &'a mut [u32; MAX_LINKS],
+    ) -> &'a [u32] {
+        self.upper.get(self.upper_block(slot, layer), buf)
     }
 
     /// The links of `slot` on `layer`: read in place, or (packed layer-0 links) decoded into
@@ -453,7 +458,7 @@ impl Graph {
         if layer == 0 {
             self.links0.get(slot, buf)
         } else {
-            self.upper_neighbors(slot, layer)
+            self.upper_neighbors(slot, layer, buf)
         }
     }
 
@@ -494,7 +499,7 @@ impl Graph {
     ) -> usize {
         let mut count = 0;
         let ahead = query.lookahead();
-        let mut check = |n: u32| {
+        let check = |n: u32| {
             if count < MAX_LINKS && visited.insert(n) {
                 fresh[count] = n;
                 count += 1;
@@ -506,9 +511,7 @@ impl Graph {
         if layer == 0 {
             self.links0.for_each(slot, check);
         } else {
-            self.upper_neighbors(slot, layer)
-                .iter()
-                .for_each(|&n| check(n));
+            self.upper.for_each(self.upper_block(slot, layer), check);
         }
         count
     }
@@ -518,11 +521,8 @@ impl Graph {
             self.links0.set(slot, ids);
             return;
         }
-        let range = self.upper_block(slot, layer);
-        let block = &mut self.upper[range];
-        block[0] = ids.len() as u32;
-        block[1..1 + ids.len()].copy_from_slice(ids);
-        block[1 + ids.len()..].iter_mut().for_each(|x| *x = 0);
+        let start = self.upper_block(slot, layer);
+        self.upper.set(start, ids);
     }
 
     /// Greedy walk on one upper layer: move to a closer neighbour while there is one. The
@@ -531,10 +531,11 @@ impl Graph {
     /// speed10); the order and the distances are the same as one by one.
     fn greedy<Q: Query>(&self, query: &Q, mut cur: Cand, layer: usize) -> Cand {
         debug_assert!(layer > 0, "the greedy walk is for the upper layers");
+        let mut buf = [0u32; MAX_LINKS];
         loop {
             let mut moved = false;
             if lever(levers::GREEDY_PREFETCH) {
-                let links = self.upper_neighbors(cur.id, layer);
+                let links = self.upper_neighbors(cur.id, layer, &mut buf);
                 for &n in links.iter().take(query.lookahead()) {
                     query.prefetch(n);
                 }
@@ -545,7 +546,7 @@ impl Graph {
                     }
                 });
             } else {
-                for &n in self.upper_neighbors(cur.id, layer) {
+                for &n in self.upper_neighbors(cur.id, layer, &mut buf) {
                     let d = query.dist(n);
                     if d < cur.d {
                         cur = Cand { d, id: n };
@@ -1062,7 +1063,7 @@ mod tests {
             })
             .collect();
         assert_eq!(g.upper_starts().collect::<Vec<_>>(), starts);
-        assert_eq!(next as usize, g.upper.len());
+        assert_eq!(next as usize, g.upper.word_len());
         assert_eq!(upper_bases(&levels, m), g.upper_base);
     }
 

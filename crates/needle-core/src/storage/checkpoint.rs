@@ -243,8 +243,23 @@ fn encode_collection(w: &mut Position, c: &Collection, version: u32) -> std::io:
             write_array(w, &run, u32::to_le_bytes)?;
         }
     })?;
-    section(w, KIND_UPPER, g.upper.len() as u64 * 4, |w| {
-        write_array(w, &g.upper, u32::to_le_bytes)
+    section(w, KIND_UPPER, g.upper.word_len() as u64 * 4, |w| {
+        if let Some(words) = g.upper.words() {
+            return write_array(w, words, u32::to_le_bytes);
+        }
+        let mut run = Vec::with_capacity(4096);
+        let mut result = Ok(());
+        g.upper.for_each_word(|x| {
+            run.push(x);
+            if run.len() == 4096 {
+                if result.is_ok() {
+                    result = write_array(w, &run, u32::to_le_bytes);
+                }
+                run.clear();
+            }
+        });
+        result?;
+        write_array(w, &run, u32::to_le_bytes)
     })?;
 
     let mut records = Vec::new();
@@ -331,10 +346,9 @@ fn encode_value_graphs(c: &Collection) -> Vec<u8> {
             for x in g.upper_starts() {
                 out.extend_from_slice(&x.to_le_bytes());
             }
-            put(&mut out, g.upper.len());
-            for x in &g.upper {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
+            put(&mut out, g.upper.word_len());
+            g.upper
+                .for_each_word(|x| out.extend_from_slice(&x.to_le_bytes()));
         }
     }
     out
@@ -450,6 +464,8 @@ fn decode_value_graphs(
             }
             let links0 = Links0::from_words(&links0, m, Links0Kind::U32)
                 .map_err(|e| bad(&format!("no memory for the links: {e}")))?;
+            let upper = crate::hnsw::Upper::from_words(upper, m, Links0Kind::U32, levels.len())
+                .map_err(|e| bad(&format!("no memory for the links: {e}")))?;
             graphs.insert(
                 key,
                 ValueGraph {
@@ -484,7 +500,7 @@ fn checked_graph(
     ef_construction: usize,
     levels: Vec<u8>,
     links0: Links0,
-    upper: Vec<u32>,
+    upper: crate::hnsw::Upper,
     entry: u32,
     max_level: u8,
 ) -> Graph {
@@ -492,9 +508,9 @@ fn checked_graph(
         m,
         ef_construction,
         upper_base: crate::hnsw::upper_bases(&levels, m),
+        upper,
         levels,
         links0,
-        upper,
         entry,
         max_level,
     }
@@ -742,8 +758,9 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
     check_links(&links0, stride0, n)
         .map_err(|i| s.corrupt(l0at + i * 4, "layer-0 links: bad count or target"))?;
     // Packed in memory where the collection is quantized (the file holds `u32` words always).
-    let links0 = Links0::from_words(&links0, m, Links0Kind::for_collection(quantization, dim, m))
-        .map_err(|e| s.no_memory("layer-0 links", e))?;
+    let links0_kind = Links0Kind::for_collection(quantization, dim, m);
+    let links0 =
+        Links0::from_words(&links0, m, links0_kind).map_err(|e| s.no_memory("layer-0 links", e))?;
 
     let (us, usat) = s.next(KIND_UPPER_START)?;
     if us.len() != n * 4 {
@@ -864,7 +881,16 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
         ordered: std::collections::BTreeMap::new(),
         indexes,
         kernel: kernel_for(config.distance),
-        graph: checked_graph(m, ef_construction, levels, links0, upper, entry, max_level),
+        graph: checked_graph(
+            m,
+            ef_construction,
+            levels,
+            links0,
+            crate::hnsw::Upper::from_words(upper, m, links0_kind, n)
+                .map_err(|e| s.no_memory("upper-layer links", e))?,
+            entry,
+            max_level,
+        ),
         name,
         dim,
         config,
@@ -1053,6 +1079,9 @@ mod tests {
                 let mut wide = forcing(Links0Kind::U32, || Collection::new("c", dim, config));
                 assert_eq!(packed.graph.links0.kind(), Links0Kind::Packed, "{case}");
                 assert_eq!(wide.graph.links0.kind(), Links0Kind::U32, "{case}");
+                // The upper layers take the form of layer 0.
+                assert!(packed.graph.upper.packed_bits().is_some(), "{case}");
+                assert!(wide.graph.upper.packed_bits().is_none(), "{case}");
                 let n = if m >= 64 { 1_300 } else { 2_300 };
                 let mut made = 0;
                 while made < n {
@@ -1220,8 +1249,9 @@ mod tests {
         let low = (0..g.len()).find(|&s| g.levels[s] == 0).unwrap() as u32;
         let high = (0..g.len()).find(|&s| g.levels[s] >= 1).unwrap();
         let at = g.upper_starts().nth(high).unwrap() as usize;
-        c.graph.upper[at] = c.graph.upper[at].max(1);
-        c.graph.upper[at + 1] = low;
+        let words = c.graph.upper.words_mut();
+        words[at] = words[at].max(1);
+        words[at + 1] = low;
         let err = decode(&encoded(&c), Path::new("t")).unwrap_err();
         assert!(
             err.to_string().contains("does not reach that layer"),
