@@ -658,10 +658,16 @@ impl Collection {
             .index
             .try_grown_table(&self.ids, slots)
             .map_err(|e| no_memory(&self.name, slots, "id index", e))?;
+        let deleted = &self.deleted;
+        let order = self
+            .index
+            .merged_ahead(&self.ids, slots, |s| deleted[s as usize])
+            .map_err(|e| no_memory(&self.name, slots, "id order", e))?;
         Ok(GrownRoom {
             vectors,
             links0,
             index,
+            order,
         })
     }
 
@@ -682,10 +688,12 @@ impl Collection {
             }
         });
         let index = room.index.map(|t| self.index.install_table(&self.ids, t));
+        let order = room.order.map(|o| self.index.install_order(o));
         GrownRoom {
             vectors,
             links0,
             index,
+            order,
         }
     }
 
@@ -2334,13 +2342,14 @@ fn no_memory(collection: &str, slots: usize, what: &str, e: std::io::Error) -> E
     )
 }
 
-/// Vectors, layer-0 links and the id index's hash table copied with room for a write
-/// ([`Collection::prepared_room`]), `None` where one has room already; or, returned by
-/// [`Collection::install_room`], what the copies replaced.
+/// Vectors, layer-0 links and the id index's hash table copied with room for a write, and the
+/// id order merged where the write would merge it ([`Collection::prepared_room`]), `None` where
+/// one has room already; or, returned by [`Collection::install_room`], what the copies replaced.
 pub(crate) struct GrownRoom {
     vectors: Option<crate::hnsw::Flat<f32>>,
     links0: Option<crate::hnsw::Links0>,
     index: Option<crate::id_index::GrownTable>,
+    order: Option<crate::id_index::MergedOrder>,
 }
 
 /// A chunk of a batch with its planned candidates, ready to be linked.
@@ -2759,6 +2768,7 @@ mod tests {
             index_room >= 10_000,
             "the id index had to grow: {index_room}"
         );
+        assert_eq!(c.index.tail_len(), 0, "the id order merged ahead");
         c.reserve(10_000).expect("room made");
         assert_eq!(
             (c.vectors.get(0, 8).as_ptr(), c.graph.links0.as_ptr()),

@@ -32,6 +32,23 @@ pub(crate) struct IdIndex {
     tail: Vec<u32>,
     /// Dead slots still in `sorted` or `tail`.
     dead: usize,
+    /// Inserts the tail may take before a merge beyond its usual length: set when the order was
+    /// merged ahead of a batch ([`IdIndex::install_order`]), so that the batch does not merge
+    /// it again under the write lock; back to 0 at the next merge.
+    allowance: usize,
+}
+
+/// The order of an [`IdIndex`] merged ahead of a batch ([`IdIndex::merged_ahead`]), for
+/// [`IdIndex::install_order`]; or, returned by it, the array it replaced.
+#[derive(Debug)]
+pub(crate) struct MergedOrder {
+    sorted: Vec<u32>,
+    /// The lengths of `sorted` and `tail`, and the dead count, it was merged from.
+    from: (usize, usize, usize),
+    /// Whether it dropped the dead slots.
+    purged: bool,
+    /// The inserts of the batch it was merged for.
+    batch: usize,
 }
 
 /// The hash table of an [`IdIndex`] copied with room to grow ([`IdIndex::try_grown_table`]),
@@ -115,6 +132,12 @@ impl IdIndex {
         GrownTable(std::mem::replace(&mut self.table, grown.0))
     }
 
+    /// Slots in the tail (not merged into the sorted array yet).
+    #[cfg(test)]
+    pub fn tail_len(&self) -> usize {
+        self.tail.len()
+    }
+
     /// Ids the hash table takes before it must grow (or rehash away removed entries).
     #[cfg(test)]
     pub fn room(&self) -> usize {
@@ -131,10 +154,61 @@ impl IdIndex {
         let id = &ids[slot as usize];
         let at = self.tail.partition_point(|&s| &ids[s as usize] <= id);
         self.tail.insert(at, slot);
-        if self.tail.len() > TAIL_MIN.max(2 * self.sorted.len().isqrt()) {
+        if self.tail.len() > self.tail_limit().max(self.allowance) {
             self.merge(ids, &dead);
         }
         true
+    }
+
+    /// The tail's usual longest: ~2·√n, at least [`TAIL_MIN`].
+    fn tail_limit(&self) -> usize {
+        TAIL_MIN.max(2 * self.sorted.len().isqrt())
+    }
+
+    /// The order merged into one array where a batch of `more` inserts would merge it: made
+    /// by a caller that holds the collection's read lock only, so that searches go on (a merge
+    /// is one pass over the order: 23–32 ms at 3–4 million ids under the write lock, tidy12).
+    /// [`IdIndex::install_order`] swaps it in and lets the tail take the whole batch (up to
+    /// 4× its usual length), so that the batch does not merge under the write lock either.
+    /// `None` where the batch would not merge.
+    pub fn merged_ahead(
+        &self,
+        ids: &Ids,
+        more: usize,
+        dead: impl Fn(u32) -> bool,
+    ) -> Result<Option<MergedOrder>, std::io::Error> {
+        let limit = self.tail_limit();
+        if self.tail.len() + more <= limit {
+            return Ok(None);
+        }
+        let mut sorted = Vec::new();
+        sorted
+            .try_reserve_exact(self.sorted.len() + self.tail.len())
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        let purged = self.merge_into(ids, &dead, &mut sorted);
+        Ok(Some(MergedOrder {
+            sorted,
+            from: (self.sorted.len(), self.tail.len(), self.dead),
+            purged,
+            batch: more.min(4 * limit),
+        }))
+    }
+
+    /// Swaps in an order [`IdIndex::merged_ahead`] merged, if the order is still the one it
+    /// was merged from; the caller must be the only writer since (the database's writer lock),
+    /// so that it is. Returns the array it replaced, or the copy where it did not, for the
+    /// caller to free when it no longer holds a lock.
+    pub fn install_order(&mut self, mut merged: MergedOrder) -> MergedOrder {
+        if merged.from != (self.sorted.len(), self.tail.len(), self.dead) {
+            return merged;
+        }
+        std::mem::swap(&mut self.sorted, &mut merged.sorted);
+        self.tail.clear();
+        if merged.purged {
+            self.dead = 0;
+        }
+        self.allowance = merged.batch;
+        merged
     }
 
     /// At open: makes live `slot` (its id already in `ids`) the slot of its id, like
@@ -192,8 +266,19 @@ impl IdIndex {
 
     /// Merges the tail into the sorted array, dropping dead slots if they are many.
     fn merge(&mut self, ids: &Ids, dead: &impl Fn(u32) -> bool) {
-        let purge = self.dead > (self.sorted.len() + self.tail.len()) / 4;
         let mut out = Vec::with_capacity(self.sorted.len() + self.tail.len());
+        if self.merge_into(ids, dead, &mut out) {
+            self.dead = 0;
+        }
+        self.sorted = out;
+        self.tail.clear();
+        self.allowance = 0;
+    }
+
+    /// Writes the sorted array and the tail merged into `out`, without the dead slots if they
+    /// are many (then returns true).
+    fn merge_into(&self, ids: &Ids, dead: &impl Fn(u32) -> bool, out: &mut Vec<u32>) -> bool {
+        let purge = self.dead > (self.sorted.len() + self.tail.len()) / 4;
         let mut rest = &self.sorted[..];
         let copy = |out: &mut Vec<u32>, block: &[u32]| {
             if purge {
@@ -205,16 +290,12 @@ impl IdIndex {
         for &t in &self.tail {
             let id = &ids[t as usize];
             let k = rest.partition_point(|&s| &ids[s as usize] <= id);
-            copy(&mut out, &rest[..k]);
+            copy(out, &rest[..k]);
             rest = &rest[k..];
-            copy(&mut out, &[t]);
+            copy(out, &[t]);
         }
-        copy(&mut out, rest);
-        if purge {
-            self.dead = 0;
-        }
-        self.sorted = out;
-        self.tail.clear();
+        copy(out, rest);
+        purge
     }
 
     /// The live slots whose ids sort after `after` (all without it), in id order.
@@ -313,6 +394,24 @@ mod tests {
             self.index.tidy(&self.ids, |s| deleted[s as usize]);
         }
 
+        /// The room a batch of `more` inserts gets before it (`Collection::prepared_room` and
+        /// `install_room`): the order merged ahead where the batch would merge it. With
+        /// `stale`, an upsert comes between the merge and its install (only a second writer
+        /// could do that): the copy must not be installed.
+        fn prepare(&mut self, more: usize, stale: Option<&str>) {
+            let deleted = &self.deleted;
+            let merged = self
+                .index
+                .merged_ahead(&self.ids, more, |s| deleted[s as usize])
+                .expect("memory for a test");
+            if let Some(id) = stale {
+                self.upsert(id);
+            }
+            if let Some(merged) = merged {
+                drop(self.index.install_order(merged));
+            }
+        }
+
         /// Compaction: the live records, densely, in slot order, into a fresh index.
         fn compact(&mut self) {
             let mut fresh = Model::new();
@@ -398,7 +497,9 @@ mod tests {
             for step in 0..steps {
                 let id = &ids[(next(&mut rng) % universe) as usize];
                 match next(&mut rng) % 100 {
-                    0..=59 => m.upsert(id),
+                    0..=54 => m.upsert(id),
+                    55..=58 => m.prepare((next(&mut rng) % 2000) as usize, None),
+                    59 => m.prepare((next(&mut rng) % 2000) as usize, Some(id)),
                     60..=89 => m.delete(id),
                     90 => m.compact(),
                     _ => {
@@ -426,6 +527,71 @@ mod tests {
         assert!(!index.insert(&ids, 1, |_| false));
         assert_eq!(index.get(&ids, "a"), Some(0));
         assert_eq!(index.ordered_after(&ids, None, |_| false).count(), 1);
+    }
+
+    /// The order merged ahead of a batch (under the read lock) is installed whole, and the
+    /// batch then does not merge it again (under the write lock): at 66,667 live ids a batch
+    /// of 2,000 would merge it three times as it goes (the tail's usual longest is 516). A copy merged
+    /// before an insert is not installed after it, and a merge that dropped the dead slots
+    /// leaves none counted.
+    #[test]
+    fn an_order_merged_ahead_spares_the_batch_its_merge() {
+        let mut ids = Ids::new();
+        let mut deleted = Vec::new();
+        let mut index = IdIndex::new();
+        let push = |ids: &mut Ids, deleted: &mut Vec<bool>, index: &mut IdIndex, i: usize| {
+            ids.push(&format!("id-{:07}", (i * 7919) % 1_000_003));
+            deleted.push(false);
+            let d = &*deleted;
+            assert!(index.insert(ids, i as u32, |s| d[s as usize]));
+        };
+        for i in 0..100_000 {
+            push(&mut ids, &mut deleted, &mut index, i);
+        }
+        // A quarter and more of the slots dead: the merge ahead drops them.
+        for i in (0..100_000).step_by(3) {
+            let id = ids[i].to_string();
+            assert_eq!(index.remove(&ids, &id), Some(i as u32));
+            deleted[i] = true;
+        }
+        let d = &deleted;
+        let merged = index
+            .merged_ahead(&ids, 2_000, |s| d[s as usize])
+            .unwrap()
+            .expect("the batch would merge");
+        // Merged before an insert: not installed.
+        push(&mut ids, &mut deleted, &mut index, 100_000);
+        let (sorted, tail) = (index.sorted.len(), index.tail.len());
+        drop(index.install_order(merged));
+        assert_eq!((index.sorted.len(), index.tail.len()), (sorted, tail));
+        let d = &deleted;
+        let merged = index
+            .merged_ahead(&ids, 2_000, |s| d[s as usize])
+            .unwrap()
+            .expect("the batch would merge");
+        drop(index.install_order(merged));
+        assert_eq!(index.tail.len(), 0, "installed");
+        assert_eq!(index.dead, 0, "the dead slots dropped");
+        assert_eq!(index.sorted.len(), index.len());
+        for i in 100_001..102_001 {
+            push(&mut ids, &mut deleted, &mut index, i);
+        }
+        assert_eq!(index.tail.len(), 2_000, "the batch merged the order");
+        let d = &deleted;
+        let order: Vec<&str> = index
+            .ordered_after(&ids, None, |s| d[s as usize])
+            .map(|s| &ids[s as usize])
+            .collect();
+        assert_eq!(order.len(), index.len());
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "in id order");
+        // The allowance ends with the next merge ahead: the next batch's.
+        let d = &deleted;
+        assert!(
+            index
+                .merged_ahead(&ids, 1, |s| d[s as usize])
+                .unwrap()
+                .is_some()
+        );
     }
 
     /// A table grown outside the write lock holds every id and the room asked for, so that
@@ -470,20 +636,42 @@ mod tests {
     /// (tidy12, docs/benchmarks-history.md). For each batch, the table's room made as
     /// `Collection::reserve` makes it under the write lock (`try_reserve`, which rehashes every
     /// id when the table is full), and beside it on a second index the room made as the read
-    /// lock's `prepared_room` makes it (a grown copy) and installed under the write lock. Prints
-    /// the batches at which either table grew and the slowest single insert (a merge of the
-    /// order). `NEEDLE_IDS` ids (4,200,000), `NEEDLE_BATCH` a batch (5,000):
+    /// lock's `prepared_room` makes it (a grown copy, and the order merged ahead) and installed
+    /// under the write lock. Prints the batches at which either table grew and, per million ids,
+    /// the slowest single insert of each (on the first, a merge of the order), and the slowest
+    /// merge ahead on the second (outside the lock), all in the thread's CPU time. `NEEDLE_IDS` ids (4,200,000),
+    /// `NEEDLE_BATCH` a batch (5,000):
     /// `cargo test --release -p needle-core --lib id_index::tests::growth_timing -- --ignored --nocapture`
     #[test]
     #[ignore = "a timing program: run it in release with --ignored --nocapture"]
     fn growth_timing() {
-        use std::time::{Duration, Instant};
+        use std::time::Duration;
+        // The thread's CPU time, not the wall clock: on a shared core a single insert is
+        // descheduled for whole time slices (10-25 ms), which hid what the merge costs.
+        #[derive(Clone, Copy)]
+        struct Instant(Duration);
+        impl Instant {
+            fn now() -> Self {
+                let mut t = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: a valid out-pointer for the call.
+                unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+                Instant(Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
+            }
+            fn elapsed(self) -> Duration {
+                Instant::now().0.saturating_sub(self.0)
+            }
+        }
         let total = needle_testkit::knob("NEEDLE_IDS", 4_200_000) as usize;
         let batch = needle_testkit::knob("NEEDLE_BATCH", 5_000) as usize;
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let (mut ids, mut locked, mut copied) = (Ids::new(), IdIndex::new(), IdIndex::new());
         // The slowest insert (a merge of the order) per million ids.
         let mut slowest = vec![(Duration::ZERO, 0); total / 1_000_000 + 1];
+        let mut slowest_copied = slowest.clone();
+        let mut slowest_ahead = slowest.clone();
         println!(
             "ids before | buckets' room before -> after | reserve under the lock ms | copy outside ms | install + reserve under the lock ms"
         );
@@ -503,6 +691,14 @@ mod tests {
             let t = Instant::now();
             drop(replaced);
             let freed = t.elapsed();
+            let t = Instant::now();
+            let merged = copied.merged_ahead(&ids, batch, |_| false).expect("memory");
+            let ahead = t.elapsed();
+            let s = &mut slowest_ahead[(len / 1_000_000).min(total / 1_000_000)];
+            if ahead > s.0 {
+                *s = (ahead, len);
+            }
+            drop(merged.map(|m| copied.install_order(m)));
             if grew || locked.table.capacity() != room {
                 println!(
                     "{len} | {room} -> {} | {:.2} | {:.2} | {:.3} | {:.3}",
@@ -522,13 +718,24 @@ mod tests {
                 if took > s.0 {
                     *s = (took, i);
                 }
+                let t = Instant::now();
                 assert!(copied.insert(&ids, i as u32, |_| false));
+                let took = t.elapsed();
+                let s = &mut slowest_copied[(i / 1_000_000).min(total / 1_000_000)];
+                if took > s.0 {
+                    *s = (took, i);
+                }
             }
         }
-        for (took, at) in slowest {
+        for ((took, at), ((copied, at_c), (ahead, at_a))) in slowest
+            .into_iter()
+            .zip(slowest_copied.into_iter().zip(slowest_ahead))
+        {
             println!(
-                "slowest insert of its million: {:.2} ms at {at} ids",
-                ms(took)
+                "slowest insert of its million: {:.2} ms at {at} ids; with the order merged ahead {:.3} ms at {at_c} (the merge ahead, outside the lock: {:.2} ms at {at_a})",
+                ms(took),
+                ms(copied),
+                ms(ahead)
             );
         }
     }
