@@ -880,6 +880,45 @@ fn open_never_panics_on_checkpoint_bytes_with_valid_checksums() {
     eprintln!("{n} edited checkpoints, {opened} opened");
 }
 
+/// A record's metadata edited under a valid checksum (`"k":"w1"` made `"k":"w0"`, both values
+/// of the keyword index on `k`), its payload index left as it was: each half checks on its own,
+/// and they disagree. Opened, a filter on `k` would answer from the index what the record
+/// contradicts; the open refuses, naming the index and the slot.
+#[test]
+fn an_index_that_disagrees_with_its_records_metadata_is_refused() {
+    let (main, _) = rich_files(1);
+    let needle = br#""k":"w1""#;
+    let at = main
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("a record holding k = w1");
+    let (start, len) = sections(&main)
+        .into_iter()
+        .find(|&(start, len)| (start..start + len).contains(&at))
+        .expect("the records section");
+    let mut bytes = main.clone();
+    bytes[at + needle.len() - 2] = b'0';
+    let crc = needle_core::disk::frame::Seal::Payload.crc(0, &bytes[start..start + len]);
+    bytes[start + len..start + len + 4].copy_from_slice(&crc.to_le_bytes());
+    for (file, what) in [(&main, "the file as written"), (&bytes, "the edited file")] {
+        let sim = disk(0);
+        sim.put_file(Path::new(PATH), file);
+        let opened = open(&sim, WalMode::Synced);
+        if what == "the file as written" {
+            assert!(opened.is_ok(), "{what}: {:?}", opened.err());
+            continue;
+        }
+        match opened {
+            Err(Error::Corrupted { reason, .. }) => {
+                assert!(reason.contains("payload index 'k'"), "{reason}");
+                assert!(reason.contains("disagrees"), "{reason}");
+            }
+            Err(e) => panic!("{what}: expected Corrupted, got {e}"),
+            Ok(_) => panic!("{what}: opened with an index that contradicts its records"),
+        }
+    }
+}
+
 /// The same for log records: a payload edited and its frame's CRC recomputed.
 #[test]
 fn open_never_panics_on_log_records_with_valid_checksums() {

@@ -303,6 +303,33 @@ impl PayloadIndex {
         }
     }
 
+    /// Whether the index holds for `slot` what `insert` would record from `metadata` (keywords
+    /// looked up, never added): a checkpoint's columns are checked against its records, so
+    /// that an index and the metadata it was built from cannot disagree silently.
+    pub(crate) fn agrees_with(&self, slot: u32, metadata: Option<&Value>) -> bool {
+        let Some(value) = self.path.lookup(metadata) else {
+            return matches!(self.slot_keys(slot), SlotKeys::Missing);
+        };
+        let Value::Array(items) = value else {
+            // A scalar, the common case: no list to build.
+            return match (self.scalar_key(value), self.slot_keys(slot)) {
+                (None, SlotKeys::Irregular) => true,
+                (Some(k), SlotKeys::Keys(held)) => held == [k],
+                _ => false,
+            };
+        };
+        let keys: Option<Vec<u64>> = items.iter().map(|v| self.scalar_key(v)).collect();
+        match (keys, self.slot_keys(slot)) {
+            (None, SlotKeys::Irregular) => true,
+            (Some(mut keys), SlotKeys::Keys(held)) => {
+                keys.sort_unstable();
+                keys.dedup();
+                keys == held
+            }
+            _ => false,
+        }
+    }
+
     /// Records `slot`'s value (its metadata is `metadata`). The slot must hold nothing yet.
     pub fn insert(&mut self, slot: u32, metadata: Option<&Value>) {
         let s = slot as usize;

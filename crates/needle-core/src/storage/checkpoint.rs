@@ -860,8 +860,22 @@ fn decode_collection(s: &mut SectionReader, version: u32) -> Result<(Collection,
     let live = index.len();
     let indexes = if version >= 2 {
         let (ibytes, iat) = s.next(KIND_INDEXES)?;
-        crate::payload::codec::decode(ibytes, &name, &deleted, version)
-            .map_err(|(off, reason)| s.corrupt(iat + off, format!("payload indexes: {reason}")))?
+        let indexes = crate::payload::codec::decode(ibytes, &name, &deleted, version)
+            .map_err(|(off, reason)| s.corrupt(iat + off, format!("payload indexes: {reason}")))?;
+        for (path, idx) in &indexes {
+            let disagrees = (0..n).find(|&slot| {
+                !deleted[slot] && !idx.agrees_with(slot as u32, metadata[slot].as_ref())
+            });
+            if let Some(slot) = disagrees {
+                return Err(s.corrupt(
+                    iat,
+                    format!(
+                        "payload index '{path}': slot {slot} disagrees with its record's metadata"
+                    ),
+                ));
+            }
+        }
+        indexes
     } else {
         std::collections::BTreeMap::new()
     };
