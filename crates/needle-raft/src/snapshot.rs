@@ -708,7 +708,8 @@ pub(crate) enum Added {
     Partial(u32),
     /// The stream is complete, stored and checked: step this MsgSnapshot (`.1` = chunk count).
     Complete(Message, u32),
-    /// A chunk of a stream completed before: nothing to do but ack the whole (`.0` chunks).
+    /// A chunk of a stream completed before, carrying no newer message: nothing to do but ack
+    /// (`.0` chunks: the whole, unless the node has not taken the snapshot; see `on_message`).
     AlreadyComplete(u32),
 }
 
@@ -734,9 +735,9 @@ struct Assembly {
 #[derive(Default)]
 pub(crate) struct Assembler {
     pending: HashMap<(NodeId, u64, u64), Assembly>,
-    /// Per sender, the last stream completed and its chunk count: a late or resent chunk of it
-    /// is acknowledged whole, not assembled again.
-    completed: HashMap<NodeId, ((u64, u64), u32)>,
+    /// Per sender, the last stream completed, its chunk count and the term of the MsgSnapshot
+    /// last returned for it: a late or resent chunk of it is acknowledged, not assembled again.
+    completed: HashMap<NodeId, ((u64, u64), u32, u64)>,
 }
 
 impl std::fmt::Debug for Assembler {
@@ -762,12 +763,22 @@ impl Assembler {
         max_idle: Duration,
         now: Duration,
     ) -> Result<Added> {
-        if let Some(&(_, count)) = self
+        if let Some((_, count, stepped)) = self
             .completed
-            .get(&from)
-            .filter(|(id, _)| *id == (c.index, c.term))
+            .get_mut(&from)
+            .filter(|(id, _, _)| *id == (c.index, c.term))
         {
-            return Ok(Added::AlreadyComplete(count));
+            // The same snapshot sent again under a newer leader term: its stream is stored
+            // already, but the MsgSnapshot stepped before may have been dropped by raft-rs as
+            // stale (the sender's term had passed by the time the stream completed), and the
+            // sender will not move on until one of its own term is stepped. Step the new one.
+            return Ok(match c.message {
+                Some(m) if m.term > *stepped => {
+                    *stepped = m.term;
+                    Added::Complete(m, *count)
+                }
+                _ => Added::AlreadyComplete(*count),
+            });
         }
         self.pending.retain(|_, a| {
             let fresh = now.saturating_sub(a.last_chunk) < max_idle;
@@ -784,8 +795,9 @@ impl Assembler {
                     let _ = disk.remove(&a.path);
                 }
             }
-            Ok(Added::Complete(_, count)) => {
-                self.completed.insert(from, ((key.1, key.2), *count));
+            Ok(Added::Complete(m, count)) => {
+                self.completed
+                    .insert(from, ((key.1, key.2), *count, m.term));
             }
             Ok(_) => {}
         }
@@ -964,6 +976,65 @@ mod tests {
         }
         assert!(got.is_some(), "the stream completed");
         Ok(())
+    }
+
+    /// A snapshot completed once and sent again by the same sender under a newer term: its
+    /// chunks are not assembled again, but the new MsgSnapshot (the last chunk's) is returned to
+    /// be stepped, once; the same term again is only acknowledged. Without it, a MsgSnapshot that
+    /// raft-rs dropped as stale was never replaced (simulator seed 5940441644795897227).
+    #[test]
+    fn a_snapshot_sent_again_in_a_newer_term_is_stepped_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir_all(&dir_a).unwrap();
+        std::fs::create_dir_all(&dir_b).unwrap();
+        let off = DatabaseOptions { wal: WalMode::Off };
+        let a = Database::open_with(tmp.path().join("a.needle"), off).unwrap();
+        a.create_collection("c", 4).unwrap();
+        fill(&a, 0, 50);
+        let src = prepare(&OsDisk, &dir_a, &a, 7, 3, &DedupWindow::new(100), true).unwrap();
+        let stream = |term: u64| {
+            let m = Message {
+                msg_type: raft::prelude::MessageType::MsgSnapshot,
+                term,
+                ..Default::default()
+            };
+            let mut chunks = Vec::new();
+            send_chunks(&src, m, 1000, |c| {
+                chunks.push(c);
+                Ok(())
+            })
+            .unwrap();
+            chunks
+        };
+        let mut asm = Assembler::default();
+        let mut stepped = Vec::new();
+        let mut acks = Vec::new();
+        for term in [3, 4, 4, 5] {
+            for c in stream(term) {
+                match asm
+                    .add(
+                        &OsDisk,
+                        &dir_b,
+                        1,
+                        c,
+                        Duration::from_secs(60),
+                        Duration::ZERO,
+                    )
+                    .unwrap()
+                {
+                    Added::Complete(m, _) => stepped.push(m.term),
+                    Added::AlreadyComplete(n) => acks.push(n),
+                    Added::Partial(_) => {}
+                }
+            }
+        }
+        assert_eq!(stepped, [3, 4, 5], "each newer term stepped once");
+        assert!(!acks.is_empty());
+        assert!(
+            incoming_file(&dir_b, 7, 3).exists(),
+            "the stream stays stored"
+        );
     }
 
     #[test]

@@ -658,7 +658,22 @@ impl Node {
                             }
                             count
                         }
-                        Ok(Added::Partial(n) | Added::AlreadyComplete(n)) => n,
+                        Ok(Added::Partial(n)) => n,
+                        // A stream this node holds whole. Unless it took the snapshot (its
+                        // commit reached the index), the sender is asked for the last chunk
+                        // again: it carries the sender's MsgSnapshot, which, stepped in the
+                        // sender's current term, installs the snapshot (the one stepped before
+                        // may have been dropped as stale). Acked whole, the sender reported the
+                        // transfer finished, raft-rs probed, the node refused the append, and
+                        // the same snapshot went out again, forever (simulator seed
+                        // 5940441644795897227: a learner never caught up).
+                        Ok(Added::AlreadyComplete(n)) => {
+                            if self.rn.raft.raft_log.committed >= index {
+                                n
+                            } else {
+                                n.saturating_sub(1)
+                            }
+                        }
                         Err(_) => return, // a bad or stale chunk: the leader resends
                     };
                 let ack = SnapshotAck {

@@ -1993,6 +1993,17 @@ mod tests {
         run_seed_with_segments(5813, Some(1));
     }
 
+    /// A learner's snapshot stream completed after the leader's term had passed: raft-rs dropped
+    /// its MsgSnapshot as stale, and each new stream of the same snapshot was acknowledged whole
+    /// from the stored copy without a MsgSnapshot of the new term, so the leader reported the
+    /// transfer finished, probed, was refused, and sent it again, forever: learner 2 never left
+    /// an empty log (break13 found the seed; the bug predates this stop). The receiver now steps
+    /// the newer MsgSnapshot and asks for the last chunk until it has taken the snapshot.
+    #[test]
+    fn seed_5940441644795897227_a_snapshot_stream_outliving_its_term() {
+        run_seed_with_segments(5_940_441_644_795_897_227, None);
+    }
+
     /// Replays `NEEDLE_SEED` (what a failing seed prints).
     #[test]
     fn replay() {
