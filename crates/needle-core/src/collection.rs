@@ -358,11 +358,12 @@ impl Collection {
     }
 
     /// Appends a record's storage (not yet linked); tombstones the old version of the id.
-    fn push_record(&mut self, rec: Prepared) -> u32 {
+    /// `level` is the record's level ([`Collection::level_of`], drawn once when the chunk
+    /// was planned).
+    fn push_record(&mut self, rec: Prepared, level: u8) -> u32 {
         if let Some(old) = self.index.remove(&self.ids, &rec.id) {
             self.tombstone(old);
         }
-        let level = Graph::level_for(self.config.seed, &rec.id, self.config.m);
         let slot = self.graph.push_node(level);
         self.vectors.extend_from_slice(&rec.vector);
         if let Some(sq8) = &mut self.sq8 {
@@ -467,10 +468,7 @@ impl Collection {
     fn plan_chunk(&self, records: Vec<Prepared>) -> PlannedChunk {
         let space = self.space();
         let graph = &self.graph;
-        let levels: Vec<u8> = records
-            .iter()
-            .map(|r| Graph::level_for(self.config.seed, &r.id, self.config.m))
-            .collect();
+        let levels: Vec<u8> = records.iter().map(|r| self.level_of(&r.id)).collect();
         let plan_one = |i: usize| graph.plan_for(&space, &records[i].vector, levels[i]);
         let plan_all = || (0..records.len()).into_par_iter().map(plan_one).collect();
         let pool = if records.len() > 1 {
@@ -545,7 +543,12 @@ impl Collection {
             first,
             linked: 0,
             doomed,
-            records: records.into_iter().zip(plans).collect(),
+            records: records
+                .into_iter()
+                .zip(levels)
+                .zip(plans)
+                .map(|((r, level), plan)| (r, level, plan))
+                .collect(),
         }
     }
 
@@ -556,11 +559,11 @@ impl Collection {
         if planned.first as usize + planned.linked != self.slots() {
             // Only a second writer could cause this; plan the rest again rather than link wrongly.
             debug_assert!(false, "collection changed between planning and linking");
-            let rest: Vec<Prepared> = planned.records.drain(..).map(|(r, _)| r).collect();
+            let rest: Vec<Prepared> = planned.records.drain(..).map(|(r, ..)| r).collect();
             *planned = self.plan_chunk(rest);
         }
-        while let Some((rec, plan)) = planned.records.pop_front() {
-            let slot = self.push_record(rec);
+        while let Some((rec, level, plan)) = planned.records.pop_front() {
+            let slot = self.push_record(rec, level);
             let space = Space::of(&self.vectors, self.dim, self.kernel);
             let (deleted, doomed) = (&self.deleted, &planned.doomed);
             self.graph.apply_insert(&space, slot, &plan, |n| {
@@ -723,16 +726,23 @@ impl Collection {
         Ok(())
     }
 
+    /// A record's level in the graph, drawn from a hash of its id ([`Graph::level_for`]).
+    pub fn level_of(&self, id: &str) -> u8 {
+        Graph::level_for(self.config.seed, id, self.config.m)
+    }
+
+    /// The upper-layer blocks records with these ids take: the sum of their levels.
+    pub fn upper_levels<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> usize {
+        ids.into_iter().map(|id| self.level_of(id) as usize).sum()
+    }
+
     /// Makes room in the upper-layer links for records with these ids (their levels follow
     /// from the ids), and widens packed links for the slots they take, so that applying the
     /// write cannot fail for memory. Called before the write is logged; an error (the system
     /// refused the memory) changes nothing.
-    pub fn reserve_upper<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) -> Result<()> {
-        let (mut records, mut levels) = (0usize, 0usize);
-        for id in ids {
-            records += 1;
-            levels += Graph::level_for(self.config.seed, id, self.config.m) as usize;
-        }
+    /// `levels` is the sum of their levels ([`Collection::upper_levels`], which needs only a
+    /// read lock).
+    pub fn reserve_upper(&mut self, records: usize, levels: usize) -> Result<()> {
         let nodes = self.graph.len().saturating_add(records);
         self.graph
             .upper
@@ -875,7 +885,8 @@ impl Collection {
                 metadata: self.metadata[s].clone(),
             })
             .collect();
-        fresh.reserve_upper(records.iter().map(|r| r.id.as_str()))?;
+        let levels = fresh.upper_levels(records.iter().map(|r| r.id.as_str()));
+        fresh.reserve_upper(records.len(), levels)?;
         if self.config.quantization == Quantization::Sq8 && records.len() >= SQ8_TRAIN_MIN {
             // Compaction trains the ranges again, on the live records only.
             let live: Vec<f32> = records
@@ -2360,8 +2371,9 @@ struct PlannedChunk {
     linked: usize,
     /// The slots the chunk tombstones, sorted.
     doomed: Vec<u32>,
-    /// The records not linked yet, each with its candidates per layer, nearest first.
-    records: std::collections::VecDeque<(Prepared, Vec<Vec<Cand>>)>,
+    /// The records not linked yet, each with its level and its candidates per layer,
+    /// nearest first.
+    records: std::collections::VecDeque<(Prepared, u8, Vec<Vec<Cand>>)>,
 }
 
 /// A value graph's walk a filter could take ([`Collection::value_graph_plan`]).
@@ -2670,9 +2682,12 @@ mod tests {
     fn whole_chunks(c: &mut Collection, records: Vec<Prepared>) {
         for chunk in records.chunks(BATCH_CHUNK) {
             let planned = c.plan_chunk(chunk.to_vec());
-            let (recs, plans): (Vec<Prepared>, Vec<Vec<Vec<Cand>>>) =
-                planned.records.into_iter().unzip();
-            let slots: Vec<u32> = recs.into_iter().map(|r| c.push_record(r)).collect();
+            let mut plans = Vec::new();
+            let mut slots = Vec::new();
+            for (r, level, plan) in planned.records {
+                slots.push(c.push_record(r, level));
+                plans.push(plan);
+            }
             let space = Space::of(&c.vectors, c.dim, c.kernel);
             let deleted = &c.deleted;
             for (slot, plan) in slots.iter().zip(plans) {
@@ -2845,7 +2860,7 @@ mod tests {
         let planned = c.plan_chunk(chunk);
         let first = planned.first;
         let space = c.space();
-        for (i, (rec, plan)) in planned.records.iter().enumerate() {
+        for (i, (rec, _, plan)) in planned.records.iter().enumerate() {
             for (layer, cands) in plan.iter().enumerate() {
                 assert!(
                     cands.len() <= 16,

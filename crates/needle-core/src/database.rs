@@ -1302,12 +1302,17 @@ fn reserve_room(plan: &Plan) -> Result<()> {
         Plan::Upsert(shared, records) => {
             // The big copies under the read lock: searches go on (they took up to 27 ms under
             // the write lock, the longest wait of a search during batch inserts: lock10).
-            let room = shared.read().prepared_room(records.len())?;
+            // The records' levels are drawn here too (a hash of each id), not under the lock.
+            let (room, levels) = {
+                let c = shared.read();
+                let room = c.prepared_room(records.len())?;
+                (room, c.upper_levels(records.iter().map(|r| r.id.as_str())))
+            };
             let mut c = shared.write();
             let replaced = c.install_room(room);
             let reserved = c
                 .reserve(records.len())
-                .and_then(|()| c.reserve_upper(records.iter().map(|r| r.id.as_str())))
+                .and_then(|()| c.reserve_upper(records.len(), levels))
                 .and_then(|()| {
                     let joining: Vec<Option<&Value>> =
                         records.iter().map(|r| r.metadata.as_ref()).collect();
@@ -1329,8 +1334,8 @@ fn reserve_room(plan: &Plan) -> Result<()> {
             let mut c = shared.write();
             let replaced = room.map(|room| c.install_room(room));
             let reserved = if vector.is_some() {
-                c.reserve(1)
-                    .and_then(|()| c.reserve_upper(std::iter::once(id.as_str())))
+                let level = c.level_of(id) as usize;
+                c.reserve(1).and_then(|()| c.reserve_upper(1, level))
             } else {
                 Ok(())
             }
