@@ -4,9 +4,9 @@
 //! - `U32`: `[count, n_1 .. n_2m]` as `u32` words (`1 + 2·m` words a node): the neighbours are
 //!   read in place. f32 collections, where the vectors dwarf the links, and sq8 ones whose
 //!   codes outweigh the links ([`Links0Kind::for_collection`]).
-//! - `Packed`: the count in `count_bits` bits, then each neighbour in `bits` bits, where `bits`
-//!   is what the store's node capacity needs (18 at 200,000 nodes): at m 16, 73 bytes a node
-//!   instead of 132. sq8 collections whose links outweigh the codes (glove50: 2.4× them;
+//! - `Packed`: one [`super::packed::Shape`] block: the count in `count_bits` bits, then each
+//!   neighbour in `bits` bits, where `bits` is what the store's node capacity needs (18 at
+//!   200,000 nodes): at m 16, 73 bytes a node instead of 132. sq8 collections whose links outweigh the codes (glove50: 2.4× them;
 //!   docs/benchmarks-history.md, "glove50: the structural bound" and links11). A walk decodes
 //!   each link as it checks it against the visited set. When the capacity grows past a power
 //!   of two, the grown copy re-packs every block with one bit more.
@@ -15,6 +15,7 @@
 //! [`Links0::write_words`], [`Links0::from_words`]), so the form is invisible outside memory.
 //! Knows nothing of distances or of what the slots mean.
 
+use super::packed::{Shape, bits_below};
 use super::{Flat, MAX_LINKS};
 
 /// Which form a graph's layer-0 links take; fixed for the graph's life.
@@ -60,11 +61,6 @@ pub(crate) fn forcing<R>(kind: Links0Kind, f: impl FnOnce() -> R) -> R {
     let r = f();
     FORCED.with(|c| c.set(None));
     r
-}
-
-/// Bits needed to write every value below `n` (at least 1).
-fn bits_below(n: usize) -> u32 {
-    (usize::BITS - n.saturating_sub(1).leading_zeros()).max(1)
 }
 
 /// The layer-0 links of every node (see the module header).
@@ -173,7 +169,7 @@ impl Links0 {
                     *p = grown;
                 }
                 p.nodes += 1;
-                p.bytes.resize(p.nodes * p.stride, 0);
+                p.bytes.resize(p.nodes * p.shape.stride(), 0);
             }
         }
     }
@@ -213,7 +209,9 @@ impl Links0 {
             Links0::U32 { m, words } => {
                 words.populate(additional.saturating_mul(Self::stride_words(*m)))
             }
-            Links0::Packed(p) => p.bytes.populate(additional.saturating_mul(p.stride)),
+            Links0::Packed(p) => p
+                .bytes
+                .populate(additional.saturating_mul(p.shape.stride())),
         }
     }
 
@@ -245,9 +243,9 @@ impl Links0 {
                 Some((block.as_ptr().cast::<u8>(), stride * 4))
             }
             Links0::Packed(p) => {
-                let start = slot as usize * p.stride;
-                let block = p.bytes.get(start..start + p.stride)?;
-                Some((block.as_ptr(), p.stride))
+                let start = slot as usize * p.shape.stride();
+                let block = p.bytes.get(start..start + p.shape.stride())?;
+                Some((block.as_ptr(), p.shape.stride()))
             }
         }
     }
@@ -274,7 +272,7 @@ impl Links0 {
     pub fn packed_bits(&self) -> Option<u32> {
         match self {
             Links0::U32 { .. } => None,
-            Links0::Packed(p) => Some(p.bits),
+            Links0::Packed(p) => Some(p.shape.bits()),
         }
     }
 
@@ -321,8 +319,8 @@ impl Links0 {
             Links0Kind::Packed => {
                 let n = words.len() / stride;
                 let mut p = Packed::with_capacity(m, n);
-                p.bytes.try_reserve(n * p.stride)?;
-                p.bytes.resize(n * p.stride, 0);
+                p.bytes.try_reserve(n * p.shape.stride())?;
+                p.bytes.resize(n * p.shape.stride(), 0);
                 p.nodes = n;
                 for (slot, block) in words.chunks_exact(stride).enumerate() {
                     let count = (block[0] as usize).min(stride - 1);
@@ -351,36 +349,27 @@ impl std::fmt::Debug for Links0 {
     }
 }
 
-/// The packed form: per node a block of `stride` bytes holding, from its first bit on (least
-/// significant bit of each byte first), the count in `count_bits` bits and then the links in
-/// `bits` bits each; the block's unused bits are 0.
+/// The packed form: per node one block of [`Shape`] (up to `2·m` links).
 #[derive(Clone)]
 pub(crate) struct Packed {
     m: usize,
     /// Nodes held.
     nodes: usize,
-    /// Nodes there is room for; `bits` is what the largest of their slots needs.
+    /// Nodes there is room for; the shape's `bits` is what the largest of their slots needs.
     cap: usize,
-    bits: u32,
-    count_bits: u32,
-    /// Bytes a block; at least 8, so every 8-byte read of a field lies inside its block.
-    stride: usize,
+    shape: Shape,
     bytes: Flat<u8>,
 }
 
 impl Packed {
     /// Empty, with `bits` for `cap` nodes (no memory reserved yet).
     fn with_capacity(m: usize, cap: usize) -> Self {
-        let bits = bits_below(cap);
-        let count_bits = bits_below(2 * m + 1);
-        let stride = ((count_bits as usize + 2 * m * bits as usize).div_ceil(8)).max(8);
+        let shape = Shape::new(2 * m, bits_below(cap));
         Packed {
             m,
             nodes: 0,
             cap,
-            bits,
-            count_bits,
-            stride,
+            shape,
             bytes: Flat::new(),
         }
     }
@@ -393,13 +382,13 @@ impl Packed {
         let needed = self.nodes.checked_add(additional).ok_or_else(too_big)?;
         let cap = needed.max(self.cap.saturating_mul(2)).max(1024);
         let mut p = Packed::with_capacity(self.m, cap);
-        let bytes = cap.checked_mul(p.stride).ok_or_else(too_big)?;
+        let bytes = cap.checked_mul(p.shape.stride()).ok_or_else(too_big)?;
         p.bytes.try_reserve(bytes)?;
         p.nodes = self.nodes;
-        if p.bits == self.bits {
+        if p.shape == self.shape {
             p.bytes.extend_from_slice(&self.bytes);
         } else {
-            p.bytes.resize(p.nodes * p.stride, 0);
+            p.bytes.resize(p.nodes * p.shape.stride(), 0);
             let mut buf = [0u32; MAX_LINKS];
             for slot in 0..self.nodes as u32 {
                 let count = self.decode(slot, &mut buf);
@@ -407,21 +396,6 @@ impl Packed {
             }
         }
         Ok(p)
-    }
-
-    /// The `width`-bit field at bit `at` of `block`: one unaligned 8-byte read, moved back to
-    /// end at the block's end where it would run past it (so it never touches the next
-    /// block's cache line).
-    #[inline(always)]
-    fn field(&self, block: &[u8], at: usize, width: u32) -> u32 {
-        let byte = (at / 8).min(self.stride - 8);
-        let shift = at - byte * 8;
-        debug_assert!(block.len() == self.stride && self.stride >= 8);
-        // SAFETY: `block` is one whole block (`stride` bytes, at least 8), and `byte + 8 <=
-        // stride` by the `min` above, so the 8 bytes read lie inside it; any bytes are a
-        // valid u64.
-        let word = unsafe { block.as_ptr().add(byte).cast::<u64>().read_unaligned() };
-        ((u64::from_le(word) >> shift) & ((1u64 << width) - 1)) as u32
     }
 
     /// Decodes the links of `slot` into `buf`; returns their count.
@@ -437,43 +411,17 @@ impl Packed {
 
     /// Calls `f` with each link of `slot` in order, as it is decoded.
     #[inline(always)]
-    fn for_each(&self, slot: u32, mut f: impl FnMut(u32)) {
-        let start = slot as usize * self.stride;
-        let block = &self.bytes[start..start + self.stride];
-        let count = (self.field(block, 0, self.count_bits) as usize).min(2 * self.m);
-        let bits = self.bits as usize;
-        let mut at = self.count_bits as usize;
-        for _ in 0..count {
-            f(self.field(block, at, self.bits));
-            at += bits;
-        }
+    fn for_each(&self, slot: u32, f: impl FnMut(u32)) {
+        let start = slot as usize * self.shape.stride();
+        self.shape
+            .for_each(&self.bytes[start..start + self.shape.stride()], f);
     }
 
-    /// Writes `ids` as the links of `slot`.
+    /// Writes `ids` (at most `2·m`, each a slot below the capacity) as the links of `slot`.
     fn encode(&mut self, slot: u32, ids: &[u32]) {
-        debug_assert!(ids.len() <= 2 * self.m, "at most 2·m links");
-        debug_assert!(
-            ids.iter().all(|&n| (n as u64) < (1u64 << self.bits)),
-            "a link fits the packed width"
-        );
-        let stride = self.stride;
-        let start = slot as usize * stride;
-        let block = &mut self.bytes[start..start + stride];
-        block.fill(0);
-        let mut put = |at: usize, value: u32| {
-            let byte = (at / 8).min(stride - 8);
-            let shift = at - byte * 8;
-            let range = byte..byte + 8;
-            let word = u64::from_le_bytes(block[range.clone()].try_into().expect("8 bytes"));
-            let word = word | (u64::from(value) << shift);
-            block[range].copy_from_slice(&word.to_le_bytes());
-        };
-        put(0, ids.len() as u32);
-        let mut at = self.count_bits as usize;
-        for &n in ids {
-            put(at, n);
-            at += self.bits as usize;
-        }
+        let start = slot as usize * self.shape.stride();
+        self.shape
+            .write(&mut self.bytes[start..start + self.shape.stride()], ids);
     }
 }
 
@@ -505,24 +453,14 @@ mod tests {
         assert_eq!(Links0Kind::for_collection(None, 50, 16), Links0Kind::U32);
     }
 
-    #[test]
-    fn bits_below_is_the_width_of_the_largest_value() {
-        assert_eq!(bits_below(0), 1);
-        assert_eq!(bits_below(1), 1);
-        assert_eq!(bits_below(2), 1);
-        assert_eq!(bits_below(3), 2);
-        assert_eq!(bits_below(4), 2);
-        assert_eq!(bits_below(5), 3);
-        assert_eq!(bits_below(200_000), 18);
-        assert_eq!(bits_below(1 << 18), 18);
-        assert_eq!(bits_below((1 << 18) + 1), 19);
-    }
-
     /// At m 16 and 200,000 nodes a block is 73 bytes (6 + 32 × 18 bits), against 132.
     #[test]
     fn a_packed_block_at_m_16_and_200k_nodes_is_73_bytes() {
         let p = Packed::with_capacity(16, 200_000);
-        assert_eq!((p.bits, p.count_bits, p.stride), (18, 6, 73));
+        assert_eq!(
+            (p.shape.bits(), p.shape.count_bits(), p.shape.stride()),
+            (18, 6, 73)
+        );
     }
 
     /// Both forms, fed the same random writes while they grow past powers of two, hold the

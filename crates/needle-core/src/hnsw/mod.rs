@@ -13,6 +13,7 @@
 mod flat;
 mod links0;
 mod nearest;
+mod packed;
 mod upper;
 mod visited;
 

@@ -2,21 +2,17 @@
 //! and up to `m` neighbour slots, in the form of the graph's layer-0 links ([`Links0Kind`]):
 //!
 //! - `U32`: `[count, n_1 .. n_m]` as `u32` words (`1 + m` words a block), read in place.
-//! - `Packed`: the count in `count_bits` bits, then each neighbour in `bits` bits, where `bits`
-//!   is what the graph's node count needs (18 at 200,000 nodes): at m 16, 37 bytes a block
-//!   instead of 68 (−0.4 MB at glove50's 200,000 nodes). When the node count passes a power of
+//! - `Packed`: one [`super::packed::Shape`] block: the count in `count_bits` bits, then each
+//!   neighbour in `bits` bits, where `bits` is what the graph's node count needs (18 at
+//!   200,000 nodes): at m 16, 37 bytes a block instead of 68 (−0.4 MB at glove50's 200,000 nodes). When the node count passes a power of
 //!   two ([`Upper::fit_nodes`]), every block is re-packed with one bit more.
 //!
 //! Blocks are addressed by their *word* offset in the `U32` form (`block × (1 + m)`), which is
 //! what [`super::Graph::upper_base`] and the files count in, so both forms are found alike;
 //! files and the state checksum always see the `U32` words ([`Upper::for_each_word`]).
 
+use super::packed::{Shape, bits_below};
 use super::{Flat, Links0Kind, MAX_LINKS};
-
-/// Bits needed to write every value below `n` (at least 1).
-fn bits_below(n: usize) -> u32 {
-    (usize::BITS - n.saturating_sub(1).leading_zeros()).max(1)
-}
 
 /// The upper-layer link blocks of a graph (see the module header).
 #[derive(Debug, Clone)]
@@ -25,17 +21,12 @@ pub(crate) enum Upper {
     Packed(PackedUpper),
 }
 
-/// The packed form: per block `stride` bytes holding, from its first bit on (least significant
-/// bit of each byte first), the count in `count_bits` bits and then the links in `bits` bits
-/// each; the block's unused bits are 0.
+/// The packed form: per block one block of [`Shape`] (up to `m` links).
 #[derive(Debug, Clone)]
 pub(crate) struct PackedUpper {
     m: usize,
     blocks: usize,
-    bits: u32,
-    count_bits: u32,
-    /// Bytes a block; at least 8, so every 8-byte read of a field lies inside its block.
-    stride: usize,
+    shape: Shape,
     /// In its own map (a [`Flat`]), like layer 0: out of the allocator's heap, whose holes the
     /// blocks' doubling growth would leave behind.
     bytes: Flat<u8>,
@@ -43,68 +34,26 @@ pub(crate) struct PackedUpper {
 
 impl PackedUpper {
     fn new(m: usize, bits: u32) -> Self {
-        let count_bits = bits_below(m + 1);
-        let stride = ((count_bits as usize + m * bits as usize).div_ceil(8)).max(8);
         PackedUpper {
             m,
             blocks: 0,
-            bits,
-            count_bits,
-            stride,
+            shape: Shape::new(m, bits),
             bytes: Flat::new(),
         }
     }
 
-    /// The `width`-bit field at bit `at` of `block`: one unaligned 8-byte read, moved back to
-    /// end at the block's end where it would run past it (as `Packed::field` of layer 0).
     #[inline(always)]
-    fn field(&self, block: &[u8], at: usize, width: u32) -> u32 {
-        let byte = (at / 8).min(self.stride - 8);
-        let shift = at - byte * 8;
-        debug_assert!(block.len() == self.stride && self.stride >= 8);
-        // SAFETY: `block` is one whole block (`stride` bytes, at least 8), and `byte + 8 <=
-        // stride` by the `min` above, so the 8 bytes read lie inside it; any bytes are a
-        // valid u64.
-        let word = unsafe { block.as_ptr().add(byte).cast::<u64>().read_unaligned() };
-        ((u64::from_le(word) >> shift) & ((1u64 << width) - 1)) as u32
-    }
-
-    #[inline(always)]
-    fn for_each(&self, block: usize, mut f: impl FnMut(u32)) {
-        let start = block * self.stride;
-        let block = &self.bytes[start..start + self.stride];
-        let count = (self.field(block, 0, self.count_bits) as usize).min(self.m);
-        let mut at = self.count_bits as usize;
-        for _ in 0..count {
-            f(self.field(block, at, self.bits));
-            at += self.bits as usize;
-        }
+    fn for_each(&self, block: usize, f: impl FnMut(u32)) {
+        let stride = self.shape.stride();
+        let start = block * stride;
+        self.shape.for_each(&self.bytes[start..start + stride], f);
     }
 
     fn encode(&mut self, block: usize, ids: &[u32]) {
-        debug_assert!(ids.len() <= self.m, "at most m links");
-        debug_assert!(
-            ids.iter().all(|&n| (n as u64) < (1u64 << self.bits)),
-            "a link fits the packed width"
-        );
-        let stride = self.stride;
+        let stride = self.shape.stride();
         let start = block * stride;
-        let block = &mut self.bytes[start..start + stride];
-        block.fill(0);
-        let mut put = |at: usize, value: u32| {
-            let byte = (at / 8).min(stride - 8);
-            let shift = at - byte * 8;
-            let range = byte..byte + 8;
-            let word = u64::from_le_bytes(block[range.clone()].try_into().expect("8 bytes"));
-            let word = word | (u64::from(value) << shift);
-            block[range].copy_from_slice(&word.to_le_bytes());
-        };
-        put(0, ids.len() as u32);
-        let mut at = self.count_bits as usize;
-        for &n in ids {
-            put(at, n);
-            at += self.bits as usize;
-        }
+        self.shape
+            .write(&mut self.bytes[start..start + stride], ids);
     }
 
     /// A copy with `bits` a link and room for `additional` more blocks, every block
@@ -115,9 +64,9 @@ impl PackedUpper {
         p.bytes.try_reserve(
             self.blocks
                 .saturating_add(additional)
-                .saturating_mul(p.stride),
+                .saturating_mul(p.shape.stride()),
         )?;
-        p.bytes.resize(self.blocks * p.stride, 0);
+        p.bytes.resize(self.blocks * p.shape.stride(), 0);
         let mut buf = Vec::with_capacity(self.m);
         for b in 0..self.blocks {
             buf.clear();
@@ -161,7 +110,7 @@ impl Upper {
             Upper::U32 { m, words } => words.resize(words.len() + n * (1 + *m), 0),
             Upper::Packed(p) => {
                 p.blocks += n;
-                p.bytes.resize(p.blocks * p.stride, 0);
+                p.bytes.resize(p.blocks * p.shape.stride(), 0);
             }
         }
     }
@@ -172,7 +121,7 @@ impl Upper {
     pub fn fit_nodes(&mut self, nodes: usize) {
         if let Upper::Packed(p) = self {
             let bits = bits_below(nodes);
-            if bits > p.bits {
+            if bits > p.shape.bits() {
                 *p = p
                     .repacked(bits, 0)
                     .expect("room for every logged write is reserved before it is logged");
@@ -186,11 +135,12 @@ impl Upper {
     /// `U32` form (a `Vec`) reserves nothing, as before.
     pub fn try_reserve(&mut self, nodes: usize, blocks: usize) -> std::io::Result<()> {
         if let Upper::Packed(p) = self {
-            let bits = bits_below(nodes).max(p.bits);
-            if bits > p.bits {
+            let bits = bits_below(nodes).max(p.shape.bits());
+            if bits > p.shape.bits() {
                 *p = p.repacked(bits, blocks)?;
             } else {
-                p.bytes.try_reserve(blocks.saturating_mul(p.stride))?;
+                p.bytes
+                    .try_reserve(blocks.saturating_mul(p.shape.stride()))?;
             }
         }
         Ok(())
@@ -297,8 +247,8 @@ impl Upper {
                 let stride = 1 + m;
                 let mut p = PackedUpper::new(m, bits_below(nodes));
                 p.blocks = words.len() / stride;
-                p.bytes.try_reserve(p.blocks * p.stride)?;
-                p.bytes.resize(p.blocks * p.stride, 0);
+                p.bytes.try_reserve(p.blocks * p.shape.stride())?;
+                p.bytes.resize(p.blocks * p.shape.stride(), 0);
                 for (b, block) in words.chunks_exact(stride).enumerate() {
                     let count = (block[0] as usize).min(m);
                     p.encode(b, &block[1..1 + count]);
@@ -328,7 +278,7 @@ impl Upper {
     pub fn used_bytes(&self) -> usize {
         match self {
             Upper::U32 { words, .. } => words.len() * 4,
-            Upper::Packed(p) => p.blocks * p.stride,
+            Upper::Packed(p) => p.blocks * p.shape.stride(),
         }
     }
 
@@ -337,7 +287,7 @@ impl Upper {
     pub fn packed_bits(&self) -> Option<u32> {
         match self {
             Upper::U32 { .. } => None,
-            Upper::Packed(p) => Some(p.bits),
+            Upper::Packed(p) => Some(p.shape.bits()),
         }
     }
 
