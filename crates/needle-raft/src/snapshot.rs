@@ -226,6 +226,7 @@ fn list_names(disk: &dyn Disk, dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 /// The header of a snapshot: what it is, and the dedup window at its index.
 pub(crate) struct SnapshotHeader {
     pub index: u64,
+    pub term: u64,
     pub window: DedupWindow,
 }
 
@@ -284,7 +285,7 @@ fn read_header(
     }
     let mut r = Reader::new(&body);
     let index = r.u64().ok_or_else(|| bad(12, "short header"))?;
-    r.u64().ok_or_else(|| bad(20, "short header"))?; // the term: raft-rs's metadata has it
+    let term = r.u64().ok_or_else(|| bad(20, "short header"))?;
     let mut window = DedupWindow::decode(window_span, &mut r)
         .filter(|w| w.newest().is_none_or(|newest| newest <= index))
         .ok_or_else(|| bad(28, "bad dedup window"))?;
@@ -296,7 +297,11 @@ fn read_header(
             .ok_or_else(|| bad(28, "bad dedup window outcomes"))?;
     }
     Ok((
-        SnapshotHeader { index, window },
+        SnapshotHeader {
+            index,
+            term,
+            window,
+        },
         12 + u64::from(body_len) + crc_len,
     ))
 }
@@ -452,13 +457,27 @@ pub(crate) fn latest_header(
         .filter_map(|(name, path)| Some((snapshot_file_index(&name, true)?, path)))
         .filter(|(i, _)| *i <= max_index)
         .max_by_key(|(i, _)| *i);
-    let Some((_, path)) = newest else {
+    let Some((named, path)) = newest else {
         return Ok(None);
     };
     let f = disk
         .open(&path, OpenMode::Read)
         .map_err(io_err("opening", &path))?;
-    read_header(&*f, &path, window_span).map(|(h, _)| Some(h))
+    let (h, _) = read_header(&*f, &path, window_span)?;
+    // Every writer names a file after the index in its header (and a received stream's header
+    // is checked against its name before it is kept), so a disagreement is tampering or a
+    // misplaced file: the window it holds may be of another point of the log.
+    if h.index != named {
+        return Err(NeedleError::corrupted(
+            &path,
+            12,
+            format!(
+                "holds the snapshot at index {}, but its name says {named}",
+                h.index
+            ),
+        ));
+    }
+    Ok(Some(h))
 }
 
 /// The newest complete snapshot stream on this node (an in-memory database's own, or one
@@ -924,6 +943,17 @@ impl Assembly {
         if crc != self.crc {
             return Err(NeedleError::invalid_message("snapshot stream CRC mismatch"));
         }
+        // The stream is kept under the (index, term) its chunks name, and read back by that
+        // name at restart: a header that is not a snapshot header, or that names another
+        // snapshot, would be refused there (a node that could not open) instead of here.
+        let (h, _) = read_header(&*self.file, &self.path, 0)
+            .map_err(|e| NeedleError::invalid_message(format!("snapshot stream header: {e}")))?;
+        if (h.index, h.term) != (key.1, key.2) {
+            return Err(NeedleError::invalid_message(format!(
+                "the snapshot stream of index {} term {} holds the header of index {} term {}",
+                key.1, key.2, h.index, h.term
+            )));
+        }
         self.file.sync().map_err(&io)?;
         let to = incoming_path(dir, key.1, key.2, "snap");
         disk.rename(&self.path, &to).map_err(&io)?;
@@ -1130,6 +1160,122 @@ mod tests {
             Err(e) => panic!("expected Corrupted, got {e}"),
             Ok(_) => panic!("a window past its snapshot was read"),
         }
+    }
+
+    /// A `.meta` (or a received stream) whose header names another index than its file name:
+    /// only tampering or a misplaced file makes one. `Corrupted`, naming the file and both
+    /// indexes; the file is left as it was.
+    #[test]
+    fn a_snapshot_header_that_disagrees_with_its_file_name_is_corruption() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let header = encode_header(42, 3, &DedupWindow::new(100));
+        for path in [meta_path(dir, 43), incoming_file(dir, 43, 3)] {
+            std::fs::write(&path, &header).unwrap();
+            match latest_header(&OsDisk, dir, 100, 100) {
+                Err(NeedleError::Corrupted {
+                    file,
+                    offset: 12,
+                    reason,
+                }) => {
+                    assert_eq!(file, path);
+                    assert!(reason.contains("42") && reason.contains("43"), "{reason}");
+                }
+                Err(e) => panic!("{}: expected Corrupted, got {e}", path.display()),
+                Ok(_) => panic!("{}: a misnamed header was read", path.display()),
+            }
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                header,
+                "a check never modifies"
+            );
+            std::fs::remove_file(&path).unwrap();
+        }
+        std::fs::write(meta_path(dir, 42), &header).unwrap();
+        let h = latest_header(&OsDisk, dir, 100, 100).unwrap().unwrap();
+        assert_eq!((h.index, h.term), (42, 3));
+    }
+
+    /// A stream whose chunks name one snapshot and whose bytes (CRC and all) hold the header of
+    /// another, or no header: refused when it completes, never stored under the chunks' name
+    /// (where `latest_header` and `restore` would refuse it at every restart).
+    #[test]
+    fn a_received_stream_whose_header_names_another_snapshot_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir_all(&dir_a).unwrap();
+        std::fs::create_dir_all(&dir_b).unwrap();
+        let db = Database::in_memory();
+        db.create_collection("c", 4).unwrap();
+        fill(&db, 0, 50);
+        let src = prepare(&OsDisk, &dir_a, &db, 7, 3, &DedupWindow::new(100), true).unwrap();
+        let mut chunks = Vec::new();
+        send_chunks(&src, Message::default(), 1000, |c| {
+            chunks.push(c);
+            Ok(())
+        })
+        .unwrap();
+        let garbage = |mut cs: Vec<SnapshotChunk>| {
+            cs[0].data[..8].copy_from_slice(b"NOTASNAP");
+            let crc = cs
+                .iter()
+                .fold(0, |crc, c| crc32c::crc32c_append(crc, &c.data));
+            for c in &mut cs {
+                c.crc = crc;
+            }
+            cs
+        };
+        let renamed = |index: u64, term: u64| {
+            let mut cs = chunks.clone();
+            for c in &mut cs {
+                (c.index, c.term) = (index, term);
+            }
+            cs
+        };
+        for (what, cs) in [
+            ("another index", renamed(8, 3)),
+            ("another term", renamed(7, 4)),
+            ("no header", garbage(chunks.clone())),
+        ] {
+            let (index, term) = (cs[0].index, cs[0].term);
+            let mut asm = Assembler::default();
+            let mut last = None;
+            for c in cs {
+                last = Some(asm.add(
+                    &OsDisk,
+                    &dir_b,
+                    1,
+                    c,
+                    Duration::from_secs(60),
+                    Duration::ZERO,
+                ));
+            }
+            match last.unwrap() {
+                Err(NeedleError::InvalidMessage { .. }) => {}
+                Err(e) => panic!("{what}: expected InvalidMessage, got {e}"),
+                Ok(a) => panic!("{what}: the stream was taken: {a:?}"),
+            }
+            assert!(!incoming_file(&dir_b, index, term).exists(), "{what}");
+            assert_eq!(
+                latest_header(&OsDisk, &dir_b, 100, 100)
+                    .unwrap()
+                    .map(|h| h.index),
+                None
+            );
+        }
+        let mut asm = Assembler::default();
+        for c in chunks {
+            asm.add(
+                &OsDisk,
+                &dir_b,
+                1,
+                c,
+                Duration::from_secs(60),
+                Duration::ZERO,
+            )
+            .unwrap();
+        }
+        assert!(incoming_file(&dir_b, 7, 3).exists());
     }
 
     #[test]

@@ -743,21 +743,10 @@ impl Node {
     /// Steps a message from the network after the checks that keep raft-rs from panicking on
     /// well-formed but malicious or misrouted messages.
     fn step_raft(&mut self, from: NodeId, m: Message) {
-        let t = m.get_msg_type();
-        let ok = m.to == self.id
-            && m.from == from
-            && from != 0
-            && from != self.id
-            && !raft::raw_node::is_local_msg(t)
-            && match t {
-                MessageType::MsgPropose => {
-                    !m.entries.is_empty()
-                        && m.entries.iter().all(|e| self.acceptable_forwarded_entry(e))
-                }
-                MessageType::MsgReadIndex | MessageType::MsgReadIndexResp => m.entries.len() == 1,
-                _ => true,
-            }
-            && steppable(&self.rn.raft, &m);
+        let ok = admissible(&self.rn.raft, from, &m)
+            && (m.get_msg_type() != MessageType::MsgPropose
+                || (!m.entries.is_empty()
+                    && m.entries.iter().all(|e| self.acceptable_forwarded_entry(e))));
         if !ok {
             return;
         }
@@ -1470,6 +1459,28 @@ impl Node {
     }
 }
 
+/// Whether a node steps `m`, which the transport delivered from `from` (a MsgPropose's entries
+/// are checked apart): addressed to this node by a peer that is not node 0 nor itself, not one
+/// of raft-rs's local messages, a read index with the one context entry raft-rs indexes, and
+/// [`steppable`]. A leader steps nothing from a node outside its configuration: any message of a
+/// newer term would make it step down (raft-rs ignores only votes while it holds its lease, and
+/// only responses from unknown nodes). A node that has not applied the change adding `from`
+/// yet loses its messages until it has, as if they were lost. Other roles step such messages: a
+/// follower or candidate that lags may not know the newer members it needs to follow or to vote
+/// for.
+pub(crate) fn admissible<S: Storage>(raft: &raft::Raft<S>, from: NodeId, m: &Message) -> bool {
+    let t = m.get_msg_type();
+    m.to == raft.id
+        && m.from == from
+        && from != 0
+        && from != raft.id
+        && !raft::raw_node::is_local_msg(t)
+        && (!matches!(t, MessageType::MsgReadIndex | MessageType::MsgReadIndexResp)
+            || m.entries.len() == 1)
+        && (raft.state != StateRole::Leader || raft.prs().get(from).is_some())
+        && steppable(raft, m)
+}
+
 /// Whether raft-rs steps `m` from a peer without reaching one of its `fatal!` panics (raft-rs
 /// 0.7 trusts its peers). Fields only a faulty or hostile peer sends:
 /// - MsgAppend: entries not at `index + 1, index + 2, ...` (`maybe_append` slices by their gap
@@ -1480,17 +1491,28 @@ impl Node {
 /// - MsgSnapshot: a conf state raft-rs does not restore as it is ("invalid restore").
 ///
 /// And any term or index past half [`MAX_RECORD_INDEX`]: the log would store it (or its own
-/// elections would count terms on from it past the bound), and refuse to open.
+/// elections would count terms on from it past the bound), and refuse to open; a rejection's
+/// hint past it overflowed the leader's `match_hint + 1` (`Progress::maybe_decr_to`: a hint of
+/// `u64::MAX` past the leader's log comes back from `find_conflict_by_term` as it is).
 ///
 /// A leader never sends any of these (it sends `min(matched, committed)` in a heartbeat, its
 /// log holds our committed entries with their terms); dropping one is a lost message.
 pub(crate) fn steppable<S: Storage>(raft: &raft::Raft<S>, m: &Message) -> bool {
     let log = &raft.raft_log;
     let meta = m.get_snapshot().get_metadata();
-    let within = [m.term, m.index, m.log_term, meta.index, meta.term]
-        .into_iter()
-        .chain(m.entries.iter().flat_map(|e| [e.index, e.term]))
-        .all(|x| x <= MAX_RECORD_INDEX / 2);
+    let within = [
+        m.term,
+        m.index,
+        m.log_term,
+        m.commit,
+        m.reject_hint,
+        m.request_snapshot,
+        meta.index,
+        meta.term,
+    ]
+    .into_iter()
+    .chain(m.entries.iter().flat_map(|e| [e.index, e.term]))
+    .all(|x| x <= MAX_RECORD_INDEX / 2);
     if !within {
         return false;
     }
