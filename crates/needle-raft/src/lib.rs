@@ -70,7 +70,7 @@ pub use command::{BatchRecord, ReplicatedCommand, RequestId};
 pub use config::ReplicatedDatabaseConfig;
 pub use database::{DatabaseReader, ReadConsistency, ReplicatedDatabase};
 pub use error::{NeedleError, Result, WriteOutcome};
-pub use message::{MessageHandler, NodeId, RaftMessage};
+pub use message::{MessageHandler, NodeId, RaftMessage, RemovalNotice};
 pub use snapshot::{SnapshotAck, SnapshotChunk};
 pub use status::{NodeStatus, PeerProgress, Role};
 

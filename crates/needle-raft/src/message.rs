@@ -8,9 +8,12 @@ use crate::error::Result;
 /// A node's id in the cluster. Never 0 (raft-rs reserves 0 for "none").
 pub type NodeId = u64;
 
-/// One message between two nodes: a raft-rs message, or a chunk of a snapshot sent beside it.
+/// One message between two nodes: a raft-rs message, a chunk of a snapshot sent beside it, or a
+/// member's notice to a peer that is no longer in its configuration.
 /// Transports treat it as opaque bytes through [`RaftMessage::encode`] and [`RaftMessage::decode`].
+/// `#[non_exhaustive]`: a transport that looks inside (to count chunks, say) keeps a `_` arm.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum RaftMessage {
     /// A message of the Raft protocol itself.
     Raft(raft::prelude::Message),
@@ -18,6 +21,25 @@ pub enum RaftMessage {
     SnapshotChunk(crate::snapshot::SnapshotChunk),
     /// A receiver's acknowledgement of snapshot chunks: the sender's flow control.
     SnapshotAck(crate::snapshot::SnapshotAck),
+    /// A member's answer to a message from a peer that is not in the configuration the member
+    /// has applied: the peer was removed (or never added) and may stop. Raft-rs's leader sends
+    /// nothing more to a removed node, so a node removed while it could not hear the leader
+    /// never applies its own removal; this tells it.
+    Removed(RemovalNotice),
+}
+
+/// "You are not in my configuration": sent by a member to a peer whose messages it receives
+/// while the configuration it has applied, at log index `index`, does not contain that peer.
+///
+/// The receiver has not applied `index` (else it would have applied its own removal, and
+/// stopped, or been added back at or before `index`). Unless it applies that far, it serves
+/// nothing and does not campaign ([`crate::NodeStatus::removed`]); a node added back under the
+/// same id is caught up past `index` by the leader and serves again, so a stale notice only
+/// pauses it. At most one notice goes to a peer per election timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemovalNotice {
+    /// The sender's applied index; its configuration there does not contain the receiver.
+    pub index: u64,
 }
 
 impl RaftMessage {
@@ -63,6 +85,31 @@ pub trait MessageHandler: Send + Sync {
                 return Ok(None);
             }
             std::thread::sleep((deadline - now).min(Duration::from_millis(1)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::NeedleError;
+
+    /// The notice's wire form: a tag and its index; a short or long one is a typed error.
+    #[test]
+    fn a_removal_notice_round_trips_and_bad_bytes_are_refused() {
+        for index in [0, 1, 1 << 40, u64::MAX] {
+            let m = RaftMessage::Removed(RemovalNotice { index });
+            assert_eq!(RaftMessage::decode(&m.encode()).expect("round trip"), m);
+        }
+        let good = RaftMessage::Removed(RemovalNotice { index: 9 }).encode();
+        assert_eq!(good.len(), 9);
+        let mut long = good.clone();
+        long.push(0);
+        for bytes in [&good[..1], &good[..5], &good[..8], &long[..]] {
+            assert!(matches!(
+                RaftMessage::decode(bytes),
+                Err(NeedleError::InvalidMessage { .. })
+            ));
         }
     }
 }

@@ -44,6 +44,7 @@ const HEADER_MAGIC_V2: &[u8; 8] = b"NDLRSNP2";
 const WIRE_RAFT: u8 = 1;
 const WIRE_CHUNK: u8 = 2;
 const WIRE_ACK: u8 = 3;
+const WIRE_REMOVED: u8 = 4;
 
 /// A receiver's acknowledgement of a snapshot stream: it holds every chunk below `received`
 /// (the whole stream, and has stepped its MsgSnapshot, when `received` is the chunk count).
@@ -93,6 +94,10 @@ pub(crate) fn encode_message(m: &RaftMessage) -> Vec<u8> {
             b.extend_from_slice(&a.index.to_le_bytes());
             b.extend_from_slice(&a.term.to_le_bytes());
             b.extend_from_slice(&a.received.to_le_bytes());
+        }
+        RaftMessage::Removed(n) => {
+            b.push(WIRE_REMOVED);
+            b.extend_from_slice(&n.index.to_le_bytes());
         }
         RaftMessage::SnapshotChunk(c) => {
             b.push(WIRE_CHUNK);
@@ -171,6 +176,13 @@ pub(crate) fn decode_message(bytes: &[u8]) -> Result<RaftMessage> {
                 index,
                 term,
                 received,
+            }))
+        }
+        WIRE_REMOVED => {
+            let index =
+                <[u8; 8]>::try_from(rest).map_err(|_| bad("removal notice of the wrong length"))?;
+            Ok(RaftMessage::Removed(crate::message::RemovalNotice {
+                index: u64::from_le_bytes(index),
             }))
         }
         _ => Err(bad("unknown message tag")),

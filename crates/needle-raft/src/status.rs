@@ -73,6 +73,12 @@ pub struct NodeStatus {
     /// anywhere: the leader has committed an entry of its term after every change that any
     /// log holds. 0 on other nodes.
     pub pending_conf_index: u64,
+    /// `Some(index)` when a member told this node that the configuration it applied at `index`
+    /// does not contain this node ([`crate::RemovalNotice`]), and this node has not applied that
+    /// far: it was removed while it could not hear the leader. It serves nothing (requests get
+    /// [`crate::NeedleError::Stopped`]) and does not campaign, until it applies a configuration
+    /// containing itself at or past `index` (it was added back). `None` otherwise.
+    pub removed: Option<u64>,
     /// Each member's progress; filled on the leader only.
     pub progress: BTreeMap<NodeId, PeerProgress>,
 }

@@ -22,8 +22,8 @@ fn starve(node: u64) -> impl Fn(u64, u64, &RaftMessage) -> bool + Send + Sync + 
             return true;
         }
         match m {
-            RaftMessage::SnapshotChunk(_) | RaftMessage::SnapshotAck(_) => false,
             RaftMessage::Raft(m) => !carries_state(m),
+            _ => false,
         }
     }
 }

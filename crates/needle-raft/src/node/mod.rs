@@ -17,7 +17,7 @@ mod hostile_messages;
 
 pub(crate) use driver::run;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,7 +37,7 @@ use raft::{SnapshotStatus, StateRole, Storage};
 use crate::command::{DedupWindow, Outcome, RequestId, decode_entry, entry_request_id};
 use crate::config::ReplicatedDatabaseConfig;
 use crate::error::{NeedleError, Result, WriteOutcome};
-use crate::message::{MessageHandler, NodeId, RaftMessage};
+use crate::message::{MessageHandler, NodeId, RaftMessage, RemovalNotice};
 use crate::snapshot::{self, Added, Assembler, Outgoing, Pace, SnapshotAck, SnapshotSource};
 use crate::status::{NodeStatus, PeerProgress, Role};
 use crate::storage::{BOOTSTRAP_INDEX, LogStore, MAX_RECORD_INDEX, SnapshotDescriptor, conf_has};
@@ -274,6 +274,11 @@ pub(crate) struct Node {
     shutting_down: bool,
     /// The index of the applied membership change that removed this node: it stops serving.
     removed_at: Option<u64>,
+    /// A member's [`RemovalNotice`] this node has not applied past: (the notice's index, the
+    /// member that sent it). It serves nothing and does not campaign meanwhile.
+    told_removed: Option<(u64, NodeId)>,
+    /// The tick at which each non-member peer was last sent a [`RemovalNotice`].
+    notices_sent: BTreeMap<NodeId, u64>,
     /// The time the driver gave with the current input (since the node's driver started).
     now: Duration,
     background: Background,
@@ -423,6 +428,8 @@ impl Node {
             outgoing: BTreeMap::new(),
             shutting_down: false,
             removed_at: None,
+            told_removed: None,
+            notices_sent: BTreeMap::new(),
             now: Duration::ZERO,
             background,
             cfg,
@@ -460,6 +467,12 @@ impl Node {
     fn after_input(&mut self) -> Result<()> {
         self.on_ready()?;
         self.after_ready()?;
+        // Applied as far as the notice's index, with itself in the configuration: added back.
+        if let Some((index, _)) = self.told_removed {
+            if self.applied >= index && conf_has(&self.conf_state, self.id) {
+                self.told_removed = None;
+            }
+        }
         if let Some(index) = self.removed_at {
             return Err(NeedleError::Stopped {
                 reason: format!(
@@ -469,6 +482,26 @@ impl Node {
             });
         }
         Ok(())
+    }
+
+    /// The index of the [`RemovalNotice`] this node is paused by, if any.
+    #[cfg_attr(not(test), allow(dead_code))] // the simulator's check
+    pub(crate) fn told_removed(&self) -> Option<u64> {
+        self.told_removed.map(|(index, _)| index)
+    }
+
+    /// The members (voters and learners, joint halves included) of the configuration this node
+    /// has applied.
+    #[cfg_attr(not(test), allow(dead_code))] // the simulator's check
+    pub(crate) fn members(&self) -> BTreeSet<NodeId> {
+        let cs = &self.conf_state;
+        cs.voters
+            .iter()
+            .chain(&cs.learners)
+            .chain(&cs.voters_outgoing)
+            .chain(&cs.learners_next)
+            .copied()
+            .collect()
     }
 
     /// True once a `Shutdown` request was stepped.
@@ -546,7 +579,10 @@ impl Node {
     // ---- inputs ----
 
     fn on_tick(&mut self) {
-        self.rn.tick();
+        // A node told it was removed does not campaign: raft-rs's elections run on ticks.
+        if self.told_removed.is_none() {
+            self.rn.tick();
+        }
         self.ticks += 1;
         self.pace_snapshots();
         let now = self.now;
@@ -637,6 +673,11 @@ impl Node {
     }
 
     fn on_message(&mut self, from: NodeId, msg: RaftMessage) {
+        if let RaftMessage::Removed(notice) = msg {
+            self.on_removal_notice(from, notice);
+            return;
+        }
+        self.tell_if_removed(from);
         match msg {
             RaftMessage::Raft(m) => {
                 if m.get_msg_type() == MessageType::MsgSnapshot {
@@ -683,6 +724,7 @@ impl Node {
                 };
                 let _ = self.handler.send(from, RaftMessage::SnapshotAck(ack));
             }
+            RaftMessage::Removed(_) => {} // handled above
             RaftMessage::SnapshotAck(a) => {
                 let window = self.cfg.snapshot_window_bytes;
                 let Some(out) = self.outgoing.get_mut(&from) else {
@@ -705,6 +747,75 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Answers a message from `from` with a [`RemovalNotice`] when this node is a member and the
+    /// configuration it has applied does not contain `from`: raft-rs's leader sends nothing to a
+    /// removed node, which therefore never applies its removal unless told. At most one notice
+    /// per peer per election timeout (a pre-candidate asks every election timeout).
+    fn tell_if_removed(&mut self, from: NodeId) {
+        if from == 0
+            || from == self.id
+            || self.told_removed.is_some()
+            || !conf_has(&self.conf_state, self.id)
+            || conf_has(&self.conf_state, from)
+        {
+            return;
+        }
+        let ticks = self.ticks;
+        let every = self.rn.raft.election_timeout() as u64;
+        self.notices_sent.retain(|_, at| ticks < *at + every);
+        if self.notices_sent.contains_key(&from) {
+            return;
+        }
+        self.notices_sent.insert(from, ticks);
+        let notice = RemovalNotice {
+            index: self.applied,
+        };
+        let _ = self.handler.send(from, RaftMessage::Removed(notice));
+    }
+
+    /// A member says its configuration at `notice.index` does not contain this node. Unless this
+    /// node has applied that far (then it was added back at or before that index, and the
+    /// notice is stale), it was removed: it steps down and stops campaigning and serving until
+    /// it applies a configuration containing itself at or past the index. It goes on stepping
+    /// messages, so a leader that adds it back catches it up (by snapshot) and it resumes; one
+    /// that replicates its removal to it stops it as an applied removal does.
+    fn on_removal_notice(&mut self, from: NodeId, notice: RemovalNotice) {
+        if from == 0
+            || from == self.id
+            || notice.index > MAX_RECORD_INDEX / 2
+            || self.applied >= notice.index
+        {
+            return;
+        }
+        match &mut self.told_removed {
+            Some((index, by)) => {
+                if notice.index > *index {
+                    (*index, *by) = (notice.index, from);
+                }
+            }
+            None => {
+                self.told_removed = Some((notice.index, from));
+                let raft = &mut self.rn.raft;
+                if raft.state != StateRole::Follower || raft.leader_id != raft::INVALID_ID {
+                    let term = raft.term;
+                    raft.become_follower(term, raft::INVALID_ID);
+                }
+            }
+        }
+    }
+
+    /// `Stopped`, while a member's [`RemovalNotice`] holds: the answer to every request but
+    /// `Status`, `Snapshot` and `Shutdown`.
+    fn removed_error(&self) -> Option<NeedleError> {
+        let (index, by) = self.told_removed?;
+        Some(NeedleError::Stopped {
+            reason: format!(
+                "node {} was removed from the cluster: node {by} applied a configuration without it at index {index} (this node has applied {}); it serves nothing unless it is added back",
+                self.id, self.applied
+            ),
+        })
     }
 
     /// A snapshot transfer with no chunk (receiver) or no ack (sender) for this long is dropped.
@@ -787,8 +898,14 @@ impl Node {
                 let res = self.rn.propose_conf_change(ctx, cc);
                 self.track_proposal(id, before, res, reply);
             }
+            Request::Read { reply } | Request::ReadWithin { reply, .. }
+                if self.told_removed.is_some() =>
+            {
+                let _ = reply.send(Err(self.removed_error().expect("told removed")));
+            }
             Request::Read { reply } => self.start_read(Some(reply), self.cfg.read_timeout),
             Request::ReadWithin { reply, timeout } => self.start_read(Some(reply), timeout),
+            Request::Probe if self.told_removed.is_some() => {}
             Request::Probe => {
                 if !self
                     .reads
@@ -799,6 +916,10 @@ impl Node {
                 }
             }
             Request::TransferLeader { to, reply } => {
+                if let Some(err) = self.removed_error() {
+                    let _ = reply.send(Err(err));
+                    return;
+                }
                 if !self.is_leader() {
                     let _ = reply.send(Err(NeedleError::NotLeader {
                         leader: self.leader_hint(),
@@ -831,6 +952,9 @@ impl Node {
     }
 
     fn refuse_proposal(&self) -> Option<NeedleError> {
+        if let Some(err) = self.removed_error() {
+            return Some(err);
+        }
         if !self.is_leader() {
             return Some(NeedleError::NotLeader {
                 leader: self.leader_hint(),
@@ -1455,6 +1579,7 @@ impl Node {
                 0
             },
             progress,
+            removed: self.told_removed.map(|(index, _)| index),
         }
     }
 }

