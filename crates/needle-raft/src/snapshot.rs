@@ -819,6 +819,27 @@ impl Assembler {
             fresh
         });
         let key = (from, c.index, c.term);
+        // One stream at a time from a sender (a leader sends a peer one snapshot, and a newer
+        // one replaces the transfer): each pending stream holds an open file, so a sender naming
+        // ever new streams would otherwise run this node out of file handles. A late chunk of an
+        // older stream is refused rather than let it replace the newer one's progress.
+        if self
+            .pending
+            .keys()
+            .any(|k| k.0 == from && (k.1, k.2) > (key.1, key.2))
+        {
+            return Err(NeedleError::invalid_message(format!(
+                "a chunk of snapshot {} term {} while node {from} sends a newer one",
+                key.1, key.2
+            )));
+        }
+        self.pending.retain(|k, a| {
+            let keep = k.0 != from || *k == key;
+            if !keep {
+                let _ = disk.remove(&a.path);
+            }
+            keep
+        });
         let res = self.add_inner(disk, dir, key, c, now);
         match &res {
             Err(_) => {
@@ -1288,6 +1309,151 @@ mod tests {
             .unwrap();
         }
         assert!(incoming_file(&dir_b, 7, 3).exists());
+    }
+
+    /// Acks a faulty or hostile receiver could send a transfer (another stream's id, a count past
+    /// the stream's, chunks never sent, going back, repeated), between pumps through a transport
+    /// that refuses at random and ticks. Never a panic; `acked <= next <= count`; the transfer
+    /// finishes only on an ack of its own id and whole count (a receiver that lies about holding
+    /// chunks is believed: raft-rs then probes it, and it asks for the snapshot again); every
+    /// chunk sent is the stream's own chunk at its seq. Random: seed printed, `NEEDLE_SEED`.
+    #[test]
+    fn hostile_snapshot_acks_never_panic_nor_send_what_the_stream_is_not() {
+        let seed = needle_testkit::seed(
+            "hostile_snapshot_acks_never_panic_nor_send_what_the_stream_is_not",
+        );
+        let cases = needle_testkit::knob("NEEDLE_HOSTILE_CASES", 300);
+        let mut rng = crate::sim::Rng::new(seed);
+        let tmp = tempfile::tempdir().unwrap();
+        let db = Database::in_memory();
+        db.create_collection("c", 4).unwrap();
+        fill(&db, 0, 60);
+        let src =
+            Arc::new(prepare(&OsDisk, tmp.path(), &db, 7, 3, &DedupWindow::new(10), true).unwrap());
+        let chunk_size = 700;
+        let mut want = Vec::new();
+        send_chunks(&src, Message::default(), chunk_size, |c| {
+            want.push(c);
+            Ok(())
+        })
+        .unwrap();
+        let count = want.len() as u32;
+        assert!(count > 4, "{count} chunks");
+        for case in 0..cases {
+            let ctx = format!("case {case} (NEEDLE_SEED={seed})");
+            let mut out =
+                Outgoing::new(src.clone(), Message::default(), chunk_size, Duration::ZERO).unwrap();
+            let mut now = Duration::ZERO;
+            for step in 0..20 {
+                now += Duration::from_millis(rng.below(400));
+                match rng.below(3) {
+                    0 => {
+                        let refuse = rng.below(4) == 0;
+                        let window = rng.below(4 * chunk_size as u64);
+                        out.pump(window, |c| {
+                            let w = &want[c.seq as usize];
+                            assert_eq!(&c, w, "{ctx} step {step}: a chunk not the stream's");
+                            if refuse {
+                                Err(NeedleError::invalid_message("full"))
+                            } else {
+                                Ok(())
+                            }
+                        })
+                        .unwrap();
+                    }
+                    1 => {
+                        let _ =
+                            out.tick(now, Duration::from_millis(300), Duration::from_millis(3000));
+                    }
+                    _ => {
+                        let received = [
+                            0,
+                            1,
+                            out.acked,
+                            out.next,
+                            out.next.saturating_add(1),
+                            count - 1,
+                            count,
+                            count + 1,
+                            u32::MAX,
+                        ][rng.below(9) as usize];
+                        let (index, term) = [(7, 3), (7, 4), (8, 3), (0, 0), (u64::MAX, u64::MAX)]
+                            [rng.below(5) as usize];
+                        let a = SnapshotAck {
+                            index,
+                            term,
+                            received,
+                        };
+                        let whole = (index, term) == (7, 3) && received == count;
+                        let done = out.ack(&a, now);
+                        assert_eq!(done, whole, "{ctx} step {step}: {a:?}");
+                        if done {
+                            break; // the node drops a finished transfer
+                        }
+                    }
+                }
+                assert!(
+                    out.acked <= out.next && out.next <= out.count,
+                    "{ctx} step {step}: acked {} next {} count {}",
+                    out.acked,
+                    out.next,
+                    out.count
+                );
+            }
+        }
+    }
+
+    /// A sender that starts stream after stream (each a first chunk only): one pending stream,
+    /// one part file, one open handle per sender, not one per stream. Another sender's stream is
+    /// kept, a late chunk of an older stream is refused, and a newer stream completes.
+    #[test]
+    fn a_sender_has_one_pending_stream_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir_all(&dir_a).unwrap();
+        std::fs::create_dir_all(&dir_b).unwrap();
+        let db = Database::in_memory();
+        db.create_collection("c", 4).unwrap();
+        fill(&db, 0, 50);
+        let src = prepare(&OsDisk, &dir_a, &db, 7, 3, &DedupWindow::new(10), true).unwrap();
+        let mut chunks = Vec::new();
+        send_chunks(&src, Message::default(), 1000, |c| {
+            chunks.push(c);
+            Ok(())
+        })
+        .unwrap();
+        let mut asm = Assembler::default();
+        let add = |asm: &mut Assembler, from, c| {
+            asm.add(
+                &OsDisk,
+                &dir_b,
+                from,
+                c,
+                Duration::from_secs(60),
+                Duration::ZERO,
+            )
+        };
+        let mut other = chunks[0].clone();
+        other.index = 5;
+        add(&mut asm, 2, other).unwrap();
+        for i in 0..200 {
+            let mut c = chunks[0].clone();
+            (c.index, c.term) = (6, 1000 + i);
+            add(&mut asm, 1, c).unwrap();
+        }
+        assert_eq!(asm.pending.len(), 2);
+        let parts = std::fs::read_dir(&dir_b).unwrap().count();
+        assert_eq!(parts, 2, "one part file per sender");
+        // A late chunk of an older stream does not replace the newest one.
+        let mut late = chunks[1].clone();
+        (late.index, late.term) = (6, 1100);
+        assert!(add(&mut asm, 1, late).is_err());
+        assert!(asm.pending.contains_key(&(1, 6, 1199)));
+        for c in chunks {
+            add(&mut asm, 1, c).unwrap();
+        }
+        assert!(incoming_file(&dir_b, 7, 3).exists());
+        assert_eq!(asm.pending.len(), 1, "node 2's stream is still pending");
     }
 
     #[test]
