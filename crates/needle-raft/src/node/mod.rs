@@ -279,6 +279,8 @@ pub(crate) struct Node {
     told_removed: Option<(u64, NodeId)>,
     /// The tick at which each non-member peer was last sent a [`RemovalNotice`].
     notices_sent: BTreeMap<NodeId, u64>,
+    /// The tick at which a message last arrived, or a learner last asked whether it was removed.
+    last_heard_tick: u64,
     /// The time the driver gave with the current input (since the node's driver started).
     now: Duration,
     background: Background,
@@ -430,6 +432,7 @@ impl Node {
             removed_at: None,
             told_removed: None,
             notices_sent: BTreeMap::new(),
+            last_heard_tick: 0,
             now: Duration::ZERO,
             background,
             cfg,
@@ -584,6 +587,7 @@ impl Node {
             self.rn.tick();
         }
         self.ticks += 1;
+        self.ask_if_removed();
         self.pace_snapshots();
         let now = self.now;
         let expired: Vec<RequestId> = self
@@ -673,11 +677,13 @@ impl Node {
     }
 
     fn on_message(&mut self, from: NodeId, msg: RaftMessage) {
+        self.last_heard_tick = self.ticks;
+        // Any message from a non-member is answered, a learner's question (a notice at 0) too.
+        self.tell_if_removed(from);
         if let RaftMessage::Removed(notice) = msg {
             self.on_removal_notice(from, notice);
             return;
         }
-        self.tell_if_removed(from);
         match msg {
             RaftMessage::Raft(m) => {
                 if m.get_msg_type() == MessageType::MsgSnapshot {
@@ -773,6 +779,36 @@ impl Node {
             index: self.applied,
         };
         let _ = self.handler.send(from, RaftMessage::Removed(notice));
+    }
+
+    /// A voter that hears no leader campaigns, and a member answers its pre-vote with a notice;
+    /// a learner sends nothing unasked. So a learner (in the configuration it has applied) that
+    /// has heard nothing for two election timeouts asks the voters it knows with a notice at
+    /// index 0: it pauses no one (everyone has applied index 0), and a member that no longer
+    /// has the learner in its configuration answers it with a real one. A learner that is cut
+    /// off asks in vain every two election timeouts.
+    fn ask_if_removed(&mut self) {
+        let cs = &self.conf_state;
+        let learner = cs.learners.contains(&self.id)
+            && !cs.voters.contains(&self.id)
+            && !cs.voters_outgoing.contains(&self.id);
+        let every = 2 * self.rn.raft.election_timeout() as u64;
+        if !learner || self.told_removed.is_some() || self.ticks < self.last_heard_tick + every {
+            return;
+        }
+        self.last_heard_tick = self.ticks;
+        let voters: BTreeSet<NodeId> = cs
+            .voters
+            .iter()
+            .chain(&cs.voters_outgoing)
+            .copied()
+            .filter(|&v| v != self.id)
+            .collect();
+        for v in voters {
+            let _ = self
+                .handler
+                .send(v, RaftMessage::Removed(RemovalNotice { index: 0 }));
+        }
     }
 
     /// A member says its configuration at `notice.index` does not contain this node. Unless this
