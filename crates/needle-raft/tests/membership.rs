@@ -120,3 +120,54 @@ fn removing_the_leader_is_refused_and_a_removed_node_stops_serving() {
     let st = c.on_leader(Duration::from_secs(5), |l| l.status());
     assert!(!st.voters.contains(&leader), "{st:?}");
 }
+
+/// A node removed while it hears nothing from the others (a one-way partition: its own messages
+/// still go out) never applies its removal; once the partition heals, a member answers its
+/// pre-votes with a removal notice, and it pauses: its status says so, writes and linearizable
+/// reads get `Stopped`, and it campaigns no more (its term stands). The others go on. The same
+/// as the simulator's `a_node_removed_while_cut_off_is_told_once_healed`, on real threads.
+#[test]
+fn a_node_removed_while_cut_off_is_told_once_healed() {
+    let c = Cluster::new(3, common::seed("a_node_removed_while_cut_off"));
+    let leader = c.wait_leader(Duration::from_secs(10));
+    c.on_leader(Duration::from_secs(5), |l| l.create_collection("c", 2));
+    let victim = c.founders.iter().copied().find(|&id| id != leader).unwrap();
+    c.net.set_filter(move |_, to, _| to != victim);
+    c.on_leader(Duration::from_secs(10), |l| l.remove_node(victim));
+    std::thread::sleep(Duration::from_millis(500));
+    let st = c.node(victim).status().expect("the removed node runs on");
+    assert_eq!(st.removed, None, "told while cut off: {st:?}");
+    assert!(st.voters.contains(&victim), "{st:?}");
+    c.net.set_filter(|_, _, _| true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        let st = c
+            .node(victim)
+            .status()
+            .expect("a paused node answers its status");
+        if st.removed.is_some() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "never told: {st:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    match c.node(victim).insert("c", "x", vec![1.0, 0.0], None) {
+        Err(NeedleError::Stopped { reason }) => assert!(reason.contains("removed"), "{reason}"),
+        other => panic!("a removed node answered a write: {other:?}"),
+    }
+    match c
+        .node(victim)
+        .count_with("c", ReadConsistency::Linearizable)
+    {
+        Err(NeedleError::Stopped { .. }) => {}
+        other => panic!("a removed node answered a linearizable read: {other:?}"),
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let later = c.node(victim).status().expect("still paused");
+    assert_eq!((later.term, later.removed), (st.term, st.removed));
+    c.on_leader(Duration::from_secs(10), |l| {
+        l.insert("c", "y", vec![0.0, 1.0], None)
+    });
+    let st = c.on_leader(Duration::from_secs(5), |l| l.status());
+    assert!(!st.voters.contains(&victim), "{st:?}");
+}
