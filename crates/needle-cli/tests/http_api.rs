@@ -37,6 +37,9 @@ fn the_api_answers_every_endpoint_and_every_error_with_typed_json() {
     let follower = (1..=3).find(|&i| i != leader).unwrap();
     let l = c.client(leader);
     let f = c.client(follower);
+    // A member's status: `removed` is null (set when a member told a removed node).
+    let r = f.get("/v1/status").unwrap();
+    assert_eq!(r.body.get("removed"), Some(&json!(null)), "{r:?}");
 
     // Collections.
     let r = l

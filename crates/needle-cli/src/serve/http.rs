@@ -728,6 +728,7 @@ async fn status(State(app): Shared, Query(p): Query<ReadParams>) -> Answer {
                 "last_refusal": m.last_refusal,
             },
             "fatal_error": app.node.fatal_error(),
+            "removed": s.removed,
         });
         if p.checksum {
             // Equal on two nodes at equal applied index iff their databases are identical.
