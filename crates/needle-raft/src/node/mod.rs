@@ -582,9 +582,18 @@ impl Node {
     // ---- inputs ----
 
     fn on_tick(&mut self) {
-        // A node told it was removed does not campaign: raft-rs's elections run on ticks.
+        // A node told it was removed does not campaign: raft-rs's elections run on ticks. But
+        // its lease clock runs on: raft-rs ignores a (pre-)vote while it heard from a leader
+        // within an election timeout (`election_elapsed`, advanced only by ticks), so a paused
+        // member that heard a leader before that leader went silent would never vote again,
+        // and the others could not elect the leader it needs to apply past the notice.
         if self.told_removed.is_none() {
             self.rn.tick();
+        } else {
+            let raft = &mut self.rn.raft;
+            if raft.election_elapsed < raft.election_timeout() {
+                raft.election_elapsed += 1;
+            }
         }
         self.ticks += 1;
         self.ask_if_removed();

@@ -2372,6 +2372,107 @@ mod tests {
         assert!(st.applied >= applied + 2, "{st:#?}");
     }
 
+    /// A member paused by a notice (stale, or forged: here from the leader, a little ahead of
+    /// what it has applied) must still vote once its leader goes silent, or the pause outlives
+    /// the leader: raft-rs ignores a (pre-)vote while it heard from a leader within an election
+    /// timeout, and that clock runs on ticks. Paused, it heard the leader's heartbeats, then the
+    /// leader crashed; the third node needs its vote to lead, and it needs a leader to apply
+    /// past the notice's index and serve again. (Until notice14 the two live nodes of three
+    /// stayed leaderless for good: the paused one neither campaigned nor voted.)
+    #[test]
+    fn a_paused_member_still_votes_once_its_leader_is_gone() {
+        let (mut sim, leader) = quiet_cluster(3);
+        let f = (1..=3).find(|&id| id != leader).expect("a follower");
+        let g = (1..=3)
+            .find(|&id| id != leader && id != f)
+            .expect("another");
+        let applied = sim.status(f).expect("runs").applied;
+        sim.step(
+            f,
+            Input::Message(
+                leader,
+                RaftMessage::Removed(RemovalNotice { index: applied + 2 }),
+            ),
+        );
+        assert_eq!(sim.status(f).expect("runs").removed, Some(applied + 2));
+        // It goes on hearing the leader's heartbeats (the leader still counts it as a voter).
+        let t = sim.now + 300;
+        sim.run_until(t);
+        let st = sim.status(f).expect("runs");
+        assert_eq!(
+            (st.removed, st.leader),
+            (Some(applied + 2), Some(leader)),
+            "{st:#?}"
+        );
+        sim.crash(leader);
+        run_while_not(&mut sim, 3_000, |sim| sim.leader() == Some(g));
+        for seq in 1..4 {
+            let rx = propose_on(&mut sim, g, seq);
+            run_while_not(&mut sim, 500, |_| !rx.is_empty());
+            assert!(matches!(rx.try_recv(), Ok(Ok(_))), "the new leader commits");
+        }
+        run_while_not(&mut sim, 500, |sim| {
+            sim.status(f).is_some_and(|s| s.removed.is_none())
+        });
+    }
+
+    /// The notice's promise for a node added back under the same id: removed while cut off,
+    /// told and paused once healed, then added back (learner, then voter), it is caught up
+    /// past the notice and serves again (it must not apply its own old removal on the way and
+    /// stop for good).
+    ///
+    /// Fails (notice14): the leader still holds the entries the victim missed, so it catches it
+    /// up by appends, not by snapshot; the victim applies its own removal (index 3) and stops
+    /// for good, before it applies the addition. Not a fault of the notice (a node removed and
+    /// added back with its old log did so before it too), but it breaks the notice's promise that a
+    /// paused node added back serves again. Replay:
+    /// `cargo test -p needle-raft --lib sim::tests::a_told_node_added_back_serves_again -- --ignored`
+    #[test]
+    #[ignore = "notice14: a node added back with its old log applies its old removal and stops"]
+    fn a_told_node_added_back_serves_again() {
+        let (mut sim, leader) = quiet_cluster(3);
+        let victim = (1..=3).find(|&id| id != leader).expect("a follower");
+        for id in 1..=3 {
+            sim.blocked.insert((id, victim));
+        }
+        sim.conf_change(
+            leader,
+            ConfChangeType::RemoveNode,
+            victim,
+            AdminKind::RemoveFollower,
+        );
+        run_while_not(&mut sim, 2_000, |sim| {
+            let op = sim.admin.as_ref().expect("the removal is pending");
+            matches!(op.rx.try_recv(), Ok(Ok(_)))
+        });
+        sim.blocked.clear();
+        run_while_not(&mut sim, TOLD_WITHIN_MS, |sim| {
+            sim.status(victim).is_some_and(|s| s.removed.is_some())
+        });
+        let leader = sim.leader().expect("the members keep a leader");
+        for (t, kind) in [
+            (ConfChangeType::AddLearnerNode, AdminKind::JoinOld),
+            (ConfChangeType::AddNode, AdminKind::Promote),
+        ] {
+            sim.conf_change(leader, t, victim, kind);
+            run_while_not(&mut sim, 2_000, |sim| {
+                let op = sim.admin.as_ref().expect("the change is pending");
+                matches!(op.rx.try_recv(), Ok(Ok(_)))
+            });
+        }
+        run_while_not(&mut sim, 2_000, |sim| {
+            assert!(
+                !sim.nodes[&victim].removed,
+                "node {victim} applied its old removal from the leader's log and stopped"
+            );
+            sim.status(victim)
+                .is_some_and(|s| s.removed.is_none() && s.voters.contains(&victim))
+        });
+        let rx = propose_on(&mut sim, leader, 1);
+        run_while_not(&mut sim, 500, |_| !rx.is_empty());
+        assert!(matches!(rx.try_recv(), Ok(Ok(_))));
+    }
+
     /// Replays `NEEDLE_SEED` (what a failing seed prints).
     #[test]
     fn replay() {
