@@ -93,6 +93,11 @@ pub enum NeedleError {
     /// configuration. Nothing was proposed.
     #[error("membership change refused: {reason}")]
     MembershipChangeRefused { reason: String },
+    /// A leadership transfer to a node that is not a voter of the current configuration (a
+    /// learner, or no member at all): raft-rs would ignore it, and the caller would wait out its
+    /// timeout. Nothing changed.
+    #[error("leadership transfer to node {to} refused: {reason}")]
+    LeadershipTransferRefused { to: NodeId, reason: String },
     /// Making, sending or installing a snapshot failed; the node keeps serving and tries again
     /// at the next threshold (or on the next [`crate::ReplicatedDatabase::trigger_snapshot`]).
     #[error("snapshot failed: {reason}")]

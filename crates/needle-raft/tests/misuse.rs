@@ -88,3 +88,37 @@ fn open_starts_a_node_and_hands_out_only_a_read_view() {
     assert_eq!(reader.search("c", &[1.0, 0.0], 1).unwrap()[0].id, "a");
     node.shutdown().unwrap();
 }
+
+/// A leadership transfer to a node that is not a voter (no member at all here) is refused at
+/// once, typed, and the node still leads; raft-rs ignores such a transfer, and the caller waited
+/// out the whole timeout for a `Timeout` (found by needle-cli's `serve_hostile_bodies`).
+#[test]
+fn a_leadership_transfer_to_a_non_voter_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = MemNetwork::new(1);
+    let node = ReplicatedDatabase::open(
+        1,
+        dir.path().join("a.needle"),
+        Box::new(net.handler(1)),
+        config(dir.path()),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !node.is_leader() {
+        assert!(Instant::now() < deadline, "a single node elects itself");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for to in [2, 1 << 40, u64::MAX] {
+        match node.transfer_leadership(to) {
+            Err(NeedleError::LeadershipTransferRefused { to: t, reason }) => {
+                assert_eq!(t, to);
+                assert!(reason.contains("not a voter"), "{reason}");
+            }
+            other => panic!("transfer to {to}: expected LeadershipTransferRefused, got {other:?}"),
+        }
+    }
+    assert!(node.is_leader());
+    node.transfer_leadership(1)
+        .expect("to itself: already done");
+    node.shutdown().unwrap();
+}

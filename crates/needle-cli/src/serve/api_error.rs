@@ -156,6 +156,11 @@ pub fn from_raft(e: RaftError, leader_http: impl Fn(u64) -> Option<String>) -> A
             "membership_change_refused",
             e.to_string(),
         ),
+        e @ RaftError::LeadershipTransferRefused { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "leadership_transfer_refused",
+            e.to_string(),
+        ),
         e => ApiError::internal(e.to_string()),
     }
 }

@@ -971,6 +971,17 @@ impl Node {
                     }));
                     return;
                 }
+                if !self.rn.raft.prs().conf().voters().contains(to) {
+                    let _ = reply.send(Err(NeedleError::LeadershipTransferRefused {
+                        to,
+                        reason: format!(
+                            "not a voter (voters {:?}, learners {:?})",
+                            sorted(self.conf_state.voters.clone()),
+                            sorted(self.conf_state.learners.clone())
+                        ),
+                    }));
+                    return;
+                }
                 self.rn.transfer_leader(to);
                 let _ = reply.send(Ok(()));
             }
