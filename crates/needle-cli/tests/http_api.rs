@@ -428,4 +428,23 @@ fn membership_add_and_remove_a_node_over_http() {
     let r = c.client(leader).delete("/v1/cluster/nodes/4").unwrap();
     assert!(r.is_success(), "{r:?}");
     assert_eq!(r.body["voters"], json!([1, 2, 3]));
+    // The removed node serves nothing once it applies its removal: a typed 503 `stopped` that
+    // says why (not a 500), so that a client goes to another node.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = c
+            .client(4)
+            .get("/v1/collections/m?consistency=linearizable")
+            .unwrap();
+        if (r.status, r.error_code()) == (503, Some("stopped")) {
+            let message = r.body["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("removed"), "{r:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 4 never said it stopped: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

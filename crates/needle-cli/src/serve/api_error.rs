@@ -161,6 +161,11 @@ pub fn from_raft(e: RaftError, leader_http: impl Fn(u64) -> Option<String>) -> A
             "leadership_transfer_refused",
             e.to_string(),
         ),
+        // This node serves nothing (it was removed from the cluster, or its Raft thread
+        // stopped on an error); the others may: a client goes to another node.
+        e @ RaftError::Stopped { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopped", e.to_string())
+        }
         e => ApiError::internal(e.to_string()),
     }
 }

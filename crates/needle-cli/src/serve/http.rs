@@ -629,6 +629,12 @@ async fn readyz(State(app): Shared) -> Answer {
             return Err(not_ready(format!("the Raft thread stopped: {reason}")));
         }
         let Some(leader) = app.node.leader() else {
+            // A member told this node it is no longer in the configuration: say so.
+            if let Ok(Some(index)) = app.node.status().map(|s| s.removed) {
+                return Err(not_ready(format!(
+                    "removed from the cluster: a member applied a configuration without this node at index {index}"
+                )));
+            }
             return Err(not_ready("no leader known".into()));
         };
         if !app.caught_up.load(std::sync::atomic::Ordering::Acquire) {
