@@ -903,7 +903,11 @@ impl Node {
             && (m.get_msg_type() != MessageType::MsgPropose
                 || (!m.entries.is_empty()
                     && m.entries.iter().all(|e| self.acceptable_forwarded_entry(e))));
-        if !ok {
+        // A paused node takes no leadership transfer: raft-rs campaigns on a MsgTimeoutNow
+        // whatever its ticks, and a paused leader refuses every request and, not ticking, sends
+        // no heartbeat. Dropped, it is a lost message: the transfer lapses.
+        let transfer = m.get_msg_type() == MessageType::MsgTimeoutNow;
+        if !ok || (transfer && self.told_removed.is_some()) {
             return;
         }
         let _ = self.rn.step(m);

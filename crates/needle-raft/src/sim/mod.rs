@@ -2416,6 +2416,48 @@ mod tests {
         });
     }
 
+    /// A paused member takes no leadership transfer: raft-rs campaigns on a MsgTimeoutNow
+    /// whatever its ticks, and a paused leader refuses every write and, not ticking, sends no
+    /// heartbeat, so the cluster is without a serving leader until the others time out. The
+    /// transfer lapses instead; the leader keeps leading and the paused node resumes once it has
+    /// applied past the notice.
+    #[test]
+    fn a_paused_member_takes_no_leadership_transfer() {
+        let (mut sim, leader) = quiet_cluster(3);
+        let f = (1..=3).find(|&id| id != leader).expect("a follower");
+        let applied = sim.status(f).expect("runs").applied;
+        let index = applied + 3;
+        sim.step(
+            f,
+            Input::Message(leader, RaftMessage::Removed(RemovalNotice { index })),
+        );
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        sim.step(
+            leader,
+            Input::Request(Request::TransferLeader { to: f, reply: tx }),
+        );
+        assert!(matches!(rx.try_recv(), Ok(Ok(()))));
+        for _ in 0..50 {
+            let t = sim.now + TICK_MS;
+            sim.run_until(t);
+            let st = sim.status(f).expect("runs");
+            assert_ne!(
+                st.role,
+                Role::Leader,
+                "a paused node took the leadership: {st:#?}"
+            );
+        }
+        assert_eq!(sim.leader(), Some(leader));
+        for seq in 1..5 {
+            let rx = propose_on(&mut sim, leader, seq);
+            run_while_not(&mut sim, 500, |_| !rx.is_empty());
+            assert!(matches!(rx.try_recv(), Ok(Ok(_))), "the leader commits");
+        }
+        run_while_not(&mut sim, 500, |sim| {
+            sim.status(f).is_some_and(|s| s.removed.is_none())
+        });
+    }
+
     /// The notice's promise for a node added back under the same id: removed while cut off,
     /// told and paused once healed, then added back (learner, then voter), it is caught up
     /// past the notice and serves again (it must not apply its own old removal on the way and
