@@ -2458,6 +2458,42 @@ mod tests {
         });
     }
 
+    /// Known gap (notice14): a member paused by a notice ahead of what it can apply without a
+    /// leader, holding the only live copy of the newest committed entries, leaves the others
+    /// leaderless until the crashed leader returns: it does not campaign, and it refuses its vote
+    /// to a node whose log lacks them (as it must). A forged notice gets it there here; a real
+    /// one pauses a member only when stale (a node added back under the same id). Replay:
+    /// `cargo test -p needle-raft --lib sim::tests::a_paused_member_with_the_newest_log -- --ignored`
+    #[test]
+    #[ignore = "notice14: known gap, a paused member with the only newest log never campaigns"]
+    fn a_paused_member_with_the_newest_log_lets_the_others_elect() {
+        let (mut sim, leader) = quiet_cluster(3);
+        let f = (1..=3).find(|&id| id != leader).expect("a follower");
+        let g = (1..=3)
+            .find(|&id| id != leader && id != f)
+            .expect("another");
+        sim.blocked.insert((leader, g));
+        let rx = propose_on(&mut sim, leader, 1);
+        run_while_not(&mut sim, 500, |_| !rx.is_empty());
+        assert!(
+            matches!(rx.try_recv(), Ok(Ok(_))),
+            "committed by the leader and f"
+        );
+        let applied = sim.status(f).expect("runs").applied;
+        sim.step(
+            f,
+            Input::Message(
+                leader,
+                RaftMessage::Removed(RemovalNotice {
+                    index: applied + 10,
+                }),
+            ),
+        );
+        sim.crash(leader);
+        sim.blocked.clear();
+        run_while_not(&mut sim, 3_000, |sim| sim.leader().is_some());
+    }
+
     /// The notice's promise for a node added back under the same id: removed while cut off,
     /// told and paused once healed, then added back (learner, then voter), it is caught up
     /// past the notice and serves again (it must not apply its own old removal on the way and
