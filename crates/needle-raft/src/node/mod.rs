@@ -826,9 +826,16 @@ impl Node {
     /// it applies a configuration containing itself at or past the index. It goes on stepping
     /// messages, so a leader that adds it back catches it up (by snapshot) and it resumes; one
     /// that replicates its removal to it stops it as an applied removal does.
+    ///
+    /// Only a member of the configuration this node has applied is believed: a genuine notice
+    /// answers a message this node sent to a peer of that configuration (a pre-vote, a learner's
+    /// question, a leader's append), so any other peer's notice is forged, or answers a reply
+    /// sent while this node lagged behind the sender's addition; then the members it knows tell
+    /// it when it next asks them.
     fn on_removal_notice(&mut self, from: NodeId, notice: RemovalNotice) {
         if from == 0
             || from == self.id
+            || !conf_has(&self.conf_state, from)
             || notice.index > MAX_RECORD_INDEX / 2
             || self.applied >= notice.index
         {

@@ -2372,6 +2372,57 @@ mod tests {
         assert!(st.applied >= applied + 2, "{st:#?}");
     }
 
+    /// A notice is believed only from a member of the configuration its receiver has applied
+    /// (notice15): any authenticated peer could otherwise pause a member. Node 4 runs and is
+    /// known to no configuration; its notice, however far ahead, pauses none of the three
+    /// members (the leader keeps leading and committing), while the same notice from a member
+    /// pauses its receiver.
+    #[test]
+    fn a_notice_from_a_non_member_pauses_no_one() {
+        let (mut sim, leader) = quiet_cluster(3);
+        sim.start(4);
+        let t = sim.now + 100;
+        sim.run_until(t);
+        for id in 1..=3 {
+            let applied = sim.status(id).expect("runs").applied;
+            for index in [applied + 1, applied + 2, 1_000] {
+                sim.step(
+                    id,
+                    Input::Message(4, RaftMessage::Removed(RemovalNotice { index })),
+                );
+                let st = sim.status(id).expect("runs");
+                assert_eq!(
+                    st.removed, None,
+                    "node 4's notice {index} paused {id}: {st:#?}"
+                );
+            }
+        }
+        assert_eq!(sim.leader(), Some(leader));
+        for seq in 1..4 {
+            let rx = propose_on(&mut sim, leader, seq);
+            run_while_not(&mut sim, 500, |_| !rx.is_empty());
+            assert!(matches!(rx.try_recv(), Ok(Ok(_))), "the leader commits");
+        }
+        let at = sim.status(leader).expect("runs").applied;
+        run_while_not(&mut sim, 500, |sim| {
+            (1..=3).all(|id| sim.status(id).is_some_and(|s| s.applied == at))
+        });
+        for id in 1..=3 {
+            let st = sim.status(id).expect("runs");
+            assert_eq!(st.removed, None, "{st:#?}");
+        }
+        let f = (1..=3).find(|&id| id != leader).expect("a follower");
+        let applied = sim.status(f).expect("runs").applied;
+        sim.step(
+            f,
+            Input::Message(
+                leader,
+                RaftMessage::Removed(RemovalNotice { index: applied + 2 }),
+            ),
+        );
+        assert_eq!(sim.status(f).expect("runs").removed, Some(applied + 2));
+    }
+
     /// A member paused by a notice (stale, or forged: here from the leader, a little ahead of
     /// what it has applied) must still vote once its leader goes silent, or the pause outlives
     /// the leader: raft-rs ignores a (pre-)vote while it heard from a leader within an election
