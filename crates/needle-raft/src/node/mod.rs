@@ -1451,7 +1451,10 @@ impl Node {
         let result = {
             {
                 self.rn.mut_store().persist_conf_state(e.index, &cs);
-                if conf_has(&self.conf_state, self.id) && !conf_has(&cs, self.id) {
+                if conf_has(&self.conf_state, self.id)
+                    && !conf_has(&cs, self.id)
+                    && !self.added_back_after(e.index)
+                {
                     self.removed_at = Some(e.index);
                 }
                 self.conf_state = cs;
@@ -1473,6 +1476,32 @@ impl Node {
             self.answer(id, result);
         }
         Ok(id)
+    }
+
+    /// Whether an entry this node knows to be committed past `index` adds it back (as a voter or
+    /// a learner). A node removed and added back under its id, whose old log the leader still
+    /// holds, is caught up by appends and applies its own old removal on the way: it must not
+    /// stop there. raft-rs's leader replicates to an added node only once it has applied the
+    /// addition, so its appends carry a commit index at or past the addition, and the node knows
+    /// of it once the entries up to it have arrived (one append message holds up to
+    /// `max_size_per_msg` of them: past that, the node learns the addition too late and stops,
+    /// as before). A committed entry is final, so the node is a member again once it applies it;
+    /// until then its configuration lacks it, so it neither campaigns (raft-rs: not promotable)
+    /// nor counts in anyone's quorum.
+    fn added_back_after(&self, index: u64) -> bool {
+        let log = &self.rn.raft.raft_log;
+        if log.committed <= index {
+            return false;
+        }
+        let Ok(entries) = log.slice(
+            index + 1,
+            log.committed + 1,
+            None,
+            raft::GetEntriesContext::empty(false),
+        ) else {
+            return false; // unreadable: stop, as a removal always did
+        };
+        entries.iter().any(|e| adds(e, self.id))
     }
 
     fn after_ready(&mut self) -> Result<()> {
@@ -1741,6 +1770,22 @@ fn snapshot_matches_stream(m: &Message, index: u64, term: u64) -> bool {
         && meta.term == term
         && SnapshotDescriptor::decode(snap.get_data())
             .is_some_and(|d| d.index == index && d.term == term)
+}
+
+/// Whether the membership change `e` (a normal entry is none) adds `id` as a voter or a learner.
+fn adds(e: &Entry, id: NodeId) -> bool {
+    let is_add =
+        |t: ConfChangeType| matches!(t, ConfChangeType::AddNode | ConfChangeType::AddLearnerNode);
+    match e.get_entry_type() {
+        EntryType::EntryNormal => false,
+        EntryType::EntryConfChange => ConfChange::parse_from_bytes(&e.data)
+            .is_ok_and(|cc| cc.node_id == id && is_add(cc.get_change_type())),
+        EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&e.data).is_ok_and(|cc| {
+            cc.changes
+                .iter()
+                .any(|c| c.node_id == id && is_add(c.get_change_type()))
+        }),
+    }
 }
 
 fn sorted(mut v: Vec<u64>) -> Vec<u64> {
