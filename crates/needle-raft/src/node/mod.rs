@@ -279,11 +279,29 @@ pub(crate) struct Node {
     told_removed: Option<(u64, NodeId)>,
     /// The tick at which each non-member peer was last sent a [`RemovalNotice`].
     notices_sent: BTreeMap<NodeId, u64>,
+    /// The highest commit index a leader's append carried: past this node's own commit index,
+    /// committed entries exist that it has not received.
+    leader_commit: u64,
+    /// This node applied its own removal while committed entries it had not received existed
+    /// (one of them may add it back): paused, it stops once its log has not grown for an
+    /// election timeout, unless it applies a configuration containing itself first.
+    removal_pending: Option<PendingRemoval>,
     /// The tick at which a message last arrived, or a learner last asked whether it was removed.
     last_heard_tick: u64,
     /// The time the driver gave with the current input (since the node's driver started).
     now: Duration,
     background: Background,
+}
+
+/// See [`Node::decide_pending_removal`].
+struct PendingRemoval {
+    /// The index of the applied membership change that removed this node.
+    index: u64,
+    /// The tick at which its log last grew or committed more (or the removal applied).
+    since: u64,
+    /// Its last log index and commit index then.
+    last: u64,
+    committed: u64,
 }
 
 fn role_of(r: StateRole) -> Role {
@@ -432,6 +450,8 @@ impl Node {
             removed_at: None,
             told_removed: None,
             notices_sent: BTreeMap::new(),
+            leader_commit: 0,
+            removal_pending: None,
             last_heard_tick: 0,
             now: Duration::ZERO,
             background,
@@ -470,6 +490,7 @@ impl Node {
     fn after_input(&mut self) -> Result<()> {
         self.on_ready()?;
         self.after_ready()?;
+        self.decide_pending_removal();
         // Applied as far as the notice's index, with itself in the configuration: added back.
         if let Some((index, _)) = self.told_removed {
             if self.applied >= index && conf_has(&self.conf_state, self.id) {
@@ -491,6 +512,13 @@ impl Node {
     #[cfg_attr(not(test), allow(dead_code))] // the simulator's check
     pub(crate) fn told_removed(&self) -> Option<u64> {
         self.told_removed.map(|(index, _)| index)
+    }
+
+    /// Whether this node applied its own removal and waits for committed entries it has not
+    /// received (see [`Node::decide_pending_removal`]).
+    #[cfg_attr(not(test), allow(dead_code))] // the simulator's count
+    pub(crate) fn removal_pending(&self) -> bool {
+        self.removal_pending.is_some()
     }
 
     /// The members (voters and learners, joint halves included) of the configuration this node
@@ -841,20 +869,47 @@ impl Node {
         {
             return;
         }
+        self.pause(notice.index, from);
+    }
+
+    /// Pauses this node until it applies a configuration containing itself at or past `index`:
+    /// it steps down to a leaderless follower, does not campaign, and refuses every request but
+    /// `status` (`by` names who said it was removed).
+    fn pause(&mut self, index: u64, by: NodeId) {
         match &mut self.told_removed {
-            Some((index, by)) => {
-                if notice.index > *index {
-                    (*index, *by) = (notice.index, from);
+            Some((at, who)) => {
+                if index > *at {
+                    (*at, *who) = (index, by);
                 }
             }
             None => {
-                self.told_removed = Some((notice.index, from));
+                self.told_removed = Some((index, by));
                 let raft = &mut self.rn.raft;
                 if raft.state != StateRole::Follower || raft.leader_id != raft::INVALID_ID {
                     let term = raft.term;
                     raft.become_follower(term, raft::INVALID_ID);
                 }
             }
+        }
+    }
+
+    /// A pending removal ends when this node applies a configuration containing itself (added
+    /// back), or, once its log has neither grown nor committed more for an election timeout,
+    /// in a stop: no leader is catching it up, so none added it back.
+    fn decide_pending_removal(&mut self) {
+        let Some(p) = &mut self.removal_pending else {
+            return;
+        };
+        if conf_has(&self.conf_state, self.id) {
+            self.removal_pending = None;
+            return;
+        }
+        let log = &self.rn.raft.raft_log;
+        let (last, committed) = (log.last_index(), log.committed);
+        if last > p.last || committed > p.committed {
+            (p.last, p.committed, p.since) = (last, committed, self.ticks);
+        } else if self.ticks >= p.since + self.rn.raft.election_timeout() as u64 {
+            self.removed_at = Some(p.index);
         }
     }
 
@@ -916,6 +971,9 @@ impl Node {
         let transfer = m.get_msg_type() == MessageType::MsgTimeoutNow;
         if !ok || (transfer && self.told_removed.is_some()) {
             return;
+        }
+        if m.get_msg_type() == MessageType::MsgAppend && m.term >= self.rn.raft.term {
+            self.leader_commit = self.leader_commit.max(m.commit);
         }
         let _ = self.rn.step(m);
     }
@@ -1455,7 +1513,20 @@ impl Node {
                     && !conf_has(&cs, self.id)
                     && !self.added_back_after(e.index)
                 {
-                    self.removed_at = Some(e.index);
+                    let log = &self.rn.raft.raft_log;
+                    if self.leader_commit > log.committed {
+                        // A leader has committed entries this node has not received, and one
+                        // of them may add it back (they arrive one append at a time): wait.
+                        self.removal_pending = Some(PendingRemoval {
+                            index: e.index,
+                            since: self.ticks,
+                            last: log.last_index(),
+                            committed: log.committed,
+                        });
+                        self.pause(e.index, self.id);
+                    } else {
+                        self.removed_at = Some(e.index);
+                    }
                 }
                 self.conf_state = cs;
                 if self.is_leader()

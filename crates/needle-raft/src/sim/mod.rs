@@ -139,6 +139,8 @@ struct SimNode {
     rotten: bool,
     /// When this incarnation was first paused by a member's removal notice.
     told_removed_at: Option<u64>,
+    /// Whether this incarnation waits on its own removal (counted once).
+    waiting_on_removal: bool,
     /// The members of the configuration this node had applied after its last step.
     members: BTreeSet<NodeId>,
 }
@@ -296,6 +298,8 @@ pub(crate) struct Report {
     /// nodes they paused (removed while they could not hear the leader).
     pub removal_notices: u64,
     pub removal_notices_heeded: u64,
+    /// Nodes that applied their own removal behind their leader's commit index and waited.
+    pub removals_waited_on: u64,
     /// Running nodes outside the final configuration, checked at the end: each must have
     /// stopped on its applied removal or been paused by a notice.
     pub removed_nodes_running: u64,
@@ -305,7 +309,7 @@ pub(crate) struct Report {
 
 impl Report {
     /// Every counter, named.
-    fn counters(&self) -> [(&'static str, u64); 29] {
+    fn counters(&self) -> [(&'static str, u64); 30] {
         [
             ("acknowledged writes", self.acked_writes),
             ("linearizable reads", self.lin_reads),
@@ -358,6 +362,10 @@ impl Report {
             (
                 "nodes paused by a removal notice",
                 self.removal_notices_heeded,
+            ),
+            (
+                "removals applied behind the leader's commit (waited)",
+                self.removals_waited_on,
             ),
             (
                 "removed nodes running at the end",
@@ -558,6 +566,7 @@ impl Sim {
                     rotten: false,
                     rot_pending: false,
                     told_removed_at: None,
+                    waiting_on_removal: false,
                     members: BTreeSet::new(),
                 },
             );
@@ -595,6 +604,7 @@ impl Sim {
         n.shared = new_shared();
         n.incarnation += 1;
         n.told_removed_at = None;
+        n.waiting_on_removal = false;
         let (past_deleted, hole) = log_segments_deleted(&n.disk, &n.dir);
         self.report.reopens_past_deleted_segments += u64::from(past_deleted);
         self.report.reopens_with_a_hole += u64::from(hole);
@@ -688,7 +698,12 @@ impl Sim {
         let res = node.step(now, input);
         let inc = n.incarnation;
         let has_job = node.has_event();
-        if node.told_removed().is_some() && n.told_removed_at.is_none() {
+        if node.removal_pending() {
+            if !n.waiting_on_removal {
+                n.waiting_on_removal = true;
+                self.report.removals_waited_on += 1;
+            }
+        } else if node.told_removed().is_some() && n.told_removed_at.is_none() {
             n.told_removed_at = Some(self.now);
             self.report.removal_notices_heeded += 1;
         }
@@ -2565,12 +2580,48 @@ mod tests {
     /// an entry past it has arrived, cannot know that it is added back, and stops for good.
     /// Replay: `cargo test -p needle-raft --lib sim::tests::a_told_node_added_back_by_small -- --ignored`
     #[test]
-    #[ignore = "notice15: known gap, the addition arrives after the node applied its removal"]
     fn a_told_node_added_back_by_small_appends_serves_again() {
         told_node_added_back_serves_again(Some(1));
     }
 
     fn told_node_added_back_serves_again(max_size_per_msg: Option<u64>) {
+        let (mut sim, victim) = removed_while_cut_off_and_told(max_size_per_msg);
+        let leader = sim.leader().expect("the members keep a leader");
+        for (t, kind) in [
+            (ConfChangeType::AddLearnerNode, AdminKind::JoinOld),
+            (ConfChangeType::AddNode, AdminKind::Promote),
+        ] {
+            sim.conf_change(leader, t, victim, kind);
+            run_while_not(&mut sim, 2_000, |sim| {
+                let op = sim.admin.as_ref().expect("the change is pending");
+                matches!(op.rx.try_recv(), Ok(Ok(_)))
+            });
+        }
+        run_while_not(&mut sim, 2_000, |sim| {
+            assert!(
+                !sim.nodes[&victim].removed,
+                "node {victim} applied its old removal from the leader's log and stopped"
+            );
+            sim.status(victim)
+                .is_some_and(|s| s.removed.is_none() && s.voters.contains(&victim))
+        });
+        let rx = propose_on(&mut sim, leader, 1);
+        run_while_not(&mut sim, 500, |_| !rx.is_empty());
+        assert!(matches!(rx.try_recv(), Ok(Ok(_))));
+        // Added back for good: a quiet second later (its log has not grown), it still serves.
+        let t = sim.now + 1_000;
+        sim.run_until(t);
+        assert!(!sim.nodes[&victim].removed, "node {victim} stopped later");
+        let st = sim.status(victim).expect("runs");
+        assert!(
+            st.removed.is_none() && st.voters.contains(&victim),
+            "{st:#?}"
+        );
+    }
+
+    /// A quiet 3-node cluster (restarted with `max_size_per_msg`, if given) removes a follower
+    /// that hears nothing meanwhile; healed, the follower is told and paused. Returns it.
+    fn removed_while_cut_off_and_told(max_size_per_msg: Option<u64>) -> (Sim, NodeId) {
         let (mut sim, leader) = quiet_cluster(3);
         let leader = match max_size_per_msg {
             None => leader,
@@ -2599,32 +2650,52 @@ mod tests {
             let op = sim.admin.as_ref().expect("the removal is pending");
             matches!(op.rx.try_recv(), Ok(Ok(_)))
         });
+        sim.admin = None;
         sim.blocked.clear();
         run_while_not(&mut sim, TOLD_WITHIN_MS, |sim| {
             sim.status(victim).is_some_and(|s| s.removed.is_some())
         });
+        (sim, victim)
+    }
+
+    /// A node that applies its own removal while its leader has committed entries it has not
+    /// received yet waits for them (one may add it back), paused; but once its log has not grown
+    /// for an election timeout, no leader is catching it up, and it stops as any removed node.
+    /// Here the victim of the test above is being caught up one entry per append after its
+    /// addition as a learner, and is cut off again right after it applied its old removal.
+    #[test]
+    fn a_node_waiting_on_its_removal_stops_when_its_log_stops_growing() {
+        let (mut sim, victim) = removed_while_cut_off_and_told(Some(1));
         let leader = sim.leader().expect("the members keep a leader");
-        for (t, kind) in [
-            (ConfChangeType::AddLearnerNode, AdminKind::JoinOld),
-            (ConfChangeType::AddNode, AdminKind::Promote),
-        ] {
-            sim.conf_change(leader, t, victim, kind);
-            run_while_not(&mut sim, 2_000, |sim| {
-                let op = sim.admin.as_ref().expect("the change is pending");
-                matches!(op.rx.try_recv(), Ok(Ok(_)))
-            });
+        sim.conf_change(
+            leader,
+            ConfChangeType::AddLearnerNode,
+            victim,
+            AdminKind::JoinOld,
+        );
+        // In 1 ms steps: the window between its removal and its addition is a few appends.
+        let until = sim.now + 2_000;
+        while !sim
+            .status(victim)
+            .is_some_and(|s| !s.voters.contains(&victim) && !s.learners.contains(&victim))
+        {
+            assert!(!sim.nodes[&victim].removed, "stopped at its removal");
+            assert!(sim.now < until, "never applied its removal");
+            let t = sim.now + 1;
+            sim.run_until(t);
         }
-        run_while_not(&mut sim, 2_000, |sim| {
-            assert!(
-                !sim.nodes[&victim].removed,
-                "node {victim} applied its old removal from the leader's log and stopped"
-            );
-            sim.status(victim)
-                .is_some_and(|s| s.removed.is_none() && s.voters.contains(&victim))
-        });
-        let rx = propose_on(&mut sim, leader, 1);
-        run_while_not(&mut sim, 500, |_| !rx.is_empty());
-        assert!(matches!(rx.try_recv(), Ok(Ok(_))));
+        let st = sim.status(victim).expect("waiting, paused");
+        assert!(st.removed.is_some(), "{st:#?}");
+        for id in 1..=3 {
+            sim.blocked.insert((id, victim));
+        }
+        let cut = sim.now;
+        let within = 3 * 11 * TICK_MS;
+        run_while_not(&mut sim, within, |sim| sim.nodes[&victim].removed);
+        eprintln!(
+            "node {victim} stopped {} ms after it was cut off",
+            sim.now - cut
+        );
     }
 
     /// Replays `NEEDLE_SEED` (what a failing seed prints).
