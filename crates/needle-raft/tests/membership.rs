@@ -171,3 +171,48 @@ fn a_node_removed_while_cut_off_is_told_once_healed() {
     let st = c.on_leader(Duration::from_secs(5), |l| l.status());
     assert!(!st.voters.contains(&victim), "{st:?}");
 }
+
+/// notice15, on real threads: a node removed while cut off, told once healed, then added back
+/// under the same id (`add_node`: learner, caught up, voter) applies its own old removal on the
+/// way without stopping, serves again and reads what the others wrote meanwhile.
+#[test]
+fn a_node_removed_while_cut_off_and_added_back_serves_again() {
+    let c = Cluster::new(3, common::seed("a_node_removed_and_added_back"));
+    let leader = c.wait_leader(Duration::from_secs(10));
+    c.on_leader(Duration::from_secs(5), |l| l.create_collection("c", 2));
+    let victim = c.founders.iter().copied().find(|&id| id != leader).unwrap();
+    c.net.set_filter(move |_, to, _| to != victim);
+    c.on_leader(Duration::from_secs(10), |l| l.remove_node(victim));
+    c.on_leader(Duration::from_secs(10), |l| {
+        l.insert("c", "y", vec![0.0, 1.0], None)
+    });
+    c.net.set_filter(|_, _, _| true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.node(victim).status().expect("runs").removed.is_none() {
+        assert!(Instant::now() < deadline, "never told");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.on_leader(Duration::from_secs(20), |l| l.add_node(victim));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = c
+            .node(victim)
+            .status()
+            .expect("added back, it must not stop on its old removal");
+        if st.removed.is_none() && st.voters.contains(&victim) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never serves again: {st:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.on_leader(Duration::from_secs(10), |l| {
+        l.insert("c", "z", vec![1.0, 1.0], None)
+    });
+    let n = c
+        .node(victim)
+        .count_with("c", ReadConsistency::Linearizable)
+        .expect("it serves a linearizable read");
+    assert_eq!(n, 2);
+    let st = c.on_leader(Duration::from_secs(5), |l| l.status());
+    assert!(st.voters.contains(&victim), "{st:?}");
+}
