@@ -35,7 +35,9 @@ pub enum RaftMessage {
 /// stopped, or been added back at or before `index`). Unless it applies that far, it serves
 /// nothing and does not campaign ([`crate::NodeStatus::removed`]); a node added back under the
 /// same id is caught up past `index` by the leader and serves again, so a stale notice only
-/// pauses it. At most one notice goes to a peer per election timeout. A notice at index 0
+/// pauses it. A notice is believed only from a member (voter, learner or outgoing voter) of
+/// the configuration the receiver has applied: any other peer's is ignored, so a peer outside
+/// it cannot pause a member. At most one notice goes to a peer per election timeout. A notice at index 0
 /// pauses no one: a learner that has heard nothing for two election timeouts sends one to the
 /// voters it knows, to be answered (a learner sends nothing else unasked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

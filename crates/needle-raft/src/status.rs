@@ -77,7 +77,10 @@ pub struct NodeStatus {
     /// does not contain this node ([`crate::RemovalNotice`]), and this node has not applied that
     /// far: it was removed while it could not hear the leader. It serves nothing (requests get
     /// [`crate::NeedleError::Stopped`]) and does not campaign, until it applies a configuration
-    /// containing itself at or past `index` (it was added back). `None` otherwise.
+    /// containing itself at or past `index` (it was added back). Also `Some(index)` while this
+    /// node, having applied its own removal at `index` behind its leader's commit index, waits
+    /// for the committed entries it has not received (one may add it back); it stops if none
+    /// arrives for an election timeout. `None` otherwise.
     pub removed: Option<u64>,
     /// Each member's progress; filled on the leader only.
     pub progress: BTreeMap<NodeId, PeerProgress>,
