@@ -4,18 +4,20 @@
 //! - `U32`: `[count, n_1 .. n_2m]` as `u32` words (`1 + 2·m` words a node): the neighbours are
 //!   read in place. f32 collections, where the vectors dwarf the links, and sq8 ones whose
 //!   codes outweigh the links ([`Links0Kind::for_collection`]).
-//! - `Packed`: one [`super::packed::Shape`] block: the count in `count_bits` bits, then each
-//!   neighbour in `bits` bits, where `bits` is what the store's node capacity needs (18 at
-//!   200,000 nodes): at m 16, 73 bytes a node instead of 132. sq8 collections whose links outweigh the codes (glove50: 2.4× them;
-//!   docs/benchmarks-history.md, "glove50: the structural bound" and links11). A walk decodes
-//!   each link as it checks it against the visited set. When the capacity grows past a power
-//!   of two, the grown copy re-packs every block with one bit more.
+//! - `Packed`: one [`super::packed::Sorted`] block: the links sorted by slot, in Elias-Fano
+//!   form for links of `bits` bits, where `bits` is what the store's node capacity needs (18 at
+//!   200,000 nodes): at m 16, 60 bytes a node instead of 132 (73 with each link in 18 bits,
+//!   as before ef15). sq8 collections whose links outweigh the codes (glove50: 2.4× them;
+//!   docs/benchmarks-history.md, "glove50: the structural bound", links11 and ef15). A walk
+//!   decodes each link as it checks it against the visited set. When the capacity grows past
+//!   a power of two, the grown copy re-packs every block with one bit more.
 //!
-//! Both hold the same links in the same order; files always hold the `U32` form (see
-//! [`Links0::write_words`], [`Links0::from_words`]), so the form is invisible outside memory.
-//! Knows nothing of distances or of what the slots mean.
+//! Both hold the same links; the `U32` form in the order they were set, the packed one sorted
+//! by slot (nothing reads an order into them: see [`super::packed::Sorted`]). Files always
+//! hold the `U32` form (see [`Links0::write_words`], [`Links0::from_words`]), in the order
+//! held. Knows nothing of distances or of what the slots mean.
 
-use super::packed::{Shape, bits_below};
+use super::packed::{Sorted, bits_below};
 use super::{Flat, MAX_LINKS};
 
 /// Which form a graph's layer-0 links take; fixed for the graph's life.
@@ -332,14 +334,20 @@ impl Links0 {
     }
 }
 
-/// Equal when they hold the same links for the same nodes, in either form.
+/// Equal when they hold the same links for the same nodes, in either form and in any order.
 impl PartialEq for Links0 {
     fn eq(&self, other: &Self) -> bool {
         if self.len() != other.len() {
             return false;
         }
         let (mut a, mut b) = ([0u32; MAX_LINKS], [0u32; MAX_LINKS]);
-        (0..self.len() as u32).all(|s| self.get(s, &mut a) == other.get(s, &mut b))
+        (0..self.len() as u32).all(|s| {
+            let mut x = self.get(s, &mut a).to_vec();
+            let mut y = other.get(s, &mut b).to_vec();
+            x.sort_unstable();
+            y.sort_unstable();
+            x == y
+        })
     }
 }
 
@@ -349,7 +357,7 @@ impl std::fmt::Debug for Links0 {
     }
 }
 
-/// The packed form: per node one block of [`Shape`] (up to `2·m` links).
+/// The packed form: per node one block of [`Sorted`] (up to `2·m` links).
 #[derive(Clone)]
 pub(crate) struct Packed {
     m: usize,
@@ -357,14 +365,14 @@ pub(crate) struct Packed {
     nodes: usize,
     /// Nodes there is room for; the shape's `bits` is what the largest of their slots needs.
     cap: usize,
-    shape: Shape,
+    shape: Sorted,
     bytes: Flat<u8>,
 }
 
 impl Packed {
     /// Empty, with `bits` for `cap` nodes (no memory reserved yet).
     fn with_capacity(m: usize, cap: usize) -> Self {
-        let shape = Shape::new(2 * m, bits_below(cap));
+        let shape = Sorted::new(2 * m, bits_below(cap));
         Packed {
             m,
             nodes: 0,
@@ -409,7 +417,7 @@ impl Packed {
         count
     }
 
-    /// Calls `f` with each link of `slot` in order, as it is decoded.
+    /// Calls `f` with each link of `slot` in ascending order, as it is decoded.
     #[inline(always)]
     fn for_each(&self, slot: u32, f: impl FnMut(u32)) {
         let start = slot as usize * self.shape.stride();
@@ -453,14 +461,14 @@ mod tests {
         assert_eq!(Links0Kind::for_collection(None, 50, 16), Links0Kind::U32);
     }
 
-    /// At m 16 and 200,000 nodes a block is 73 bytes (6 + 32 × 18 bits), against 132.
+    /// At m 16 and 200,000 nodes a block is 60 bytes (64 bits of high parts + 32 × 13 low
+    /// bits), against 132 as `u32` words; 64 bytes from 262,145 nodes (19 bits) on.
     #[test]
-    fn a_packed_block_at_m_16_and_200k_nodes_is_73_bytes() {
+    fn a_packed_block_at_m_16_and_200k_nodes_is_60_bytes() {
         let p = Packed::with_capacity(16, 200_000);
-        assert_eq!(
-            (p.shape.bits(), p.shape.count_bits(), p.shape.stride()),
-            (18, 6, 73)
-        );
+        assert_eq!((p.shape.bits(), p.shape.stride()), (18, 60));
+        let p = Packed::with_capacity(16, (1 << 18) + 1);
+        assert_eq!((p.shape.bits(), p.shape.stride()), (19, 64));
     }
 
     /// Both forms, fed the same random writes while they grow past powers of two, hold the
@@ -507,18 +515,18 @@ mod tests {
                         .collect();
                     wide.set(slot, &ids);
                     packed.set(slot, &ids);
-                    assert_eq!(packed.get(slot, &mut buf), &ids[..], "m {m} slot {slot}");
+                    let mut sorted = ids.clone();
+                    sorted.sort_unstable();
+                    assert_eq!(packed.get(slot, &mut buf), &sorted[..], "m {m} slot {slot}");
                 }
             }
             assert!(widths.len() >= 3, "m {m}: widths {widths:?}");
             assert_eq!(wide, packed, "m {m}");
             let mut a = [0u32; MAX_LINKS];
             for s in 0..total as u32 {
-                assert_eq!(
-                    wide.get(s, &mut a),
-                    packed.get(s, &mut buf),
-                    "m {m} slot {s}"
-                );
+                let mut w = wide.get(s, &mut a).to_vec();
+                w.sort_unstable();
+                assert_eq!(&w[..], packed.get(s, &mut buf), "m {m} slot {s}");
             }
             let words = |l: &Links0| {
                 let mut all = Vec::new();
@@ -529,11 +537,19 @@ mod tests {
                 .expect("no error");
                 all
             };
+            // The words written: the same blocks, each one's links sorted in the packed form.
+            let sorted_blocks = |mut w: Vec<u32>| {
+                for block in w.chunks_exact_mut(2 * m + 1) {
+                    let count = (block[0] as usize).min(2 * m);
+                    block[1..1 + count].sort_unstable();
+                }
+                w
+            };
             let (ww, pw) = (words(&wide), words(&packed));
-            assert_eq!(ww, pw, "m {m}: the words written");
-            let back = Links0::from_words(&pw, m, Links0Kind::Packed).expect("memory");
+            assert_eq!(sorted_blocks(ww.clone()), pw, "m {m}: the words written");
+            let back = Links0::from_words(&ww, m, Links0Kind::Packed).expect("memory");
             assert_eq!(back.len(), total);
-            assert_eq!(words(&back), ww, "m {m}: read back");
+            assert_eq!(words(&back), pw, "m {m}: read back");
             assert!(
                 packed.memory_bytes() < wide.memory_bytes(),
                 "m {m}: packed {} bytes, u32 {}",
