@@ -471,6 +471,83 @@ mod tests {
         assert_eq!((p.shape.bits(), p.shape.stride()), (19, 64));
     }
 
+    /// Across the 262,144-node boundary (the grown copy re-packs every block from 18 bits a
+    /// link to 19, 60 to 64 bytes at m 16) and at m 1 (two links a block, not a size the
+    /// config allows but the smallest block): both forms hold the same links, the largest
+    /// slot of each width included; read back from the words at exactly 262,144 nodes (18
+    /// bits) and grown by one, the packed form widens and keeps them (break15).
+    #[test]
+    fn packed_links_cross_the_262144_node_boundary_and_m_1() {
+        let seed = std::env::var("NEEDLE_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x15_b0a7);
+        eprintln!("NEEDLE_SEED={seed}");
+        let mut next = rng(seed);
+        let edge = 1usize << 18;
+        for m in [1usize, 16] {
+            let mut wide = Links0::new(m, Links0Kind::U32);
+            let mut packed = Links0::new(m, Links0Kind::Packed);
+            let mut buf = [0u32; MAX_LINKS];
+            let total = edge + 3;
+            for n in 1..=total {
+                wide.push_empty();
+                packed.push_empty();
+                // Every node near a power of two, and one in 64 elsewhere, gets full links
+                // with the largest slot so far among them.
+                if n.is_power_of_two() || n + 1 >= edge || n % 64 == 0 {
+                    let slot = (n - 1) as u32;
+                    let ids: Vec<u32> = (0..2 * m)
+                        .map(|i| match i {
+                            0 => n as u32 - 1,
+                            1 => 0,
+                            _ => (next() % n as u64) as u32,
+                        })
+                        .collect();
+                    wide.set(slot, &ids);
+                    packed.set(slot, &ids);
+                    let mut sorted = ids.clone();
+                    sorted.sort_unstable();
+                    assert_eq!(packed.get(slot, &mut buf), &sorted[..], "m {m} n {n}");
+                }
+            }
+            assert_eq!(packed.packed_bits(), Some(19), "m {m}");
+            assert_eq!(wide, packed, "m {m}: through the re-pack at {edge}");
+            let mut words = Vec::new();
+            wide.write_words(|run| {
+                words.extend_from_slice(run);
+                Ok::<(), ()>(())
+            })
+            .expect("no error");
+            // The first 262,144 nodes, read back packed (18 bits), then one more node.
+            let stride = 1 + 2 * m;
+            let head = &words[..edge * stride];
+            let mut back = Links0::from_words(head, m, Links0Kind::Packed).expect("memory");
+            assert_eq!(back.packed_bits(), Some(18), "m {m}");
+            let top = edge as u32 - 1;
+            let mut a = [0u32; MAX_LINKS];
+            let mut w = wide.get(top, &mut a).to_vec();
+            w.sort_unstable();
+            assert_eq!(back.get(top, &mut buf), &w[..], "m {m}: read back");
+            back.push_empty();
+            assert_eq!(back.packed_bits(), Some(19), "m {m}: grown");
+            let ids: Vec<u32> = (0..2 * m as u32).map(|i| edge as u32 - i % 2).collect();
+            back.set(edge as u32, &ids);
+            let mut sorted = ids.clone();
+            sorted.sort_unstable();
+            assert_eq!(back.get(edge as u32, &mut buf), &sorted[..], "m {m}");
+            for s in (0..edge as u32).step_by(997).chain([top]) {
+                let mut w = wide.get(s, &mut a).to_vec();
+                w.sort_unstable();
+                assert_eq!(
+                    back.get(s, &mut buf),
+                    &w[..],
+                    "m {m} slot {s}: after growth"
+                );
+            }
+        }
+    }
+
     /// Both forms, fed the same random writes while they grow past powers of two, hold the
     /// same links, and write the same words; the packed one read back from them is equal too.
     /// Extreme values (the largest slot, full and empty blocks) are written on purpose.
