@@ -1059,6 +1059,90 @@ mod tests {
         bytes
     }
 
+    /// A checkpoint whose layer-0 words sit at the limits opens packed with exactly those links
+    /// (every count 2·m, every target the last slot of a power-of-two node count, the widest
+    /// a link gets at that count); one past a limit (a count of 2·m + 1 or `u32::MAX`, a
+    /// target equal to the node count or `u32::MAX`) is a typed error, never a panic (break15).
+    #[test]
+    fn layer0_words_at_their_limits_open_packed_or_give_a_typed_error() {
+        use crate::hnsw::MAX_LINKS;
+        let (dim, m, n) = (8usize, 2usize, 1024usize);
+        let config = CollectionConfig {
+            m,
+            ef_construction: 16,
+            quantization: Quantization::Sq8,
+            ..Default::default()
+        };
+        let mut c = Collection::new("c", dim, config);
+        let records = (0..n)
+            .map(|i| Prepared {
+                id: format!("r{i}"),
+                vector: (0..dim).map(|d| ((i * 31 + d * 7) % 97) as f32).collect(),
+                metadata: None,
+            })
+            .collect();
+        c.apply_batch(records);
+        let bytes = encoded(&c);
+        let stride = 1 + 2 * m;
+        let len = (n * stride * 4) as u64;
+        // The layer-0 section: its kind, its length and a header checksum that holds.
+        let at = (0..bytes.len() - 16)
+            .find(|&i| {
+                bytes[i..i + 4] == KIND_LINKS0.to_le_bytes()
+                    && bytes[i + 4..i + 12] == len.to_le_bytes()
+                    && crc32c::crc32c(&bytes[i..i + 12]).to_le_bytes() == bytes[i + 12..i + 16]
+            })
+            .expect("the layer-0 section")
+            + SECTION_HEADER;
+        let with = |edit: &dyn Fn(&mut [u32])| {
+            let mut b = bytes.clone();
+            let mut words = u32s(&b[at..at + len as usize]);
+            edit(&mut words);
+            for (i, w) in words.iter().enumerate() {
+                b[at + 4 * i..at + 4 * i + 4].copy_from_slice(&w.to_le_bytes());
+            }
+            let crc = crc32c::crc32c(&b[at..at + len as usize]);
+            b[at + len as usize..at + len as usize + 4].copy_from_slice(&crc.to_le_bytes());
+            b
+        };
+        let full = with(&|w: &mut [u32]| {
+            for block in w.chunks_exact_mut(stride) {
+                block[0] = 2 * m as u32;
+                block[1..].iter_mut().for_each(|t| *t = n as u32 - 1);
+            }
+        });
+        let (_, back) = decode(&full, Path::new("t")).expect("links at their limits open");
+        assert_eq!(back[0].graph.links0.kind(), Links0Kind::Packed);
+        let mut buf = [0u32; MAX_LINKS];
+        for s in 0..n as u32 {
+            assert_eq!(
+                back[0].graph.links0.get(s, &mut buf),
+                &[n as u32 - 1; 4][..]
+            );
+        }
+        type Edit<'a> = &'a dyn Fn(&mut [u32]);
+        let past: [(&str, Edit); 4] = [
+            ("count 2m + 1", &|w| w[stride * (n - 1)] = 2 * m as u32 + 1),
+            ("count u32::MAX", &|w| w[0] = u32::MAX),
+            ("target n", &|w| {
+                w[stride * 7] = 1;
+                w[stride * 7 + 1] = n as u32;
+            }),
+            ("target u32::MAX", &|w| {
+                w[stride * (n - 1)] = 2 * m as u32;
+                w[stride * n - 1] = u32::MAX;
+            }),
+        ];
+        for (what, edit) in past {
+            let err = decode(&with(edit), Path::new("t")).err();
+            assert!(
+                err.as_ref()
+                    .is_some_and(|e| e.to_string().contains("layer-0 links")),
+                "{what}: {err:?}"
+            );
+        }
+    }
+
     /// An sq8 collection holds its layer-0 links packed. The same writes into one forced to
     /// hold `u32` links give the same graph, the same hits and, once read back packed (which
     /// sorts each node's links), the same checkpoint bytes (so the same `state_checksum`), through growth past powers of two (1,024 and 2,048 nodes),
